@@ -1,0 +1,50 @@
+"""spectratorch: deep-learning classifiers for spectral and tabular data."""
+
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+_HERE = Path(__file__).parent
+_VERSION = {}
+exec((_HERE / "spectratorch" / "_version.py").read_text(), _VERSION)
+
+# reason: the inference-only set is also a requirements file (requirements-inference.txt), so a PC without torch
+# installs it with `pip install -r requirements-inference.txt && pip install --no-deps .`.
+INFERENCE = [
+    "numpy>=1.24",
+    "pandas>=2.0",
+    "onnxruntime>=1.16",
+    "pyarrow>=12",
+    "tqdm>=4.60",
+]
+TRAINING = [
+    "torch>=2.1,<3",
+    "lightning>=2.1,<3",
+    "torchmetrics>=1.0",
+    "onnx>=1.14",
+    "onnxscript>=0.1",
+    "scipy>=1.10",
+    "scikit-learn>=1.3",
+    "tensorboard>=2.12",
+    "matplotlib>=3.6",
+    "seaborn>=0.12",
+]
+TEST = ["pytest>=7", "pytest-timeout>=2"]
+
+setup(
+    name="spectratorch",
+    version=_VERSION["__version__"],
+    description="Train and ship deep-learning classifiers for spectral and tabular data.",
+    long_description=(_HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["spectratorch", "spectratorch.*"]),
+    install_requires=INFERENCE + TRAINING,
+    extras_require={"test": TEST},
+    entry_points={"console_scripts": ["spectratorch = spectratorch.cli:main"]},
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+        "Topic :: Scientific/Engineering :: Chemistry",
+    ],
+)

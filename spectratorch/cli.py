@@ -1,0 +1,257 @@
+"""The command line: ``spectratorch train|make-dataset|convert ...`` (and ``python train.py ...``).
+
+Only this module parses arguments. Flags are hyphenated and map by name to the fields of the configuration
+dataclasses (``--n-splits`` -> ``n_splits``); the lab's old spellings come from one alias table. Expected errors
+print one line and exit non-zero, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import sys
+from pathlib import Path
+
+from spectratorch._version import __version__
+from spectratorch.config import DEMO_DATA, TARGET_METRICS, DataConfig, ModelConfig, RunConfig, TrainConfig
+from spectratorch.errors import ConfigError, SpectratorchError
+
+__all__ = ["main", "build_parser", "config_from_args"]
+
+_logger = logging.getLogger("spectratorch")
+
+# reason: one table of the lab's old spellings; each becomes an extra option string of the same argument.
+_ALIASES = {
+    "--targets": ["--target_codes", "--target-codes"],
+    "--data": ["--train_source", "--train-source"],
+    "--eps": ["--smooth_eps", "--smooth-eps"],
+}
+
+
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    pass
+
+
+def _add(group, *flags: str, **kwargs) -> None:
+    strings = list(flags)
+    for flag in flags:
+        strings += [a for a in _ALIASES.get(flag, []) if a not in strings]
+        underscored = "--" + flag[2:].replace("-", "_")
+        if flag.startswith("--") and "-" in flag[2:] and underscored not in strings:
+            strings.append(underscored)
+    group.add_argument(*strings, **kwargs)
+
+
+def _optional_float(text: str) -> float | None:
+    return None if text.lower() == "none" else float(text)
+
+
+def _add_filter_args(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("row filters")
+    _add(group, "--drop-oob", action=argparse.BooleanOptionalAction, default=True,
+         help="drop rows whose integration_oob is 1")
+    _add(group, "--transmittance-min", type=float, default=None, help="keep rows with transmittance >= this")
+    _add(group, "--transmittance-max", type=float, default=None, help="keep rows with transmittance <= this")
+    _add(group, "--date-from", default=None, help="keep rows measured on or after this date (YYYY-MM-DD)")
+    _add(group, "--date-to", default=None, help="keep rows measured on or before this date (YYYY-MM-DD)")
+
+
+def _add_train_args(parser: argparse.ArgumentParser) -> None:
+    d, m, t = DataConfig(), ModelConfig(), TrainConfig()
+    data = parser.add_argument_group("data")
+    _add(data, "--data", default=None,
+         help=f"dataset file (.pkl, .parquet, .csv); default: the demo dataset {DEMO_DATA}, generated when missing")
+    _add(data, "--targets", nargs="+", default=list(d.targets), metavar="MODE CODE",
+         help="AVA IN|INs|TY|TYs|INTY|INsTYs|<column>, OVA <value>, or OVA <column> <value>")
+    _add(data, "--channels", nargs="+", default=list(d.channels), help="channel names, in the order wanted")
+    _add(data, "--tabular", nargs="*", default="default", metavar="COLUMN",
+         help="tabular feature columns; default: greffon_transmittance where present; a bare --tabular: none")
+    _add(data, "--n-splits", type=int, default=d.n_splits, help="number of stratified folds")
+    _add(data, "--current-split", type=int, default=d.current_split, help="the validation fold")
+    _add(data, "--test-source", default=d.test_source,
+         help="like-val (the next fold), is-val (the validation fold) or the path of a test file")
+    _add(data, "--seed", type=int, default=d.seed, help="seed of the split, the weights and the augmentations")
+    _add(data, "--rare-classes", choices=["error", "drop", "other"], default=d.rare_classes,
+         help="what to do with classes smaller than --n-splits")
+    _add(data, "--min-samples", type=int, default=None, help="with --rare-classes other: bundle classes under this")
+    _add(data, "--batch-size", type=int, default=d.batch_size, help="samples per batch")
+    aug = parser.add_argument_group("transforms")
+    _add(aug, "--transforms", nargs="+", default=list(d.transforms),
+         help="in order: da mixup (training only), simulate snv sg1 sg2 (in the model), or none")
+    _add(aug, "--mixup-alpha", type=float, default=d.mixup_alpha, help="mixup's Beta(alpha, alpha)")
+    _add(aug, "--da-multiplier-scale", type=float, default=d.da_multiplier_scale, help="da: std of the factor")
+    _add(aug, "--da-rel-noise-scale", type=float, default=d.da_rel_noise_scale, help="da: relative noise std")
+    _add(aug, "--da-xshift-scale", type=float, default=d.da_xshift_scale, help="da: Laplace scale of the shift")
+    _add(aug, "--sg-window", type=int, default=d.sg_window, help="Savitzky-Golay window (odd)")
+    _add(aug, "--sg-order", type=int, default=d.sg_order, help="Savitzky-Golay polynomial order")
+    model = parser.add_argument_group("model")
+    from spectratorch.models.registry import list_models
+
+    _add(model, "--arch", default=m.arch, help=f"architecture: {', '.join(list_models())}")
+    _add(model, "--width", type=float, default=m.width, help="channel multiplier (1.0 = full size, for a GPU)")
+    _add(model, "--batch-norm", action=argparse.BooleanOptionalAction, default=None, help="VGG: batch norm")
+    _add(model, "--block-units", default=None, help="ResNetV2: blocks per stage, e.g. 3_4_6_3")
+    _add(model, "--wf", type=int, default=None, help="ResNetV2: width factor")
+    _add(model, "--dropout", type=float, default=None, help="dropout of the dense head")
+    _add(model, "--pool-bins", type=int, default=None, help="positions kept by the pooling before the head")
+    opt = parser.add_argument_group("optimisation")
+    _add(opt, "--eps", type=float, default=t.eps, help="label smoothing epsilon of the training loss, in [0, 1]")
+    _add(opt, "--lr", type=float, default=t.lr, help="Adam learning rate")
+    _add(opt, "--max-epochs", type=int, default=t.max_epochs, help="maximum epochs")
+    _add(opt, "--early-stop-patience", type=int, default=t.early_stop_patience, help="epochs without improvement")
+    _add(opt, "--scheduler-patience", type=int, default=t.scheduler_patience, help="ReduceLROnPlateau patience")
+    _add(opt, "--scheduler-cooldown", type=int, default=t.scheduler_cooldown, help="ReduceLROnPlateau cooldown")
+    _add(opt, "--target-metric", default=t.target_metric, choices=list(TARGET_METRICS) + ["val_acc"],
+         help="metric for checkpointing, early stopping and the scheduler")
+    out = parser.add_argument_group("outputs")
+    _add(out, "--project", default=t.project, help="project name; outputs go to checkpoints/<project>")
+    _add(out, "--output-dir", default=None, help="output directory (default: checkpoints/<project>)")
+    _add(out, "--load-this", default=None, metavar="CKPT", help="start from (or only evaluate) this checkpoint")
+    _add(out, "--fit", action=argparse.BooleanOptionalAction, default=True, help="train")
+    _add(out, "--evaluate", action=argparse.BooleanOptionalAction, default=True, help="evaluate on val and test")
+    _add(out, "--to-onnx", action="store_true", help="also export <stem>.onnx")
+    _add(out, "--save-test-preds", action="store_true", help="write <stem>.csv with the test probabilities")
+    _add(out, "--resume", action="store_true", help="resume from '<stem> last.ckpt' in the output directory")
+    hw = parser.add_argument_group("hardware (Lightning Trainer)")
+    _add(hw, "--accelerator", default=t.accelerator, help="auto, cpu, gpu, ...")
+    _add(hw, "--devices", default=t.devices, help="auto, a count, or a list like 0,1")
+    _add(hw, "--precision", default=t.precision, help="auto (bf16/16-mixed on GPU, 32 on CPU), 32-true, ...")
+    _add(hw, "--strategy", default=t.strategy, help="auto, ddp, ...")
+    _add(hw, "--num-nodes", type=int, default=t.num_nodes, help="machines (torchrun or SLURM launch them)")
+    _add(hw, "--limit-batches", type=float, default=None, help=argparse.SUPPRESS)
+    _add_filter_args(parser)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``spectratorch`` parser with its subcommands."""
+    parser = argparse.ArgumentParser(prog="spectratorch", description=__doc__.splitlines()[0], allow_abbrev=False,
+                                     formatter_class=_Formatter)
+    parser.add_argument("--version", action="version", version=f"spectratorch {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = sub.add_parser("train", help="train a model", formatter_class=_Formatter, allow_abbrev=False,
+                           description="Train a classifier; writes the checkpoint, <stem>.json and TensorBoard logs.")
+    _add_train_args(train)
+
+    make = sub.add_parser("make-dataset", help="generate the synthetic demo dataset", formatter_class=_Formatter,
+                          allow_abbrev=False, description="Write a realistic maple-syrup-like dataset in the lab's "
+                          "schema (cleaned as `convert` would), and optionally its raw instrument exports.")
+    from spectratorch.data.synthetic import DEMO_SAMPLES
+
+    make.add_argument("--samples", type=int, default=DEMO_SAMPLES, help="samples generated (before cleaning)")
+    make.add_argument("--seed", type=int, default=0, help="generator seed")
+    make.add_argument("-o", "--output", default=str(DEMO_DATA), help="dataset file (.pkl, .parquet, .csv)")
+    make.add_argument("--raw-dir", default=None, help="also write the instrument's text exports of all samples here")
+    make.add_argument("--instrument", default="A", help="which instrument's response to simulate")
+
+    convert = sub.add_parser("convert", help="convert instrument exports into a dataset", formatter_class=_Formatter,
+                             allow_abbrev=False, description="Read EX_<channel>_<name>_I.txt and Y_<name>.txt "
+                             "exports, join them on sequence, clean them, and write the dataset.")
+    convert.add_argument("raw_dir", help="folder of the exports")
+    convert.add_argument("-o", "--output", required=True, help="dataset file (.pkl, .parquet, .csv)")
+    convert.add_argument("--saturation", nargs="+", default=None, metavar="CH=VALUE",
+                         help="saturation thresholds per channel (defaults 277=6500 380=7000 425=10000)")
+    convert.add_argument("--min-integral", nargs="+", default=None, metavar="CH=VALUE",
+                         help="minimum spectrum integral per channel (defaults 277=150000 380=220000 425=300000)")
+    convert.add_argument("--drop-oob", action=argparse.BooleanOptionalAction, default=True,
+                         help="drop rows whose integration_oob is 1")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    """Map parsed flags to the configuration dataclasses by field name."""
+    values = vars(args)
+
+    def _pick(cls):
+        return cls(**{f.name: values[f.name] for f in dataclasses.fields(cls) if f.name in values})
+
+    return RunConfig(_pick(DataConfig), _pick(ModelConfig), _pick(TrainConfig))
+
+
+def _thresholds(pairs: list[str] | None, defaults: dict[str, float], option: str) -> dict[str, float]:
+    result = dict(defaults)
+    for pair in pairs or ():
+        channel, sep, value = pair.partition("=")
+        try:
+            result[channel] = float(value)
+        except ValueError:
+            raise ConfigError(f"{option} expects CHANNEL=VALUE like 277=6500; got {pair!r}.") from None
+        if not sep:
+            raise ConfigError(f"{option} expects CHANNEL=VALUE like 277=6500; got {pair!r}.")
+    return result
+
+
+def _run_train(args) -> int:
+    from spectratorch.training.run import train
+
+    summary = train(config_from_args(args))
+    _print_summary(summary)
+    return 0
+
+
+def _print_summary(summary: dict) -> None:
+    lines = [f"model: {summary['name']}", f"labels: {summary['labels']}"]
+    for stage, metrics in summary["metrics"].items():
+        shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if v is not None)
+        lines.append(f"{stage}: {shown}")
+    lines += [f"{kind}: {path}" for kind, path in summary["files"].items()]
+    print("\n".join(lines))
+
+
+def _run_make_dataset(args) -> int:
+    from spectratorch.data.io import write_dataset
+    from spectratorch.data.raw import write_raw_exports
+    from spectratorch.data.synthetic import make_dataset
+    from spectratorch.data.raw import clean
+
+    raw = make_dataset(args.samples, args.seed, instrument=args.instrument)
+    if args.raw_dir:
+        written = write_raw_exports(raw, args.raw_dir)
+        _logger.info("wrote %d export files to %s", len(written), args.raw_dir)
+    df, report = clean(raw)
+    _logger.info("cleaning removed %s", report)
+    write_dataset(df, args.output)
+    print(json.dumps({"output": args.output, "rows": len(df), "removed": report}))
+    return 0
+
+
+def _run_convert(args) -> int:
+    from spectratorch.data.raw import MIN_INTEGRALS, SATURATION_THRESHOLDS, convert
+
+    report = convert(
+        args.raw_dir,
+        args.output,
+        saturation=_thresholds(args.saturation, SATURATION_THRESHOLDS, "--saturation"),
+        min_integral=_thresholds(args.min_integral, MIN_INTEGRALS, "--min-integral"),
+        drop_oob=args.drop_oob,
+    )
+    for rule, count in report.items():
+        print(f"{rule}: {count} rows removed")
+    print(f"wrote {args.output}")
+    return 0
+
+
+_COMMANDS = {"train": _run_train, "make-dataset": _run_make_dataset, "convert": _run_convert}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``spectratorch`` command."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s",
+                        stream=sys.stderr)
+    try:
+        return _COMMANDS[args.command](args)
+    except SpectratorchError as err:
+        print(f"spectratorch {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"spectratorch {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,235 @@
+"""Typed, frozen configuration of a run: the source of truth that the CLI fills and the library reads.
+
+Arguments are checked here, when a config is built (stage one); the data is checked when the table is loaded
+(stage two); both happen before ``Trainer.fit``. No torch here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from spectratorch.errors import ConfigError
+
+__all__ = [
+    "TRANSFORMS",
+    "TRAIN_ONLY_TRANSFORMS",
+    "TARGET_METRICS",
+    "DataConfig",
+    "ModelConfig",
+    "TrainConfig",
+    "RunConfig",
+    "normalize_transforms",
+    "DEMO_DATA",
+]
+
+TRANSFORMS = ("da", "mixup", "simulate", "snv", "sg1", "sg2")
+TRAIN_ONLY_TRANSFORMS = ("da", "mixup")
+# reason: the direction each metric improves in, for early stopping, checkpointing and the scheduler.
+TARGET_METRICS = {
+    "val_f1": "max",
+    "val_accuracy": "max",
+    "val_balanced_accuracy": "max",
+    "val_auroc": "max",
+    "val_loss": "min",
+}
+_METRIC_ALIASES = {"val_acc": "val_accuracy", "val_bacc": "val_balanced_accuracy"}
+DEMO_DATA = Path("datasets") / "demo.pkl"
+
+
+def normalize_transforms(transforms) -> tuple[str, ...]:
+    """Check transform names; ``none`` (alone) means no transform. ``-`` and ``_`` are accepted alike.
+
+    Example:
+        >>> normalize_transforms(["DA", "sg1"]), normalize_transforms(["none"])
+        (('da', 'sg1'), ())
+    """
+    names = tuple(str(t).lower().replace("-", "_") for t in (transforms or ()))
+    if names in ((), ("none",)):
+        return ()
+    unknown = [t for t in names if t not in TRANSFORMS]
+    if unknown:
+        raise ConfigError(f"unknown transform(s) {unknown}; expected some of {list(TRANSFORMS)}, or none.")
+    if len(set(names)) != len(names):
+        raise ConfigError(f"transforms must not repeat; got {list(names)}.")
+    return names
+
+
+def _check_range(name: str, value, low, high, inclusive_low=True) -> None:
+    if value is None:
+        return
+    ok = (value >= low if inclusive_low else value > low) and value <= high
+    if not ok or (isinstance(value, float) and math.isnan(value)):
+        bracket = "[" if inclusive_low else "("
+        raise ConfigError(f"{name} must be in {bracket}{low}, {high}]; got {value!r}.")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """What data, which rows, which inputs and target, which split, which batch transforms."""
+
+    data: str | None = None
+    targets: tuple[str, ...] = ("OVA", "OK")
+    channels: tuple[str, ...] = ("277", "380", "425")
+    tabular: tuple[str, ...] | str = "default"
+    drop_oob: bool = True
+    transmittance_min: float | None = None
+    transmittance_max: float | None = None
+    date_from: str | None = None
+    date_to: str | None = None
+    n_splits: int = 5
+    current_split: int = 0
+    test_source: str = "like-val"
+    seed: int = 42
+    rare_classes: str = "error"
+    min_samples: int | None = None
+    batch_size: int = 256
+    transforms: tuple[str, ...] = ("da",)
+    mixup_alpha: float = 0.4
+    da_multiplier_scale: float = 0.1
+    da_rel_noise_scale: float = 0.05
+    da_xshift_scale: float = 1.5
+    sg_window: int = 11
+    sg_order: int = 2
+
+    def __post_init__(self):
+        object.__setattr__(self, "targets", tuple(str(t) for t in self.targets))
+        object.__setattr__(self, "channels", tuple(str(c) for c in self.channels))
+        object.__setattr__(self, "transforms", normalize_transforms(self.transforms))
+        if self.tabular != "default":
+            object.__setattr__(self, "tabular", tuple(self.tabular or ()))
+        if len(self.targets) < 2:
+            raise ConfigError(f"--targets takes a mode and a code, e.g. `--targets OVA OK`; got {list(self.targets)}.")
+        if not self.channels:
+            raise ConfigError("--channels needs at least one channel name.")
+        if self.n_splits < 2:
+            raise ConfigError(f"--n-splits must be at least 2; got {self.n_splits}.")
+        if not 0 <= self.current_split < self.n_splits:
+            raise ConfigError(
+                f"--current-split must be in 0..{self.n_splits - 1} for --n-splits {self.n_splits}; "
+                f"got {self.current_split}."
+            )
+        if self.rare_classes not in ("error", "drop", "other"):
+            raise ConfigError(f"--rare-classes must be error, drop or other; got {self.rare_classes!r}.")
+        _check_range("--batch-size", self.batch_size, 1, 1 << 24)
+        _check_range("--mixup-alpha", self.mixup_alpha, 0, 1e6, inclusive_low=False)
+        for name in ("da_multiplier_scale", "da_rel_noise_scale", "da_xshift_scale"):
+            _check_range("--" + name.replace("_", "-"), getattr(self, name), 0, 1e6)
+        if self.sg_window < 3 or self.sg_window % 2 == 0 or not 0 < self.sg_order < self.sg_window:
+            raise ConfigError(
+                f"--sg-window must be odd and >= 3 and --sg-order in 1..window-1; got {self.sg_window}, {self.sg_order}."
+            )
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data) if self.data else DEMO_DATA
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The architecture and its settings; ``None`` keeps the architecture's default."""
+
+    arch: str = "VGG11"
+    width: float | None = 0.25
+    batch_norm: bool | None = None
+    block_units: tuple[int, ...] | None = None
+    wf: int | None = None
+    dropout: float | None = None
+    pool_bins: int | None = None
+
+    def __post_init__(self):
+        _check_range("--width", self.width, 0, 64, inclusive_low=False)
+        _check_range("--dropout", self.dropout, 0, 0.99)
+        if self.block_units is not None:
+            units = self.block_units
+            if isinstance(units, str):
+                try:
+                    units = tuple(int(u) for u in units.replace(",", "_").split("_") if u)
+                except ValueError:
+                    raise ConfigError(f"--block-units expects numbers like 3_4_6_3; got {self.block_units!r}.") from None
+            if not units or min(units) < 1:
+                raise ConfigError(f"--block-units expects positive numbers like 3_4_6_3; got {self.block_units!r}.")
+            object.__setattr__(self, "block_units", tuple(units))
+
+    def arch_kwargs(self) -> dict:
+        """The keyword arguments for ``create_model`` (``None`` ones are dropped there)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "arch"}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The optimisation, the loop, the outputs and the hardware."""
+
+    eps: float = 0.1
+    lr: float = 1e-3
+    max_epochs: int = 30
+    early_stop_patience: int = 8
+    scheduler_patience: int = 3
+    scheduler_cooldown: int = 0
+    target_metric: str = "val_f1"
+    project: str = "default"
+    output_dir: str | None = None
+    load_this: str | None = None
+    fit: bool = True
+    evaluate: bool = True
+    to_onnx: bool = False
+    save_test_preds: bool = False
+    resume: bool = False
+    accelerator: str = "auto"
+    devices: str = "auto"
+    precision: str = "auto"
+    strategy: str = "auto"
+    num_nodes: int = 1
+    limit_batches: float | None = None
+
+    def __post_init__(self):
+        _check_range("--eps", self.eps, 0.0, 1.0)
+        _check_range("--lr", self.lr, 0, 10, inclusive_low=False)
+        _check_range("--max-epochs", self.max_epochs, 1, 10**6)
+        _check_range("--num-nodes", self.num_nodes, 1, 10**5)
+        metric = _METRIC_ALIASES.get(self.target_metric.replace("-", "_"), self.target_metric.replace("-", "_"))
+        if metric not in TARGET_METRICS:
+            raise ConfigError(f"--target-metric must be one of {list(TARGET_METRICS)}; got {self.target_metric!r}.")
+        object.__setattr__(self, "target_metric", metric)
+        if not self.fit and not self.load_this:
+            raise ConfigError("--no-fit needs a model to evaluate: give --load-this CKPT.")
+
+    @property
+    def metric_mode(self) -> str:
+        return TARGET_METRICS[self.target_metric]
+
+    @property
+    def out_dir(self) -> Path:
+        return Path(self.output_dir) if self.output_dir else Path("checkpoints") / self.project
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """A whole run: data, model and training settings."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def name_fields(self) -> dict:
+        """The fields that make up the model name."""
+        return dict(
+            arch=self.model.arch,
+            targets=self.data.targets,
+            channels=self.data.channels,
+            transforms=self.data.transforms,
+            current_split=self.data.current_split,
+            n_splits=self.data.n_splits,
+            seed=self.data.seed,
+            eps=self.train.eps,
+        )
+
+    def to_dict(self) -> dict:
+        return {"data": dataclasses.asdict(self.data), "model": dataclasses.asdict(self.model),
+                "train": dataclasses.asdict(self.train)}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "RunConfig":
+        return cls(DataConfig(**values["data"]), ModelConfig(**values["model"]), TrainConfig(**values["train"]))

@@ -1,0 +1,285 @@
+"""The LightningDataModule: the table in memory, batches by index gather, train-only transforms on the device.
+
+Data flow: file -> :class:`SpectralTable` -> :class:`Target` -> :class:`Split` -> index batches -> one gather per
+batch (no per-sample ``__getitem__``, no collate) -> transfer -> ``da`` and ``mixup`` on the device
+(``on_after_batch_transfer``). The per-feature min-max scaling lives in the model's first layer
+(:class:`~spectratorch.models.preprocess.Preprocess`), fitted on :meth:`SpectralDataModule.train_arrays`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from spectratorch.config import DataConfig
+from spectratorch.data.schema import RowFilter, SpectralTable, load_table
+from spectratorch.data.splits import TEST_MODES, Split, make_split
+from spectratorch.data.targets import Target, handle_rare_classes, resolve_target
+from spectratorch.data.transforms import DataAugment, Mixup, one_hot
+from spectratorch.errors import TargetError
+
+__all__ = ["SpectralDataModule", "IndexBatchSampler", "ensure_demo_data"]
+
+_logger = logging.getLogger(__name__)
+
+
+def ensure_demo_data(path: Path, n_samples: int | None = None, seed: int = 0) -> Path:
+    """Generate the demo dataset at ``path`` when it is missing (saying so)."""
+    if path.exists():
+        return path
+    from spectratorch.data.synthetic import DEMO_SAMPLES, make_demo_dataset
+    from spectratorch.data.io import write_dataset
+
+    n_samples = n_samples or DEMO_SAMPLES
+    _logger.warning("the demo dataset %s is missing: generating it (%d samples, seed %d)", path, n_samples, seed)
+    df, _ = make_demo_dataset(n_samples, seed)
+    write_dataset(df, path)
+    return path
+
+
+class IndexBatchSampler(Sampler):
+    """Yields int64 index tensors, one per batch; shuffled per epoch from ``(seed, epoch)``; sharded per rank.
+
+    Every rank gets the same number of batches (the shuffled indices are cut to a multiple of the world size), so
+    distributed training never waits on a rank with one batch less.
+    """
+
+    def __init__(self, indices: np.ndarray, batch_size: int, shuffle: bool, seed: int = 0, drop_last: bool = False,
+                 rank: int = 0, world_size: int = 1):
+        self.indices = torch.as_tensor(indices, dtype=torch.int64)
+        self.batch_size, self.shuffle, self.seed, self.drop_last = batch_size, shuffle, seed, drop_last
+        self.rank, self.world_size = rank, world_size
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _shard(self) -> torch.Tensor:
+        indices = self.indices
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+            indices = indices[torch.randperm(len(indices), generator=generator)]
+        if self.world_size > 1:
+            usable = len(indices) - len(indices) % self.world_size
+            indices = indices[self.rank : usable : self.world_size]
+        return indices
+
+    def __iter__(self):
+        batches = self._shard().split(self.batch_size)
+        if self.drop_last and len(batches) > 1 and len(batches[-1]) < self.batch_size:
+            batches = batches[:-1]
+        return iter(batches)
+
+    def __len__(self) -> int:
+        n = len(self.indices) // self.world_size if self.world_size > 1 else len(self.indices)
+        full, rest = divmod(n, self.batch_size)
+        return full + (1 if rest and not (self.drop_last and full) else 0)
+
+
+class _GatherDataset(Dataset):
+    """``dataset[index_tensor]`` is a whole batch, gathered in one ``index_select`` per tensor."""
+
+    def __init__(self, spectra: torch.Tensor, tabular: torch.Tensor, y: torch.Tensor):
+        self.spectra, self.tabular, self.y = spectra, tabular, y
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, index: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {
+            "spectra": self.spectra.index_select(0, index),
+            "tabular": self.tabular.index_select(0, index),
+            "y": self.y.index_select(0, index),
+        }
+
+
+@dataclass(frozen=True, eq=False)
+class _Source:
+    table: SpectralTable
+    target: Target
+    dataset: _GatherDataset
+
+
+class SpectralDataModule(pl.LightningDataModule):
+    """Spectra and tabular values in memory, split, batched, augmented on the device.
+
+    Keywords are those of :class:`~spectratorch.config.DataConfig` (the CLI flags, hyphens as underscores).
+
+    Example:
+        >>> from spectratorch.data.synthetic import make_demo_dataset
+        >>> df, _ = make_demo_dataset(600, seed=0)
+        >>> dm = SpectralDataModule(data=df, targets=("OVA", "OK"), channels=("277", "380"), batch_size=64)
+        >>> dm.prepare()
+        >>> dm.n_channels, dm.length, dm.labels
+        (2, 446, ('The rest', 'OK'))
+    """
+
+    def __init__(self, config: DataConfig | None = None, *, data=None, **kwargs):
+        super().__init__()
+        if config is None:
+            config = DataConfig(data=None if data is None or not isinstance(data, (str, Path)) else str(data), **kwargs)
+        elif kwargs:
+            config = dataclasses.replace(config, **kwargs)
+        self.config = config
+        self._frame = data if data is not None and not isinstance(data, (str, Path)) else None
+        self._fit: _Source | None = None
+        self._test: _Source | None = None
+        self.split: Split | None = None
+        self.augment = DataAugment(config.da_multiplier_scale, config.da_rel_noise_scale, config.da_xshift_scale)
+        self.mixup = Mixup(config.mixup_alpha)
+
+    # ---- loading -------------------------------------------------------------------------------------------
+    def _filters(self) -> RowFilter:
+        c = self.config
+        return RowFilter(c.drop_oob, c.transmittance_min, c.transmittance_max, c.date_from, c.date_to)
+
+    def _load(self, source, expected_axis=None) -> SpectralTable:
+        if source is None:
+            source = ensure_demo_data(self.config.data_path)
+        return load_table(source, self.config.channels, self.config.tabular, self._filters(), expected_axis)
+
+    def prepare(self) -> None:
+        """Load the table, resolve the target and split it (idempotent; called by ``setup``)."""
+        if self._fit is not None:
+            return
+        c = self.config
+        table = self._load(self._frame if self._frame is not None else c.data)
+        target = resolve_target(table.meta, c.targets)
+        target, keep = handle_rare_classes(target, c.n_splits, c.rare_classes, c.min_samples)
+        if not keep.all():
+            table = table.subset(keep)
+        external = c.test_source not in TEST_MODES
+        self.split = make_split(target.y, target.full_truth, c.n_splits, c.current_split, c.seed,
+                                "external" if external else c.test_source)
+        self._fit = self._source(table, target)
+        self._test = self._fit
+        if external:
+            test_table = self._load(c.test_source, expected_axis=table.axis)
+            if test_table.tabular_columns != table.tabular_columns:
+                raise TargetError(f"the test file's tabular columns {test_table.tabular_columns} differ from "
+                                  f"{table.tabular_columns}.")
+            self._test = self._source(test_table, self._align_target(resolve_target(test_table.meta, c.targets),
+                                                                     target.labels))
+        _logger.info("split %s: %s", c.current_split, self.split.sizes())
+
+    @staticmethod
+    def _align_target(target: Target, labels: tuple[str, ...]) -> Target:
+        unknown = [label for label in target.labels if label not in labels]
+        if unknown:
+            raise TargetError(f"the test file has classes {unknown} that the training data lacks ({list(labels)}).")
+        remap = np.array([labels.index(label) for label in target.labels], dtype=np.int64)
+        return Target(remap[target.y], labels, target.full_truth, target.code)
+
+    @staticmethod
+    def _source(table: SpectralTable, target: Target) -> _Source:
+        dataset = _GatherDataset(torch.from_numpy(table.spectra), torch.from_numpy(table.tabular),
+                                 torch.from_numpy(target.y))
+        return _Source(table, target, dataset)
+
+    def setup(self, stage: str | None = None) -> None:
+        self.prepare()
+
+    # ---- description ---------------------------------------------------------------------------------------
+    @property
+    def table(self) -> SpectralTable:
+        self.prepare()
+        return self._fit.table
+
+    @property
+    def target(self) -> Target:
+        self.prepare()
+        return self._fit.target
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.target.labels
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.labels)
+
+    @property
+    def n_channels(self) -> int:
+        return self.table.spectra.shape[1]
+
+    @property
+    def length(self) -> int:
+        return self.table.spectra.shape[2]
+
+    @property
+    def n_tabular(self) -> int:
+        return self.table.tabular.shape[1]
+
+    def stage_rows(self, stage: str) -> tuple[_Source, np.ndarray]:
+        """The source table and row indices of ``train``, ``val`` or ``test``."""
+        self.prepare()
+        if stage == "test":
+            if self._test is not self._fit:
+                return self._test, np.arange(len(self._test.target.y))
+            return self._fit, self.split.test
+        return self._fit, getattr(self.split, stage)
+
+    def class_counts(self) -> dict[str, dict[str, int]]:
+        """Members per class in each split."""
+        counts = {}
+        for stage in ("train", "val", "test"):
+            source, rows = self.stage_rows(stage)
+            bins = np.bincount(source.target.y[rows], minlength=self.n_classes)
+            counts[stage] = {label: int(n) for label, n in zip(self.labels, bins)}
+        return counts
+
+    def train_arrays(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Raw training spectra ``[N, C, L]`` and tabular values ``[N, T]``, to fit the preprocessing on."""
+        source, rows = self.stage_rows("train")
+        index = torch.as_tensor(rows)
+        return source.dataset.spectra.index_select(0, index), source.dataset.tabular.index_select(0, index)
+
+    # ---- loaders -------------------------------------------------------------------------------------------
+    def _rank(self) -> tuple[int, int]:
+        trainer = getattr(self, "trainer", None)
+        return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+
+    def _loader(self, stage: str, shuffle: bool) -> DataLoader:
+        source, rows = self.stage_rows(stage)
+        rank, world = self._rank() if stage == "train" else (0, 1)
+        drop_last = shuffle and len(rows) > self.config.batch_size
+        sampler = IndexBatchSampler(rows, self.config.batch_size, shuffle, self.config.seed, drop_last, rank, world)
+        return DataLoader(source.dataset, batch_size=None, sampler=sampler, num_workers=0,
+                          pin_memory=torch.cuda.is_available())
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+    # ---- train-only transforms, on the device --------------------------------------------------------------
+    def train_transform(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Apply ``da`` and ``mixup`` (in the order given) to a training batch; add soft ``target`` ``[B, K]``."""
+        spectra, tabular = batch["spectra"], batch["tabular"]
+        target = one_hot(batch["y"], self.n_classes).to(spectra.dtype)
+        for name in self.config.transforms:
+            if name == "da":
+                spectra, tabular = self.augment(spectra, tabular)
+            elif name == "mixup":
+                spectra, tabular, target = self.mixup(spectra, tabular, target)
+        return {**batch, "spectra": spectra, "tabular": tabular, "target": target}
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        trainer = getattr(self, "trainer", None)
+        if trainer is not None and trainer.training:
+            return self.train_transform(batch)
+        return batch

@@ -1,0 +1,244 @@
+"""Reading and writing dataset files (``.pkl``, ``.parquet``, ``.csv``) safely.
+
+Pickle is the lab's fast format, but unpickling can run code: ``.pkl`` files go through a restricted unpickler
+that admits only what a pandas DataFrame needs (pandas and numpy containers, a few builtins) and refuses
+anything else before it is called. Parquet runs no code and is the format to exchange data with strangers.
+
+numpy/pandas only: no torch, so the torch-free inference path shares this module.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import re
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from spectratorch.errors import DataFormatError, UnsafePickleError
+
+__all__ = ["DATASET_SUFFIXES", "read_dataset", "write_dataset", "atomic_path", "safe_load_pickle"]
+
+_logger = logging.getLogger(__name__)
+
+DATASET_SUFFIXES = (".pkl", ".pickle", ".parquet", ".csv")
+
+# reason: explicit (module, name) pairs that DataFrame pickles of pandas 1.x to 3.x ask for outside pandas/numpy.
+_ALLOWED_GLOBALS = frozenset(
+    [
+        ("builtins", "bytearray"),
+        ("builtins", "slice"),
+        ("builtins", "set"),
+        ("builtins", "frozenset"),
+        ("builtins", "complex"),
+        ("builtins", "range"),
+        ("builtins", "object"),
+        ("__builtin__", "bytearray"),
+        ("__builtin__", "slice"),
+        ("__builtin__", "set"),
+        ("__builtin__", "frozenset"),
+        ("__builtin__", "complex"),
+        ("__builtin__", "object"),
+        ("_codecs", "encode"),
+        ("copyreg", "_reconstructor"),
+        ("collections", "OrderedDict"),
+        ("datetime", "datetime"),
+        ("datetime", "date"),
+        ("datetime", "time"),
+        ("datetime", "timedelta"),
+        ("datetime", "timezone"),
+        ("zoneinfo", "ZoneInfo"),
+        ("pytz", "_p"),
+        ("pytz", "_UTC"),
+        ("pytz", "utc"),
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "scalar"),
+        ("pyarrow.lib", "_restore_array"),
+        ("pyarrow.lib", "py_buffer"),
+        ("pyarrow.lib", "type_for_alias"),
+        ("pyarrow.lib", "chunked_array"),
+        ("pyarrow.lib", "field"),
+        ("pyarrow.lib", "schema"),
+    ]
+)
+# reason: pandas/numpy reconstruction helpers have these names; anything else callable there is refused.
+_SAFE_FUNCTION = re.compile(r"^(_reconstruct|_frombuffer|_unpickle\w*|__pyx_unpickle\w*|__nat_unpickle|_new_\w+|new_block\w*)$")
+# reason: these parts of pandas/numpy can read or write files or run code when called.
+_REFUSED_MODULES = re.compile(r"^(pandas\.io|pandas\.plotting|pandas\.util|numpy\.(testing|distutils|f2py|ctypeslib|lib\.npyio))")
+
+
+def _safe_bases() -> tuple[type, ...]:
+    from pandas.core.internals.blocks import Block
+    from pandas.core.internals.managers import BaseBlockManager
+
+    return (
+        pd.DataFrame,
+        pd.Series,
+        pd.Index,
+        pd.api.extensions.ExtensionArray,
+        pd.api.extensions.ExtensionDtype,
+        BaseBlockManager,
+        Block,
+        np.ndarray,
+        np.dtype,
+        np.generic,
+        pd.Timestamp,
+        pd.Timedelta,
+        pd.Period,
+        pd.Interval,
+        pd.offsets.BaseOffset,
+        type(pd.NaT),
+    )
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    """An unpickler that resolves only the globals a DataFrame needs."""
+
+    def __init__(self, file, source: str):
+        super().__init__(file)
+        self._source = source
+
+    def find_class(self, module: str, name: str):
+        if (module, name) in _ALLOWED_GLOBALS:
+            return super().find_class(module, name)
+        if "." not in name and module.split(".")[0] in ("pandas", "numpy", "pyarrow") and not _REFUSED_MODULES.match(module):
+            obj = super().find_class(module, name)
+            if isinstance(obj, type) and issubclass(obj, _safe_bases()) and not issubclass(obj, np.memmap):
+                return obj
+            if callable(obj) and not isinstance(obj, type) and _SAFE_FUNCTION.match(name):
+                return obj
+            if module.startswith("pyarrow") and isinstance(obj, type):
+                import pyarrow as pa
+
+                if issubclass(obj, (pa.DataType, pa.Array, pa.ChunkedArray, pa.Buffer, pa.Field, pa.Schema)):
+                    return obj
+        raise UnsafePickleError(
+            f"{self._source}: the pickle asks for {module}.{name}, which a pandas DataFrame does not need; refused "
+            "because unpickling it could run code. Load it only if you trust its origin, then save it as .parquet."
+        )
+
+
+def safe_load_pickle(path: str | os.PathLike) -> object:
+    """Unpickle a file, admitting only pandas/numpy containers.
+
+    Args:
+        path: a pickle file.
+
+    Returns:
+        The unpickled object.
+
+    Raises:
+        UnsafePickleError: the pickle asks for anything else (``os.system``, ``builtins.open``, ...).
+        DataFormatError: the file is truncated or not a pickle.
+    """
+    with open(path, "rb") as file:
+        try:
+            return _RestrictedUnpickler(file, str(path)).load()
+        except UnsafePickleError:
+            raise
+        except (EOFError, pickle.UnpicklingError, ValueError, TypeError, AttributeError, ImportError, IndexError) as err:
+            raise DataFormatError(
+                f"{path}: cannot read it as a pickled DataFrame ({type(err).__name__}: {err}); the file may be "
+                "truncated or of another format. Write it again, or convert it to .parquet."
+            ) from None
+
+
+def _check_suffix(path: Path) -> str:
+    suffix = path.suffix.lower()
+    if suffix not in DATASET_SUFFIXES:
+        raise DataFormatError(
+            f"{path}: unsupported dataset file type {suffix or '(none)'!r}; expected one of "
+            f"{', '.join(DATASET_SUFFIXES)}."
+        )
+    return suffix
+
+
+def read_dataset(path: str | os.PathLike) -> pd.DataFrame:
+    """Read a dataset file into a DataFrame (one row per sample, the index is the sample id).
+
+    Args:
+        path: a ``.pkl``/``.pickle`` (restricted unpickler), ``.parquet`` or ``.csv`` (first column = id) file.
+
+    Returns:
+        The DataFrame as stored.
+
+    Raises:
+        DataFormatError: missing file, unsupported suffix, truncated or unreadable file, not a DataFrame.
+
+    Example:
+        >>> import pandas as pd, tempfile, os
+        >>> path = os.path.join(tempfile.mkdtemp(), "d.parquet")
+        >>> write_dataset(pd.DataFrame({"277_300": [1.0]}, index=pd.Index(["a"], name="id")), path)
+        >>> read_dataset(path).shape
+        (1, 1)
+    """
+    path = Path(path)
+    suffix = _check_suffix(path)
+    if not path.is_file():
+        raise DataFormatError(f"{path}: no such dataset file. Check the path, or make one with `spectratorch make-dataset`.")
+    if path.stat().st_size == 0:
+        raise DataFormatError(f"{path}: the file is empty (0 bytes).")
+    if suffix in (".pkl", ".pickle"):
+        df = safe_load_pickle(path)
+    elif suffix == ".parquet":
+        df = _read_with(pd.read_parquet, path, "parquet")
+    else:
+        df = _read_with(lambda p: pd.read_csv(p, index_col=0), path, "CSV")
+    if not isinstance(df, pd.DataFrame):
+        raise DataFormatError(f"{path}: expected a pandas DataFrame, found a {type(df).__name__}.")
+    return df
+
+
+def _read_with(reader, path: Path, kind: str) -> pd.DataFrame:
+    try:
+        return reader(path)
+    except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+        raise DataFormatError(
+            f"{path}: cannot read it as {kind} ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); "
+            "the file may be truncated or of another format."
+        ) from None
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike):
+    """Yield a temporary path beside ``path``; rename it to ``path`` only if the block succeeds.
+
+    Nothing is left half-written: on an error the temporary file is removed and ``path`` keeps its old content.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def write_dataset(df: pd.DataFrame, path: str | os.PathLike) -> None:
+    """Write a dataset atomically as ``.pkl``, ``.parquet`` or ``.csv`` (by suffix).
+
+    Args:
+        df: one row per sample, unique index.
+        path: the destination; its suffix picks the format.
+
+    Raises:
+        DataFormatError: unsupported suffix.
+    """
+    path = Path(path)
+    suffix = _check_suffix(path)
+    with atomic_path(path) as tmp:
+        if suffix in (".pkl", ".pickle"):
+            df.to_pickle(tmp, protocol=pickle.HIGHEST_PROTOCOL)
+        elif suffix == ".parquet":
+            df.to_parquet(tmp)
+        else:
+            df.to_csv(tmp)
+    _logger.info("wrote %s (%d rows, %d columns)", path, len(df), df.shape[1])

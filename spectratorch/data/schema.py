@@ -1,0 +1,368 @@
+"""The dataset schema and the one in-memory form of a dataset, :class:`SpectralTable`.
+
+A dataset is a DataFrame with one row per sample and a unique index (the sample id). Spectral columns are named
+``<channel>_<x>``: the channel is a name without ``_`` (``277``, ``lspr``, ``nir`` ...), ``x`` a number; a channel's
+columns sorted by ``x`` are its spectrum. Selected channels are placed on the union of their axes, zero outside a
+channel's own range. Every other column is a label, a tabular feature or metadata.
+
+numpy/pandas only: no torch, so the torch-free inference path shares this module.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from spectratorch.errors import SchemaError
+
+__all__ = [
+    "SPECTRAL_COLUMN",
+    "DEFAULT_TABULAR",
+    "OOB_COLUMN",
+    "DATE_COLUMN",
+    "RowFilter",
+    "SpectralTable",
+    "spectral_columns",
+    "available_channels",
+    "apply_filters",
+    "load_table",
+]
+
+_logger = logging.getLogger(__name__)
+
+SPECTRAL_COLUMN = re.compile(r"^(?P<channel>[^_]+)_(?P<x>[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?)$")
+DEFAULT_TABULAR = "greffon_transmittance"
+OOB_COLUMN = "integration_oob"
+DATE_COLUMN = "mesure_date"
+_CHUNK_ROWS = 32768
+
+
+@dataclass(frozen=True)
+class RowFilter:
+    """Row filters the lab uses, applied before anything else.
+
+    Attributes:
+        drop_oob: drop rows whose ``integration_oob`` is 1 (when the column exists).
+        transmittance_min: keep rows with transmittance >= this value.
+        transmittance_max: keep rows with transmittance <= this value.
+        date_from: keep rows measured on or after this date (``YYYY-MM-DD``).
+        date_to: keep rows measured on or before this date (inclusive, whole day).
+        transmittance_column: the column the transmittance cutoffs read.
+        date_column: the column the date range reads.
+    """
+
+    drop_oob: bool = True
+    transmittance_min: float | None = None
+    transmittance_max: float | None = None
+    date_from: str | None = None
+    date_to: str | None = None
+    transmittance_column: str = DEFAULT_TABULAR
+    date_column: str = DATE_COLUMN
+
+
+@dataclass(frozen=True, eq=False)
+class SpectralTable:
+    """A dataset in memory: spectra on a common axis, tabular features, ids and label columns.
+
+    Attributes:
+        spectra: float32 ``[N, C, L]``, zero outside each channel's own range.
+        tabular: float32 ``[N, T]``.
+        ids: the sample ids ``[N]``.
+        meta: the label and metadata columns (everything neither spectral nor tabular), ``N`` rows, index = ids.
+        channels: the channel names, in the order asked for.
+        axis: float64 ``[L]``, the union of the channels' x values, sorted.
+        tabular_columns: the names of the ``T`` tabular features.
+        channel_ranges: each channel's own ``(min x, max x)``.
+        report: how many rows each filter or check removed.
+    """
+
+    spectra: np.ndarray
+    tabular: np.ndarray
+    ids: np.ndarray
+    meta: pd.DataFrame
+    channels: tuple[str, ...]
+    axis: np.ndarray
+    tabular_columns: tuple[str, ...]
+    channel_ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
+    report: dict[str, int] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def subset(self, index: np.ndarray) -> "SpectralTable":
+        """Return the rows ``index`` (an integer array or a boolean mask) as a new table."""
+        index = np.asarray(index)
+        if index.dtype == bool:
+            index = np.flatnonzero(index)
+        return SpectralTable(
+            spectra=self.spectra[index],
+            tabular=self.tabular[index],
+            ids=self.ids[index],
+            meta=self.meta.iloc[index],
+            channels=self.channels,
+            axis=self.axis,
+            tabular_columns=self.tabular_columns,
+            channel_ranges=self.channel_ranges,
+            report=dict(self.report),
+        )
+
+    def describe(self) -> dict:
+        """The description a model needs to check its inputs: channels, axis, tabular columns."""
+        return {
+            "channels": list(self.channels),
+            "axis": [float(x) for x in self.axis],
+            "tabular_columns": list(self.tabular_columns),
+        }
+
+
+def spectral_columns(columns: Sequence) -> dict[str, list[tuple[float, str]]]:
+    """Group spectral column names by channel, each list sorted by x.
+
+    Args:
+        columns: column names; those not matching ``<channel>_<x>`` are ignored.
+
+    Returns:
+        ``{channel: [(x, column), ...]}`` in the order channels first appear.
+
+    Example:
+        >>> spectral_columns(["277_300", "277_299", "greffon_transmittance", "lspr_450.5"])
+        {'277': [(299.0, '277_299'), (300.0, '277_300')], 'lspr': [(450.5, 'lspr_450.5')]}
+    """
+    groups: dict[str, list[tuple[float, str]]] = {}
+    for column in columns:
+        match = SPECTRAL_COLUMN.match(str(column))
+        if match:
+            groups.setdefault(match["channel"], []).append((float(match["x"]), column))
+    for items in groups.values():
+        items.sort()
+    return groups
+
+
+def available_channels(df: pd.DataFrame) -> list[str]:
+    """The channel names a DataFrame has, in column order."""
+    return list(spectral_columns(df.columns))
+
+
+def apply_filters(df: pd.DataFrame, filters: RowFilter) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Apply the lab's row filters.
+
+    Args:
+        df: the dataset.
+        filters: which filters to apply.
+
+    Returns:
+        The kept rows and ``{filter name: rows removed}``.
+
+    Raises:
+        SchemaError: a filter names a column the data does not have, or a date that cannot be read.
+    """
+    keep = np.ones(len(df), dtype=bool)
+    report: dict[str, int] = {}
+
+    def _remove(name: str, drop: np.ndarray) -> None:
+        drop = drop & keep
+        report[name] = int(drop.sum())
+        keep[drop] = False
+
+    if filters.drop_oob and OOB_COLUMN in df.columns:
+        _remove("integration_oob", df[OOB_COLUMN].fillna(0).to_numpy().astype(float) == 1)
+    if filters.transmittance_min is not None or filters.transmittance_max is not None:
+        values = _require_column(df, filters.transmittance_column, "--transmittance-min/--transmittance-max")
+        values = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float)
+        if filters.transmittance_min is not None:
+            _remove("transmittance_min", ~(values >= filters.transmittance_min))
+        if filters.transmittance_max is not None:
+            _remove("transmittance_max", ~(values <= filters.transmittance_max))
+    if filters.date_from is not None or filters.date_to is not None:
+        dates = pd.to_datetime(_require_column(df, filters.date_column, "--date-from/--date-to"), errors="coerce")
+        if getattr(dates.dt, "tz", None) is not None:
+            dates = dates.dt.tz_localize(None)
+        if filters.date_from is not None:
+            _remove("date_from", ~(dates >= _parse_date(filters.date_from, "--date-from")).to_numpy())
+        if filters.date_to is not None:
+            end = _parse_date(filters.date_to, "--date-to") + pd.Timedelta(days=1)
+            _remove("date_to", ~(dates < end).to_numpy())
+    for name, count in report.items():
+        if count:
+            _logger.info("filter %s removed %d rows", name, count)
+    return (df if keep.all() else df.loc[keep]), report
+
+
+def _require_column(df: pd.DataFrame, column: str, option: str) -> pd.Series:
+    if column not in df.columns:
+        raise SchemaError(f"{option} reads column {column!r}, which the data does not have.")
+    return df[column]
+
+
+def _parse_date(value: str, option: str) -> pd.Timestamp:
+    try:
+        return pd.Timestamp(value).tz_localize(None)
+    except (ValueError, TypeError):
+        raise SchemaError(f"{option} expects a date like 2024-03-31; got {value!r}.") from None
+
+
+def _check_ids(df: pd.DataFrame) -> None:
+    duplicated = df.index.duplicated()
+    if duplicated.any():
+        examples = list(dict.fromkeys(df.index[duplicated]))[:5]
+        raise SchemaError(
+            f"the sample ids (the DataFrame index) must be unique; {int(duplicated.sum())} are repeated, e.g. "
+            f"{examples}. Remove the duplicated rows or reset the index."
+        )
+
+
+def _select_channels(groups: dict, channels: Sequence[str] | None) -> tuple[str, ...]:
+    if not groups:
+        raise SchemaError(
+            "the data has no spectral column; expected columns named <channel>_<x> such as '277_295' or 'lspr_450'."
+        )
+    if channels is None:
+        return tuple(groups)
+    channels = tuple(str(c) for c in channels)
+    missing = [c for c in channels if c not in groups]
+    if missing:
+        raise SchemaError(f"unknown channel(s) {missing}; the data has channels {list(groups)}.")
+    if len(set(channels)) != len(channels):
+        raise SchemaError(f"channels must not repeat; got {list(channels)}.")
+    return channels
+
+
+def _resolve_tabular(df: pd.DataFrame, tabular: Sequence[str] | str | None) -> tuple[str, ...]:
+    if tabular == "default":
+        return (DEFAULT_TABULAR,) if DEFAULT_TABULAR in df.columns else ()
+    columns = tuple(tabular or ())
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise SchemaError(f"unknown tabular column(s) {missing}; the data has columns {_non_spectral(df)[:30]}.")
+    for column in columns:
+        if not pd.api.types.is_numeric_dtype(df[column]) or pd.api.types.is_bool_dtype(df[column]):
+            raise SchemaError(f"tabular column {column!r} must be numeric; found dtype {df[column].dtype}.")
+    return columns
+
+
+def _non_spectral(df: pd.DataFrame) -> list[str]:
+    return [c for c in df.columns if not SPECTRAL_COLUMN.match(str(c))]
+
+
+def _union_axis(groups: dict, channels: tuple[str, ...]) -> np.ndarray:
+    return np.unique(np.concatenate([[x for x, _ in groups[c]] for c in channels]))
+
+
+def _fill_spectra(df: pd.DataFrame, groups: dict, channels: tuple[str, ...], axis: np.ndarray) -> np.ndarray:
+    spectra = np.zeros((len(df), len(channels), len(axis)), dtype=np.float32)
+    for c, channel in enumerate(channels):
+        xs = np.array([x for x, _ in groups[channel]])
+        pos = np.searchsorted(axis, xs)
+        columns = [name for _, name in groups[channel]]
+        # reason: a contiguous block is a slice assignment, no fancy-index temporaries.
+        target = slice(pos[0], pos[-1] + 1) if pos[-1] - pos[0] + 1 == len(pos) else pos
+        for start in range(0, len(df), _CHUNK_ROWS):
+            block = df.iloc[start : start + _CHUNK_ROWS][columns]
+            try:
+                spectra[start : start + len(block), c, target] = block.to_numpy(dtype=np.float32)
+            except (ValueError, TypeError):
+                raise SchemaError(
+                    f"channel {channel!r} has non-numeric values (e.g. in column "
+                    f"{next(n for n in columns if not pd.api.types.is_numeric_dtype(df[n]))!r}); expected numbers."
+                ) from None
+    return spectra
+
+
+def _finite_rows(spectra: np.ndarray, tabular: np.ndarray) -> np.ndarray:
+    finite = np.empty(len(spectra), dtype=bool)
+    for start in range(0, len(spectra), _CHUNK_ROWS):
+        stop = start + _CHUNK_ROWS
+        finite[start:stop] = np.isfinite(spectra[start:stop]).all(axis=(1, 2)) & np.isfinite(tabular[start:stop]).all(
+            axis=1
+        )
+    return finite
+
+
+def load_table(
+    source,
+    channels: Sequence[str] | None = None,
+    tabular: Sequence[str] | str | None = "default",
+    filters: RowFilter | None = None,
+    expected_axis: Sequence[float] | None = None,
+) -> SpectralTable:
+    """Turn a dataset file or DataFrame into a :class:`SpectralTable`.
+
+    Rows with NaN or inf in a selected spectral or tabular column are reported (logged, and counted in
+    ``table.report["non_finite"]``) and dropped, never used.
+
+    Args:
+        source: a path (``.pkl``, ``.parquet``, ``.csv``) or a DataFrame.
+        channels: channel names to select, in this order; ``None`` = every channel of the data.
+        tabular: tabular feature columns; ``"default"`` = ``greffon_transmittance`` where present; ``None`` or
+            ``()`` = none.
+        filters: row filters; ``None`` = :class:`RowFilter` defaults (drop ``integration_oob`` rows).
+        expected_axis: when given, the union axis must equal it (a model's axis), else an error says how it differs.
+
+    Returns:
+        The table.
+
+    Raises:
+        SchemaError: unknown channel or column, duplicated ids, non-numeric spectra, nothing left after filtering,
+            another axis than expected.
+        DataFormatError: the file cannot be read.
+
+    Example:
+        >>> df = pd.DataFrame({"277_300": [1.0, 2.0], "277_301": [3.0, 4.0], "lspr_301": [5.0, 6.0]},
+        ...                   index=pd.Index(["a", "b"], name="id"))
+        >>> table = load_table(df, channels=["277", "lspr"], tabular=None)
+        >>> table.spectra.shape, table.axis.tolist()
+        ((2, 2, 2), [300.0, 301.0])
+        >>> table.spectra[0].tolist()
+        [[1.0, 3.0], [0.0, 5.0]]
+    """
+    if isinstance(source, pd.DataFrame):
+        df = source
+    else:
+        from spectratorch.data.io import read_dataset
+
+        df = read_dataset(source)
+    _check_ids(df)
+    groups = spectral_columns(df.columns)
+    channels = _select_channels(groups, channels)
+    tabular_columns = _resolve_tabular(df, tabular)
+    df, report = apply_filters(df, filters or RowFilter())
+    if len(df) == 0:
+        raise SchemaError(f"no rows left after filtering (removed: {report}); relax the filters.")
+    axis = _union_axis(groups, channels)
+    if expected_axis is not None:
+        _check_axis(axis, np.asarray(expected_axis, dtype=float))
+    spectra = _fill_spectra(df, groups, channels, axis)
+    tab = df[list(tabular_columns)].to_numpy(dtype=np.float32) if tabular_columns else np.zeros((len(df), 0), np.float32)
+    meta = df.drop(columns=[name for c in groups for _, name in groups[c]] + list(tabular_columns))
+    ids = df.index.to_numpy()
+    finite = _finite_rows(spectra, tab)
+    report["non_finite"] = int((~finite).sum())
+    if report["non_finite"]:
+        _logger.warning(
+            "%d rows have NaN or inf in the selected channels or tabular columns; they are dropped (e.g. ids %s)",
+            report["non_finite"],
+            list(ids[~finite][:5]),
+        )
+        spectra, tab, ids, meta = spectra[finite], tab[finite], ids[finite], meta.iloc[np.flatnonzero(finite)]
+    if len(ids) == 0:
+        raise SchemaError("no rows left: every row has NaN or inf in the selected channels or tabular columns.")
+    ranges = {c: (groups[c][0][0], groups[c][-1][0]) for c in channels}
+    return SpectralTable(spectra, tab, ids, meta, channels, axis, tabular_columns, ranges, report)
+
+
+def _check_axis(axis: np.ndarray, expected: np.ndarray) -> None:
+    if len(axis) != len(expected):
+        raise SchemaError(
+            f"the data's axis has {len(axis)} points ({axis[0]:g}..{axis[-1]:g}); the model expects {len(expected)} "
+            f"({expected[0]:g}..{expected[-1]:g})."
+        )
+    if not np.allclose(axis, expected, rtol=0, atol=1e-6 * max(1.0, float(np.abs(expected).max()))):
+        worst = int(np.argmax(np.abs(axis - expected)))
+        raise SchemaError(
+            f"the data's axis differs from the model's: point {worst} is {axis[worst]:g}, expected {expected[worst]:g}."
+        )

@@ -1,0 +1,159 @@
+"""The LightningModule: epsilon-smoothed loss on soft targets, torchmetrics, Adam and ReduceLROnPlateau."""
+
+from __future__ import annotations
+
+import logging
+from typing import Sequence
+
+import lightning.pytorch as pl
+import torch
+import torch.nn.functional as F
+from torchmetrics import MetricCollection
+from torchmetrics.classification import MulticlassAccuracy, MulticlassAUROC, MulticlassF1Score, MulticlassRecall
+
+from spectratorch.config import TARGET_METRICS
+from spectratorch.models.classifier import build_classifier
+
+__all__ = ["SpectralModule", "smoothed_nll", "METRIC_NAMES"]
+
+_logger = logging.getLogger(__name__)
+
+METRIC_NAMES = ("loss", "accuracy", "f1", "balanced_accuracy", "auroc")
+
+
+def smoothed_nll(log_probs: torch.Tensor, target: torch.Tensor, eps: float) -> torch.Tensor:
+    """``(1 - eps) * NLL(target) + eps * mean over classes of (-log p)``, averaged over the batch.
+
+    Args:
+        log_probs: ``[B, K]`` log-probabilities.
+        target: ``[B, K]`` soft targets (one-hot, or mixed by mixup), or ``[B]`` int classes.
+        eps: the smoothing, in [0, 1].
+
+    Returns:
+        The scalar loss.
+
+    Example:
+        >>> log_p = torch.log(torch.tensor([[0.9, 0.05, 0.05]]))
+        >>> round(float(smoothed_nll(log_p, torch.tensor([0]), 0.0)), 4) == round(-float(log_p[0, 0]), 4)
+        True
+    """
+    if target.dim() == 1:
+        target = F.one_hot(target, log_probs.shape[1]).to(log_probs.dtype)
+    weights = (1.0 - eps) * target + eps / log_probs.shape[1]
+    return -(weights * log_probs).sum(dim=1).mean()
+
+
+def _metrics(n_classes: int, prefix: str) -> MetricCollection:
+    return MetricCollection(
+        {
+            "accuracy": MulticlassAccuracy(n_classes, average="micro"),
+            "f1": MulticlassF1Score(n_classes, average="macro"),
+            "balanced_accuracy": MulticlassRecall(n_classes, average="macro"),
+            "auroc": MulticlassAUROC(n_classes),
+        },
+        prefix=prefix,
+    )
+
+
+class SpectralModule(pl.LightningModule):
+    """Trains a :class:`~spectratorch.models.classifier.SpectralClassifier`.
+
+    Everything needed to rebuild the model and check new data against it is in the hyperparameters, so a
+    checkpoint alone predicts from raw spectra: ``SpectralModule.load_from_checkpoint(path)``.
+
+    Args:
+        arch: registered architecture name.
+        channels: channel names (the ``C`` axis).
+        axis: the x values (the ``L`` axis).
+        tabular_columns: tabular feature names (the ``T`` axis).
+        labels: class labels (the ``K`` axis).
+        transforms: transform names (the inference-time ones go into the preprocessing layer).
+        arch_kwargs: architecture options (``None`` values keep defaults).
+        preprocess_kwargs: ``sg_window``, ``sg_order``.
+        eps: label smoothing of the training loss.
+        lr: Adam's learning rate.
+        target_metric: the metric the scheduler follows.
+        scheduler_patience: ReduceLROnPlateau patience.
+        scheduler_cooldown: ReduceLROnPlateau cooldown.
+        seed: the run's seed (each epoch reseeds from it, so a resumed run draws the same numbers).
+        config: the whole run configuration, recorded with the checkpoint.
+    """
+
+    def __init__(
+        self,
+        arch: str,
+        channels: Sequence[str],
+        axis: Sequence[float],
+        tabular_columns: Sequence[str],
+        labels: Sequence[str],
+        transforms: Sequence[str] = (),
+        arch_kwargs: dict | None = None,
+        preprocess_kwargs: dict | None = None,
+        eps: float = 0.1,
+        lr: float = 1e-3,
+        target_metric: str = "val_f1",
+        scheduler_patience: int = 3,
+        scheduler_cooldown: int = 0,
+        seed: int = 42,
+        config: dict | None = None,
+    ):
+        super().__init__()
+        self.save_hyperparameters()
+        self.labels = tuple(labels)
+        self.model = build_classifier(
+            arch, list(channels), len(axis), len(tabular_columns), len(labels), transforms,
+            preprocess_kwargs, **(arch_kwargs or {})
+        )
+        self.val_metrics = _metrics(len(labels), "val_")
+        self.test_metrics = _metrics(len(labels), "test_")
+
+    def forward(self, spectra: torch.Tensor, tabular: torch.Tensor) -> torch.Tensor:
+        """Logits ``[B, K]`` from raw spectra ``[B, C, L]`` and tabular values ``[B, T]``."""
+        return self.model(spectra, tabular)
+
+    def on_train_epoch_start(self) -> None:
+        # reason: reseed per epoch so a run resumed from its last checkpoint draws the same augmentations and dropout.
+        torch.manual_seed(self.hparams.seed * 100_003 + self.current_epoch * 7919 + self.global_rank)
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        log_probs = F.log_softmax(self(batch["spectra"], batch["tabular"]).float(), dim=1)
+        loss = smoothed_nll(log_probs, batch.get("target", batch["y"]), self.hparams.eps)
+        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(batch["y"]),
+                 sync_dist=True)
+        return loss
+
+    def _eval_step(self, batch: dict, metrics: MetricCollection, stage: str) -> None:
+        logits = self(batch["spectra"], batch["tabular"]).float()
+        loss = F.cross_entropy(logits, batch["y"])
+        metrics.update(logits.softmax(dim=1), batch["y"])
+        self.log(f"{stage}_loss", loss, on_step=False, on_epoch=True, prog_bar=stage == "val",
+                 batch_size=len(batch["y"]), sync_dist=True)
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._eval_step(batch, self.val_metrics, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        self.log_dict(self.val_metrics.compute(), prog_bar=True)
+        self.val_metrics.reset()
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        self._eval_step(batch, self.test_metrics, "test")
+
+    def on_test_epoch_end(self) -> None:
+        self.log_dict(self.test_metrics.compute())
+        self.test_metrics.reset()
+
+    def predict_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        return self(batch["spectra"], batch["tabular"]).float().softmax(dim=1)
+
+    def configure_optimizers(self):
+        optimizer = torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer,
+            mode=TARGET_METRICS[self.hparams.target_metric],
+            factor=0.5,
+            patience=self.hparams.scheduler_patience,
+            cooldown=self.hparams.scheduler_cooldown,
+        )
+        return {"optimizer": optimizer,
+                "lr_scheduler": {"scheduler": scheduler, "monitor": self.hparams.target_metric, "interval": "epoch"}}

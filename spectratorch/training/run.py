@@ -1,0 +1,277 @@
+"""One training run, end to end: data, model, Lightning fit, evaluation and the files a run writes.
+
+Files, all starting with the model name (the stem), in the output directory:
+``<stem>_<val_loss:.3E>_<val_f1:.4f>_<val_accuracy:.4f>.ckpt`` (best), ``<stem> last.ckpt`` (to resume),
+``<stem>.json`` (configuration, labels, class counts, metrics, files), ``<stem>.csv`` (test predictions, with
+``--save-test-preds``) and TensorBoard logs under ``logs/``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import warnings
+from pathlib import Path
+
+import lightning.pytorch as pl
+import numpy as np
+import pandas as pd
+import torch
+from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.loggers import TensorBoardLogger
+
+from spectratorch._version import __version__
+from spectratorch.config import RunConfig
+from spectratorch.data.datamodule import SpectralDataModule
+from spectratorch.data.io import atomic_path
+from spectratorch.errors import CheckpointError, ConfigError
+from spectratorch.training.module import METRIC_NAMES, SpectralModule
+from spectratorch.training.naming import model_name
+
+__all__ = ["train", "resolve_precision", "checkpoint_differences", "predict_probabilities"]
+
+_logger = logging.getLogger(__name__)
+
+# reason: these define what a model takes and answers; a checkpoint that differs in them cannot serve this run.
+_COMPARED = ("arch", "channels", "axis", "tabular_columns", "labels", "transforms")
+
+
+def resolve_precision(precision: str, accelerator: str) -> str:
+    """``auto`` -> ``bf16-mixed`` on a GPU that supports it, ``16-mixed`` on other GPUs, ``32-true`` on CPU."""
+    if precision != "auto":
+        return precision
+    on_gpu = accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
+    if not on_gpu:
+        return "32-true"
+    return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+
+
+def _check_writable(directory: Path) -> None:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = directory / ".spectratorch-write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        raise ConfigError(f"the output directory {directory} is not writable ({err.strerror}); choose another "
+                          "with --output-dir.") from None
+
+
+def checkpoint_differences(hparams: dict, expected: dict) -> list[str]:
+    """What differs between a checkpoint's hyperparameters and this run's, one readable line each."""
+    lines = []
+    for key in _COMPARED:
+        have, want = hparams.get(key), expected.get(key)
+        if key == "axis":
+            same = have is not None and len(have) == len(want) and np.allclose(have, want)
+            if not same:
+                lines.append(f"axis: checkpoint has {len(have or [])} points, this data {len(want)}")
+            continue
+        if list(have or []) != list(want or []) if isinstance(want, (list, tuple)) else have != want:
+            lines.append(f"{key}: checkpoint {have!r}, this run {want!r}")
+    return lines
+
+
+def _module_kwargs(config: RunConfig, dm: SpectralDataModule) -> dict:
+    return dict(
+        arch=config.model.arch,
+        channels=list(dm.table.channels),
+        axis=[float(x) for x in dm.table.axis],
+        tabular_columns=list(dm.table.tabular_columns),
+        labels=list(dm.labels),
+        transforms=list(config.data.transforms),
+        arch_kwargs=config.model.arch_kwargs(),
+        preprocess_kwargs={"sg_window": config.data.sg_window, "sg_order": config.data.sg_order},
+        eps=config.train.eps,
+        lr=config.train.lr,
+        target_metric=config.train.target_metric,
+        scheduler_patience=config.train.scheduler_patience,
+        scheduler_cooldown=config.train.scheduler_cooldown,
+        seed=config.data.seed,
+        config=config.to_dict(),
+    )
+
+
+def _load_module(path: str, expected: dict) -> SpectralModule:
+    if not Path(path).is_file():
+        raise CheckpointError(f"--load-this {path}: no such checkpoint file.")
+    try:
+        module = SpectralModule.load_from_checkpoint(path, map_location="cpu", weights_only=False)
+    except (RuntimeError, KeyError, TypeError, EOFError) as err:
+        raise CheckpointError(f"--load-this {path}: not a spectratorch checkpoint ({type(err).__name__}: {err}).") from None
+    differences = checkpoint_differences(dict(module.hparams), expected)
+    if differences:
+        raise CheckpointError(f"--load-this {path} was trained with another configuration: " + "; ".join(differences))
+    # reason: the run's own optimisation settings apply (a fine-tune may use another lr or eps).
+    for key in ("eps", "lr", "target_metric", "scheduler_patience", "scheduler_cooldown", "seed", "config"):
+        module.hparams[key] = expected[key]
+    return module
+
+
+def _callbacks(config: RunConfig, stem: str, out_dir: Path) -> tuple[ModelCheckpoint, list]:
+    metric, mode = config.train.target_metric, config.train.metric_mode
+    checkpoint = ModelCheckpoint(
+        dirpath=out_dir,
+        filename=stem + "_{val_loss:.3E}_{val_f1:.4f}_{val_accuracy:.4f}",
+        monitor=metric,
+        mode=mode,
+        save_top_k=1,
+        save_last=True,
+        auto_insert_metric_name=False,
+        enable_version_counter=False,
+    )
+    checkpoint.CHECKPOINT_NAME_LAST = f"{stem} last"
+    callbacks = [checkpoint, EarlyStopping(monitor=metric, mode=mode, patience=config.train.early_stop_patience)]
+    return checkpoint, callbacks
+
+
+def _trainer(config: RunConfig, out_dir: Path, stem: str, callbacks: list) -> pl.Trainer:
+    t = config.train
+    logger = TensorBoardLogger(save_dir=str(out_dir / "logs"), name=stem, default_hp_metric=False)
+    devices = int(t.devices) if str(t.devices).isdigit() else t.devices
+    limit = t.limit_batches
+    return pl.Trainer(
+        accelerator=t.accelerator,
+        devices=devices,
+        strategy=t.strategy,
+        num_nodes=t.num_nodes,
+        precision=resolve_precision(t.precision, t.accelerator),
+        max_epochs=t.max_epochs,
+        callbacks=[*callbacks, LearningRateMonitor(logging_interval="epoch")],
+        logger=logger,
+        default_root_dir=str(out_dir),
+        use_distributed_sampler=False,
+        log_every_n_steps=10,
+        num_sanity_val_steps=0,
+        limit_train_batches=limit,
+        limit_val_batches=limit,
+        limit_test_batches=limit,
+        enable_model_summary=False,
+    )
+
+
+@torch.no_grad()
+def predict_probabilities(module: SpectralModule, dm: SpectralDataModule, stage: str,
+                          batch_size: int = 1024) -> np.ndarray:
+    """Class probabilities ``[N, K]`` of ``stage``'s rows (batched, on the module's device)."""
+    source, rows = dm.stage_rows(stage)
+    module.eval()
+    device = next(module.parameters()).device
+    out = []
+    for index in torch.as_tensor(rows).split(batch_size):
+        batch = source.dataset[index]
+        logits = module(batch["spectra"].to(device), batch["tabular"].to(device))
+        out.append(logits.float().softmax(dim=1).cpu())
+    return torch.cat(out).numpy() if out else np.zeros((0, dm.n_classes), np.float32)
+
+
+def _write_json(path: Path, payload: dict) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(payload, indent=2, default=_json_default))
+
+
+def _json_default(value):
+    if isinstance(value, (np.generic,)):
+        return value.item()
+    if isinstance(value, (Path,)):
+        return str(value)
+    if isinstance(value, torch.Tensor):
+        return value.tolist()
+    return str(value)
+
+
+def _stage_metrics(results: list[dict], stage: str) -> dict:
+    merged = {k: float(v) for result in results for k, v in result.items()}
+    return {name: merged.get(f"{stage}_{name}") for name in METRIC_NAMES}
+
+
+def _save_test_predictions(path: Path, module: SpectralModule, dm: SpectralDataModule) -> None:
+    source, rows = dm.stage_rows("test")
+    probabilities = predict_probabilities(module, dm, "test")
+    frame = pd.DataFrame(probabilities, columns=[f"p_{label}" for label in dm.labels])
+    frame.insert(0, "truth", np.asarray(dm.labels, dtype=object)[source.target.y[rows]])
+    frame.insert(0, "full_truth", source.target.full_truth[rows])
+    frame.insert(0, "id", source.table.ids[rows])
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False)
+
+
+def train(config: RunConfig) -> dict:
+    """Run one training: load, split, fit, pick the best checkpoint, evaluate, write the outputs.
+
+    Args:
+        config: the run's configuration.
+
+    Returns:
+        The summary written to ``<stem>.json``.
+
+    Raises:
+        ConfigError, SchemaError, TargetError, SplitError, CheckpointError: before training starts.
+    """
+    out_dir = config.train.out_dir
+    _check_writable(out_dir)
+    pl.seed_everything(config.data.seed, workers=True, verbose=False)
+    dm = SpectralDataModule(config.data)
+    dm.prepare()
+    stem = model_name(config.name_fields())
+    expected = _module_kwargs(config, dm)
+    if config.train.load_this:
+        module = _load_module(config.train.load_this, expected)
+    else:
+        module = SpectralModule(**expected)
+        module.model.preprocess.fit(*dm.train_arrays())
+    checkpoint, callbacks = _callbacks(config, stem, out_dir)
+    trainer = _trainer(config, out_dir, stem, callbacks)
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    last = out_dir / f"{stem} last.ckpt"
+    if config.train.fit:
+        resume_from = None
+        if config.train.resume:
+            if last.is_file():
+                resume_from = str(last)
+                _logger.info("resuming from %s", last)
+            else:
+                _logger.warning("--resume: %s does not exist; starting from the beginning", last)
+        trainer.fit(module, datamodule=dm, ckpt_path=resume_from)
+        best = checkpoint.best_model_path
+        if best:
+            module = SpectralModule.load_from_checkpoint(best, map_location="cpu", weights_only=False)
+    summary = {
+        "name": stem,
+        "version": __version__,
+        "config": config.to_dict(),
+        "labels": list(dm.labels),
+        "description": dm.table.describe(),
+        "class_counts": dm.class_counts(),
+        "filters_removed": dm.table.report,
+        "metrics": {},
+        "files": {},
+    }
+    if config.train.evaluate:
+        summary["metrics"]["val"] = _stage_metrics(trainer.validate(module, datamodule=dm, verbose=False), "val")
+        summary["metrics"]["test"] = _stage_metrics(trainer.test(module, datamodule=dm, verbose=False), "test")
+    if not trainer.is_global_zero:
+        return summary
+    files = summary["files"]
+    if config.train.fit and checkpoint.best_model_path:
+        files["checkpoint"] = str(Path(checkpoint.best_model_path))
+        files["last_checkpoint"] = str(last)
+    elif config.train.load_this:
+        files["checkpoint"] = str(config.train.load_this)
+    files["logs"] = str(Path(trainer.logger.log_dir))
+    if config.train.save_test_preds:
+        files["test_predictions"] = str(out_dir / f"{stem}.csv")
+        _save_test_predictions(out_dir / f"{stem}.csv", module, dm)
+    files["json"] = str(out_dir / f"{stem}.json")
+    _log_hparams(trainer, config, summary)
+    _write_json(out_dir / f"{stem}.json", summary)
+    return summary
+
+
+def _log_hparams(trainer: pl.Trainer, config: RunConfig, summary: dict) -> None:
+    flat = {f"{group}/{key}": (value if isinstance(value, (int, float, str, bool)) else str(value))
+            for group, values in config.to_dict().items() for key, value in values.items()}
+    metrics = {f"hp/{stage}_{name}": value for stage, values in summary["metrics"].items()
+               for name, value in values.items() if value is not None}
+    trainer.logger.log_hyperparams(flat, metrics)

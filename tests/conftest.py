@@ -1,0 +1,28 @@
+"""Shared test factories: small, seeded frames in the lab's schema."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+INTENSITIES = ["OK", "OK - Inspecteur", "VR", "NC", "CROCHET", "OK - SpectrAcer"]
+
+
+def make_frame(n: int = 60, seed: int = 0, channels=("277", "380"), xs=range(300, 320), lspr=False) -> pd.DataFrame:
+    """A small frame: channels on ``xs``, optional lspr on a sub-range, the lab's label columns."""
+    rng = np.random.default_rng(seed)
+    columns = {f"{c}_{x}": rng.random(n).astype(np.float32) for c in channels for x in xs}
+    if lspr:
+        columns.update({f"lspr_{x}": rng.random(n).astype(np.float32) for x in list(xs)[5:10]})
+    df = pd.DataFrame(columns, index=pd.Index([f"S{i:04d}" for i in range(n)], name="id"))
+    intensity = np.array(INTENSITIES)[np.arange(n) % len(INTENSITIES)]
+    df["greffon_defaut_severite"] = intensity
+    df["greffon_defaut_type"] = np.where(np.isin(intensity, ["VR", "NC"]), np.where(np.arange(n) % 4 < 2, 11, 2), 0)
+    df["greffon_transmittance"] = np.linspace(10, 90, n).astype(np.float32)
+    df["integration_oob"] = np.int8(0)
+    df["mesure_date"] = pd.date_range("2024-01-01", periods=n, freq="D")
+    return df
+
+
+@pytest.fixture
+def frame() -> pd.DataFrame:
+    return make_frame()

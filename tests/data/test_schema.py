@@ -1,0 +1,116 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from spectratorch.data.schema import RowFilter, apply_filters, load_table, spectral_columns
+from spectratorch.errors import SchemaError
+from tests.conftest import make_frame
+
+
+def test_channels_on_union_axis_zero_outside():
+    df = make_frame(8, channels=("277",), xs=range(300, 320), lspr=True)
+    table = load_table(df, channels=["lspr", "277"], tabular=None)
+    assert table.channels == ("lspr", "277")
+    assert table.spectra.shape == (8, 2, 20) and table.spectra.dtype == np.float32
+    assert table.axis.tolist() == list(range(300, 320))
+    lspr = table.spectra[:, 0]
+    assert (lspr[:, :5] == 0).all() and (lspr[:, 10:] == 0).all()
+    np.testing.assert_array_equal(lspr[:, 5:10], df[[f"lspr_{x}" for x in range(305, 310)]].to_numpy())
+    np.testing.assert_array_equal(table.spectra[:, 1], df[[f"277_{x}" for x in range(300, 320)]].to_numpy())
+    assert table.channel_ranges == {"lspr": (305.0, 309.0), "277": (300.0, 319.0)}
+
+
+def test_columns_sorted_by_x_not_by_position():
+    df = pd.DataFrame({"nir_10.5": [2.0], "nir_2": [1.0], "nir_100": [3.0]}, index=pd.Index(["a"], name="id"))
+    table = load_table(df, tabular=None)
+    assert table.axis.tolist() == [2.0, 10.5, 100.0]
+    assert table.spectra[0, 0].tolist() == [1.0, 2.0, 3.0]
+
+
+def test_spectral_column_names():
+    groups = spectral_columns(["277_300", "greffon_transmittance", "integration_oob", "a_b_1", "ftir_-3.5e2"])
+    assert list(groups) == ["277", "ftir"]
+    assert groups["ftir"] == [(-350.0, "ftir_-3.5e2")]
+
+
+def test_default_tabular_and_meta(frame):
+    table = load_table(frame, channels=["277"])
+    assert table.tabular_columns == ("greffon_transmittance",)
+    assert table.tabular.shape == (len(frame), 1)
+    assert "greffon_transmittance" not in table.meta and "greffon_defaut_severite" in table.meta
+    assert not any(c.startswith("277_") or c.startswith("380_") for c in table.meta.columns)
+    assert load_table(frame.drop(columns="greffon_transmittance")).tabular.shape == (len(frame), 0)
+
+
+def test_unknown_channel_lists_available(frame):
+    with pytest.raises(SchemaError, match=r"unknown channel\(s\) \['425'\]; the data has channels \['277', '380'\]"):
+        load_table(frame, channels=["277", "425"])
+
+
+def test_unknown_tabular(frame):
+    with pytest.raises(SchemaError, match="unknown tabular column"):
+        load_table(frame, tabular=["nope"])
+
+
+def test_duplicated_ids(frame):
+    frame.index = ["a"] * 2 + list(frame.index[2:])
+    with pytest.raises(SchemaError, match="unique; 1 are repeated"):
+        load_table(frame)
+
+
+def test_nan_rows_reported_and_dropped(frame, caplog):
+    frame.iloc[3, 0] = np.nan
+    frame.loc[frame.index[7], "greffon_transmittance"] = np.inf
+    table = load_table(frame)
+    assert len(table) == len(frame) - 2
+    assert table.report["non_finite"] == 2
+    assert frame.index[3] not in table.ids and frame.index[7] not in table.ids
+    assert "NaN or inf" in caplog.text
+    # NaN in a channel that is not selected does not matter
+    assert len(load_table(frame, channels=["380"], tabular=None)) == len(frame)
+
+
+def test_filters(frame):
+    frame.loc[frame.index[:4], "integration_oob"] = 1
+    kept, report = apply_filters(frame, RowFilter())
+    assert report == {"integration_oob": 4} and len(kept) == len(frame) - 4
+    kept, _ = apply_filters(frame, RowFilter(drop_oob=False))
+    assert len(kept) == len(frame)
+    kept, report = apply_filters(frame, RowFilter(transmittance_min=50, transmittance_max=80))
+    t = kept["greffon_transmittance"]
+    assert t.min() >= 50 and t.max() <= 80 and report["transmittance_min"] > 0
+    kept, _ = apply_filters(frame, RowFilter(date_from="2024-01-10", date_to="2024-01-19"))
+    assert len(kept) == 10 - int(frame.loc[kept.index, "integration_oob"].sum())
+    assert kept["mesure_date"].min() == pd.Timestamp("2024-01-10")
+
+
+def test_empty_after_filtering(frame):
+    with pytest.raises(SchemaError, match="no rows left after filtering"):
+        load_table(frame, filters=RowFilter(transmittance_min=1000))
+
+
+def test_bad_date(frame):
+    with pytest.raises(SchemaError, match="--date-from expects a date"):
+        load_table(frame, filters=RowFilter(date_from="yesterday-ish"))
+
+
+def test_non_numeric_spectrum(frame):
+    frame["277_300"] = frame["277_300"].astype(object)
+    frame.iloc[0, 0] = "oops"
+    with pytest.raises(SchemaError, match="non-numeric"):
+        load_table(frame)
+
+
+def test_expected_axis(frame):
+    with pytest.raises(SchemaError, match="expects 21"):
+        load_table(frame, expected_axis=np.arange(300, 321))
+    with pytest.raises(SchemaError, match="differs"):
+        load_table(frame, expected_axis=np.arange(301, 321))
+
+
+def test_subset_keeps_alignment(frame):
+    table = load_table(frame)
+    part = table.subset(np.array([5, 2]))
+    assert list(part.ids) == [frame.index[5], frame.index[2]]
+    assert list(part.meta.index) == list(part.ids)
+    np.testing.assert_array_equal(part.spectra[0], table.spectra[5])

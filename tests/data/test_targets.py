@@ -1,0 +1,101 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from spectratorch.data.targets import handle_rare_classes, resolve_target
+from spectratorch.errors import SplitError, TargetError
+
+
+@pytest.fixture
+def meta():
+    intensity = ["OK", "OK - Inspecteur", "OK - SpectrAcer", "VR", "VR", "NC", "CROCHET", "VR", "NC"]
+    types = [0, 0, 0, 11, 1, 2, 0, 13, 6]
+    return pd.DataFrame({"greffon_defaut_severite": intensity, "greffon_defaut_type": types, "label": list("abcabcabc")})
+
+
+def _names(target):
+    return [target.labels[i] for i in target.y]
+
+
+def test_in(meta):
+    t = resolve_target(meta, ("AVA", "IN"))
+    assert t.labels == ("OK", "VR", "NC", "CROCHET")
+    assert _names(t) == ["OK", "OK", "OK", "VR", "VR", "NC", "CROCHET", "VR", "NC"]
+
+
+def test_ins(meta):
+    t = resolve_target(meta, ("AVA", "INs"))
+    assert t.labels == ("OK - CROCHET", "VR - NC")
+    assert _names(t)[:7] == ["OK - CROCHET"] * 3 + ["VR - NC"] * 3 + ["OK - CROCHET"]
+
+
+def test_types(meta):
+    assert resolve_target(meta, ("AVA", "TY")).labels == ("0", "1", "11", "13", "2", "6")
+    tys = resolve_target(meta, ("AVA", "TYs"))
+    assert tys.labels == ("0", "1", "2", "6")
+    assert _names(tys)[3] == "1" and _names(tys)[7] == "1"
+
+
+def test_inty_and_insimple(meta):
+    inty = resolve_target(meta, ("AVA", "INTY"))
+    assert inty.labels == ("OK", "VR1", "VR11", "VR13", "NC2", "NC6", "CROCHET")
+    assert list(inty.full_truth) == _names(inty)
+    assinsimple = resolve_target(meta, ("AVA", "INsTYs"))
+    assert assinsimple.labels == ("OK", "CROCHET", "1", "2", "6")
+
+
+def test_ova_lookup_order(meta):
+    ok = resolve_target(meta, ("OVA", "OK"))
+    assert ok.labels == ("The rest", "OK") and ok.y.tolist() == [1, 1, 1, 0, 0, 0, 0, 0, 0]
+    eleven = resolve_target(meta, ("OVA", "11"))
+    assert eleven.y.tolist() == [0, 0, 0, 1, 0, 0, 0, 0, 0]
+    vr11 = resolve_target(meta, ("OVA", "VR13"))
+    assert vr11.y.sum() == 1
+
+
+def test_type_codes_as_strings_or_floats(meta):
+    meta["greffon_defaut_type"] = meta["greffon_defaut_type"].astype(float)
+    assert resolve_target(meta, ("AVA", "TY")).labels == ("0", "1", "11", "13", "2", "6")
+    meta["greffon_defaut_type"] = meta["greffon_defaut_type"].astype(int).astype(str)
+    assert resolve_target(meta, ("OVA", "11")).y.sum() == 1
+
+
+def test_generic(meta):
+    t = resolve_target(meta, ("AVA", "label"))
+    assert t.labels == ("a", "b", "c") and list(t.full_truth) == list("abcabcabc")
+    o = resolve_target(meta, ("OVA", "label", "b"))
+    assert o.labels == ("The rest", "b") and o.y.sum() == 3
+
+
+def test_generic_numbers_sorted_naturally():
+    meta = pd.DataFrame({"grade": [10, 2, 1, 2]})
+    assert resolve_target(meta, ("AVA", "grade")).labels == ("1", "2", "10")
+
+
+def test_unknown_code_lists_what_data_has(meta):
+    with pytest.raises(TargetError, match="unknown target code or column 'XX'"):
+        resolve_target(meta, ("AVA", "XX"))
+    with pytest.raises(TargetError, match=r"no row has the class value 'ZZ'.*'intensity': \['CROCHET', 'NC', 'OK', 'VR'\]"):
+        resolve_target(meta, ("OVA", "ZZ"))
+    with pytest.raises(TargetError, match="starts with AVA or OVA"):
+        resolve_target(meta, ("ALL", "IN"))
+
+
+def test_lab_code_on_generic_data():
+    with pytest.raises(TargetError, match="needs the lab's columns"):
+        resolve_target(pd.DataFrame({"label": ["a"]}), ("AVA", "IN"))
+    with pytest.raises(TargetError, match="OVA <column> x"):
+        resolve_target(pd.DataFrame({"label": ["a"]}), ("OVA", "x"))
+
+
+def test_rare_classes():
+    meta = pd.DataFrame({"label": ["a"] * 10 + ["b"] * 10 + ["c"] * 2 + ["d"] * 3})
+    target = resolve_target(meta, ("AVA", "label"))
+    with pytest.raises(SplitError, match=r"'c' \(2\), 'd' \(3\).*--rare-classes drop"):
+        handle_rare_classes(target, 5)
+    dropped, keep = handle_rare_classes(target, 5, "drop")
+    assert dropped.labels == ("a", "b") and keep.sum() == 20 and dropped.counts() == {"a": 10, "b": 10}
+    bundled, keep = handle_rare_classes(target, 5, "other", min_samples=4)
+    assert bundled.labels == ("a", "b", "other") and keep.all() and bundled.counts()["other"] == 5
+    same, keep = handle_rare_classes(target, 2)
+    assert same is target and keep.all()

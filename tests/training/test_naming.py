@@ -1,0 +1,54 @@
+import itertools
+
+import pytest
+
+from spectratorch import model_name, parse_model_name
+from spectratorch.config import RunConfig
+from spectratorch.errors import ConfigError
+
+
+def test_lab_example_exact():
+    name = "ResNetV2 y=['OVA', 'OK'] c=('277', '380', '425') t=('da',) 0-20 s=42 eps=0.1"
+    parts = parse_model_name(name)
+    assert parts.arch == "ResNetV2" and parts.targets == ("OVA", "OK") and parts.channels == ("277", "380", "425")
+    assert parts.transforms == ("da",) and (parts.split, parts.n_splits, parts.seed, parts.eps) == (0, 20, 42, 0.1)
+    fields = dict(arch=parts.arch, targets=parts.targets, channels=parts.channels, transforms=parts.transforms,
+                  current_split=parts.split, n_splits=parts.n_splits, seed=parts.seed, eps=parts.eps)
+    assert model_name(fields) == name
+
+
+ARCHS = ["VGG11", "ResNetV2"]
+TARGETS = [("OVA", "OK"), ("AVA", "INsTYs"), ("OVA", "label", "b c"), ("AVA", "x]y")]
+CHANNELS = [("277",), ("425", "277"), ("lspr", "nir", "a'b", "(c)", "d)e", "é", "1.5")]
+TRANSFORMS = [(), ("da",), ("simulate", "snv", "mixup")]
+NUMBERS = [(0, 5, 42, 0.1), (19, 20, -1, 0.0), (3, 7, 0, 1.0), ("ens", 5, 1, 0.123456789), (1, 3, 7, 1e-7)]
+
+
+@pytest.mark.parametrize("arch,targets,channels,transforms,numbers",
+                         list(itertools.product(ARCHS, TARGETS, CHANNELS, TRANSFORMS, NUMBERS)))
+def test_round_trip(arch, targets, channels, transforms, numbers):
+    split, n_splits, seed, eps = numbers
+    fields = dict(arch=arch, targets=list(targets), channels=list(channels), transforms=list(transforms),
+                  current_split=split, n_splits=n_splits, seed=seed, eps=eps)
+    name = model_name(fields)
+    parts = parse_model_name(name)
+    assert (parts.arch, parts.targets, parts.channels, parts.transforms) == (arch, targets, channels, transforms)
+    assert (parts.split, parts.n_splits, parts.seed, parts.eps) == (split, n_splits, seed, eps)
+    assert model_name({**fields, **{"current_split": parts.split}}) == name
+    # file names written by a run parse too
+    assert parse_model_name(f"/some/dir/{name}_1.234E-01_0.9000_0.9100.ckpt") == parts
+    assert parse_model_name(f"{name}.onnx") == parts
+
+
+def test_none_transforms_and_config():
+    name = model_name(RunConfig().name_fields())
+    assert name == "VGG11 y=['OVA', 'OK'] c=('277', '380', '425') t=('da',) 0-5 s=42 eps=0.1"
+    fields = {**RunConfig().name_fields(), "transforms": ()}
+    assert " t=None " in model_name(fields)
+
+
+@pytest.mark.parametrize("bad", ["", "VGG11", "VGG11 y=OVA c=('1',) t=None 0-5 s=1 eps=0.1",
+                                 "VGG11 y=['OVA'] c=('1',) t=None x-5 s=1 eps=0.1"])
+def test_not_a_name(bad):
+    with pytest.raises(ConfigError, match="not a spectratorch model name"):
+        parse_model_name(bad)
