@@ -139,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     make = sub.add_parser("make-dataset", help="generate the synthetic demo dataset", formatter_class=_Formatter,
                           allow_abbrev=False, description="Write a realistic maple-syrup-like dataset in the lab's "
                           "schema (cleaned as `convert` would), and optionally its raw instrument exports.")
-    from spectratorch.data.synthetic import DEMO_SAMPLES
+    from spectratorch.data.demo import DEMO_SAMPLES
 
     make.add_argument("--samples", type=int, default=DEMO_SAMPLES, help="samples generated (before cleaning)")
     make.add_argument("--seed", type=int, default=0, help="generator seed")
@@ -202,19 +202,11 @@ def _print_summary(summary: dict) -> None:
 
 
 def _run_make_dataset(args) -> int:
-    from spectratorch.data.io import write_dataset
-    from spectratorch.data.raw import write_raw_exports
-    from spectratorch.data.synthetic import make_dataset
-    from spectratorch.data.raw import clean
+    from spectratorch.data.demo import write_demo_dataset
 
-    raw = make_dataset(args.samples, args.seed, instrument=args.instrument)
-    if args.raw_dir:
-        written = write_raw_exports(raw, args.raw_dir)
-        _logger.info("wrote %d export files to %s", len(written), args.raw_dir)
-    df, report = clean(raw)
-    _logger.info("cleaning removed %s", report)
-    write_dataset(df, args.output)
-    print(json.dumps({"output": args.output, "rows": len(df), "removed": report}))
+    report = write_demo_dataset(args.output, args.samples, args.seed, args.instrument, args.raw_dir)
+    _logger.info("cleaning removed %s", report["removed"])
+    print(json.dumps({k: v for k, v in report.items() if k != "raw_files"}))
     return 0
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from dataclasses import dataclass
+from typing import Callable
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -19,44 +20,33 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from spectratorch.config import DataConfig
+from spectratorch.data.demo import ensure_demo_data
 from spectratorch.data.schema import RowFilter, SpectralTable, load_table
 from spectratorch.data.splits import TEST_MODES, Split, make_split
 from spectratorch.data.targets import Target, handle_rare_classes, resolve_target
 from spectratorch.data.transforms import DataAugment, Mixup, one_hot
 from spectratorch.errors import TargetError
 
-__all__ = ["SpectralDataModule", "IndexBatchSampler", "ensure_demo_data"]
+__all__ = ["SpectralDataModule", "IndexBatchSampler"]
 
 _logger = logging.getLogger(__name__)
-
-
-def ensure_demo_data(path: Path, n_samples: int | None = None, seed: int = 0) -> Path:
-    """Generate the demo dataset at ``path`` when it is missing (saying so)."""
-    if path.exists():
-        return path
-    from spectratorch.data.synthetic import DEMO_SAMPLES, make_demo_dataset
-    from spectratorch.data.io import write_dataset
-
-    n_samples = n_samples or DEMO_SAMPLES
-    _logger.warning("the demo dataset %s is missing: generating it (%d samples, seed %d)", path, n_samples, seed)
-    df, _ = make_demo_dataset(n_samples, seed)
-    write_dataset(df, path)
-    return path
 
 
 class IndexBatchSampler(Sampler):
     """Yields int64 index tensors, one per batch; shuffled per epoch from ``(seed, epoch)``; sharded per rank.
 
     Every rank gets the same number of batches (the shuffled indices are cut to a multiple of the world size), so
-    distributed training never waits on a rank with one batch less.
+    distributed training never waits on a rank with one batch less. ``epoch_source`` (the trainer's current epoch)
+    wins over ``set_epoch``: Lightning hands a run resumed from an end-of-epoch checkpoint the previous epoch.
     """
 
     def __init__(self, indices: np.ndarray, batch_size: int, shuffle: bool, seed: int = 0, drop_last: bool = False,
-                 rank: int = 0, world_size: int = 1):
+                 rank: int = 0, world_size: int = 1, epoch_source: Callable[[], int] | None = None):
         self.indices = torch.as_tensor(indices, dtype=torch.int64)
         self.batch_size, self.shuffle, self.seed, self.drop_last = batch_size, shuffle, seed, drop_last
         self.rank, self.world_size = rank, world_size
         self.epoch = 0
+        self.epoch_source = epoch_source
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -64,7 +54,8 @@ class IndexBatchSampler(Sampler):
     def _shard(self) -> torch.Tensor:
         indices = self.indices
         if self.shuffle:
-            generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+            epoch = self.epoch_source() if self.epoch_source is not None else self.epoch
+            generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
             indices = indices[torch.randperm(len(indices), generator=generator)]
         if self.world_size > 1:
             usable = len(indices) - len(indices) % self.world_size
@@ -113,8 +104,8 @@ class SpectralDataModule(pl.LightningDataModule):
     Keywords are those of :class:`~spectratorch.config.DataConfig` (the CLI flags, hyphens as underscores).
 
     Example:
-        >>> from spectratorch.data.synthetic import make_demo_dataset
-        >>> df, _ = make_demo_dataset(600, seed=0)
+        >>> from spectratorch.data.synthetic import make_dataset
+        >>> df = make_dataset(600, seed=0)
         >>> dm = SpectralDataModule(data=df, targets=("OVA", "OK"), channels=("277", "380"), batch_size=64)
         >>> dm.prepare()
         >>> dm.n_channels, dm.length, dm.labels
@@ -179,8 +170,10 @@ class SpectralDataModule(pl.LightningDataModule):
 
     @staticmethod
     def _source(table: SpectralTable, target: Target) -> _Source:
-        dataset = _GatherDataset(torch.from_numpy(table.spectra), torch.from_numpy(table.tabular),
-                                 torch.from_numpy(target.y))
+        # reason: pandas (copy-on-write) may hand out read-only arrays; torch wants writable ones (copied only then).
+        tensors = [torch.from_numpy(np.require(a, requirements=["C", "W"])) for a in (table.spectra, table.tabular,
+                                                                                   target.y)]
+        dataset = _GatherDataset(*tensors)
         return _Source(table, target, dataset)
 
     def setup(self, stage: str | None = None) -> None:
@@ -246,13 +239,22 @@ class SpectralDataModule(pl.LightningDataModule):
         trainer = getattr(self, "trainer", None)
         return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
 
+    def _epoch(self) -> int:
+        # reason: epochs processed so far is the index of the epoch about to run, also when the iterator is made
+        # while Lightning restores a run (its current_epoch still says the previous epoch then).
+        trainer = getattr(self, "trainer", None)
+        return trainer.fit_loop.epoch_progress.current.processed if trainer is not None else 0
+
     def _loader(self, stage: str, shuffle: bool) -> DataLoader:
         source, rows = self.stage_rows(stage)
         rank, world = self._rank() if stage == "train" else (0, 1)
         drop_last = shuffle and len(rows) > self.config.batch_size
-        sampler = IndexBatchSampler(rows, self.config.batch_size, shuffle, self.config.seed, drop_last, rank, world)
+        sampler = IndexBatchSampler(rows, self.config.batch_size, shuffle, self.config.seed, drop_last, rank, world,
+                                    epoch_source=self._epoch if shuffle and getattr(self, "trainer", None) else None)
+        # reason: an own generator, so making the iterator draws nothing from the global RNG (resumed runs make it
+        # at another moment than uninterrupted ones, and would otherwise draw different augmentations).
         return DataLoader(source.dataset, batch_size=None, sampler=sampler, num_workers=0,
-                          pin_memory=torch.cuda.is_available())
+                          pin_memory=torch.cuda.is_available(), generator=torch.Generator().manual_seed(0))
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)

@@ -104,6 +104,8 @@ class SpectralModule(pl.LightningModule):
             arch, list(channels), len(axis), len(tabular_columns), len(labels), transforms,
             preprocess_kwargs, **(arch_kwargs or {})
         )
+        self._plateau: torch.optim.lr_scheduler.ReduceLROnPlateau | None = None
+        self._plateau_state: dict | None = None
         self.val_metrics = _metrics(len(labels), "val_")
         self.test_metrics = _metrics(len(labels), "test_")
 
@@ -113,7 +115,8 @@ class SpectralModule(pl.LightningModule):
 
     def on_train_epoch_start(self) -> None:
         # reason: reseed per epoch so a run resumed from its last checkpoint draws the same augmentations and dropout.
-        torch.manual_seed(self.hparams.seed * 100_003 + self.current_epoch * 7919 + self.global_rank)
+        epoch = self.trainer.fit_loop.epoch_progress.current.processed
+        torch.manual_seed(self.hparams.seed * 100_003 + epoch * 7919 + self.global_rank)
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         log_probs = F.log_softmax(self(batch["spectra"], batch["tabular"]).float(), dim=1)
@@ -135,6 +138,18 @@ class SpectralModule(pl.LightningModule):
     def on_validation_epoch_end(self) -> None:
         self.log_dict(self.val_metrics.compute(), prog_bar=True)
         self.val_metrics.reset()
+        trainer = self.trainer
+        if trainer.state.fn == "fit" and not trainer.sanity_checking and self._plateau is not None:
+            # reason: stepped here, before the end-of-epoch checkpoint is written, so a resumed run has every step
+            # (Lightning steps a registered plateau scheduler after that checkpoint, and skips it on restart).
+            self._plateau.step(float(trainer.callback_metrics[self.hparams.target_metric]))
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        if self._plateau is not None:
+            checkpoint["plateau_scheduler"] = self._plateau.state_dict()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self._plateau_state = checkpoint.get("plateau_scheduler")
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
         self._eval_step(batch, self.test_metrics, "test")
@@ -148,12 +163,13 @@ class SpectralModule(pl.LightningModule):
 
     def configure_optimizers(self):
         optimizer = torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
-        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        self._plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
             optimizer,
             mode=TARGET_METRICS[self.hparams.target_metric],
             factor=0.5,
             patience=self.hparams.scheduler_patience,
             cooldown=self.hparams.scheduler_cooldown,
         )
-        return {"optimizer": optimizer,
-                "lr_scheduler": {"scheduler": scheduler, "monitor": self.hparams.target_metric, "interval": "epoch"}}
+        if self._plateau_state is not None:
+            self._plateau.load_state_dict(self._plateau_state)
+        return optimizer

@@ -26,6 +26,7 @@ from spectratorch.config import RunConfig
 from spectratorch.data.datamodule import SpectralDataModule
 from spectratorch.data.io import atomic_path
 from spectratorch.errors import CheckpointError, ConfigError
+from spectratorch.models.registry import is_model, list_models
 from spectratorch.training.module import METRIC_NAMES, SpectralModule
 from spectratorch.training.naming import model_name
 
@@ -210,6 +211,8 @@ def train(config: RunConfig) -> dict:
         ConfigError, SchemaError, TargetError, SplitError, CheckpointError: before training starts.
     """
     out_dir = config.train.out_dir
+    if not is_model(config.model.arch):
+        raise ConfigError(f"unknown --arch {config.model.arch!r}; expected one of {list_models()}.")
     _check_writable(out_dir)
     pl.seed_everything(config.data.seed, workers=True, verbose=False)
     dm = SpectralDataModule(config.data)

@@ -1,0 +1,311 @@
+"""The input pipeline as the first layer of every model, so a checkpoint and an ONNX file take raw spectra.
+
+``Preprocess`` applies the inference-time transforms (``INFERENCE_TRANSFORMS``) in the order given, then scales
+every spectral point and every tabular feature to [-1, 1] with the minimum and maximum of the training split.
+Its constants (simulation mask, Savitzky-Golay kernels) and fitted ranges are buffers: they travel with the
+``state_dict`` and become constants of an exported graph. Train-only transforms (``da``, ``mixup``...) belong to
+the data pipeline and are ignored here.
+"""
+
+import logging
+from collections.abc import Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from spectratorch.errors import ConfigError
+from spectratorch.models._layers import check_int
+
+__all__ = ["Preprocess", "SIMULATE_POINTS", "INFERENCE_TRANSFORMS"]
+
+_logger = logging.getLogger(__name__)
+
+SIMULATE_POINTS: dict[str, int] = {"277": 45, "380": 113, "425": 158}
+"""Channel name -> leading points of its axis that the new fluorimeter cannot see (``simulate`` zeroes them)."""
+
+INFERENCE_TRANSFORMS: tuple[str, ...] = ("simulate", "snv", "sg1", "sg2")
+"""Transforms applied by ``Preprocess``; other names in ``transforms`` are left to the data pipeline."""
+
+_SNV_EPS = 1e-6
+# reason: a point whose training range is this small next to its channel's widest range is a constant plus float
+# rounding (e.g. a derivative over a zeroed region after snv); scaling it would blow the rounding up to [-1, 1].
+_RELATIVE_SPAN = 1e-5
+_SG_DERIVATIVES = {"sg1": 1, "sg2": 2}
+
+
+class Preprocess(nn.Module):
+    """Inference-time transforms, then per-feature min-max scaling to [-1, 1], fitted on the training split.
+
+    Transforms, applied to the raw spectra in the order of ``transforms``:
+
+    - ``simulate``: zero the first ``k`` points of each channel named in ``SIMULATE_POINTS`` (updated by
+      ``simulate_points``); other channels are untouched.
+    - ``snv``: standard normal variate, per sample and channel: ``(x - mean) / (std + 1e-6)`` over the axis
+      (population std).
+    - ``sg1``, ``sg2``: Savitzky-Golay first / second derivative along the axis, per axis step, with a
+      ``sg_window``-point window and a polynomial of order ``sg_order``; the edges are padded by repeating the
+      end values, so the length is unchanged.
+
+    Scaling maps the training minimum of each spectral point (channel and position) and each tabular feature
+    to -1 and the maximum to 1; a feature constant in training maps to 0. A spectral point counts as constant
+    when its training range is at most 1e-5 of the widest range in its channel, since such a range is float
+    rounding (the derivative of a zeroed region after ``snv``) that would otherwise be blown up to [-1, 1].
+    Values outside the training range are not clipped: they land outside [-1, 1], so a drifted instrument shows
+    up rather than being hidden.
+
+    Args:
+        channels: Channel names, in the order of the ``C`` axis (e.g. ``["277", "380"]``).
+        length: Points ``L`` on the spectral axis.
+        n_tabular: Tabular features ``T`` (0: none).
+        transforms: Transform names; the ones not in ``INFERENCE_TRANSFORMS`` are ignored here.
+        sg_window: Savitzky-Golay window (odd, more than ``sg_order``, at most ``length``).
+        sg_order: Savitzky-Golay polynomial order (at least the derivative order).
+        simulate_points: Extra or overriding entries for ``SIMULATE_POINTS``.
+
+    Raises:
+        ConfigError: On an invalid argument.
+
+    Shapes:
+        spectra ``[N, C, L]`` and tabular ``[N, T]`` (or ``None`` when ``T == 0``) -> the same shapes.
+
+    Example:
+        >>> pre = Preprocess(["277", "380"], length=50, n_tabular=1, transforms=["snv", "da"])
+        >>> spectra, tabular = torch.rand(6, 2, 50), torch.tensor([[1.0], [3.0], [2.0], [5.0], [4.0], [1.0]])
+        >>> out, tab = pre.fit(spectra, tabular)(spectra, tabular)
+        >>> out.shape, tab[:4, 0].tolist()
+        (torch.Size([6, 2, 50]), [-1.0, 0.0, -0.5, 1.0])
+    """
+
+    def __init__(
+        self,
+        channels: Sequence[str],
+        length: int,
+        n_tabular: int,
+        transforms: Sequence[str] = (),
+        sg_window: int = 11,
+        sg_order: int = 2,
+        simulate_points: Mapping[str, int] | None = None,
+    ):
+        super().__init__()
+        self.channels = _check_channels(channels)
+        check_int("length", length, "Preprocess")
+        check_int("n_tabular", n_tabular, "Preprocess", minimum=0)
+        self.length = length
+        self.n_tabular = n_tabular
+        self.transforms = _inference_transforms(transforms)
+        n_channels = len(self.channels)
+        if "simulate" in self.transforms:
+            self.register_buffer("simulate_mask", _simulate_mask(self.channels, length, simulate_points))
+        for name in sorted(set(self.transforms) & set(_SG_DERIVATIVES)):
+            kernel = _savgol_kernel(sg_window, sg_order, _SG_DERIVATIVES[name], length)
+            self.register_buffer(f"{name}_weight", kernel.repeat(n_channels, 1, 1))
+        self.register_buffer("spectra_min", torch.zeros(n_channels, length))
+        self.register_buffer("spectra_max", torch.zeros(n_channels, length))
+        self.register_buffer("tabular_min", torch.zeros(n_tabular))
+        self.register_buffer("tabular_max", torch.zeros(n_tabular))
+        self.register_buffer("fitted", torch.tensor(False))
+        # reason: a Python copy of `fitted`, so forward checks it without a device sync and exports see a constant.
+        self._fitted = False
+        self.register_load_state_dict_post_hook(_sync_fitted)
+
+    def apply_transforms(self, spectra: torch.Tensor) -> torch.Tensor:
+        """Apply the inference-time transforms, in order, without scaling.
+
+        Args:
+            spectra: Raw spectra ``[N, C, L]``.
+
+        Returns:
+            Transformed spectra ``[N, C, L]``, float32 even under autocast.
+        """
+        device_type = spectra.device.type
+        if torch.is_autocast_enabled(device_type):
+            # reason: under 16-bit autocast the derivative convolution would run in half precision, where raw
+            # counts above 65504 overflow and bf16 keeps 3 digits; the input pipeline stays float32.
+            with torch.autocast(device_type, enabled=False):
+                return self.apply_transforms(spectra.float())
+        for name in self.transforms:
+            if name == "simulate":
+                spectra = spectra * self.simulate_mask
+            elif name == "snv":
+                mean = spectra.mean(dim=-1, keepdim=True)
+                std = (spectra - mean).pow(2).mean(dim=-1, keepdim=True).sqrt()
+                spectra = (spectra - mean) / (std + _SNV_EPS)
+            else:
+                weight = getattr(self, f"{name}_weight")
+                half = weight.shape[-1] // 2
+                padded = F.pad(spectra, (half, half), mode="replicate")
+                spectra = F.conv1d(padded, weight, groups=weight.shape[0])
+        return spectra
+
+    @torch.no_grad()
+    def fit(self, spectra: torch.Tensor, tabular: torch.Tensor | None = None, chunk_size: int = 4096) -> "Preprocess":
+        """Fit the scaling ranges on the transformed training data, ``chunk_size`` samples at a time.
+
+        Args:
+            spectra: Raw training spectra ``[N, C, L]``, any device (chunks are moved to the buffers' device).
+            tabular: Training tabular features ``[N, T]``; ``None`` or ``[N, 0]`` when ``T == 0``.
+            chunk_size: Samples transformed at once, to bound memory.
+
+        Returns:
+            ``self``, fitted.
+
+        Raises:
+            ConfigError: If the shapes do not match the constructor, ``N`` is 0, or a value is NaN or infinite.
+        """
+        check_int("chunk_size", chunk_size, "Preprocess.fit")
+        self._check_inputs(spectra, tabular)
+        if spectra.shape[0] == 0:
+            raise ConfigError(
+                f"Preprocess.fit needs at least one training sample; got spectra of shape {tuple(spectra.shape)}."
+            )
+        device = self.spectra_min.device
+        low = torch.full_like(self.spectra_min, float("inf"))
+        high = torch.full_like(self.spectra_max, float("-inf"))
+        for start in range(0, spectra.shape[0], chunk_size):
+            chunk = self.apply_transforms(spectra[start : start + chunk_size].to(device, low.dtype))
+            low = torch.minimum(low, chunk.amin(dim=0))
+            high = torch.maximum(high, chunk.amax(dim=0))
+        _check_finite("spectra", low, high)
+        self.spectra_min.copy_(low)
+        self.spectra_max.copy_(high)
+        if self.n_tabular > 0:
+            values = tabular.to(device, self.tabular_min.dtype)
+            low, high = values.amin(dim=0), values.amax(dim=0)
+            _check_finite("tabular", low, high)
+            self.tabular_min.copy_(low)
+            self.tabular_max.copy_(high)
+        self.fitted.fill_(True)
+        self._fitted = True
+        _logger.debug("Preprocess fitted on %d samples (transforms: %s)", spectra.shape[0], self.transforms)
+        return self
+
+    def forward(
+        self, spectra: torch.Tensor, tabular: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Transform and scale a batch.
+
+        Args:
+            spectra: Raw spectra ``[N, C, L]``.
+            tabular: Tabular features ``[N, T]``; ``None`` or ``[N, 0]`` when ``T == 0`` (returned as given).
+
+        Returns:
+            ``(spectra, tabular)`` of the same shapes, scaled (not clipped) to [-1, 1] over the training range.
+
+        Raises:
+            ConfigError: If ``fit`` has not been called (nor a fitted ``state_dict`` loaded), or shapes mismatch.
+        """
+        if not self._fitted:
+            raise ConfigError(
+                "Preprocess is not fitted: call fit(spectra, tabular) on the training split, or load "
+                "a fitted state_dict, before using it."
+            )
+        # reason: an export records the graph, not these checks; under tracing they would only warn.
+        if not (torch.jit.is_tracing() or torch.compiler.is_compiling()):
+            self._check_inputs(spectra, tabular)
+        spectra = _scale(self.apply_transforms(spectra), self.spectra_min, self.spectra_max, _RELATIVE_SPAN)
+        if self.n_tabular > 0:
+            tabular = _scale(tabular, self.tabular_min, self.tabular_max, 0.0)
+        return spectra, tabular
+
+    def _check_inputs(self, spectra: torch.Tensor, tabular: torch.Tensor | None) -> None:
+        expected = (len(self.channels), self.length)
+        if spectra.dim() != 3 or tuple(spectra.shape[1:]) != expected:
+            raise ConfigError(
+                f"Preprocess expects spectra of shape [N, {expected[0]}, {expected[1]}] (channels "
+                f"{list(self.channels)}); got {tuple(spectra.shape)}. Build it for this data."
+            )
+        if tabular is None:
+            if self.n_tabular > 0:
+                raise ConfigError(f"Preprocess expects {self.n_tabular} tabular features; got tabular=None.")
+            return
+        if tabular.dim() != 2 or tabular.shape[1] != self.n_tabular or tabular.shape[0] != spectra.shape[0]:
+            raise ConfigError(
+                f"Preprocess expects tabular of shape [{spectra.shape[0]}, {self.n_tabular}] to go "
+                f"with spectra {tuple(spectra.shape)}; got {tuple(tabular.shape)}."
+            )
+
+    def extra_repr(self) -> str:
+        return (
+            f"channels={list(self.channels)}, length={self.length}, n_tabular={self.n_tabular}, "
+            f"transforms={list(self.transforms)}"
+        )
+
+
+def _sync_fitted(module: Preprocess, incompatible_keys) -> None:
+    module._fitted = bool(module.fitted)
+
+
+def _scale(values: torch.Tensor, low: torch.Tensor, high: torch.Tensor, relative: float) -> torch.Tensor:
+    """Map ``low`` -> -1 and ``high`` -> 1 along the last axis; spans up to ``relative`` of the widest map to 0."""
+    span = high - low
+    varies = span > relative * span.amax(dim=-1, keepdim=True)
+    # reason: a constant feature gets scale 0, so it maps to 0 instead of dividing by zero.
+    scale = torch.where(varies, 2.0 / span.clamp_min(torch.finfo(span.dtype).tiny), torch.zeros_like(span))
+    return (values - (high + low) / 2) * scale
+
+
+def _check_finite(name: str, low: torch.Tensor, high: torch.Tensor) -> None:
+    if not (torch.isfinite(low).all() and torch.isfinite(high).all()):
+        raise ConfigError(
+            f"Preprocess.fit got NaN or infinite {name} (after the transforms); drop or fill them before fitting."
+        )
+
+
+def _check_channels(channels: Sequence[str]) -> tuple[str, ...]:
+    if isinstance(channels, (str, bytes)) or not isinstance(channels, Sequence) or not channels:
+        raise ConfigError(
+            f"The 'channels' parameter of Preprocess must be a non-empty sequence of channel names, "
+            f"e.g. ['277', '380']. Got {channels!r} instead."
+        )
+    names = tuple(str(name) for name in channels)
+    if len(set(names)) != len(names):
+        raise ConfigError(f"The 'channels' parameter of Preprocess has repeated names: {list(names)}.")
+    return names
+
+
+def _inference_transforms(transforms: Sequence[str]) -> tuple[str, ...]:
+    if isinstance(transforms, (str, bytes)) or not isinstance(transforms, Sequence):
+        raise ConfigError(
+            f"The 'transforms' parameter of Preprocess must be a sequence of names, e.g. "
+            f"['simulate', 'snv']. Got {transforms!r} instead."
+        )
+    names = [str(name).lower() for name in transforms]
+    ignored = [name for name in names if name not in INFERENCE_TRANSFORMS]
+    if ignored:
+        _logger.debug("Preprocess leaves %s to the training data pipeline", ignored)
+    return tuple(name for name in names if name in INFERENCE_TRANSFORMS)
+
+
+def _simulate_mask(channels: tuple[str, ...], length: int, simulate_points: Mapping[str, int] | None) -> torch.Tensor:
+    extra = {str(key): value for key, value in (simulate_points or {}).items()}
+    for name, points in extra.items():
+        check_int(f"simulate_points[{name!r}]", points, "Preprocess", minimum=0)
+    table = {**SIMULATE_POINTS, **extra}
+    mask = torch.ones(len(channels), length)
+    for index, name in enumerate(channels):
+        if name in table:
+            mask[index, : table[name]] = 0.0
+    if not any(name in table for name in channels):
+        _logger.info("simulate changes nothing: no channel of %s is in the table %s", list(channels), table)
+    return mask
+
+
+def _savgol_kernel(window: int, order: int, derivative: int, length: int) -> torch.Tensor:
+    from scipy.signal import savgol_coeffs  # reason: scipy is only needed when a derivative is asked for.
+
+    check_int("sg_window", window, "Preprocess")
+    check_int("sg_order", order, "Preprocess", minimum=0)
+    if window % 2 == 0 or window <= order or window > length:
+        raise ConfigError(
+            f"The 'sg_window' parameter of Preprocess must be odd, more than sg_order={order} and at "
+            f"most length={length}. Got {window!r} instead."
+        )
+    if order < derivative:
+        raise ConfigError(
+            f"The 'sg_order' parameter of Preprocess must be at least {derivative} for "
+            f"sg{derivative}. Got {order!r} instead."
+        )
+    # reason: 'dot' coefficients weight the window left to right, which is what conv1d (a correlation) does.
+    coeffs = savgol_coeffs(window, order, deriv=derivative, use="dot")
+    return torch.as_tensor(coeffs, dtype=torch.float32).reshape(1, 1, window)

@@ -1,0 +1,208 @@
+import numpy as np
+import pytest
+import torch
+from scipy.signal import savgol_filter
+
+from spectratorch.errors import ConfigError
+from spectratorch.models import INFERENCE_TRANSFORMS, SIMULATE_POINTS, Preprocess
+
+
+def _make_inputs(n=12, n_channels=3, length=200, n_tabular=2, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    spectra = torch.rand(n, n_channels, length, generator=generator) * 1000.0
+    tabular = torch.randn(n, n_tabular, generator=generator) * 5.0
+    return spectra, tabular
+
+
+def test_inference_transforms_constant():
+    assert INFERENCE_TRANSFORMS == ("simulate", "snv", "sg1", "sg2")
+
+
+def test_scaling_maps_training_min_max_to_minus_one_and_one():
+    spectra, tabular = _make_inputs()
+    pre = Preprocess(["a", "b", "c"], 200, 2).fit(spectra, tabular, chunk_size=5)
+    out, tab = pre(spectra, tabular)
+    torch.testing.assert_close(out.amin(dim=0), torch.full((3, 200), -1.0), atol=1e-6, rtol=0)
+    torch.testing.assert_close(out.amax(dim=0), torch.full((3, 200), 1.0), atol=1e-6, rtol=0)
+    torch.testing.assert_close(tab.amin(dim=0), torch.full((2,), -1.0), atol=1e-6, rtol=0)
+    torch.testing.assert_close(tab.amax(dim=0), torch.full((2,), 1.0), atol=1e-6, rtol=0)
+    torch.testing.assert_close(pre.spectra_min, spectra.amin(dim=0))
+    torch.testing.assert_close(pre.tabular_max, tabular.amax(dim=0))
+    assert bool(pre.fitted)
+
+
+def test_chunked_fit_equals_one_chunk():
+    spectra, tabular = _make_inputs(n=23)
+    whole = Preprocess(["a", "b", "c"], 200, 2, transforms=["snv", "sg1"]).fit(spectra, tabular)
+    chunked = Preprocess(["a", "b", "c"], 200, 2, transforms=["snv", "sg1"]).fit(spectra, tabular, chunk_size=4)
+    torch.testing.assert_close(whole.spectra_min, chunked.spectra_min)
+    torch.testing.assert_close(whole.spectra_max, chunked.spectra_max)
+
+
+def test_values_outside_training_range_are_not_clipped():
+    spectra, tabular = _make_inputs()
+    pre = Preprocess(["a", "b", "c"], 200, 2).fit(spectra, tabular)
+    out, tab = pre(spectra * 3.0 + 1.0, tabular.abs() * 10.0 + 100.0)
+    assert out.max() > 1.5 and tab.min() > 1.5
+
+
+def test_constant_features_map_to_zero():
+    spectra, tabular = _make_inputs()
+    spectra[:, 1, 10:20] = 7.0
+    tabular[:, 0] = -3.0
+    pre = Preprocess(["a", "b", "c"], 200, 2).fit(spectra, tabular)
+    out, tab = pre(spectra, tabular)
+    assert torch.isfinite(out).all() and torch.isfinite(tab).all()
+    assert torch.equal(out[:, 1, 10:20], torch.zeros(12, 10))
+    assert torch.equal(tab[:, 0], torch.zeros(12))
+    shifted, _ = pre(spectra + 1.0, tabular)
+    assert torch.equal(shifted[:, 1, 10:20], torch.zeros(12, 10))
+
+
+def test_rounding_noise_counts_as_constant():
+    spectra, _ = _make_inputs(n_channels=1, n_tabular=0)
+    # reason: the derivative of the zeroed, then snv-shifted region is 0 up to float rounding in every sample.
+    pre = Preprocess(["277"], 200, 0, transforms=["simulate", "snv", "sg1"]).fit(spectra)
+    out, _ = pre(spectra * 1.3)
+    hidden = SIMULATE_POINTS["277"] - 5
+    assert torch.equal(out[:, 0, :hidden], torch.zeros(12, hidden))
+    assert (out[:, 0, 60:].abs() > 0).all()
+
+
+def test_simulate_zeroes_exactly_the_table_points_per_channel():
+    spectra, _ = _make_inputs(n=4, n_channels=4, length=300, n_tabular=0)
+    spectra += 1.0  # reason: no zero in the raw data, so every zero below comes from the mask
+    channels = ["380", "999", "277", "425"]
+    pre = Preprocess(channels, 300, 0, transforms=["simulate"], simulate_points={"999": 7})
+    out = pre.apply_transforms(spectra)
+    for index, name in enumerate(channels):
+        points = {**SIMULATE_POINTS, "999": 7}[name]
+        assert torch.equal(out[:, index, :points], torch.zeros(4, points)), name
+        assert torch.equal(out[:, index, points:], spectra[:, index, points:]), name
+
+
+def test_simulate_leaves_unknown_channels_untouched():
+    spectra, _ = _make_inputs(n=2, n_channels=2, length=50, n_tabular=0)
+    pre = Preprocess(["500", "600"], 50, 0, transforms=["simulate"])
+    assert torch.equal(pre.apply_transforms(spectra), spectra)
+
+
+def test_simulate_longer_than_axis_zeroes_the_channel():
+    spectra, _ = _make_inputs(n=2, n_channels=1, length=100, n_tabular=0)
+    pre = Preprocess(["425"], 100, 0, transforms=["simulate"])
+    assert torch.equal(pre.apply_transforms(spectra), torch.zeros(2, 1, 100))
+
+
+def test_snv_gives_zero_mean_unit_std():
+    spectra, _ = _make_inputs(n=6, n_channels=2, length=120, n_tabular=0)
+    out = Preprocess(["a", "b"], 120, 0, transforms=["snv"]).apply_transforms(spectra)
+    torch.testing.assert_close(out.mean(dim=-1), torch.zeros(6, 2), atol=1e-5, rtol=0)
+    torch.testing.assert_close(out.std(dim=-1, unbiased=False), torch.ones(6, 2), atol=1e-5, rtol=0)
+
+
+def test_sg1_of_a_ramp_is_its_slope_and_sg2_of_a_quadratic_is_constant():
+    axis = torch.arange(80, dtype=torch.float32)
+    spectra = torch.stack([3.0 * axis - 5.0, 0.5 * axis**2 - axis]).reshape(1, 2, 80)
+    window = 11
+    interior = slice(window // 2, 80 - window // 2)
+    sg1 = Preprocess(["a", "b"], 80, 0, transforms=["sg1"], sg_window=window).apply_transforms(spectra)
+    torch.testing.assert_close(sg1[0, 0, interior], torch.full((70,), 3.0), atol=1e-4, rtol=0)
+    sg2 = Preprocess(["a", "b"], 80, 0, transforms=["sg2"], sg_window=window).apply_transforms(spectra)
+    torch.testing.assert_close(sg2[0, 1, interior], torch.full((70,), 1.0), atol=1e-3, rtol=0)
+    assert sg1.shape == sg2.shape == spectra.shape
+
+
+def test_sg_matches_scipy_savgol_filter_with_edge_padding():
+    spectra, _ = _make_inputs(n=2, n_channels=2, length=60, n_tabular=0)
+    pre = Preprocess(["a", "b"], 60, 0, transforms=["sg1"], sg_window=7, sg_order=3)
+    padded = np.pad(spectra.double().numpy(), ((0, 0), (0, 0), (3, 3)), mode="edge")
+    expected = savgol_filter(padded, 7, 3, deriv=1, axis=-1, mode="interp")[..., 3:-3]
+    np.testing.assert_allclose(pre.apply_transforms(spectra).numpy(), expected, atol=1e-3)
+
+
+def test_transforms_apply_in_the_order_given():
+    spectra, _ = _make_inputs(n=3, n_channels=1, length=64, n_tabular=0)
+    snv_first = Preprocess(["a"], 64, 0, transforms=["snv", "sg1"]).apply_transforms(spectra)
+    sg1_first = Preprocess(["a"], 64, 0, transforms=["sg1", "snv"]).apply_transforms(spectra)
+    torch.testing.assert_close(sg1_first.mean(dim=-1), torch.zeros(3, 1), atol=1e-5, rtol=0)
+    assert not torch.allclose(snv_first, sg1_first)
+
+
+def test_autocast_keeps_the_pipeline_in_float32():
+    spectra, tabular = _make_inputs()
+    pre = Preprocess(["a", "b", "c"], 200, 2, transforms=["snv", "sg1"]).fit(spectra, tabular)
+    expected, _ = pre(spectra, tabular)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got, _ = pre(spectra, tabular)
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got, expected)
+
+
+def test_train_only_transforms_are_ignored():
+    pre = Preprocess(["a"], 64, 0, transforms=["da", "snv", "mixup"])
+    assert pre.transforms == ("snv",)
+
+
+def test_state_dict_round_trip_reproduces_outputs():
+    spectra, tabular = _make_inputs()
+    kwargs = {"transforms": ["simulate", "snv", "sg2"], "sg_window": 9}
+    pre = Preprocess(["277", "380", "x"], 200, 2, **kwargs).fit(spectra, tabular)
+    other = Preprocess(["277", "380", "x"], 200, 2, **kwargs)
+    other.load_state_dict(pre.state_dict())
+    for got, expected in zip(other(spectra[:3], tabular[:3]), pre(spectra[:3], tabular[:3]), strict=True):
+        assert torch.equal(got, expected)
+    assert {"simulate_mask", "sg2_weight", "spectra_min", "tabular_max", "fitted"} <= set(pre.state_dict())
+
+
+def test_forward_before_fit_raises():
+    spectra, tabular = _make_inputs()
+    with pytest.raises(ConfigError, match="not fitted"):
+        Preprocess(["a", "b", "c"], 200, 2)(spectra, tabular)
+
+
+def test_no_tabular_passes_none_or_empty_through():
+    spectra, _ = _make_inputs(n_tabular=0)
+    pre = Preprocess(["a", "b", "c"], 200, 0).fit(spectra)
+    assert pre(spectra, None)[1] is None
+    assert pre(spectra, torch.zeros(12, 0))[1].shape == (12, 0)
+
+
+@pytest.mark.parametrize(
+    ("spectra_shape", "tabular_shape", "match"),
+    [
+        ((4, 2, 200), (4, 2), r"spectra of shape \[N, 3, 200\]"),
+        ((4, 3, 199), (4, 2), r"spectra of shape \[N, 3, 200\]"),
+        ((4, 3, 200), (4, 1), r"tabular of shape \[4, 2\]"),
+        ((4, 3, 200), None, "expects 2 tabular features"),
+    ],
+)
+def test_shape_mismatch_raises(spectra_shape, tabular_shape, match):
+    pre = Preprocess(["a", "b", "c"], 200, 2)
+    tabular = None if tabular_shape is None else torch.zeros(tabular_shape)
+    with pytest.raises(ConfigError, match=match):
+        pre.fit(torch.zeros(spectra_shape), tabular)
+
+
+def test_fit_refuses_nan():
+    spectra, tabular = _make_inputs()
+    spectra[3, 0, 5] = float("nan")
+    with pytest.raises(ConfigError, match="NaN or infinite spectra"):
+        Preprocess(["a", "b", "c"], 200, 2).fit(spectra, tabular)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"channels": "277"}, "'channels'"),
+        ({"channels": ["a", "a"]}, "repeated"),
+        ({"transforms": "snv"}, "'transforms'"),
+        ({"transforms": ["sg1"], "sg_window": 10}, "'sg_window'"),
+        ({"transforms": ["sg1"], "sg_window": 301}, "'sg_window'"),
+        ({"transforms": ["sg2"], "sg_order": 1, "sg_window": 5}, "'sg_order'"),
+        ({"transforms": ["simulate"], "simulate_points": {"a": -1}}, "simulate_points"),
+    ],
+)
+def test_bad_arguments_raise_config_error(kwargs, match):
+    arguments = {"channels": ["a"], "length": 300, "n_tabular": 0, **kwargs}
+    with pytest.raises(ConfigError, match=match):
+        Preprocess(**arguments)

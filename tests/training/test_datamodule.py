@@ -1,0 +1,81 @@
+import numpy as np
+import pytest
+import torch
+
+from spectratorch import SpectralDataModule
+from spectratorch.data.datamodule import IndexBatchSampler, _GatherDataset
+from spectratorch.data.splits import make_split
+from spectratorch.errors import SchemaError
+
+
+@pytest.fixture
+def dm(demo_file):
+    dm = SpectralDataModule(data=str(demo_file), targets=("AVA", "IN"), channels=("277", "380"), batch_size=64,
+                            transforms=("da", "mixup"))
+    dm.prepare()
+    return dm
+
+
+def test_layout_and_split(dm):
+    assert (dm.n_channels, dm.length, dm.n_tabular) == (2, 446, 1)
+    assert dm.labels == ("OK", "VR", "NC", "CROCHET")
+    reference = make_split(dm.target.y, dm.target.full_truth, 5, 0, 42, "like-val")
+    assert np.array_equal(dm.split.val, reference.val) and np.array_equal(dm.split.test, reference.test)
+    counts = dm.class_counts()
+    assert sum(counts["train"].values()) == len(dm.split.train)
+
+
+def test_batches_are_gathered_not_collated(dm, monkeypatch):
+    calls = []
+    original = _GatherDataset.__getitem__
+
+    def spy(self, index):
+        calls.append(index)
+        return original(self, index)
+
+    monkeypatch.setattr(_GatherDataset, "__getitem__", spy)
+    batches = list(dm.train_dataloader())
+    assert all(isinstance(i, torch.Tensor) and i.dtype == torch.int64 for i in calls)
+    assert len(calls) == len(batches)  # one call per batch, not per sample
+    first = batches[0]
+    assert first["spectra"].shape == (64, 2, 446) and first["tabular"].shape == (64, 1)
+    seen = torch.cat([b["y"] for b in batches])
+    assert len(seen) == len(dm.split.train) // 64 * 64  # drop_last on the training split
+
+
+def test_train_transforms_make_soft_targets(dm):
+    torch.manual_seed(0)
+    batch = next(iter(dm.train_dataloader()))
+    out = dm.train_transform(batch)
+    assert out["target"].shape == (64, 4)
+    torch.testing.assert_close(out["target"].sum(1), torch.ones(64))
+    assert not torch.equal(out["spectra"], batch["spectra"])
+    # val batches pass untouched outside training
+    val = next(iter(dm.val_dataloader()))
+    assert dm.on_after_batch_transfer(val, 0) is val
+
+
+def test_sampler_shards_and_reshuffles():
+    rows = np.arange(100)
+    a = IndexBatchSampler(rows, 10, True, seed=1, rank=0, world_size=2)
+    b = IndexBatchSampler(rows, 10, True, seed=1, rank=1, world_size=2)
+    ia, ib = torch.cat(list(a)), torch.cat(list(b))
+    assert len(ia) == len(ib) == 50 and not set(ia.tolist()) & set(ib.tolist())
+    first = torch.cat(list(a))
+    a.set_epoch(1)
+    assert not torch.equal(first, torch.cat(list(a)))
+    assert len(a) == 5
+
+
+def test_external_test_file(demo_file, tmp_path):
+    dm = SpectralDataModule(data=str(demo_file), channels=("277",), test_source=str(demo_file))
+    dm.prepare()
+    source, rows = dm.stage_rows("test")
+    assert len(rows) == len(dm.table)
+    assert len(dm.split.train) + len(dm.split.val) == len(dm.table)
+
+
+def test_unknown_channel(demo_file):
+    dm = SpectralDataModule(data=str(demo_file), channels=("277", "999"))
+    with pytest.raises(SchemaError, match=r"'999'.*the data has channels \['277', '380', '425', 'lspr'\]"):
+        dm.prepare()

@@ -1,0 +1,162 @@
+"""Real training runs through the command line, in subprocesses."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from spectratorch import parse_model_name
+
+ROOT = Path(__file__).resolve().parents[2]
+FAST = ["--arch", "TinyVGG", "--batch-size", "64", "--channels", "277", "380", "--max-epochs", "2"]
+
+
+def _run(args, cwd=ROOT, timeout=600, **kwargs):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                          env=env, **kwargs)
+
+
+@pytest.mark.slow
+def test_train_py_writes_every_output(demo_file, tmp_path):
+    out = tmp_path / "out"
+    result = _run(["train.py", "--data", str(demo_file), *FAST, "--output-dir", str(out), "--save-test-preds"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    stem = "TinyVGG y=['OVA', 'OK'] c=('277', '380') t=('da',) 0-5 s=42 eps=0.1"
+    assert f"model: {stem}" in result.stdout
+    summary = json.loads((out / f"{stem}.json").read_text())
+    best = Path(summary["files"]["checkpoint"])
+    assert best.parent == out and best.name.startswith(stem + "_") and best.suffix == ".ckpt"
+    loss, f1, acc = best.stem[len(stem) + 1 :].split("_")
+    assert float(loss) == pytest.approx(summary["metrics"]["val"]["loss"], rel=2e-3)
+    assert float(f1) == pytest.approx(summary["metrics"]["val"]["f1"], abs=1e-4)
+    assert float(acc) == pytest.approx(summary["metrics"]["val"]["accuracy"], abs=1e-4)
+    assert parse_model_name(best).channels == ("277", "380")
+    assert (out / f"{stem} last.ckpt").is_file()
+    for stage in ("val", "test"):
+        assert set(summary["metrics"][stage]) == {"loss", "accuracy", "f1", "balanced_accuracy", "auroc"}
+        assert all(0 <= v for v in summary["metrics"][stage].values())
+    assert summary["labels"] == ["The rest", "OK"]
+    assert summary["config"]["data"]["channels"] == ["277", "380"]
+    assert summary["config"]["model"]["arch"] == "TinyVGG"
+    counts = summary["class_counts"]
+    assert sum(counts["val"].values()) == pytest.approx(sum(counts["test"].values()), abs=2)
+    preds = pd.read_csv(out / f"{stem}.csv")
+    assert list(preds.columns) == ["id", "full_truth", "truth", "p_The rest", "p_OK"]
+    assert len(preds) == sum(counts["test"].values())
+    assert (preds[["p_The rest", "p_OK"]].sum(axis=1) - 1).abs().max() < 1e-5
+    _check_tensorboard(Path(summary["files"]["logs"]))
+
+
+def _check_tensorboard(log_dir: Path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(log_dir))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"train_loss", "val_loss", "val_f1", "val_accuracy", "lr-Adam"} <= tags
+    assert len(events.Scalars("val_loss")) >= 2  # one per epoch
+    assert any(p.name.startswith("events") for p in log_dir.iterdir())
+    assert (log_dir / "hparams.yaml").is_file()
+
+
+@pytest.mark.slow
+def test_same_command_same_metrics_on_cpu(demo_file, tmp_path):
+    runs = []
+    for name in ("a", "b"):
+        result = _run(["-m", "spectratorch.cli", "train", "--data", str(demo_file), *FAST, "--transforms", "da", "mixup",
+                       "--output-dir", str(tmp_path / name)])
+        assert result.returncode == 0, result.stderr[-3000:]
+        runs.append(json.loads(next((tmp_path / name).glob("*.json")).read_text())["metrics"])
+    assert runs[0] == runs[1]
+
+
+@pytest.mark.slow
+def test_resume_after_kill_matches_uninterrupted(demo_file, tmp_path):
+    args = ["train.py", "--data", str(demo_file), "--arch", "TinyVGG", "--batch-size", "32", "--channels", "277",
+            "--max-epochs", "5", "--early-stop-patience", "10"]
+    full = _run([*args, "--output-dir", str(tmp_path / "full")])
+    assert full.returncode == 0, full.stderr[-3000:]
+    out = tmp_path / "killed"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, *args, "--output-dir", str(out)], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    last = None
+    while time.time() < deadline and proc.poll() is None:
+        found = list(out.glob("* last.ckpt"))
+        if found:
+            last = found[0]
+            break
+        time.sleep(0.05)
+    assert last is not None, "no last checkpoint appeared"
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not list(out.glob("*.json")), "the run finished before it was killed"
+    resumed = _run([*args, "--output-dir", str(out), "--resume"])
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resuming from" in resumed.stderr
+    a = json.loads(next((tmp_path / "full").glob("*.json")).read_text())
+    b = json.loads(next(out.glob("*.json")).read_text())
+    assert a["metrics"] == b["metrics"]
+    assert Path(a["files"]["checkpoint"]).name == Path(b["files"]["checkpoint"]).name
+
+
+@pytest.mark.slow
+def test_ddp_on_two_cpu_processes(demo_file, tmp_path):
+    out = tmp_path / "ddp"
+    result = _run(["train.py", "--data", str(demo_file), *FAST, "--max-epochs", "1", "--accelerator", "cpu",
+                   "--devices", "2", "--strategy", "ddp", "--output-dir", str(out)])
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads(next(out.glob("*.json")).read_text())
+    assert "world_size=2" in result.stderr or "distributed_backend=gloo" in result.stderr
+    single = _run(["train.py", "--data", str(demo_file), *FAST, "--max-epochs", "1", "--no-evaluate",
+                   "--output-dir", str(tmp_path / "one")])
+    assert single.returncode == 0, single.stderr[-3000:]
+    assert summary["class_counts"] == json.loads(next((tmp_path / "one").glob("*.json")).read_text())["class_counts"]
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--arch", "VGG99"], "unknown --arch 'VGG99'; expected one of"),
+    (["--transforms", "blur"], "unknown transform(s) ['blur']"),
+    (["--targets", "OVA", "ZZ"], "no row has the class value 'ZZ'"),
+    (["--channels", "277", "123"], "unknown channel(s) ['123']"),
+    (["--current-split", "5"], "--current-split must be in 0..4"),
+    (["--output-dir", "/proc/nope"], "not writable"),
+])
+def test_bad_input_one_line_no_traceback(demo_file, args, message):
+    result = _run(["train.py", "--data", str(demo_file), *FAST, *args])
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_load_this_with_other_configuration(demo_file, tmp_path):
+    out = tmp_path / "a"
+    assert _run(["train.py", "--data", str(demo_file), *FAST, "--max-epochs", "1", "--output-dir", str(out)]).returncode == 0
+    ckpt = next(p for p in out.glob("*.ckpt") if not p.name.endswith("last.ckpt"))
+    result = _run(["train.py", "--data", str(demo_file), *FAST, "--channels", "277", "--load-this", str(ckpt),
+                   "--no-fit", "--output-dir", str(tmp_path / "b")])
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "channels: checkpoint ['277', '380'], this run ['277']" in result.stderr
+    evaluated = _run(["train.py", "--data", str(demo_file), *FAST, "--load-this", str(ckpt), "--no-fit",
+                      "--output-dir", str(tmp_path / "c")])
+    assert evaluated.returncode == 0, evaluated.stderr[-2000:]
+    first = json.loads(next(out.glob("*.json")).read_text())["metrics"]
+    again = json.loads(next((tmp_path / "c").glob("*.json")).read_text())["metrics"]
+    assert first["val"]["accuracy"] == pytest.approx(again["val"]["accuracy"])
+
+
+def test_help_documents_defaults():
+    result = _run(["train.py", "--help"])
+    assert result.returncode == 0
+    for flag in ("--targets", "--n-splits", "--eps", "--mixup-alpha", "--accelerator", "--resume", "--target_codes"):
+        assert flag in result.stdout
+    assert "(default: 0.1)" in result.stdout
