@@ -31,7 +31,24 @@ _ALIASES = {
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    pass
+    """Shows each flag once (the old spellings stay accepted) and no "(default: None)"."""
+
+    def _format_action_invocation(self, action):
+        if not action.option_strings:
+            return super()._format_action_invocation(action)
+        shown = [s for s in action.option_strings if not _is_alias(s)]
+        metavar = "" if action.nargs == 0 else " " + self._format_args(action, self._get_default_metavar_for_optional(
+            action))
+        return ", ".join(s + metavar for s in shown)
+
+    def _get_help_string(self, action):
+        if action.default is None or "(default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
+def _is_alias(option: str) -> bool:
+    return option.startswith("--") and ("_" in option or any(option in a for a in _ALIASES.values()))
 
 
 def _add(group, *flags: str, **kwargs) -> None:
@@ -67,7 +84,7 @@ def _add_train_args(parser: argparse.ArgumentParser) -> None:
          help="AVA IN|INs|TY|TYs|INTY|INsTYs|<column>, OVA <value>, or OVA <column> <value>")
     _add(data, "--channels", nargs="+", default=list(d.channels), help="channel names, in the order wanted")
     _add(data, "--tabular", nargs="*", default="default", metavar="COLUMN",
-         help="tabular feature columns; default: greffon_transmittance where present; a bare --tabular: none")
+         help="tabular feature columns; a bare --tabular: none (default: greffon_transmittance where present)")
     _add(data, "--n-splits", type=int, default=d.n_splits, help="number of stratified folds")
     _add(data, "--current-split", type=int, default=d.current_split, help="the validation fold")
     _add(data, "--test-source", default=d.test_source,
@@ -76,10 +93,12 @@ def _add_train_args(parser: argparse.ArgumentParser) -> None:
     _add(data, "--rare-classes", choices=["error", "drop", "other"], default=d.rare_classes,
          help="what to do with classes smaller than --n-splits")
     _add(data, "--min-samples", type=int, default=None, help="with --rare-classes other: bundle classes under this")
-    _add(data, "--batch-size", type=int, default=d.batch_size, help="samples per batch")
+    _add(data, "--batch-size", type=int, default=None,
+         help="samples per batch (default: n_train/8 rounded down to a power of two, within 16..256)")
     aug = parser.add_argument_group("transforms")
-    _add(aug, "--transforms", nargs="+", default=list(d.transforms),
-         help="in order: da mixup (training only), simulate snv sg1 sg2 (in the model), or none")
+    _add(aug, "--transforms", nargs="+", default=None,
+         help="in order: da mixup (training only), simulate snv sg1 sg2 (in the model), or none (default: da on the "
+         "lab's channels 277 380 425 lspr, none on other data)")
     _add(aug, "--mixup-alpha", type=float, default=d.mixup_alpha, help="mixup's Beta(alpha, alpha)")
     _add(aug, "--da-multiplier-scale", type=float, default=d.da_multiplier_scale, help="da: std of the factor")
     _add(aug, "--da-rel-noise-scale", type=float, default=d.da_rel_noise_scale, help="da: relative noise std")
@@ -99,8 +118,10 @@ def _add_train_args(parser: argparse.ArgumentParser) -> None:
     opt = parser.add_argument_group("optimisation")
     _add(opt, "--eps", type=float, default=t.eps, help="label smoothing epsilon of the training loss, in [0, 1]")
     _add(opt, "--lr", type=float, default=t.lr, help="Adam learning rate")
-    _add(opt, "--max-epochs", type=int, default=t.max_epochs, help="maximum epochs")
-    _add(opt, "--early-stop-patience", type=int, default=t.early_stop_patience, help="epochs without improvement")
+    _add(opt, "--max-epochs", type=int, default=None,
+         help="maximum epochs (default: at least 30 and about 2000 optimizer steps, at most 400)")
+    _add(opt, "--early-stop-patience", type=int, default=None,
+         help="epochs without improvement (default: at least 8 and about 300 optimizer steps)")
     _add(opt, "--scheduler-patience", type=int, default=t.scheduler_patience, help="ReduceLROnPlateau patience")
     _add(opt, "--scheduler-cooldown", type=int, default=t.scheduler_cooldown, help="ReduceLROnPlateau cooldown")
     _add(opt, "--target-metric", default=t.target_metric, choices=list(TARGET_METRICS) + ["val_acc"],
@@ -133,7 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     train = sub.add_parser("train", help="train a model", formatter_class=_Formatter, allow_abbrev=False,
-                           description="Train a classifier; writes the checkpoint, <stem>.json and TensorBoard logs.")
+                           description="Train a classifier; writes the checkpoint, <stem>.json and TensorBoard logs. "
+                           "The lab's old spellings (--target_codes, --train_source, --smooth_eps, --n_splits, "
+                           "--current_split, ... every flag with _ for -) are accepted.")
     _add_train_args(train)
 
     make = sub.add_parser("make-dataset", help="generate the synthetic demo dataset", formatter_class=_Formatter,

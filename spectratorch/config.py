@@ -85,8 +85,8 @@ class DataConfig:
     seed: int = 42
     rare_classes: str = "error"
     min_samples: int | None = None
-    batch_size: int = 256
-    transforms: tuple[str, ...] = ("da",)
+    batch_size: int | None = None
+    transforms: tuple[str, ...] | None = None
     mixup_alpha: float = 0.4
     da_multiplier_scale: float = 0.1
     da_rel_noise_scale: float = 0.05
@@ -97,7 +97,8 @@ class DataConfig:
     def __post_init__(self):
         object.__setattr__(self, "targets", tuple(str(t) for t in self.targets))
         object.__setattr__(self, "channels", tuple(str(c) for c in self.channels))
-        object.__setattr__(self, "transforms", normalize_transforms(self.transforms))
+        if self.transforms is not None:
+            object.__setattr__(self, "transforms", normalize_transforms(self.transforms))
         if self.tabular != "default":
             object.__setattr__(self, "tabular", tuple(self.tabular or ()))
         if len(self.targets) < 2:
@@ -164,8 +165,8 @@ class TrainConfig:
 
     eps: float = 0.1
     lr: float = 1e-3
-    max_epochs: int = 30
-    early_stop_patience: int = 8
+    max_epochs: int | None = None
+    early_stop_patience: int | None = None
     scheduler_patience: int = 3
     scheduler_cooldown: int = 0
     target_metric: str = "val_f1"

@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from spectratorch.config import DataConfig
 from spectratorch.data.demo import ensure_demo_data
+from spectratorch.defaults import auto_batch_size, auto_transforms
 from spectratorch.data.schema import RowFilter, SpectralTable, load_table
 from spectratorch.data.splits import TEST_MODES, Split, make_split
 from spectratorch.data.targets import Target, handle_rare_classes, resolve_target
@@ -248,8 +249,9 @@ class SpectralDataModule(pl.LightningDataModule):
     def _loader(self, stage: str, shuffle: bool) -> DataLoader:
         source, rows = self.stage_rows(stage)
         rank, world = self._rank() if stage == "train" else (0, 1)
-        drop_last = shuffle and len(rows) > self.config.batch_size
-        sampler = IndexBatchSampler(rows, self.config.batch_size, shuffle, self.config.seed, drop_last, rank, world,
+        batch_size = self.config.batch_size or auto_batch_size(len(self.split.train))
+        drop_last = shuffle and len(rows) > batch_size
+        sampler = IndexBatchSampler(rows, batch_size, shuffle, self.config.seed, drop_last, rank, world,
                                     epoch_source=self._epoch if shuffle and getattr(self, "trainer", None) else None)
         # reason: an own generator, so making the iterator draws nothing from the global RNG (resumed runs make it
         # at another moment than uninterrupted ones, and would otherwise draw different augmentations).
@@ -273,7 +275,8 @@ class SpectralDataModule(pl.LightningDataModule):
         """Apply ``da`` and ``mixup`` (in the order given) to a training batch; add soft ``target`` ``[B, K]``."""
         spectra, tabular = batch["spectra"], batch["tabular"]
         target = one_hot(batch["y"], self.n_classes).to(spectra.dtype)
-        for name in self.config.transforms:
+        transforms = self.config.transforms
+        for name in auto_transforms(self.config.channels) if transforms is None else transforms:
             if name == "da":
                 spectra, tabular = self.augment(spectra, tabular)
             elif name == "mixup":

@@ -86,7 +86,7 @@ class InstrumentSpec:
         channel_gain: counts per unit of band amplitude and concentration, per channel of ``EXCITATIONS``.
         concentration_sigma: log-normal sigma of the per-sample concentration factor.
         lamp_sigma: log-normal sigma of the per-sample, per-channel lamp intensity.
-        jitter_nm: standard deviation of the per-sample wavelength jitter (clipped at 2.5 sigma).
+        jitter_nm: standard deviation of the per-sample wavelength jitter (clipped at 2 sigma).
         rayleigh_counts: scatter peak height at turbidity 1, per channel (277: second order at 554 nm).
         rayleigh_fwhm_nm: width of the first-order scatter peak.
         tail_counts: height of the 277 scatter tail at 295 nm at turbidity 1.
@@ -132,7 +132,7 @@ INSTRUMENTS = {
         channel_gain=(2300.0, 2600.0, 3300.0),
         concentration_sigma=0.35,
         lamp_sigma=0.05,
-        jitter_nm=0.8,
+        jitter_nm=1.0,
         rayleigh_counts=(900.0, 2200.0, 3200.0),
         rayleigh_fwhm_nm=8.0,
         tail_counts=300.0,
@@ -180,20 +180,20 @@ _NATURAL_SD = {
 
 _INTENSITY_EFFECTS = {
     "OK": {},
-    "CROCHET": {"p_pos": 1.2, "h_lw": 0.05, "m_pos": -1.5, "m2_la": -0.18, "f_lw": 0.04},
-    "VR": {"p_la": -0.10, "h_la": 0.18, "m_pos": 3.0, "m2_la": 0.30, "f2_la": 0.10, "l_la": 0.35},
-    "NC": {"p_la": -0.35, "h_pos": 4.0, "h_la": 0.35, "m_pos": 4.0, "m_lw": 0.08, "l_la": 0.20},
+    "CROCHET": {"p_pos": 2.0, "h_lw": 0.06, "m_pos": -2.5, "m_lw": -0.05, "m2_la": -0.15},
+    "VR": {"p_lw": -0.05, "h_pos": -4.0, "m_pos": 3.5, "m_lw": 0.06, "m2_la": 0.20, "l_la": 0.35},
+    "NC": {"p_la": -0.30, "h_pos": 6.0, "h_la": 0.30, "m_pos": 5.0, "m_lw": 0.10, "l_la": 0.20},
 }
 _TYPE_EFFECTS = {
     0: {},
-    1: {"v_a": 0.10},
-    11: {"v_a": 0.10, "v_pos": -5.0},
-    12: {"v_a": 0.10, "v_pos": 5.0},
-    13: {"v_a": 0.10, "v_lw": -0.25},
-    14: {"v_a": 0.10, "v_lw": 0.25},
-    2: {"h_lw": 0.08, "m2_la": -0.55},
-    4: {"p_pos": -3.0, "p_lw": 0.08},
-    5: {"m_lw": -0.06, "f_pos": -3.0, "f2_la": 0.40},
+    1: {"p_pos": -1.5, "v_a": 0.08},
+    11: {"p_pos": -1.5, "v_a": 0.08, "v_pos": -6.0},
+    12: {"p_pos": -1.5, "v_a": 0.08, "v_pos": 6.0},
+    13: {"p_pos": -1.5, "v_a": 0.08, "v_lw": -0.30},
+    14: {"p_pos": -1.5, "v_a": 0.08, "v_lw": 0.30},
+    2: {"h_lw": 0.08, "m_pos": -3.0, "m2_la": -0.50},
+    4: {"p_pos": -3.5, "p_lw": 0.08},
+    5: {"p_pos": 2.0, "m_lw": -0.10, "f_pos": -3.0, "f2_la": 0.40},
     6: {"m_pos": -4.0, "n_a": 0.25},
 }
 _TYPE_STRENGTH = {"OK": 0.0, "CROCHET": 0.0, "VR": 1.0, "NC": 1.6}
@@ -478,7 +478,7 @@ def _simulate_chunk(rng: np.random.Generator, spec: InstrumentSpec, chunk: _Chun
     """Spectra ``[n, 3 * L + L_lspr]`` (float32) and transmittance ``[n]`` of one chunk."""
     n = len(chunk.classes)
     grade, theta = _latent(rng, chunk, deltas)
-    shift = np.clip(rng.normal(0.0, spec.jitter_nm, size=n), -2.5 * spec.jitter_nm, 2.5 * spec.jitter_nm)
+    shift = np.clip(rng.normal(0.0, spec.jitter_nm, size=n), -2.0 * spec.jitter_nm, 2.0 * spec.jitter_nm)
     shift += np.asarray(spec.unit_shift_nm)[chunk.units]
     unit_gain = np.asarray(spec.unit_gain)[chunk.units]
     wavenumber = (1e7 / AXIS_EMISSION).astype(np.float32)

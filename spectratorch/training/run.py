@@ -28,6 +28,7 @@ from spectratorch.data.io import atomic_path
 from spectratorch.errors import CheckpointError, ConfigError
 from spectratorch.models.registry import is_model, list_models
 from spectratorch.training.module import METRIC_NAMES, SpectralModule
+from spectratorch.defaults import resolve_defaults
 from spectratorch.training.naming import model_name
 
 __all__ = ["train", "resolve_precision", "checkpoint_differences", "predict_probabilities"]
@@ -217,6 +218,8 @@ def train(config: RunConfig) -> dict:
     pl.seed_everything(config.data.seed, workers=True, verbose=False)
     dm = SpectralDataModule(config.data)
     dm.prepare()
+    config = resolve_defaults(config, len(dm.split.train))
+    dm.config = config.data
     stem = model_name(config.name_fields())
     expected = _module_kwargs(config, dm)
     if config.train.load_this:

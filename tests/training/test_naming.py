@@ -3,7 +3,7 @@ import itertools
 import pytest
 
 from spectratorch import model_name, parse_model_name
-from spectratorch.config import RunConfig
+from spectratorch.config import DataConfig, RunConfig
 from spectratorch.errors import ConfigError
 
 
@@ -41,7 +41,9 @@ def test_round_trip(arch, targets, channels, transforms, numbers):
 
 
 def test_none_transforms_and_config():
-    name = model_name(RunConfig().name_fields())
+    from spectratorch.defaults import resolve_defaults
+
+    name = model_name(resolve_defaults(RunConfig(), n_train=1000).name_fields())
     assert name == "VGG11 y=['OVA', 'OK'] c=('277', '380', '425') t=('da',) 0-5 s=42 eps=0.1"
     fields = {**RunConfig().name_fields(), "transforms": ()}
     assert " t=None " in model_name(fields)
@@ -52,3 +54,12 @@ def test_none_transforms_and_config():
 def test_not_a_name(bad):
     with pytest.raises(ConfigError, match="not a spectratorch model name"):
         parse_model_name(bad)
+
+
+def test_auto_transforms_in_name():
+    from spectratorch.defaults import resolve_defaults
+
+    generic = resolve_defaults(RunConfig(DataConfig(channels=("nir",), targets=("AVA", "label"))), n_train=100)
+    assert " t=None " in model_name(generic.name_fields())
+    chosen = resolve_defaults(RunConfig(DataConfig(channels=("nir",), transforms=("da",))), n_train=100)
+    assert " t=('da',) " in model_name(chosen.name_fields())

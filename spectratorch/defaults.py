@@ -1,0 +1,76 @@
+"""Data-adaptive defaults: settings left unset (``None``) are resolved from the size of the training split.
+
+The lab's 30k-sample runs keep the usual values (batch 256, 30 epochs, patience 8); a set of a few hundred spectra
+gets smaller batches and more epochs, so that it still sees enough optimizer steps to learn. The resolved values
+are what the run records in its JSON and checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+from spectratorch.config import RunConfig
+
+__all__ = ["LAB_CHANNELS", "auto_transforms", "auto_batch_size", "auto_max_epochs", "auto_patience",
+           "resolve_defaults"]
+
+# reason: `da` was designed on these fluorescence channels; on other spectra its 5 % noise per point and its shifts
+# can bury the differences between classes (measured on NIR data), so other data get no augmentation by default.
+LAB_CHANNELS = frozenset({"277", "380", "425", "lspr"})
+
+_MIN_STEPS = 2000
+_PATIENCE_STEPS = 300
+
+
+def auto_transforms(channels) -> tuple[str, ...]:
+    """``("da",)`` when every channel is one of the lab's fluorescence channels, else no transform.
+
+    Example:
+        >>> auto_transforms(("277", "380")), auto_transforms(("nir",))
+        (('da',), ())
+    """
+    return ("da",) if set(channels) <= LAB_CHANNELS else ()
+
+
+def auto_batch_size(n_train: int) -> int:
+    """The power of two nearest below ``n_train / 8``, within 16..256.
+
+    Example:
+        >>> auto_batch_size(30000), auto_batch_size(240), auto_batch_size(40)
+        (256, 16, 16)
+    """
+    return int(min(256, max(16, 2 ** math.floor(math.log2(max(1, n_train / 8))))))
+
+
+def _steps_per_epoch(n_train: int, batch_size: int) -> int:
+    return max(1, n_train // batch_size)
+
+
+def auto_max_epochs(n_train: int, batch_size: int) -> int:
+    """At least 30 epochs and about 2000 optimizer steps, at most 400 epochs.
+
+    Example:
+        >>> auto_max_epochs(24000, 256), auto_max_epochs(120, 16)
+        (30, 286)
+    """
+    return int(min(400, max(30, math.ceil(_MIN_STEPS / _steps_per_epoch(n_train, batch_size)))))
+
+
+def auto_patience(n_train: int, batch_size: int) -> int:
+    """At least 8 epochs and about 300 optimizer steps without improvement before stopping."""
+    return int(min(60, max(8, math.ceil(_PATIENCE_STEPS / _steps_per_epoch(n_train, batch_size)))))
+
+
+def resolve_defaults(config: RunConfig, n_train: int) -> RunConfig:
+    """Fill ``transforms``, ``batch_size``, ``max_epochs`` and ``early_stop_patience`` when they are ``None``."""
+    batch_size = config.data.batch_size or auto_batch_size(n_train)
+    transforms = auto_transforms(config.data.channels) if config.data.transforms is None else config.data.transforms
+    train = config.train
+    max_epochs = train.max_epochs or auto_max_epochs(n_train, batch_size)
+    patience = train.early_stop_patience or auto_patience(n_train, batch_size)
+    return dataclasses.replace(
+        config,
+        data=dataclasses.replace(config.data, batch_size=batch_size, transforms=transforms),
+        train=dataclasses.replace(train, max_epochs=max_epochs, early_stop_patience=patience),
+    )
