@@ -44,24 +44,28 @@ class DataAugment:
             ([[[1.0, 1.0, 1.0, 1.0]], [[1.0, 1.0, 1.0, 1.0]]], [[1.0], [1.0]])
         """
         n, c, length = spectra.shape
-        factor = 1 + self.multiplier_scale * torch.randn(n, c, 1, device=spectra.device, dtype=spectra.dtype)
-        noise = 1 + self.rel_noise_scale * torch.randn_like(spectra)
-        spectra = spectra * factor * noise
+        # reason: draw N(1, s) straight into one buffer and reuse it for the result: one pass per random draw.
+        out = torch.empty_like(spectra).normal_(1.0, self.rel_noise_scale)
+        out.mul_(torch.empty(n, c, 1, device=spectra.device, dtype=spectra.dtype).normal_(1.0, self.multiplier_scale))
+        out.mul_(spectra)
         if tabular.shape[1]:
-            tabular = tabular * (1 + self.rel_noise_scale * torch.randn_like(tabular))
+            tabular = tabular * torch.empty_like(tabular).normal_(1.0, self.rel_noise_scale)
         if self.xshift_scale > 0:
-            spectra = self._shift(spectra)
-        return spectra, tabular
+            out = self._shift(out)
+        return out, tabular
 
     def _shift(self, spectra: torch.Tensor) -> torch.Tensor:
         n, c, length = spectra.shape
         # reason: Laplace(0, b) as the difference of two exponentials keeps the draw on the batch's device.
         exp = torch.empty(2, n, c, 1, device=spectra.device).exponential_()
-        shift = torch.round(self.xshift_scale * (exp[0] - exp[1])).long()
-        source = torch.arange(length, device=spectra.device).view(1, 1, length) - shift
-        inside = (source >= 0) & (source < length)
-        shifted = torch.gather(spectra, 2, source.clamp(0, length - 1))
-        return shifted * inside
+        shift = torch.round(self.xshift_scale * (exp[0] - exp[1])).long().clamp_(-length, length)
+        # reason: zero padding on both sides makes every source index valid: one gather, no mask, no clamp.
+        pad = int(shift.abs().max())
+        if pad == 0:
+            return spectra
+        padded = torch.nn.functional.pad(spectra, (pad, pad))
+        source = torch.arange(pad, pad + length, device=spectra.device).view(1, 1, length) - shift
+        return torch.gather(padded, 2, source)
 
 
 def one_hot(y: torch.Tensor, n_classes: int) -> torch.Tensor:
@@ -96,10 +100,8 @@ class Mixup:
         concentration = torch.full((n,), float(self.alpha), device=spectra.device)
         lam = torch.distributions.Beta(concentration, concentration).sample()
         partner = torch.randperm(n, device=spectra.device)
-        lam_x = lam.view(n, 1, 1).to(spectra.dtype)
-        spectra = lam_x * spectra + (1 - lam_x) * spectra[partner]
-        lam_t = lam.view(n, 1).to(tabular.dtype)
-        tabular = lam_t * tabular + (1 - lam_t) * tabular[partner]
-        lam_y = lam.view(n, 1).to(targets.dtype)
-        targets = lam_y * targets + (1 - lam_y) * targets[partner]
+        # reason: lerp(partner, self, λ) = λ·self + (1 − λ)·partner in one pass.
+        spectra = torch.lerp(spectra[partner], spectra, lam.view(n, 1, 1).to(spectra.dtype))
+        tabular = torch.lerp(tabular[partner], tabular, lam.view(n, 1).to(tabular.dtype))
+        targets = torch.lerp(targets[partner], targets, lam.view(n, 1).to(targets.dtype))
         return spectra, tabular, targets
