@@ -1,4 +1,4 @@
-"""The command line: ``spectratorch train|make-dataset|convert ...`` (and ``python train.py ...``).
+"""The command line: ``spectratorch train|make-dataset|convert|export|predict ...`` (and ``python train.py ...``).
 
 Only this module parses arguments. Flags are hyphenated and map by name to the fields of the configuration
 dataclasses (``--n-splits`` -> ``n_splits``); the lab's old spellings come from one alias table. Expected errors
@@ -45,6 +45,18 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescription
         if action.default is None or "(default" in (action.help or ""):
             return action.help
         return super()._get_help_string(action)
+
+    def _expand_help(self, action):
+        text = super()._expand_help(action)
+        if _MODEL_NAMES in text:
+            # reason: listing the models imports torch; only when help is shown, so `predict` starts fast without it.
+            from spectratorch.models.registry import list_models
+
+            text = text.replace(_MODEL_NAMES, ", ".join(list_models()))
+        return text
+
+
+_MODEL_NAMES = "{registered models}"
 
 
 def _is_alias(option: str) -> bool:
@@ -106,9 +118,7 @@ def _add_train_args(parser: argparse.ArgumentParser) -> None:
     _add(aug, "--sg-window", type=int, default=d.sg_window, help="Savitzky-Golay window (odd)")
     _add(aug, "--sg-order", type=int, default=d.sg_order, help="Savitzky-Golay polynomial order")
     model = parser.add_argument_group("model")
-    from spectratorch.models.registry import list_models
-
-    _add(model, "--arch", default=m.arch, help=f"architecture: {', '.join(list_models())}")
+    _add(model, "--arch", default=m.arch, help=f"architecture: {_MODEL_NAMES}")
     _add(model, "--width", type=float, default=m.width, help="channel multiplier (1.0 = full size, for a GPU)")
     _add(model, "--batch-norm", action=argparse.BooleanOptionalAction, default=None, help="VGG: batch norm")
     _add(model, "--block-units", default=None, help="ResNetV2: blocks per stage, e.g. 3_4_6_3")
@@ -181,7 +191,43 @@ def build_parser() -> argparse.ArgumentParser:
                          help="minimum spectrum integral per channel (defaults 277=150000 380=220000 425=300000)")
     convert.add_argument("--drop-oob", action=argparse.BooleanOptionalAction, default=True,
                          help="drop rows whose integration_oob is 1")
+    _add_export_parser(sub)
+    _add_predict_parser(sub)
+    report = sub.add_parser("report", help="draw the result sheet of a checkpoint", formatter_class=_Formatter,
+                            allow_abbrev=False, description="Write '<stem> result sheet.png' beside the checkpoint "
+                            "(calibration, confusion, ROC/PR, cutoffs, error contributions, what drives each class) "
+                            "and put the cutoffs into '<stem>.onnx' when it is there.")
+    report.add_argument("checkpoint", metavar="CKPT", help="checkpoint written by `spectratorch train`")
+    report.add_argument("--data", default=None, help="dataset (default: the checkpoint's training data)")
+    report.add_argument("-o", "--output", default=None, help="PNG file (default: '<stem> result sheet.png')")
     return parser
+
+
+def _add_export_parser(sub) -> None:
+    export = sub.add_parser("export", help="export a checkpoint as one ONNX file", formatter_class=_Formatter,
+                            allow_abbrev=False, description="Write <stem>.onnx: preprocessing, network and "
+                            "temperature-calibrated softmax, checked against torch on real data.")
+    export.add_argument("checkpoint", metavar="CKPT", help="checkpoint written by `spectratorch train`")
+    export.add_argument("-o", "--output", default=None, help="ONNX file (default: <stem>.onnx beside the checkpoint)")
+    export.add_argument("--data", default=None,
+                        help="dataset to calibrate and check on (default: the checkpoint's training data)")
+    _add(export, "--n-check", type=int, default=256, help="samples on which onnxruntime must match torch")
+
+
+def _add_predict_parser(sub) -> None:
+    predict = sub.add_parser("predict", help="predict with an exported model (no torch needed)",
+                             formatter_class=_Formatter, allow_abbrev=False,
+                             description="Predict every sample of a dataset file or a folder of instrument exports "
+                             "with an exported model; writes one CSV row per sample.")
+    predict.add_argument("model", metavar="MODEL", help="the .onnx file")
+    predict.add_argument("data", metavar="DATA", help="dataset file (.pkl, .parquet, .csv) or a folder of exports")
+    predict.add_argument("-o", "--output", required=True, help="predictions CSV")
+    _add(predict, "--top-k", type=int, default=2, help="ranked classes listed per sample")
+    _add(predict, "--cutoff", default="auto",
+         help="under this top probability a sample is 'unclassified': auto (the model's cutoff, if any), none, "
+              "a probability, or the name of one of the model's cutoffs")
+    _add(predict, "--batch-size", type=int, default=1024, help="samples per onnxruntime call")
+    _add(predict, "--threads", type=int, default=None, help="onnxruntime threads (default: the physical cores)")
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
@@ -249,7 +295,47 @@ def _run_convert(args) -> int:
     return 0
 
 
-_COMMANDS = {"train": _run_train, "make-dataset": _run_make_dataset, "convert": _run_convert}
+def _run_export(args) -> int:
+    from spectratorch.export.onnx import export_onnx
+
+    path = export_onnx(args.checkpoint, args.output, args.data, n_check=args.n_check)
+    print(f"wrote {path}")
+    return 0
+
+
+def _run_predict(args) -> int:
+    # reason: only torch-free modules on this path, so predict runs where torch is not installed.
+    from spectratorch.inference import Predictor, write_predictions
+
+    predictor = Predictor(args.model, threads=args.threads)
+    frame = predictor.predict_file(args.data, top_k=args.top_k, cutoff=args.cutoff, batch_size=args.batch_size)
+    write_predictions(frame, args.output)
+    skipped = {rule: n for rule, n in frame.attrs.get("skipped", {}).items() if n}
+    print(f"wrote {args.output}: {len(frame)} samples" + (f", skipped {skipped}" if skipped else ""))
+    return 0
+
+
+def _run_report(args) -> int:
+    from spectratorch.export.onnx import update_metadata
+    from spectratorch.report.sheet import make_result_sheet
+    from spectratorch.training.naming import model_name, parse_model_name
+    from spectratorch.training.restore import datamodule_from_hparams, load_module
+
+    checkpoint = Path(args.checkpoint)
+    module = load_module(checkpoint)
+    stem = model_name(dataclasses.asdict(parse_model_name(checkpoint)))
+    dm = datamodule_from_hparams(dict(module.hparams), args.data)
+    dm.prepare()
+    sheet = make_result_sheet(module, dm, args.output or checkpoint.with_name(f"{stem} result sheet.png"), stem)
+    onnx_path = checkpoint.with_name(f"{stem}.onnx")
+    if onnx_path.is_file():
+        update_metadata(onnx_path, cutoffs={k: v for k, v in sheet["cutoffs"].items() if v is not None})
+    print(json.dumps({k: v for k, v in sheet.items() if k != "cutoff_table"}))
+    return 0
+
+
+_COMMANDS = {"train": _run_train, "make-dataset": _run_make_dataset, "convert": _run_convert,
+             "export": _run_export, "predict": _run_predict, "report": _run_report}
 
 
 def main(argv: list[str] | None = None) -> int:

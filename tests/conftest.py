@@ -26,3 +26,13 @@ def make_frame(n: int = 60, seed: int = 0, channels=("277", "380"), xs=range(300
 @pytest.fixture
 def frame() -> pd.DataFrame:
     return make_frame()
+
+
+@pytest.fixture(scope="session")
+def demo_file(tmp_path_factory):
+    """A small cleaned demo dataset on disk (shared by the training, report and export tests)."""
+    from spectratorch.data.demo import write_demo_dataset
+
+    path = tmp_path_factory.mktemp("data") / "demo.pkl"
+    write_demo_dataset(path, n_samples=900, seed=3)
+    return path

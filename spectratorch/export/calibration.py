@@ -18,11 +18,11 @@ import numpy as np
 from spectratorch.errors import ConfigError
 
 __all__ = [
-    "softmax",
-    "negative_log_likelihood",
-    "fit_temperature",
-    "expected_calibration_error",
     "calibration_report",
+    "expected_calibration_error",
+    "fit_temperature",
+    "negative_log_likelihood",
+    "softmax",
 ]
 
 _logger = logging.getLogger(__name__)
@@ -197,7 +197,7 @@ def calibration_report(logits: np.ndarray, y: np.ndarray, n_bins: int = 15) -> d
     temperature = fit_temperature(logits, y)
     report = {
         "temperature": temperature,
-        "n_samples": int(len(y)),
+        "n_samples": len(y),
         "nll_before": negative_log_likelihood(logits, y),
         "nll_after": negative_log_likelihood(logits, y, temperature),
         "ece_before": expected_calibration_error(softmax(logits), y, n_bins),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import warnings
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import lightning.pytorch as pl
 import numpy as np
 import pandas as pd
 import torch
-from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from spectratorch._version import __version__
@@ -27,9 +28,11 @@ from spectratorch.data.datamodule import SpectralDataModule
 from spectratorch.data.io import atomic_path
 from spectratorch.errors import CheckpointError, ConfigError
 from spectratorch.models.registry import is_model, list_models
+from spectratorch.report.sheet import make_result_sheet
 from spectratorch.training.module import METRIC_NAMES, SpectralModule
 from spectratorch.defaults import resolve_defaults
 from spectratorch.training.naming import model_name
+from spectratorch.training.restore import load_module
 
 __all__ = ["train", "resolve_precision", "checkpoint_differences", "predict_probabilities"]
 
@@ -96,12 +99,7 @@ def _module_kwargs(config: RunConfig, dm: SpectralDataModule) -> dict:
 
 
 def _load_module(path: str, expected: dict) -> SpectralModule:
-    if not Path(path).is_file():
-        raise CheckpointError(f"--load-this {path}: no such checkpoint file.")
-    try:
-        module = SpectralModule.load_from_checkpoint(path, map_location="cpu", weights_only=False)
-    except (RuntimeError, KeyError, TypeError, EOFError) as err:
-        raise CheckpointError(f"--load-this {path}: not a spectratorch checkpoint ({type(err).__name__}: {err}).") from None
+    module = load_module(path)
     differences = checkpoint_differences(dict(module.hparams), expected)
     if differences:
         raise CheckpointError(f"--load-this {path} was trained with another configuration: " + "; ".join(differences))
@@ -140,7 +138,9 @@ def _trainer(config: RunConfig, out_dir: Path, stem: str, callbacks: list) -> pl
         num_nodes=t.num_nodes,
         precision=resolve_precision(t.precision, t.accelerator),
         max_epochs=t.max_epochs,
-        callbacks=[*callbacks, LearningRateMonitor(logging_interval="epoch")],
+        callbacks=[*callbacks, LearningRateMonitor(logging_interval="epoch"),
+                   # reason: in a log file (CI, nohup) a bar redrawn every batch is megabytes of noise.
+                   TQDMProgressBar(refresh_rate=1 if sys.stderr.isatty() else 25)],
         logger=logger,
         default_root_dir=str(out_dir),
         use_distributed_sampler=False,
@@ -269,6 +269,18 @@ def train(config: RunConfig) -> dict:
     if config.train.save_test_preds:
         files["test_predictions"] = str(out_dir / f"{stem}.csv")
         _save_test_predictions(out_dir / f"{stem}.csv", module, dm)
+    if config.train.evaluate:
+        sheet = make_result_sheet(module, dm, out_dir / f"{stem} result sheet.png", stem,
+                                  tensorboard=trainer.logger.experiment)
+        files["result_sheet"] = sheet.pop("result_sheet")
+        summary["calibration"] = sheet
+    if config.train.to_onnx and "checkpoint" in files:
+        from spectratorch.export.onnx import export_onnx, update_metadata
+
+        files["onnx"] = str(export_onnx(files["checkpoint"], out_dir / f"{stem}.onnx", dm, metrics=summary["metrics"]))
+        if "calibration" in summary:
+            cutoffs = {k: v for k, v in summary["calibration"]["cutoffs"].items() if v is not None}
+            update_metadata(files["onnx"], cutoffs=cutoffs)
     files["json"] = str(out_dir / f"{stem}.json")
     _log_hparams(trainer, config, summary)
     _write_json(out_dir / f"{stem}.json", summary)

@@ -1,0 +1,450 @@
+"""Export a checkpoint as one ONNX file: preprocessing, network and temperature-calibrated softmax.
+
+``<stem>.onnx`` takes raw spectra ``data_spectra [batch, C, L]`` (and ``data_tabular [batch, T]`` when ``T > 0``)
+and answers ``probabilities [batch, K] = softmax(logits / T)``; the batch axis is dynamic. Its ``metadata_props``
+describe the inputs and the classes (see :data:`spectratorch.inference.METADATA_KEYS`), so
+:class:`spectratorch.inference.Predictor` checks new data against it without torch.
+
+Steps: load the checkpoint; rebuild its data (or take the one given) and check it matches; fit the temperature on
+the validation logits; convert the 1D convolution trunk to the equivalent 2D layout (onnxruntime's fastest
+convolutions are 2D); trace with the TorchScript exporter (opset 17); ``onnx.checker``; then onnxruntime against
+torch on at least ``n_check`` real samples. The file appears only when every step passed.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import io
+import itertools
+import json
+import logging
+import os
+import pickle
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from spectratorch._version import __version__
+from spectratorch.data.io import atomic_path
+from spectratorch.data.schema import SpectralTable
+from spectratorch.errors import CheckpointError, ConfigError, DataFormatError, SpectratorchError
+from spectratorch.export.calibration import calibration_report
+from spectratorch.inference import (
+    FORMAT_KEY,
+    FORMAT_VERSION,
+    INPUT_SPECTRA,
+    INPUT_TABULAR,
+    OUTPUT_PROBABILITIES,
+    decode_metadata,
+    encode_metadata,
+    session_options,
+)
+from spectratorch.training.naming import model_name, parse_model_name
+from spectratorch.training.restore import datamodule_from_hparams, load_module
+
+__all__ = ["OPSET", "TOLERANCE", "ExportError", "conv2d_layout", "export_onnx", "read_metadata", "update_metadata"]
+
+_logger = logging.getLogger(__name__)
+
+OPSET = 17
+TOLERANCE = 1e-4
+"""Largest absolute difference of a probability between onnxruntime and torch that the export accepts."""
+
+_BATCH = 1024
+_DATA_KEYS = ("channels", "tabular_columns", "labels")
+# reason: layers that act on each position alone, so they are the same on [N, C, L] and on [N, C, 1, L].
+_POINTWISE = (nn.ReLU, nn.LeakyReLU, nn.GELU, nn.SiLU, nn.ELU, nn.Tanh, nn.Sigmoid, nn.Dropout)
+
+
+class ExportError(SpectratorchError, RuntimeError):
+    """An export that could not be made or did not pass its checks; no file was written."""
+
+
+# ---- the exported module --------------------------------------------------------------------------------------
+class _Probabilities(nn.Module):
+    """``softmax(model(spectra, tabular) / temperature)``: what the ONNX file computes."""
+
+    def __init__(self, model: nn.Module, temperature: float):
+        super().__init__()
+        self.model = model
+        self.register_buffer("inverse_temperature", torch.tensor(1.0 / temperature, dtype=torch.float32))
+
+    def forward(self, spectra: torch.Tensor, tabular: torch.Tensor | None = None) -> torch.Tensor:
+        return torch.softmax(self.model(spectra, tabular) * self.inverse_temperature, dim=1)
+
+
+class _Conv2dTrunk(nn.Module):
+    """A chain of 1D layers run as their 2D twins on ``[N, C, 1, L]``: one Unsqueeze in, one Squeeze out."""
+
+    def __init__(self, layers: list[nn.Module]):
+        super().__init__()
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x.unsqueeze(2)).squeeze(2)
+
+
+def _as_2d(layer: nn.Module) -> nn.Module | None:
+    """The 2D twin of a 1D layer (kernel ``(1, k)``), the layer itself if pointwise, or ``None``."""
+    if type(layer) is nn.Conv1d and not isinstance(layer.padding, str) and layer.padding_mode == "zeros":
+        conv = nn.Conv2d(layer.in_channels, layer.out_channels, (1, layer.kernel_size[0]), stride=(1, layer.stride[0]),
+                         padding=(0, layer.padding[0]), dilation=(1, layer.dilation[0]), groups=layer.groups,
+                         bias=layer.bias is not None)
+        with torch.no_grad():
+            conv.weight.copy_(layer.weight.unsqueeze(2))
+            if layer.bias is not None:
+                conv.bias.copy_(layer.bias)
+        return conv
+    if type(layer) is nn.MaxPool1d and not layer.return_indices:
+        return nn.MaxPool2d((1, int(layer.kernel_size)), (1, int(layer.stride)), (0, int(layer.padding)),
+                            (1, int(layer.dilation)), ceil_mode=layer.ceil_mode)
+    if isinstance(layer, _POINTWISE) or type(layer) is nn.Identity:
+        return layer
+    return None
+
+
+def _fold_batch_norm(module: nn.Module) -> None:
+    """Fold every eval-mode ``BatchNorm1d`` that follows a ``Conv1d`` in a ``Sequential`` into the convolution."""
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    for sequential in [m for m in module.modules() if isinstance(m, nn.Sequential)]:
+        names = list(sequential._modules)
+        for first, second in itertools.pairwise(names):
+            conv, norm = sequential._modules[first], sequential._modules[second]
+            if type(conv) is nn.Conv1d and type(norm) is nn.BatchNorm1d and norm.track_running_stats:
+                sequential._modules[first] = fuse_conv_bn_eval(conv, norm)
+                sequential._modules[second] = nn.Identity()
+
+
+def _convert_trunks(module: nn.Module) -> None:
+    for name, child in list(module.named_children()):
+        if isinstance(child, nn.Sequential) and any(type(layer) is nn.Conv1d for layer in child):
+            layers = [_as_2d(layer) for layer in child]
+            if all(layer is not None for layer in layers):
+                setattr(module, name, _Conv2dTrunk([layer for layer in layers if type(layer) is not nn.Identity]))
+                continue
+        _convert_trunks(child)
+
+
+def conv2d_layout(model: nn.Module) -> nn.Module:
+    """An eval-mode copy of ``model`` whose 1D convolution chains run as 2D convolutions with ``(1, k)`` kernels.
+
+    Batch norms that follow a convolution are folded into it; then every ``nn.Sequential`` made only of
+    ``Conv1d``, ``MaxPool1d`` and pointwise layers becomes one 2D chain between an Unsqueeze and a Squeeze.
+    The function is the same (up to float rounding); onnxruntime runs 2D convolutions in its blocked ``NCHWc``
+    layout, which is faster on a CPU than its 1D path. Other layers are left as they are.
+
+    Args:
+        model: the network (not modified).
+
+    Returns:
+        The converted copy, in eval mode.
+
+    Example:
+        >>> net = nn.Sequential(nn.Conv1d(2, 4, 3, padding=1), nn.BatchNorm1d(4), nn.ReLU()).eval()
+        >>> x = torch.randn(5, 2, 16)
+        >>> bool(torch.allclose(conv2d_layout(net)(x), net(x), atol=1e-5))
+        True
+    """
+    model = copy.deepcopy(model).eval()
+    _fold_batch_norm(model)
+    if isinstance(model, nn.Sequential):
+        model = nn.Sequential(model)
+    _convert_trunks(model)
+    return model
+
+
+# ---- checkpoint, name, data -----------------------------------------------------------------------------------
+def _stem(path: Path, hparams: dict) -> str:
+    try:
+        return model_name(dataclasses.asdict(parse_model_name(path)))
+    except ConfigError:
+        pass
+    try:
+        from spectratorch.config import RunConfig
+
+        return model_name(RunConfig.from_dict(hparams["config"]).name_fields())
+    except (KeyError, TypeError, ConfigError):
+        return path.stem
+
+
+def _datamodule(hparams: dict, source):
+    try:
+        return datamodule_from_hparams(hparams, source)
+    except CheckpointError as err:
+        raise ExportError(f"export calibrates and checks the model on real data: {err}") from None
+
+
+def _check_description(hparams: dict, table: SpectralTable, labels) -> None:
+    have = {"channels": list(table.channels), "tabular_columns": list(table.tabular_columns), "labels": list(labels)}
+    lines = [f"{key}: checkpoint {list(hparams[key])}, data {have[key]}" for key in _DATA_KEYS
+             if list(hparams[key]) != have[key]]
+    axis = np.asarray(hparams["axis"], dtype=float)
+    if len(axis) != len(table.axis) or not np.allclose(axis, table.axis):
+        lines.append(f"axis: checkpoint {len(axis)} points, data {len(table.axis)}")
+    if lines:
+        raise ExportError("the data does not fit the checkpoint: " + "; ".join(lines) + ".")
+
+
+def _table_arrays(hparams: dict, table: SpectralTable) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    from spectratorch.data.targets import resolve_target
+
+    targets = ((hparams.get("config") or {}).get("data") or {}).get("targets")
+    if not targets:
+        raise ExportError("the checkpoint records no target code, so a table's labels cannot be read; pass a data "
+                          "module instead.")
+    target = resolve_target(table.meta, targets)
+    labels = list(hparams["labels"])
+    unknown = [label for label in target.labels if label not in labels]
+    if unknown:
+        raise ExportError(f"the table has classes {unknown} that the checkpoint does not know ({labels}).")
+    _check_description(hparams, table, labels)
+    remap = np.array([labels.index(label) for label in target.labels], dtype=np.int64)
+    return table.spectra, table.tabular, remap[target.y]
+
+
+def _data_arrays(hparams: dict, source, n_check: int) -> tuple[tuple, tuple]:
+    """``(val spectra, val tabular, val y)`` and ``(check spectra, check tabular)`` as numpy arrays."""
+    if isinstance(source, SpectralTable):
+        spectra, tabular, y = _table_arrays(hparams, source)
+        return (spectra, tabular, y), (spectra[:n_check], tabular[:n_check])
+    dm = _datamodule(hparams, source)
+    dm.prepare()
+    _check_description(hparams, dm.table, dm.labels)
+    fit, val = dm.stage_rows("val")
+    others = np.concatenate([dm.split.train, dm.split.test])
+    check = np.concatenate([val, others[~np.isin(others, val)]])[:n_check]
+    if len(check) < n_check:
+        _logger.warning("the data has only %d rows; the export check uses them all (asked for %d)", len(check),
+                        n_check)
+    table = fit.table
+    return (table.spectra[val], table.tabular[val], fit.target.y[val]), (table.spectra[check], table.tabular[check])
+
+
+def _json_metrics(checkpoint: Path, stem: str) -> dict:
+    path = checkpoint.with_name(f"{stem}.json")
+    if not path.is_file():
+        _logger.info("no %s beside the checkpoint: the model's metadata has no metrics", path.name)
+        return {}
+    try:
+        return json.loads(path.read_text()).get("metrics", {})
+    except (OSError, ValueError, AttributeError) as err:
+        _logger.warning("could not read the metrics in %s (%s); the model's metadata has none", path, err)
+        return {}
+
+
+# ---- torch and onnx -------------------------------------------------------------------------------------------
+def _inputs(model: nn.Module, spectra: np.ndarray, tabular: np.ndarray) -> tuple[torch.Tensor, ...]:
+    x = torch.as_tensor(np.ascontiguousarray(spectra), dtype=torch.float32)
+    if model.n_tabular == 0:
+        return (x,)
+    return x, torch.as_tensor(np.ascontiguousarray(tabular), dtype=torch.float32)
+
+
+@torch.no_grad()
+def _run_torch(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> np.ndarray:
+    parts = [model(*(t[start : start + _BATCH] for t in inputs)) for start in range(0, len(inputs[0]), _BATCH)]
+    return torch.cat(parts).numpy()
+
+
+def _trace(model: nn.Module, example: tuple[torch.Tensor, ...], input_names: list[str]):
+    import onnx
+
+    buffer = io.BytesIO()
+    axes = {name: {0: "batch"} for name in [*input_names, OUTPUT_PROBABILITIES]}
+    with warnings.catch_warnings():
+        # reason: torch deprecates the TorchScript exporter; we pick it on purpose (exact and fast for these graphs).
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        torch.onnx.export(model, example, buffer, input_names=input_names, output_names=[OUTPUT_PROBABILITIES],
+                          dynamic_axes=axes, opset_version=OPSET, dynamo=False, do_constant_folding=True)
+    return onnx.load_from_string(buffer.getvalue())
+
+
+def _set_props(proto, props: dict[str, str]) -> None:
+    del proto.metadata_props[:]
+    for key, value in props.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+
+
+def _metadata(hparams: dict, stem: str, metrics: dict, calibration: dict, input_names: list[str]) -> dict:
+    config = hparams.get("config") or {}
+    data, train = config.get("data") or {}, config.get("train") or {}
+    try:
+        parts = dataclasses.asdict(parse_model_name(stem))
+    except ConfigError:
+        parts = {}
+    return {
+        FORMAT_KEY: FORMAT_VERSION,
+        "name": stem,
+        "arch": hparams["arch"],
+        "labels": [str(label) for label in hparams["labels"]],
+        "channels": [str(c) for c in hparams["channels"]],
+        "axis": [float(x) for x in hparams["axis"]],
+        "tabular_columns": [str(c) for c in hparams["tabular_columns"]],
+        "targets": list(data.get("targets", parts.get("targets", []))),
+        "transforms": list(hparams.get("transforms") or []),
+        "seed": hparams.get("seed", parts.get("seed")),
+        "split": data.get("current_split", parts.get("split")),
+        "n_splits": data.get("n_splits", parts.get("n_splits")),
+        "eps": train.get("eps", hparams.get("eps")),
+        "version": __version__,
+        "metrics": metrics,
+        "temperature": calibration["temperature"],
+        "calibration": calibration,
+        "cutoffs": {},
+        "inputs": input_names,
+        "output": OUTPUT_PROBABILITIES,
+    }
+
+
+def _check_parity(path: Path, reference: nn.Module, inputs: tuple[torch.Tensor, ...], names: list[str]) -> float:
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path), session_options(), providers=["CPUExecutionProvider"])
+    expected = _run_torch(reference, inputs)
+    got = np.concatenate([
+        session.run([OUTPUT_PROBABILITIES], {n: t[s : s + _BATCH].numpy() for n, t in zip(names, inputs)})[0]
+        for s in range(0, len(inputs[0]), _BATCH)
+    ])
+    difference = float(np.abs(got - expected).max())
+    if not difference <= TOLERANCE:
+        raise ExportError(
+            f"the exported model does not match the checkpoint: max |onnxruntime - torch| = {difference:.3g} on "
+            f"{len(got)} samples (tolerance {TOLERANCE:g}); no file was written."
+        )
+    return difference
+
+
+def export_onnx(checkpoint_path: str | os.PathLike, out_path: str | os.PathLike | None = None,
+                datamodule_or_table=None, n_check: int = 256, *, metrics: dict | None = None) -> Path:
+    """Export a checkpoint as ``<stem>.onnx``: preprocessing, network and calibrated softmax in one file.
+
+    Args:
+        checkpoint_path: a ``.ckpt`` written by ``spectratorch train``.
+        out_path: the ONNX file; default ``<stem>.onnx`` beside the checkpoint (the checkpoint's name without the
+            ``_<loss>_<f1>_<acc>`` tail).
+        datamodule_or_table: the data to calibrate and check on: a ``SpectralDataModule`` (its validation split),
+            a dataset path or DataFrame (split as the checkpoint's configuration says), or a ``SpectralTable``
+            (all its rows; they should be held out from training). Default: the checkpoint's training data.
+        n_check: samples on which onnxruntime must match torch (validation rows first, then others).
+        metrics: the metrics to record; default: ``metrics`` of ``<stem>.json`` beside the checkpoint.
+
+    Returns:
+        The path of the ONNX file.
+
+    Raises:
+        CheckpointError: missing or unreadable checkpoint.
+        ExportError: no data to calibrate on, data that does not fit the checkpoint, or a failed check (then no
+            file is written).
+        DataFormatError, SchemaError: unreadable data.
+
+    Example:
+        >>> export_onnx("out/VGG11 y=['OVA', 'OK'] ... eps=0.1_3.1E-01_0.91_0.93.ckpt")  # doctest: +SKIP
+        PosixPath("out/VGG11 y=['OVA', 'OK'] ... eps=0.1.onnx")
+    """
+    import onnx
+
+    if isinstance(n_check, bool) or not isinstance(n_check, int) or n_check < 1:
+        raise ConfigError(f"n_check must be a positive integer; got {n_check!r}.")
+    checkpoint_path = Path(checkpoint_path)
+    module = load_module(checkpoint_path)
+    hparams = dict(module.hparams)
+    stem = _stem(checkpoint_path, hparams)
+    out_path = Path(out_path) if out_path is not None else checkpoint_path.with_name(f"{stem}.onnx")
+    model = module.model.float().eval()
+    (val_spectra, val_tabular, val_y), (check_spectra, check_tabular) = _data_arrays(
+        hparams, datamodule_or_table, n_check)
+    calibration = calibration_report(_run_torch(model, _inputs(model, val_spectra, val_tabular)), val_y)
+    reference = _Probabilities(model, calibration["temperature"]).eval()
+    exported = _Probabilities(conv2d_layout(model), calibration["temperature"]).eval()
+    names = [INPUT_SPECTRA, INPUT_TABULAR][: len(model.input_names)]
+    proto = _trace(exported, model.example_inputs(2), names)
+    metrics = _json_metrics(checkpoint_path, stem) if metrics is None else metrics
+    _set_props(proto, encode_metadata(_metadata(hparams, stem, metrics, calibration, names)))
+    proto.doc_string = stem
+    try:
+        onnx.checker.check_model(proto)
+    except onnx.checker.ValidationError as err:
+        raise ExportError(
+            f"the exported graph is not valid ONNX ({str(err).splitlines()[0]}); no file was written."
+        ) from None
+    with atomic_path(out_path) as tmp:
+        onnx.save(proto, tmp)
+        difference = _check_parity(tmp, reference, _inputs(model, check_spectra, check_tabular), names)
+    _logger.info("wrote %s (%.0f KiB): onnxruntime matches torch within %.2g on %d samples; temperature %.3g",
+                 out_path, out_path.stat().st_size / 1024, difference, len(check_spectra), calibration["temperature"])
+    return out_path
+
+
+# ---- metadata after the export --------------------------------------------------------------------------------
+def _load_proto(path: Path):
+    import onnx
+
+    if not path.is_file():
+        raise DataFormatError(f"{path}: no such model file.")
+    try:
+        return onnx.load(str(path))
+    except Exception as err:  # noqa: BLE001 -- reason: protobuf's DecodeError and onnx's errors share no useful base
+        raise DataFormatError(f"{path}: not a readable ONNX model ({type(err).__name__}).") from None
+
+
+def read_metadata(onnx_path: str | os.PathLike) -> dict:
+    """The decoded metadata of an exported model.
+
+    Args:
+        onnx_path: the ``.onnx`` file.
+
+    Returns:
+        ``{key: value}`` (see :data:`spectratorch.inference.METADATA_KEYS`).
+
+    Raises:
+        DataFormatError: missing or unreadable file, or no spectratorch metadata.
+    """
+    path = Path(onnx_path)
+    proto = _load_proto(path)
+    return decode_metadata({p.key: p.value for p in proto.metadata_props}, str(path))
+
+
+def update_metadata(onnx_path: str | os.PathLike, **fields) -> dict:
+    """Set metadata fields of an exported model (e.g. ``cutoffs`` once the result sheet has them), atomically.
+
+    Args:
+        onnx_path: the ``.onnx`` file written by :func:`export_onnx`.
+        **fields: ``key=value``; values must be JSON-serialisable. ``cutoffs`` is ``{name: probability}``, and
+            ``cutoffs["default"]`` is the one ``spectratorch predict --cutoff auto`` applies.
+
+    Returns:
+        The decoded metadata after the update.
+
+    Raises:
+        DataFormatError: missing or unreadable file, or no spectratorch metadata.
+        ConfigError: a value that JSON cannot encode, or an attempt to change ``spectratorch_format``.
+
+    Example:
+        >>> update_metadata("model.onnx", cutoffs={"default": 0.8})["cutoffs"]  # doctest: +SKIP
+        {'default': 0.8}
+    """
+    path = Path(onnx_path)
+    if FORMAT_KEY in fields:
+        raise ConfigError(f"{FORMAT_KEY!r} is set by the exporter and cannot be changed.")
+    proto = _load_proto(path)
+    props = {p.key: p.value for p in proto.metadata_props}
+    decode_metadata(props, str(path))
+    try:
+        props.update(encode_metadata(fields))
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"metadata values must be JSON-serialisable: {err}.") from None
+    _set_props(proto, props)
+    with atomic_path(path) as tmp:
+        import onnx
+
+        onnx.save(proto, tmp)
+    return decode_metadata(props, str(path))

@@ -1,0 +1,554 @@
+"""Predict with an exported model on a PC without torch: onnxruntime, numpy and pandas only.
+
+An exported ``<stem>.onnx`` (see :func:`spectratorch.export.onnx.export_onnx`) takes raw spectra and tabular values
+and answers calibrated class probabilities; its metadata says what it needs (channels, axis, tabular columns) and
+what it answers (class labels, cutoffs). :class:`Predictor` reads a dataset file or a folder of instrument exports
+with the same schema code as training (:func:`spectratorch.data.schema.load_table`), checks it against the
+metadata, runs the model in chunks and writes one CSV row per sample.
+
+This module imports neither torch nor lightning, even indirectly; a test runs it with both blocked.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from spectratorch.data.io import atomic_path
+from spectratorch.data.schema import RowFilter, SpectralTable, load_table
+from spectratorch.errors import ConfigError, DataFormatError, SchemaError
+
+__all__ = [
+    "FORMAT_KEY",
+    "FORMAT_VERSION",
+    "INPUT_SPECTRA",
+    "INPUT_TABULAR",
+    "METADATA_KEYS",
+    "OUTPUT_PROBABILITIES",
+    "UNCLASSIFIED",
+    "Predictor",
+    "decode_metadata",
+    "encode_metadata",
+    "physical_cores",
+    "prediction_frame",
+    "session_options",
+    "write_predictions",
+]
+
+_logger = logging.getLogger(__name__)
+
+FORMAT_KEY = "spectratorch_format"
+FORMAT_VERSION = 1
+"""Version of the metadata layout; a reader refuses files of a newer version than it knows."""
+
+METADATA_KEYS = (
+    FORMAT_KEY,
+    "name",
+    "arch",
+    "labels",
+    "channels",
+    "axis",
+    "tabular_columns",
+    "targets",
+    "transforms",
+    "seed",
+    "split",
+    "n_splits",
+    "eps",
+    "version",
+    "metrics",
+    "temperature",
+    "calibration",
+    "cutoffs",
+    "inputs",
+    "output",
+)
+"""Keys of an exported model's ``metadata_props``; every value is a JSON document (a string)."""
+
+INPUT_SPECTRA = "data_spectra"
+INPUT_TABULAR = "data_tabular"
+OUTPUT_PROBABILITIES = "probabilities"
+UNCLASSIFIED = "unclassified"
+DEFAULT_CUTOFF_KEY = "default"
+"""The entry of the metadata's ``cutoffs`` that ``cutoff="auto"`` uses."""
+
+_REQUIRED_KEYS = ("labels", "channels", "axis", "tabular_columns")
+# reason: a progress bar for fewer chunks than this would flash by; stdout stays clean either way (bar on stderr).
+_PROGRESS_MIN_CHUNKS = 4
+
+
+# ---- metadata -------------------------------------------------------------------------------------------------
+def encode_metadata(fields: Mapping[str, object]) -> dict[str, str]:
+    """JSON-encode each value, for an ONNX file's ``metadata_props``.
+
+    Args:
+        fields: ``{key: JSON-serialisable value}``.
+
+    Returns:
+        ``{key: JSON string}``.
+
+    Example:
+        >>> encode_metadata({"labels": ["The rest", "OK"], "temperature": 1.5})
+        {'labels': '["The rest", "OK"]', 'temperature': '1.5'}
+    """
+    return {str(key): json.dumps(value, ensure_ascii=False) for key, value in fields.items()}
+
+
+def decode_metadata(props: Mapping[str, str], source: str = "the model") -> dict:
+    """Decode the ``metadata_props`` of an exported model and check that it is ours.
+
+    Args:
+        props: ``{key: JSON string}`` as stored in the ONNX file.
+        source: the file, for messages.
+
+    Returns:
+        ``{key: value}``.
+
+    Raises:
+        DataFormatError: the metadata lacks ``spectratorch_format`` or a required key, holds invalid JSON, or comes
+            from a newer format than this version reads.
+
+    Example:
+        >>> meta = decode_metadata({"spectratorch_format": "1", "labels": '["a", "b"]', "channels": '["277"]',
+        ...                         "axis": "[300.0]", "tabular_columns": "[]"})
+        >>> meta["labels"]
+        ['a', 'b']
+    """
+    if FORMAT_KEY not in props:
+        raise DataFormatError(
+            f"{source} has no spectratorch metadata (no {FORMAT_KEY!r} key): it was not exported by "
+            "`spectratorch export`. Export the checkpoint with `spectratorch export CKPT`."
+        )
+    decoded = {}
+    for key, text in props.items():
+        try:
+            decoded[key] = json.loads(text)
+        except json.JSONDecodeError:
+            raise DataFormatError(f"{source}: metadata {key!r} is not valid JSON ({text[:60]!r}).") from None
+    version = decoded[FORMAT_KEY]
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise DataFormatError(
+            f"{source} uses metadata format {version!r}; this spectratorch reads format {FORMAT_VERSION} or older. "
+            "Update spectratorch."
+        )
+    missing = [key for key in _REQUIRED_KEYS if key not in decoded]
+    if missing:
+        raise DataFormatError(f"{source}: the metadata lacks {missing}; export the model again.")
+    return decoded
+
+
+# ---- onnxruntime session --------------------------------------------------------------------------------------
+def physical_cores() -> int:
+    """Physical CPU cores this process may use (hyper-threads and cores outside its affinity mask excluded).
+
+    Returns:
+        At least 1.
+
+    Example:
+        >>> physical_cores() >= 1
+        True
+    """
+    logical = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    threads_per_core = 1
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+        blocks = [block for block in text.split("\n\n") if "processor" in block]
+        cores = {(_field(block, "physical id"), _field(block, "core id")) for block in blocks}
+        if blocks and len(cores) > 1:
+            threads_per_core = max(1, round(len(blocks) / len(cores)))
+    except OSError:
+        # reason: no /proc (Windows, macOS): count logical CPUs; onnxruntime would use about that many anyway.
+        pass
+    return max(1, logical // threads_per_core)
+
+
+def _field(block: str, name: str) -> str:
+    for line in block.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == name:
+            return value.strip()
+    return ""
+
+
+def session_options(threads: int | None = None):
+    """The onnxruntime settings :class:`Predictor` uses (see doc/INFERENCE.md for why).
+
+    Full graph optimisation (``ORT_ENABLE_ALL``: constant folding, operator fusion and the blocked ``NCHWc``
+    convolution layout), sequential execution (the graph is a chain, so parallel execution only adds overhead),
+    one inter-op thread, and ``threads`` intra-op threads (default: the physical cores).
+
+    Args:
+        threads: intra-op threads; ``None`` = :func:`physical_cores`.
+
+    Returns:
+        An ``onnxruntime.SessionOptions``.
+
+    Raises:
+        ConfigError: ``threads`` < 1, or onnxruntime is not installed.
+    """
+    ort = _onnxruntime()
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ConfigError(f"threads must be a positive integer or None; got {threads!r}.")
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.intra_op_num_threads = threads or physical_cores()
+    options.inter_op_num_threads = 1
+    # reason: onnxruntime warns about fusions it skips; those are not the user's business.
+    options.log_severity_level = 3
+    return options
+
+
+def _onnxruntime():
+    try:
+        import onnxruntime
+    except ImportError:
+        raise ConfigError("prediction needs onnxruntime: `pip install -r requirements-inference.txt`.") from None
+    return onnxruntime
+
+
+def _first_line(err: Exception, limit: int = 200) -> str:
+    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# ---- the predictor --------------------------------------------------------------------------------------------
+class Predictor:
+    """An exported model, ready to predict: raw spectra in, calibrated probabilities out.
+
+    Args:
+        model_path: an ``.onnx`` file written by ``spectratorch export`` (or ``train --to-onnx``).
+        providers: onnxruntime execution providers, best first; ``None`` = ``["CPUExecutionProvider"]``.
+        threads: intra-op threads; ``None`` = the physical cores.
+
+    Attributes:
+        metadata: the decoded metadata (see ``METADATA_KEYS``).
+        labels: class labels, in the order of the probability columns.
+        channels: channel names the model takes, in order.
+        axis: float64 ``[L]``, the spectral axis the model takes.
+        tabular_columns: tabular feature names the model takes (empty: none).
+
+    Raises:
+        DataFormatError: the file is missing, not an ONNX model, truncated, or has no spectratorch metadata.
+        ConfigError: onnxruntime is missing or ``threads`` is invalid.
+
+    Example:
+        >>> predictor = Predictor("model.onnx")                     # doctest: +SKIP
+        >>> predictor.predict_file("batch_12.pkl").head()           # doctest: +SKIP
+    """
+
+    def __init__(self, model_path: str | os.PathLike, providers: Sequence[str] | None = None,
+                 threads: int | None = None):
+        self.path = Path(model_path)
+        if not self.path.is_file():
+            raise DataFormatError(f"{self.path}: no such model file.")
+        ort = _onnxruntime()
+        options = session_options(threads)
+        try:
+            self.session = ort.InferenceSession(str(self.path), options,
+                                                providers=list(providers or ["CPUExecutionProvider"]))
+        # reason: onnxruntime raises its own pybind classes (InvalidProtobuf, Fail...), which share no base to name.
+        except Exception as err:  # noqa: BLE001
+            raise DataFormatError(
+                f"{self.path}: not a readable ONNX model ({_first_line(err)}). Is the file complete? Export it again."
+            ) from None
+        self.metadata = decode_metadata(self.session.get_modelmeta().custom_metadata_map, str(self.path))
+        self.labels: tuple[str, ...] = tuple(str(label) for label in self.metadata["labels"])
+        self.channels: tuple[str, ...] = tuple(str(c) for c in self.metadata["channels"])
+        self.axis = np.asarray(self.metadata["axis"], dtype=np.float64)
+        self.tabular_columns: tuple[str, ...] = tuple(str(c) for c in self.metadata["tabular_columns"])
+        self._check_graph()
+
+    def _check_graph(self) -> None:
+        inputs = {i.name: i.shape for i in self.session.get_inputs()}
+        expected = {INPUT_SPECTRA: [len(self.channels), len(self.axis)]}
+        if self.tabular_columns:
+            expected[INPUT_TABULAR] = [len(self.tabular_columns)]
+        outputs = {o.name: o.shape for o in self.session.get_outputs()}
+        problems = []
+        if set(inputs) != set(expected):
+            problems.append(f"inputs {sorted(inputs)}, expected {sorted(expected)}")
+        else:
+            problems += [f"input {name} has shape {inputs[name]}, expected [batch, {', '.join(map(str, dims))}]"
+                         for name, dims in expected.items() if list(inputs[name][1:]) != dims]
+        if list(outputs) != [OUTPUT_PROBABILITIES] or outputs[OUTPUT_PROBABILITIES][1:] != [len(self.labels)]:
+            problems.append(f"outputs {outputs}, expected {OUTPUT_PROBABILITIES} [batch, {len(self.labels)}]")
+        if problems:
+            raise DataFormatError(f"{self.path}: the graph disagrees with its metadata: {'; '.join(problems)}.")
+
+    @property
+    def cutoffs(self) -> dict:
+        """The metadata's named cutoffs on the top probability (``{}`` when none were recorded)."""
+        cutoffs = self.metadata.get("cutoffs") or {}
+        return dict(cutoffs) if isinstance(cutoffs, dict) else {}
+
+    def resolve_cutoff(self, cutoff: str | float | None) -> float | None:
+        """Turn a ``cutoff`` argument into a probability or ``None``.
+
+        Args:
+            cutoff: ``"auto"`` (the metadata's ``cutoffs["default"]`` when present, else none), ``None`` or
+                ``"none"``, a probability in [0, 1] (a number or its text), or the name of an entry of ``cutoffs``.
+
+        Returns:
+            The cutoff, or ``None`` for no cutoff.
+
+        Raises:
+            ConfigError: a number outside [0, 1] or an unknown name.
+        """
+        if cutoff is None or (isinstance(cutoff, str) and cutoff.lower() == "none"):
+            return None
+        if isinstance(cutoff, str) and cutoff.lower() == "auto":
+            value = self.cutoffs.get(DEFAULT_CUTOFF_KEY)
+            if value is None:
+                _logger.info("the model has no default cutoff: every sample gets its most probable class")
+                return None
+            return _check_probability(value, f"the model's cutoffs[{DEFAULT_CUTOFF_KEY!r}]")
+        if isinstance(cutoff, str):
+            if cutoff in self.cutoffs:
+                return _check_probability(self.cutoffs[cutoff], f"the model's cutoffs[{cutoff!r}]")
+            try:
+                cutoff = float(cutoff)
+            except ValueError:
+                raise ConfigError(
+                    f"--cutoff must be auto, none, a probability in [0, 1] or one of the model's cutoffs "
+                    f"{sorted(self.cutoffs)}; got {cutoff!r}."
+                ) from None
+        return _check_probability(cutoff, "--cutoff")
+
+    # ---- data ------------------------------------------------------------------------------------------------
+    def load(self, path_or_dir: str | os.PathLike) -> SpectralTable:
+        """Read a dataset file (``.pkl``, ``.parquet``, ``.csv``) or a folder of instrument exports for this model.
+
+        A folder is read with :func:`~spectratorch.data.raw.read_raw_exports` and cleaned with
+        :func:`~spectratorch.data.raw.clean` (what the cleaning removed is logged). Rows flagged
+        ``integration_oob`` and rows with NaN or inf in the model's channels or tabular columns are skipped and
+        counted in ``table.report``.
+
+        Args:
+            path_or_dir: the data.
+
+        Returns:
+            The table, with the model's channels in its order, on its axis, with its tabular columns.
+
+        Raises:
+            DataFormatError: missing, unreadable or empty data.
+            SchemaError: a channel or tabular column is missing, the axis differs, or no row is left.
+        """
+        path = Path(path_or_dir)
+        cleaning: dict[str, int] = {}
+        if path.is_dir():
+            from spectratorch.data.raw import clean, read_raw_exports
+
+            source, cleaning = clean(read_raw_exports(path))
+            if any(cleaning.values()):
+                _logger.warning("cleaning the exports in %s skipped %s rows", path, cleaning)
+        elif not path.exists():
+            raise DataFormatError(f"{path}: no such dataset file or folder.")
+        else:
+            source = path
+        try:
+            table = load_table(source, channels=self.channels, tabular=self.tabular_columns or None,
+                               filters=RowFilter(), expected_axis=self.axis)
+        except SchemaError as err:
+            raise SchemaError(
+                f"{path.name}: {str(err).rstrip('.')}; the model takes channels {list(self.channels)} on "
+                f"{len(self.axis)} points, {self.axis[0]:g}..{self.axis[-1]:g}, and tabular columns "
+                f"{list(self.tabular_columns)}."
+            ) from None
+        report = {**{f"cleaning_{rule}": n for rule, n in cleaning.items()}, **table.report}
+        table = dataclasses.replace(table, report=report)
+        skipped = {rule: n for rule, n in report.items() if n}
+        if skipped:
+            _logger.warning("%s: skipped %d rows (%s)", path.name, sum(skipped.values()), skipped)
+        return table
+
+    def _check_table(self, table: SpectralTable) -> None:
+        problems = []
+        if tuple(table.channels) != self.channels:
+            problems.append(f"channels {list(table.channels)}, the model takes {list(self.channels)}")
+        if len(table.axis) != len(self.axis):
+            problems.append(f"an axis of {len(table.axis)} points, the model takes {len(self.axis)}")
+        elif not np.allclose(table.axis, self.axis, rtol=0, atol=1e-6 * max(1.0, float(np.abs(self.axis).max()))):
+            problems.append("another axis than the model's (same length, other x values)")
+        if tuple(table.tabular_columns) != self.tabular_columns:
+            problems.append(f"tabular columns {list(table.tabular_columns)}, the model takes "
+                            f"{list(self.tabular_columns)}")
+        if problems:
+            raise SchemaError("the table does not fit the model: it has " + "; ".join(problems)
+                              + ". Read the data with Predictor.load.")
+
+    # ---- prediction ------------------------------------------------------------------------------------------
+    def predict_arrays(self, spectra: np.ndarray, tabular: np.ndarray | None = None,
+                       batch_size: int = 1024) -> np.ndarray:
+        """Probabilities for raw arrays, ``batch_size`` samples per onnxruntime call.
+
+        Args:
+            spectra: float ``[N, C, L]``, on the model's channels and axis.
+            tabular: float ``[N, T]`` (``None`` when the model takes no tabular features).
+            batch_size: samples per call (bounds the memory onnxruntime uses).
+
+        Returns:
+            float32 ``[N, K]``, rows summing to 1.
+
+        Raises:
+            SchemaError: shapes that do not fit the model.
+            ConfigError: ``batch_size`` < 1.
+        """
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ConfigError(f"--batch-size must be a positive integer; got {batch_size!r}.")
+        spectra = np.asarray(spectra, dtype=np.float32)
+        n = len(spectra)
+        expected = (len(self.channels), len(self.axis))
+        if spectra.ndim != 3 or spectra.shape[1:] != expected:
+            raise SchemaError(f"spectra must have shape [N, {expected[0]}, {expected[1]}] for this model; got "
+                              f"{spectra.shape}.")
+        if self.tabular_columns:
+            tabular = np.asarray(tabular if tabular is not None else np.zeros((0, 0)), dtype=np.float32)
+            if tabular.shape != (n, len(self.tabular_columns)):
+                raise SchemaError(f"tabular must have shape [{n}, {len(self.tabular_columns)}] "
+                                  f"({list(self.tabular_columns)}); got {tabular.shape}.")
+        out = np.empty((n, len(self.labels)), dtype=np.float32)
+        starts = range(0, n, batch_size)
+        bar = _progress(n, len(starts))
+        for start in starts:
+            stop = min(start + batch_size, n)
+            feed = {INPUT_SPECTRA: np.ascontiguousarray(spectra[start:stop])}
+            if self.tabular_columns:
+                feed[INPUT_TABULAR] = np.ascontiguousarray(tabular[start:stop])
+            out[start:stop] = self.session.run([OUTPUT_PROBABILITIES], feed)[0]
+            if bar is not None:
+                bar.update(stop - start)
+        if bar is not None:
+            bar.close()
+        return out
+
+    def predict_table(self, table: SpectralTable, batch_size: int = 1024) -> np.ndarray:
+        """Probabilities ``[N, K]`` (float32) for every row of ``table``, in chunks of ``batch_size``.
+
+        Args:
+            table: a table on the model's channels, axis and tabular columns (see :meth:`load`).
+            batch_size: samples per onnxruntime call.
+
+        Returns:
+            float32 ``[N, K]``, columns in the order of :attr:`labels`.
+
+        Raises:
+            SchemaError: the table's channels, axis or tabular columns differ from the model's.
+        """
+        self._check_table(table)
+        return self.predict_arrays(table.spectra, table.tabular, batch_size)
+
+    def predict_file(self, path_or_dir: str | os.PathLike, top_k: int = 2, cutoff: str | float | None = "auto",
+                     batch_size: int = 1024) -> pd.DataFrame:
+        """Predict every usable sample of a dataset file or a folder of instrument exports.
+
+        Args:
+            path_or_dir: the data (see :meth:`load`).
+            top_k: how many ranked classes to list per sample.
+            cutoff: below this top probability a sample is ``unclassified`` (see :meth:`resolve_cutoff`).
+            batch_size: samples per onnxruntime call.
+
+        Returns:
+            One row per predicted sample (see :func:`prediction_frame`); ``frame.attrs["skipped"]`` holds how many
+            rows each check skipped.
+
+        Raises:
+            DataFormatError, SchemaError: unreadable data or data that does not fit the model.
+            ConfigError: invalid ``top_k``, ``cutoff`` or ``batch_size``.
+        """
+        threshold = self.resolve_cutoff(cutoff)
+        _check_top_k(top_k, len(self.labels))
+        table = self.load(path_or_dir)
+        probabilities = self.predict_table(table, batch_size)
+        frame = prediction_frame(probabilities, table.ids, self.labels, top_k, threshold)
+        frame.attrs["skipped"] = dict(table.report)
+        return frame
+
+
+def _check_probability(value, name: str) -> float:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a probability in [0, 1]; got {value!r}.") from None
+    if not 0.0 <= value <= 1.0 or math.isnan(value):
+        raise ConfigError(f"{name} must be a probability in [0, 1]; got {value!r}.")
+    return value
+
+
+def _check_top_k(top_k: int, n_classes: int) -> None:
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= n_classes:
+        raise ConfigError(f"--top-k must be an integer in 1..{n_classes} (the model's classes); got {top_k!r}.")
+
+
+def _progress(n: int, n_chunks: int):
+    if n_chunks < _PROGRESS_MIN_CHUNKS:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=n, unit="sample", desc="predict", file=sys.stderr, leave=False)
+
+
+def prediction_frame(probabilities: np.ndarray, ids: Sequence, labels: Sequence[str], top_k: int = 2,
+                     cutoff: float | None = None) -> pd.DataFrame:
+    """The prediction table: id, label, the ``top_k`` ranked classes and one probability column per class.
+
+    Columns: ``id``; ``label`` (the most probable class, or ``unclassified`` where its probability is under
+    ``cutoff``); ``top1_label, top1_prob, ..., top{k}_label, top{k}_prob``; ``p_<label>`` for every class.
+
+    Args:
+        probabilities: ``[N, K]``.
+        ids: ``[N]`` sample ids.
+        labels: the ``K`` class labels.
+        top_k: ranked classes listed, 1..K.
+        cutoff: probability under which the top class is not trusted; ``None`` = always trusted.
+
+    Returns:
+        The DataFrame, ``N`` rows.
+
+    Example:
+        >>> frame = prediction_frame(np.array([[0.2, 0.8], [0.55, 0.45]]), ["a", "b"], ["no", "yes"], 1, 0.6)
+        >>> frame[["id", "label", "top1_label"]].values.tolist()
+        [['a', 'yes', 'yes'], ['b', 'unclassified', 'no']]
+    """
+    probabilities = np.asarray(probabilities, dtype=np.float32)
+    labels = np.asarray([str(label) for label in labels], dtype=object)
+    _check_top_k(top_k, len(labels))
+    # reason: a stable sort on the negated probabilities breaks ties towards the earlier class, like argmax.
+    order = np.argsort(-probabilities, axis=1, kind="stable")[:, :top_k]
+    ranked = np.take_along_axis(probabilities, order, axis=1)
+    label = labels[order[:, 0]].copy()
+    if cutoff is not None:
+        label[ranked[:, 0] < cutoff] = UNCLASSIFIED
+    columns: dict[str, object] = {"id": np.asarray(ids), "label": label}
+    for k in range(top_k):
+        columns[f"top{k + 1}_label"] = labels[order[:, k]]
+        columns[f"top{k + 1}_prob"] = ranked[:, k]
+    for index, name in enumerate(labels):
+        columns[f"p_{name}"] = probabilities[:, index]
+    return pd.DataFrame(columns)
+
+
+def write_predictions(frame: pd.DataFrame, path: str | os.PathLike) -> Path:
+    """Write the prediction table as CSV, atomically (nothing is left half-written on an error).
+
+    Args:
+        frame: from :func:`prediction_frame`.
+        path: the ``.csv`` file.
+
+    Returns:
+        The path.
+    """
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False, float_format="%.6g")
+    _logger.info("wrote %s (%d rows)", path, len(frame))
+    return path

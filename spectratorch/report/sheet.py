@@ -1,0 +1,317 @@
+"""The result sheet: one PNG a scientist reads to judge a model.
+
+Panels: calibration (before and after the temperature), score distribution, confusion matrix without and with the
+cutoff, one-vs-all ROC and precision-recall curves, the best cutoffs with the fraction of samples kept, the top error
+contributions by full truth (without and with the cutoff), and which wavelengths drive each class (mean
+|gradient × input| per channel and wavelength over the evaluated rows, drawn over the mean spectra).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from spectratorch.report.metrics import (
+    apply_cutoff,
+    auto_cutoff,
+    calibration_bins,
+    confusion,
+    cutoff_table,
+    error_contributions,
+)
+from spectratorch.export.calibration import expected_calibration_error, softmax
+
+__all__ = ["SheetData", "collect", "gradient_x_input", "plot_result_sheet", "write_result_sheet", "make_result_sheet"]
+
+_logger = logging.getLogger(__name__)
+_MAX_SALIENCY_ROWS = 2048
+
+
+@dataclass
+class SheetData:
+    """What the sheet shows, computed once.
+
+    Attributes:
+        logits: ``[N, K]`` of the evaluated rows.
+        y: int ``[N]``.
+        full_truth: str ``[N]``.
+        labels: class labels.
+        channels: channel names.
+        axis: ``[L]``.
+        mean_spectra: ``[K, C, L]`` mean raw spectrum per true class.
+        saliency: ``[K, C, L]`` mean |gradient × input| of each class's probability over its rows.
+        temperature: the calibration temperature (1 = none).
+        title: the model name.
+        baseline: optional ``{name: accuracy}`` of linear baselines on the same rows.
+    """
+
+    logits: np.ndarray
+    y: np.ndarray
+    full_truth: np.ndarray
+    labels: tuple[str, ...]
+    channels: tuple[str, ...]
+    axis: np.ndarray
+    mean_spectra: np.ndarray
+    saliency: np.ndarray
+    temperature: float = 1.0
+    title: str = ""
+    baseline: dict = field(default_factory=dict)
+
+    def probabilities(self, calibrated: bool = True) -> np.ndarray:
+        return softmax(self.logits, self.temperature if calibrated else 1.0)
+
+
+def gradient_x_input(model: torch.nn.Module, spectra: torch.Tensor, tabular: torch.Tensor, y: torch.Tensor,
+                     n_classes: int, batch_size: int = 256) -> np.ndarray:
+    """Mean |∂p_k/∂x · x| over the rows of true class k: ``[K, C, L]`` (raw spectra in, so in raw units).
+
+    Args:
+        model: logits from raw ``spectra [N, C, L]`` and ``tabular [N, T]``.
+        spectra: raw spectra.
+        tabular: tabular values.
+        y: int ``[N]`` true classes.
+        n_classes: ``K``.
+        batch_size: rows per backward pass.
+
+    Returns:
+        float ``[K, C, L]`` (zeros for a class without rows).
+    """
+    model.eval()
+    device = next(model.parameters()).device
+    total = torch.zeros(n_classes, *spectra.shape[1:], dtype=torch.float64)
+    counts = torch.bincount(y, minlength=n_classes).clamp_min(1)
+    for start in range(0, len(y), batch_size):
+        x = spectra[start : start + batch_size].to(device).requires_grad_(True)
+        t, cls = tabular[start : start + batch_size].to(device), y[start : start + batch_size].to(device)
+        probabilities = model(x, t).float().softmax(dim=1)
+        # reason: one backward gives each row's gradient of its own true class's probability.
+        (gradient,) = torch.autograd.grad(probabilities.gather(1, cls[:, None]).sum(), x)
+        contribution = (gradient * x).abs().detach().double().cpu()
+        total.index_add_(0, cls.cpu(), contribution)
+    return (total / counts.view(-1, 1, 1)).numpy()
+
+
+@torch.no_grad()
+def _logits(model: torch.nn.Module, spectra: torch.Tensor, tabular: torch.Tensor, batch_size: int = 1024):
+    model.eval()
+    device = next(model.parameters()).device
+    out = [model(spectra[i : i + batch_size].to(device), tabular[i : i + batch_size].to(device)).float().cpu()
+           for i in range(0, len(spectra), batch_size)]
+    return torch.cat(out).numpy()
+
+
+def collect(module, dm, stage: str = "test", temperature: float = 1.0, title: str = "") -> SheetData:
+    """Compute the sheet's data for ``stage``'s rows of a datamodule with a trained module."""
+    source, rows = dm.stage_rows(stage)
+    index = torch.as_tensor(rows)
+    spectra = source.dataset.spectra.index_select(0, index)
+    tabular = source.dataset.tabular.index_select(0, index)
+    y = source.dataset.y.index_select(0, index)
+    n_classes = len(dm.labels)
+    logits = _logits(module, spectra, tabular)
+    sub = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))[:_MAX_SALIENCY_ROWS]
+    saliency = gradient_x_input(module, spectra[sub], tabular[sub], y[sub], n_classes)
+    sums = torch.zeros(n_classes, *spectra.shape[1:], dtype=torch.float64).index_add_(0, y, spectra.double())
+    mean_spectra = (sums / torch.bincount(y, minlength=n_classes).clamp_min(1).view(-1, 1, 1)).numpy()
+    return SheetData(logits=logits, y=y.numpy(), full_truth=np.asarray(source.target.full_truth[rows]).astype(str),
+                     labels=tuple(dm.labels), channels=tuple(dm.table.channels), axis=np.asarray(dm.table.axis),
+                     mean_spectra=mean_spectra, saliency=saliency, temperature=temperature, title=title)
+
+
+def _plot_calibration(ax, data: SheetData) -> None:
+    ax.plot([0, 1], [0, 1], color="0.6", lw=1, ls="--")
+    for calibrated, name in ((False, "raw"), (True, f"T = {data.temperature:.2f}")):
+        p = data.probabilities(calibrated)
+        bins = calibration_bins(p, data.y)
+        ece = expected_calibration_error(p, data.y)
+        ax.plot(bins["confidence"], bins["accuracy"], marker="o", ms=3, label=f"{name}: ECE {ece:.3f}")
+    ax.set(xlabel="top probability", ylabel="accuracy", title="Calibration", xlim=(0, 1), ylim=(0, 1.02))
+    ax.legend(fontsize=7, loc="upper left")
+
+
+def _plot_scores(ax, data: SheetData, cutoff: float | None) -> None:
+    p = data.probabilities()
+    top, correct = p.max(axis=1), p.argmax(axis=1) == data.y
+    edges = np.linspace(1 / len(data.labels), 1, 21)
+    ax.hist([top[correct], top[~correct]], bins=edges, stacked=True, label=["correct", "wrong"],
+            color=["tab:green", "tab:red"])
+    if cutoff is not None:
+        ax.axvline(cutoff, color="k", ls="--", lw=1, label=f"cutoff {cutoff:.2f}")
+    ax.set(xlabel="top probability", ylabel="samples", title="Score distribution")
+    ax.legend(fontsize=7)
+
+
+def _plot_confusion(ax, table: pd.DataFrame, title: str) -> None:
+    import seaborn as sns
+
+    shares = table.div(table.sum(axis=1).clip(lower=1), axis=0)
+    annot = table.astype(str) + "\n" + (100 * shares).round(1).astype(str) + "%"
+    sns.heatmap(shares, annot=annot.to_numpy(), fmt="", cmap="Blues", vmin=0, vmax=1, cbar=False, ax=ax,
+                annot_kws={"fontsize": 7})
+    ax.set(xlabel="predicted", ylabel="truth", title=title)
+    ax.tick_params(labelsize=7)
+
+
+def _plot_curves(ax_roc, ax_pr, data: SheetData) -> None:
+    from sklearn.metrics import auc, precision_recall_curve, roc_curve
+
+    p = data.probabilities()
+    classes = range(1, 2) if len(data.labels) == 2 else range(len(data.labels))
+    for k in classes:
+        hit = data.y == k
+        if hit.all() or not hit.any():
+            continue
+        fpr, tpr, _ = roc_curve(hit, p[:, k])
+        ax_roc.plot(fpr, tpr, lw=1, label=f"{data.labels[k]} ({auc(fpr, tpr):.3f})")
+        precision, recall, _ = precision_recall_curve(hit, p[:, k])
+        ax_pr.plot(recall, precision, lw=1, label=f"{data.labels[k]} ({hit.mean():.2f} base)")
+    ax_roc.plot([0, 1], [0, 1], color="0.6", lw=1, ls="--")
+    ax_roc.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC, one vs all (AUC)")
+    ax_pr.set(xlabel="recall", ylabel="precision", title="Precision-recall, one vs all", ylim=(0, 1.02))
+    for ax in (ax_roc, ax_pr):
+        ax.legend(fontsize=6, loc="lower right" if ax is ax_roc else "lower left")
+
+
+def _plot_table(ax, frame: pd.DataFrame, title: str) -> None:
+    ax.axis("off")
+    ax.set_title(title, fontsize=9)
+    if frame.empty:
+        ax.text(0.5, 0.5, "none", ha="center", va="center")
+        return
+    shown = frame.copy()
+    for column in shown.columns:
+        if pd.api.types.is_float_dtype(shown[column]):
+            shown[column] = shown[column].map(lambda v: f"{v:.3f}")
+    table = ax.table(cellText=shown.to_numpy(), colLabels=list(shown.columns), loc="upper center", cellLoc="center")
+    table.auto_set_font_size(False)
+    table.set_fontsize(7)
+    table.scale(1, 1.2)
+
+
+def _plot_saliency(axes, data: SheetData) -> None:
+    for c, ax in enumerate(axes):
+        if c >= len(data.channels):
+            ax.axis("off")
+            continue
+        twin = ax.twinx()
+        for k, label in enumerate(data.labels):
+            line, = ax.plot(data.axis, data.mean_spectra[k, c], lw=1, label=label)
+            # reason: display only: a 5-point running mean, the per-point values follow the measurement noise.
+            smooth = np.convolve(data.saliency[k, c], np.ones(5) / 5, mode="same")
+            twin.fill_between(data.axis, smooth, color=line.get_color(), alpha=0.25, lw=0)
+        ax.set(xlabel="x", ylabel="mean spectrum", title=f"channel {data.channels[c]}: what drives each class")
+        twin.set_ylabel("|gradient × input| (shaded)", fontsize=7)
+        twin.tick_params(labelsize=6)
+        ax.legend(fontsize=6, loc="upper right")
+
+
+def plot_result_sheet(data: SheetData, cutoff: float | str | None = "auto", cutoffs: pd.DataFrame | None = None):
+    """Draw the sheet.
+
+    Args:
+        data: from :func:`collect`.
+        cutoff: the cutoff on the top probability; ``"auto"`` = the lowest reaching 95 % accuracy in ``cutoffs``.
+        cutoffs: the cutoff table (chosen on the validation split); ``None`` = computed on ``data``'s own rows.
+
+    Returns:
+        ``(fig, cutoffs)``: the figure and the cutoff table.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    p = data.probabilities()
+    cutoffs = cutoff_table(p, data.y) if cutoffs is None else cutoffs
+    if cutoff == "auto":
+        cutoff = auto_cutoff(cutoffs)
+    predicted, kept = apply_cutoff(p, cutoff)
+    n_channels = max(1, min(4, len(data.channels)))
+    fig = plt.figure(figsize=(22, 16), constrained_layout=True)
+    grid = fig.add_gridspec(3, 4)
+    _plot_calibration(fig.add_subplot(grid[0, 0]), data)
+    _plot_scores(fig.add_subplot(grid[0, 1]), data, cutoff)
+    _plot_confusion(fig.add_subplot(grid[0, 2]), confusion(data.y, predicted, data.labels), "Confusion matrix")
+    kept_note = f"cutoff {cutoff:.2f}, {kept.mean():.1%} kept" if cutoff is not None else "no cutoff reaches 95 %"
+    _plot_confusion(fig.add_subplot(grid[0, 3]), confusion(data.y, predicted, data.labels, kept),
+                    f"Confusion with cutoff ({kept_note})")
+    _plot_curves(fig.add_subplot(grid[1, 0]), fig.add_subplot(grid[1, 1]), data)
+    _plot_table(fig.add_subplot(grid[1, 2]), cutoffs.rename(columns={"target": "accuracy goal"}),
+                "Best cutoffs on the top probability (chosen on validation)")
+    errors = grid[1, 3].subgridspec(2, 1)
+    _plot_table(fig.add_subplot(errors[0]), error_contributions(data.y, predicted, data.full_truth, top=6),
+                "Top error contributions by full truth")
+    _plot_table(fig.add_subplot(errors[1]), error_contributions(data.y, predicted, data.full_truth, kept, top=6),
+                "... with the cutoff")
+    saliency_grid = grid[2, :].subgridspec(1, n_channels)
+    _plot_saliency([fig.add_subplot(saliency_grid[c]) for c in range(n_channels)], data)
+    accuracy = float((predicted == data.y).mean())
+    subtitle = f"{len(data.y)} samples, accuracy {accuracy:.4f}"
+    if data.baseline:
+        subtitle += "; baselines: " + ", ".join(f"{k} {v:.4f}" for k, v in data.baseline.items())
+    fig.suptitle(f"{data.title}\n{subtitle}", fontsize=12)
+    return fig, cutoffs
+
+
+def write_result_sheet(data: SheetData, path: str | Path, cutoff: float | str | None = "auto",
+                       cutoffs: pd.DataFrame | None = None):
+    """Draw the sheet and write it atomically as a PNG; returns ``(fig, cutoffs)`` (close the figure after use)."""
+    from spectratorch.data.io import atomic_path
+
+    fig, cutoffs = plot_result_sheet(data, cutoff, cutoffs)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=80)
+    _logger.info("wrote %s", path)
+    return fig, cutoffs
+
+
+def make_result_sheet(module, dm, path: str | Path, title: str = "", tensorboard=None) -> dict:
+    """Calibrate on the validation split, choose the cutoffs there, and draw the sheet of the test split.
+
+    Args:
+        module: the trained :class:`~spectratorch.training.module.SpectralModule`.
+        dm: its data module (prepared).
+        path: the PNG to write (``<stem> result sheet.png``).
+        title: the model name.
+        tensorboard: a TensorBoard ``SummaryWriter`` to add the figure to, or ``None``.
+
+    Returns:
+        ``{"result_sheet", "temperature", "ece_before", "ece_after", "cutoffs", "cutoff_table"}``; ``cutoffs`` maps
+        ``default`` (95 % accuracy on validation, ``None`` when unreachable) and ``accuracy_0.90`` ... to probabilities.
+    """
+    import matplotlib.pyplot as plt
+
+    from spectratorch.export.calibration import fit_temperature
+
+    val = collect_logits(module, dm, "val")
+    temperature = fit_temperature(val["logits"], val["y"])
+    cutoffs = cutoff_table(softmax(val["logits"], temperature), val["y"])
+    data = collect(module, dm, "test", temperature=temperature, title=title)
+    fig, cutoffs = write_result_sheet(data, path, "auto", cutoffs)
+    if tensorboard is not None:
+        tensorboard.add_figure("result_sheet", fig)
+    plt.close(fig)
+    return {
+        "result_sheet": str(path),
+        "temperature": float(temperature),
+        "ece_before": expected_calibration_error(data.probabilities(False), data.y),
+        "ece_after": expected_calibration_error(data.probabilities(True), data.y),
+        # reason: named cutoffs, each a probability, as `spectratorch predict --cutoff NAME` reads them.
+        "cutoffs": {"default": auto_cutoff(cutoffs),
+                    **{f"accuracy_{row.target:.2f}": row.cutoff for row in cutoffs.itertuples()}},
+        "cutoff_table": cutoffs.to_dict("records"),
+    }
+
+
+def collect_logits(module, dm, stage: str) -> dict:
+    """Logits ``[N, K]`` and classes ``[N]`` of ``stage``'s rows."""
+    source, rows = dm.stage_rows(stage)
+    index = torch.as_tensor(rows)
+    logits = _logits(module, source.dataset.spectra.index_select(0, index),
+                     source.dataset.tabular.index_select(0, index))
+    return {"logits": logits, "y": source.dataset.y.index_select(0, index).numpy()}

@@ -1,0 +1,168 @@
+"""Export: one file that matches the checkpoint, golden metadata, calibration, and no file when a check fails."""
+
+import json
+
+import numpy as np
+import onnx
+import pandas as pd
+import pytest
+import torch
+
+from spectratorch.cli import main
+from spectratorch.errors import CheckpointError, ConfigError, DataFormatError
+from spectratorch.export import onnx as export_module
+from spectratorch.export.calibration import softmax
+from spectratorch.export.onnx import ExportError, conv2d_layout, export_onnx, read_metadata, update_metadata
+from spectratorch.inference import METADATA_KEYS, Predictor
+from spectratorch.models import build_classifier, list_models
+from tests.export.helpers import trained_run
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    return trained_run(tmp_path_factory, tabular=True)
+
+
+@pytest.fixture(scope="module")
+def spectra_only(tmp_path_factory):
+    return trained_run(tmp_path_factory, tabular=False)
+
+
+def test_train_to_onnx_writes_the_stem_beside_the_checkpoint(run):
+    assert run.onnx.name == run.stem + ".onnx"
+    assert run.onnx.parent == run.checkpoint.parent
+    summary = json.loads((run.checkpoint.parent / f"{run.stem}.json").read_text())
+    assert summary["files"]["onnx"] == str(run.onnx)
+    assert not [p for p in run.onnx.parent.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_metadata_golden_keys_and_values(run):
+    meta = read_metadata(run.onnx)
+    assert tuple(meta) == METADATA_KEYS
+    for key in meta:
+        assert isinstance(meta[key], (str, int, float, list, dict))
+    raw = {p.key: p.value for p in onnx.load(str(run.onnx)).metadata_props}
+    assert raw["spectratorch_format"] == "1" and raw["labels"] == json.dumps(run.summary["labels"])
+    assert meta["name"] == run.stem
+    assert meta["arch"] == "TinyVGG"
+    assert meta["labels"] == run.summary["labels"] == ["The rest", "OK"]
+    assert meta["channels"] == ["277", "380"]
+    assert meta["axis"] == run.summary["description"]["axis"]
+    assert meta["tabular_columns"] == ["greffon_transmittance"]
+    assert meta["targets"] == ["OVA", "OK"]
+    assert meta["transforms"] == ["da"]
+    assert (meta["seed"], meta["split"], meta["n_splits"], meta["eps"]) == (42, 0, 5, 0.1)
+    assert meta["version"] == __import__("spectratorch").__version__
+    assert meta["metrics"] == run.summary["metrics"] and set(meta["metrics"]["val"]) >= {"loss", "f1", "accuracy"}
+    assert meta["temperature"] == meta["calibration"]["temperature"] > 0
+    assert set(meta["calibration"]) == {"temperature", "n_samples", "nll_before", "nll_after", "ece_before",
+                                        "ece_after", "n_bins"}
+    assert meta["calibration"]["nll_after"] <= meta["calibration"]["nll_before"]
+    assert meta["calibration"]["n_samples"] == sum(run.summary["class_counts"]["val"].values())
+    assert meta["cutoffs"] == {}
+    assert meta["inputs"] == ["data_spectra", "data_tabular"] and meta["output"] == "probabilities"
+    assert Predictor(run.onnx).metadata == meta
+
+
+def test_graph_inputs_outputs_and_dynamic_batch(run, spectra_only):
+    graph = onnx.load(str(run.onnx)).graph
+    dims = {i.name: [d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim] for i in graph.input}
+    assert dims == {"data_spectra": ["batch", 2, len(run.summary["description"]["axis"])], "data_tabular": ["batch", 1]}
+    assert [o.name for o in graph.output] == ["probabilities"]
+    # T = 0: a single input
+    assert [i.name for i in onnx.load(str(spectra_only.onnx)).graph.input] == ["data_spectra"]
+    assert read_metadata(spectra_only.onnx)["tabular_columns"] == []
+
+
+@pytest.mark.parametrize("kind", ["run", "spectra_only"])
+def test_onnx_predicts_like_the_checkpoint_on_the_test_split(kind, request):
+    run = request.getfixturevalue(kind)
+    torch_test = pd.read_csv(run.checkpoint.parent / f"{run.stem}.csv")  # torch's test probabilities (T = 1)
+    predictor = Predictor(run.onnx)
+    table = predictor.load(run.data)
+    rows = pd.Index(table.ids).get_indexer(torch_test["id"].astype(str))
+    assert (rows >= 0).all()
+    got = predictor.predict_arrays(table.spectra[rows], table.tabular[rows])
+    expected = torch_test[[f"p_{label}" for label in predictor.labels]].to_numpy()
+    np.testing.assert_array_equal(got.argmax(1), expected.argmax(1))
+    calibrated = softmax(np.log(expected), predictor.metadata["temperature"])
+    np.testing.assert_allclose(got, calibrated, atol=1e-4)
+
+
+def test_export_cli_from_the_checkpoint_alone(run, tmp_path, capsys):
+    out = tmp_path / "again.onnx"
+    assert main(["export", str(run.checkpoint), "-o", str(out)]) == 0
+    assert capsys.readouterr().out.strip() == f"wrote {out}"
+    assert read_metadata(out)["temperature"] == pytest.approx(read_metadata(run.onnx)["temperature"])
+    assert read_metadata(out)["metrics"] == run.summary["metrics"]  # from <stem>.json beside the checkpoint
+
+
+def test_failed_check_leaves_no_file(run, tmp_path, monkeypatch):
+    monkeypatch.setattr(export_module, "TOLERANCE", -1.0)
+    out = tmp_path / "model.onnx"
+    with pytest.raises(ExportError, match=r"does not match the checkpoint.*no file was written"):
+        export_onnx(run.checkpoint, out, run.data)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_missing_training_data_asks_for_data(run, tmp_path, capsys):
+    checkpoint = torch.load(run.checkpoint, map_location="cpu", weights_only=False)
+    checkpoint["hyper_parameters"]["config"]["data"]["data"] = str(tmp_path / "gone.pkl")
+    moved = tmp_path / run.checkpoint.name
+    torch.save(checkpoint, moved)
+    with pytest.raises(ExportError, match="--data"):
+        export_onnx(moved)
+    assert main(["export", str(moved)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("spectratorch export: error:") and "--data" in err and "\n" not in err
+    assert main(["export", str(moved), "--data", str(run.data)]) == 0
+    assert (tmp_path / f"{run.stem}.onnx").is_file()
+
+
+def test_bad_checkpoint_and_n_check(tmp_path, run):
+    with pytest.raises(CheckpointError, match="no such checkpoint"):
+        export_onnx(tmp_path / "nope.ckpt")
+    (tmp_path / "junk.ckpt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="not a spectratorch checkpoint"):
+        export_onnx(tmp_path / "junk.ckpt")
+    with pytest.raises(ConfigError, match="n_check"):
+        export_onnx(run.checkpoint, n_check=0)
+
+
+def test_update_metadata_round_trip(run, tmp_path):
+    copy = tmp_path / "model.onnx"
+    copy.write_bytes(run.onnx.read_bytes())
+    meta = update_metadata(copy, cutoffs={"default": 0.7, "precision_95": 0.9})
+    assert meta["cutoffs"] == {"default": 0.7, "precision_95": 0.9}
+    assert read_metadata(copy)["labels"] == read_metadata(run.onnx)["labels"]
+    assert Predictor(copy).resolve_cutoff("auto") == 0.7
+    with pytest.raises(ConfigError, match="spectratorch_format"):
+        update_metadata(copy, spectratorch_format=2)
+    with pytest.raises(DataFormatError, match="no such model"):
+        update_metadata(tmp_path / "missing.onnx", cutoffs={})
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_registered_model_exports_exactly(name):
+    import onnxruntime
+
+    from spectratorch.export.onnx import _Probabilities, _trace
+
+    torch.manual_seed(0)
+    model = build_classifier(name, ["a", "b"], length=64, n_tabular=1, n_classes=3, width=0.25)
+    model.preprocess.fit(torch.rand(20, 2, 64) * 100, torch.rand(20, 1))
+    for module in model.modules():  # non-trivial batch-norm statistics, so folding them is tested
+        if isinstance(module, torch.nn.BatchNorm1d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+    model.eval()
+    x, t = torch.rand(9, 2, 64) * 100, torch.rand(9, 1)
+    converted = conv2d_layout(model)
+    with torch.no_grad():
+        torch.testing.assert_close(converted(x, t), model(x, t), atol=1e-5, rtol=1e-4)
+        expected = torch.softmax(model(x, t) / 1.7, dim=1).numpy()
+    proto = _trace(_Probabilities(converted, 1.7), model.example_inputs(2), ["data_spectra", "data_tabular"])
+    onnx.checker.check_model(proto)
+    session = onnxruntime.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    got = session.run(None, {"data_spectra": x.numpy(), "data_tabular": t.numpy()})[0]
+    np.testing.assert_allclose(got, expected, atol=1e-5)

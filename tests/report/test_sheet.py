@@ -1,0 +1,60 @@
+import json
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+import torch
+
+from spectratorch.data.datamodule import SpectralDataModule
+from spectratorch.report.sheet import collect, gradient_x_input, make_result_sheet
+
+
+class _OnePoint(torch.nn.Module):
+    """Logit of class 1 = spectrum value at point 3 of channel 0: only that point drives it."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.tensor(1.0))
+
+    def forward(self, spectra, tabular):
+        v = spectra[:, 0, 3] * self.w
+        return torch.stack([torch.zeros_like(v), v], dim=1)
+
+
+def test_gradient_x_input_finds_the_driving_wavelength():
+    spectra = torch.rand(64, 2, 10) + 0.5
+    y = torch.randint(0, 2, (64,))
+    saliency = gradient_x_input(_OnePoint(), spectra, torch.zeros(64, 0), y, 2)
+    assert saliency.shape == (2, 2, 10)
+    assert (saliency[:, 0, 3] > 0).all()
+    assert np.count_nonzero(saliency) == 2
+
+
+@pytest.mark.slow
+def test_result_sheet_from_a_trained_run(demo_file, tmp_path):
+    from spectratorch.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+    from spectratorch.training.run import train
+
+    data = DataConfig(data=str(demo_file), channels=("277", "380"), targets=("AVA", "IN"))
+    summary = train(RunConfig(data, ModelConfig(arch="TinyVGG"), TrainConfig(max_epochs=2, output_dir=str(tmp_path))))
+    sheet = summary["files"]["result_sheet"]
+    assert sheet.endswith(" result sheet.png") and open(sheet, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+    calibration = json.loads(open(summary["files"]["json"]).read())["calibration"]
+    assert calibration["temperature"] > 0 and "default" in calibration["cutoffs"]
+    assert plt.get_fignums() == []  # figures are closed
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(summary["files"]["logs"])
+    events.Reload()
+    assert "result_sheet" in events.Tags()["images"]
+    # the sheet's data: probabilities sum to 1, saliency per class/channel/wavelength
+    from spectratorch.training.restore import load_module
+
+    module = load_module(summary["files"]["checkpoint"])
+    dm = SpectralDataModule(data)
+    dm.prepare()
+    sheet_data = collect(module, dm, "test", temperature=2.0)
+    np.testing.assert_allclose(sheet_data.probabilities().sum(1), 1, rtol=1e-5)
+    assert sheet_data.saliency.shape == (4, 2, 446)
+    result = make_result_sheet(module, dm, tmp_path / "again.png", "t")
+    assert (tmp_path / "again.png").is_file() and result["temperature"] > 0

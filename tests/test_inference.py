@@ -1,0 +1,177 @@
+"""Inference without torch: the predict command, the Predictor, and clear errors on bad models and bad data."""
+
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import pandas as pd
+import pytest
+from onnx import TensorProto, helper
+
+from spectratorch.cli import main
+from spectratorch.data.io import read_dataset, write_dataset
+from spectratorch.errors import ConfigError, DataFormatError, SchemaError
+from spectratorch.inference import UNCLASSIFIED, Predictor, physical_cores, prediction_frame
+from tests.export.helpers import ROOT, run_cli, trained_run
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    return trained_run(tmp_path_factory, tabular=True)
+
+
+@pytest.fixture(scope="module")
+def predictor(run):
+    return Predictor(run.onnx)
+
+
+def _expected_columns(labels, top_k=2):
+    ranked = [f"top{k}_{part}" for k in range(1, top_k + 1) for part in ("label", "prob")]
+    return ["id", "label", *ranked, *[f"p_{label}" for label in labels]]
+
+
+def test_inference_imports_no_torch():
+    code = "import sys, spectratorch.inference, spectratorch.cli; print(sorted(m for m in sys.modules " \
+           "if m.split('.')[0] in ('torch', 'lightning')))"
+    result = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, cwd=ROOT,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+def test_predict_cli_without_torch_matches_the_predictor(run, predictor, tmp_path):
+    out = tmp_path / "predictions.csv"
+    result = run_cli(["predict", run.onnx, run.data, "-o", out, "--top-k", "2"])
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "blocked" not in result.stderr
+    frame = pd.read_csv(out, dtype={"id": str})
+    assert list(frame.columns) == _expected_columns(predictor.labels)
+    in_process = predictor.predict_file(run.data)
+    assert frame["id"].tolist() == [str(i) for i in in_process["id"]]
+    assert frame["label"].tolist() == in_process["label"].tolist()
+    np.testing.assert_allclose(frame[["p_The rest", "p_OK"]].sum(axis=1), 1.0, atol=1e-5)
+    assert len(frame) == len(read_dataset(run.data))
+    assert result.stdout.strip() == f"wrote {out}: {len(frame)} samples"
+
+
+def test_predict_table_equals_predict_arrays_in_any_batch_size(predictor, run):
+    table = predictor.load(run.data)
+    whole = predictor.predict_table(table, batch_size=4096)
+    chunked = predictor.predict_arrays(table.spectra, table.tabular, batch_size=7)
+    assert whole.shape == (len(table), 2) and whole.dtype == np.float32
+    np.testing.assert_allclose(whole, chunked, atol=1e-6)
+
+
+def test_cutoffs_and_top_k(predictor, run):
+    frame = predictor.predict_file(run.data, top_k=1, cutoff=1.0)
+    assert (frame["label"] == UNCLASSIFIED).all()
+    assert list(frame.columns) == _expected_columns(predictor.labels, top_k=1)
+    none = predictor.predict_file(run.data, cutoff=None)
+    assert (none["label"] == none["top1_label"]).all()
+    assert predictor.resolve_cutoff("auto") is None  # no cutoff recorded yet
+    assert predictor.resolve_cutoff("0.6") == 0.6 and predictor.resolve_cutoff("none") is None
+    with pytest.raises(ConfigError, match="--cutoff"):
+        predictor.resolve_cutoff("1.5")
+    with pytest.raises(ConfigError, match="--cutoff must be auto"):
+        predictor.resolve_cutoff("strict")
+    with pytest.raises(ConfigError, match="--top-k"):
+        predictor.predict_file(run.data, top_k=3)
+
+
+def test_prediction_frame_ranks_and_ties():
+    probs = np.array([[0.1, 0.6, 0.3], [0.4, 0.2, 0.4]])
+    frame = prediction_frame(probs, ["a", "b"], ["x", "y", "z"], top_k=3, cutoff=0.5)
+    assert frame["label"].tolist() == ["y", UNCLASSIFIED]
+    assert frame[["top1_label", "top2_label", "top3_label"]].values.tolist() == [["y", "z", "x"], ["x", "z", "y"]]
+    assert frame["top2_prob"].tolist() == pytest.approx([0.3, 0.4])
+
+
+def test_folder_of_instrument_exports(predictor, run, tmp_path):
+    from spectratorch.data.raw import write_raw_exports
+
+    df = read_dataset(run.data).iloc[:40]
+    write_raw_exports(df, tmp_path / "raw")
+    frame = predictor.predict_file(tmp_path / "raw")
+    expected = predictor.predict_file(run.data).set_index("id").loc[df.index.astype(str)]
+    assert frame["id"].astype(str).tolist() == df.index.astype(str).tolist()
+    np.testing.assert_allclose(frame["p_OK"], expected["p_OK"], atol=1e-5)
+
+
+def test_nan_rows_are_skipped_and_reported(run, tmp_path, capsys):
+    df = read_dataset(run.data)
+    df.iloc[[3, 10], df.columns.get_loc("277_300")] = np.nan
+    write_dataset(df, tmp_path / "nan.pkl")
+    out = tmp_path / "p.csv"
+    assert main(["predict", str(run.onnx), str(tmp_path / "nan.pkl"), "-o", str(out)]) == 0
+    frame = pd.read_csv(out, dtype={"id": str})
+    assert len(frame) == len(df) - 2
+    assert not set(df.index[[3, 10]].astype(str)) & set(frame["id"])
+    assert "skipped {'non_finite': 2}" in capsys.readouterr().out
+
+
+def _model_without_metadata(path):
+    node = helper.make_node("Identity", ["x"], ["y"])
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    onnx.save(helper.make_model(graph), path)
+
+
+def _bad_inputs(run, tmp_path):
+    df = read_dataset(run.data)
+    cases = {}
+    _model_without_metadata(tmp_path / "foreign.onnx")
+    cases["foreign model"] = (tmp_path / "foreign.onnx", run.data, "no spectratorch metadata")
+    (tmp_path / "truncated.onnx").write_bytes(run.onnx.read_bytes()[:5000])
+    cases["truncated model"] = (tmp_path / "truncated.onnx", run.data, "not a readable ONNX model")
+    cases["missing model"] = (tmp_path / "nothing.onnx", run.data, "no such model file")
+    write_dataset(df.drop(columns=[c for c in df.columns if c.startswith("380_")]), tmp_path / "no380.pkl")
+    cases["missing channel"] = (run.onnx, tmp_path / "no380.pkl", r"unknown channel\(s\) \['380'\]")
+    last = max((c for c in df.columns if c.startswith(("277_", "380_"))), key=lambda c: float(c.split("_")[1]))
+    x_last = last.split("_")[1]
+    write_dataset(df.drop(columns=[f"277_{x_last}", f"380_{x_last}"], errors="ignore"), tmp_path / "axis.pkl")
+    cases["other axis"] = (run.onnx, tmp_path / "axis.pkl", "axis has .* points.*the model expects")
+    write_dataset(df.drop(columns=["greffon_transmittance"]), tmp_path / "notab.pkl")
+    cases["missing tabular"] = (run.onnx, tmp_path / "notab.pkl", r"unknown tabular column\(s\) \['greffon_transm")
+    (tmp_path / "empty.csv").write_text("")
+    cases["empty file"] = (run.onnx, tmp_path / "empty.csv", "empty")
+    all_nan = df.iloc[:3].copy()
+    all_nan["277_300"] = np.nan
+    write_dataset(all_nan, tmp_path / "allnan.pkl")
+    cases["only NaN rows"] = (run.onnx, tmp_path / "allnan.pkl", "no rows left")
+    return cases
+
+
+def test_bad_inputs_fail_with_one_line_and_no_output(run, tmp_path, capsys):
+    for name, (model, data, message) in _bad_inputs(run, tmp_path).items():
+        out = tmp_path / f"{name}.csv"
+        code = main(["predict", str(model), str(data), "-o", str(out)])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2, name
+        assert err[-1].startswith("spectratorch predict: error: "), (name, err)
+        assert pytest.importorskip("re").search(message, err[-1]), (name, err[-1])
+        assert not out.exists(), name
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_bad_input_in_a_subprocess_exits_non_zero_without_traceback(run, tmp_path):
+    (tmp_path / "truncated.onnx").write_bytes(run.onnx.read_bytes()[:5000])
+    result = run_cli(["predict", tmp_path / "truncated.onnx", run.data, "-o", tmp_path / "p.csv"])
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("spectratorch predict: error: ")
+    assert not (tmp_path / "p.csv").exists()
+
+
+def test_predictor_errors_are_typed(run, tmp_path):
+    _model_without_metadata(tmp_path / "foreign.onnx")
+    with pytest.raises(DataFormatError, match="no spectratorch metadata"):
+        Predictor(tmp_path / "foreign.onnx")
+    predictor = Predictor(run.onnx, threads=1)
+    with pytest.raises(SchemaError, match="spectra must have shape"):
+        predictor.predict_arrays(np.zeros((2, 3, 5)))
+    with pytest.raises(SchemaError, match="tabular must have shape"):
+        predictor.predict_arrays(np.zeros((2, 2, len(predictor.axis))), None)
+    with pytest.raises(ConfigError, match="threads"):
+        Predictor(run.onnx, threads=0)
+    assert physical_cores() >= 1
