@@ -507,7 +507,7 @@ def clean(
         ...                    "integration_oob": [0, 0, 1]})
         >>> kept, removed = clean(df)
         >>> len(kept), removed
-        (1, {'oob': 1, 'saturation': 1, 'integral': 0})
+        (0, {'oob': 1, 'saturation': 2, 'integral': 0})
     """
     masks = {
         "oob": oob_mask(df).to_numpy() if drop_oob else np.zeros(len(df), dtype=bool),
