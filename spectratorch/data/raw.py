@@ -246,9 +246,9 @@ def _channel_key(channel: str):
     return int(channel) if channel.isdigit() else channel
 
 
-def _read_table(path: Path) -> pd.DataFrame:
+def _read_table(path: Path, **read_kwargs) -> pd.DataFrame:
     try:
-        table = pd.read_csv(path, sep="\t", index_col=0)
+        table = pd.read_csv(path, sep="\t", index_col=0, **read_kwargs)
     except pd.errors.EmptyDataError:
         raise DataFormatError(
             f"File {path.name!r} is empty; expected a tab-separated table with a header row and one row per "
@@ -280,7 +280,8 @@ def _read_table(path: Path) -> pd.DataFrame:
 
 
 def _read_spectra(path: Path, channel: str) -> pd.DataFrame:
-    table = _read_table(path)
+    # reason: only an empty cell is missing; text such as 'n/a' in a spectrum is reported as non-numeric.
+    table = _read_table(path, keep_default_na=False, na_values=[""])
     try:
         axis = [float(x) for x in table.columns]
     except ValueError:

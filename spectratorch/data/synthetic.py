@@ -71,6 +71,7 @@ _N_DAYS = 730
 _RAMAN_SHIFT_CM = 3400.0
 _RAMAN_FWHM_CM = 380.0
 _FWHM_PER_SIGMA = 2.3548
+_VIBRONIC_FRANCK_CONDON = (1.0, 0.75, 0.4, 0.15)
 
 
 @dataclass(frozen=True)
@@ -130,7 +131,7 @@ INSTRUMENTS = {
         unit_shift_nm=(0.0, 0.5, -0.4),
         unit_gain=(1.0, 0.94, 1.05),
         channel_gain=(2300.0, 2600.0, 3300.0),
-        concentration_sigma=0.35,
+        concentration_sigma=0.30,
         lamp_sigma=0.05,
         jitter_nm=1.0,
         rayleigh_counts=(900.0, 2200.0, 3200.0),
@@ -156,7 +157,7 @@ INSTRUMENTS = {
 _PARAMS = (
     "p_pos", "p_lw", "p_la",     # 277: protein-like band near 340 nm
     "h_pos", "h_lw", "h_la",     # 277: phenolic, humic-like band near 425 nm
-    "v_pos", "v_lw", "v_a",      # 277: defect shoulder near 385 nm
+    "v_pos", "v_lw", "v_sp", "v_a",  # 277: vibronic progression of a PAH-like contaminant, 0-0 line near 380 nm
     "m_pos", "m_lw", "m_la",     # 380: Maillard-like band near 455 nm
     "m2_pos", "m2_lw", "m2_la",  # 380: secondary band near 515 nm
     "f_pos", "f_lw", "f_la",     # 425: main band near 495 nm
@@ -169,7 +170,7 @@ _INDEX = {name: i for i, name in enumerate(_PARAMS)}
 _NATURAL_SD = {
     "p_pos": 1.0, "p_lw": 0.03, "p_la": 0.12,
     "h_pos": 2.0, "h_lw": 0.04, "h_la": 0.14,
-    "v_pos": 2.0, "v_lw": 0.05, "v_a": 0.015,
+    "v_pos": 10.0, "v_lw": 0.05, "v_sp": 0.5, "v_a": 0.01,
     "m_pos": 1.2, "m_lw": 0.03, "m_la": 0.12,
     "m2_pos": 2.5, "m2_lw": 0.05, "m2_la": 0.14,
     "f_pos": 1.5, "f_lw": 0.04, "f_la": 0.12,
@@ -187,10 +188,10 @@ _INTENSITY_EFFECTS = {
 _TYPE_EFFECTS = {
     0: {},
     1: {"p_pos": -1.5, "v_a": 0.08},
-    11: {"p_pos": -1.5, "v_a": 0.08, "v_pos": -6.0},
-    12: {"p_pos": -1.5, "v_a": 0.08, "v_pos": 6.0},
-    13: {"p_pos": -1.5, "v_a": 0.08, "v_lw": -0.30},
-    14: {"p_pos": -1.5, "v_a": 0.08, "v_lw": 0.30},
+    11: {"p_pos": -1.5, "v_a": 0.08, "v_sp": -3.0},
+    12: {"p_pos": -1.5, "v_a": 0.08, "v_sp": 3.0},
+    13: {"p_pos": -1.5, "v_a": 0.08, "v_lw": -0.25},
+    14: {"p_pos": -1.5, "v_a": 0.08, "v_lw": 0.25},
     2: {"h_lw": 0.08, "m_pos": -3.0, "m2_la": -0.50},
     4: {"p_pos": -3.5, "p_lw": 0.08},
     5: {"p_pos": 2.0, "m_lw": -0.10, "f_pos": -3.0, "f2_la": 0.40},
@@ -216,8 +217,9 @@ def _grade_means(d: np.ndarray) -> np.ndarray:
         "h_pos": 418.0 + 12.0 * d**2,
         "h_lw": np.log(105.0) + 0.10 * d,
         "h_la": np.log(0.35 + 1.0 * d**2),
-        "v_pos": np.full_like(d, 385.0),
-        "v_lw": np.full_like(d, np.log(40.0)),
+        "v_pos": np.full_like(d, 380.0),
+        "v_lw": np.full_like(d, np.log(10.0)),
+        "v_sp": np.full_like(d, 21.0),
         "v_a": np.zeros_like(d),
         "m_pos": 452.0 + 14.0 * d,
         "m_lw": np.log(85.0) + 0.20 * d,
@@ -350,8 +352,8 @@ def _latent(rng: np.random.Generator, chunk: _Chunk, deltas: np.ndarray) -> tupl
     return grade, theta
 
 
-def _emission(theta: np.ndarray, shift: np.ndarray, wavenumber: np.ndarray) -> list[np.ndarray]:
-    """Fluorescence of unit concentration and gain, one ``[n, L]`` array per channel of ``EXCITATIONS``."""
+def _emission(channels: list[np.ndarray], theta: np.ndarray, shift: np.ndarray, wavenumber: np.ndarray) -> None:
+    """Add the fluorescence of unit concentration and gain to ``channels`` (one ``[n, L]`` per excitation)."""
     n = len(theta)
 
     def col(name):
@@ -361,14 +363,17 @@ def _emission(theta: np.ndarray, shift: np.ndarray, wavenumber: np.ndarray) -> l
         amp = np.exp(col(f"{prefix}_la")) if amplitude is None else amplitude
         _add_bands(out, wavenumber, col(f"{prefix}_pos") - shift, np.exp(col(f"{prefix}_lw")), amp)
 
-    channels = [np.zeros((n, len(AXIS_EMISSION)), dtype=np.float32) for _ in EXCITATIONS]
     band(channels[0], "p")
     band(channels[0], "h")
-    band(channels[0], "v", amplitude=col("v_a"))
     band(channels[1], "m")
     band(channels[1], "m2")
     band(channels[2], "f")
     band(channels[2], "f2")
+    # reason: a rigid aromatic contaminant emits a progression of narrow lines; its origin moves with the matrix,
+    # so the lines fall anywhere in 350-480 nm: a local pattern a convolution finds and a fixed weighting does not.
+    for j, franck_condon in enumerate(_VIBRONIC_FRANCK_CONDON):
+        center = col("v_pos") + j * col("v_sp") - shift
+        _add_peak(channels[0], AXIS_EMISSION, (320.0, 520.0), center, np.exp(col("v_lw")), franck_condon * col("v_a"))
     porphyrin = np.full(n, 640.0) - shift
     _add_peak(channels[1], AXIS_EMISSION, (580.0, 700.0), porphyrin, 22.0, 0.5 * col("n_a"))
     _add_peak(channels[2], AXIS_EMISSION, (580.0, 700.0), porphyrin, 22.0, col("n_a"))
@@ -376,7 +381,6 @@ def _emission(theta: np.ndarray, shift: np.ndarray, wavenumber: np.ndarray) -> l
         # reason: no emission below the excitation (no anti-Stokes light); a smooth edge just above it.
         edge = 1.0 / (1.0 + np.exp(-(AXIS_EMISSION - float(excitation) - 10.0) / 4.0))
         channels[k] *= edge.astype(np.float32)[None, :]
-    return channels
 
 
 def _scatter(spec: InstrumentSpec, turbidity: np.ndarray, shift: np.ndarray, unit_gain: np.ndarray) -> list:
@@ -406,30 +410,26 @@ def _concentration_bounds(spec: InstrumentSpec, emission: list, scatter: list) -
     """Range of concentration factors ``[n]`` that keeps every channel inside the cleaning thresholds."""
     n = len(emission[0])
     lo, hi = np.zeros(n), np.full(n, np.inf)
-    for k, excitation in enumerate(EXCITATIONS):
+    # reason: max(cE + R) <= c max(E) + max(R) on each short segment; emission and scatter peak in different
+    # segments, so the bound is tight yet safe.
+    starts = np.arange(0, len(AXIS_EMISSION), 16)
+    for k in range(len(EXCITATIONS)):
         e, r = emission[k], scatter[k]
         floor = (1.0 + spec.margin) * spec.min_integrals[k]
         lo = np.maximum(lo, (floor - r.sum(axis=1, dtype=np.float64)) / e.sum(axis=1, dtype=np.float64))
         ceiling = (1.0 - spec.margin) * spec.max_counts[k]
-        # reason: emission and scatter peak at different places; bounding the max of the sum near and away from
-        # the scatter peak separately is tight yet safe (max of a sum <= sum of the maxima on each part).
-        peak = float(excitation) if k > 0 else 2.0 * float(excitation)
-        near = np.abs(AXIS_EMISSION - peak) <= 4 * spec.rayleigh_fwhm_nm
-        if k == 0:
-            near |= AXIS_EMISSION < 320
-        for part in (near, ~near):
-            e_max = e[:, part].max(axis=1).astype(np.float64)
-            r_max = r[:, part].max(axis=1).astype(np.float64)
-            hi = np.minimum(hi, (ceiling - r_max) / np.maximum(e_max, 1e-9))
+        e_max = np.maximum(np.maximum.reduceat(e, starts, axis=1), 1e-9)
+        r_max = np.maximum.reduceat(r, starts, axis=1)
+        hi = np.minimum(hi, ((ceiling - r_max) / e_max).min(axis=1))
     return lo, hi
 
 
-def _baseline(rng: np.random.Generator, n: int) -> np.ndarray:
-    """Dark-subtracted baseline: offset and slope of a few counts, ``[n, L]``."""
+def _add_baseline(rng: np.random.Generator, spectra: np.ndarray) -> None:
+    """Add a dark-subtracted baseline (offset and slope of a few counts) in place on ``[n, L]``."""
+    n = len(spectra)
     t = ((AXIS_EMISSION - AXIS_EMISSION[0]) / (AXIS_EMISSION[-1] - AXIS_EMISSION[0])).astype(np.float32)
-    offset = rng.normal(0.0, 3.0, size=(n, 1)).astype(np.float32)
-    slope = rng.normal(0.0, 5.0, size=(n, 1)).astype(np.float32)
-    return offset + slope * t[None, :]
+    spectra += rng.normal(0.0, 3.0, size=(n, 1)).astype(np.float32)
+    spectra += rng.normal(0.0, 5.0, size=(n, 1)).astype(np.float32) * t[None, :]
 
 
 def _add_noise(rng: np.random.Generator, spec: InstrumentSpec, signal: np.ndarray) -> None:
@@ -457,15 +457,16 @@ def _saturate(rng: np.random.Generator, spec: InstrumentSpec, spectra: list, row
         spectra[k][picked] = np.minimum(block, plateau.astype(np.float32))
 
 
-def _lspr(rng: np.random.Generator, spec: InstrumentSpec, theta: np.ndarray) -> np.ndarray:
-    """LSPR extinction spectra ``[n, L_lspr]``: plasmon band on a small sloped baseline."""
+def _lspr(rng: np.random.Generator, spec: InstrumentSpec, theta: np.ndarray, out: np.ndarray) -> None:
+    """Write LSPR extinction spectra into ``out`` ``[n, L_lspr]``: plasmon band on a small sloped baseline."""
     n = len(theta)
     t = ((AXIS_LSPR - AXIS_LSPR[0]) / (AXIS_LSPR[-1] - AXIS_LSPR[0])).astype(np.float32)
-    out = (rng.normal(0.05, 0.01, size=(n, 1)) - rng.normal(0.02, 0.005, size=(n, 1)) * t[None, :]).astype(np.float32)
+    out[:] = rng.standard_normal(out.shape, dtype=np.float32)
+    out *= spec.lspr_noise
+    out += rng.normal(0.05, 0.01, size=(n, 1)).astype(np.float32)
+    out -= rng.normal(0.02, 0.005, size=(n, 1)).astype(np.float32) * t[None, :]
     center = theta[:, _INDEX["l_pos"]] + rng.normal(0.0, 0.3, size=n)
     _add_peak(out, AXIS_LSPR, (450.0, 700.0), center, np.exp(theta[:, _INDEX["l_lw"]]), np.exp(theta[:, _INDEX["l_la"]]))
-    out += rng.normal(0.0, spec.lspr_noise, size=out.shape).astype(np.float32)
-    return out
 
 
 def _transmittance(rng: np.random.Generator, theta: np.ndarray) -> np.ndarray:
@@ -474,39 +475,41 @@ def _transmittance(rng: np.random.Generator, theta: np.ndarray) -> np.ndarray:
     return np.clip(97.0 - 1.3 * shift + rng.normal(0.0, 2.0, size=len(theta)), 0.0, 100.0)
 
 
-def _simulate_chunk(rng: np.random.Generator, spec: InstrumentSpec, chunk: _Chunk, deltas: np.ndarray):
-    """Spectra ``[n, 3 * L + L_lspr]`` (float32) and transmittance ``[n]`` of one chunk."""
-    n = len(chunk.classes)
+def _simulate_chunk(rng: np.random.Generator, spec: InstrumentSpec, chunk: _Chunk, deltas: np.ndarray,
+                    out: np.ndarray) -> np.ndarray:  # fmt: skip
+    """Write the spectra of one chunk into ``out`` ``[n, 3 * L + L_lspr]`` and return the transmittance ``[n]``."""
+    n, width = len(chunk.classes), len(AXIS_EMISSION)
     grade, theta = _latent(rng, chunk, deltas)
     shift = np.clip(rng.normal(0.0, spec.jitter_nm, size=n), -2.0 * spec.jitter_nm, 2.0 * spec.jitter_nm)
     shift += np.asarray(spec.unit_shift_nm)[chunk.units]
     unit_gain = np.asarray(spec.unit_gain)[chunk.units]
-    wavenumber = (1e7 / AXIS_EMISSION).astype(np.float32)
-    emission = _emission(theta, shift, wavenumber)
-    for k in range(len(EXCITATIONS)):
+    spectra = [out[:, k * width : (k + 1) * width] for k in range(len(EXCITATIONS))]
+    for s in spectra:
+        s.fill(0.0)
+    _emission(spectra, theta, shift, (1e7 / AXIS_EMISSION).astype(np.float32))
+    for k, s in enumerate(spectra):
         lamp = np.exp(rng.normal(0.0, spec.lamp_sigma, size=n))
-        emission[k] *= (spec.channel_gain[k] * unit_gain * lamp).astype(np.float32)[:, None]
+        s *= (spec.channel_gain[k] * unit_gain * lamp).astype(np.float32)[:, None]
     turbidity = np.clip(np.exp(rng.normal(0.0, 0.35, size=n)) * (0.7 + 0.6 * grade), 0.3, 2.2)
     scatter = _scatter(spec, turbidity, shift, unit_gain)
-    for k in range(len(EXCITATIONS)):
-        scatter[k] += _baseline(rng, n)
-    lo, hi = _concentration_bounds(spec, emission, scatter)
-    concentration = np.exp(rng.normal(0.0, spec.concentration_sigma, size=n))
-    infeasible = lo > hi
-    if infeasible.any():
-        _logger.debug("%d samples cannot fit the cleaning thresholds; they will be cleaned away", infeasible.sum())
-    concentration = np.minimum(np.maximum(concentration, lo), hi)
-    spectra = []
-    for k in range(len(EXCITATIONS)):
-        emission[k] *= concentration.astype(np.float32)[:, None]
-        emission[k] += scatter[k]
-        spectra.append(emission[k])
+    for r in scatter:
+        _add_baseline(rng, r)
+    lo, hi = _concentration_bounds(spec, spectra, scatter)
+    if (lo > hi).any():
+        _logger.debug("%d samples cannot fit the cleaning thresholds; cleaning will drop them", (lo > hi).sum())
+    # reason: centred in each sample's admissible range, so neither total intensity nor a pile-up at a threshold
+    # tells the class; the log-normal spread is the random part.
+    center = np.sqrt(lo * np.maximum(hi, lo))
+    concentration = np.clip(center * np.exp(rng.normal(0.0, spec.concentration_sigma, size=n)), lo, hi)
+    for s, r in zip(spectra, scatter):
+        s *= concentration.astype(np.float32)[:, None]
+        s += r
     _inject_before_noise(rng, spec, spectra, chunk.artefacts)
     for s in spectra:
         _add_noise(rng, spec, s)
     _saturate(rng, spec, spectra, np.flatnonzero(chunk.artefacts == _ARTEFACT_CODES["saturated"]), shift)
-    spectra.append(_lspr(rng, spec, theta))
-    return np.concatenate(spectra, axis=1), _transmittance(rng, theta)
+    _lspr(rng, spec, theta, out[:, len(EXCITATIONS) * width :])
+    return _transmittance(rng, theta)
 
 
 def _inject_before_noise(rng: np.random.Generator, spec: InstrumentSpec, spectra: list, artefacts) -> None:
@@ -582,7 +585,8 @@ def _generate(n_samples: int, seed: int, instrument: str) -> tuple[pd.DataFrame,
         for i, chunk_seed in enumerate(chunk_seeds):
             rows = slice(i * _CHUNK, min(n, (i + 1) * _CHUNK))
             chunk = _Chunk(classes[rows], units[rows], artefacts[rows])
-            values[rows], transmittance[rows] = _simulate_chunk(np.random.default_rng(chunk_seed), spec, chunk, deltas)
+            chunk_rng = np.random.default_rng(chunk_seed)
+            transmittance[rows] = _simulate_chunk(chunk_rng, spec, chunk, deltas, values[rows])
             bar.update(rows.stop - rows.start)
 
     index = pd.Index([f"S{i:07d}" for i in range(1, n + 1)], name="id")
