@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from spectratorch.data.schema import spectral_columns
 from spectratorch.errors import DataFormatError, SchemaError
 
 __all__ = [
@@ -32,7 +33,6 @@ __all__ = [
     "LABEL_DTYPES",
     "write_raw_exports",
     "read_raw_exports",
-    "spectral_columns",
     "saturated_mask",
     "weak_mask",
     "oob_mask",
@@ -59,7 +59,6 @@ LABEL_DTYPES = {
 }
 """Dtypes of the non-spectral columns of the dataset schema (a column not listed keeps what pandas reads)."""
 
-_SPECTRAL_COLUMN = re.compile(r"^(?P<channel>[A-Za-z0-9]+)_(?P<x>\d+(?:\.\d+)?)$")
 _EX_FILE = re.compile(r"^EX_(?P<channel>\d+)_(?P<name>.+)_I\.txt$")
 _LSPR_FILE = re.compile(r"^LSPR_(?P<name>.+)_I\.txt$")
 _Y_FILE = re.compile(r"^Y_(?P<name>.+)\.txt$")
@@ -72,25 +71,9 @@ _N_EXAMPLES = 5
 # --------------------------------------------------------------------------------------------------------------
 # Column helpers
 # --------------------------------------------------------------------------------------------------------------
-def spectral_columns(df: pd.DataFrame) -> dict[str, list[str]]:
-    """Group the spectral columns of a dataset by channel, in column order.
-
-    Args:
-        df: a dataset; spectral columns are named ``<channel>_<x>`` with a numeric ``x``.
-
-    Returns:
-        ``{channel: [column, ...]}``, channels in order of first appearance.
-
-    Example:
-        >>> spectral_columns(pd.DataFrame(columns=["277_295", "277_296", "lspr_450", "sequence"]))
-        {'277': ['277_295', '277_296'], 'lspr': ['lspr_450']}
-    """
-    groups: dict[str, list[str]] = {}
-    for column in df.columns:
-        match = _SPECTRAL_COLUMN.match(str(column))
-        if match:
-            groups.setdefault(match["channel"], []).append(column)
-    return groups
+def _channel_columns(df: pd.DataFrame) -> dict[str, list[str]]:
+    # reason: the schema's own grouping, column names only (sorted by x).
+    return {channel: [name for _, name in items] for channel, items in spectral_columns(df.columns).items()}
 
 
 def _format_x(value: float) -> str:
@@ -130,7 +113,7 @@ def _export_frames(df: pd.DataFrame, name: str) -> dict[str, pd.DataFrame]:
             f"Column 'sequence' must be unique to key the exports; found duplicated values "
             f"{_examples(sequence[sequence.duplicated()].unique())}. Renumber the samples."
         )
-    groups = spectral_columns(df)
+    groups = _channel_columns(df)
     if not groups:
         raise SchemaError("write_raw_exports found no spectral column named '<channel>_<x>' (e.g. '277_295').")
     frames = {}
@@ -412,7 +395,7 @@ def read_raw_exports(raw_dir: str | os.PathLike) -> pd.DataFrame:
 # Cleaning
 # --------------------------------------------------------------------------------------------------------------
 def _channel_values(df: pd.DataFrame, channel: str) -> np.ndarray | None:
-    columns = spectral_columns(df).get(str(channel))
+    columns = _channel_columns(df).get(str(channel))
     if not columns:
         _logger.debug("Channel %r is not in the dataset; its cleaning rule is skipped", channel)
         return None
