@@ -23,6 +23,13 @@ def make_frame(n: int = 60, seed: int = 0, channels=("277", "380"), xs=range(300
     return df
 
 
+def spectral_column_names(df: pd.DataFrame) -> dict[str, list[str]]:
+    """Spectral column names per channel, via the schema's grouping (sorted by x)."""
+    from spectratorch.data.schema import spectral_columns
+
+    return {channel: [name for _, name in items] for channel, items in spectral_columns(df.columns).items()}
+
+
 @pytest.fixture
 def frame() -> pd.DataFrame:
     return make_frame()

@@ -18,15 +18,9 @@ from spectratorch.data.raw import (
     weak_mask,
     write_raw_exports,
 )
-from spectratorch.data.schema import spectral_columns
 from spectratorch.data.synthetic import make_dataset, make_demo_dataset
 from spectratorch.errors import DataFormatError, SchemaError
-
-
-def _columns(df):
-    """Spectral column names per channel, via the schema's grouping."""
-    return {channel: [name for _, name in items] for channel, items in spectral_columns(df.columns).items()}
-
+from tests.conftest import spectral_column_names
 
 N_SAMPLES = 400
 SEED = 5
@@ -87,13 +81,13 @@ def test_export_layout(raw_dir):
 def test_round_trip(df, raw_dir):
     back = read_raw_exports(raw_dir)
     pd.testing.assert_frame_equal(back, df, check_exact=False, rtol=1e-6)
-    groups = _columns(df)
+    groups = spectral_column_names(df)
     spectral = sum(groups.values(), [])
     np.testing.assert_array_equal(back[spectral].to_numpy(), df[spectral].to_numpy())
 
 
 def test_round_trip_without_lspr(df, tmp_path):
-    no_lspr = df.drop(columns=_columns(df)["lspr"])
+    no_lspr = df.drop(columns=spectral_column_names(df)["lspr"])
     paths = write_raw_exports(no_lspr, tmp_path / "raw", name="batch_2024")
     assert [p.name for p in paths] == ["EX_277_batch_2024_I.txt", "EX_380_batch_2024_I.txt",
                                        "EX_425_batch_2024_I.txt", "Y_batch_2024.txt"]  # fmt: skip
@@ -286,6 +280,12 @@ def test_masks():
     assert weak_mask(toy).tolist() == [False, False, True, False, True]
     assert oob_mask(toy).tolist() == [False, False, False, True, False]
     assert saturated_mask(toy).index.equals(toy.index)
+
+
+def test_threshold_boundaries():
+    at = pd.DataFrame({"277_300": [6500.0, 6499.9], "277_301": [143500.0 - 6500.0, 150000.0 - 6499.9]})
+    assert saturated_mask(at, {"277": 6500.0}).tolist() == [True, False]
+    assert weak_mask(at, {"277": 150000.0}).tolist() == [True, False]
 
 
 def test_thresholds_are_the_lab_values():

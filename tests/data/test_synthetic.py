@@ -9,7 +9,6 @@ import pytest
 
 from spectratorch.data import synthetic
 from spectratorch.data.raw import LABEL_DTYPES, MIN_INTEGRALS, SATURATION_THRESHOLDS, clean
-from spectratorch.data.schema import spectral_columns
 from spectratorch.data.synthetic import (
     AXIS_EMISSION,
     AXIS_LSPR,
@@ -20,12 +19,7 @@ from spectratorch.data.synthetic import (
     make_demo_dataset,
 )
 from spectratorch.errors import ConfigError
-
-
-def _columns(df):
-    """Spectral column names per channel, via the schema's grouping."""
-    return {channel: [name for _, name in items] for channel, items in spectral_columns(df.columns).items()}
-
+from tests.conftest import spectral_column_names
 
 N_SAMPLES = 2000
 
@@ -72,7 +66,7 @@ def test_schema(df):
     assert list(df.columns[: len(labels)]) == labels
     for column, dtype in LABEL_DTYPES.items():
         assert str(df[column].dtype) == dtype, column
-    groups = _columns(df)
+    groups = spectral_column_names(df)
     assert list(groups) == ["277", "380", "425", "lspr"]
     for channel in EXCITATIONS:
         assert groups[channel] == [f"{channel}_{x}" for x in range(295, 741)]
@@ -133,7 +127,7 @@ def test_artefact_shares(generated):
 def test_saturated_spectra_reach_the_plateau(generated):
     df, artefacts = generated
     rows = df[artefacts == synthetic._ARTEFACT_CODES["saturated"]]
-    groups = _columns(df)
+    groups = spectral_column_names(df)
     peak = np.max([rows[groups[ch]].to_numpy().max(axis=1) for ch in EXCITATIONS], axis=0)
     assert np.all(np.abs(peak - 62000) < 500)
 
@@ -141,14 +135,14 @@ def test_saturated_spectra_reach_the_plateau(generated):
 def test_weak_spectra_are_weak_in_277(generated):
     df, artefacts = generated
     rows = df[artefacts == synthetic._ARTEFACT_CODES["weak_277"]]
-    integral = rows[_columns(df)["277"]].to_numpy().sum(axis=1)
+    integral = rows[spectral_column_names(df)["277"]].to_numpy().sum(axis=1)
     assert np.all(integral < MIN_INTEGRALS["277"])
 
 
 def test_normal_spectra_inside_thresholds(generated):
     df, artefacts = generated
     normal = df[artefacts == synthetic._ARTEFACT_CODES["none"]]
-    groups = _columns(df)
+    groups = spectral_column_names(df)
     for channel in EXCITATIONS:
         values = normal[groups[channel]].to_numpy()
         assert values.max() < SATURATION_THRESHOLDS[channel]
@@ -172,7 +166,7 @@ def test_scatter_peaks(df):
 
 def test_total_intensity_does_not_give_the_class(df):
     cleaned, _ = clean(df)
-    total = np.log(cleaned[_columns(cleaned)["277"]].to_numpy().sum(axis=1))
+    total = np.log(cleaned[spectral_column_names(cleaned)["277"]].to_numpy().sum(axis=1))
     ok = (_intensity(cleaned) == "OK").to_numpy()
     difference = abs(total[ok].mean() - total[~ok].mean())
     assert difference < 0.5 * total.std()
@@ -180,7 +174,7 @@ def test_total_intensity_does_not_give_the_class(df):
 
 def test_lspr_and_transmittance(df):
     cleaned, _ = clean(df)
-    lspr = cleaned[_columns(cleaned)["lspr"]].to_numpy()
+    lspr = cleaned[spectral_column_names(cleaned)["lspr"]].to_numpy()
     position = AXIS_LSPR[lspr.argmax(axis=1)]
     transmittance = cleaned["greffon_transmittance"].to_numpy()
     assert transmittance.min() >= 0 and transmittance.max() <= 100
