@@ -43,7 +43,7 @@ __all__ = [
 _logger = logging.getLogger(__name__)
 
 SATURATION_THRESHOLDS = {"277": 6500.0, "380": 7000.0, "425": 10000.0}
-"""Saturation threshold per excitation channel: a spectrum whose maximum reaches it is saturated."""
+"""Largest count a usable spectrum may reach, per excitation channel."""
 
 MIN_INTEGRALS = {"277": 150000.0, "380": 220000.0, "425": 300000.0}
 """Smallest sum over the points of a usable spectrum, per excitation channel."""
@@ -403,15 +403,14 @@ def _channel_values(df: pd.DataFrame, channel: str) -> np.ndarray | None:
 
 
 def saturated_mask(df: pd.DataFrame, thresholds: Mapping[str, float] = SATURATION_THRESHOLDS) -> pd.Series:
-    """Rows whose spectrum reaches the saturation threshold in any channel.
+    """Rows whose spectrum exceeds the saturation threshold in any channel.
 
     Args:
         df: a dataset with spectral columns ``<channel>_<x>``.
-        thresholds: ``{channel: saturation count}``; channels missing from ``df`` are skipped.
+        thresholds: ``{channel: largest allowed count}``; channels missing from ``df`` are skipped.
 
     Returns:
-        Boolean Series ``[N]`` on ``df.index``, True where the maximum of a listed channel is at or above its
-        threshold.
+        Boolean Series ``[N]`` on ``df.index``, True where the maximum of a listed channel is above its threshold.
 
     Example:
         >>> df = pd.DataFrame({"277_295": [100.0, 7000.0], "277_296": [200.0, 10.0]}, index=["a", "b"])
@@ -422,7 +421,7 @@ def saturated_mask(df: pd.DataFrame, thresholds: Mapping[str, float] = SATURATIO
     for channel, threshold in thresholds.items():
         values = _channel_values(df, channel)
         if values is not None:
-            mask |= values.max(axis=1, initial=-np.inf) >= float(threshold)
+            mask |= values.max(axis=1, initial=-np.inf) > float(threshold)
     return pd.Series(mask, index=df.index, name="saturated")
 
 
@@ -478,7 +477,7 @@ def clean(
 
     Args:
         df: a dataset in the schema.
-        saturation: ``{channel: saturation count}``, or None (or ``{}``) to keep saturated spectra.
+        saturation: ``{channel: largest allowed count}``, or None (or ``{}``) to keep saturated spectra.
         min_integral: ``{channel: smallest allowed sum}``, or None (or ``{}``) to keep weak spectra.
         drop_oob: drop the rows with ``integration_oob == 1``.
 

@@ -153,14 +153,12 @@ INSTRUMENTS = {
 # Chemistry: band parameters along the grade path, natural spread, and class effects
 # --------------------------------------------------------------------------------------------------------------
 # reason: one row per band parameter, so a class effect is a sparse dict of shifts on these names. Positions are
-# in nm, `*_lw` are log FWHM (nm), `*_la` log amplitudes, `*_sp` line spacings (nm), `v_a`, `w_a` and `n_a`
-# linear amplitudes (absent when 0).
+# in nm, `*_lw` are log FWHM (nm), `*_la` log amplitudes, `v_a` and `n_a` linear amplitudes (absent when 0).
 _PARAMS = (
     "p_pos", "p_lw", "p_la",     # 277: protein-like band near 340 nm
     "h_pos", "h_lw", "h_la",     # 277: phenolic, humic-like band near 425 nm
     "v_pos", "v_lw", "v_sp", "v_a",  # 277: vibronic progression of a PAH-like contaminant, 0-0 line near 380 nm
     "m_pos", "m_lw", "m_la",     # 380: Maillard-like band near 455 nm
-    "w_pos", "w_lw", "w_sp", "w_a",  # 380: weak vibronic progression (CROCHET), 0-0 line near 440 nm
     "m2_pos", "m2_lw", "m2_la",  # 380: secondary band near 515 nm
     "f_pos", "f_lw", "f_la",     # 425: main band near 495 nm
     "f2_pos", "f2_lw", "f2_la",  # 425: secondary band near 560 nm
@@ -174,7 +172,6 @@ _NATURAL_SD = {
     "h_pos": 2.0, "h_lw": 0.04, "h_la": 0.14,
     "v_pos": 10.0, "v_lw": 0.05, "v_sp": 0.5, "v_a": 0.01,
     "m_pos": 1.2, "m_lw": 0.03, "m_la": 0.12,
-    "w_pos": 10.0, "w_lw": 0.05, "w_sp": 0.5, "w_a": 0.008,
     "m2_pos": 2.5, "m2_lw": 0.05, "m2_la": 0.14,
     "f_pos": 1.5, "f_lw": 0.04, "f_la": 0.12,
     "f2_pos": 2.5, "f2_lw": 0.05, "f2_la": 0.14,
@@ -184,21 +181,20 @@ _NATURAL_SD = {
 
 _INTENSITY_EFFECTS = {
     "OK": {},
-    "CROCHET": {"p_pos": 1.5, "h_lw": 0.05, "m_pos": -2.0, "m_lw": -0.04, "m2_la": -0.12, "w_a": 0.05},
-    "VR": {"p_lw": -0.05, "h_pos": -3.0, "m_lw": 0.06, "m2_la": 0.20, "l_la": 0.35},
-    "NC": {"p_la": -0.30, "h_pos": 6.0, "h_la": 0.30, "m_pos": 2.0, "m_lw": 0.10, "l_la": 0.20},
+    "CROCHET": {"p_pos": 2.0, "h_lw": 0.06, "m_pos": -2.5, "m_lw": -0.05, "m2_la": -0.15},
+    "VR": {"p_lw": -0.05, "h_pos": -4.0, "m_pos": 3.5, "m_lw": 0.06, "m2_la": 0.20, "l_la": 0.35},
+    "NC": {"p_la": -0.30, "h_pos": 6.0, "h_la": 0.30, "m_pos": 5.0, "m_lw": 0.10, "l_la": 0.20},
 }
-# reason: the types move the bands in opposite directions around OK, so "a defect" is no single direction.
 _TYPE_EFFECTS = {
     0: {},
-    1: {"p_pos": -1.5, "m_pos": 3.5, "v_a": 0.08},
-    11: {"p_pos": -1.5, "m_pos": 3.5, "v_a": 0.08, "v_sp": -3.0},
-    12: {"p_pos": -1.5, "m_pos": 3.5, "v_a": 0.08, "v_sp": 3.0},
-    13: {"p_pos": -1.5, "m_pos": 3.5, "v_a": 0.08, "v_lw": -0.25},
-    14: {"p_pos": -1.5, "m_pos": 3.5, "v_a": 0.08, "v_lw": 0.25},
+    1: {"p_pos": -1.5, "v_a": 0.08},
+    11: {"p_pos": -1.5, "v_a": 0.08, "v_sp": -3.0},
+    12: {"p_pos": -1.5, "v_a": 0.08, "v_sp": 3.0},
+    13: {"p_pos": -1.5, "v_a": 0.08, "v_lw": -0.25},
+    14: {"p_pos": -1.5, "v_a": 0.08, "v_lw": 0.25},
     2: {"h_lw": 0.08, "m_pos": -3.0, "m2_la": -0.50},
     4: {"p_pos": -3.5, "p_lw": 0.08},
-    5: {"p_pos": 2.5, "m_lw": -0.10, "f_pos": -3.0, "f2_la": 0.40},
+    5: {"p_pos": 2.0, "m_lw": -0.10, "f_pos": -3.0, "f2_la": 0.40},
     6: {"m_pos": -4.0, "n_a": 0.25},
 }
 _TYPE_STRENGTH = {"OK": 0.0, "CROCHET": 0.0, "VR": 1.0, "NC": 1.6}
@@ -228,10 +224,6 @@ def _grade_means(d: np.ndarray) -> np.ndarray:
         "m_pos": 452.0 + 14.0 * d,
         "m_lw": np.log(85.0) + 0.20 * d,
         "m_la": np.log(0.7 + 0.8 * d),
-        "w_pos": np.full_like(d, 440.0),
-        "w_lw": np.full_like(d, np.log(8.0)),
-        "w_sp": np.full_like(d, 16.0),
-        "w_a": np.zeros_like(d),
         "m2_pos": 515.0 + 4.0 * d,
         "m2_lw": np.full_like(d, np.log(75.0)),
         "m2_la": np.log(0.15 + 1.2 * d * (1.0 - d)),
@@ -355,7 +347,7 @@ def _latent(rng: np.random.Generator, chunk: _Chunk, deltas: np.ndarray) -> tupl
     weight = severity * (1.3 - 0.6 * grade)
     sd = np.array([_NATURAL_SD[name] for name in _PARAMS])
     theta = _grade_means(grade) + deltas[chunk.classes] * weight[:, None] + rng.standard_normal((n, len(_PARAMS))) * sd
-    for name in ("v_a", "w_a", "n_a"):
+    for name in ("v_a", "n_a"):
         theta[:, _INDEX[name]] = np.abs(theta[:, _INDEX[name]])
     return grade, theta
 
@@ -379,11 +371,9 @@ def _emission(channels: list[np.ndarray], theta: np.ndarray, shift: np.ndarray, 
     band(channels[2], "f2")
     # reason: a rigid aromatic contaminant emits a progression of narrow lines; its origin moves with the matrix,
     # so the lines fall anywhere in 350-480 nm: a local pattern a convolution finds and a fixed weighting does not.
-    for channel, prefix, window in ((0, "v", (320.0, 520.0)), (1, "w", (390.0, 560.0))):
-        for j, franck_condon in enumerate(_VIBRONIC_FRANCK_CONDON):
-            center = col(f"{prefix}_pos") + j * col(f"{prefix}_sp") - shift
-            amplitude = franck_condon * col(f"{prefix}_a")
-            _add_peak(channels[channel], AXIS_EMISSION, window, center, np.exp(col(f"{prefix}_lw")), amplitude)
+    for j, franck_condon in enumerate(_VIBRONIC_FRANCK_CONDON):
+        center = col("v_pos") + j * col("v_sp") - shift
+        _add_peak(channels[0], AXIS_EMISSION, (320.0, 520.0), center, np.exp(col("v_lw")), franck_condon * col("v_a"))
     porphyrin = np.full(n, 640.0) - shift
     _add_peak(channels[1], AXIS_EMISSION, (580.0, 700.0), porphyrin, 22.0, 0.5 * col("n_a"))
     _add_peak(channels[2], AXIS_EMISSION, (580.0, 700.0), porphyrin, 22.0, col("n_a"))
