@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from spectratorch.data.io import write_dataset
 from spectratorch.data.schema import spectral_columns
 from spectratorch.errors import DataFormatError, SchemaError
 
@@ -519,24 +520,6 @@ def _check_suffix(path: Path) -> None:
         )
 
 
-def _write_dataset(df: pd.DataFrame, path: Path) -> None:
-    # reason: write beside the target then os.replace, so a failure never leaves a half-written dataset.
-    _check_suffix(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    suffix = path.suffix.lower()
-    try:
-        if suffix == ".pkl":
-            df.to_pickle(temporary, compression=None)
-        elif suffix == ".parquet":
-            df.to_parquet(temporary)
-        else:
-            df.to_csv(temporary)
-        os.replace(temporary, path)
-    finally:
-        _remove_quietly([temporary])
-
-
 def convert(raw_dir: str | os.PathLike, out_path: str | os.PathLike, **clean_kwargs) -> dict[str, int]:
     """Read a dataset's raw exports, clean it, and write it as ``.pkl``, ``.parquet`` or ``.csv``.
 
@@ -564,6 +547,6 @@ def convert(raw_dir: str | os.PathLike, out_path: str | os.PathLike, **clean_kwa
     out_path = Path(out_path)
     _check_suffix(out_path)
     cleaned, removed = clean(read_raw_exports(raw_dir), **clean_kwargs)
-    _write_dataset(cleaned, out_path)
+    write_dataset(cleaned, out_path)
     _logger.info("Wrote %d samples to %s", len(cleaned), out_path)
     return removed
