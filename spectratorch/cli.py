@@ -142,6 +142,8 @@ def _add_train_args(parser: argparse.ArgumentParser) -> None:
     _add(out, "--load-this", default=None, metavar="CKPT", help="start from (or only evaluate) this checkpoint")
     _add(out, "--fit", action=argparse.BooleanOptionalAction, default=True, help="train")
     _add(out, "--evaluate", action=argparse.BooleanOptionalAction, default=True, help="evaluate on val and test")
+    _add(out, "--baseline", action=argparse.BooleanOptionalAction, default=True,
+         help="also fit logistic regression and PLS-DA on the same inputs and rows, and report them beside the network")
     _add(out, "--to-onnx", action="store_true", help="also export <stem>.onnx")
     _add(out, "--save-test-preds", action="store_true", help="write <stem>.csv with the test probabilities")
     _add(out, "--resume", action="store_true", help="resume from '<stem> last.ckpt' in the output directory")
@@ -261,11 +263,22 @@ def _run_train(args) -> int:
     return 0
 
 
+def _shown(metrics: dict) -> str:
+    return ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if v is not None)
+
+
 def _print_summary(summary: dict) -> None:
     lines = [f"model: {summary['name']}", f"labels: {summary['labels']}"]
     for stage, metrics in summary["metrics"].items():
-        shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if v is not None)
-        lines.append(f"{stage}: {shown}")
+        if stage == "baseline":
+            continue
+        lines.append(f"{stage}: {_shown(metrics)}")
+    for name, result in summary["metrics"].get("baseline", {}).items():
+        for stage in ("val", "test"):
+            if stage in result:
+                lines.append(f"baseline {name} {stage}: {_shown(result[stage])}")
+    if summary.get("baseline_check"):
+        lines.append(summary["baseline_check"]["message"])
     lines += [f"{kind}: {path}" for kind, path in summary["files"].items()]
     print("\n".join(lines))
 

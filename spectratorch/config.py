@@ -175,6 +175,7 @@ class TrainConfig:
     load_this: str | None = None
     fit: bool = True
     evaluate: bool = True
+    baseline: bool = True
     to_onnx: bool = False
     save_test_preds: bool = False
     resume: bool = False

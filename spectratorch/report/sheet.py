@@ -270,7 +270,8 @@ def write_result_sheet(data: SheetData, path: str | Path, cutoff: float | str | 
     return fig, cutoffs
 
 
-def make_result_sheet(module, dm, path: str | Path, title: str = "", tensorboard=None) -> dict:
+def make_result_sheet(module, dm, path: str | Path, title: str = "", tensorboard=None,
+                      baseline: dict | None = None) -> dict:
     """Calibrate on the validation split, choose the cutoffs there, and draw the sheet of the test split.
 
     Args:
@@ -279,6 +280,7 @@ def make_result_sheet(module, dm, path: str | Path, title: str = "", tensorboard
         path: the PNG to write (``<stem> result sheet.png``).
         title: the model name.
         tensorboard: a TensorBoard ``SummaryWriter`` to add the figure to, or ``None``.
+        baseline: ``{name: test accuracy}`` of the linear baselines, shown beside the network's accuracy.
 
     Returns:
         ``{"result_sheet", "temperature", "ece_before", "ece_after", "cutoffs", "cutoff_table"}``; ``cutoffs`` maps
@@ -292,6 +294,7 @@ def make_result_sheet(module, dm, path: str | Path, title: str = "", tensorboard
     temperature = fit_temperature(val["logits"], val["y"])
     cutoffs = cutoff_table(softmax(val["logits"], temperature), val["y"])
     data = collect(module, dm, "test", temperature=temperature, title=title)
+    data.baseline = dict(baseline or {})
     fig, cutoffs = write_result_sheet(data, path, "auto", cutoffs)
     if tensorboard is not None:
         tensorboard.add_figure("result_sheet", fig)

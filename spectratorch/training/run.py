@@ -29,6 +29,7 @@ from spectratorch.data.io import atomic_path
 from spectratorch.errors import CheckpointError, ConfigError
 from spectratorch.models.registry import is_model, list_models
 from spectratorch.report.sheet import make_result_sheet
+from spectratorch.training.baseline import compare_with_baseline, fit_baselines, preprocessed_features
 from spectratorch.training.module import METRIC_NAMES, SpectralModule
 from spectratorch.defaults import resolve_defaults
 from spectratorch.training.naming import model_name
@@ -269,9 +270,13 @@ def train(config: RunConfig) -> dict:
     if config.train.save_test_preds:
         files["test_predictions"] = str(out_dir / f"{stem}.csv")
         _save_test_predictions(out_dir / f"{stem}.csv", module, dm)
+    if config.train.evaluate and config.train.baseline:
+        _add_baseline(summary, module, dm, config)
     if config.train.evaluate:
+        baseline_test = {name: result["test"]["accuracy"] for name, result in
+                         summary["metrics"].get("baseline", {}).items() if "test" in result}
         sheet = make_result_sheet(module, dm, out_dir / f"{stem} result sheet.png", stem,
-                                  tensorboard=trainer.logger.experiment)
+                                  tensorboard=trainer.logger.experiment, baseline=baseline_test)
         files["result_sheet"] = sheet.pop("result_sheet")
         summary["calibration"] = sheet
     if config.train.to_onnx and "checkpoint" in files:
@@ -287,9 +292,30 @@ def train(config: RunConfig) -> dict:
     return summary
 
 
+def _stage_features(module: SpectralModule, dm: SpectralDataModule, stage: str) -> tuple[np.ndarray, np.ndarray]:
+    source, rows = dm.stage_rows(stage)
+    index = torch.as_tensor(rows)
+    features = preprocessed_features(module.model.preprocess, source.dataset.spectra.index_select(0, index),
+                                     source.dataset.tabular.index_select(0, index))
+    return features, source.dataset.y.index_select(0, index).numpy()
+
+
+def _add_baseline(summary: dict, module: SpectralModule, dm: SpectralDataModule, config: RunConfig) -> None:
+    """Fit the linear baselines on the network's own inputs and rows; say plainly when the network is worse."""
+    stages = {stage: _stage_features(module, dm, stage) for stage in ("val", "test")}
+    baseline = fit_baselines(_stage_features(module, dm, "train"), stages, dm.n_classes, seed=config.data.seed)
+    summary["metrics"]["baseline"] = baseline
+    metric = config.train.target_metric.removeprefix("val_")
+    check = compare_with_baseline(summary["metrics"].get("val", {}), baseline,
+                                  metric if metric in ("accuracy", "f1", "balanced_accuracy", "auroc") else "accuracy")
+    summary["baseline_check"] = check
+    if check and check["network_is_worse"]:
+        _logger.warning("%s", check["message"])
+
+
 def _log_hparams(trainer: pl.Trainer, config: RunConfig, summary: dict) -> None:
     flat = {f"{group}/{key}": (value if isinstance(value, (int, float, str, bool)) else str(value))
             for group, values in config.to_dict().items() for key, value in values.items()}
-    metrics = {f"hp/{stage}_{name}": value for stage, values in summary["metrics"].items()
+    metrics = {f"hp/{stage}_{name}": value for stage, values in summary["metrics"].items() if stage != "baseline"
                for name, value in values.items() if value is not None}
     trainer.logger.log_hyperparams(flat, metrics)

@@ -42,6 +42,15 @@ def test_train_py_writes_every_output(demo_file, tmp_path):
     for stage in ("val", "test"):
         assert set(summary["metrics"][stage]) == {"loss", "accuracy", "f1", "balanced_accuracy", "auroc"}
         assert all(0 <= v for v in summary["metrics"][stage].values())
+    baseline = summary["metrics"]["baseline"]
+    assert set(baseline) == {"logistic_regression", "pls_da"}
+    for name, scores in baseline.items():
+        assert 0.5 < scores["test"]["accuracy"] <= 1 and 0.5 < scores["val"]["accuracy"] <= 1
+        assert f"baseline {name} test: accuracy {scores['test']['accuracy']:.4f}" in result.stdout
+    check = summary["baseline_check"]
+    assert check["metric"] == "f1" and check["network"] == summary["metrics"]["val"]["f1"]
+    assert check["message"] in result.stdout
+    assert ("WORSE than the best linear baseline" in result.stdout) == check["network_is_worse"]
     assert summary["labels"] == ["The rest", "OK"]
     assert summary["config"]["data"]["channels"] == ["277", "380"]
     assert summary["config"]["model"]["arch"] == "TinyVGG"
