@@ -118,8 +118,12 @@ def _add_train_args(parser: argparse.ArgumentParser) -> None:
     _add(aug, "--sg-window", type=int, default=d.sg_window, help="Savitzky-Golay window (odd)")
     _add(aug, "--sg-order", type=int, default=d.sg_order, help="Savitzky-Golay polynomial order")
     model = parser.add_argument_group("model")
-    _add(model, "--arch", default=m.arch, help=f"architecture: {_MODEL_NAMES}")
-    _add(model, "--width", type=float, default=m.width, help="channel multiplier (1.0 = full size, for a GPU)")
+    _add(model, "--arch", default=m.arch,
+         help=f"architecture: {_MODEL_NAMES}, or auto (VGG11 on the lab's channels with >= 2000 training rows; "
+         "otherwise the best on validation of Linear, MiniRocket and VGG11, each trained on the training split)")
+    _add(model, "--width", type=float, default=m.width,
+         help="channel multiplier of VGG/ResNetV2 (default: 0.25, CPU-sized; 1.0 = full size, for a GPU)")
+    _add(model, "--n-features", type=int, default=None, help="MiniRocket: random-kernel features (default 4000)")
     _add(model, "--batch-norm", action=argparse.BooleanOptionalAction, default=None, help="VGG: batch norm")
     _add(model, "--block-units", default=None, help="ResNetV2: blocks per stage, e.g. 3_4_6_3")
     _add(model, "--wf", type=int, default=None, help="ResNetV2: width factor")
@@ -127,7 +131,10 @@ def _add_train_args(parser: argparse.ArgumentParser) -> None:
     _add(model, "--pool-bins", type=int, default=None, help="positions kept by the pooling before the head")
     opt = parser.add_argument_group("optimisation")
     _add(opt, "--eps", type=float, default=t.eps, help="label smoothing epsilon of the training loss, in [0, 1]")
-    _add(opt, "--lr", type=float, default=t.lr, help="Adam learning rate")
+    _add(opt, "--lr", type=float, default=None,
+         help="Adam learning rate (default: 1e-3 for the networks, 1e-2 for Linear, 3e-3 for MiniRocket)")
+    _add(opt, "--weight-decay", type=float, default=None,
+         help="L2 penalty of Adam (default: 1e-3 for Linear and MiniRocket, 0 for the networks)")
     _add(opt, "--max-epochs", type=int, default=None,
          help="maximum epochs (default: at least 30 and about 2000 optimizer steps, at most 400)")
     _add(opt, "--early-stop-patience", type=int, default=None,

@@ -72,6 +72,7 @@ class SpectralModule(pl.LightningModule):
         preprocess_kwargs: ``sg_window``, ``sg_order``.
         eps: label smoothing of the training loss.
         lr: Adam's learning rate.
+        weight_decay: Adam's L2 penalty.
         target_metric: the metric the scheduler follows.
         scheduler_patience: ReduceLROnPlateau patience.
         scheduler_cooldown: ReduceLROnPlateau cooldown.
@@ -91,6 +92,7 @@ class SpectralModule(pl.LightningModule):
         preprocess_kwargs: dict | None = None,
         eps: float = 0.1,
         lr: float = 1e-3,
+        weight_decay: float = 0.0,
         target_metric: str = "val_f1",
         scheduler_patience: int = 3,
         scheduler_cooldown: int = 0,
@@ -162,7 +164,8 @@ class SpectralModule(pl.LightningModule):
         return self(batch["spectra"], batch["tabular"]).float().softmax(dim=1)
 
     def configure_optimizers(self):
-        optimizer = torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
+        optimizer = torch.optim.Adam(self.parameters(), lr=self.hparams.lr,
+                                     weight_decay=self.hparams.get("weight_decay") or 0.0)
         self._plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
             optimizer,
             mode=TARGET_METRICS[self.hparams.target_metric],
