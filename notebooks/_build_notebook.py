@@ -237,11 +237,12 @@ def rule_figure(frame, mask, thresholds, stat, unit):
     for row, c in enumerate(channels):
         flagged = mask(frame, {c: thresholds[c]}).to_numpy()
         spectra = frame[[name for _, name in groups[c]]].to_numpy()
-        axes[row, 0].plot(AXES[c], np.median(spectra[~flagged], axis=0), color="k", lw=2, label="median kept")
+        if (~flagged).any():
+            axes[row, 0].plot(AXES[c], np.median(spectra[~flagged], axis=0), color="k", lw=2, label="median kept")
+            axes[row, 0].legend(fontsize=8)
         if flagged.any():
             axes[row, 0].plot(AXES[c], spectra[flagged][:8].T, color="tab:red", lw=0.7, alpha=0.7)
         axes[row, 0].set(xlabel="wavelength (nm)", ylabel=c, title=f"{flagged.sum()} flagged spectra (up to 8 shown)")
-        axes[row, 0].legend(fontsize=8)
         grid = thresholds[c] * np.geomspace(0.25, 12, 30)
         share = 100 * flagged.sum() / len(raw)
         axes[row, 1].plot(grid, 100 * removed_share(frame, mask, c, grid))
@@ -252,7 +253,7 @@ def rule_figure(frame, mask, thresholds, stat, unit):
                          ylabel="% of all rows removed")
         values = stat_of[stat](frame, [c])[c].to_numpy()
         kept_edge, removed_edge = (np.max, np.min) if stat == "peak" else (np.min, np.max)
-        kept = kept_edge(values[~flagged])
+        kept = kept_edge(values[~flagged]) if (~flagged).any() else np.nan
         nearest_removed = removed_edge(values[flagged]) if flagged.any() else np.nan
         summary[c] = {
             "threshold": thresholds[c],
