@@ -11,6 +11,7 @@ import dataclasses
 import math
 
 from spectratorch.config import RunConfig
+from spectratorch.errors import ConfigError
 
 __all__ = ["LAB_CHANNELS", "ARCH_CANDIDATES", "LARGE_TRAIN", "auto_arch", "auto_transforms", "auto_batch_size",
            "auto_max_epochs", "auto_patience", "resolve_defaults"]
@@ -83,6 +84,12 @@ def resolve_defaults(config: RunConfig, n_train: int) -> RunConfig:
     from spectratorch.models.registry import default_lr, default_weight_decay, model_options
 
     model = config.model
+    if model.arch == "auto":
+        chosen = auto_arch(config.data.channels, n_train)
+        if chosen is None:
+            raise ConfigError(f"--arch auto on {n_train} training rows is decided by training the candidates "
+                              f"{list(ARCH_CANDIDATES)}; call spectratorch.training.run.train, or name an --arch.")
+        model = dataclasses.replace(model, arch=chosen)
     if model.width is None and "width" in model_options(model.arch):
         model = dataclasses.replace(model, width=_CPU_WIDTH)
     weight_decay = config.train.weight_decay
