@@ -29,7 +29,11 @@ TRAINING = [
     "matplotlib>=3.6",
     "seaborn>=0.12",
 ]
-TEST = ["pytest>=7", "pytest-timeout>=2"]
+# reason: the inspectors' page (`spectratorch app`); it runs on the inference set above plus streamlit, no torch.
+# 1.67 is the release tested (its AppTest uploads files).
+APP = ["streamlit>=1.67,<2"]
+# reason: playwright drives the system's chromium in the page's end-to-end test; it never downloads a browser.
+TEST = ["pytest>=7", "pytest-timeout>=2", "playwright>=1.40"]
 
 setup(
     name="spectratorch",
@@ -40,7 +44,7 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["spectratorch", "spectratorch.*"]),
     install_requires=INFERENCE + TRAINING,
-    extras_require={"test": TEST},
+    extras_require={"test": TEST, "app": APP},
     entry_points={"console_scripts": ["spectratorch = spectratorch.cli:main"]},
     classifiers=[
         "Programming Language :: Python :: 3",
