@@ -163,7 +163,8 @@ def model_details(entry: ModelEntry) -> dict[str, str]:
                                         f"eps {meta.get('eps')}",
     }
     for stage in ("val", "test"):
-        metrics = [f"{key} {_metric(meta, stage, key):.3f}" for key in _METRICS if _metric(meta, stage, key) is not None]
+        values = {key: _metric(meta, stage, key) for key in _METRICS}
+        metrics = [f"{key} {value:.3f}" for key, value in values.items() if value is not None]
         if metrics:
             details[f"{'validation' if stage == 'val' else 'test'} metrics"] = ", ".join(metrics)
     calibration = meta.get("calibration") or {}

@@ -185,9 +185,9 @@ def _chart(axis: np.ndarray, sample: np.ndarray, mean: np.ndarray, mean_name: st
     lines = lines[np.concatenate([visible, visible])]
     x = alt.X("x:Q", title=f"channel {channel}: x", scale=alt.Scale(zero=False))
     spectra = alt.Chart(lines).mark_line().encode(x, alt.Y("intensity:Q"), alt.Color("spectrum:N",
-                                                  legend=alt.Legend(orient="top", title=None)))
+                                                  legend=alt.Legend(orient="top", title=None, labelLimit=400)))
     bars = pd.DataFrame({"x": axis, "probability drop": drop, "sign": np.where(drop >= 0, "for", "against")})[visible]
-    sensitivity = alt.Chart(bars).mark_area(opacity=0.6).encode(
+    sensitivity = alt.Chart(bars).mark_bar(opacity=0.8).encode(
         x, alt.Y("probability drop:Q"), alt.Color("sign:N", scale=alt.Scale(domain=["for", "against"],
                                                                             range=["#d62728", "#1f77b4"]),
                                                    legend=alt.Legend(orient="top", title="evidence")))
@@ -219,7 +219,7 @@ def _show_sample(entry: ModelEntry, upload_key: tuple, table: SpectralTable, fra
     st.markdown(f"**What drove it**: the probability of {top1} ({occlusion.probability:.3f}) drops most when these "
                 "stretches lose their shape (each replaced by a straight line):")
     if top:
-        st.table(pd.DataFrame([{"channel": ch, "from x": lo, "to x": hi, "probability drop": f"{d:.3f}"}
+        st.table(pd.DataFrame([{"channel": ch, "from x": f"{lo:g}", "to x": f"{hi:g}", "probability drop": f"{d:.3f}"}
                                for ch, lo, hi, d in top]))
     else:
         st.markdown("no stretch on its own lowers it: the evidence is spread over the whole spectrum.")

@@ -85,6 +85,7 @@ def served_page(models_dir, tmp_path):
             process.wait()
 
 
+@pytest.mark.slow
 def test_page_in_chromium_matches_predict(served_page, demo_data, tmp_path):
     assert Path(CHROMIUM).is_file(), (
         f"no chromium at {CHROMIUM}: install Debian's (`apt-get install -y chromium chromium-driver`); "
