@@ -66,6 +66,8 @@ def _predict(model_path: str, mtime: float, upload_key: tuple, _predictor: Predi
         except SpectratorchError as err:
             # reason: the inspector knows the file by its name, not by this temporary folder.
             message = str(err).replace(str(Path(tmp).resolve()) + os.sep, "").replace(tmp + os.sep, "")
+            if message.startswith("exports: "):
+                message = f"{name}: {message.removeprefix('exports: ')}"
             raise type(err)(message.replace("exports" + os.sep, "")) from None
 
 

@@ -109,11 +109,14 @@ def test_page_in_chromium_matches_predict(served_page, demo_data, tmp_path):
             page.locator("input[type=file]").set_input_files(data)
             expect(page.get_by_text("samples predicted from")).to_contain_text(f"{len(reference)} samples")
 
+            expected_counts = reference["label"].value_counts().to_dict()
             counts = page.locator('[data-testid="stTable"] table').filter(
                 has=page.locator("th", has_text=re.compile(r"^samples$"))).first
+            # reason: Streamlit sends the elements one by one; wait until the whole table is there before reading it.
+            expect(counts.locator("tbody tr")).to_have_count(len(expected_counts))
             rows = [[cell.inner_text().strip() for cell in row.locator("th, td").all()]
                     for row in counts.locator("tbody tr").all()]
-            assert {r[0]: int(r[1]) for r in rows} == reference["label"].value_counts().to_dict()
+            assert {r[0]: int(r[1]) for r in rows} == expected_counts
             first = reference.iloc[0]
             expect(page.get_by_text("top classes:")).to_contain_text(
                 f"Sample {first['id']}: {first['label']} (top classes: {first['top1_label']} {first['top1_prob']:.3f}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import re
+import zipfile
 
 import numpy as np
 import pandas as pd
@@ -132,11 +133,16 @@ def test_wrong_files_give_a_message_not_a_traceback(monkeypatch, models_dir, dem
     (tmp_path / "empty.csv").write_bytes(b"")
     (tmp_path / "notes.txt").write_text("hello")
     (tmp_path / "broken.zip").write_bytes(b"PK\x03\x04 not really")
+    with zipfile.ZipFile(tmp_path / "no380.zip", "w") as archive:
+        for path in demo_data["raw"].iterdir():
+            if not path.name.startswith("EX_380"):
+                archive.write(path, path.name)
     cases = {
         "no380.parquet": r"no380.parquet: unknown channel\(s\) \['380'\]",
         "empty.csv": "empty.csv: the file is empty",
         "notes.txt": "are not read here",
         "broken.zip": "not a readable zip archive",
+        "no380.zip": r"^no380.zip: unknown channel\(s\) \['380'\]",
     }
     for name, pattern in cases.items():
         at = _upload(_page(monkeypatch, models_dir), tmp_path / name)
