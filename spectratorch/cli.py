@@ -1,4 +1,4 @@
-"""The command line: ``spectratorch train|make-dataset|convert|export|predict ...`` (and ``python train.py ...``).
+"""The command line: ``spectratorch train|make-dataset|convert|export|predict|report|app ...`` (and ``python train.py ...``).
 
 Only this module parses arguments. Flags are hyphenated and map by name to the fields of the configuration
 dataclasses (``--n-splits`` -> ``n_splits``); the lab's old spellings come from one alias table. Expected errors
@@ -202,6 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="drop rows whose integration_oob is 1")
     _add_export_parser(sub)
     _add_predict_parser(sub)
+    _add_app_parser(sub)
     report = sub.add_parser("report", help="draw the result sheet of a checkpoint", formatter_class=_Formatter,
                             allow_abbrev=False, description="Write '<stem> result sheet.png' beside the checkpoint "
                             "(calibration, confusion, ROC/PR, cutoffs, error contributions, what drives each class) "
@@ -237,6 +238,24 @@ def _add_predict_parser(sub) -> None:
               "a probability, or the name of one of the model's cutoffs")
     _add(predict, "--batch-size", type=int, default=1024, help="samples per onnxruntime call")
     _add(predict, "--threads", type=int, default=None, help="onnxruntime threads (default: the physical cores)")
+
+
+def _add_app_parser(sub) -> None:
+    app = sub.add_parser("app", help="the inspectors' page: choose a model, drop a file, read the predictions",
+                         formatter_class=_Formatter, allow_abbrev=False,
+                         description="Serve a local web page (Streamlit; needs `pip install \"spectratorch[app]\"`, "
+                         "no torch) that lists the .onnx models of a folder, predicts an uploaded dataset file or zip "
+                         "of instrument exports, shows the predictions, class counts and one sample's spectra with "
+                         "the wavelengths that drove it, and downloads the CSV `spectratorch predict` writes. "
+                         "Ctrl-C stops it.")
+    app.add_argument("--models", default="checkpoints", metavar="DIR",
+                     help="folder searched (with its subfolders) for .onnx models")
+    app.add_argument("--port", type=int, default=8501, help="TCP port of the page")
+    app.add_argument("--address", default="localhost",
+                     help="interface to listen on; localhost = this PC only, 0.0.0.0 = the whole network")
+    _add(app, "--max-upload-mb", type=int, default=200, help="largest file the page accepts, in MB")
+    app.add_argument("--browser", action=argparse.BooleanOptionalAction, default=False,
+                     help="open the page in the default web browser")
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
@@ -335,6 +354,13 @@ def _run_predict(args) -> int:
     return 0
 
 
+def _run_app(args) -> int:
+    # reason: the page and its launcher import no torch, so the app runs on an inference-only install.
+    from spectratorch.app.launch import launch
+
+    return launch(args.models, args.port, args.address, args.max_upload_mb, headless=not args.browser)
+
+
 def _run_report(args) -> int:
     from spectratorch.export.onnx import update_metadata
     from spectratorch.report.sheet import make_result_sheet
@@ -355,7 +381,7 @@ def _run_report(args) -> int:
 
 
 _COMMANDS = {"train": _run_train, "make-dataset": _run_make_dataset, "convert": _run_convert,
-             "export": _run_export, "predict": _run_predict, "report": _run_report}
+             "export": _run_export, "predict": _run_predict, "report": _run_report, "app": _run_app}
 
 
 def main(argv: list[str] | None = None) -> int:
