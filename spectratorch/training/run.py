@@ -32,7 +32,7 @@ from spectratorch.errors import CheckpointError, ConfigError
 from spectratorch.models.registry import is_model, list_models
 from spectratorch.report.sheet import make_result_sheet
 from spectratorch.training.baseline import compare_with_baseline, fit_baselines, preprocessed_features
-from spectratorch.training.module import METRIC_NAMES, SpectralModule
+from spectratorch.training.module import METRIC_NAMES, SELECT_METRIC, SpectralModule
 from spectratorch.defaults import ARCH_CANDIDATES, LARGE_TRAIN, auto_arch, resolve_defaults
 from spectratorch.training.naming import model_name
 from spectratorch.training.restore import load_module
@@ -115,6 +115,8 @@ def _load_module(path: str, expected: dict) -> SpectralModule:
 
 def _callbacks(config: RunConfig, stem: str, out_dir: Path) -> tuple[ModelCheckpoint, list]:
     metric, mode = config.train.target_metric, config.train.metric_mode
+    # reason: the target metric with the validation loss as tie-breaker (see SpectralModule), for "max" metrics.
+    metric = SELECT_METRIC if mode == "max" else metric
     checkpoint = ModelCheckpoint(
         dirpath=out_dir,
         filename=stem + "_{val_loss:.3E}_{val_f1:.4f}_{val_accuracy:.4f}",
