@@ -136,6 +136,12 @@ def _add_train_args(parser: argparse.ArgumentParser) -> None:
     _add(opt, "--scheduler-cooldown", type=int, default=t.scheduler_cooldown, help="ReduceLROnPlateau cooldown")
     _add(opt, "--target-metric", default=t.target_metric, choices=list(TARGET_METRICS) + ["val_acc"],
          help="metric for checkpointing, early stopping and the scheduler")
+    # losses for imbalanced classes (issue 7)
+    _add(opt, "--loss", default=t.loss, help="training loss: ce (cross-entropy) or focal")
+    _add(opt, "--focal-gamma", type=float, default=t.focal_gamma, help="focal loss gamma (0 = cross-entropy)")
+    _add(opt, "--class-weights", default=t.class_weights, metavar="none|balanced|W1,W2,...",
+         help="class weights of the training loss: none, balanced (from the training split's counts) or one "
+         "weight per class in label order")
     out = parser.add_argument_group("outputs")
     _add(out, "--project", default=t.project, help="project name; outputs go to checkpoints/<project>")
     _add(out, "--output-dir", default=None, help="output directory (default: checkpoints/<project>)")

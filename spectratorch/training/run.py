@@ -29,6 +29,7 @@ from spectratorch.data.io import atomic_path
 from spectratorch.errors import CheckpointError, ConfigError
 from spectratorch.models.registry import is_model, list_models
 from spectratorch.report.sheet import make_result_sheet
+from spectratorch.training.losses import resolve_class_weights
 from spectratorch.training.module import METRIC_NAMES, SpectralModule
 from spectratorch.defaults import resolve_defaults
 from spectratorch.training.naming import model_name
@@ -95,6 +96,10 @@ def _module_kwargs(config: RunConfig, dm: SpectralDataModule) -> dict:
         scheduler_cooldown=config.train.scheduler_cooldown,
         seed=config.data.seed,
         config=config.to_dict(),
+        # losses (issue 7): balanced weights come from the training split's counts
+        loss=config.train.loss,
+        focal_gamma=config.train.focal_gamma,
+        class_weights=resolve_class_weights(config.train.class_weights, dm.class_counts()["train"]),
     )
 
 
@@ -104,8 +109,11 @@ def _load_module(path: str, expected: dict) -> SpectralModule:
     if differences:
         raise CheckpointError(f"--load-this {path} was trained with another configuration: " + "; ".join(differences))
     # reason: the run's own optimisation settings apply (a fine-tune may use another lr or eps).
-    for key in ("eps", "lr", "target_metric", "scheduler_patience", "scheduler_cooldown", "seed", "config"):
+    for key in ("eps", "lr", "target_metric", "scheduler_patience", "scheduler_cooldown", "seed", "config",
+                "loss", "focal_gamma", "class_weights"):
         module.hparams[key] = expected[key]
+    weights = expected["class_weights"]
+    module.class_weights = None if weights is None else torch.tensor(weights, dtype=torch.float32)
     return module
 
 
