@@ -199,6 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="drop rows whose integration_oob is 1")
     _add_export_parser(sub)
     _add_predict_parser(sub)
+    _add_experiment_parsers(sub)
     report = sub.add_parser("report", help="draw the result sheet of a checkpoint", formatter_class=_Formatter,
                             allow_abbrev=False, description="Write '<stem> result sheet.png' beside the checkpoint "
                             "(calibration, confusion, ROC/PR, cutoffs, error contributions, what drives each class) "
@@ -207,6 +208,54 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--data", default=None, help="dataset (default: the checkpoint's training data)")
     report.add_argument("-o", "--output", default=None, help="PNG file (default: '<stem> result sheet.png')")
     return parser
+
+
+# ---- experiments (issue 7): cv ------------------------------------------------------------------------------
+def _add_experiment_parsers(sub) -> None:
+    cv = sub.add_parser("cv", help="train every fold of one configuration (cross-validation)",
+                        formatter_class=_Formatter, allow_abbrev=False,
+                        description="Train folds 0..n_splits-1 with the flags of `train` (each with its usual files), "
+                        "then write '<stem with cv-N>.json' (per-fold, mean and std of every val and test metric) and "
+                        "'<stem with cv-N> folds.png'. Folds already trained in the output directory are skipped, so "
+                        "an interrupted CV resumes. --current-split is ignored.")
+    _add_train_args(cv)
+    group = cv.add_argument_group("cross-validation")
+    _add(group, "--ensemble", action="store_true",
+         help="also export '<stem with ens-N>.onnx', the mean of the folds' calibrated probabilities, and compare it "
+         "with the mean fold on the test file (--test-source FILE)")
+    _add(group, "--fold-workers", type=int, default=1,
+         help="folds trained at once, each in its own process (on GPUs listed in --devices: one per GPU)")
+
+
+def _run_cv(args) -> int:
+    from spectratorch.tuning.cv import run_cv
+
+    result = run_cv(config_from_args(args), ensemble=args.ensemble, workers=args.fold_workers)
+    print(_cv_table(result))
+    for kind, path in result["files"].items():
+        print(f"{kind}: {path}")
+    return 0
+
+
+def _cv_table(result: dict) -> str:
+    names = {"accuracy": "acc", "f1": "f1", "balanced_accuracy": "bacc", "auroc": "auroc"}
+    columns = [(stage, name) for stage in ("val", "test") for name in names]
+    header = "split " + "".join(f"{stage + '_' + short:>11}" for stage, short in
+                                ((stage, names[name]) for stage, name in columns))
+    lines = [f"cv: {result['name']}", header]
+
+    def row(label, metrics):
+        values = [metrics.get(stage, {}).get(name) for stage, name in columns]
+        return f"{label:>5} " + "".join(f"{'n/a':>11}" if v is None else f"{v:>11.4f}" for v in values)
+
+    lines += [row(str(fold["split"]), fold["metrics"]) for fold in result["folds"]]
+    lines += [row(key, result[key]) for key in ("mean", "std")]
+    test = (result.get("ensemble") or {}).get("test")
+    if test:
+        lines.append(f"ensemble on the test file ({test['n_test']} rows): " + ", ".join(
+            f"{name} {test['ensemble'][name]:.4f} ({test['gain'][name]:+.4f} vs mean fold)"
+            for name in (*names, "loss") if name in test["gain"]))
+    return "\n".join(lines)
 
 
 def _add_export_parser(sub) -> None:
@@ -341,7 +390,7 @@ def _run_report(args) -> int:
 
 
 _COMMANDS = {"train": _run_train, "make-dataset": _run_make_dataset, "convert": _run_convert,
-             "export": _run_export, "predict": _run_predict, "report": _run_report}
+             "export": _run_export, "predict": _run_predict, "report": _run_report, "cv": _run_cv}
 
 
 def main(argv: list[str] | None = None) -> int:
