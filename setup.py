@@ -29,7 +29,10 @@ TRAINING = [
     "matplotlib>=3.6",
     "seaborn>=0.12",
 ]
-TEST = ["pytest>=7", "pytest-timeout>=2"]
+# optional: hyperparameter search (`spectratorch tune`) and MLflow tracking (`--logger mlflow`)
+TUNE = ["optuna>=4.0", "optuna-integration>=4.0", "pyyaml>=6"]
+TRACKING = ["mlflow>=2.10"]
+TEST = ["pytest>=7", "pytest-timeout>=2", *TUNE, *TRACKING]
 
 setup(
     name="spectratorch",
@@ -40,7 +43,7 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["spectratorch", "spectratorch.*"]),
     install_requires=INFERENCE + TRAINING,
-    extras_require={"test": TEST},
+    extras_require={"test": TEST, "tune": TUNE, "tracking": TRACKING},
     entry_points={"console_scripts": ["spectratorch = spectratorch.cli:main"]},
     classifiers=[
         "Programming Language :: Python :: 3",

@@ -151,6 +151,11 @@ def _add_train_args(parser: argparse.ArgumentParser) -> None:
     _add(out, "--to-onnx", action="store_true", help="also export <stem>.onnx")
     _add(out, "--save-test-preds", action="store_true", help="write <stem>.csv with the test probabilities")
     _add(out, "--resume", action="store_true", help="resume from '<stem> last.ckpt' in the output directory")
+    # experiment tracking (issue 7)
+    _add(out, "--logger", dest="loggers", action="append", choices=["tensorboard", "mlflow", "csv"], default=None,
+         help="where metrics go, repeatable (default: tensorboard); mlflow needs `pip install spectratorch[tracking]`")
+    _add(out, "--mlflow-uri", default=None, metavar="URI",
+         help="MLflow tracking server (default: a local store, sqlite:///<output dir>/mlflow.db)")
     hw = parser.add_argument_group("hardware (Lightning Trainer)")
     _add(hw, "--accelerator", default=t.accelerator, help="auto, cpu, gpu, ...")
     _add(hw, "--devices", default=t.devices, help="auto, a count, or a list like 0,1")
@@ -225,6 +230,45 @@ def _add_experiment_parsers(sub) -> None:
          "with the mean fold on the test file (--test-source FILE)")
     _add(group, "--fold-workers", type=int, default=1,
          help="folds trained at once, each in its own process (on GPUs listed in --devices: one per GPU)")
+    _add_tune_parser(sub)
+
+
+def _add_tune_parser(sub) -> None:
+    tune = sub.add_parser("tune", help="search hyperparameters with an Optuna study", formatter_class=_Formatter,
+                          allow_abbrev=False,
+                          description="Run trials of an Optuna study over the training flags named in --space (each "
+                          "trial a normal run; poor ones pruned) until --trials have finished in its storage, then "
+                          "write '<study> best.json' (the best trial as a `spectratorch train` command), "
+                          "'<study> trials.csv' and the history and importance plots. Several processes on one "
+                          "--storage share the study. The other flags are those of `train` and fix what is not "
+                          "searched.")
+    _add_train_args(tune)
+    group = tune.add_argument_group("study")
+    _add(group, "--space", required=True, metavar="SPACE.yaml",
+         help="the searched flags and their ranges or choices (see examples/search_space.yaml)")
+    _add(group, "--trials", type=int, required=True, help="finished trials the study should reach (all processes)")
+    _add(group, "--storage", default=None, metavar="URL",
+         help="Optuna storage URL, e.g. postgresql://user:pass@host/db (default: sqlite:///<output dir>/optuna.db)")
+    _add(group, "--study-name", default=None, help="the study in the storage (default: the --project name)")
+    _add(group, "--heartbeat", type=int, default=60,
+         help="seconds between a trial's heartbeats; a trial silent for twice that (its process killed) is retried")
+
+
+def _run_tune(args) -> int:
+    from spectratorch.tuning.space import load_space
+    from spectratorch.tuning.tune import tune
+
+    base = config_from_args(args)
+    result = tune(base, load_space(args.space, base), args.trials, storage=args.storage, study_name=args.study_name,
+                  heartbeat=args.heartbeat)
+    print(f"study {result['study']!r} ({result['storage']}): {result['n_trials']} trials {result['states']}")
+    if "best" in result:
+        best = result["best"]
+        print(f"best trial {best['number']}: {result['target_metric']} {best['value']:.4f} with {best['params']}")
+        print(f"command: {best['command']}")
+    for kind, path in result["files"].items():
+        print(f"{kind}: {path}")
+    return 0
 
 
 def _run_cv(args) -> int:
@@ -390,7 +434,8 @@ def _run_report(args) -> int:
 
 
 _COMMANDS = {"train": _run_train, "make-dataset": _run_make_dataset, "convert": _run_convert,
-             "export": _run_export, "predict": _run_predict, "report": _run_report, "cv": _run_cv}
+             "export": _run_export, "predict": _run_predict, "report": _run_report, "cv": _run_cv,
+             "tune": _run_tune}
 
 
 def main(argv: list[str] | None = None) -> int:

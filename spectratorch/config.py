@@ -26,6 +26,8 @@ __all__ = [
     "LOSSES",
     "normalize_loss",
     "parse_class_weights",
+    "LOGGERS",
+    "normalize_loggers",
 ]
 
 TRANSFORMS = ("da", "mixup", "simulate", "snv", "sg1", "sg2")
@@ -108,6 +110,25 @@ def parse_class_weights(spec) -> str | tuple[float, ...]:
         raise ConfigError(f"--class-weights must be none, balanced or positive numbers W1,W2,... (one per class, "
                           f"in the order of the labels); got {spec!r}.")
     return weights
+
+
+LOGGERS = ("tensorboard", "mlflow", "csv")
+
+
+def normalize_loggers(names) -> tuple[str, ...]:
+    """Check logger names, drop repeats; none given means TensorBoard.
+
+    Example:
+        >>> normalize_loggers(["CSV", "mlflow", "csv"]), normalize_loggers(None)
+        (('csv', 'mlflow'), ('tensorboard',))
+    """
+    if isinstance(names, str):
+        names = [names]
+    cleaned = tuple(dict.fromkeys(str(n).lower() for n in (names or ("tensorboard",))))
+    unknown = [n for n in cleaned if n not in LOGGERS]
+    if unknown:
+        raise ConfigError(f"unknown --logger {unknown}; expected some of {list(LOGGERS)}.")
+    return cleaned
 
 
 def _check_range(name: str, value, low, high, inclusive_low=True) -> None:
@@ -241,6 +262,9 @@ class TrainConfig:
     loss: str = "ce"
     focal_gamma: float = 2.0
     class_weights: str = "none"
+    # experiment tracking (issue 7)
+    loggers: tuple[str, ...] | None = ("tensorboard",)
+    mlflow_uri: str | None = None
 
     def __post_init__(self):
         _check_range("--eps", self.eps, 0.0, 1.0)
@@ -259,6 +283,8 @@ class TrainConfig:
         weights = parse_class_weights(self.class_weights)
         object.__setattr__(self, "class_weights", weights if isinstance(weights, str) else
                            ",".join(str(w) for w in weights))
+        # experiment tracking (issue 7)
+        object.__setattr__(self, "loggers", normalize_loggers(self.loggers))
 
     @property
     def metric_mode(self) -> str:

@@ -14,13 +14,13 @@ import os
 import sys
 import warnings
 from pathlib import Path
+from typing import Sequence
 
 import lightning.pytorch as pl
 import numpy as np
 import pandas as pd
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
-from lightning.pytorch.loggers import TensorBoardLogger
 
 from spectratorch._version import __version__
 from spectratorch.config import RunConfig
@@ -29,6 +29,8 @@ from spectratorch.data.io import atomic_path
 from spectratorch.errors import CheckpointError, ConfigError
 from spectratorch.models.registry import is_model, list_models
 from spectratorch.report.sheet import make_result_sheet
+from spectratorch.training.loggers import check_loggers, log_artifacts, log_dir, log_hparams, make_loggers, \
+    tensorboard_writer
 from spectratorch.training.losses import resolve_class_weights
 from spectratorch.training.module import METRIC_NAMES, SpectralModule
 from spectratorch.defaults import resolve_defaults
@@ -136,7 +138,7 @@ def _callbacks(config: RunConfig, stem: str, out_dir: Path) -> tuple[ModelCheckp
 
 def _trainer(config: RunConfig, out_dir: Path, stem: str, callbacks: list) -> pl.Trainer:
     t = config.train
-    logger = TensorBoardLogger(save_dir=str(out_dir / "logs"), name=stem, default_hp_metric=False)
+    logger = make_loggers(config, out_dir, stem)
     devices = int(t.devices) if str(t.devices).isdigit() else t.devices
     limit = t.limit_batches
     return pl.Trainer(
@@ -207,11 +209,12 @@ def _save_test_predictions(path: Path, module: SpectralModule, dm: SpectralDataM
         frame.to_csv(tmp, index=False)
 
 
-def train(config: RunConfig) -> dict:
+def train(config: RunConfig, callbacks: Sequence = ()) -> dict:
     """Run one training: load, split, fit, pick the best checkpoint, evaluate, write the outputs.
 
     Args:
         config: the run's configuration.
+        callbacks: more Lightning callbacks for the fit (e.g. a tuning study's pruning callback).
 
     Returns:
         The summary written to ``<stem>.json``.
@@ -223,6 +226,7 @@ def train(config: RunConfig) -> dict:
     if not is_model(config.model.arch):
         raise ConfigError(f"unknown --arch {config.model.arch!r}; expected one of {list_models()}.")
     _check_writable(out_dir)
+    check_loggers(config.train.loggers)
     pl.seed_everything(config.data.seed, workers=True, verbose=False)
     dm = SpectralDataModule(config.data)
     dm.prepare()
@@ -235,8 +239,8 @@ def train(config: RunConfig) -> dict:
     else:
         module = SpectralModule(**expected)
         module.model.preprocess.fit(*dm.train_arrays())
-    checkpoint, callbacks = _callbacks(config, stem, out_dir)
-    trainer = _trainer(config, out_dir, stem, callbacks)
+    checkpoint, own_callbacks = _callbacks(config, stem, out_dir)
+    trainer = _trainer(config, out_dir, stem, [*own_callbacks, *callbacks])
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     last = out_dir / f"{stem} last.ckpt"
     if config.train.fit:
@@ -273,13 +277,14 @@ def train(config: RunConfig) -> dict:
         files["last_checkpoint"] = str(last)
     elif config.train.load_this:
         files["checkpoint"] = str(config.train.load_this)
-    files["logs"] = str(Path(trainer.logger.log_dir))
+    if log_dir(trainer):
+        files["logs"] = log_dir(trainer)
     if config.train.save_test_preds:
         files["test_predictions"] = str(out_dir / f"{stem}.csv")
         _save_test_predictions(out_dir / f"{stem}.csv", module, dm)
     if config.train.evaluate:
         sheet = make_result_sheet(module, dm, out_dir / f"{stem} result sheet.png", stem,
-                                  tensorboard=trainer.logger.experiment)
+                                  tensorboard=tensorboard_writer(trainer))
         files["result_sheet"] = sheet.pop("result_sheet")
         summary["calibration"] = sheet
     if config.train.to_onnx and "checkpoint" in files:
@@ -292,6 +297,7 @@ def train(config: RunConfig) -> dict:
     files["json"] = str(out_dir / f"{stem}.json")
     _log_hparams(trainer, config, summary)
     _write_json(out_dir / f"{stem}.json", summary)
+    log_artifacts(trainer, files)
     return summary
 
 
@@ -300,4 +306,4 @@ def _log_hparams(trainer: pl.Trainer, config: RunConfig, summary: dict) -> None:
             for group, values in config.to_dict().items() for key, value in values.items()}
     metrics = {f"hp/{stage}_{name}": value for stage, values in summary["metrics"].items()
                for name, value in values.items() if value is not None}
-    trainer.logger.log_hyperparams(flat, metrics)
+    log_hparams(trainer, flat, metrics)
