@@ -139,7 +139,11 @@ def parse_space(values: dict, base: RunConfig) -> list[Param]:
 
 def load_space(path: str | os.PathLike, base: RunConfig) -> list[Param]:
     """Read and check a YAML search space (see the module's docstring for the format)."""
-    import yaml
+    try:
+        import yaml
+    except ImportError:
+        raise ConfigError("--space needs PyYAML, which is not installed; install it with "
+                          "`pip install spectratorch[tune]`.") from None
 
     path = Path(path)
     if not path.is_file():
