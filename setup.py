@@ -34,8 +34,11 @@ NOTEBOOK_RUN = ["nbformat>=5.1", "nbclient>=0.6", "ipykernel>=6"]
 # reason: the inspectors' page (`spectratorch app`); it runs on the inference set above plus streamlit, no torch.
 # 1.67 is the release tested (its AppTest uploads files).
 APP = ["streamlit>=1.67,<2"]
+# optional: hyperparameter search (`spectratorch tune`) and MLflow tracking (`--logger mlflow`)
+TUNE = ["optuna>=4.0", "optuna-integration>=4.0", "pyyaml>=6"]
+TRACKING = ["mlflow>=2.10"]
 # reason: playwright drives the system's chromium in the page's end-to-end test; it never downloads a browser.
-TEST = ["pytest>=7", "pytest-timeout>=2", "playwright>=1.40", *NOTEBOOK_RUN]
+TEST = ["pytest>=7", "pytest-timeout>=2", "playwright>=1.40", *NOTEBOOK_RUN, *TUNE, *TRACKING]
 
 setup(
     name="spectratorch",
@@ -46,7 +49,8 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["spectratorch", "spectratorch.*"]),
     install_requires=INFERENCE + TRAINING,
-    extras_require={"test": TEST, "app": APP, "notebook": [*NOTEBOOK_RUN, "jupyterlab>=4"]},
+    extras_require={"test": TEST, "app": APP, "tune": TUNE, "tracking": TRACKING,
+                    "notebook": [*NOTEBOOK_RUN, "jupyterlab>=4"]},
     entry_points={"console_scripts": ["spectratorch = spectratorch.cli:main"]},
     classifiers=[
         "Programming Language :: Python :: 3",

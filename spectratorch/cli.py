@@ -143,6 +143,12 @@ def _add_train_args(parser: argparse.ArgumentParser) -> None:
     _add(opt, "--scheduler-cooldown", type=int, default=t.scheduler_cooldown, help="ReduceLROnPlateau cooldown")
     _add(opt, "--target-metric", default=t.target_metric, choices=list(TARGET_METRICS) + ["val_acc"],
          help="metric for checkpointing, early stopping and the scheduler")
+    # losses for imbalanced classes (issue 7)
+    _add(opt, "--loss", default=t.loss, help="training loss: ce (cross-entropy) or focal")
+    _add(opt, "--focal-gamma", type=float, default=t.focal_gamma, help="focal loss gamma (0 = cross-entropy)")
+    _add(opt, "--class-weights", default=t.class_weights, metavar="none|balanced|W1,W2,...",
+         help="class weights of the training loss: none, balanced (from the training split's counts) or one "
+         "weight per class in label order")
     out = parser.add_argument_group("outputs")
     _add(out, "--project", default=t.project, help="project name; outputs go to checkpoints/<project>")
     _add(out, "--output-dir", default=None, help="output directory (default: checkpoints/<project>)")
@@ -154,6 +160,11 @@ def _add_train_args(parser: argparse.ArgumentParser) -> None:
     _add(out, "--to-onnx", action="store_true", help="also export <stem>.onnx")
     _add(out, "--save-test-preds", action="store_true", help="write <stem>.csv with the test probabilities")
     _add(out, "--resume", action="store_true", help="resume from '<stem> last.ckpt' in the output directory")
+    # experiment tracking (issue 7)
+    _add(out, "--logger", dest="loggers", action="append", choices=["tensorboard", "mlflow", "csv"], default=None,
+         help="where metrics go, repeatable (default: tensorboard); mlflow needs `pip install spectratorch[tracking]`")
+    _add(out, "--mlflow-uri", default=None, metavar="URI",
+         help="MLflow tracking server (default: a local store, sqlite:///<output dir>/mlflow.db)")
     hw = parser.add_argument_group("hardware (Lightning Trainer)")
     _add(hw, "--accelerator", default=t.accelerator, help="auto, cpu, gpu, ...")
     _add(hw, "--devices", default=t.devices, help="auto, a count, or a list like 0,1")
@@ -203,6 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_export_parser(sub)
     _add_predict_parser(sub)
     _add_app_parser(sub)
+    _add_experiment_parsers(sub)
     report = sub.add_parser("report", help="draw the result sheet of a checkpoint", formatter_class=_Formatter,
                             allow_abbrev=False, description="Write '<stem> result sheet.png' beside the checkpoint "
                             "(calibration, confusion, ROC/PR, cutoffs, error contributions, what drives each class) "
@@ -211,6 +223,93 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--data", default=None, help="dataset (default: the checkpoint's training data)")
     report.add_argument("-o", "--output", default=None, help="PNG file (default: '<stem> result sheet.png')")
     return parser
+
+
+# ---- experiments (issue 7): cv ------------------------------------------------------------------------------
+def _add_experiment_parsers(sub) -> None:
+    cv = sub.add_parser("cv", help="train every fold of one configuration (cross-validation)",
+                        formatter_class=_Formatter, allow_abbrev=False,
+                        description="Train folds 0..n_splits-1 with the flags of `train` (each with its usual files), "
+                        "then write '<stem with cv-N>.json' (per-fold, mean and std of every val and test metric) and "
+                        "'<stem with cv-N> folds.png'. Folds already trained in the output directory are skipped, so "
+                        "an interrupted CV resumes. --current-split is ignored.")
+    _add_train_args(cv)
+    group = cv.add_argument_group("cross-validation")
+    _add(group, "--ensemble", action="store_true",
+         help="also export '<stem with ens-N>.onnx', the mean of the folds' calibrated probabilities, and compare it "
+         "with the mean fold on the test file (--test-source FILE)")
+    _add(group, "--fold-workers", type=int, default=1,
+         help="folds trained at once, each in its own process (on GPUs listed in --devices: one per GPU)")
+    _add_tune_parser(sub)
+
+
+def _add_tune_parser(sub) -> None:
+    tune = sub.add_parser("tune", help="search hyperparameters with an Optuna study", formatter_class=_Formatter,
+                          allow_abbrev=False,
+                          description="Run trials of an Optuna study over the training flags named in --space (each "
+                          "trial a normal run; poor ones pruned) until --trials have finished in its storage, then "
+                          "write '<study> best.json' (the best trial as a `spectratorch train` command), "
+                          "'<study> trials.csv' and the history and importance plots. Several processes on one "
+                          "--storage share the study. The other flags are those of `train` and fix what is not "
+                          "searched.")
+    _add_train_args(tune)
+    group = tune.add_argument_group("study")
+    _add(group, "--space", required=True, metavar="SPACE.yaml",
+         help="the searched flags and their ranges or choices (see examples/search_space.yaml)")
+    _add(group, "--trials", type=int, required=True, help="finished trials the study should reach (all processes)")
+    _add(group, "--storage", default=None, metavar="URL",
+         help="Optuna storage URL, e.g. postgresql://user:pass@host/db (default: sqlite:///<output dir>/optuna.db)")
+    _add(group, "--study-name", default=None, help="the study in the storage (default: the --project name)")
+    _add(group, "--heartbeat", type=int, default=60,
+         help="seconds between a trial's heartbeats; a trial silent for twice that (its process killed) is retried")
+
+
+def _run_tune(args) -> int:
+    from spectratorch.tuning.space import load_space
+    from spectratorch.tuning.tune import tune
+
+    base = config_from_args(args)
+    result = tune(base, load_space(args.space, base), args.trials, storage=args.storage, study_name=args.study_name,
+                  heartbeat=args.heartbeat)
+    print(f"study {result['study']!r} ({result['storage']}): {result['n_trials']} trials {result['states']}")
+    if "best" in result:
+        best = result["best"]
+        print(f"best trial {best['number']}: {result['target_metric']} {best['value']:.4f} with {best['params']}")
+        print(f"command: {best['command']}")
+    for kind, path in result["files"].items():
+        print(f"{kind}: {path}")
+    return 0
+
+
+def _run_cv(args) -> int:
+    from spectratorch.tuning.cv import run_cv
+
+    result = run_cv(config_from_args(args), ensemble=args.ensemble, workers=args.fold_workers)
+    print(_cv_table(result))
+    for kind, path in result["files"].items():
+        print(f"{kind}: {path}")
+    return 0
+
+
+def _cv_table(result: dict) -> str:
+    names = {"accuracy": "acc", "f1": "f1", "balanced_accuracy": "bacc", "auroc": "auroc"}
+    columns = [(stage, name) for stage in ("val", "test") for name in names]
+    header = "split " + "".join(f"{stage + '_' + short:>11}" for stage, short in
+                                ((stage, names[name]) for stage, name in columns))
+    lines = [f"cv: {result['name']}", header]
+
+    def row(label, metrics):
+        values = [metrics.get(stage, {}).get(name) for stage, name in columns]
+        return f"{label:>5} " + "".join(f"{'n/a':>11}" if v is None else f"{v:>11.4f}" for v in values)
+
+    lines += [row(str(fold["split"]), fold["metrics"]) for fold in result["folds"]]
+    lines += [row(key, result[key]) for key in ("mean", "std")]
+    test = (result.get("ensemble") or {}).get("test")
+    if test:
+        lines.append(f"ensemble on the test file ({test['n_test']} rows): " + ", ".join(
+            f"{name} {test['ensemble'][name]:.4f} ({test['gain'][name]:+.4f} vs mean fold)"
+            for name in (*names, "loss") if name in test["gain"]))
+    return "\n".join(lines)
 
 
 def _add_export_parser(sub) -> None:
@@ -381,7 +480,8 @@ def _run_report(args) -> int:
 
 
 _COMMANDS = {"train": _run_train, "make-dataset": _run_make_dataset, "convert": _run_convert,
-             "export": _run_export, "predict": _run_predict, "report": _run_report, "app": _run_app}
+             "export": _run_export, "predict": _run_predict, "report": _run_report, "app": _run_app,
+             "cv": _run_cv, "tune": _run_tune}
 
 
 def main(argv: list[str] | None = None) -> int:

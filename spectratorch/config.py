@@ -23,6 +23,11 @@ __all__ = [
     "RunConfig",
     "normalize_transforms",
     "DEMO_DATA",
+    "LOSSES",
+    "normalize_loss",
+    "parse_class_weights",
+    "LOGGERS",
+    "normalize_loggers",
 ]
 
 TRANSFORMS = ("da", "mixup", "simulate", "snv", "sg1", "sg2")
@@ -55,6 +60,75 @@ def normalize_transforms(transforms) -> tuple[str, ...]:
     if len(set(names)) != len(names):
         raise ConfigError(f"transforms must not repeat; got {list(names)}.")
     return names
+
+
+# ---- losses (issue 7): names and class weights, checked when a config is built -------------------------------
+LOSSES = ("ce", "focal")
+
+
+def normalize_loss(name: str) -> str:
+    """Check a loss name (case and ``-``/``_`` are free; ``cross-entropy`` means ``ce``).
+
+    Example:
+        >>> normalize_loss("Focal"), normalize_loss("cross-entropy")
+        ('focal', 'ce')
+    """
+    key = str(name).lower().replace("-", "_")
+    key = {"cross_entropy": "ce", "crossentropy": "ce"}.get(key, key)
+    if key not in LOSSES:
+        raise ConfigError(f"--loss must be one of {list(LOSSES)}; got {name!r}.")
+    return key
+
+
+def parse_class_weights(spec) -> str | tuple[float, ...]:
+    """``none``, ``balanced`` or explicit positive weights ``W1,W2,...`` (a string or a sequence).
+
+    Returns:
+        ``"none"``, ``"balanced"`` or a tuple of floats.
+
+    Raises:
+        ConfigError: not a keyword and not a list of positive numbers.
+
+    Example:
+        >>> parse_class_weights("1,4"), parse_class_weights("Balanced"), parse_class_weights(None)
+        ((1.0, 4.0), 'balanced', 'none')
+    """
+    if spec is None:
+        return "none"
+    if isinstance(spec, str):
+        key = spec.strip().lower()
+        if key in ("none", "balanced"):
+            return key
+        parts = [p for p in spec.replace(" ", ",").split(",") if p]
+    else:
+        parts = list(spec)
+    try:
+        weights = tuple(float(p) for p in parts)
+    except (TypeError, ValueError):
+        weights = ()
+    if not weights or not all(math.isfinite(w) and w > 0 for w in weights):
+        raise ConfigError(f"--class-weights must be none, balanced or positive numbers W1,W2,... (one per class, "
+                          f"in the order of the labels); got {spec!r}.")
+    return weights
+
+
+LOGGERS = ("tensorboard", "mlflow", "csv")
+
+
+def normalize_loggers(names) -> tuple[str, ...]:
+    """Check logger names, drop repeats; none given means TensorBoard.
+
+    Example:
+        >>> normalize_loggers(["CSV", "mlflow", "csv"]), normalize_loggers(None)
+        (('csv', 'mlflow'), ('tensorboard',))
+    """
+    if isinstance(names, str):
+        names = [names]
+    cleaned = tuple(dict.fromkeys(str(n).lower() for n in (names or ("tensorboard",))))
+    unknown = [n for n in cleaned if n not in LOGGERS]
+    if unknown:
+        raise ConfigError(f"unknown --logger {unknown}; expected some of {list(LOGGERS)}.")
+    return cleaned
 
 
 def _check_range(name: str, value, low, high, inclusive_low=True) -> None:
@@ -187,6 +261,13 @@ class TrainConfig:
     strategy: str = "auto"
     num_nodes: int = 1
     limit_batches: float | None = None
+    # losses for imbalanced classes (issue 7)
+    loss: str = "ce"
+    focal_gamma: float = 2.0
+    class_weights: str = "none"
+    # experiment tracking (issue 7)
+    loggers: tuple[str, ...] | None = ("tensorboard",)
+    mlflow_uri: str | None = None
 
     def __post_init__(self):
         _check_range("--eps", self.eps, 0.0, 1.0)
@@ -200,6 +281,14 @@ class TrainConfig:
         object.__setattr__(self, "target_metric", metric)
         if not self.fit and not self.load_this:
             raise ConfigError("--no-fit needs a model to evaluate: give --load-this CKPT.")
+        # losses (issue 7)
+        object.__setattr__(self, "loss", normalize_loss(self.loss))
+        _check_range("--focal-gamma", self.focal_gamma, 0.0, 100.0)
+        weights = parse_class_weights(self.class_weights)
+        object.__setattr__(self, "class_weights", weights if isinstance(weights, str) else
+                           ",".join(str(w) for w in weights))
+        # experiment tracking (issue 7)
+        object.__setattr__(self, "loggers", normalize_loggers(self.loggers))
 
     @property
     def metric_mode(self) -> str:

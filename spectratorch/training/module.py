@@ -13,6 +13,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassAUROC, Mul
 
 from spectratorch.config import TARGET_METRICS
 from spectratorch.models.classifier import build_classifier
+from spectratorch.training.losses import soft_target_loss
 
 __all__ = ["SpectralModule", "smoothed_nll", "METRIC_NAMES", "SELECT_METRIC"]
 
@@ -81,6 +82,9 @@ class SpectralModule(pl.LightningModule):
         scheduler_cooldown: ReduceLROnPlateau cooldown.
         seed: the run's seed (each epoch reseeds from it, so a resumed run draws the same numbers).
         config: the whole run configuration, recorded with the checkpoint.
+        loss: ``ce`` or ``focal`` (the training loss; validation and test losses stay plain NLL).
+        focal_gamma: the focal loss's gamma.
+        class_weights: ``[K]`` class weights of the training loss, or ``None``.
     """
 
     def __init__(
@@ -101,6 +105,9 @@ class SpectralModule(pl.LightningModule):
         scheduler_cooldown: int = 0,
         seed: int = 42,
         config: dict | None = None,
+        loss: str = "ce",
+        focal_gamma: float = 2.0,
+        class_weights: Sequence[float] | None = None,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -111,6 +118,9 @@ class SpectralModule(pl.LightningModule):
         )
         self._plateau: torch.optim.lr_scheduler.ReduceLROnPlateau | None = None
         self._plateau_state: dict | None = None
+        # reason: not persistent, so checkpoints keep their keys; the values travel in the hyperparameters.
+        self.register_buffer("class_weights", None if class_weights is None else
+                             torch.tensor(class_weights, dtype=torch.float32), persistent=False)
         self.val_metrics = _metrics(len(labels), "val_")
         self.val_loss_mean = MeanMetric()
         self.test_metrics = _metrics(len(labels), "test_")
@@ -126,7 +136,8 @@ class SpectralModule(pl.LightningModule):
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         log_probs = F.log_softmax(self(batch["spectra"], batch["tabular"]).float(), dim=1)
-        loss = smoothed_nll(log_probs, batch.get("target", batch["y"]), self.hparams.eps)
+        gamma = self.hparams.get("focal_gamma", 2.0) if self.hparams.get("loss", "ce") == "focal" else 0.0
+        loss = soft_target_loss(log_probs, batch.get("target", batch["y"]), self.hparams.eps, gamma, self.class_weights)
         self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(batch["y"]),
                  sync_dist=True)
         return loss

@@ -2,7 +2,8 @@
 
 ``{arch} y={targets!r} c={channels!r} t={transforms!r} {split}-{n_splits} s={seed} eps={eps:g}``, e.g.
 ``ResNetV2 y=['OVA', 'OK'] c=('277', '380', '425') t=('da',) 0-20 s=42 eps=0.1``. ``t=None`` without transforms;
-the split is a fold number or ``ens`` for an ensemble of folds. No torch here.
+the split is a fold number, ``ens`` for an ensemble of the folds, or ``cv`` for the summary of a cross-validation.
+No torch here.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ __all__ = ["NameParts", "model_name", "parse_model_name"]
 
 _FILE_SUFFIXES = (".onnx", ".ckpt", ".json", ".csv", ".png")
 _HEAD = re.compile(r"^(?P<arch>[^\s=]+) y=")
-_TAIL = re.compile(r"^ (?P<split>\d+|ens)-(?P<n_splits>\d+) s=(?P<seed>-?\d+) eps=(?P<eps>[-+0-9.eE]+)")
+_TAIL = re.compile(r"^ (?P<split>\d+|ens|cv)-(?P<n_splits>\d+) s=(?P<seed>-?\d+) eps=(?P<eps>[-+0-9.eE]+)")
 
 
 @dataclass(frozen=True)

@@ -16,13 +16,13 @@ import shutil
 import sys
 import warnings
 from pathlib import Path
+from typing import Sequence
 
 import lightning.pytorch as pl
 import numpy as np
 import pandas as pd
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
-from lightning.pytorch.loggers import TensorBoardLogger
 
 from spectratorch._version import __version__
 from spectratorch.config import RunConfig
@@ -32,6 +32,9 @@ from spectratorch.errors import CheckpointError, ConfigError
 from spectratorch.models.registry import is_model, list_models
 from spectratorch.report.sheet import make_result_sheet
 from spectratorch.training.baseline import compare_with_baseline, fit_baselines, preprocessed_features
+from spectratorch.training.loggers import check_loggers, log_artifacts, log_dir, log_hparams, make_loggers, \
+    tensorboard_writer
+from spectratorch.training.losses import resolve_class_weights
 from spectratorch.training.module import METRIC_NAMES, SELECT_METRIC, SpectralModule
 from spectratorch.defaults import ARCH_CANDIDATES, LARGE_TRAIN, auto_arch, resolve_defaults
 from spectratorch.training.naming import model_name
@@ -99,6 +102,10 @@ def _module_kwargs(config: RunConfig, dm: SpectralDataModule) -> dict:
         scheduler_cooldown=config.train.scheduler_cooldown,
         seed=config.data.seed,
         config=config.to_dict(),
+        # losses (issue 7): balanced weights come from the training split's counts
+        loss=config.train.loss,
+        focal_gamma=config.train.focal_gamma,
+        class_weights=resolve_class_weights(config.train.class_weights, dm.class_counts()["train"]),
     )
 
 
@@ -108,8 +115,11 @@ def _load_module(path: str, expected: dict) -> SpectralModule:
     if differences:
         raise CheckpointError(f"--load-this {path} was trained with another configuration: " + "; ".join(differences))
     # reason: the run's own optimisation settings apply (a fine-tune may use another lr or eps).
-    for key in ("eps", "lr", "weight_decay", "target_metric", "scheduler_patience", "scheduler_cooldown", "seed", "config"):
+    for key in ("eps", "lr", "weight_decay", "target_metric", "scheduler_patience", "scheduler_cooldown", "seed",
+                "config", "loss", "focal_gamma", "class_weights"):
         module.hparams[key] = expected[key]
+    weights = expected["class_weights"]
+    module.class_weights = None if weights is None else torch.tensor(weights, dtype=torch.float32)
     return module
 
 
@@ -134,7 +144,7 @@ def _callbacks(config: RunConfig, stem: str, out_dir: Path) -> tuple[ModelCheckp
 
 def _trainer(config: RunConfig, out_dir: Path, stem: str, callbacks: list) -> pl.Trainer:
     t = config.train
-    logger = TensorBoardLogger(save_dir=str(out_dir / "logs"), name=stem, default_hp_metric=False)
+    logger = make_loggers(config, out_dir, stem)
     devices = int(t.devices) if str(t.devices).isdigit() else t.devices
     limit = t.limit_batches
     return pl.Trainer(
@@ -205,7 +215,8 @@ def _save_test_predictions(path: Path, module: SpectralModule, dm: SpectralDataM
         frame.to_csv(tmp, index=False)
 
 
-def train(config: RunConfig, arch_selection: dict | None = None, result_sheet: bool = True) -> dict:
+def train(config: RunConfig, callbacks: Sequence = (), arch_selection: dict | None = None,
+          result_sheet: bool = True) -> dict:
     """Run one training: load, split, fit, pick the best checkpoint, evaluate, write the outputs.
 
     With ``--arch auto`` the architecture is chosen first (:func:`_train_auto`): by rule on the lab's large sets, else
@@ -213,6 +224,8 @@ def train(config: RunConfig, arch_selection: dict | None = None, result_sheet: b
 
     Args:
         config: the run's configuration.
+        callbacks: more Lightning callbacks for the fit (e.g. a tuning study's pruning callback; not passed to the
+            candidates of ``--arch auto``).
         arch_selection: how the architecture was chosen, recorded in the JSON (set by ``--arch auto``).
         result_sheet: draw the result sheet (the candidates of ``--arch auto`` skip it).
 
@@ -228,6 +241,7 @@ def train(config: RunConfig, arch_selection: dict | None = None, result_sheet: b
     if config.model.arch != "auto" and not is_model(config.model.arch):
         raise ConfigError(f"unknown --arch {config.model.arch!r}; expected one of {list_models()} or auto.")
     _check_writable(out_dir)
+    check_loggers(config.train.loggers)
     if config.model.arch == "auto":
         return _train_auto(config)
     pl.seed_everything(config.data.seed, workers=True, verbose=False)
@@ -242,8 +256,8 @@ def train(config: RunConfig, arch_selection: dict | None = None, result_sheet: b
     else:
         module = SpectralModule(**expected)
         module.model.fit(*dm.train_arrays(), seed=config.data.seed)
-    checkpoint, callbacks = _callbacks(config, stem, out_dir)
-    trainer = _trainer(config, out_dir, stem, callbacks)
+    checkpoint, own_callbacks = _callbacks(config, stem, out_dir)
+    trainer = _trainer(config, out_dir, stem, [*own_callbacks, *callbacks])
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     last = out_dir / f"{stem} last.ckpt"
     if config.train.fit:
@@ -281,7 +295,8 @@ def train(config: RunConfig, arch_selection: dict | None = None, result_sheet: b
         files["last_checkpoint"] = str(last)
     elif config.train.load_this:
         files["checkpoint"] = str(config.train.load_this)
-    files["logs"] = str(Path(trainer.logger.log_dir))
+    if log_dir(trainer):
+        files["logs"] = log_dir(trainer)
     if config.train.save_test_preds:
         files["test_predictions"] = str(out_dir / f"{stem}.csv")
         _save_test_predictions(out_dir / f"{stem}.csv", module, dm)
@@ -291,7 +306,7 @@ def train(config: RunConfig, arch_selection: dict | None = None, result_sheet: b
         baseline_test = {name: result["test"]["accuracy"] for name, result in
                          summary["metrics"].get("baseline", {}).items() if "test" in result}
         sheet = make_result_sheet(module, dm, out_dir / f"{stem} result sheet.png", stem,
-                                  tensorboard=trainer.logger.experiment, baseline=baseline_test)
+                                  tensorboard=tensorboard_writer(trainer), baseline=baseline_test)
         files["result_sheet"] = sheet.pop("result_sheet")
         summary["calibration"] = sheet
     if config.train.to_onnx and "checkpoint" in files:
@@ -304,6 +319,7 @@ def train(config: RunConfig, arch_selection: dict | None = None, result_sheet: b
     files["json"] = str(out_dir / f"{stem}.json")
     _log_hparams(trainer, config, summary)
     _write_json(out_dir / f"{stem}.json", summary)
+    log_artifacts(trainer, files)
     return summary
 
 
@@ -382,4 +398,4 @@ def _log_hparams(trainer: pl.Trainer, config: RunConfig, summary: dict) -> None:
             for group, values in config.to_dict().items() for key, value in values.items()}
     metrics = {f"hp/{stage}_{name}": value for stage, values in summary["metrics"].items() if stage != "baseline"
                for name, value in values.items() if value is not None}
-    trainer.logger.log_hyperparams(flat, metrics)
+    log_hparams(trainer, flat, metrics)

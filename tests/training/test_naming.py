@@ -21,7 +21,8 @@ ARCHS = ["VGG11", "ResNetV2"]
 TARGETS = [("OVA", "OK"), ("AVA", "INsTYs"), ("OVA", "label", "b c"), ("AVA", "x]y")]
 CHANNELS = [("277",), ("425", "277"), ("lspr", "nir", "a'b", "(c)", "d)e", "é", "1.5")]
 TRANSFORMS = [(), ("da",), ("simulate", "snv", "mixup")]
-NUMBERS = [(0, 5, 42, 0.1), (19, 20, -1, 0.0), (3, 7, 0, 1.0), ("ens", 5, 1, 0.123456789), (1, 3, 7, 1e-7)]
+NUMBERS = [(0, 5, 42, 0.1), (19, 20, -1, 0.0), (3, 7, 0, 1.0), ("ens", 5, 1, 0.123456789), (1, 3, 7, 1e-7),
+           ("cv", 10, 42, 0.1)]
 
 
 @pytest.mark.parametrize("arch,targets,channels,transforms,numbers",

@@ -1,0 +1,149 @@
+"""Export the folds of a cross-validation as one ONNX file that averages their calibrated probabilities.
+
+``<stem with ens-N>.onnx`` has the inputs, output and metadata of a single model (see
+:func:`spectratorch.export.onnx.export_onnx`): ``probabilities = mean_k softmax(model_k(x) / T_k)``, where each
+member ``k`` carries its own preprocessing (its min-max scaling was fitted on its own training split) and its own
+temperature ``T_k``, fitted on its own validation fold. The metadata's ``split`` is ``"ens"``, ``temperature`` is 1
+(the members are calibrated one by one) and ``calibration`` lists the members' reports; ``members`` names them.
+The file appears only once ``onnx.checker`` and onnxruntime-against-torch (on real rows) have passed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from spectratorch.data.io import atomic_path
+from spectratorch.errors import ConfigError
+from spectratorch.export.calibration import calibration_report
+from spectratorch.export.onnx import (
+    ExportError,
+    _data_arrays,
+    _inputs,
+    _metadata,
+    _Probabilities,
+    _run_torch,
+    _set_props,
+    _check_parity,
+    _trace,
+    conv2d_layout,
+)
+from spectratorch.inference import INPUT_SPECTRA, INPUT_TABULAR, encode_metadata
+from spectratorch.training.restore import load_module
+
+__all__ = ["EnsembleMember", "export_ensemble"]
+
+_logger = logging.getLogger(__name__)
+_SAME = ("arch", "channels", "tabular_columns", "labels", "transforms")
+
+
+class _MeanProbabilities(nn.Module):
+    """The mean of the members' calibrated probabilities ``[B, K]``."""
+
+    def __init__(self, members: Sequence[nn.Module]):
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    def forward(self, spectra: torch.Tensor, tabular: torch.Tensor | None = None) -> torch.Tensor:
+        return torch.stack([member(spectra, tabular) for member in self.members]).mean(dim=0)
+
+
+class EnsembleMember:
+    """One fold of the ensemble: its checkpoint, its network in eval mode and its calibration report."""
+
+    def __init__(self, checkpoint: Path, model: nn.Module, hparams: dict, calibration: dict):
+        self.checkpoint, self.model, self.hparams, self.calibration = checkpoint, model, hparams, calibration
+
+    @property
+    def temperature(self) -> float:
+        return float(self.calibration["temperature"])
+
+    @torch.no_grad()
+    def probabilities(self, spectra: np.ndarray, tabular: np.ndarray) -> np.ndarray:
+        """Calibrated probabilities ``[N, K]`` of raw spectra ``[N, C, L]`` and tabular values ``[N, T]``."""
+        return _run_torch(_Probabilities(self.model, self.temperature).eval(), _inputs(self.model, spectra, tabular))
+
+
+def _check_members(members: list[EnsembleMember]) -> None:
+    first = members[0].hparams
+    for member in members[1:]:
+        differ = [key for key in _SAME if list(np.atleast_1d(member.hparams[key])) != list(np.atleast_1d(first[key]))]
+        axis_a, axis_b = np.asarray(first["axis"], float), np.asarray(member.hparams["axis"], float)
+        if len(axis_a) != len(axis_b) or not np.allclose(axis_a, axis_b):
+            differ.append("axis")
+        if differ:
+            raise ExportError(f"{member.checkpoint.name} differs from {members[0].checkpoint.name} in {differ}; an "
+                              "ensemble needs models of one configuration.")
+
+
+def load_members(checkpoints: Sequence[str | os.PathLike], n_check: int = 256) -> tuple[list[EnsembleMember], tuple]:
+    """Load the folds' checkpoints and fit each one's temperature on its own validation fold.
+
+    Returns:
+        The members, and ``(spectra, tabular)`` rows of the first fold's data to check an export on.
+    """
+    if len(checkpoints) < 2:
+        raise ConfigError(f"an ensemble needs at least 2 checkpoints; got {len(checkpoints)}.")
+    members, check = [], None
+    for path in map(Path, checkpoints):
+        module = load_module(path)
+        hparams = dict(module.hparams)
+        model = module.model.float().eval()
+        (val_spectra, val_tabular, val_y), rows = _data_arrays(hparams, None, n_check)
+        check = rows if check is None else check
+        report = calibration_report(_run_torch(model, _inputs(model, val_spectra, val_tabular)), val_y)
+        members.append(EnsembleMember(path, model, hparams, report))
+    _check_members(members)
+    return members, check
+
+
+def export_ensemble(checkpoints: Sequence[str | os.PathLike], out_path: str | os.PathLike, stem: str,
+                    n_check: int = 256, *, metrics: dict | None = None) -> tuple[Path, list[EnsembleMember]]:
+    """Write one ONNX file averaging the calibrated probabilities of the folds' checkpoints.
+
+    Args:
+        checkpoints: the best checkpoint of every fold (one configuration).
+        out_path: the ``.onnx`` file.
+        stem: the ensemble's name (``... ens-5 ...``), recorded in the metadata.
+        n_check: rows on which onnxruntime must match torch.
+        metrics: metrics to record in the metadata.
+
+    Returns:
+        The path and the members (with their temperatures).
+
+    Raises:
+        ConfigError: fewer than 2 checkpoints.
+        ExportError: members of different configurations, or a failed check (then no file is written).
+
+    Example:
+        >>> export_ensemble(fold_checkpoints, "out/VGG11 ... ens-5 s=42 eps=0.1.onnx", stem)  # doctest: +SKIP
+    """
+    import onnx
+
+    out_path = Path(out_path)
+    members, (check_spectra, check_tabular) = load_members(checkpoints, n_check)
+    first = members[0]
+    names = [INPUT_SPECTRA, INPUT_TABULAR][: len(first.model.input_names)]
+    reference = _MeanProbabilities([_Probabilities(m.model, m.temperature) for m in members]).eval()
+    exported = _MeanProbabilities([_Probabilities(conv2d_layout(m.model), m.temperature) for m in members]).eval()
+    proto = _trace(exported, first.model.example_inputs(2), names)
+    calibration = {"temperature": 1.0, "members": [m.calibration for m in members]}
+    meta = _metadata(first.hparams, stem, metrics or {}, calibration, names)
+    meta.update(split="ens", members=[m.checkpoint.name for m in members])
+    _set_props(proto, encode_metadata(meta))
+    proto.doc_string = stem
+    try:
+        onnx.checker.check_model(proto)
+    except onnx.checker.ValidationError as err:
+        raise ExportError(f"the ensemble graph is not valid ONNX ({str(err).splitlines()[0]}); no file was written.")
+    with atomic_path(out_path) as tmp:
+        onnx.save(proto, tmp)
+        difference = _check_parity(tmp, reference, _inputs(first.model, check_spectra, check_tabular), names)
+    _logger.info("wrote %s: %d members, onnxruntime matches torch within %.2g", out_path, len(members), difference)
+    return out_path, members

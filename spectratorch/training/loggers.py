@@ -1,0 +1,114 @@
+"""Experiment tracking: the Lightning loggers a run writes to (``--logger tensorboard|mlflow|csv``, repeatable).
+
+- ``tensorboard`` (the default): event files under ``<out>/logs/<stem>/version_N``.
+- ``csv``: ``metrics.csv`` and ``hparams.yaml`` under ``<out>/logs/<stem>/version_N``.
+- ``mlflow`` (``pip install spectratorch[tracking]``): a run named after the stem in the experiment named after the
+  project, in a local store under the output directory (``sqlite:///<out>/mlflow.db``, artifacts in
+  ``<out>/mlartifacts``; ``mlflow ui --backend-store-uri sqlite:///<out>/mlflow.db`` shows it) unless
+  ``--mlflow-uri`` names a tracking server. Parameters, per-epoch metrics, the final validation and test metrics,
+  and as artifacts the run's JSON, result sheet, test predictions and ONNX file.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Sequence
+
+from spectratorch.config import RunConfig
+from spectratorch.errors import ConfigError
+
+__all__ = ["make_loggers", "check_loggers", "log_dir", "tensorboard_writer", "log_hparams", "log_artifacts"]
+
+_logger = logging.getLogger(__name__)
+
+_ARTIFACTS = ("json", "result_sheet", "test_predictions", "onnx")
+
+
+def check_loggers(names: Sequence[str]) -> None:
+    """Fail before training when a logger's package is missing.
+
+    Raises:
+        ConfigError: ``mlflow`` asked for and not installed.
+    """
+    if "mlflow" in names:
+        try:
+            import mlflow  # noqa: F401
+        except ImportError:
+            raise ConfigError("--logger mlflow needs MLflow, which is not installed; install it with "
+                              "`pip install spectratorch[tracking]` (or `pip install mlflow`), or use --logger "
+                              "tensorboard or csv.") from None
+
+
+def _mlflow_uri(config: RunConfig, out_dir: Path) -> tuple[str, str | None]:
+    if config.train.mlflow_uri:
+        return config.train.mlflow_uri, None
+    out = out_dir.resolve()
+    return f"sqlite:///{out / 'mlflow.db'}", (out / "mlartifacts").as_uri()
+
+
+def make_loggers(config: RunConfig, out_dir: Path, stem: str) -> list:
+    """The Lightning loggers of a run, in the order of ``config.train.loggers``."""
+    from lightning.pytorch.loggers import CSVLogger, MLFlowLogger, TensorBoardLogger
+
+    names = config.train.loggers
+    check_loggers(names)
+    loggers = []
+    for name in names:
+        if name == "tensorboard":
+            loggers.append(TensorBoardLogger(save_dir=str(out_dir / "logs"), name=stem, default_hp_metric=False))
+        elif name == "csv":
+            loggers.append(CSVLogger(save_dir=str(out_dir / "logs"), name=stem))
+        elif name == "mlflow":
+            uri, artifacts = _mlflow_uri(config, out_dir)
+            loggers.append(MLFlowLogger(experiment_name=config.train.project, run_name=stem, tracking_uri=uri,
+                                        artifact_location=artifacts, tags={"spectratorch.name": stem}))
+    return loggers
+
+
+def log_dir(trainer) -> str | None:
+    """The folder of the first logger that writes one (TensorBoard's or the CSV logger's), or ``None``."""
+    for logger in trainer.loggers:
+        directory = getattr(logger, "log_dir", None)
+        if directory:
+            return str(Path(directory))
+    return None
+
+
+def tensorboard_writer(trainer):
+    """TensorBoard's ``SummaryWriter`` when the run logs to TensorBoard, else ``None``."""
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    for logger in trainer.loggers:
+        if isinstance(logger, TensorBoardLogger):
+            return logger.experiment
+    return None
+
+
+def log_hparams(trainer, params: dict, metrics: dict) -> None:
+    """Hyperparameters to every logger; the final metrics with them (TensorBoard's hparams tab) or as metrics."""
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    for logger in trainer.loggers:
+        if isinstance(logger, TensorBoardLogger):
+            logger.log_hyperparams(params, metrics)
+        else:
+            logger.log_hyperparams(params)
+            if metrics:
+                logger.log_metrics({key.replace("/", "_"): value for key, value in metrics.items()})
+        logger.save()
+
+
+def log_artifacts(trainer, files: dict) -> None:
+    """The run's JSON, result sheet, test predictions and ONNX file as artifacts of its MLflow run."""
+    from lightning.pytorch.loggers import MLFlowLogger
+
+    for logger in trainer.loggers:
+        if not isinstance(logger, MLFlowLogger):
+            continue
+        for kind in _ARTIFACTS:
+            path = files.get(kind)
+            if path and Path(path).is_file():
+                logger.experiment.log_artifact(logger.run_id, str(path))
+        _logger.info("MLflow run %s (%s): %d artifacts", logger.run_id, logger._tracking_uri,
+                     sum(1 for kind in _ARTIFACTS if files.get(kind) and Path(files[kind]).is_file()))

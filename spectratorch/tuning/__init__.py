@@ -1,0 +1,1 @@
+"""Experiments over many runs: cross-validation (``cv``) and hyperparameter search (``tune``)."""

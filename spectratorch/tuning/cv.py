@@ -1,0 +1,326 @@
+"""Cross-validation: train every fold of one configuration, summarise, optionally export the folds as one ensemble.
+
+``run_cv(config)`` trains folds ``0..n_splits-1`` (each a normal run with all its files, named ``... k-N ...``) and
+writes ``<stem with cv-N>.json``: every fold's validation and test metrics, their mean and standard deviation, and
+``<stem with cv-N> folds.png``, the per-fold metrics. A fold whose JSON is already in the output directory (made
+with the same settings) is not trained again, so an interrupted CV resumes where it stopped. Folds run one after
+another, or ``workers`` at a time in separate processes (on GPUs, one GPU each).
+
+With ``ensemble=True`` the folds' best checkpoints become one ONNX file, ``<stem with ens-N>.onnx``
+(:func:`spectratorch.export.ensemble.export_ensemble`), and its test metrics are compared with the mean fold's on
+the test file (``--test-source FILE``). With a fold test set (``like-val``, ``is-val``) every row has trained some
+fold, so no honest comparison exists: the export is made and the comparison is skipped with a warning.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from spectratorch.config import RunConfig
+from spectratorch.data.io import atomic_path
+from spectratorch.data.splits import TEST_MODES
+from spectratorch.defaults import auto_transforms
+from spectratorch.errors import ConfigError
+from spectratorch.training.naming import model_name
+
+__all__ = ["run_cv", "cv_name", "fold_configs", "summarise_folds", "plot_folds", "classification_metrics"]
+
+_logger = logging.getLogger(__name__)
+
+# reason: these settings do not change what a fold learns, so a fold made with other values is still the same fold.
+_OUTPUT_FIELDS = {"project", "output_dir", "load_this", "fit", "evaluate", "to_onnx", "save_test_preds", "resume",
+                  "accelerator", "devices", "precision", "strategy", "num_nodes", "loggers", "mlflow_uri"}
+_PLOTTED = ("accuracy", "f1", "balanced_accuracy", "auroc")
+
+
+def cv_name(config: RunConfig, split: str = "cv") -> str:
+    """The stem of a CV's files: the model name with ``cv`` (or ``ens``) where the fold number goes.
+
+    Example:
+        >>> from spectratorch.config import DataConfig
+        >>> cv_name(RunConfig(DataConfig(transforms=["da"])))
+        "VGG11 y=['OVA', 'OK'] c=('277', '380', '425') t=('da',) cv-5 s=42 eps=0.1"
+    """
+    return model_name({**config.name_fields(), "current_split": split})
+
+
+def fold_configs(config: RunConfig) -> list[RunConfig]:
+    """One configuration per fold ``0..n_splits-1`` (the validation fold changes, nothing else)."""
+    return [dataclasses.replace(config, data=dataclasses.replace(config.data, current_split=k))
+            for k in range(config.data.n_splits)]
+
+
+def _comparable(values: dict) -> dict:
+    out = {}
+    for group, fields in values.items():
+        for key, value in fields.items():
+            if group == "train" and key in _OUTPUT_FIELDS:
+                continue
+            out[f"{group}.{key}"] = list(value) if isinstance(value, (list, tuple)) else value
+    return out
+
+
+def _finished(config: RunConfig) -> dict | None:
+    """The summary of a fold already trained with these settings, or ``None``; refuses one made with others."""
+    stem = model_name(config.name_fields())
+    path = config.train.out_dir / f"{stem}.json"
+    if not path.is_file():
+        return None
+    try:
+        summary = json.loads(path.read_text())
+    except (OSError, ValueError):
+        _logger.warning("%s is unreadable; fold %d is trained again", path, config.data.current_split)
+        return None
+    if not summary.get("metrics", {}).get("val") or not Path(summary.get("files", {}).get("checkpoint", "")).is_file():
+        return None
+    done, wanted = _comparable(summary.get("config", {})), _comparable(config.to_dict())
+    # reason: unset (None) flags were resolved by the run (batch size, epochs...): any resolved value matches.
+    differ = [key for key, value in wanted.items() if value is not None and done.get(key, value) != value]
+    if differ:
+        shown = "; ".join(f"{key}: done {done.get(key)!r}, asked {wanted[key]!r}" for key in differ[:4])
+        raise ConfigError(f"{path.name} in {config.train.out_dir} was trained with other settings ({shown}); use "
+                          "another --output-dir, or delete that fold's files to train it again.")
+    return summary
+
+
+def _train_folds(config_dicts: list[dict], device: str | None) -> list[dict]:
+    """Train folds one after another (in a worker process when CV runs folds in parallel)."""
+    from spectratorch.training.run import train
+
+    summaries = []
+    for values in config_dicts:
+        config = RunConfig.from_dict(values)
+        if device is not None:
+            config = dataclasses.replace(config, train=dataclasses.replace(config.train, devices=device))
+        summaries.append(train(config))
+    return summaries
+
+
+def _worker(config_dicts: list[dict], device: str | None) -> list[dict]:
+    # reason: a spawned process starts with no logging set up; it reports like the CLI that started it.
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    return _train_folds(config_dicts, device)
+
+
+def _gpu_slots(config: RunConfig) -> list[str]:
+    """The GPUs listed in ``--devices`` (``0,1`` or a count > 1) when the accelerator is a GPU, else ``[]``."""
+    t = config.train
+    if t.accelerator not in ("auto", "gpu", "cuda"):
+        return []
+    import torch
+
+    if not torch.cuda.is_available():
+        return []
+    devices = str(t.devices)
+    if devices.isdigit():
+        ids = list(range(min(int(devices), torch.cuda.device_count())))
+    elif devices in ("auto", "-1"):
+        ids = list(range(torch.cuda.device_count()))
+    else:
+        ids = [int(d) for d in devices.replace(" ", "").strip("[]").split(",") if d]
+    return [f"[{i}]" for i in ids] if len(ids) > 1 else []
+
+
+def _run_folds(todo: list[RunConfig], slots: list[str | None]) -> list[dict]:
+    if len(slots) <= 1 or len(todo) <= 1:
+        return _train_folds([c.to_dict() for c in todo], slots[0] if slots else None)
+    groups = [[c.to_dict() for c in todo[i :: len(slots)]] for i in range(len(slots))]
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=len(slots), mp_context=context) as pool:
+        futures = [pool.submit(_worker, group, slot) for group, slot in zip(groups, slots) if group]
+        return [summary for future in futures for summary in future.result()]
+
+
+def summarise_folds(summaries: list[dict]) -> dict:
+    """Mean and standard deviation (ddof 1) over the folds of every metric, per stage.
+
+    Example:
+        >>> s = summarise_folds([{"metrics": {"val": {"f1": 0.8}}}, {"metrics": {"val": {"f1": 0.9}}}])
+        >>> round(s["mean"]["val"]["f1"], 3), round(s["std"]["val"]["f1"], 4)
+        (0.85, 0.0707)
+    """
+    mean, std = {}, {}
+    stages = {stage for s in summaries for stage in s["metrics"]}
+    for stage in sorted(stages):
+        names = {name for s in summaries for name in s["metrics"].get(stage, {})}
+        mean[stage], std[stage] = {}, {}
+        for name in sorted(names):
+            values = np.array([s["metrics"][stage].get(name) for s in summaries if s["metrics"].get(stage)],
+                              dtype=float)
+            values = values[np.isfinite(values)]
+            mean[stage][name] = float(values.mean()) if len(values) else None
+            std[stage][name] = float(values.std(ddof=1)) if len(values) > 1 else None
+    return {"mean": mean, "std": std}
+
+
+def plot_folds(folds: list[dict], title: str = "", ax=None):
+    """Per-fold validation and test metrics (dots), with each metric's mean (bar).
+
+    Args:
+        folds: ``[{"split": k, "metrics": {"val": {...}, "test": {...}}}, ...]``.
+        title: the figure's title.
+        ax: an axes to draw on (default: a new figure).
+
+    Returns:
+        ``(fig, ax)``.
+    """
+    import matplotlib
+
+    if ax is None:
+        matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = (plt.subplots(figsize=(8, 4)) if ax is None else (ax.figure, ax))
+    for offset, (stage, color) in zip((-0.18, 0.18), (("val", "tab:blue"), ("test", "tab:orange"))):
+        for i, name in enumerate(_PLOTTED):
+            values = [f["metrics"].get(stage, {}).get(name) for f in folds]
+            values = np.array([np.nan if v is None else v for v in values], dtype=float)
+            if np.isnan(values).all():
+                continue
+            ax.bar(i + offset, np.nanmean(values), width=0.34, color=color, alpha=0.35,
+                   label=stage if i == 0 else None)
+            ax.scatter(np.full(len(values), i + offset), values, color=color, s=14, zorder=3)
+            for split, value in zip((f["split"] for f in folds), values):
+                if np.isfinite(value):
+                    ax.annotate(str(split), (i + offset, value), xytext=(4, 0), textcoords="offset points",
+                                fontsize=6, va="center")
+    ax.set_xticks(range(len(_PLOTTED)), [name.replace("_", " ") for name in _PLOTTED])
+    ax.set_ylabel("metric (dots: folds, bars: mean)")
+    ax.set_title(title, fontsize=8)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    return fig, ax
+
+
+def _save_plot(folds: list[dict], path: Path, title: str) -> None:
+    import matplotlib.pyplot as plt
+
+    fig, _ = plot_folds(folds, title)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
+    plt.close(fig)
+
+
+def classification_metrics(probabilities: np.ndarray, y: np.ndarray) -> dict:
+    """``loss`` (NLL), ``accuracy``, macro ``f1``, ``balanced_accuracy`` and macro ``auroc`` of probabilities.
+
+    Example:
+        >>> m = classification_metrics(np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]]), np.array([0, 1, 1]))
+        >>> round(m["accuracy"], 3), round(m["auroc"], 3)
+        (0.667, 1.0)
+    """
+    from sklearn.metrics import balanced_accuracy_score, f1_score, roc_auc_score
+
+    k = probabilities.shape[1]
+    predicted = probabilities.argmax(axis=1)
+    present = np.unique(y)
+    try:
+        if k == 2:
+            auroc = float(roc_auc_score(y, probabilities[:, 1]))
+        else:
+            auroc = float(roc_auc_score(y, probabilities[:, present] / probabilities[:, present].sum(1, keepdims=True),
+                                        multi_class="ovr", average="macro", labels=present))
+    except ValueError:
+        auroc = None
+    return {
+        "loss": float(-np.log(np.clip(probabilities[np.arange(len(y)), y], 1e-12, None)).mean()),
+        "accuracy": float((predicted == y).mean()),
+        "f1": float(f1_score(y, predicted, average="macro", labels=np.arange(k), zero_division=0)),
+        "balanced_accuracy": float(balanced_accuracy_score(y, predicted)),
+        "auroc": auroc,
+    }
+
+
+def _ensemble(config: RunConfig, summaries: list[dict], out_dir: Path) -> dict:
+    from spectratorch.data.datamodule import SpectralDataModule
+    from spectratorch.export.ensemble import export_ensemble
+    from spectratorch.inference import INPUT_SPECTRA, INPUT_TABULAR, session_options
+
+    stem = cv_name(config, "ens")
+    checkpoints = [s["files"]["checkpoint"] for s in summaries]
+    result: dict = {"name": stem}
+    external = config.data.test_source not in TEST_MODES
+    comparison = None
+    if external:
+        dm = SpectralDataModule(dataclasses.replace(config.data, current_split=0))
+        dm.prepare()
+        source, rows = dm.stage_rows("test")
+        spectra, tabular, y = source.table.spectra[rows], source.table.tabular[rows], source.target.y[rows]
+    path, members = export_ensemble(checkpoints, out_dir / f"{stem}.onnx", stem)
+    result["onnx"] = str(path)
+    result["temperatures"] = [m.temperature for m in members]
+    if external:
+        import onnxruntime
+
+        session = onnxruntime.InferenceSession(str(path), session_options(), providers=["CPUExecutionProvider"])
+        feeds = {INPUT_SPECTRA: np.ascontiguousarray(spectra, np.float32)}
+        if len(session.get_inputs()) > 1:
+            feeds[INPUT_TABULAR] = np.ascontiguousarray(tabular, np.float32)
+        ens = classification_metrics(session.run(None, feeds)[0], y)
+        folds = [classification_metrics(m.probabilities(spectra, tabular), y) for m in members]
+        mean_fold = {k: float(np.mean([f[k] for f in folds if f[k] is not None])) for k in ens if ens[k] is not None}
+        comparison = {"n_test": int(len(y)), "ensemble": ens, "mean_fold": mean_fold,
+                      "gain": {k: ens[k] - mean_fold[k] for k in mean_fold}}
+        from spectratorch.export.onnx import update_metadata
+
+        update_metadata(path, metrics={"test": ens})
+    else:
+        _logger.warning("the ensemble's gain over the mean fold is not measured: with --test-source %s every row "
+                        "trained some fold; give --test-source FILE (held-out data) to measure it",
+                        config.data.test_source)
+    result["test"] = comparison
+    return result
+
+
+def run_cv(config: RunConfig, ensemble: bool = False, workers: int = 1) -> dict:
+    """Train every fold of ``config``, write the CV summary and plot, and optionally the ensemble.
+
+    Args:
+        config: the run's configuration (its ``current_split`` is ignored).
+        ensemble: also export the folds as one ONNX file and compare it with the mean fold on the test file.
+        workers: folds trained at once on a CPU (each in its own process); on several GPUs (``--devices 0,1``)
+            one process per GPU.
+
+    Returns:
+        The summary written to ``<stem with cv-N>.json``.
+
+    Raises:
+        ConfigError: a fold in the output directory made with other settings, or ``workers < 1``.
+    """
+    if workers < 1:
+        raise ConfigError(f"--fold-workers must be at least 1; got {workers}.")
+    if config.data.transforms is None:
+        # reason: resolved now, as each run would, so the folds' file names are known before they are trained.
+        config = dataclasses.replace(config, data=dataclasses.replace(
+            config.data, transforms=auto_transforms(config.data.channels)))
+    out_dir = config.train.out_dir
+    stem = cv_name(config)
+    configs = fold_configs(config)
+    done = {c.data.current_split: s for c in configs if (s := _finished(c)) is not None}
+    todo = [c for c in configs if c.data.current_split not in done]
+    if done:
+        _logger.info("folds %s already trained in %s; skipped", sorted(done), out_dir)
+    slots: list[str | None] = _gpu_slots(config) or [None] * workers
+    for summary in _run_folds(todo, slots):
+        done[summary["config"]["data"]["current_split"]] = summary
+    summaries = [done[k] for k in sorted(done)]
+    folds = [{"split": k, "name": s["name"], "metrics": s["metrics"], "json": s["files"].get("json")}
+             for k, s in zip(sorted(done), summaries)]
+    result = {"name": stem, "config": config.to_dict(), "n_folds": len(folds), "folds": folds,
+              **summarise_folds(summaries)}
+    plot = out_dir / f"{stem} folds.png"
+    _save_plot(folds, plot, stem)
+    result["files"] = {"json": str(out_dir / f"{stem}.json"), "plot": str(plot)}
+    if ensemble:
+        result["ensemble"] = _ensemble(config, summaries, out_dir)
+        result["files"]["ensemble"] = result["ensemble"]["onnx"]
+    with atomic_path(out_dir / f"{stem}.json") as tmp:
+        tmp.write_text(json.dumps(result, indent=2, default=str))
+    return result

@@ -1,0 +1,127 @@
+"""Cross-validation through the command line: every fold, the summary, resuming, the ensemble ONNX."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from spectratorch import parse_model_name
+from tests.export.helpers import run_cli
+
+ROOT = Path(__file__).resolve().parents[2]
+FAST = ["--arch", "TinyVGG", "--batch-size", "64", "--channels", "277", "380", "--max-epochs", "1", "--n-splits", "3"]
+STEM = "TinyVGG y=['OVA', 'OK'] c=('277', '380') t=('da',) {}-3 s=42 eps=0.1"
+
+
+def _cli(*args, timeout=600):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "spectratorch.cli", *map(str, args)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def held_out(tmp_path_factory):
+    """Another generated dataset (other seed): the ensemble's test file."""
+    from spectratorch.data.demo import write_demo_dataset
+
+    path = tmp_path_factory.mktemp("held-out") / "held_out.pkl"
+    write_demo_dataset(path, n_samples=400, seed=11)
+    return path
+
+
+@pytest.mark.slow
+def test_cv_trains_every_fold_skips_done_ones_and_exports_an_ensemble(demo_file, held_out, tmp_path):
+    out = tmp_path / "cv"
+    common = ["--data", demo_file, *FAST, "--test-source", held_out, "--output-dir", out]
+    # fold 0 exists already, as after an interrupted CV
+    first = _cli("train", *common, "--current-split", "0")
+    assert first.returncode == 0, first.stderr[-3000:]
+    fold0 = out / f"{STEM.format(0)}.json"
+    before = fold0.stat().st_mtime_ns
+
+    result = _cli("cv", *common, "--ensemble")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "folds [0] already trained" in result.stderr
+    assert fold0.stat().st_mtime_ns == before
+    summary = json.loads((out / f"{STEM.format('cv')}.json").read_text())
+    assert [f["split"] for f in summary["folds"]] == [0, 1, 2]
+    folds = [json.loads((out / f"{STEM.format(k)}.json").read_text()) for k in range(3)]
+    for stage in ("val", "test"):
+        for name in ("accuracy", "f1", "balanced_accuracy", "auroc", "loss"):
+            values = [f["metrics"][stage][name] for f in folds]
+            assert summary["mean"][stage][name] == pytest.approx(np.mean(values))
+            assert summary["std"][stage][name] == pytest.approx(np.std(values, ddof=1))
+    assert (out / f"{STEM.format('cv')} folds.png").stat().st_size > 10_000
+    assert f"cv: {STEM.format('cv')}" in result.stdout and " mean " in result.stdout
+
+    # the ensemble: one ONNX named ens-3, same inputs/outputs/metadata as a single model, torch-free
+    ens = Path(summary["ensemble"]["onnx"])
+    assert ens.name == f"{STEM.format('ens')}.onnx" and parse_model_name(ens).split == "ens"
+    import onnx
+
+    proto = onnx.load(str(ens))
+    single = onnx.load(str(_single_onnx(folds[0], tmp_path)))
+    assert [i.name for i in proto.graph.input] == [i.name for i in single.graph.input]
+    assert [o.name for o in proto.graph.output] == [o.name for o in single.graph.output]
+    meta = {p.key: json.loads(p.value) for p in proto.metadata_props}
+    single_meta = {p.key: json.loads(p.value) for p in single.metadata_props}
+    assert set(single_meta) <= set(meta)
+    for key in ("labels", "channels", "axis", "tabular_columns", "targets", "transforms", "n_splits", "arch"):
+        assert meta[key] == single_meta[key], key
+    assert meta["split"] == "ens" and len(meta["members"]) == 3
+    assert [m["temperature"] for m in meta["calibration"]["members"]] == summary["ensemble"]["temperatures"]
+    test = summary["ensemble"]["test"]
+    assert test["n_test"] > 100
+    for name, gain in test["gain"].items():
+        assert gain == pytest.approx(test["ensemble"][name] - test["mean_fold"][name])
+    assert meta["metrics"]["test"]["accuracy"] == pytest.approx(test["ensemble"]["accuracy"])
+    assert "ensemble on the test file" in result.stdout
+
+    predicted = tmp_path / "pred.csv"
+    done = run_cli(["predict", ens, held_out, "-o", predicted])  # torch made unimportable
+    assert done.returncode == 0, done.stderr[-2000:]
+    frame = pd.read_csv(predicted)
+    probabilities = frame[[c for c in frame.columns if c.startswith("p_")]].to_numpy()
+    assert len(frame) == test["n_test"] and np.allclose(probabilities.sum(1), 1, atol=1e-5)
+
+    # a rerun trains nothing; other settings in the same directory are refused, nothing half written
+    again = _cli("cv", *common)
+    assert again.returncode == 0 and "folds [0, 1, 2] already trained" in again.stderr
+    other = _cli("cv", *common, "--lr", "0.01")
+    assert other.returncode == 2 and "Traceback" not in other.stderr
+    assert "was trained with other settings (train.lr: done 0.001, asked 0.01)" in other.stderr
+
+
+def _single_onnx(fold_summary, tmp_path):
+    out = tmp_path / "single.onnx"
+    result = _cli("export", fold_summary["files"]["checkpoint"], "-o", out, "--n-check", "32")
+    assert result.returncode == 0, result.stderr[-2000:]
+    return out
+
+
+def test_cv_summary_and_name():
+    from spectratorch.config import DataConfig, RunConfig
+    from spectratorch.tuning.cv import classification_metrics, cv_name, fold_configs, summarise_folds
+
+    config = RunConfig(DataConfig(transforms=["da"], n_splits=4, current_split=2))
+    assert [c.data.current_split for c in fold_configs(config)] == [0, 1, 2, 3]
+    assert parse_model_name(cv_name(config)).split == "cv"
+    assert parse_model_name(cv_name(config, "ens")).split == "ens"
+    s = summarise_folds([{"metrics": {"val": {"f1": 0.5, "auroc": None}}}, {"metrics": {"val": {"f1": 0.7,
+                                                                                               "auroc": 0.9}}}])
+    assert s["mean"]["val"]["f1"] == pytest.approx(0.6) and s["mean"]["val"]["auroc"] == pytest.approx(0.9)
+    assert s["std"]["val"]["auroc"] is None
+    from sklearn.metrics import f1_score, roc_auc_score
+
+    rng = np.random.default_rng(0)
+    p = rng.dirichlet(np.ones(3), size=50)
+    y = rng.integers(0, 3, 50)
+    m = classification_metrics(p, y)
+    assert m["f1"] == pytest.approx(f1_score(y, p.argmax(1), average="macro"))
+    assert m["auroc"] == pytest.approx(roc_auc_score(y, p, multi_class="ovr"))
+    assert m["loss"] == pytest.approx(-np.log(p[np.arange(50), y]).mean())
