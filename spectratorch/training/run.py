@@ -328,6 +328,17 @@ def _with_arch(config: RunConfig, arch: str, **train_changes) -> RunConfig:
                                train=dataclasses.replace(config.train, **train_changes))
 
 
+def _candidate(config: RunConfig, arch: str, **train_changes) -> RunConfig:
+    """``config`` for candidate ``arch`` of ``--arch auto``: options it does not take (``--n-features`` is
+    MiniRocket's, ``--width`` the networks') are left unset for it instead of refused."""
+    from spectratorch.models.registry import model_options
+
+    config = _with_arch(config, arch, **train_changes)
+    taken = set(model_options(arch))
+    unset = {name: None for name in config.model.arch_kwargs() if name not in taken}
+    return dataclasses.replace(config, model=dataclasses.replace(config.model, **unset))
+
+
 def _checkpoint_arch(path: str) -> str:
     try:
         return torch.load(path, map_location="cpu", weights_only=False)["hyper_parameters"]["arch"]
@@ -351,7 +362,7 @@ def _train_auto(config: RunConfig) -> dict:
     candidates = {}
     for arch in ARCH_CANDIDATES:
         _logger.info("--arch auto: training candidate %s (%d training rows)", arch, n_train)
-        summary = train(_with_arch(config, arch, output_dir=str(search_dir), to_onnx=False, save_test_preds=False,
+        summary = train(_candidate(config, arch, output_dir=str(search_dir), to_onnx=False, save_test_preds=False,
                                    baseline=False, evaluate=True), result_sheet=False)
         candidates[arch] = {"val": summary["metrics"]["val"], "checkpoint": summary["files"].get("checkpoint"),
                             "name": summary["name"]}
@@ -369,7 +380,7 @@ def _train_auto(config: RunConfig) -> dict:
         shutil.copyfile(checkpoint, tmp)
     selection = {"rule": rule, "chosen": best, "metric": f"val_{metric}",
                  "candidates": {arch: {"val": c["val"], "name": c["name"]} for arch, c in candidates.items()}}
-    return train(_with_arch(config, best, load_this=str(kept), fit=False), arch_selection=selection)
+    return train(_candidate(config, best, load_this=str(kept), fit=False), arch_selection=selection)
 
 
 def _stage_features(module: SpectralModule, dm: SpectralDataModule, stage: str) -> tuple[np.ndarray, np.ndarray]:

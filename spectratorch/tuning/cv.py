@@ -44,8 +44,8 @@ def cv_name(config: RunConfig, split: str = "cv") -> str:
     """The stem of a CV's files: the model name with ``cv`` (or ``ens``) where the fold number goes.
 
     Example:
-        >>> from spectratorch.config import DataConfig
-        >>> cv_name(RunConfig(DataConfig(transforms=["da"])))
+        >>> from spectratorch.config import DataConfig, ModelConfig
+        >>> cv_name(RunConfig(DataConfig(transforms=["da"]), ModelConfig(arch="VGG11")))
         "VGG11 y=['OVA', 'OK'] c=('277', '380', '425') t=('da',) cv-5 s=42 eps=0.1"
     """
     return model_name({**config.name_fields(), "current_split": split})
@@ -138,6 +138,16 @@ def _run_folds(todo: list[RunConfig], slots: list[str | None]) -> list[dict]:
         return [summary for future in futures for summary in future.result()]
 
 
+def _flat_stages(metrics: dict) -> dict:
+    """``val``, ``test`` and each linear baseline's stages (``baseline_<model>_<stage>``) as flat metric dicts."""
+    flat = {stage: values for stage, values in metrics.items() if stage != "baseline"}
+    for model, result in (metrics.get("baseline") or {}).items():
+        for stage in ("val", "test"):
+            if isinstance(result.get(stage), dict):
+                flat[f"baseline_{model}_{stage}"] = result[stage]
+    return flat
+
+
 def summarise_folds(summaries: list[dict]) -> dict:
     """Mean and standard deviation (ddof 1) over the folds of every metric, per stage.
 
@@ -147,13 +157,13 @@ def summarise_folds(summaries: list[dict]) -> dict:
         (0.85, 0.0707)
     """
     mean, std = {}, {}
-    stages = {stage for s in summaries for stage in s["metrics"]}
+    flat = [_flat_stages(s["metrics"]) for s in summaries]
+    stages = {stage for metrics in flat for stage in metrics}
     for stage in sorted(stages):
-        names = {name for s in summaries for name in s["metrics"].get(stage, {})}
+        names = {name for metrics in flat for name in metrics.get(stage, {})}
         mean[stage], std[stage] = {}, {}
         for name in sorted(names):
-            values = np.array([s["metrics"][stage].get(name) for s in summaries if s["metrics"].get(stage)],
-                              dtype=float)
+            values = np.array([metrics[stage].get(name) for metrics in flat if metrics.get(stage)], dtype=float)
             values = values[np.isfinite(values)]
             mean[stage][name] = float(values.mean()) if len(values) else None
             std[stage][name] = float(values.std(ddof=1)) if len(values) > 1 else None
