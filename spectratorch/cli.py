@@ -178,7 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
     make.add_argument("--seed", type=int, default=0, help="generator seed")
     make.add_argument("-o", "--output", default=str(DEMO_DATA), help="dataset file (.pkl, .parquet, .csv)")
     make.add_argument("--raw-dir", default=None, help="also write the instrument's text exports of all samples here")
-    make.add_argument("--instrument", default="A", help="which instrument's response to simulate")
+    make.add_argument("--instrument", default="A",
+                      help="which instrument's response to simulate: A (the lab's fluorimeter) or B (the next one, "
+                      "blind where `simulate` zeroes, shifted axis, other detector, more noise)")
 
     convert = sub.add_parser("convert", help="convert instrument exports into a dataset", formatter_class=_Formatter,
                              allow_abbrev=False, description="Read EX_<channel>_<name>_I.txt and Y_<name>.txt "
