@@ -145,6 +145,7 @@ def _add_train_args(parser: argparse.ArgumentParser) -> None:
     _add(out, "--to-onnx", action="store_true", help="also export <stem>.onnx")
     _add(out, "--save-test-preds", action="store_true", help="write <stem>.csv with the test probabilities")
     _add(out, "--resume", action="store_true", help="resume from '<stem> last.ckpt' in the output directory")
+    _add_finetune_args(parser)
     hw = parser.add_argument_group("hardware (Lightning Trainer)")
     _add(hw, "--accelerator", default=t.accelerator, help="auto, cpu, gpu, ...")
     _add(hw, "--devices", default=t.devices, help="auto, a count, or a list like 0,1")
@@ -153,6 +154,20 @@ def _add_train_args(parser: argparse.ArgumentParser) -> None:
     _add(hw, "--num-nodes", type=int, default=t.num_nodes, help="machines (torchrun or SLURM launch them)")
     _add(hw, "--limit-batches", type=float, default=None, help=argparse.SUPPRESS)
     _add_filter_args(parser)
+
+
+def _add_finetune_args(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "fine-tuning", "With --load-this CKPT --finetune: train from the checkpoint on this data (its architecture, "
+        "channels, axis, tabular columns and inference-time transforms; the labels may differ: a new final layer).")
+    _add(group, "--finetune", action="store_true",
+         help="train from --load-this on this data: the same labels continue, other labels get a new head")
+    _add(group, "--freeze-backbone-epochs", type=int, default=0, metavar="N",
+         help="train the head alone for N epochs, then the whole network")
+    _add(group, "--unfreeze-lr-factor", type=float, default=1.0,
+         help="the backbone's learning rate, relative to --lr, once unfrozen")
+    _add(group, "--keep-scaling", action="store_true",
+         help="keep the checkpoint's min-max scaling (default: refit it on this training split)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -256,9 +271,10 @@ def _thresholds(pairs: list[str] | None, defaults: dict[str, float], option: str
 
 
 def _run_train(args) -> int:
+    config = config_from_args(args)  # reason: flag errors come before the seconds torch and lightning take to import.
     from spectratorch.training.run import train
 
-    summary = train(config_from_args(args))
+    summary = train(config)
     _print_summary(summary)
     return 0
 

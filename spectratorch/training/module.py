@@ -77,6 +77,8 @@ class SpectralModule(pl.LightningModule):
         scheduler_cooldown: ReduceLROnPlateau cooldown.
         seed: the run's seed (each epoch reseeds from it, so a resumed run draws the same numbers).
         config: the whole run configuration, recorded with the checkpoint.
+        parent: the stem of the model this one was fine-tuned from (``None``: trained from scratch).
+        parent_labels: the parent's labels, in its order (``labels`` are this model's).
     """
 
     def __init__(
@@ -96,6 +98,8 @@ class SpectralModule(pl.LightningModule):
         scheduler_cooldown: int = 0,
         seed: int = 42,
         config: dict | None = None,
+        parent: str | None = None,
+        parent_labels: Sequence[str] | None = None,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -162,7 +166,8 @@ class SpectralModule(pl.LightningModule):
         return self(batch["spectra"], batch["tabular"]).float().softmax(dim=1)
 
     def configure_optimizers(self):
-        optimizer = torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
+        # reason: a fine-tune's frozen backbone joins later in its own group (training/finetune.py FreezeBackbone).
+        optimizer = torch.optim.Adam([p for p in self.parameters() if p.requires_grad], lr=self.hparams.lr)
         self._plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
             optimizer,
             mode=TARGET_METRICS[self.hparams.target_metric],

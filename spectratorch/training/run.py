@@ -222,12 +222,20 @@ def train(config: RunConfig) -> dict:
     dm.config = config.data
     stem = model_name(config.name_fields())
     expected = _module_kwargs(config, dm)
-    if config.train.load_this:
+    finetune = None
+    if config.train.finetune:
+        from spectratorch.training.finetune import Finetune
+
+        finetune = Finetune(config.train, expected, dm.train_arrays())
+        module = finetune.module
+    elif config.train.load_this:
         module = _load_module(config.train.load_this, expected)
     else:
         module = SpectralModule(**expected)
         module.model.preprocess.fit(*dm.train_arrays())
     checkpoint, callbacks = _callbacks(config, stem, out_dir)
+    if finetune is not None:
+        callbacks.append(finetune.callback)
     trainer = _trainer(config, out_dir, stem, callbacks)
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     last = out_dir / f"{stem} last.ckpt"
@@ -254,6 +262,9 @@ def train(config: RunConfig) -> dict:
         "metrics": {},
         "files": {},
     }
+    if finetune is not None:
+        summary["parent"] = finetune.lineage["parent"]
+        summary["finetune"] = finetune.record()
     if config.train.evaluate:
         summary["metrics"]["val"] = _stage_metrics(trainer.validate(module, datamodule=dm, verbose=False), "val")
         summary["metrics"]["test"] = _stage_metrics(trainer.test(module, datamodule=dm, verbose=False), "test")
