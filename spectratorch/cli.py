@@ -158,8 +158,9 @@ def _add_train_args(parser: argparse.ArgumentParser) -> None:
 
 def _add_finetune_args(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group(
-        "fine-tuning", "With --load-this CKPT --finetune: train from the checkpoint on this data (its architecture, "
-        "channels, axis, tabular columns and inference-time transforms; the labels may differ: a new final layer).")
+        "fine-tuning", "With --load-this CKPT --finetune: train from the checkpoint on this data. Architecture,\n"
+        "channels, axis, tabular columns and inference-time transforms must be the checkpoint's;\n"
+        "the labels may differ (a new final layer).")
     _add(group, "--finetune", action="store_true",
          help="train from --load-this on this data: the same labels continue, other labels get a new head")
     _add(group, "--freeze-backbone-epochs", type=int, default=0, metavar="N",

@@ -212,7 +212,7 @@ class TrainConfig:
         return Path(self.output_dir) if self.output_dir else Path("checkpoints") / self.project
 
 
-def _check_finetune(train: "TrainConfig") -> None:
+def _check_finetune(train: TrainConfig) -> None:
     """Fine-tuning flags: --finetune needs --load-this and training; the others need --finetune."""
     _check_range("--freeze-backbone-epochs", train.freeze_backbone_epochs, 0, 10**6)
     _check_range("--unfreeze-lr-factor", train.unfreeze_lr_factor, 0, 1e3, inclusive_low=False)

@@ -29,8 +29,8 @@ from spectratorch.training.module import SpectralModule
 from spectratorch.training.naming import model_name
 from spectratorch.training.restore import load_module
 
-__all__ = ["FreezeBackbone", "finetune_differences", "finetune_module", "final_layer", "split_head",
-           "count_trainable"]
+__all__ = ["Finetune", "FreezeBackbone", "count_trainable", "final_layer", "finetune_differences", "finetune_module",
+           "split_head"]
 
 _logger = logging.getLogger(__name__)
 
@@ -82,6 +82,10 @@ def _inference_only(transforms) -> list[str]:
     return [t for t in transforms or () if t in INFERENCE_TRANSFORMS]
 
 
+def _describe_axis(axis: np.ndarray) -> str:
+    return f"{len(axis)} points" + (f" {axis[0]:g}..{axis[-1]:g}" if len(axis) else "")
+
+
 def _same(have, want) -> bool:
     if isinstance(want, (list, tuple)):
         return list(have or []) == list(want)
@@ -112,9 +116,8 @@ def finetune_differences(parent: dict, expected: dict) -> list[str]:
     if "axis" in expected:
         have, want = np.asarray(parent.get("axis") or [], float), np.asarray(expected["axis"], float)
         if have.shape != want.shape or not np.allclose(have, want):
-            describe = lambda a: f"{len(a)} points" + (f" {a[0]:g}..{a[-1]:g}" if len(a) else "")  # noqa: E731
-            lines.append(f"axis: checkpoint {describe(have)}, this data {describe(want)} (resample the data onto the "
-                         "checkpoint's axis)")
+            lines.append(f"axis: checkpoint {_describe_axis(have)}, this data {_describe_axis(want)} (resample the "
+                         "data onto the checkpoint's axis)")
     have_kwargs, want_kwargs = parent.get("arch_kwargs") or {}, expected.get("arch_kwargs") or {}
     for key in sorted(set(have_kwargs) | set(want_kwargs)):
         if have_kwargs.get(key) != want_kwargs.get(key):
