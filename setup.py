@@ -29,7 +29,13 @@ TRAINING = [
     "matplotlib>=3.6",
     "seaborn>=0.12",
 ]
-TEST = ["pytest>=7", "pytest-timeout>=2"]
+# reason: tests/test_notebook.py runs notebooks/exploratory_analysis.ipynb top to bottom in a kernel.
+NOTEBOOK_RUN = ["nbformat>=5.1", "nbclient>=0.6", "ipykernel>=6"]
+# reason: the inspectors' page (`spectratorch app`); it runs on the inference set above plus streamlit, no torch.
+# 1.67 is the release tested (its AppTest uploads files).
+APP = ["streamlit>=1.67,<2"]
+# reason: playwright drives the system's chromium in the page's end-to-end test; it never downloads a browser.
+TEST = ["pytest>=7", "pytest-timeout>=2", "playwright>=1.40", *NOTEBOOK_RUN]
 
 setup(
     name="spectratorch",
@@ -40,7 +46,7 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["spectratorch", "spectratorch.*"]),
     install_requires=INFERENCE + TRAINING,
-    extras_require={"test": TEST},
+    extras_require={"test": TEST, "app": APP, "notebook": [*NOTEBOOK_RUN, "jupyterlab>=4"]},
     entry_points={"console_scripts": ["spectratorch = spectratorch.cli:main"]},
     classifiers=[
         "Programming Language :: Python :: 3",

@@ -22,26 +22,8 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
-
-def make_generic(n: int, seed: int) -> pd.DataFrame:
-    """3 classes told apart by small band shifts and ratios under scatter, baseline and noise."""
-    rng = np.random.default_rng(seed)
-    x = np.linspace(900, 1700, 200)
-    y = rng.integers(0, 3, n)
-    centers = np.array([[1200, 1450], [1208, 1450], [1200, 1462]])[y]
-    ratio = np.array([0.6, 0.6, 0.75])[y] + rng.normal(0, 0.05, n)
-    width = rng.normal(40, 3, (n, 1))
-    band = lambda c, a: a[:, None] * np.exp(-0.5 * ((x - c[:, None] - rng.normal(0, 2, (n, 1))) / width) ** 2)
-    spectra = band(centers[:, 0], np.ones(n)) + band(centers[:, 1], ratio)
-    scatter = rng.lognormal(0, 0.25, (n, 1))
-    baseline = rng.normal(0.2, 0.05, (n, 1)) + rng.normal(0, 1e-4, (n, 1)) * (x - 1300)
-    spectra = scatter * spectra + baseline + rng.normal(0, 0.01, spectra.shape)
-    df = pd.DataFrame(spectra.astype(np.float32), columns=[f"nir_{v:.2f}" for v in x],
-                      index=pd.Index([f"G{i:05d}" for i in range(n)], name="id"))
-    df["label"] = np.array(["pure", "shifted", "rich"])[y]
-    return df
+from spectratorch.data.generic import make_generic_frame
 
 
 def _scaled(train: np.ndarray, other: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -78,7 +60,7 @@ def run(sizes, n_splits: int, max_epochs: int | None, seed: int) -> dict:
     for n in sizes:
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / f"generic-{n}.pkl"
-            make_generic(n, seed).to_pickle(path)
+            make_generic_frame(n, seed).to_pickle(path)
             scores = {"network": [], "logistic_regression": [], "pls_da": []}
             start = time.perf_counter()
             for fold in range(n_splits):

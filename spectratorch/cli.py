@@ -1,4 +1,4 @@
-"""The command line: ``spectratorch train|make-dataset|convert|export|predict ...`` (and ``python train.py ...``).
+"""The command line: ``spectratorch train|make-dataset|convert|export|predict|report|app ...`` (and ``python train.py ...``).
 
 Only this module parses arguments. Flags are hyphenated and map by name to the fields of the configuration
 dataclasses (``--n-splits`` -> ``n_splits``); the lab's old spellings come from one alias table. Expected errors
@@ -118,8 +118,12 @@ def _add_train_args(parser: argparse.ArgumentParser) -> None:
     _add(aug, "--sg-window", type=int, default=d.sg_window, help="Savitzky-Golay window (odd)")
     _add(aug, "--sg-order", type=int, default=d.sg_order, help="Savitzky-Golay polynomial order")
     model = parser.add_argument_group("model")
-    _add(model, "--arch", default=m.arch, help=f"architecture: {_MODEL_NAMES}")
-    _add(model, "--width", type=float, default=m.width, help="channel multiplier (1.0 = full size, for a GPU)")
+    _add(model, "--arch", default=m.arch,
+         help=f"architecture: {_MODEL_NAMES}, or auto (VGG11 on the lab's channels with >= 2000 training rows; "
+         "otherwise the best on validation of Linear, MiniRocket and VGG11, each trained on the training split)")
+    _add(model, "--width", type=float, default=m.width,
+         help="channel multiplier of VGG/ResNetV2 (default: 0.25, CPU-sized; 1.0 = full size, for a GPU)")
+    _add(model, "--n-features", type=int, default=None, help="MiniRocket: random-kernel features (default 4000)")
     _add(model, "--batch-norm", action=argparse.BooleanOptionalAction, default=None, help="VGG: batch norm")
     _add(model, "--block-units", default=None, help="ResNetV2: blocks per stage, e.g. 3_4_6_3")
     _add(model, "--wf", type=int, default=None, help="ResNetV2: width factor")
@@ -127,7 +131,10 @@ def _add_train_args(parser: argparse.ArgumentParser) -> None:
     _add(model, "--pool-bins", type=int, default=None, help="positions kept by the pooling before the head")
     opt = parser.add_argument_group("optimisation")
     _add(opt, "--eps", type=float, default=t.eps, help="label smoothing epsilon of the training loss, in [0, 1]")
-    _add(opt, "--lr", type=float, default=t.lr, help="Adam learning rate")
+    _add(opt, "--lr", type=float, default=None,
+         help="Adam learning rate (default: 1e-3 for the networks, 1e-2 for Linear, 3e-3 for MiniRocket)")
+    _add(opt, "--weight-decay", type=float, default=None,
+         help="L2 penalty of Adam (default: 1e-3 for Linear and MiniRocket, 0 for the networks)")
     _add(opt, "--max-epochs", type=int, default=None,
          help="maximum epochs (default: at least 30 and about 2000 optimizer steps, at most 400)")
     _add(opt, "--early-stop-patience", type=int, default=None,
@@ -142,6 +149,8 @@ def _add_train_args(parser: argparse.ArgumentParser) -> None:
     _add(out, "--load-this", default=None, metavar="CKPT", help="start from (or only evaluate) this checkpoint")
     _add(out, "--fit", action=argparse.BooleanOptionalAction, default=True, help="train")
     _add(out, "--evaluate", action=argparse.BooleanOptionalAction, default=True, help="evaluate on val and test")
+    _add(out, "--baseline", action=argparse.BooleanOptionalAction, default=True,
+         help="also fit logistic regression and PLS-DA on the same inputs and rows, and report them beside the network")
     _add(out, "--to-onnx", action="store_true", help="also export <stem>.onnx")
     _add(out, "--save-test-preds", action="store_true", help="write <stem>.csv with the test probabilities")
     _add(out, "--resume", action="store_true", help="resume from '<stem> last.ckpt' in the output directory")
@@ -211,6 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="drop rows whose integration_oob is 1")
     _add_export_parser(sub)
     _add_predict_parser(sub)
+    _add_app_parser(sub)
     report = sub.add_parser("report", help="draw the result sheet of a checkpoint", formatter_class=_Formatter,
                             allow_abbrev=False, description="Write '<stem> result sheet.png' beside the checkpoint "
                             "(calibration, confusion, ROC/PR, cutoffs, error contributions, what drives each class) "
@@ -248,6 +258,24 @@ def _add_predict_parser(sub) -> None:
     _add(predict, "--threads", type=int, default=None, help="onnxruntime threads (default: the physical cores)")
 
 
+def _add_app_parser(sub) -> None:
+    app = sub.add_parser("app", help="the inspectors' page: choose a model, drop a file, read the predictions",
+                         formatter_class=_Formatter, allow_abbrev=False,
+                         description="Serve a local web page (Streamlit; needs `pip install \"spectratorch[app]\"`, "
+                         "no torch) that lists the .onnx models of a folder, predicts an uploaded dataset file or zip "
+                         "of instrument exports, shows the predictions, class counts and one sample's spectra with "
+                         "the wavelengths that drove it, and downloads the CSV `spectratorch predict` writes. "
+                         "Ctrl-C stops it.")
+    app.add_argument("--models", default="checkpoints", metavar="DIR",
+                     help="folder searched (with its subfolders) for .onnx models")
+    app.add_argument("--port", type=int, default=8501, help="TCP port of the page")
+    app.add_argument("--address", default="localhost",
+                     help="interface to listen on; localhost = this PC only, 0.0.0.0 = the whole network")
+    _add(app, "--max-upload-mb", type=int, default=200, help="largest file the page accepts, in MB")
+    app.add_argument("--browser", action=argparse.BooleanOptionalAction, default=False,
+                     help="open the page in the default web browser")
+
+
 def config_from_args(args: argparse.Namespace) -> RunConfig:
     """Map parsed flags to the configuration dataclasses by field name."""
     values = vars(args)
@@ -280,11 +308,22 @@ def _run_train(args) -> int:
     return 0
 
 
+def _shown(metrics: dict) -> str:
+    return ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if v is not None)
+
+
 def _print_summary(summary: dict) -> None:
     lines = [f"model: {summary['name']}", f"labels: {summary['labels']}"]
     for stage, metrics in summary["metrics"].items():
-        shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if v is not None)
-        lines.append(f"{stage}: {shown}")
+        if stage == "baseline":
+            continue
+        lines.append(f"{stage}: {_shown(metrics)}")
+    for name, result in summary["metrics"].get("baseline", {}).items():
+        for stage in ("val", "test"):
+            if stage in result:
+                lines.append(f"baseline {name} {stage}: {_shown(result[stage])}")
+    if summary.get("baseline_check"):
+        lines.append(summary["baseline_check"]["message"])
     lines += [f"{kind}: {path}" for kind, path in summary["files"].items()]
     print("\n".join(lines))
 
@@ -334,6 +373,13 @@ def _run_predict(args) -> int:
     return 0
 
 
+def _run_app(args) -> int:
+    # reason: the page and its launcher import no torch, so the app runs on an inference-only install.
+    from spectratorch.app.launch import launch
+
+    return launch(args.models, args.port, args.address, args.max_upload_mb, headless=not args.browser)
+
+
 def _run_report(args) -> int:
     from spectratorch.export.onnx import update_metadata
     from spectratorch.report.sheet import make_result_sheet
@@ -354,7 +400,7 @@ def _run_report(args) -> int:
 
 
 _COMMANDS = {"train": _run_train, "make-dataset": _run_make_dataset, "convert": _run_convert,
-             "export": _run_export, "predict": _run_predict, "report": _run_report}
+             "export": _run_export, "predict": _run_predict, "report": _run_report, "app": _run_app}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -132,13 +132,14 @@ class DataConfig:
 class ModelConfig:
     """The architecture and its settings; ``None`` keeps the architecture's default."""
 
-    arch: str = "VGG11"
-    width: float | None = 0.25
+    arch: str = "auto"
+    width: float | None = None
     batch_norm: bool | None = None
     block_units: tuple[int, ...] | None = None
     wf: int | None = None
     dropout: float | None = None
     pool_bins: int | None = None
+    n_features: int | None = None
 
     def __post_init__(self):
         _check_range("--width", self.width, 0, 64, inclusive_low=False)
@@ -164,7 +165,8 @@ class TrainConfig:
     """The optimisation, the loop, the outputs and the hardware."""
 
     eps: float = 0.1
-    lr: float = 1e-3
+    lr: float | None = None
+    weight_decay: float | None = None
     max_epochs: int | None = None
     early_stop_patience: int | None = None
     scheduler_patience: int = 3
@@ -175,6 +177,7 @@ class TrainConfig:
     load_this: str | None = None
     fit: bool = True
     evaluate: bool = True
+    baseline: bool = True
     to_onnx: bool = False
     save_test_preds: bool = False
     resume: bool = False
@@ -193,6 +196,7 @@ class TrainConfig:
     def __post_init__(self):
         _check_range("--eps", self.eps, 0.0, 1.0)
         _check_range("--lr", self.lr, 0, 10, inclusive_low=False)
+        _check_range("--weight-decay", self.weight_decay, 0, 10)
         _check_range("--max-epochs", self.max_epochs, 1, 10**6)
         _check_range("--num-nodes", self.num_nodes, 1, 10**5)
         metric = _METRIC_ALIASES.get(self.target_metric.replace("-", "_"), self.target_metric.replace("-", "_"))

@@ -11,14 +11,20 @@ import dataclasses
 import math
 
 from spectratorch.config import RunConfig
+from spectratorch.errors import ConfigError
 
-__all__ = ["LAB_CHANNELS", "auto_transforms", "auto_batch_size", "auto_max_epochs", "auto_patience",
-           "resolve_defaults"]
+__all__ = ["LAB_CHANNELS", "ARCH_CANDIDATES", "LARGE_TRAIN", "auto_arch", "auto_transforms", "auto_batch_size",
+           "auto_max_epochs", "auto_patience", "resolve_defaults"]
 
 # reason: `da` was designed on these fluorescence channels; on other spectra its 5 % noise per point and its shifts
 # can bury the differences between classes (measured on NIR data), so other data get no augmentation by default.
 LAB_CHANNELS = frozenset({"277", "380", "425", "lspr"})
 
+# reason: the lab's recipe (VGG11 with `da`) was tuned on thousands of fluorescence spectra; below that, or on other
+# spectra, no fixed choice wins everywhere (measured on public NIR/FTIR sets), so the candidates are compared.
+LARGE_TRAIN = 2000
+ARCH_CANDIDATES = ("Linear", "MiniRocket", "VGG11")
+_CPU_WIDTH = 0.25
 _MIN_STEPS = 2000
 _PATIENCE_STEPS = 300
 
@@ -31,6 +37,16 @@ def auto_transforms(channels) -> tuple[str, ...]:
         (('da',), ())
     """
     return ("da",) if set(channels) <= LAB_CHANNELS else ()
+
+
+def auto_arch(channels, n_train: int) -> str | None:
+    """``VGG11`` on the lab's channels with at least ``LARGE_TRAIN`` training rows; ``None`` (compare) otherwise.
+
+    Example:
+        >>> auto_arch(("277", "380"), 24000), auto_arch(("277",), 300), auto_arch(("nir",), 24000)
+        ('VGG11', None, None)
+    """
+    return "VGG11" if set(channels) <= LAB_CHANNELS and n_train >= LARGE_TRAIN else None
 
 
 def auto_batch_size(n_train: int) -> int:
@@ -63,7 +79,23 @@ def auto_patience(n_train: int, batch_size: int) -> int:
 
 
 def resolve_defaults(config: RunConfig, n_train: int) -> RunConfig:
-    """Fill ``transforms``, ``batch_size``, ``max_epochs`` and ``early_stop_patience`` when they are ``None``."""
+    """Fill ``transforms``, ``batch_size``, ``max_epochs``, ``early_stop_patience``, ``width``, ``lr`` and
+    ``weight_decay`` when they are ``None`` (the architecture must be chosen already)."""
+    from spectratorch.models.registry import default_lr, default_weight_decay, model_options
+
+    model = config.model
+    if model.arch == "auto":
+        chosen = auto_arch(config.data.channels, n_train)
+        if chosen is None:
+            raise ConfigError(f"--arch auto on {n_train} training rows is decided by training the candidates "
+                              f"{list(ARCH_CANDIDATES)}; call spectratorch.training.run.train, or name an --arch.")
+        model = dataclasses.replace(model, arch=chosen)
+    if model.width is None and "width" in model_options(model.arch):
+        model = dataclasses.replace(model, width=_CPU_WIDTH)
+    weight_decay = config.train.weight_decay
+    if weight_decay is None:
+        weight_decay = default_weight_decay(model.arch)
+    lr = config.train.lr or default_lr(model.arch)
     batch_size = config.data.batch_size or auto_batch_size(n_train)
     transforms = auto_transforms(config.data.channels) if config.data.transforms is None else config.data.transforms
     train = config.train
@@ -72,5 +104,7 @@ def resolve_defaults(config: RunConfig, n_train: int) -> RunConfig:
     return dataclasses.replace(
         config,
         data=dataclasses.replace(config.data, batch_size=batch_size, transforms=transforms),
-        train=dataclasses.replace(train, max_epochs=max_epochs, early_stop_patience=patience),
+        model=model,
+        train=dataclasses.replace(train, max_epochs=max_epochs, early_stop_patience=patience, weight_decay=weight_decay,
+                                  lr=lr),
     )

@@ -40,6 +40,7 @@ __all__ = [
     "encode_metadata",
     "physical_cores",
     "prediction_frame",
+    "predictions_csv",
     "session_options",
     "write_predictions",
 ]
@@ -537,8 +538,26 @@ def prediction_frame(probabilities: np.ndarray, ids: Sequence, labels: Sequence[
     return pd.DataFrame(columns)
 
 
+def predictions_csv(frame: pd.DataFrame) -> bytes:
+    """The bytes of the prediction CSV: what ``spectratorch predict`` writes and the app's download button serves.
+
+    UTF-8, ``\\n`` line ends on every platform, probabilities with 6 significant digits, no index column.
+
+    Args:
+        frame: from :func:`prediction_frame`.
+
+    Returns:
+        The CSV document.
+
+    Example:
+        >>> predictions_csv(prediction_frame(np.array([[0.25, 0.75]]), ["a"], ["no", "yes"], 1)).decode()
+        'id,label,top1_label,top1_prob,p_no,p_yes\\na,yes,yes,0.75,0.25,0.75\\n'
+    """
+    return frame.to_csv(index=False, float_format="%.6g", lineterminator="\n").encode("utf-8")
+
+
 def write_predictions(frame: pd.DataFrame, path: str | os.PathLike) -> Path:
-    """Write the prediction table as CSV, atomically (nothing is left half-written on an error).
+    """Write the prediction table as CSV (:func:`predictions_csv`), atomically (nothing is left half-written).
 
     Args:
         frame: from :func:`prediction_frame`.
@@ -549,6 +568,6 @@ def write_predictions(frame: pd.DataFrame, path: str | os.PathLike) -> Path:
     """
     path = Path(path)
     with atomic_path(path) as tmp:
-        frame.to_csv(tmp, index=False, float_format="%.6g")
+        tmp.write_bytes(predictions_csv(frame))
     _logger.info("wrote %s (%d rows)", path, len(frame))
     return path

@@ -18,7 +18,7 @@ This module imports no torch.
 import logging
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +37,9 @@ __all__ = [
     "saturated_mask",
     "weak_mask",
     "oob_mask",
+    "channel_peaks",
+    "channel_integrals",
+    "cleaning_masks",
     "clean",
     "convert",
 ]
@@ -395,12 +398,53 @@ def read_raw_exports(raw_dir: str | os.PathLike) -> pd.DataFrame:
 # --------------------------------------------------------------------------------------------------------------
 # Cleaning
 # --------------------------------------------------------------------------------------------------------------
-def _channel_values(df: pd.DataFrame, channel: str) -> np.ndarray | None:
-    columns = _channel_columns(df).get(str(channel))
-    if not columns:
-        _logger.debug("Channel %r is not in the dataset; its cleaning rule is skipped", channel)
-        return None
-    return df[columns].to_numpy(dtype=np.float32)
+def _channel_stat(df: pd.DataFrame, channels, reduce) -> pd.DataFrame:
+    groups = _channel_columns(df)
+    wanted = list(groups) if channels is None else [str(c) for c in channels]
+    skipped = [c for c in wanted if c not in groups]
+    if skipped:
+        _logger.debug("Channels %s are not in the dataset; their cleaning rules are skipped", skipped)
+    present = [c for c in wanted if c in groups]
+    stats = {c: reduce(df[groups[c]].to_numpy(dtype=np.float32)) for c in present}
+    return pd.DataFrame(stats, index=df.index, columns=present)
+
+
+def channel_peaks(df: pd.DataFrame, channels: Iterable[str] | None = None) -> pd.DataFrame:
+    """Largest value of each spectrum (its peak count), one column per channel: what the saturation rule reads.
+
+    Args:
+        df: a dataset with spectral columns ``<channel>_<x>``.
+        channels: the channels to summarise; None = every channel of ``df``. Channels missing from ``df`` are
+            left out of the result.
+
+    Returns:
+        Float32 DataFrame ``[N, channels]`` on ``df.index``.
+
+    Example:
+        >>> df = pd.DataFrame({"277_295": [100.0, 7000.0], "277_296": [200.0, 10.0]}, index=["a", "b"])
+        >>> channel_peaks(df)["277"].tolist()
+        [200.0, 7000.0]
+    """
+    return _channel_stat(df, channels, lambda values: values.max(axis=1, initial=-np.inf))
+
+
+def channel_integrals(df: pd.DataFrame, channels: Iterable[str] | None = None) -> pd.DataFrame:
+    """Sum over the points of each spectrum (its integral), one column per channel: what the weak rule reads.
+
+    Args:
+        df: a dataset with spectral columns ``<channel>_<x>``.
+        channels: the channels to summarise; None = every channel of ``df``. Channels missing from ``df`` are
+            left out of the result.
+
+    Returns:
+        Float64 DataFrame ``[N, channels]`` on ``df.index``.
+
+    Example:
+        >>> df = pd.DataFrame({"277_295": [100000.0, 10.0], "277_296": [60000.0, 10.0]}, index=["a", "b"])
+        >>> channel_integrals(df)["277"].tolist()
+        [160000.0, 20.0]
+    """
+    return _channel_stat(df, channels, lambda values: values.sum(axis=1, dtype=np.float64))
 
 
 def saturated_mask(df: pd.DataFrame, thresholds: Mapping[str, float] = SATURATION_THRESHOLDS) -> pd.Series:
@@ -418,11 +462,9 @@ def saturated_mask(df: pd.DataFrame, thresholds: Mapping[str, float] = SATURATIO
         >>> saturated_mask(df).tolist()
         [False, True]
     """
-    mask = np.zeros(len(df), dtype=bool)
-    for channel, threshold in thresholds.items():
-        values = _channel_values(df, channel)
-        if values is not None:
-            mask |= values.max(axis=1, initial=-np.inf) > float(threshold)
+    thresholds = {str(channel): float(value) for channel, value in thresholds.items()}
+    peaks = channel_peaks(df, thresholds)
+    mask = (peaks.to_numpy() > np.array([thresholds[c] for c in peaks.columns])).any(axis=1)
     return pd.Series(mask, index=df.index, name="saturated")
 
 
@@ -441,11 +483,9 @@ def weak_mask(df: pd.DataFrame, min_integrals: Mapping[str, float] = MIN_INTEGRA
         >>> weak_mask(df).tolist()
         [False, True]
     """
-    mask = np.zeros(len(df), dtype=bool)
-    for channel, minimum in min_integrals.items():
-        values = _channel_values(df, channel)
-        if values is not None:
-            mask |= values.sum(axis=1, dtype=np.float64) < float(minimum)
+    min_integrals = {str(channel): float(value) for channel, value in min_integrals.items()}
+    integrals = channel_integrals(df, min_integrals)
+    mask = (integrals.to_numpy() < np.array([min_integrals[c] for c in integrals.columns])).any(axis=1)
     return pd.Series(mask, index=df.index, name="weak")
 
 
@@ -466,6 +506,41 @@ def oob_mask(df: pd.DataFrame) -> pd.Series:
         _logger.debug("No 'integration_oob' column; the oob rule is skipped")
         return pd.Series(np.zeros(len(df), dtype=bool), index=df.index, name="oob")
     return pd.Series(df["integration_oob"].to_numpy() == 1, index=df.index, name="oob")
+
+
+def cleaning_masks(
+    df: pd.DataFrame,
+    saturation: Mapping[str, float] | None = SATURATION_THRESHOLDS,
+    min_integral: Mapping[str, float] | None = MIN_INTEGRALS,
+    drop_oob: bool = True,
+) -> pd.DataFrame:
+    """Which rows each cleaning rule flags, independently of the others (a row may be flagged by several).
+
+    Args:
+        df: a dataset in the schema.
+        saturation: ``{channel: largest allowed count}``, or None (or ``{}``) to flag no saturated spectrum.
+        min_integral: ``{channel: smallest allowed sum}``, or None (or ``{}``) to flag no weak spectrum.
+        drop_oob: flag the rows with ``integration_oob == 1``.
+
+    Returns:
+        Boolean DataFrame ``[N, 3]`` on ``df.index`` with the columns ``oob``, ``saturation``, ``integral``, in the
+        order :func:`clean` applies them.
+
+    Example:
+        >>> df = pd.DataFrame({"277_295": [1e5, 9e3, 10.0], "277_296": [1e5, 1e5, 10.0],
+        ...                    "integration_oob": [0, 0, 1]})
+        >>> cleaning_masks(df)
+             oob  saturation  integral
+        0  False        True     False
+        1  False        True      True
+        2   True       False      True
+    """
+    masks = {
+        "oob": oob_mask(df).to_numpy() if drop_oob else np.zeros(len(df), dtype=bool),
+        "saturation": saturated_mask(df, saturation or {}).to_numpy(),
+        "integral": weak_mask(df, min_integral or {}).to_numpy(),
+    }
+    return pd.DataFrame(masks, index=df.index, columns=list(_RULES))
 
 
 def clean(
@@ -494,15 +569,11 @@ def clean(
         >>> len(kept), removed
         (0, {'oob': 1, 'saturation': 2, 'integral': 0})
     """
-    masks = {
-        "oob": oob_mask(df).to_numpy() if drop_oob else np.zeros(len(df), dtype=bool),
-        "saturation": saturated_mask(df, saturation or {}).to_numpy(),
-        "integral": weak_mask(df, min_integral or {}).to_numpy(),
-    }
+    masks = cleaning_masks(df, saturation, min_integral, drop_oob)
     removed_so_far = np.zeros(len(df), dtype=bool)
     removed = {}
     for rule in _RULES:
-        newly = masks[rule] & ~removed_so_far
+        newly = masks[rule].to_numpy() & ~removed_so_far
         removed[rule] = int(newly.sum())
         removed_so_far |= newly
     _logger.info("Cleaning kept %d of %d rows (removed %s)", len(df) - int(removed_so_far.sum()), len(df), removed)

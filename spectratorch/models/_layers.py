@@ -25,6 +25,7 @@ __all__ = [
     "check_positive",
     "check_io",
     "check_kwargs",
+    "network_options",
 ]
 
 _logger = logging.getLogger(__name__)
@@ -110,6 +111,16 @@ def check_kwargs(target: Callable, kwargs: Mapping[str, object], caller: str) ->
     if unknown:
         options = [name for name in parameters if name not in _IO_ARGUMENTS]
         raise ConfigError(f"{caller} does not take {unknown}; its options are {options}. Leave the others unset.")
+
+
+def network_options(target: Callable) -> tuple[str, ...]:
+    """The architecture options a network class takes (its parameters other than the data layout).
+
+    Example:
+        >>> network_options(ClassifierHead)
+        ('in_channels', 'in_length', 'pool_bins', 'hidden', 'dropout')
+    """
+    return tuple(name for name in inspect.signature(target).parameters if name not in _IO_ARGUMENTS)
 
 
 def scaled_width(channels: int, width: float, divisor: int = 8) -> int:

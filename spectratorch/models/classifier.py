@@ -65,6 +65,33 @@ class SpectralClassifier(nn.Module):
             return (spectra,)
         return spectra, torch.zeros(batch_size, self.n_tabular, device=pre.spectra_min.device)
 
+    @torch.no_grad()
+    def fit(self, spectra: torch.Tensor, tabular: torch.Tensor | None = None,
+            max_rows: int = 4096, seed: int = 0) -> "SpectralClassifier":
+        """Fit what depends on the training data: the preprocessing, then the network's own fixed parts.
+
+        Networks with a ``fit_data(spectra, tabular)`` method (MiniRocket's kernel biases) get the preprocessed
+        spectra of at most ``max_rows`` training rows (a seeded subsample).
+
+        Args:
+            spectra: raw training spectra ``[N, C, L]``.
+            tabular: raw training tabular values ``[N, T]`` (``None`` when ``T == 0``).
+            max_rows: rows the network's ``fit_data`` sees at most.
+            seed: of the subsample.
+
+        Returns:
+            ``self``.
+        """
+        self.preprocess.fit(spectra, tabular)
+        fit_data = getattr(self.net, "fit_data", None)
+        if fit_data is not None:
+            rows = torch.randperm(len(spectra), generator=torch.Generator().manual_seed(seed))[:max_rows].sort().values
+            sub_tabular = tabular.index_select(0, rows) if tabular is not None and self.n_tabular else None
+            was_training = self.preprocess.training
+            fit_data(*self.preprocess.eval()(spectra.index_select(0, rows), sub_tabular))
+            self.preprocess.train(was_training)
+        return self
+
     def forward(self, spectra: torch.Tensor, tabular: torch.Tensor | None = None) -> torch.Tensor:
         """Map raw spectra ``[N, C, L]`` and tabular ``[N, T]`` (``None`` when ``T == 0``) to logits ``[N, K]``."""
         spectra, tabular = self.preprocess(spectra, tabular)
@@ -94,7 +121,7 @@ def build_classifier(
         **arch_kwargs: Options of the architecture (``width``, ``dropout``...); ``None`` values keep the defaults.
 
     Returns:
-        The classifier, with an unfitted ``preprocess``: call ``model.preprocess.fit(...)`` on the training split.
+        The classifier, unfitted: call ``model.fit(spectra, tabular)`` on the training split.
 
     Raises:
         ConfigError: On an unknown ``arch`` (the message lists the registered ones) or an invalid argument.

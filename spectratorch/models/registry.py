@@ -12,7 +12,8 @@ from torch import nn
 
 from spectratorch.errors import ConfigError
 
-__all__ = ["register_model", "create_model", "list_models", "is_model"]
+__all__ = ["register_model", "create_model", "list_models", "is_model", "model_options", "default_weight_decay",
+           "default_lr"]
 
 _logger = logging.getLogger(__name__)
 
@@ -72,6 +73,38 @@ def is_model(name: str) -> bool:
         (True, False)
     """
     return name in _model_entrypoints
+
+
+def model_options(name: str) -> tuple[str, ...]:
+    """The options (``width``, ``dropout``...) architecture ``name`` takes, from its builder's ``options``.
+
+    Example:
+        >>> "width" in model_options("VGG11"), "width" in model_options("Linear")
+        (True, False)
+    """
+    if name not in _model_entrypoints:
+        raise ConfigError(f"Unknown model {name!r}. Registered models: {', '.join(list_models())}.")
+    return tuple(getattr(_model_entrypoints[name], "options", ()))
+
+
+def default_weight_decay(name: str) -> float:
+    """The weight decay (L2 penalty) architecture ``name`` trains with unless told otherwise (0 for most).
+
+    Example:
+        >>> default_weight_decay("VGG11"), default_weight_decay("Linear") > 0
+        (0.0, True)
+    """
+    return float(getattr(_model_entrypoints.get(name), "default_weight_decay", 0.0))
+
+
+def default_lr(name: str) -> float:
+    """The Adam learning rate architecture ``name`` trains with unless told otherwise (1e-3 for most).
+
+    Example:
+        >>> default_lr("VGG11"), default_lr("Linear")
+        (0.001, 0.01)
+    """
+    return float(getattr(_model_entrypoints.get(name), "default_lr", 1e-3))
 
 
 def create_model(name: str, **kwargs) -> nn.Module:

@@ -21,6 +21,7 @@ from spectratorch.models._layers import (
     check_kwargs,
     check_positive,
     conv_out_length,
+    network_options,
     scaled_width,
 )
 from spectratorch.models.registry import register_model
@@ -199,3 +200,6 @@ def ResNetV2(n_channels: int, length: int, n_tabular: int, n_classes: int, **kwa
     net = PreActResNet(n_channels, length, n_tabular, n_classes, **kwargs)
     _logger.debug("ResNetV2: %d features x %d positions before the head", net.num_features, net.feature_length)
     return net
+
+
+ResNetV2.options = network_options(PreActResNet)

@@ -17,6 +17,7 @@ from spectratorch.models._layers import (
     check_kwargs,
     check_positive,
     conv_out_length,
+    network_options,
     scaled_width,
 )
 from spectratorch.models.registry import register_model
@@ -190,3 +191,7 @@ def TinyVGG(n_channels: int, length: int, n_tabular: int, n_classes: int, **kwar
         torch.Size([2, 2])
     """
     return _create_vgg("TinyVGG", n_channels, length, n_tabular, n_classes, **kwargs)
+
+
+for _builder in (VGG11, VGG16, TinyVGG):
+    _builder.options = network_options(VGG)

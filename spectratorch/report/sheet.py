@@ -79,9 +79,12 @@ def gradient_x_input(model: torch.nn.Module, spectra: torch.Tensor, tabular: tor
         batch_size: rows per backward pass.
 
     Returns:
-        float ``[K, C, L]`` (zeros for a class without rows).
+        float ``[K, C, L]`` (zeros for a class without rows). A model whose output does not depend differentiably
+        on the spectra (MiniRocket's counts) gets :func:`occlusion_sensitivity` instead.
     """
     model.eval()
+    if not _differentiable(model, spectra[:2], tabular[:2]):
+        return occlusion_sensitivity(model, spectra, tabular, y, n_classes)
     device = next(model.parameters()).device
     total = torch.zeros(n_classes, *spectra.shape[1:], dtype=torch.float64)
     counts = torch.bincount(y, minlength=n_classes).clamp_min(1)
@@ -93,6 +96,57 @@ def gradient_x_input(model: torch.nn.Module, spectra: torch.Tensor, tabular: tor
         (gradient,) = torch.autograd.grad(probabilities.gather(1, cls[:, None]).sum(), x)
         contribution = (gradient * x).abs().detach().double().cpu()
         total.index_add_(0, cls.cpu(), contribution)
+    return (total / counts.view(-1, 1, 1)).numpy()
+
+
+def _differentiable(model, spectra: torch.Tensor, tabular: torch.Tensor) -> bool:
+    device = next(model.parameters()).device
+    x = spectra.to(device).requires_grad_(True)
+    out = model(x, tabular.to(device))
+    if not out.requires_grad:
+        return False
+    (gradient,) = torch.autograd.grad(out.sum(), x, allow_unused=True)
+    return gradient is not None
+
+
+@torch.no_grad()
+def occlusion_sensitivity(model: torch.nn.Module, spectra: torch.Tensor, tabular: torch.Tensor, y: torch.Tensor,
+                          n_classes: int, n_windows: int = 24, max_rows: int = 64) -> np.ndarray:
+    """Mean drop of the true class's probability when a window of the axis is replaced by the rows' mean: ``[K, C, L]``.
+
+    All channels are occluded together (one window at a time) and the drop is spread over the window's points, so
+    the result reads like :func:`gradient_x_input`'s; all occluded copies go through the model in one batch.
+
+    Args:
+        model: logits from raw ``spectra [N, C, L]`` and ``tabular [N, T]``.
+        spectra: raw spectra.
+        tabular: tabular values.
+        y: int ``[N]`` true classes.
+        n_classes: ``K``.
+        n_windows: windows along the axis.
+        max_rows: rows used at most (the first ones).
+
+    Returns:
+        float ``[K, C, L]`` (zeros for a class without rows).
+    """
+    spectra, tabular, y = spectra[:max_rows], tabular[:max_rows], y[:max_rows]
+    device = next(model.parameters()).device
+    n, n_channels, length = spectra.shape
+    edges = np.linspace(0, length, min(n_windows, length) + 1).astype(int)
+    mean = spectra.mean(0, keepdim=True)
+    copies = spectra.repeat(len(edges) - 1, 1, 1)
+    for w, (low, high) in enumerate(zip(edges[:-1], edges[1:])):
+        copies[w * n : (w + 1) * n, :, low:high] = mean[:, :, low:high]
+    base = model(spectra.to(device), tabular.to(device)).float().softmax(1).cpu()
+    occluded = model(copies.to(device), tabular.repeat(len(edges) - 1, 1).to(device)).float().softmax(1).cpu()
+    rows = torch.arange(n)
+    drop = (base[rows, y] - occluded.view(len(edges) - 1, n, -1)[:, rows, y]).abs()  # [W, N]
+    per_point = torch.zeros(n, length, dtype=torch.float64)
+    for w, (low, high) in enumerate(zip(edges[:-1], edges[1:])):
+        per_point[:, low:high] = drop[w, :, None].double() / max(1, high - low)
+    total = torch.zeros(n_classes, n_channels, length, dtype=torch.float64)
+    total.index_add_(0, y, per_point[:, None, :].expand(-1, n_channels, -1))
+    counts = torch.bincount(y, minlength=n_classes).clamp_min(1)
     return (total / counts.view(-1, 1, 1)).numpy()
 
 
@@ -270,7 +324,8 @@ def write_result_sheet(data: SheetData, path: str | Path, cutoff: float | str | 
     return fig, cutoffs
 
 
-def make_result_sheet(module, dm, path: str | Path, title: str = "", tensorboard=None) -> dict:
+def make_result_sheet(module, dm, path: str | Path, title: str = "", tensorboard=None,
+                      baseline: dict | None = None) -> dict:
     """Calibrate on the validation split, choose the cutoffs there, and draw the sheet of the test split.
 
     Args:
@@ -279,6 +334,7 @@ def make_result_sheet(module, dm, path: str | Path, title: str = "", tensorboard
         path: the PNG to write (``<stem> result sheet.png``).
         title: the model name.
         tensorboard: a TensorBoard ``SummaryWriter`` to add the figure to, or ``None``.
+        baseline: ``{name: test accuracy}`` of the linear baselines, shown beside the network's accuracy.
 
     Returns:
         ``{"result_sheet", "temperature", "ece_before", "ece_after", "cutoffs", "cutoff_table"}``; ``cutoffs`` maps
@@ -292,6 +348,7 @@ def make_result_sheet(module, dm, path: str | Path, title: str = "", tensorboard
     temperature = fit_temperature(val["logits"], val["y"])
     cutoffs = cutoff_table(softmax(val["logits"], temperature), val["y"])
     data = collect(module, dm, "test", temperature=temperature, title=title)
+    data.baseline = dict(baseline or {})
     fig, cutoffs = write_result_sheet(data, path, "auto", cutoffs)
     if tensorboard is not None:
         tensorboard.add_figure("result_sheet", fig)

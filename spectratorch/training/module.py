@@ -72,6 +72,7 @@ class SpectralModule(pl.LightningModule):
         preprocess_kwargs: ``sg_window``, ``sg_order``.
         eps: label smoothing of the training loss.
         lr: Adam's learning rate.
+        weight_decay: Adam's L2 penalty.
         target_metric: the metric the scheduler follows.
         scheduler_patience: ReduceLROnPlateau patience.
         scheduler_cooldown: ReduceLROnPlateau cooldown.
@@ -93,6 +94,7 @@ class SpectralModule(pl.LightningModule):
         preprocess_kwargs: dict | None = None,
         eps: float = 0.1,
         lr: float = 1e-3,
+        weight_decay: float = 0.0,
         target_metric: str = "val_f1",
         scheduler_patience: int = 3,
         scheduler_cooldown: int = 0,
@@ -167,7 +169,8 @@ class SpectralModule(pl.LightningModule):
 
     def configure_optimizers(self):
         # reason: a fine-tune's frozen backbone joins later in its own group (training/finetune.py FreezeBackbone).
-        optimizer = torch.optim.Adam([p for p in self.parameters() if p.requires_grad], lr=self.hparams.lr)
+        optimizer = torch.optim.Adam([p for p in self.parameters() if p.requires_grad], lr=self.hparams.lr,
+                                     weight_decay=self.hparams.get("weight_decay") or 0.0)
         self._plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
             optimizer,
             mode=TARGET_METRICS[self.hparams.target_metric],

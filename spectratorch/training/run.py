@@ -8,9 +8,11 @@ Files, all starting with the model name (the stem), in the output directory:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
+import shutil
 import sys
 import warnings
 from pathlib import Path
@@ -29,8 +31,9 @@ from spectratorch.data.io import atomic_path
 from spectratorch.errors import CheckpointError, ConfigError
 from spectratorch.models.registry import is_model, list_models
 from spectratorch.report.sheet import make_result_sheet
+from spectratorch.training.baseline import compare_with_baseline, fit_baselines, preprocessed_features
 from spectratorch.training.module import METRIC_NAMES, SpectralModule
-from spectratorch.defaults import resolve_defaults
+from spectratorch.defaults import ARCH_CANDIDATES, LARGE_TRAIN, auto_arch, resolve_defaults
 from spectratorch.training.naming import model_name
 from spectratorch.training.restore import load_module
 
@@ -90,6 +93,7 @@ def _module_kwargs(config: RunConfig, dm: SpectralDataModule) -> dict:
         preprocess_kwargs={"sg_window": config.data.sg_window, "sg_order": config.data.sg_order},
         eps=config.train.eps,
         lr=config.train.lr,
+        weight_decay=config.train.weight_decay or 0.0,
         target_metric=config.train.target_metric,
         scheduler_patience=config.train.scheduler_patience,
         scheduler_cooldown=config.train.scheduler_cooldown,
@@ -104,7 +108,7 @@ def _load_module(path: str, expected: dict) -> SpectralModule:
     if differences:
         raise CheckpointError(f"--load-this {path} was trained with another configuration: " + "; ".join(differences))
     # reason: the run's own optimisation settings apply (a fine-tune may use another lr or eps).
-    for key in ("eps", "lr", "target_metric", "scheduler_patience", "scheduler_cooldown", "seed", "config"):
+    for key in ("eps", "lr", "weight_decay", "target_metric", "scheduler_patience", "scheduler_cooldown", "seed", "config"):
         module.hparams[key] = expected[key]
     return module
 
@@ -199,11 +203,16 @@ def _save_test_predictions(path: Path, module: SpectralModule, dm: SpectralDataM
         frame.to_csv(tmp, index=False)
 
 
-def train(config: RunConfig) -> dict:
+def train(config: RunConfig, arch_selection: dict | None = None, result_sheet: bool = True) -> dict:
     """Run one training: load, split, fit, pick the best checkpoint, evaluate, write the outputs.
+
+    With ``--arch auto`` the architecture is chosen first (:func:`_train_auto`): by rule on the lab's large sets, else
+    by training each of ``ARCH_CANDIDATES`` and keeping the best on validation.
 
     Args:
         config: the run's configuration.
+        arch_selection: how the architecture was chosen, recorded in the JSON (set by ``--arch auto``).
+        result_sheet: draw the result sheet (the candidates of ``--arch auto`` skip it).
 
     Returns:
         The summary written to ``<stem>.json``.
@@ -212,9 +221,13 @@ def train(config: RunConfig) -> dict:
         ConfigError, SchemaError, TargetError, SplitError, CheckpointError: before training starts.
     """
     out_dir = config.train.out_dir
-    if not is_model(config.model.arch):
-        raise ConfigError(f"unknown --arch {config.model.arch!r}; expected one of {list_models()}.")
+    if config.model.arch == "auto" and config.train.load_this:
+        config = _with_arch(config, _checkpoint_arch(config.train.load_this))
+    if config.model.arch != "auto" and not is_model(config.model.arch):
+        raise ConfigError(f"unknown --arch {config.model.arch!r}; expected one of {list_models()} or auto.")
     _check_writable(out_dir)
+    if config.model.arch == "auto":
+        return _train_auto(config)
     pl.seed_everything(config.data.seed, workers=True, verbose=False)
     dm = SpectralDataModule(config.data)
     dm.prepare()
@@ -232,7 +245,7 @@ def train(config: RunConfig) -> dict:
         module = _load_module(config.train.load_this, expected)
     else:
         module = SpectralModule(**expected)
-        module.model.preprocess.fit(*dm.train_arrays())
+        module.model.fit(*dm.train_arrays(), seed=config.data.seed)
     checkpoint, callbacks = _callbacks(config, stem, out_dir)
     if finetune is not None:
         callbacks.append(finetune.callback)
@@ -259,6 +272,7 @@ def train(config: RunConfig) -> dict:
         "description": dm.table.describe(),
         "class_counts": dm.class_counts(),
         "filters_removed": dm.table.report,
+        "arch_selection": arch_selection,
         "metrics": {},
         "files": {},
     }
@@ -280,9 +294,13 @@ def train(config: RunConfig) -> dict:
     if config.train.save_test_preds:
         files["test_predictions"] = str(out_dir / f"{stem}.csv")
         _save_test_predictions(out_dir / f"{stem}.csv", module, dm)
-    if config.train.evaluate:
+    if config.train.evaluate and config.train.baseline:
+        _add_baseline(summary, module, dm, config)
+    if config.train.evaluate and result_sheet:
+        baseline_test = {name: result["test"]["accuracy"] for name, result in
+                         summary["metrics"].get("baseline", {}).items() if "test" in result}
         sheet = make_result_sheet(module, dm, out_dir / f"{stem} result sheet.png", stem,
-                                  tensorboard=trainer.logger.experiment)
+                                  tensorboard=trainer.logger.experiment, baseline=baseline_test)
         files["result_sheet"] = sheet.pop("result_sheet")
         summary["calibration"] = sheet
     if config.train.to_onnx and "checkpoint" in files:
@@ -298,9 +316,79 @@ def train(config: RunConfig) -> dict:
     return summary
 
 
+def _with_arch(config: RunConfig, arch: str, **train_changes) -> RunConfig:
+    return dataclasses.replace(config, model=dataclasses.replace(config.model, arch=arch),
+                               train=dataclasses.replace(config.train, **train_changes))
+
+
+def _checkpoint_arch(path: str) -> str:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)["hyper_parameters"]["arch"]
+    except (OSError, KeyError, RuntimeError) as err:
+        raise CheckpointError(f"--load-this {path}: not a spectratorch checkpoint ({err}).") from None
+
+
+def _train_auto(config: RunConfig) -> dict:
+    """``--arch auto``: VGG11 on the lab's large sets; else train every candidate, keep the best on validation."""
+    dm = SpectralDataModule(config.data)
+    dm.prepare()
+    n_train = len(dm.split.train)
+    chosen = auto_arch(config.data.channels, n_train)
+    if chosen is not None:
+        rule = f"the lab's channels and {n_train} >= {LARGE_TRAIN} training rows: {chosen}"
+        _logger.info("--arch auto: %s", rule)
+        return train(_with_arch(config, chosen), arch_selection={"rule": rule, "chosen": chosen})
+    metric = config.train.target_metric.removeprefix("val_")
+    sign = 1 if config.train.metric_mode == "max" else -1
+    search_dir = config.train.out_dir / "arch-auto"
+    candidates = {}
+    for arch in ARCH_CANDIDATES:
+        _logger.info("--arch auto: training candidate %s (%d training rows)", arch, n_train)
+        summary = train(_with_arch(config, arch, output_dir=str(search_dir), to_onnx=False, save_test_preds=False,
+                                   baseline=False, evaluate=True), result_sheet=False)
+        candidates[arch] = {"val": summary["metrics"]["val"], "checkpoint": summary["files"].get("checkpoint"),
+                            "name": summary["name"]}
+    # reason: strictly better only, so a tie keeps the simpler model (candidates are ordered simplest first).
+    best = ARCH_CANDIDATES[0]
+    for arch in ARCH_CANDIDATES[1:]:
+        if sign * candidates[arch]["val"][metric] > sign * candidates[best]["val"][metric]:
+            best = arch
+    rule = (f"{n_train} training rows (fewer than {LARGE_TRAIN}, or not the lab's channels): the best validation "
+            f"{metric} of {', '.join(ARCH_CANDIDATES)}")
+    _logger.info("--arch auto: %s -> %s", rule, best)
+    checkpoint = Path(candidates[best]["checkpoint"])
+    kept = config.train.out_dir / checkpoint.name
+    with atomic_path(kept) as tmp:
+        shutil.copyfile(checkpoint, tmp)
+    selection = {"rule": rule, "chosen": best, "metric": f"val_{metric}",
+                 "candidates": {arch: {"val": c["val"], "name": c["name"]} for arch, c in candidates.items()}}
+    return train(_with_arch(config, best, load_this=str(kept), fit=False), arch_selection=selection)
+
+
+def _stage_features(module: SpectralModule, dm: SpectralDataModule, stage: str) -> tuple[np.ndarray, np.ndarray]:
+    source, rows = dm.stage_rows(stage)
+    index = torch.as_tensor(rows)
+    features = preprocessed_features(module.model.preprocess, source.dataset.spectra.index_select(0, index),
+                                     source.dataset.tabular.index_select(0, index))
+    return features, source.dataset.y.index_select(0, index).numpy()
+
+
+def _add_baseline(summary: dict, module: SpectralModule, dm: SpectralDataModule, config: RunConfig) -> None:
+    """Fit the linear baselines on the network's own inputs and rows; say plainly when the network is worse."""
+    stages = {stage: _stage_features(module, dm, stage) for stage in ("val", "test")}
+    baseline = fit_baselines(_stage_features(module, dm, "train"), stages, dm.n_classes, seed=config.data.seed)
+    summary["metrics"]["baseline"] = baseline
+    metric = config.train.target_metric.removeprefix("val_")
+    check = compare_with_baseline(summary["metrics"].get("val", {}), baseline,
+                                  metric if metric in ("accuracy", "f1", "balanced_accuracy", "auroc") else "accuracy")
+    summary["baseline_check"] = check
+    if check and check["network_is_worse"]:
+        _logger.warning("%s", check["message"])
+
+
 def _log_hparams(trainer: pl.Trainer, config: RunConfig, summary: dict) -> None:
     flat = {f"{group}/{key}": (value if isinstance(value, (int, float, str, bool)) else str(value))
             for group, values in config.to_dict().items() for key, value in values.items()}
-    metrics = {f"hp/{stage}_{name}": value for stage, values in summary["metrics"].items()
+    metrics = {f"hp/{stage}_{name}": value for stage, values in summary["metrics"].items() if stage != "baseline"
                for name, value in values.items() if value is not None}
     trainer.logger.log_hyperparams(flat, metrics)

@@ -10,7 +10,10 @@ import pytest
 from spectratorch.data.raw import (
     MIN_INTEGRALS,
     SATURATION_THRESHOLDS,
+    channel_integrals,
+    channel_peaks,
     clean,
+    cleaning_masks,
     convert,
     oob_mask,
     read_raw_exports,
@@ -280,6 +283,44 @@ def test_masks():
     assert weak_mask(toy).tolist() == [False, False, True, False, True]
     assert oob_mask(toy).tolist() == [False, False, False, True, False]
     assert saturated_mask(toy).index.equals(toy.index)
+
+
+def test_channel_peaks_and_integrals():
+    toy = _toy()
+    peaks, integrals = channel_peaks(toy), channel_integrals(toy)
+    assert list(peaks.columns) == ["277", "380", "425"] and peaks.index.equals(toy.index)
+    assert peaks["380"].tolist() == [5000.0, 7000.5, 5000.0, 5000.0, 5000.0]
+    assert peaks["277"].tolist() == [3500.0, 3500.0, 100.0, 9000.0, 3500.0]
+    assert integrals["425"].tolist() == [400000.0, 400000.0, 400000.0, 400000.0, 50000.0]
+    assert integrals.loc["b", "380"] == 49 * 5000.0 + 7000.5
+    assert list(channel_peaks(toy, ["425", "999"]).columns) == ["425"]
+
+
+def test_masks_read_the_peaks_and_integrals_on_generated_data(df):
+    peaks, integrals = channel_peaks(df), channel_integrals(df)
+    assert list(peaks.columns) == ["277", "380", "425", "lspr"]
+    spectral = spectral_column_names(df)
+    np.testing.assert_array_equal(peaks["380"].to_numpy(), df[spectral["380"]].to_numpy().max(axis=1))
+    np.testing.assert_allclose(integrals["277"].to_numpy(), df[spectral["277"]].to_numpy().sum(axis=1), rtol=1e-5)
+    expected_saturated = (peaks[list(SATURATION_THRESHOLDS)] > pd.Series(SATURATION_THRESHOLDS)).any(axis=1)
+    expected_weak = (integrals[list(MIN_INTEGRALS)] < pd.Series(MIN_INTEGRALS)).any(axis=1)
+    assert expected_saturated.sum() > 0 and expected_weak.sum() > 0
+    assert saturated_mask(df).tolist() == expected_saturated.tolist()
+    assert weak_mask(df).tolist() == expected_weak.tolist()
+
+
+def test_cleaning_masks_are_independent_and_clean_follows_them():
+    toy = _toy()
+    masks = cleaning_masks(toy)
+    assert list(masks.columns) == ["oob", "saturation", "integral"] and masks.index.equals(toy.index)
+    assert masks.sum().to_dict() == {"oob": 1, "saturation": 2, "integral": 2}
+    assert masks.loc["d"].tolist() == [True, True, False]
+    kept, _ = clean(toy)
+    assert list(kept.index) == list(toy.index[~masks.any(axis=1)])
+    off = cleaning_masks(toy, saturation=None, min_integral={}, drop_oob=False)
+    assert not off.to_numpy().any()
+    assert cleaning_masks(toy, saturation={277: 8000.0}).sum().to_dict() == {"oob": 1, "saturation": 1,
+                                                                             "integral": 2}
 
 
 def test_thresholds_are_the_lab_values():

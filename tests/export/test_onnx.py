@@ -15,6 +15,7 @@ from spectratorch.export.calibration import softmax
 from spectratorch.export.onnx import ExportError, conv2d_layout, export_onnx, read_metadata, update_metadata
 from spectratorch.inference import METADATA_KEYS, Predictor
 from spectratorch.models import build_classifier, list_models
+from spectratorch.models.registry import model_options
 from tests.export.helpers import trained_run
 
 
@@ -149,8 +150,12 @@ def test_every_registered_model_exports_exactly(name):
     from spectratorch.export.onnx import _Probabilities, _trace
 
     torch.manual_seed(0)
-    model = build_classifier(name, ["a", "b"], length=64, n_tabular=1, n_classes=3, width=0.25)
-    model.preprocess.fit(torch.rand(20, 2, 64) * 100, torch.rand(20, 1))
+    options = {"width": 0.25} if "width" in model_options(name) else {}
+    model = build_classifier(name, ["a", "b"], length=64, n_tabular=1, n_classes=3, **options)
+    model.fit(torch.rand(20, 2, 64) * 100, torch.rand(20, 1))
+    for parameter in model.net.parameters():  # reason: Linear and MiniRocket start at zero weights
+        if (parameter == 0).all():
+            parameter.data.normal_(0, 0.1)
     for module in model.modules():  # non-trivial batch-norm statistics, so folding them is tested
         if isinstance(module, torch.nn.BatchNorm1d):
             module.running_mean.uniform_(-0.5, 0.5)

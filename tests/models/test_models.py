@@ -14,6 +14,7 @@ SMALL = {
     "VGG11": {"width": 0.125},
     "VGG16": {"width": 0.125},
     "ResNetV2": {"block_units": (1, 1), "width": 0.125},
+    "MiniRocket": {"n_features": 336},
 }
 LAYOUTS = [(1, 100, 0), (3, 446, 2), (2, 16, 1)]
 
@@ -60,7 +61,7 @@ def test_forward_is_head_of_features(name):
     net = _small_net(name, 3, 120, 2).eval()
     spectra, tabular = _make_inputs(5, 3, 120, 2)
     features = net.forward_features(spectra)
-    assert features.dim() == 3 and features.shape[0] == 5
+    assert features.dim() in (2, 3) and features.shape[0] == 5
     torch.testing.assert_close(net.forward_head(features, tabular), net(spectra, tabular))
 
 
@@ -120,7 +121,7 @@ def _fitted_classifier(name, n_tabular, transforms):
         **SMALL.get(name, {}),
     )
     spectra, tabular = _make_inputs(16, 3, 446, n_tabular, seed=1)
-    model.preprocess.fit(spectra, tabular if n_tabular else None)
+    model.fit(spectra, tabular if n_tabular else None)
     return model.eval()
 
 

@@ -42,6 +42,15 @@ def test_train_py_writes_every_output(demo_file, tmp_path):
     for stage in ("val", "test"):
         assert set(summary["metrics"][stage]) == {"loss", "accuracy", "f1", "balanced_accuracy", "auroc"}
         assert all(0 <= v for v in summary["metrics"][stage].values())
+    baseline = summary["metrics"]["baseline"]
+    assert set(baseline) == {"logistic_regression", "pls_da"}
+    for name, scores in baseline.items():
+        assert 0.5 < scores["test"]["accuracy"] <= 1 and 0.5 < scores["val"]["accuracy"] <= 1
+        assert f"baseline {name} test: accuracy {scores['test']['accuracy']:.4f}" in result.stdout
+    check = summary["baseline_check"]
+    assert check["metric"] == "f1" and check["network"] == summary["metrics"]["val"]["f1"]
+    assert check["message"] in result.stdout
+    assert ("WORSE than the best linear baseline" in result.stdout) == check["network_is_worse"]
     assert summary["labels"] == ["The rest", "OK"]
     assert summary["config"]["data"]["channels"] == ["277", "380"]
     assert summary["config"]["model"]["arch"] == "TinyVGG"
@@ -73,7 +82,10 @@ def test_same_command_same_metrics_on_cpu(demo_file, tmp_path):
         result = _run(["-m", "spectratorch.cli", "train", "--data", str(demo_file), *FAST, "--transforms", "da", "mixup",
                        "--output-dir", str(tmp_path / name)])
         assert result.returncode == 0, result.stderr[-3000:]
-        runs.append(json.loads(next((tmp_path / name).glob("*.json")).read_text())["metrics"])
+        metrics = json.loads(next((tmp_path / name).glob("*.json")).read_text())["metrics"]
+        for result in metrics["baseline"].values():
+            result.pop("seconds")  # reason: wall time, the one thing that may differ
+        runs.append(metrics)
     assert runs[0] == runs[1]
 
 

@@ -1,0 +1,181 @@
+"""The exported models of a folder, and what their file names and metadata say about them.
+
+Every ``.onnx`` file under the folder is listed; one that cannot be used (not ONNX, truncated, no spectratorch
+metadata) is listed too, with the reason, so the inspector sees why it is not offered. Only onnxruntime reads the
+files (:class:`~spectratorch.inference.Predictor`): no torch, no ``onnx`` package.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from pathlib import Path
+
+from spectratorch.errors import ConfigError, SpectratorchError
+from spectratorch.inference import DEFAULT_CUTOFF_KEY, Predictor
+from spectratorch.training.naming import NameParts, parse_model_name
+
+__all__ = ["ModelEntry", "find_models", "open_model", "model_row", "model_details"]
+
+_logger = logging.getLogger(__name__)
+
+_METRICS = ("accuracy", "f1", "balanced_accuracy", "auroc", "loss")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelEntry:
+    """One ``.onnx`` file of the folder.
+
+    Attributes:
+        path: the file.
+        label: the path relative to the folder, as listed.
+        predictor: the loaded model, or ``None`` when it cannot be used.
+        error: why it cannot be used (``None`` when it can).
+    """
+
+    path: Path
+    label: str
+    predictor: Predictor | None
+    error: str | None
+
+
+def find_models(folder: str | os.PathLike) -> list[Path]:
+    """The ``.onnx`` files under ``folder`` (recursively), sorted by their path.
+
+    Args:
+        folder: the models folder.
+
+    Returns:
+        The files; empty when there is none.
+
+    Raises:
+        ConfigError: ``folder`` is not a folder.
+
+    Example:
+        >>> import tempfile
+        >>> find_models(tempfile.mkdtemp())
+        []
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ConfigError(f"--models must be a folder of .onnx models; {str(folder)!r} is not a folder. "
+                          "Pass the folder where `spectratorch export` wrote them.")
+    return sorted(p for p in folder.rglob("*.onnx") if p.is_file() and not p.name.startswith("."))
+
+
+def open_model(path: str | os.PathLike, folder: str | os.PathLike | None = None) -> ModelEntry:
+    """Load one model for the page; a file that cannot be used gives an entry with the reason instead of raising.
+
+    Args:
+        path: the ``.onnx`` file.
+        folder: the models folder, to label the file by its relative path.
+
+    Returns:
+        The entry.
+    """
+    path = Path(path)
+    label = str(path.relative_to(folder)) if folder is not None and path.is_relative_to(folder) else path.name
+    try:
+        return ModelEntry(path, label, Predictor(path), None)
+    except SpectratorchError as err:
+        _logger.warning("model %s cannot be used: %s", path, err)
+        return ModelEntry(path, label, None, str(err).replace(f"{path}: ", "").replace(str(path), path.name))
+
+
+def _name_parts(entry: ModelEntry) -> NameParts | None:
+    for candidate in ((entry.predictor.metadata.get("name") if entry.predictor else None), entry.path.name):
+        if candidate:
+            try:
+                return parse_model_name(str(candidate))
+            except ConfigError:
+                continue
+    return None
+
+
+def _metric(metadata: dict, stage: str, key: str) -> float | None:
+    value = ((metadata.get("metrics") or {}).get(stage) or {}).get(key)
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+def model_row(entry: ModelEntry) -> dict:
+    """One row of the models table: what the name and the metadata say, or why the file cannot be used.
+
+    Args:
+        entry: from :func:`open_model`.
+
+    Returns:
+        ``{column: value}`` with ``model, architecture, targets, classes, channels, points, tabular, transforms,
+        split, val accuracy, val F1, val AUROC, temperature, default cutoff, problem``.
+    """
+    row: dict[str, object] = {"model": entry.label}
+    parts = _name_parts(entry)
+    meta = entry.predictor.metadata if entry.predictor else {}
+    arch = meta.get("arch") or (parts.arch if parts else None)
+    targets = meta.get("targets") or (list(parts.targets) if parts else None)
+    channels = meta.get("channels") or (list(parts.channels) if parts else None)
+    transforms = meta.get("transforms", list(parts.transforms) if parts else None)
+    split = meta.get("split", parts.split if parts else None)
+    n_splits = meta.get("n_splits", parts.n_splits if parts else None)
+    axis = meta.get("axis") or []
+    cutoff = (entry.predictor.cutoffs if entry.predictor else {}).get(DEFAULT_CUTOFF_KEY)
+    row.update({
+        "architecture": arch,
+        "targets": " ".join(map(str, targets)) if targets else None,
+        "classes": ", ".join(map(str, meta["labels"])) if meta.get("labels") else None,
+        "channels": ", ".join(map(str, channels)) if channels else None,
+        "points": f"{len(axis)} ({axis[0]:g}..{axis[-1]:g})" if axis else None,
+        "tabular": ", ".join(meta.get("tabular_columns") or []) or ("none" if entry.predictor else None),
+        "transforms": ", ".join(map(str, transforms)) if transforms else ("none" if transforms is not None else None),
+        "split": f"{split} of {n_splits}" if split is not None and n_splits is not None else None,
+        "val accuracy": _metric(meta, "val", "accuracy"),
+        "val F1": _metric(meta, "val", "f1"),
+        "val AUROC": _metric(meta, "val", "auroc"),
+        "temperature": meta.get("temperature"),
+        "default cutoff": cutoff,
+        "problem": entry.error or "",
+    })
+    return row
+
+
+def model_details(entry: ModelEntry) -> dict[str, str]:
+    """Everything the metadata says about a usable model, as ``{what: text}`` for the page's details panel.
+
+    Args:
+        entry: a usable entry (``entry.predictor`` is set).
+
+    Returns:
+        Ordered ``{field: text}``.
+    """
+    predictor = entry.predictor
+    meta = predictor.metadata
+    parts = _name_parts(entry)
+    details = {
+        "name": str(meta.get("name") or entry.path.stem),
+        "architecture": str(meta.get("arch") or (parts.arch if parts else "?")),
+        "target": " ".join(map(str, meta.get("targets") or (parts.targets if parts else ["?"]))),
+        "classes": ", ".join(predictor.labels),
+        "channels": ", ".join(predictor.channels),
+        "axis": f"{len(predictor.axis)} points, {predictor.axis[0]:g} to {predictor.axis[-1]:g}",
+        "tabular columns": ", ".join(predictor.tabular_columns) or "none",
+        "transforms in the model": ", ".join(map(str, meta.get("transforms") or [])) or "none",
+        "split, seed, label smoothing": f"fold {meta.get('split')} of {meta.get('n_splits')}, seed {meta.get('seed')}, "
+                                        f"eps {meta.get('eps')}",
+    }
+    for stage in ("val", "test"):
+        values = {key: _metric(meta, stage, key) for key in _METRICS}
+        metrics = [f"{key} {value:.3f}" for key, value in values.items() if value is not None]
+        if metrics:
+            details[f"{'validation' if stage == 'val' else 'test'} metrics"] = ", ".join(metrics)
+    calibration = meta.get("calibration") or {}
+    if meta.get("temperature") is not None:
+        text = f"temperature {float(meta['temperature']):.3f}"
+        if {"ece_before", "ece_after"} <= set(calibration):
+            text += f", expected calibration error {calibration['ece_before']:.3f} -> {calibration['ece_after']:.3f}"
+        if "n_samples" in calibration:
+            text += f" on {calibration['n_samples']} validation samples"
+        details["calibration"] = text
+    if predictor.cutoffs:
+        details["cutoffs"] = ", ".join(f"{name} {float(value):.3f}" for name, value in predictor.cutoffs.items())
+    details["spectratorch version"] = str(meta.get("version", "?"))
+    return details

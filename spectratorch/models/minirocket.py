@@ -1,0 +1,233 @@
+"""MiniRocket: fixed random dilated convolutions, proportion-of-positive-values pooling, a trained linear head.
+
+Written from the published method (Dempster, Schmidt and Webb, "MiniRocket", KDD 2021):
+
+- 84 kernels of length 9 with weights -1, except 2 at three of the nine positions (every choice of three);
+- dilations spread exponentially from 1 to about ``(L - 1) / 8``, each with a share of the features;
+- per kernel and dilation, biases drawn from quantiles (a low-discrepancy sequence) of the convolution of a random
+  training spectrum, set by :meth:`MiniRocketNet.fit_data` on the training split;
+- per bias, the feature is the proportion of positions where the convolution exceeds it (PPV);
+- with several channels, each kernel/dilation sums the convolutions of a random subset of the channels.
+
+Deviation: every convolution is zero-padded ("same" length); the paper pads half of them. The features are
+standardised (mean and spread fitted with the biases) and a linear layer, trained by the usual loop with weight
+decay, maps them and the tabular values to the logits. All of it lives in buffers, so checkpoints and ONNX files
+carry it.
+"""
+
+import itertools
+import logging
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from spectratorch.errors import ConfigError
+from spectratorch.models._layers import check_int, check_io, check_kwargs, network_options
+from spectratorch.models.registry import register_model
+
+__all__ = ["MiniRocketNet", "MiniRocket", "minirocket_dilations"]
+
+_logger = logging.getLogger(__name__)
+
+_KERNEL_LENGTH = 9
+_N_KERNELS = 84  # reason: C(9, 3) choices of the three positions that weigh 2
+_GOLDEN = (math.sqrt(5) + 1) / 2
+
+
+def _base_kernels() -> torch.Tensor:
+    weights = torch.full((_N_KERNELS, _KERNEL_LENGTH), -1.0)
+    for row, positions in enumerate(itertools.combinations(range(_KERNEL_LENGTH), 3)):
+        weights[row, list(positions)] = 2.0
+    return weights
+
+
+def minirocket_dilations(length: int, n_features: int, max_dilations: int = 32) -> tuple[list[int], list[int]]:
+    """Dilations and features per kernel at each, as in MiniRocket.
+
+    Args:
+        length: Spectral length ``L``.
+        n_features: Features wanted in all (rounded down to a multiple of 84).
+        max_dilations: Most dilations per kernel.
+
+    Returns:
+        ``(dilations, features_per_kernel)``, two lists of the same length.
+
+    Example:
+        >>> dilations, counts = minirocket_dilations(446, 10_000)
+        >>> dilations[0], dilations[-1] <= (446 - 1) / 8, 84 * sum(counts)
+        (1, True, 9996)
+    """
+    per_kernel = max(1, n_features // _N_KERNELS)
+    n_dilations = min(per_kernel, max_dilations)
+    max_exponent = math.log2(max(1.0, (length - 1) / (_KERNEL_LENGTH - 1)))
+    raw = np.floor(np.logspace(0, max_exponent, n_dilations, base=2)).astype(int)
+    dilations, counts = np.unique(raw, return_counts=True)
+    features = (counts * (per_kernel / n_dilations)).astype(int)
+    for i in range(per_kernel - int(features.sum())):
+        features[i % len(features)] += 1
+    keep = features > 0
+    return [int(d) for d in dilations[keep]], [int(f) for f in features[keep]]
+
+
+class MiniRocketNet(nn.Module):
+    """MiniRocket features (fixed, fitted once on training data) and a trained linear head.
+
+    Args:
+        n_channels: Spectral channels ``C``.
+        length: Spectral length ``L``.
+        n_tabular: Tabular features ``T`` (0: none).
+        n_classes: Classes ``K``.
+        n_features: Random-kernel features (about; a multiple of 84). 10 000 in the paper.
+        max_dilations: Most dilations per kernel.
+        seed: Seed of the channel subsets and of the spectra the biases come from (the features are part of the
+            architecture, not of the training run).
+        dropout: Dropout on the standardised features.
+
+    Shapes:
+        spectra ``[N, C, L]``, tabular ``[N, T]`` (or ``None`` when ``T == 0``) -> logits ``[N, K]``.
+
+    Example:
+        >>> net = MiniRocketNet(2, 120, 0, 3, n_features=840)
+        >>> _ = net.fit_data(torch.randn(30, 2, 120))
+        >>> net(torch.randn(5, 2, 120)).shape
+        torch.Size([5, 3])
+    """
+
+    DEFAULT_WEIGHT_DECAY = 1e-3
+    DEFAULT_LR = 3e-3
+
+    def __init__(self, n_channels: int, length: int, n_tabular: int, n_classes: int, n_features: int = 4000,
+                 max_dilations: int = 32, seed: int = 0, dropout: float = 0.0):
+        super().__init__()
+        check_io("MiniRocket", n_channels, length, n_tabular, n_classes)
+        check_int("n_features", n_features, "MiniRocket", minimum=_N_KERNELS)
+        check_int("max_dilations", max_dilations, "MiniRocket")
+        if length < _KERNEL_LENGTH:
+            raise ConfigError(f"MiniRocket needs spectra of at least {_KERNEL_LENGTH} points; got {length}.")
+        self.n_tabular, self.n_classes, self.seed = n_tabular, n_classes, seed
+        self.dilations, self.features_per_kernel = minirocket_dilations(length, n_features, max_dilations)
+        generator = torch.Generator().manual_seed(seed)
+        base = _base_kernels()
+        for i, dilation in enumerate(self.dilations):
+            mask = self._channel_mask(n_channels, generator)
+            self.register_buffer(f"weight_{i}", base[:, None, :] * mask[:, :, None])
+            self.register_buffer(f"bias_{i}", torch.zeros(_N_KERNELS, self.features_per_kernel[i]))
+        self.num_features = _N_KERNELS * sum(self.features_per_kernel)
+        self.register_buffer("feature_mean", torch.zeros(self.num_features))
+        self.register_buffer("feature_scale", torch.ones(self.num_features))
+        self.register_buffer("fitted", torch.tensor(False))
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(self.num_features + n_tabular, n_classes)
+        nn.init.zeros_(self.fc.weight)
+        nn.init.zeros_(self.fc.bias)
+
+    @staticmethod
+    def _channel_mask(n_channels: int, generator: torch.Generator) -> torch.Tensor:
+        """``[84, C]`` 0/1: each kernel's random subset of channels (1 to min(C, 9), log-uniform in count)."""
+        if n_channels == 1:
+            return torch.ones(_N_KERNELS, 1)
+        top = math.log2(min(n_channels, _KERNEL_LENGTH) + 1)
+        counts = (2 ** (torch.rand(_N_KERNELS, generator=generator) * top)).floor().clamp(1, n_channels).long()
+        order = torch.rand(_N_KERNELS, n_channels, generator=generator).argsort(dim=1)
+        return (order.argsort(dim=1) < counts[:, None]).float()
+
+    def _convolve(self, spectra: torch.Tensor, i: int) -> torch.Tensor:
+        dilation = self.dilations[i]
+        return F.conv1d(spectra, getattr(self, f"weight_{i}"), padding=(_KERNEL_LENGTH // 2) * dilation,
+                        dilation=dilation)
+
+    @torch.no_grad()
+    def fit_data(self, spectra: torch.Tensor, tabular: torch.Tensor | None = None) -> "MiniRocketNet":
+        """Set the biases from training spectra, then the features' mean and spread.
+
+        Args:
+            spectra: preprocessed training spectra ``[N, C, L]`` (a few hundred to a few thousand are enough).
+            tabular: unused (the tabular values are scaled by the preprocessing already).
+
+        Returns:
+            ``self``.
+        """
+        generator = torch.Generator().manual_seed(self.seed)
+        offset = 0
+        for i in range(len(self.dilations)):
+            count = self.features_per_kernel[i]
+            rows = torch.randint(len(spectra), (_N_KERNELS,), generator=generator)
+            out = self._convolve(spectra[rows], i)  # [84 spectra, 84 kernels, L]
+            own = out[torch.arange(_N_KERNELS), torch.arange(_N_KERNELS)]  # kernel k on spectrum k
+            steps = torch.arange(offset + 1, offset + _N_KERNELS * count + 1, dtype=torch.float64)
+            quantiles = torch.frac(steps * _GOLDEN).view(_N_KERNELS, count).to(own.dtype)
+            getattr(self, f"bias_{i}").copy_(_row_quantiles(own, quantiles))
+            offset += _N_KERNELS * count
+        self.fitted.fill_(True)
+        features = torch.cat([self._ppv(spectra[start : start + 512]) for start in range(0, len(spectra), 512)])
+        self.feature_mean.copy_(features.mean(0))
+        self.feature_scale.copy_(features.std(0).clamp_min(1e-3))
+        return self
+
+    def _ppv(self, spectra: torch.Tensor) -> torch.Tensor:
+        """Spectra ``[N, C, L]`` -> PPV ``[N, F]``, kernel-major within each dilation."""
+        parts = []
+        for i in range(len(self.dilations)):
+            out = self._convolve(spectra, i)
+            bias = getattr(self, f"bias_{i}")
+            # reason: a few biases per kernel and dilation, so one comparison per bias is cheaper than sorting the
+            # positions (measured), and it is the same graph in torch and in ONNX (which has no searchsorted).
+            per_bias = [(out > bias[:, j : j + 1]).to(out.dtype).mean(2) for j in range(bias.shape[1])]
+            parts.append(torch.stack(per_bias, dim=2).flatten(1))
+        return torch.cat(parts, dim=1)
+
+    def forward_features(self, spectra: torch.Tensor) -> torch.Tensor:
+        """Spectra ``[N, C, L]`` -> standardised PPV features ``[N, F]``."""
+        return (self._ppv(spectra) - self.feature_mean) / self.feature_scale
+
+    def forward_head(self, features: torch.Tensor, tabular: torch.Tensor | None = None) -> torch.Tensor:
+        """Features ``[N, F]`` and tabular ``[N, T]`` -> logits ``[N, K]``."""
+        features = self.dropout(features)
+        if self.n_tabular > 0:
+            features = torch.cat([features, tabular], dim=1)
+        return self.fc(features)
+
+    def forward(self, spectra: torch.Tensor, tabular: torch.Tensor | None = None) -> torch.Tensor:
+        """Spectra ``[N, C, L]`` and tabular ``[N, T]`` (``None`` when ``T == 0``) -> logits ``[N, K]``."""
+        return self.forward_head(self.forward_features(spectra), tabular)
+
+
+def _row_quantiles(values: torch.Tensor, quantiles: torch.Tensor) -> torch.Tensor:
+    """Row ``k`` of ``values [K, L]`` at its own quantiles ``quantiles[k]`` -> ``[K, n]`` (linear interpolation)."""
+    ordered = values.sort(dim=1).values
+    position = quantiles * (values.shape[1] - 1)
+    low = position.floor().long()
+    high = (low + 1).clamp_max(values.shape[1] - 1)
+    weight = position - low
+    return torch.lerp(ordered.gather(1, low), ordered.gather(1, high), weight)
+
+
+@register_model
+def MiniRocket(n_channels: int, length: int, n_tabular: int, n_classes: int, **kwargs) -> MiniRocketNet:
+    """MiniRocket: random dilated kernels with PPV pooling (fixed) and a trained linear head; strong on small sets.
+
+    Args:
+        n_channels: Spectral channels ``C``.
+        length: Spectral length ``L``.
+        n_tabular: Tabular features ``T``.
+        n_classes: Classes ``K``.
+        **kwargs: ``n_features``, ``max_dilations``, ``seed``, ``dropout`` (see ``MiniRocketNet``).
+
+    Returns:
+        The network; call ``fit_data`` on preprocessed training spectra before training (``SpectralClassifier.fit``
+        does).
+
+    Example:
+        >>> MiniRocket(1, 200, 0, 2).num_features
+        3948
+    """
+    check_kwargs(MiniRocketNet, kwargs, "MiniRocket")
+    return MiniRocketNet(n_channels, length, n_tabular, n_classes, **kwargs)
+
+
+MiniRocket.options = network_options(MiniRocketNet)
+MiniRocket.default_weight_decay = MiniRocketNet.DEFAULT_WEIGHT_DECAY
+MiniRocket.default_lr = MiniRocketNet.DEFAULT_LR

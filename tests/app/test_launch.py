@@ -1,0 +1,49 @@
+"""`spectratorch app`: the command it serves, its refusals, and no torch anywhere in the page's imports."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from spectratorch.app.catalog import find_models, model_row, open_model
+from spectratorch.app.launch import PAGE, streamlit_command
+from tests.export.helpers import BLOCK_TORCH, ROOT, run_cli
+
+from .conftest import EXAMPLE
+
+
+def test_the_page_and_its_helpers_import_no_torch():
+    prelude = BLOCK_TORCH.split("from spectratorch.cli")[0]
+    code = prelude + ("import spectratorch.app.page, spectratorch.app.launch, spectratorch.cli\n"
+                      "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'lightning')))")
+    result = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, cwd=ROOT,
+                            timeout=120, env={"PYTHONPATH": str(ROOT), "PATH": ""})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_streamlit_command_serves_the_page_locally_with_the_limit():
+    command = streamlit_command(8765, max_upload_mb=50)
+    assert command[:5] == [sys.executable, "-m", "streamlit", "run", str(PAGE)]
+    options = dict(zip(command[5::2], command[6::2]))
+    assert options["--server.port"] == "8765" and options["--server.address"] == "localhost"
+    assert options["--server.maxUploadSize"] == "50" and options["--client.showErrorDetails"] == "none"
+
+
+def test_the_cli_refuses_a_missing_folder_on_one_line(tmp_path):
+    result = run_cli(["app", "--models", tmp_path / "nothing"])
+    assert result.returncode == 2
+    assert result.stderr.strip() == (f"spectratorch app: error: --models must be a folder of .onnx models; "
+                                     f"'{tmp_path / 'nothing'}' is not a folder.")
+    result = run_cli(["app", "--models", tmp_path, "--port", "0"])
+    assert result.returncode == 2 and "--port must be in 1..65535; got 0" in result.stderr
+
+
+def test_catalog_finds_models_recursively_and_explains_bad_ones(mixed_models_dir):
+    paths = find_models(mixed_models_dir)
+    assert [p.relative_to(mixed_models_dir).as_posix() for p in paths] == [
+        EXAMPLE.name, "a foreign.onnx", "b truncated.onnx", "nir/linear.onnx"]
+    rows = [model_row(open_model(p, mixed_models_dir)) for p in paths]
+    assert [r["problem"] == "" for r in rows] == [True, False, False, True]
+    assert rows[3]["model"] == "nir/linear.onnx" and rows[3]["channels"] == "nir" and rows[3]["transforms"] == "none"
+    assert str(mixed_models_dir) not in rows[1]["problem"]

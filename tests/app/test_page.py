@@ -1,0 +1,173 @@
+"""The page's logic through Streamlit's AppTest: real models, real uploads, compared with `spectratorch predict`."""
+
+from __future__ import annotations
+
+import io
+import re
+import zipfile
+
+import numpy as np
+import pandas as pd
+import pytest
+from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
+from streamlit.testing.v1 import AppTest
+
+from spectratorch.app.launch import ENV_MAX_UPLOAD_MB, ENV_MODELS
+from spectratorch.cli import main
+from spectratorch.data.io import read_dataset, write_dataset
+from spectratorch.inference import UNCLASSIFIED, Predictor
+
+from .conftest import EXAMPLE, PAGE
+
+
+@pytest.fixture
+def downloads(monkeypatch):
+    """Every file the page hands to Streamlit's media storage (what a download button serves), by mimetype."""
+    served: list[tuple[str, bytes]] = []
+    original = MemoryMediaFileStorage.load_and_get_id
+
+    def _record(self, path_or_data, mimetype, kind, filename=None):
+        served.append((mimetype, bytes(path_or_data)))
+        return original(self, path_or_data, mimetype, kind, filename)
+
+    monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", _record)
+    return served
+
+
+def _page(monkeypatch, models, limit_mb=None) -> AppTest:
+    monkeypatch.setenv(ENV_MODELS, str(models))
+    if limit_mb is not None:
+        monkeypatch.setenv(ENV_MAX_UPLOAD_MB, str(limit_mb))
+    at = AppTest.from_file(str(PAGE), default_timeout=120)
+    return at.run()
+
+
+def _upload(at: AppTest, path, name=None) -> AppTest:
+    at.file_uploader(key="upload").upload(name or path.name, path.read_bytes())
+    return at.run()
+
+
+def _predict_cli(model, data, out, *options) -> bytes:
+    assert main(["predict", str(model), str(data), "-o", str(out), *options]) == 0
+    return out.read_bytes()
+
+
+def _errors(at: AppTest) -> list[str]:
+    assert not at.exception, [e.value for e in at.exception]
+    return [e.value for e in at.error]
+
+
+def test_the_models_table_says_what_names_and_metadata_say(monkeypatch, mixed_models_dir):
+    at = _page(monkeypatch, mixed_models_dir)
+    assert _errors(at) == []
+    table = at.dataframe[0].value.set_index("model")
+    assert list(table.index) == ["VGG11 y=['OVA', 'OK'] c=('277', '380') t=('da',) 0-5 s=42 eps=0.1.onnx",
+                                 "a foreign.onnx", "b truncated.onnx", "nir/linear.onnx"]
+    meta = Predictor(EXAMPLE).metadata
+    example = table.iloc[0]
+    assert (example["architecture"], example["targets"], example["channels"]) == ("VGG11", "OVA OK", "277, 380")
+    assert example["classes"] == "The rest, OK" and example["tabular"] == "greffon_transmittance"
+    assert example["points"] == f"{len(meta['axis'])} ({meta['axis'][0]:g}..{meta['axis'][-1]:g})"
+    assert example["val accuracy"] == pytest.approx(meta["metrics"]["val"]["accuracy"])
+    assert example["temperature"] == pytest.approx(meta["temperature"])
+    assert example["default cutoff"] == pytest.approx(meta["cutoffs"]["default"])
+    assert example["problem"] == ""
+    assert "no spectratorch metadata" in table.loc["a foreign.onnx", "problem"]
+    assert "not a readable ONNX model" in table.loc["b truncated.onnx", "problem"]
+    assert table.loc["nir/linear.onnx", "architecture"] == "Linear"
+    # the details panel: calibration and validation metrics of the chosen (first usable) model
+    details = at.table[0].value
+    assert f"temperature {meta['temperature']:.3f}" in details.loc["calibration", "value"]
+    assert f"accuracy {meta['metrics']['val']['accuracy']:.3f}" in details.loc["validation metrics", "value"]
+
+
+@pytest.mark.parametrize("kind", ["parquet", "csv", "pkl", "zip"])
+def test_upload_shows_and_serves_what_predict_writes(monkeypatch, models_dir, demo_data, downloads, tmp_path, kind):
+    at = _upload(_page(monkeypatch, models_dir), demo_data[kind])
+    assert _errors(at) == []
+    source = demo_data["raw"] if kind == "zip" else demo_data[kind]
+    expected = _predict_cli(EXAMPLE, source, tmp_path / "p.csv")
+    reference = pd.read_csv(io.BytesIO(expected), dtype={"id": str})
+    shown = at.dataframe[1].value
+    assert shown["id"].astype(str).tolist() == reference["id"].tolist()
+    assert shown["label"].tolist() == reference["label"].tolist()
+    np.testing.assert_allclose(shown["top1_prob"], reference["top1_prob"], atol=5e-6)
+    assert [data for mime, data in downloads if mime == "text/csv"][-1] == expected
+    counts = at.table[1].value["samples"]
+    assert counts.to_dict() == {k: v for k, v in reference["label"].value_counts().items()}
+    assert f"**{len(reference)}** samples predicted" in at.markdown[0].value
+
+
+def test_the_cutoff_slider_gives_predicts_cutoff(monkeypatch, models_dir, demo_data, downloads, tmp_path):
+    at = _upload(_page(monkeypatch, models_dir), demo_data["parquet"])
+    slider = at.select_slider(key="cutoff")
+    assert slider.value == Predictor(EXAMPLE).cutoffs["default"]
+    at = slider.set_value(0.99).run()
+    expected = _predict_cli(EXAMPLE, demo_data["parquet"], tmp_path / "p.csv", "--cutoff", "0.99")
+    assert downloads[-1][1] == expected
+    labels = pd.read_csv(io.BytesIO(expected))["label"]
+    assert (labels == UNCLASSIFIED).sum() == at.table[1].value.loc[UNCLASSIFIED, "samples"] > 0
+    at = at.select_slider(key="cutoff").set_value(0.0).run()
+    assert downloads[-1][1] == _predict_cli(EXAMPLE, demo_data["parquet"], tmp_path / "p.csv", "--cutoff", "none")
+    assert UNCLASSIFIED not in at.table[1].value.index
+
+
+def test_one_sample_its_class_mean_and_what_drove_it(monkeypatch, models_dir, demo_data, tmp_path):
+    at = _upload(_page(monkeypatch, models_dir), demo_data["parquet"])
+    reference = pd.read_csv(io.BytesIO(_predict_cli(EXAMPLE, demo_data["parquet"], tmp_path / "p.csv")),
+                            dtype={"id": str})
+    at = at.selectbox(key="sample").set_value(7).run()
+    row = reference.iloc[7]
+    text = next(m.value for m in at.markdown if m.value.startswith("Sample "))
+    assert text.startswith(f"Sample **{row['id']}**: **{row['label']}** (top classes: {row['top1_label']} "
+                           f"{row['top1_prob']:.3f}")
+    assert len(at.get("vega_lite_chart")) == 2  # one chart per channel of the model
+    drivers = at.table[-1].value
+    assert set(drivers["channel"]) <= {"277", "380"} and len(drivers) >= 1
+    assert (drivers["probability drop"].astype(float) > 0).all()
+
+
+def test_wrong_files_give_a_message_not_a_traceback(monkeypatch, models_dir, demo_data, tmp_path):
+    df = read_dataset(demo_data["parquet"])
+    write_dataset(df.drop(columns=[c for c in df.columns if c.startswith("380_")]), tmp_path / "no380.parquet")
+    (tmp_path / "empty.csv").write_bytes(b"")
+    (tmp_path / "notes.txt").write_text("hello")
+    (tmp_path / "broken.zip").write_bytes(b"PK\x03\x04 not really")
+    with zipfile.ZipFile(tmp_path / "no380.zip", "w") as archive:
+        for path in demo_data["raw"].iterdir():
+            if not path.name.startswith("EX_380"):
+                archive.write(path, path.name)
+    cases = {
+        "no380.parquet": r"no380.parquet: unknown channel\(s\) \['380'\]",
+        "empty.csv": "empty.csv: the file is empty",
+        "notes.txt": "are not read here",
+        "broken.zip": "not a readable zip archive",
+        "no380.zip": r"^no380.zip: unknown channel\(s\) \['380'\]",
+    }
+    for name, pattern in cases.items():
+        at = _upload(_page(monkeypatch, models_dir), tmp_path / name)
+        errors = _errors(at)
+        assert len(errors) == 1
+        assert re.search(pattern, errors[0]), (name, errors)
+        assert str(tmp_path) not in errors[0] and "Traceback" not in errors[0]
+
+
+def test_a_file_over_the_upload_limit_is_refused(monkeypatch, models_dir, demo_data):
+    size_mb = demo_data["parquet"].stat().st_size / 1e6
+    at = _upload(_page(monkeypatch, models_dir, limit_mb=size_mb / 2), demo_data["parquet"])
+    (error,) = _errors(at)
+    assert "over the page's upload limit" in error and "--max-upload-mb" in error
+    assert not at.dataframe[1:]
+
+
+def test_a_model_without_our_metadata_is_refused_on_the_page(monkeypatch, mixed_models_dir):
+    at = _page(monkeypatch, mixed_models_dir)
+    at = at.selectbox(key="model").set_value(1).run()
+    (error,) = _errors(at)
+    assert error.startswith("a foreign.onnx cannot be used:") and "no spectratorch metadata" in error
+    assert not at.file_uploader
+
+
+def test_an_empty_models_folder_says_how_to_get_one(monkeypatch, tmp_path):
+    at = _page(monkeypatch, tmp_path)
+    assert _errors(at) == [] and "No .onnx model" in at.warning[0].value

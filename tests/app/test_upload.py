@@ -1,0 +1,62 @@
+"""Uploads onto disk: accepted types, size limits, zips of exports unpacked flat and safely."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+
+import pytest
+
+from spectratorch.app.upload import check_upload, save_upload
+from spectratorch.data.raw import read_raw_exports
+from spectratorch.errors import DataFormatError
+
+
+def _zip(members: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def test_checks_name_emptiness_and_size():
+    assert check_upload("Lot 12.PARQUET", 10) == ".parquet"
+    with pytest.raises(DataFormatError, match=r"notes.txt: files of type '.txt' are not read here"):
+        check_upload("notes.txt", 10)
+    with pytest.raises(DataFormatError, match="empty"):
+        check_upload("a.csv", 0)
+    with pytest.raises(DataFormatError, match=r"a.pkl: 3 MB is over the page's upload limit of 2 MB"):
+        check_upload("a.pkl", 3_000_000, limit_mb=2)
+
+
+def test_a_zip_of_exports_unpacks_flat_into_a_folder_the_raw_reader_takes(demo_data, tmp_path):
+    members = {f"lab/exports/{p.name}": p.read_bytes() for p in demo_data["raw"].iterdir()}
+    members["__MACOSX/lab/._Y_demo.txt"] = b"junk"
+    members["../../escape.txt"] = b"must stay inside"
+    folder = save_upload("lab.zip", _zip(members), tmp_path / "work")
+    assert folder == tmp_path / "work" / "exports"
+    assert sorted(p.name for p in folder.iterdir()) == sorted([p.name for p in demo_data["raw"].iterdir()]
+                                                              + ["escape.txt"])
+    assert not (tmp_path / "escape.txt").exists()
+    assert len(read_raw_exports(folder)) == len(read_raw_exports(demo_data["raw"]))
+
+
+def test_a_zip_with_one_dataset_file_gives_that_file(demo_data, tmp_path):
+    path = save_upload("d.zip", _zip({"x/batch.parquet": demo_data["parquet"].read_bytes()}), tmp_path)
+    assert path.name == "batch.parquet" and path.read_bytes() == demo_data["parquet"].read_bytes()
+
+
+@pytest.mark.parametrize("members, pattern", [
+    ({"readme.md": b"hello"}, "expected the instrument's exports"),
+    ({"a/Y_x.txt": b"1", "b/Y_x.txt": b"2"}, r"several files are named \['Y_x.txt'\]"),
+    ({"big.txt": b"0" * 3_000_000}, "unpacks to 3 MB, over the limit of 1 MB"),
+])
+def test_unusable_zips_are_refused(members, pattern, tmp_path):
+    with pytest.raises(DataFormatError, match=pattern):
+        save_upload("up.zip", _zip(members), tmp_path, limit_mb=0.1)
+
+
+def test_the_file_name_never_leaves_the_folder(tmp_path):
+    path = save_upload("../../x/evil name.csv", b"id,277_300\na,1\n", tmp_path / "w")
+    assert path.parent == tmp_path / "w" and path.name == "evil name.csv"
