@@ -15,6 +15,7 @@ The preprocessing layer's scaling is refitted on the new training split unless `
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any
 
@@ -30,7 +31,7 @@ from spectratorch.training.naming import model_name
 from spectratorch.training.restore import load_module
 
 __all__ = ["Finetune", "FreezeBackbone", "count_trainable", "final_layer", "finetune_differences", "finetune_module",
-           "split_head"]
+           "inherit_from_parent", "split_head"]
 
 _logger = logging.getLogger(__name__)
 
@@ -131,6 +132,33 @@ def finetune_differences(parent: dict, expected: dict) -> list[str]:
                 lines.append(f"{key}: checkpoint {have_pre.get(key)!r}, this run {want_pre.get(key)!r} "
                              f"(pass --{key.replace('_', '-')} {have_pre.get(key)})")
     return lines
+
+
+def inherit_from_parent(config):
+    """The run's configuration with what it leaves unset taken from the ``--load-this`` checkpoint.
+
+    ``--arch auto``, architecture options left ``None`` (``--width``, ``--dropout``...) and unset ``--transforms``
+    become the checkpoint's, so a fine-tune needs only the data, the target and the channels.
+
+    Args:
+        config: a ``RunConfig`` with ``train.finetune`` and ``train.load_this``.
+
+    Returns:
+        The completed ``RunConfig`` (what is set stays; a mismatch is reported by :func:`finetune_module`).
+
+    Raises:
+        CheckpointError: the checkpoint is missing or not ours.
+    """
+    hparams = dict(load_module(config.train.load_this).hparams)
+    model = config.model
+    changes = {key: value for key, value in (hparams.get("arch_kwargs") or {}).items()
+               if value is not None and getattr(model, key, 0) is None}
+    if model.arch == "auto":
+        changes["arch"] = hparams["arch"]
+    data = config.data
+    if data.transforms is None:
+        data = dataclasses.replace(data, transforms=tuple(hparams.get("transforms") or ()))
+    return dataclasses.replace(config, model=dataclasses.replace(model, **changes), data=data)
 
 
 def _parent_stem(parent: SpectralModule, path) -> str:

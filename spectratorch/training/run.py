@@ -221,6 +221,10 @@ def train(config: RunConfig, arch_selection: dict | None = None, result_sheet: b
         ConfigError, SchemaError, TargetError, SplitError, CheckpointError: before training starts.
     """
     out_dir = config.train.out_dir
+    if config.train.finetune:
+        from spectratorch.training.finetune import inherit_from_parent
+
+        config = inherit_from_parent(config)
     if config.model.arch == "auto" and config.train.load_this:
         config = _with_arch(config, _checkpoint_arch(config.train.load_this))
     if config.model.arch != "auto" and not is_model(config.model.arch):

@@ -95,14 +95,17 @@ def test_frozen_backbone_stays_the_parents(parent, b_file, tmp_path):
     from spectratorch.training.run import train
 
     checkpoint, _ = parent
+    # reason: --arch, --width and --transforms left unset: a fine-tune takes the checkpoint's.
     summary = train(RunConfig(
-        DataConfig(data=str(b_file), channels=("277", "380"), transforms=("simulate",), batch_size=64),
-        ModelConfig(arch="TinyVGG"),
+        DataConfig(data=str(b_file), channels=("277", "380"), batch_size=64),
+        ModelConfig(),
         TrainConfig(max_epochs=2, early_stop_patience=5, output_dir=str(tmp_path), accelerator="cpu", devices="1",
                     evaluate=False, load_this=str(checkpoint), finetune=True, freeze_backbone_epochs=10,
                     keep_scaling=True),
     ))
     assert [p["phase"] for p in summary["finetune"]["phases"]] == ["head"]
+    assert summary["config"]["model"]["arch"] == "TinyVGG" and list(summary["config"]["data"]["transforms"]) == ["da", "simulate"]
+    assert summary["name"] == "TinyVGG y=['OVA', 'OK'] c=('277', '380') t=('da', 'simulate') 0-5 s=42 eps=0.1"
     assert summary["finetune"]["head"] == "continued" and summary["finetune"]["scaling"] == "kept"
     old, new = load_module(checkpoint).model, load_module(summary["files"]["checkpoint"]).model
     convs = [name for name, _ in new.named_parameters() if name.startswith("net.features") and name.endswith("weight")
