@@ -165,6 +165,7 @@ def _add_train_args(parser: argparse.ArgumentParser) -> None:
          help="where metrics go, repeatable (default: tensorboard); mlflow needs `pip install spectratorch[tracking]`")
     _add(out, "--mlflow-uri", default=None, metavar="URI",
          help="MLflow tracking server (default: a local store, sqlite:///<output dir>/mlflow.db)")
+    _add_finetune_args(parser)
     hw = parser.add_argument_group("hardware (Lightning Trainer)")
     _add(hw, "--accelerator", default=t.accelerator, help="auto, cpu, gpu, ...")
     _add(hw, "--devices", default=t.devices, help="auto, a count, or a list like 0,1")
@@ -173,6 +174,21 @@ def _add_train_args(parser: argparse.ArgumentParser) -> None:
     _add(hw, "--num-nodes", type=int, default=t.num_nodes, help="machines (torchrun or SLURM launch them)")
     _add(hw, "--limit-batches", type=float, default=None, help=argparse.SUPPRESS)
     _add_filter_args(parser)
+
+
+def _add_finetune_args(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "fine-tuning", "With --load-this CKPT --finetune: train from the checkpoint on this data. Architecture,\n"
+        "channels, axis, tabular columns and inference-time transforms must be the checkpoint's;\n"
+        "the labels may differ (a new final layer).")
+    _add(group, "--finetune", action="store_true",
+         help="train from --load-this on this data: the same labels continue, other labels get a new head")
+    _add(group, "--freeze-backbone-epochs", type=int, default=0, metavar="N",
+         help="train the head alone for N epochs, then the whole network")
+    _add(group, "--unfreeze-lr-factor", type=float, default=1.0,
+         help="the backbone's learning rate, relative to --lr, once unfrozen")
+    _add(group, "--keep-scaling", action="store_true",
+         help="keep the checkpoint's min-max scaling (default: refit it on this training split)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -198,7 +214,9 @@ def build_parser() -> argparse.ArgumentParser:
     make.add_argument("--seed", type=int, default=0, help="generator seed")
     make.add_argument("-o", "--output", default=str(DEMO_DATA), help="dataset file (.pkl, .parquet, .csv)")
     make.add_argument("--raw-dir", default=None, help="also write the instrument's text exports of all samples here")
-    make.add_argument("--instrument", default="A", help="which instrument's response to simulate")
+    make.add_argument("--instrument", default="A",
+                      help="which instrument's response to simulate: A (the lab's fluorimeter) or B (the next one, "
+                      "blind where `simulate` zeroes, shifted axis, other detector, more noise)")
 
     convert = sub.add_parser("convert", help="convert instrument exports into a dataset", formatter_class=_Formatter,
                              allow_abbrev=False, description="Read EX_<channel>_<name>_I.txt and Y_<name>.txt "
@@ -381,9 +399,10 @@ def _thresholds(pairs: list[str] | None, defaults: dict[str, float], option: str
 
 
 def _run_train(args) -> int:
+    config = config_from_args(args)  # reason: flag errors come before the seconds torch and lightning take to import.
     from spectratorch.training.run import train
 
-    summary = train(config_from_args(args))
+    summary = train(config)
     _print_summary(summary)
     return 0
 

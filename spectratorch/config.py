@@ -268,6 +268,11 @@ class TrainConfig:
     # experiment tracking (issue 7)
     loggers: tuple[str, ...] | None = ("tensorboard",)
     mlflow_uri: str | None = None
+    # fine-tuning (training/finetune.py)
+    finetune: bool = False
+    freeze_backbone_epochs: int = 0
+    unfreeze_lr_factor: float = 1.0
+    keep_scaling: bool = False
 
     def __post_init__(self):
         _check_range("--eps", self.eps, 0.0, 1.0)
@@ -289,6 +294,7 @@ class TrainConfig:
                            ",".join(str(w) for w in weights))
         # experiment tracking (issue 7)
         object.__setattr__(self, "loggers", normalize_loggers(self.loggers))
+        _check_finetune(self)
 
     @property
     def metric_mode(self) -> str:
@@ -297,6 +303,23 @@ class TrainConfig:
     @property
     def out_dir(self) -> Path:
         return Path(self.output_dir) if self.output_dir else Path("checkpoints") / self.project
+
+
+def _check_finetune(train: TrainConfig) -> None:
+    """Fine-tuning flags: --finetune needs --load-this and training; the others need --finetune."""
+    _check_range("--freeze-backbone-epochs", train.freeze_backbone_epochs, 0, 10**6)
+    _check_range("--unfreeze-lr-factor", train.unfreeze_lr_factor, 0, 1e3, inclusive_low=False)
+    if train.finetune and not train.load_this:
+        raise ConfigError("--finetune trains from a checkpoint, but no checkpoint was given; add --load-this CKPT "
+                          "(a checkpoint written by `spectratorch train`).")
+    if train.finetune and not train.fit:
+        raise ConfigError("--finetune trains, but --no-fit was given; drop one of them.")
+    used = [flag for flag, on in (("--freeze-backbone-epochs", train.freeze_backbone_epochs),
+                                  ("--unfreeze-lr-factor", train.unfreeze_lr_factor != 1.0),
+                                  ("--keep-scaling", train.keep_scaling)) if on]
+    if used and not train.finetune:
+        raise ConfigError(f"{', '.join(used)} only apply to a fine-tune; add --finetune --load-this CKPT, or drop "
+                          "them.")
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,7 @@ __all__ = [
     "EXCITATIONS",
     "INTENSITY_SHARES",
     "TYPE_SHARES",
+    "BLIND_POINTS",
     "InstrumentSpec",
     "INSTRUMENTS",
     "make_dataset",
@@ -99,6 +100,14 @@ class InstrumentSpec:
         min_integrals: smallest sum of a normal spectrum, per channel (the lab's integral minimums).
         margin: normal spectra stay this fraction inside ``max_counts`` and ``min_integrals``.
         lspr_noise: standard deviation of the LSPR extinction noise.
+        axis_shift_nm: the model's wavelength calibration offset: the point labelled ``x`` nm sees light at
+            ``x + axis_shift_nm`` (at the center of the axis).
+        axis_stretch: the model's dispersion relative to the labelled axis: the point labelled ``x`` sees
+            ``c + (x - c) * axis_stretch + axis_shift_nm``, ``c`` the center of the emission axis.
+        response_nm: wavelengths (nm, increasing) of the knots of the detector's relative response; empty: flat.
+        response: the relative response at each knot, linearly interpolated in between (held flat outside).
+        blind_points: leading points of the axis that the detector cannot see, per channel of ``EXCITATIONS``;
+            they read dark noise only (the read noise around zero).
     """
 
     name: str
@@ -121,6 +130,11 @@ class InstrumentSpec:
     min_integrals: tuple[float, float, float]
     margin: float
     lspr_noise: float
+    axis_shift_nm: float = 0.0
+    axis_stretch: float = 1.0
+    response_nm: tuple[float, ...] = ()
+    response: tuple[float, ...] = ()
+    blind_points: tuple[int, int, int] = (0, 0, 0)
 
 
 INSTRUMENTS = {
@@ -146,8 +160,42 @@ INSTRUMENTS = {
         margin=0.10,
         lspr_noise=0.003,
     ),
+    # reason: the lab's next fluorimeter, the one `simulate` imitates: same samples and chemistry, another optical
+    # bench. It sees nothing below 340 / 408 / 453 nm (BLIND_POINTS), is calibrated 2 nm off with a 1.2 % wider
+    # dispersion, has a detector whose response falls off at both ends, lower resolution and more noise.
+    "B": InstrumentSpec(
+        name="B",
+        unit_ids=("FLUO-B01", "FLUO-B02"),
+        unit_weights=(0.6, 0.4),
+        unit_shift_nm=(0.0, 0.7),
+        unit_gain=(1.0, 0.9),
+        channel_gain=(2100.0, 2900.0, 3000.0),
+        concentration_sigma=0.30,
+        lamp_sigma=0.08,
+        jitter_nm=1.5,
+        rayleigh_counts=(1300.0, 2600.0, 3600.0),
+        rayleigh_fwhm_nm=11.0,
+        tail_counts=400.0,
+        raman_counts=(110.0, 170.0, 190.0),
+        shot_gain=3.0,
+        read_noise=15.0,
+        saturation_counts=62000.0,
+        max_counts=tuple(SATURATION_THRESHOLDS[c] for c in EXCITATIONS),
+        min_integrals=tuple(MIN_INTEGRALS[c] for c in EXCITATIONS),
+        margin=0.10,
+        lspr_noise=0.006,
+        axis_shift_nm=2.0,
+        axis_stretch=1.012,
+        response_nm=(295.0, 380.0, 470.0, 560.0, 650.0, 740.0),
+        response=(0.45, 0.80, 1.00, 0.92, 0.70, 0.40),
+        blind_points=(45, 113, 158),
+    ),
 }
 """Known instrument models, by the name :func:`make_dataset` takes."""
+
+BLIND_POINTS = {"277": 45, "380": 113, "425": 158}
+"""Leading points of each channel that instrument B cannot see; the same table as ``simulate``'s
+(:data:`spectratorch.models.preprocess.SIMULATE_POINTS`; a test keeps them equal, data/ imports no models/)."""
 
 # --------------------------------------------------------------------------------------------------------------
 # Chemistry: band parameters along the grade path, natural spread, and class effects
@@ -352,9 +400,13 @@ def _latent(rng: np.random.Generator, chunk: _Chunk, deltas: np.ndarray) -> tupl
     return grade, theta
 
 
-def _emission(channels: list[np.ndarray], theta: np.ndarray, shift: np.ndarray, wavenumber: np.ndarray) -> None:
-    """Add the fluorescence of unit concentration and gain to ``channels`` (one ``[n, L]`` per excitation)."""
+def _emission(channels: list[np.ndarray], theta: np.ndarray, shift: np.ndarray, axis: np.ndarray) -> None:
+    """Add the fluorescence of unit concentration and gain to ``channels`` (one ``[n, L]`` per excitation).
+
+    ``axis`` ``[L]`` is the wavelength (nm) each point of the labelled axis sees (:func:`_seen_axis`).
+    """
     n = len(theta)
+    wavenumber = (1e7 / axis).astype(np.float32)
 
     def col(name):
         return theta[:, _INDEX[name]]
@@ -373,35 +425,36 @@ def _emission(channels: list[np.ndarray], theta: np.ndarray, shift: np.ndarray, 
     # so the lines fall anywhere in 350-480 nm: a local pattern a convolution finds and a fixed weighting does not.
     for j, franck_condon in enumerate(_VIBRONIC_FRANCK_CONDON):
         center = col("v_pos") + j * col("v_sp") - shift
-        _add_peak(channels[0], AXIS_EMISSION, (320.0, 520.0), center, np.exp(col("v_lw")), franck_condon * col("v_a"))
+        _add_peak(channels[0], axis, (320.0, 520.0), center, np.exp(col("v_lw")), franck_condon * col("v_a"))
     porphyrin = np.full(n, 640.0) - shift
-    _add_peak(channels[1], AXIS_EMISSION, (580.0, 700.0), porphyrin, 22.0, 0.5 * col("n_a"))
-    _add_peak(channels[2], AXIS_EMISSION, (580.0, 700.0), porphyrin, 22.0, col("n_a"))
+    _add_peak(channels[1], axis, (580.0, 700.0), porphyrin, 22.0, 0.5 * col("n_a"))
+    _add_peak(channels[2], axis, (580.0, 700.0), porphyrin, 22.0, col("n_a"))
     for k, excitation in enumerate(EXCITATIONS[1:], start=1):
         # reason: no emission below the excitation (no anti-Stokes light); a smooth edge just above it.
-        edge = 1.0 / (1.0 + np.exp(-(AXIS_EMISSION - float(excitation) - 10.0) / 4.0))
+        edge = 1.0 / (1.0 + np.exp(-(axis - float(excitation) - 10.0) / 4.0))
         channels[k] *= edge.astype(np.float32)[None, :]
 
 
-def _scatter(spec: InstrumentSpec, turbidity: np.ndarray, shift: np.ndarray, unit_gain: np.ndarray) -> list:
+def _scatter(spec: InstrumentSpec, turbidity: np.ndarray, shift: np.ndarray, unit_gain: np.ndarray,
+             seen: np.ndarray) -> list:  # fmt: skip
     """Rayleigh scatter and water Raman, not scaled by concentration, one ``[n, L]`` array per channel."""
     n = len(turbidity)
-    axis = AXIS_EMISSION.astype(np.float32)
+    axis = seen.astype(np.float32)
     channels = [np.zeros((n, len(AXIS_EMISSION)), dtype=np.float32) for _ in EXCITATIONS]
     # reason: channel 277's first-order peak is below the axis; only its tail and the second order (554) show.
     tail_window = slice(0, 80)
     decay = np.exp(-(axis[None, tail_window] - 295.0 + shift[:, None].astype(np.float32)) / 8.0)
     channels[0][:, tail_window] += (spec.tail_counts * turbidity * unit_gain)[:, None].astype(np.float32) * decay
     second = 2.0 * float(EXCITATIONS[0])
-    _add_peak(channels[0], AXIS_EMISSION, (second - 30, second + 30), second - shift, 2.0 * spec.rayleigh_fwhm_nm,
+    _add_peak(channels[0], seen, (second - 30, second + 30), second - shift, 2.0 * spec.rayleigh_fwhm_nm,
               spec.rayleigh_counts[0] * turbidity * unit_gain)  # fmt: skip
     for k, excitation in enumerate(EXCITATIONS):
         ex = float(excitation)
         if k > 0:
-            _add_peak(channels[k], AXIS_EMISSION, (ex - 30, ex + 30), ex - shift, spec.rayleigh_fwhm_nm,
+            _add_peak(channels[k], seen, (ex - 30, ex + 30), ex - shift, spec.rayleigh_fwhm_nm,
                       spec.rayleigh_counts[k] * turbidity * unit_gain)  # fmt: skip
         center, fwhm = _raman_nm(ex)
-        _add_peak(channels[k], AXIS_EMISSION, (center - 4 * fwhm, center + 4 * fwhm), center - shift, fwhm,
+        _add_peak(channels[k], seen, (center - 4 * fwhm, center + 4 * fwhm), center - shift, fwhm,
                   spec.raman_counts[k] * unit_gain)  # fmt: skip
     return channels
 
@@ -442,9 +495,14 @@ def _add_noise(rng: np.random.Generator, spec: InstrumentSpec, signal: np.ndarra
     signal += sd
 
 
-def _saturate(rng: np.random.Generator, spec: InstrumentSpec, spectra: list, rows: np.ndarray, shift) -> None:
+def _saturate(rng: np.random.Generator, spec: InstrumentSpec, spectra: list, rows: np.ndarray, shift,
+              seen: np.ndarray) -> None:  # fmt: skip
     """Turn ``rows`` of one random channel each into a saturated spectrum (plateau at the scatter peak)."""
     channel = rng.integers(0, len(EXCITATIONS), size=len(rows))
+    # reason: a detector cannot saturate where it is blind; such rows saturate at 277's second order instead.
+    visible = np.array([AXIS_EMISSION[spec.blind_points[k]] < (float(ex) if k else 2 * float(ex))
+                        for k, ex in enumerate(EXCITATIONS)])  # fmt: skip
+    channel = np.where(visible[channel], channel, 0)
     for k, excitation in enumerate(EXCITATIONS):
         picked = rows[channel == k]
         if len(picked) == 0:
@@ -452,7 +510,7 @@ def _saturate(rng: np.random.Generator, spec: InstrumentSpec, spectra: list, row
         peak = float(excitation) if k > 0 else 2.0 * float(excitation)
         block = spectra[k][picked]
         height = spec.saturation_counts * rng.uniform(1.5, 4.0, size=len(picked))
-        _add_peak(block, AXIS_EMISSION, (peak - 40, peak + 40), peak - shift[picked], 2 * spec.rayleigh_fwhm_nm, height)
+        _add_peak(block, seen, (peak - 40, peak + 40), peak - shift[picked], 2 * spec.rayleigh_fwhm_nm, height)
         plateau = spec.saturation_counts + rng.uniform(-200.0, 200.0, size=(len(picked), 1))
         spectra[k][picked] = np.minimum(block, plateau.astype(np.float32))
 
@@ -475,6 +533,30 @@ def _transmittance(rng: np.random.Generator, theta: np.ndarray) -> np.ndarray:
     return np.clip(97.0 - 1.3 * shift + rng.normal(0.0, 2.0, size=len(theta)), 0.0, 100.0)
 
 
+def _seen_axis(spec: InstrumentSpec) -> np.ndarray:
+    """The wavelength (nm) each point of the labelled emission axis sees, ``[L]``; the axis itself when calibrated."""
+    if spec.axis_shift_nm == 0.0 and spec.axis_stretch == 1.0:
+        # reason: the very array, so instrument A's output stays bit-identical to what the figures were made with.
+        return AXIS_EMISSION
+    center = (AXIS_EMISSION[0] + AXIS_EMISSION[-1]) / 2.0
+    return center + (AXIS_EMISSION - center) * spec.axis_stretch + spec.axis_shift_nm
+
+
+def _apply_response(spec: InstrumentSpec, seen: np.ndarray, spectra: list) -> None:
+    """Multiply each ``[n, L]`` optical signal by the detector's relative response at the wavelength it sees."""
+    if not spec.response:
+        return
+    curve = np.interp(seen, spec.response_nm, spec.response).astype(np.float32)
+    for s in spectra:
+        s *= curve[None, :]
+
+
+def _blind(spec: InstrumentSpec, spectra: list) -> None:
+    """Zero the points each channel's detector cannot see (before the noise, so they read dark noise)."""
+    for k, s in enumerate(spectra):
+        s[:, : spec.blind_points[k % len(EXCITATIONS)]] = 0.0
+
+
 def _simulate_chunk(rng: np.random.Generator, spec: InstrumentSpec, chunk: _Chunk, deltas: np.ndarray,
                     out: np.ndarray) -> np.ndarray:  # fmt: skip
     """Write the spectra of one chunk into ``out`` ``[n, 3 * L + L_lspr]`` and return the transmittance ``[n]``."""
@@ -486,14 +568,17 @@ def _simulate_chunk(rng: np.random.Generator, spec: InstrumentSpec, chunk: _Chun
     spectra = [out[:, k * width : (k + 1) * width] for k in range(len(EXCITATIONS))]
     for s in spectra:
         s.fill(0.0)
-    _emission(spectra, theta, shift, (1e7 / AXIS_EMISSION).astype(np.float32))
+    seen = _seen_axis(spec)
+    _emission(spectra, theta, shift, seen)
     for k, s in enumerate(spectra):
         lamp = np.exp(rng.normal(0.0, spec.lamp_sigma, size=n))
         s *= (spec.channel_gain[k] * unit_gain * lamp).astype(np.float32)[:, None]
     turbidity = np.clip(np.exp(rng.normal(0.0, 0.35, size=n)) * (0.7 + 0.6 * grade), 0.3, 2.2)
-    scatter = _scatter(spec, turbidity, shift, unit_gain)
+    scatter = _scatter(spec, turbidity, shift, unit_gain, seen)
+    _apply_response(spec, seen, spectra + scatter)
     for r in scatter:
         _add_baseline(rng, r)
+    _blind(spec, spectra + scatter)
     lo, hi = _concentration_bounds(spec, spectra, scatter)
     if (lo > hi).any():
         _logger.debug("%d samples cannot fit the cleaning thresholds; cleaning will drop them", (lo > hi).sum())
@@ -507,7 +592,7 @@ def _simulate_chunk(rng: np.random.Generator, spec: InstrumentSpec, chunk: _Chun
     _inject_before_noise(rng, spec, spectra, chunk.artefacts)
     for s in spectra:
         _add_noise(rng, spec, s)
-    _saturate(rng, spec, spectra, np.flatnonzero(chunk.artefacts == _ARTEFACT_CODES["saturated"]), shift)
+    _saturate(rng, spec, spectra, np.flatnonzero(chunk.artefacts == _ARTEFACT_CODES["saturated"]), shift, seen)
     _lspr(rng, spec, theta, out[:, len(EXCITATIONS) * width :])
     return _transmittance(rng, theta)
 

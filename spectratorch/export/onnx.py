@@ -275,6 +275,14 @@ def _set_props(proto, props: dict[str, str]) -> None:
 
 
 def _metadata(hparams: dict, stem: str, metrics: dict, calibration: dict, input_names: list[str]) -> dict:
+    meta = _base_metadata(hparams, stem, metrics, calibration, input_names)
+    if hparams.get("parent"):
+        # reason: only fine-tuned models have a parent; the keys of the others stay METADATA_KEYS exactly.
+        meta["parent"] = str(hparams["parent"])
+    return meta
+
+
+def _base_metadata(hparams: dict, stem: str, metrics: dict, calibration: dict, input_names: list[str]) -> dict:
     config = hparams.get("config") or {}
     data, train = config.get("data") or {}, config.get("train") or {}
     try:

@@ -85,6 +85,8 @@ class SpectralModule(pl.LightningModule):
         loss: ``ce`` or ``focal`` (the training loss; validation and test losses stay plain NLL).
         focal_gamma: the focal loss's gamma.
         class_weights: ``[K]`` class weights of the training loss, or ``None``.
+        parent: the stem of the model this one was fine-tuned from (``None``: trained from scratch).
+        parent_labels: the parent's labels, in its order (``labels`` are this model's).
     """
 
     def __init__(
@@ -108,6 +110,8 @@ class SpectralModule(pl.LightningModule):
         loss: str = "ce",
         focal_gamma: float = 2.0,
         class_weights: Sequence[float] | None = None,
+        parent: str | None = None,
+        parent_labels: Sequence[str] | None = None,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -190,7 +194,8 @@ class SpectralModule(pl.LightningModule):
         return self(batch["spectra"], batch["tabular"]).float().softmax(dim=1)
 
     def configure_optimizers(self):
-        optimizer = torch.optim.Adam(self.parameters(), lr=self.hparams.lr,
+        # reason: a fine-tune's frozen backbone joins later in its own group (training/finetune.py FreezeBackbone).
+        optimizer = torch.optim.Adam([p for p in self.parameters() if p.requires_grad], lr=self.hparams.lr,
                                      weight_decay=self.hparams.get("weight_decay") or 0.0)
         self._plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
             optimizer,

@@ -236,6 +236,10 @@ def train(config: RunConfig, callbacks: Sequence = (), arch_selection: dict | No
         ConfigError, SchemaError, TargetError, SplitError, CheckpointError: before training starts.
     """
     out_dir = config.train.out_dir
+    if config.train.finetune:
+        from spectratorch.training.finetune import inherit_from_parent
+
+        config = inherit_from_parent(config)
     if config.model.arch == "auto" and config.train.load_this:
         config = _with_arch(config, _checkpoint_arch(config.train.load_this))
     if config.model.arch != "auto" and not is_model(config.model.arch):
@@ -251,12 +255,20 @@ def train(config: RunConfig, callbacks: Sequence = (), arch_selection: dict | No
     dm.config = config.data
     stem = model_name(config.name_fields())
     expected = _module_kwargs(config, dm)
-    if config.train.load_this:
+    finetune = None
+    if config.train.finetune:
+        from spectratorch.training.finetune import Finetune
+
+        finetune = Finetune(config.train, expected, dm.train_arrays())
+        module = finetune.module
+    elif config.train.load_this:
         module = _load_module(config.train.load_this, expected)
     else:
         module = SpectralModule(**expected)
         module.model.fit(*dm.train_arrays(), seed=config.data.seed)
     checkpoint, own_callbacks = _callbacks(config, stem, out_dir)
+    if finetune is not None:
+        own_callbacks.append(finetune.callback)
     trainer = _trainer(config, out_dir, stem, [*own_callbacks, *callbacks])
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     last = out_dir / f"{stem} last.ckpt"
@@ -284,6 +296,9 @@ def train(config: RunConfig, callbacks: Sequence = (), arch_selection: dict | No
         "metrics": {},
         "files": {},
     }
+    if finetune is not None:
+        summary["parent"] = finetune.lineage["parent"]
+        summary["finetune"] = finetune.record()
     if config.train.evaluate:
         summary["metrics"]["val"] = _stage_metrics(trainer.validate(module, datamodule=dm, verbose=False), "val")
         summary["metrics"]["test"] = _stage_metrics(trainer.test(module, datamodule=dm, verbose=False), "test")

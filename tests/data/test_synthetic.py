@@ -201,7 +201,7 @@ def test_make_demo_dataset_is_clean_of_make_dataset():
 
 
 def test_unknown_instrument():
-    with pytest.raises(ConfigError, match=r"'instrument'.*\['A'\].*got 'Z'"):
+    with pytest.raises(ConfigError, match=r"'instrument'.*\['A', 'B'\].*got 'Z'"):
         make_dataset(10, instrument="Z")
 
 

@@ -1,0 +1,239 @@
+"""Transfer to a new instrument: fine-tuning an instrument-A model on a few labelled instrument-B spectra.
+
+Trains one model on instrument A (``make-dataset --instrument A``, 30,000 samples; cached under the output folder,
+so a second run reuses it), then, for each size of a labelled instrument-B set (100, 300, 1000 spectra) and each
+seed, trains twice on that set with the same recipe and budget (the data-adaptive defaults: batch, epochs,
+patience, learning rate):
+
+- **fine-tuned**: ``--load-this <A model> --finetune --keep-scaling --freeze-backbone-epochs 5
+  --unfreeze-lr-factor 0.1`` (the recipe; each is an option here, ``--no-keep-scaling --freeze-backbone-epochs 0
+  --unfreeze-lr-factor 1`` is the CLI's defaults);
+- **from scratch**: the same command without ``--load-this``;
+
+and scores both on one large instrument-B test file, as does the A model applied to B unchanged (its own
+scaling, no training: how far the instrument moved it). Every model: VGG11 at width 0.125, ``--targets OVA OK
+--channels 277 380 --transforms da simulate`` plus the transmittance, fold 0 of 5 of its own data for validation.
+
+    python benchmarks/bench_transfer.py [--sizes 100 300 1000] [--seeds 0 1 2] [--source-samples 30000]
+                                        [--out-dir checkpoints/bench_transfer] [--quick]
+
+Last stdout line: one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+_logger = logging.getLogger("bench_transfer")
+
+TARGETS = ("OVA", "OK")
+CHANNELS = ("277", "380")
+# reason: what the A model must see is what B can see: `simulate` zeroes B's blind regions in both.
+TRANSFORMS = ("da", "simulate")
+
+
+def _dataset(path: Path, n: int, seed: int, instrument: str) -> Path:
+    """Generate (once) a cleaned dataset of ``n`` samples from ``instrument``."""
+    from spectratorch.data.demo import write_demo_dataset
+
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        report = write_demo_dataset(path, n_samples=n, seed=seed, instrument=instrument)
+        _logger.info("wrote %s: %d rows", path, report["rows"])
+    return path
+
+
+def _config(data: Path, out: Path, seed: int, width: float, test_source: str = "like-val", **train):
+    from spectratorch.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+
+    return RunConfig(
+        DataConfig(data=str(data), targets=TARGETS, channels=CHANNELS, transforms=TRANSFORMS, seed=seed,
+                   test_source=test_source),
+        ModelConfig(arch="VGG11", width=width),
+        TrainConfig(output_dir=str(out), accelerator="cpu", devices="1", **train),
+    )
+
+
+def source_model(out_dir: Path, n_samples: int, width: float, max_epochs: int | None) -> dict:
+    """The instrument-A model: trained once, then read back from ``<out_dir>/source/summary.json``."""
+    from spectratorch.training.run import train
+
+    folder = out_dir / f"source-A{n_samples}-w{width:g}"
+    marker = folder / "summary.json"
+    if marker.is_file():
+        summary = json.loads(marker.read_text())
+        if Path(summary["files"]["checkpoint"]).is_file():
+            _logger.info("reusing the instrument-A model %s", summary["files"]["checkpoint"])
+            return summary
+    data = _dataset(out_dir / "data" / f"A-{n_samples}-s1.pkl", n_samples, 1, "A")
+    start = time.perf_counter()
+    summary = train(_config(data, folder, seed=0, width=width, max_epochs=max_epochs))
+    summary["seconds"] = time.perf_counter() - start
+    marker.write_text(json.dumps(summary, default=str))
+    return summary
+
+
+def _subset(pool: Path, out: Path, n: int, seed: int) -> Path:
+    """``n`` rows of ``pool`` drawn at random with ``seed`` (the labelled instrument-B set of one run)."""
+    from spectratorch.data.io import read_dataset, write_dataset
+
+    if not out.is_file():
+        frame = read_dataset(pool)
+        rows = np.random.default_rng(seed).choice(len(frame), size=n, replace=False)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        write_dataset(frame.iloc[np.sort(rows)], out)
+    return out
+
+
+def _test_accuracy(checkpoint: str, test_file: Path) -> tuple[float, int, float]:
+    """Accuracy of a checkpoint on every row of the instrument-B test file, the rows, and the majority's share."""
+    from spectratorch.training.restore import datamodule_from_hparams, load_module
+
+    module = load_module(checkpoint)
+    dm = datamodule_from_hparams(dict(module.hparams), str(test_file))
+    source, _ = dm.stage_rows("train")  # reason: the source holds the whole file; the split is not used here.
+    if list(source.target.labels) != list(module.labels):
+        raise RuntimeError(f"the test file's labels {source.target.labels} are not the model's {module.labels}")
+    probabilities = _probabilities(module, source, np.arange(len(source.target.y)))
+    y = source.target.y
+    return float((probabilities.argmax(1) == y).mean()), len(y), float(np.bincount(y).max() / len(y))
+
+
+def _probabilities(module, source, rows, batch_size: int = 1024) -> np.ndarray:
+    import torch
+
+    module.eval()
+    out = []
+    with torch.no_grad():
+        for index in torch.as_tensor(rows).split(batch_size):
+            batch = source.dataset[index]
+            out.append(module(batch["spectra"], batch["tabular"]).softmax(dim=1).numpy())
+    return np.concatenate(out)
+
+
+def _one_run(kind: str, data: Path, test_file: Path, out: Path, seed: int, width: float, source_ckpt: str | None,
+             recipe: dict, max_epochs: int | None) -> dict:
+    from spectratorch.training.run import train
+
+    extra = {}
+    if kind == "finetuned":
+        extra = dict(load_this=source_ckpt, finetune=True, **recipe)
+    start = time.perf_counter()
+    summary = train(_config(data, out, seed=seed, width=width, test_source="is-val", evaluate=False,
+                            max_epochs=max_epochs, **extra))
+    seconds = time.perf_counter() - start
+    accuracy, _, _ = _test_accuracy(summary["files"]["checkpoint"], test_file)
+    return {"kind": kind, "test_accuracy": accuracy, "seconds": seconds,
+            "max_epochs": summary["config"]["train"]["max_epochs"],
+            "batch_size": summary["config"]["data"]["batch_size"]}
+
+
+def run(args) -> dict:
+    out_dir = Path(args.out_dir)
+    source = source_model(out_dir, args.source_samples, args.width, args.source_epochs)
+    source_ckpt = source["files"]["checkpoint"]
+    pool = _dataset(out_dir / "data" / f"B-pool-{args.pool_samples}-s11.pkl", args.pool_samples, 11, "B")
+    test_file = _dataset(out_dir / "data" / f"B-test-{args.test_samples}-s12.pkl", args.test_samples, 12, "B")
+    recipe = {"freeze_backbone_epochs": args.freeze_backbone_epochs, "unfreeze_lr_factor": args.unfreeze_lr_factor,
+              "keep_scaling": args.keep_scaling}
+    zero_shot, test_rows, majority = _test_accuracy(source_ckpt, test_file)
+    _logger.info("the instrument-A model on instrument B, unchanged: %.4f", zero_shot)
+    rows = []
+    for n in args.sizes:
+        for seed in args.seeds:
+            data = _subset(pool, out_dir / "data" / f"B-{n}-s{seed}.pkl", n, seed)
+            for kind in args.kinds:
+                result = _one_run(kind, data, test_file, out_dir / "runs" / f"{kind}-{n}-s{seed}", seed, args.width,
+                                  source_ckpt, recipe, args.max_epochs)
+                rows.append({"n": n, "seed": seed, **result})
+                _logger.info("n=%d seed=%d %s: test accuracy %.4f (%.0f s)", n, seed, kind, result["test_accuracy"],
+                             result["seconds"])
+    table = []
+    for n in args.sizes:
+        entry = {"n": n, "finetuned": None, "scratch": None}
+        for kind in args.kinds:
+            values = [r["test_accuracy"] for r in rows if r["n"] == n and r["kind"] == kind]
+            entry[kind] = {"mean": statistics.mean(values), "min": min(values), "max": max(values),
+                           "seconds": statistics.mean(r["seconds"] for r in rows if r["n"] == n and r["kind"] == kind)}
+        both = entry["finetuned"] and entry["scratch"]
+        entry["gain_points"] = 100 * (entry["finetuned"]["mean"] - entry["scratch"]["mean"]) if both else None
+        table.append(entry)
+    gains = [e["gain_points"] for e in table if e["gain_points"] is not None]
+    goals = {
+        "ahead_at_every_size": {"goal": "fine-tuned mean > scratch mean at every size",
+                                "value": min(gains, default=None),
+                                "met": len(gains) == len(table) and all(g > 0 for g in gains)},
+        "gain_at_smallest": {"goal": ">= 5 points at the smallest size", "value": table[0]["gain_points"],
+                             "met": table[0]["gain_points"] is not None and table[0]["gain_points"] >= 5},
+    }
+    return {
+        "benchmark": "transfer",
+        "quick": args.quick,
+        "source": {"samples": args.source_samples, "name": source["name"], "metrics": source["metrics"],
+                   "class_counts": source["class_counts"], "seconds": source.get("seconds")},
+        "zero_shot_accuracy": zero_shot,
+        "recipe": {"arch": "VGG11", "width": args.width, "targets": list(TARGETS), "channels": list(CHANNELS),
+                   "transforms": list(TRANSFORMS), **recipe},
+        "test_rows": test_rows,
+        "majority_accuracy": majority,
+        "table": table,
+        "runs": rows,
+        "goals": goals,
+    }
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False,
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100, 300, 1000], help="labelled B spectra")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds (subset, split, weights)")
+    parser.add_argument("--source-samples", type=int, default=30_000, help="instrument-A samples (before cleaning)")
+    parser.add_argument("--source-epochs", type=int, default=None, help="A model epochs (default: the defaults')")
+    parser.add_argument("--pool-samples", type=int, default=6000, help="B samples the labelled sets are drawn from")
+    parser.add_argument("--test-samples", type=int, default=4000, help="B samples of the test file")
+    parser.add_argument("--width", type=float, default=0.125, help="VGG11 width of every model")
+    parser.add_argument("--max-epochs", type=int, default=None, help="epochs of the B runs (default: the defaults')")
+    parser.add_argument("--freeze-backbone-epochs", type=int, default=5, help="fine-tune recipe: head-only epochs")
+    parser.add_argument("--unfreeze-lr-factor", type=float, default=0.1, help="fine-tune recipe: backbone lr factor")
+    parser.add_argument("--keep-scaling", action=argparse.BooleanOptionalAction, default=True,
+                        help="fine-tune recipe: keep the A model's scaling (--no-keep-scaling: refit it on the B set)")
+    parser.add_argument("--kinds", nargs="+", choices=["finetuned", "scratch"], default=["finetuned", "scratch"],
+                        help="which trainings to run")
+    parser.add_argument("--out-dir", default=str(Path("checkpoints") / "bench_transfer"),
+                        help="data, the cached A model and the runs")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, to check that the script runs")
+    return parser
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    if args.quick:
+        args.sizes, args.seeds, args.source_samples, args.source_epochs = [40], [0], 600, 1
+        args.pool_samples, args.test_samples, args.width, args.max_epochs = 300, 300, 0.125, 2
+        args.out_dir = str(Path(args.out_dir) / "quick")
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(message)s")
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    result = run(args)
+    print(f"instrument-A model on B, unchanged: {result['zero_shot_accuracy']:.4f}")
+    for entry in result["table"]:
+        shown = "  ".join(f"{kind} {entry[kind]['mean']:.4f}" for kind in ("finetuned", "scratch") if entry[kind])
+        gain = "" if entry["gain_points"] is None else f"  gain {entry['gain_points']:+.1f} points"
+        print(f"n={entry['n']:5d}  {shown}{gain}")
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
