@@ -16,6 +16,12 @@ ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = ROOT / "benchmarks"
 
 EXPECTED = {
+    "bench_accuracy.py": {
+        "top": {"benchmark", "metric", "recipe", "rows", "goals"},
+        "goals": {"at_or_above_best_classical"},
+        "optional_gpu": None,
+        "positive": ["rows.0.samples", "rows.0.default_recipe", "rows.0.pls_da", "rows.0.minirocket_ridge"],
+    },
     "bench_data.py": {
         "top": {"benchmark", "torch", "batch_shape", "per_sample", "batched_cpu", "ratio", "cuda", "goals"},
         "goals": {"batched_cpu_vs_per_sample", "cuda_vs_per_sample"},
@@ -77,6 +83,6 @@ def test_quick_run_ends_on_one_json_object(script, tmp_path):
     for figure in expected["positive"]:
         value = result
         for key in figure.split("."):
-            value = value[key]
+            value = value[int(key)] if isinstance(value, list) else value[key]
         assert value > 0, figure
 
