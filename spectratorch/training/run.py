@@ -133,13 +133,16 @@ def _callbacks(config: RunConfig, stem: str, out_dir: Path) -> tuple[ModelCheckp
         monitor=metric,
         mode=mode,
         save_top_k=1,
-        save_last=True,
         auto_insert_metric_name=False,
         enable_version_counter=False,
     )
-    checkpoint.CHECKPOINT_NAME_LAST = f"{stem} last"
-    callbacks = [checkpoint, EarlyStopping(monitor=metric, mode=mode, patience=config.train.early_stop_patience)]
-    return checkpoint, callbacks
+    # reason: Lightning (2.6) writes a `save_last` checkpoint only in an epoch that also saved a best one; a
+    # second callback without a monitor rewrites `<stem> last.ckpt` after every epoch, placed after early stopping
+    # so that the state it saves includes the epoch's patience count.
+    latest = ModelCheckpoint(dirpath=out_dir, filename=f"{stem} last", monitor=None, save_top_k=1, every_n_epochs=1,
+                             auto_insert_metric_name=False, enable_version_counter=False)
+    stopping = EarlyStopping(monitor=metric, mode=mode, patience=config.train.early_stop_patience)
+    return checkpoint, [checkpoint, stopping, latest]
 
 
 def _trainer(config: RunConfig, out_dir: Path, stem: str, callbacks: list) -> pl.Trainer:
