@@ -20,12 +20,10 @@ import itertools
 import json
 import logging
 import os
-import pickle
 import warnings
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 from torch import nn
 

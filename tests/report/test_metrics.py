@@ -1,5 +1,4 @@
 import numpy as np
-import pandas as pd
 
 from spectratorch.report.metrics import apply_cutoff, confusion, cutoff_table, error_contributions
 
