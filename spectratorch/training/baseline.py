@@ -5,7 +5,9 @@ models with scikit-learn on the *preprocessed* inputs (the fitted ``Preprocess``
 Savitzky–Golay; flattened, tabular values appended), on the same training rows, and scores them on the same
 validation and test rows as the network:
 
-- ``logistic_regression``: multinomial, L2 (``C`` = 1), lbfgs;
+- ``logistic_regression``: multinomial, L2, lbfgs, on standardised features; on at most ``_TUNE_ROWS`` training rows
+  ``C`` is chosen by 3-fold CV among 1e-3..1e3 (on small sets of correlated points the right ``C`` is far from 1:
+  measured 0.60 with C = 1 against 0.96 tuned on NIR fat classes), above that ``C`` = 1;
 - ``pls_da``: PLS regression on the one-hot classes, arg-max of the prediction; the number of components (1 to 20)
   chosen on a seeded 20 % hold-out of the training rows, then refitted on all of them.
 
@@ -28,6 +30,7 @@ __all__ = ["BASELINES", "fit_baselines", "compare_with_baseline", "preprocessed_
 _logger = logging.getLogger(__name__)
 
 BASELINES = ("logistic_regression", "pls_da")
+_TUNE_ROWS = 5000
 _MAX_COMPONENTS = 20
 
 
@@ -160,8 +163,8 @@ def fit_baselines(train: tuple[np.ndarray, np.ndarray], stages: dict[str, tuple[
                 # reason: lbfgs may stop at max_iter on hard data; the baseline is still the honest reference.
                 warnings.simplefilter("ignore")
                 if name == "logistic_regression":
-                    model = LogisticRegression(C=1.0, max_iter=300).fit(x, y)
-                    extra = {}
+                    model = _logistic(x, y, seed)
+                    extra = {"C": float(model[-1].C_[0]) if hasattr(model[-1], "C_") else 1.0}
                 else:
                     model = _PLSDA(n_classes, seed).fit(x, y)
                     extra = {"n_components": model.n_components}
@@ -180,6 +183,21 @@ def fit_baselines(train: tuple[np.ndarray, np.ndarray], stages: dict[str, tuple[
         _logger.info("baseline %s fitted on %d rows in %.1f s", name, len(y), time.perf_counter() - start)
         results[name] = {**result, **extra, "n_train": int(len(y))}
     return results
+
+
+def _logistic(x: np.ndarray, y: np.ndarray, seed: int):
+    from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
+    from sklearn.model_selection import StratifiedKFold
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    smallest = np.bincount(y).min(initial=0) if len(y) else 0
+    if len(y) <= _TUNE_ROWS and smallest >= 3:
+        folds = StratifiedKFold(3, shuffle=True, random_state=seed)
+        model = LogisticRegressionCV(Cs=np.logspace(-3, 3, 7), cv=folds, max_iter=1000)
+    else:
+        model = LogisticRegression(C=1.0, max_iter=300)
+    return make_pipeline(StandardScaler(), model).fit(x, y)
 
 
 def _full_proba(model, x: np.ndarray, n_classes: int) -> np.ndarray:
