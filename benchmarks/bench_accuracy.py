@@ -125,7 +125,7 @@ def _classical(x_fit: np.ndarray, y_fit: np.ndarray, x_test: np.ndarray, seed: i
     rocket = MiniRocketNet(1, x_fit.shape[1], 0, len(classes), n_features=10_000, seed=seed)
     with torch.no_grad():
         rocket.fit_data(torch.as_tensor(x_fit, dtype=torch.float32)[:, None])
-        features = lambda x: rocket._ppv(torch.as_tensor(x, dtype=torch.float32)[:, None]).numpy()
+        features = lambda x: rocket.transform(torch.as_tensor(x, dtype=torch.float32)[:, None]).numpy()
         ridge = RidgeClassifierCV(alphas=np.logspace(-3, 3, 10)).fit(features(x_fit), y_fit)
         rocket_test = ridge.predict(features(x_test))
     return {

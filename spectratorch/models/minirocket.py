@@ -118,7 +118,6 @@ class MiniRocketNet(nn.Module):
         self.num_features = _N_KERNELS * sum(self.features_per_kernel)
         self.register_buffer("feature_mean", torch.zeros(self.num_features))
         self.register_buffer("feature_scale", torch.ones(self.num_features))
-        self.register_buffer("fitted", torch.tensor(False))
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(self.num_features + n_tabular, n_classes)
         nn.init.zeros_(self.fc.weight)
@@ -161,14 +160,14 @@ class MiniRocketNet(nn.Module):
             quantiles = torch.frac(steps * _GOLDEN).view(_N_KERNELS, count).to(own.dtype)
             getattr(self, f"bias_{i}").copy_(_row_quantiles(own, quantiles))
             offset += _N_KERNELS * count
-        self.fitted.fill_(True)
-        features = torch.cat([self._ppv(spectra[start : start + 512]) for start in range(0, len(spectra), 512)])
+        features = torch.cat([self.transform(spectra[start : start + 512]) for start in range(0, len(spectra), 512)])
         self.feature_mean.copy_(features.mean(0))
         self.feature_scale.copy_(features.std(0).clamp_min(1e-3))
         return self
 
-    def _ppv(self, spectra: torch.Tensor) -> torch.Tensor:
-        """Spectra ``[N, C, L]`` -> PPV ``[N, F]``, kernel-major within each dilation."""
+    def transform(self, spectra: torch.Tensor) -> torch.Tensor:
+        """The MiniRocket transform: spectra ``[N, C, L]`` -> PPV features ``[N, F]`` (not standardised),
+        kernel-major within each dilation."""
         parts = []
         for i in range(len(self.dilations)):
             out = self._convolve(spectra, i)
@@ -181,7 +180,7 @@ class MiniRocketNet(nn.Module):
 
     def forward_features(self, spectra: torch.Tensor) -> torch.Tensor:
         """Spectra ``[N, C, L]`` -> standardised PPV features ``[N, F]``."""
-        return (self._ppv(spectra) - self.feature_mean) / self.feature_scale
+        return (self.transform(spectra) - self.feature_mean) / self.feature_scale
 
     def forward_head(self, features: torch.Tensor, tabular: torch.Tensor | None = None) -> torch.Tensor:
         """Features ``[N, F]`` and tabular ``[N, T]`` -> logits ``[N, K]``."""

@@ -1,0 +1,37 @@
+"""MiniRocket's fixed features: biases from quantiles of training convolutions, proportions of positive values."""
+
+import torch
+
+from spectratorch.models.minirocket import MiniRocketNet, minirocket_dilations
+
+
+def _spectra(n=64, channels=2, length=150, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(n, channels, length, generator=generator).cumsum(-1) / 5
+
+
+def test_features_are_proportions_spread_by_the_quantile_biases():
+    x = _spectra()
+    net = MiniRocketNet(2, 150, 0, 3, n_features=840).fit_data(x)
+    features = net.transform(x)
+    assert features.shape == (64, net.num_features) == (64, 84 * sum(net.features_per_kernel))
+    assert features.min() >= 0 and features.max() <= 1
+    # reason: biases are quantiles of training convolutions, so on the training data the proportions above them
+    # average near one half, and no feature is constant for a random-walk input.
+    assert 0.35 < float(features.mean()) < 0.65
+    assert float((features.std(0) > 0).float().mean()) > 0.9
+    standardised = net.forward_features(x)
+    torch.testing.assert_close(standardised.mean(0), torch.zeros(net.num_features), atol=1e-4, rtol=0)
+
+
+def test_kernels_and_biases_follow_the_seed():
+    x = _spectra()
+    a, b = (MiniRocketNet(2, 150, 0, 3, n_features=840, seed=s).fit_data(x) for s in (0, 0))
+    c = MiniRocketNet(2, 150, 0, 3, n_features=840, seed=1).fit_data(x)
+    torch.testing.assert_close(a.transform(x), b.transform(x))
+    assert not torch.equal(a.bias_0, c.bias_0)
+
+
+def test_dilations_reach_the_axis_and_sum_to_the_features():
+    dilations, counts = minirocket_dilations(150, 840)
+    assert dilations[0] == 1 and max(dilations) * 8 <= 149 and sum(counts) == 10
