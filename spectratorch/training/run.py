@@ -218,7 +218,7 @@ def _save_test_predictions(path: Path, module: SpectralModule, dm: SpectralDataM
 
 
 def train(config: RunConfig, callbacks: Sequence = (), arch_selection: dict | None = None,
-          result_sheet: bool = True) -> dict:
+          result_sheet: bool = True, datamodule: SpectralDataModule | None = None) -> dict:
     """Run one training: load, split, fit, pick the best checkpoint, evaluate, write the outputs.
 
     With ``--arch auto`` the architecture is chosen first (:func:`_train_auto`): by rule on the lab's large sets, else
@@ -230,6 +230,7 @@ def train(config: RunConfig, callbacks: Sequence = (), arch_selection: dict | No
             candidates of ``--arch auto``).
         arch_selection: how the architecture was chosen, recorded in the JSON (set by ``--arch auto``).
         result_sheet: draw the result sheet (the candidates of ``--arch auto`` skip it).
+        datamodule: the data already loaded for ``config.data`` (``--arch auto`` loads it once for every run).
 
     Returns:
         The summary written to ``<stem>.json``.
@@ -251,7 +252,7 @@ def train(config: RunConfig, callbacks: Sequence = (), arch_selection: dict | No
     if config.model.arch == "auto":
         return _train_auto(config)
     pl.seed_everything(config.data.seed, workers=True, verbose=False)
-    dm = SpectralDataModule(config.data)
+    dm = datamodule if datamodule is not None else SpectralDataModule(config.data)
     dm.prepare()
     config = resolve_defaults(config, len(dm.split.train))
     dm.config = config.data
@@ -372,7 +373,7 @@ def _train_auto(config: RunConfig) -> dict:
     if chosen is not None:
         rule = f"the lab's channels and {n_train} >= {LARGE_TRAIN} training rows: {chosen}"
         _logger.info("--arch auto: %s", rule)
-        return train(_with_arch(config, chosen), arch_selection={"rule": rule, "chosen": chosen})
+        return train(_with_arch(config, chosen), arch_selection={"rule": rule, "chosen": chosen}, datamodule=dm)
     metric = config.train.target_metric.removeprefix("val_")
     sign = 1 if config.train.metric_mode == "max" else -1
     search_dir = config.train.out_dir / "arch-auto"
@@ -380,7 +381,7 @@ def _train_auto(config: RunConfig) -> dict:
     for arch in ARCH_CANDIDATES:
         _logger.info("--arch auto: training candidate %s (%d training rows)", arch, n_train)
         summary = train(_candidate(config, arch, output_dir=str(search_dir), to_onnx=False, save_test_preds=False,
-                                   baseline=False, evaluate=True), result_sheet=False)
+                                   baseline=False, evaluate=True), result_sheet=False, datamodule=dm)
         candidates[arch] = {"val": summary["metrics"]["val"], "checkpoint": summary["files"].get("checkpoint"),
                             "name": summary["name"]}
     # reason: strictly better only, so a tie keeps the simpler model (candidates are ordered simplest first).
@@ -397,7 +398,7 @@ def _train_auto(config: RunConfig) -> dict:
         shutil.copyfile(checkpoint, tmp)
     selection = {"rule": rule, "chosen": best, "metric": f"val_{metric}",
                  "candidates": {arch: {"val": c["val"], "name": c["name"]} for arch, c in candidates.items()}}
-    return train(_candidate(config, best, load_this=str(kept), fit=False), arch_selection=selection)
+    return train(_candidate(config, best, load_this=str(kept), fit=False), arch_selection=selection, datamodule=dm)
 
 
 def _stage_features(module: SpectralModule, dm: SpectralDataModule, stage: str) -> tuple[np.ndarray, np.ndarray]:
