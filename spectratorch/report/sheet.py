@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from spectratorch.report.occlusion import default_window, occluded_copies, window_average
 from spectratorch.report.metrics import (
     apply_cutoff,
     auto_cutoff,
@@ -48,6 +49,7 @@ class SheetData:
         temperature: the calibration temperature (1 = none).
         title: the model name.
         baseline: optional ``{name: accuracy}`` of linear baselines on the same rows.
+        saliency_kind: what ``saliency`` is (``|gradient × input|`` or ``|occlusion drop|``), for the axis label.
     """
 
     logits: np.ndarray
@@ -61,6 +63,7 @@ class SheetData:
     temperature: float = 1.0
     title: str = ""
     baseline: dict = field(default_factory=dict)
+    saliency_kind: str = "|gradient × input|"
 
     def probabilities(self, calibrated: bool = True) -> np.ndarray:
         return softmax(self.logits, self.temperature if calibrated else 1.0)
@@ -79,12 +82,9 @@ def gradient_x_input(model: torch.nn.Module, spectra: torch.Tensor, tabular: tor
         batch_size: rows per backward pass.
 
     Returns:
-        float ``[K, C, L]`` (zeros for a class without rows). A model whose output does not depend differentiably
-        on the spectra (MiniRocket's counts) gets :func:`occlusion_sensitivity` instead.
+        float ``[K, C, L]`` (zeros for a class without rows).
     """
     model.eval()
-    if not _differentiable(model, spectra[:2], tabular[:2]):
-        return occlusion_sensitivity(model, spectra, tabular, y, n_classes)
     device = next(model.parameters()).device
     total = torch.zeros(n_classes, *spectra.shape[1:], dtype=torch.float64)
     counts = torch.bincount(y, minlength=n_classes).clamp_min(1)
@@ -99,6 +99,16 @@ def gradient_x_input(model: torch.nn.Module, spectra: torch.Tensor, tabular: tor
     return (total / counts.view(-1, 1, 1)).numpy()
 
 
+def saliency(model: torch.nn.Module, spectra: torch.Tensor, tabular: torch.Tensor, y: torch.Tensor,
+             n_classes: int) -> tuple[np.ndarray, str]:
+    """What drives each class, ``[K, C, L]``, and what it is: :func:`gradient_x_input`, or
+    :func:`occlusion_sensitivity` for a model whose output has no gradient in the spectra (MiniRocket's counts)."""
+    model.eval()
+    if _differentiable(model, spectra[:2], tabular[:2]):
+        return gradient_x_input(model, spectra, tabular, y, n_classes), "|gradient × input|"
+    return occlusion_sensitivity(model, spectra, tabular, y, n_classes), "|occlusion drop|"
+
+
 def _differentiable(model, spectra: torch.Tensor, tabular: torch.Tensor) -> bool:
     device = next(model.parameters()).device
     x = spectra.to(device).requires_grad_(True)
@@ -111,11 +121,12 @@ def _differentiable(model, spectra: torch.Tensor, tabular: torch.Tensor) -> bool
 
 @torch.no_grad()
 def occlusion_sensitivity(model: torch.nn.Module, spectra: torch.Tensor, tabular: torch.Tensor, y: torch.Tensor,
-                          n_classes: int, n_windows: int = 24, max_rows: int = 64) -> np.ndarray:
-    """Mean drop of the true class's probability when a window of the axis is replaced by the rows' mean: ``[K, C, L]``.
+                          n_classes: int, max_rows: int = 16) -> np.ndarray:
+    """Mean |drop of the true class's probability| when a window of a channel is occluded: ``[K, C, L]``.
 
-    All channels are occluded together (one window at a time) and the drop is spread over the window's points, so
-    the result reads like :func:`gradient_x_input`'s; all occluded copies go through the model in one batch.
+    The occluded copies are the page's (:func:`spectratorch.report.occlusion.occluded_copies`); the copies of all
+    rows go through the model in batches, and each window's drop is spread over its points, so the result reads
+    like :func:`gradient_x_input`'s.
 
     Args:
         model: logits from raw ``spectra [N, C, L]`` and ``tabular [N, T]``.
@@ -123,31 +134,25 @@ def occlusion_sensitivity(model: torch.nn.Module, spectra: torch.Tensor, tabular
         tabular: tabular values.
         y: int ``[N]`` true classes.
         n_classes: ``K``.
-        n_windows: windows along the axis.
         max_rows: rows used at most (the first ones).
 
     Returns:
         float ``[K, C, L]`` (zeros for a class without rows).
     """
     spectra, tabular, y = spectra[:max_rows], tabular[:max_rows], y[:max_rows]
-    device = next(model.parameters()).device
     n, n_channels, length = spectra.shape
-    edges = np.linspace(0, length, min(n_windows, length) + 1).astype(int)
-    mean = spectra.mean(0, keepdim=True)
-    copies = spectra.repeat(len(edges) - 1, 1, 1)
-    for w, (low, high) in enumerate(zip(edges[:-1], edges[1:])):
-        copies[w * n : (w + 1) * n, :, low:high] = mean[:, :, low:high]
-    base = model(spectra.to(device), tabular.to(device)).float().softmax(1).cpu()
-    occluded = model(copies.to(device), tabular.repeat(len(edges) - 1, 1).to(device)).float().softmax(1).cpu()
-    rows = torch.arange(n)
-    drop = (base[rows, y] - occluded.view(len(edges) - 1, n, -1)[:, rows, y]).abs()  # [W, N]
-    per_point = torch.zeros(n, length, dtype=torch.float64)
-    for w, (low, high) in enumerate(zip(edges[:-1], edges[1:])):
-        per_point[:, low:high] = drop[w, :, None].double() / max(1, high - low)
-    total = torch.zeros(n_classes, n_channels, length, dtype=torch.float64)
-    total.index_add_(0, y, per_point[:, None, :].expand(-1, n_channels, -1))
-    counts = torch.bincount(y, minlength=n_classes).clamp_min(1)
-    return (total / counts.view(-1, 1, 1)).numpy()
+    window, stride = default_window(length)
+    copies, starts, stops = zip(*(occluded_copies(row, window, stride) for row in spectra.numpy()))
+    per_row = n_channels * len(starts[0])
+    batch = torch.from_numpy(np.concatenate([c.reshape(per_row, n_channels, length) for c in copies]))
+    probabilities = softmax(_logits(model, batch, tabular.repeat_interleave(per_row, dim=0)), 1.0)
+    base = softmax(_logits(model, spectra, tabular), 1.0)[np.arange(n), y.numpy()]
+    occluded = probabilities.reshape(n, per_row, -1)[np.arange(n), :, y.numpy()]  # [N, C * W]
+    drops = np.abs(base[:, None] - occluded).reshape(n, n_channels, -1)
+    per_point = window_average(drops, starts[0], stops[0], length)  # [N, C, L]
+    total = np.zeros((n_classes, n_channels, length))
+    np.add.at(total, y.numpy(), per_point)
+    return total / np.maximum(np.bincount(y.numpy(), minlength=n_classes), 1)[:, None, None]
 
 
 @torch.no_grad()
@@ -169,12 +174,13 @@ def collect(module, dm, stage: str = "test", temperature: float = 1.0, title: st
     n_classes = len(dm.labels)
     logits = _logits(module, spectra, tabular)
     sub = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))[:_MAX_SALIENCY_ROWS]
-    saliency = gradient_x_input(module, spectra[sub], tabular[sub], y[sub], n_classes)
+    saliency_map, saliency_kind = saliency(module, spectra[sub], tabular[sub], y[sub], n_classes)
     sums = torch.zeros(n_classes, *spectra.shape[1:], dtype=torch.float64).index_add_(0, y, spectra.double())
     mean_spectra = (sums / torch.bincount(y, minlength=n_classes).clamp_min(1).view(-1, 1, 1)).numpy()
     return SheetData(logits=logits, y=y.numpy(), full_truth=np.asarray(source.target.full_truth[rows]).astype(str),
                      labels=tuple(dm.labels), channels=tuple(dm.table.channels), axis=np.asarray(dm.table.axis),
-                     mean_spectra=mean_spectra, saliency=saliency, temperature=temperature, title=title)
+                     mean_spectra=mean_spectra, saliency=saliency_map, temperature=temperature, title=title,
+                     saliency_kind=saliency_kind)
 
 
 def _plot_calibration(ax, data: SheetData) -> None:
@@ -259,7 +265,7 @@ def _plot_saliency(axes, data: SheetData) -> None:
             smooth = np.convolve(data.saliency[k, c], np.ones(5) / 5, mode="same")
             twin.fill_between(data.axis, smooth, color=line.get_color(), alpha=0.25, lw=0)
         ax.set(xlabel="x", ylabel="mean spectrum", title=f"channel {data.channels[c]}: what drives each class")
-        twin.set_ylabel("|gradient × input| (shaded)", fontsize=7)
+        twin.set_ylabel(f"{data.saliency_kind} (shaded)", fontsize=7)
         twin.tick_params(labelsize=6)
         ax.legend(fontsize=6, loc="upper right")
 

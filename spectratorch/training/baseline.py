@@ -150,7 +150,6 @@ def fit_baselines(train: tuple[np.ndarray, np.ndarray], stages: dict[str, tuple[
         >>> out["logistic_regression"]["test"]["accuracy"] > 0.9, out["pls_da"]["test"]["accuracy"] > 0.9
         (True, True)
     """
-    from sklearn.linear_model import LogisticRegression
 
     x, y = train
     keep = _subsample(y, max_train, seed)

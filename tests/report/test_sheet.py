@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from spectratorch.data.datamodule import SpectralDataModule
-from spectratorch.report.sheet import collect, gradient_x_input, make_result_sheet
+from spectratorch.report.sheet import collect, gradient_x_input, make_result_sheet, saliency
 
 
 class _OnePoint(torch.nn.Module):
@@ -28,6 +28,32 @@ def test_gradient_x_input_finds_the_driving_wavelength():
     assert saliency.shape == (2, 2, 10)
     assert (saliency[:, 0, 3] > 0).all()
     assert np.count_nonzero(saliency) == 2
+
+
+class _Spike(torch.nn.Module):
+    """Class 1 when point 13 of channel 0 is above 1: a comparison, so no input gradient."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.tensor(10.0))
+
+    def forward(self, spectra, tabular=None):
+        spike = (spectra[:, 0, 13] > 1.0).float() * self.scale
+        return torch.stack([torch.zeros_like(spike), spike], dim=1)
+
+
+def test_saliency_falls_back_to_occlusion_without_gradients():
+    spectra = torch.full((8, 2, 40), 0.5)
+    y = torch.tensor([0, 1] * 4)
+    spectra[y == 1, 0, 13] = 2.0
+    drivers, kind = saliency(_Spike(), spectra, torch.zeros(8, 0), y, 2)
+    assert kind == "|occlusion drop|" and drivers.shape == (2, 2, 40)
+    # softmax([0, 10]) -> softmax([0, 0]): the class-1 rows lose ~0.5 where point 13 is occluded, nothing elsewhere
+    assert drivers[1, 0].argmax() == 13 and drivers[1, 0, 13] == pytest.approx(0.5, abs=1e-3)
+    assert np.count_nonzero(drivers[1, 0]) == 3  # the windows [12, 13] and [13, 14] cover points 12 to 14
+    assert np.count_nonzero(drivers[0]) == 0 and np.count_nonzero(drivers[1, 1]) == 0
+    _, kind = saliency(_OnePoint(), spectra, torch.zeros(8, 0), y, 2)
+    assert kind == "|gradient × input|"
 
 
 @pytest.mark.slow
