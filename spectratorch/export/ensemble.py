@@ -35,12 +35,11 @@ from spectratorch.export.onnx import (
     conv2d_layout,
 )
 from spectratorch.inference import INPUT_SPECTRA, INPUT_TABULAR, encode_metadata
-from spectratorch.training.restore import load_module
+from spectratorch.training.restore import checkpoint_differences, load_module
 
 __all__ = ["EnsembleMember", "export_ensemble"]
 
 _logger = logging.getLogger(__name__)
-_SAME = ("arch", "channels", "tabular_columns", "labels", "transforms")
 
 
 class _MeanProbabilities(nn.Module):
@@ -71,15 +70,12 @@ class EnsembleMember:
 
 
 def _check_members(members: list[EnsembleMember]) -> None:
-    first = members[0].hparams
+    first = members[0]
     for member in members[1:]:
-        differ = [key for key in _SAME if list(np.atleast_1d(member.hparams[key])) != list(np.atleast_1d(first[key]))]
-        axis_a, axis_b = np.asarray(first["axis"], float), np.asarray(member.hparams["axis"], float)
-        if len(axis_a) != len(axis_b) or not np.allclose(axis_a, axis_b):
-            differ.append("axis")
+        differ = checkpoint_differences(member.hparams, first.hparams)
         if differ:
-            raise ExportError(f"{member.checkpoint.name} differs from {members[0].checkpoint.name} in {differ}; an "
-                              "ensemble needs models of one configuration.")
+            raise ExportError(f"{member.checkpoint.name} differs from {first.checkpoint.name} ({'; '.join(differ)}); "
+                              "an ensemble needs models of one configuration.")
 
 
 def load_members(checkpoints: Sequence[str | os.PathLike], n_check: int = 256) -> tuple[list[EnsembleMember], tuple]:

@@ -7,6 +7,7 @@ import os
 import pickle
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from spectratorch.config import DataConfig
@@ -15,7 +16,10 @@ from spectratorch.data.splits import TEST_MODES
 from spectratorch.errors import CheckpointError, ConfigError
 from spectratorch.training.module import SpectralModule
 
-__all__ = ["load_module", "data_config_from_hparams", "datamodule_from_hparams"]
+__all__ = ["load_module", "checkpoint_differences", "data_config_from_hparams", "datamodule_from_hparams"]
+
+# reason: these define what a model takes and answers; a checkpoint that differs in them cannot serve this run.
+_COMPARED = ("arch", "channels", "axis", "tabular_columns", "labels", "transforms")
 
 
 def load_module(path: str | os.PathLike) -> SpectralModule:
@@ -66,3 +70,23 @@ def datamodule_from_hparams(hparams: dict, source=None) -> SpectralDataModule:
     if isinstance(source, pd.DataFrame):
         return SpectralDataModule(config, data=source)
     raise ConfigError(f"data must be a SpectralDataModule, a DataFrame or a path; got {type(source).__name__}.")
+
+
+def checkpoint_differences(hparams: dict, expected: dict) -> list[str]:
+    """What differs between a checkpoint's hyperparameters and this run's (or another checkpoint's), one line each.
+
+    Example:
+        >>> checkpoint_differences({"arch": "VGG11", "labels": ["a", "b"]}, {"arch": "VGG11", "labels": ["a", "c"]})
+        ["labels: checkpoint ['a', 'b'], this run ['a', 'c']"]
+    """
+    lines = []
+    for key in _COMPARED:
+        have, want = hparams.get(key), expected.get(key)
+        if key == "axis":
+            have, want = np.asarray(have or [], float), np.asarray(want or [], float)
+            if have.shape != want.shape or not np.allclose(have, want):
+                lines.append(f"axis: checkpoint has {len(have)} points, this data {len(want)}")
+            continue
+        if list(have or []) != list(want or []) if isinstance(want, (list, tuple)) else have != want:
+            lines.append(f"{key}: checkpoint {have!r}, this run {want!r}")
+    return lines

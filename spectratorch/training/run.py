@@ -37,14 +37,12 @@ from spectratorch.training.losses import resolve_class_weights
 from spectratorch.training.module import METRIC_NAMES, SELECT_METRIC, SpectralModule
 from spectratorch.defaults import ARCH_CANDIDATES, LARGE_TRAIN, auto_arch, resolve_defaults
 from spectratorch.training.naming import model_name
-from spectratorch.training.restore import load_module
+from spectratorch.training.restore import checkpoint_differences, load_module
 
 __all__ = ["train", "resolve_precision", "checkpoint_differences", "predict_probabilities"]
 
 _logger = logging.getLogger(__name__)
 
-# reason: these define what a model takes and answers; a checkpoint that differs in them cannot serve this run.
-_COMPARED = ("arch", "channels", "axis", "tabular_columns", "labels", "transforms")
 
 
 def resolve_precision(precision: str, accelerator: str) -> str:
@@ -66,21 +64,6 @@ def _check_writable(directory: Path) -> None:
     except OSError as err:
         raise ConfigError(f"the output directory {directory} is not writable ({err.strerror}); choose another "
                           "with --output-dir.") from None
-
-
-def checkpoint_differences(hparams: dict, expected: dict) -> list[str]:
-    """What differs between a checkpoint's hyperparameters and this run's, one readable line each."""
-    lines = []
-    for key in _COMPARED:
-        have, want = hparams.get(key), expected.get(key)
-        if key == "axis":
-            same = have is not None and len(have) == len(want) and np.allclose(have, want)
-            if not same:
-                lines.append(f"axis: checkpoint has {len(have or [])} points, this data {len(want)}")
-            continue
-        if list(have or []) != list(want or []) if isinstance(want, (list, tuple)) else have != want:
-            lines.append(f"{key}: checkpoint {have!r}, this run {want!r}")
-    return lines
 
 
 def _module_kwargs(config: RunConfig, dm: SpectralDataModule) -> dict:
