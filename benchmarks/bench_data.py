@@ -13,8 +13,11 @@ and one-hot soft targets, with no network:
   collated batch in numpy (λ ~ Beta(0.4, 0.4) per sample, a random permutation for the partners). Scaling is
   affine per feature, so scaling before mixup gives the same result as after it.
 
-Both draw the same random numbers per batch: ``B*C`` factors, ``B*C*L + B*T`` noise values, ``2*B*C``
-exponentials, ``B`` Beta draws and one permutation of ``B``.
+Both draw the same random variates per batch: ``B*C`` factors, ``B*C*L + B*T`` noise values, ``2*B*C``
+exponentials, ``B`` Beta draws and one permutation of ``B``. One difference, the package's own: on the CPU the
+batched path draws the ``B*C*L`` element-wise noise values as a normal quantised to 16 bits
+(:func:`~spectratorch.data.transforms.relative_noise`, 16 random bits a value), where the per-sample path calls
+numpy's float32 normal; both are N(1, 0.05) to within 0.3 % in distribution (tested).
 
 With CUDA (``torch.cuda.is_available()``) the batched path also runs with the whole table on the GPU (gather,
 transforms and scaling there); on a CPU-only machine the JSON says ``"cuda": null``.

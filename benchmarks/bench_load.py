@@ -52,6 +52,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                              "file, removed afterwards (default: %(default)s)")
     parser.add_argument("--repeats", type=int, default=3, help="fresh processes per step (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
+    parser.add_argument("--steps", nargs="+", choices=STEPS, default=list(STEPS),
+                        help="steps to run; read_pickle and load_table give the goals (default: all)")
     parser.add_argument("--quick", action="store_true", help="tiny sizes, for the smoke test (default: %(default)s)")
     parser.add_argument("--child", choices=("generate", *STEPS), help=argparse.SUPPRESS)
     parser.add_argument("--parquet", type=Path, default=None, help=argparse.SUPPRESS)
@@ -145,9 +147,11 @@ def run(args: argparse.Namespace, workdir: Path, log) -> dict:
     if not path.exists():
         log(f"writing the demo dataset ({args.samples} samples) to {path}")
         generated = run_child("generate", args, path, parquet)
-    steps = {step: [] for step in STEPS}
+    steps = {step: [] for step in STEPS if step in args.steps or step in ("read_pickle", "load_table")}
+    if "parquet_read" in steps and "parquet_write" not in steps:
+        steps = {"parquet_write": [], **steps}
     for repeat in range(args.repeats):
-        for step in STEPS:
+        for step in steps:
             log(f"repeat {repeat + 1}/{args.repeats}: {step}")
             steps[step].append(run_child(step, args, path, parquet))
     figures = {step: summarise(results) for step, results in steps.items()}
@@ -160,7 +164,7 @@ def run(args: argparse.Namespace, workdir: Path, log) -> dict:
         "rows": figures["read_pickle"]["shape"][0],
         "columns": figures["read_pickle"]["shape"][1],
         "file_bytes": path.stat().st_size,
-        "parquet_bytes": parquet.stat().st_size,
+        "parquet_bytes": parquet.stat().st_size if parquet.exists() else None,
         "df_bytes": df_bytes,
         "generate": generated,
         "repeats": args.repeats,

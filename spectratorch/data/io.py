@@ -10,19 +10,23 @@ numpy/pandas only: no torch, so the torch-free inference path shares this module
 from __future__ import annotations
 
 import logging
+import mmap
 import os
 import pickle
 import re
+import struct
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
 
 from spectratorch.errors import DataFormatError, UnsafePickleError
 
-__all__ = ["DATASET_SUFFIXES", "read_dataset", "write_dataset", "atomic_path", "safe_load_pickle"]
+__all__ = ["DATASET_SUFFIXES", "read_dataset", "read_dataset_mapped", "write_dataset", "atomic_path",
+           "safe_load_pickle"]
 
 _logger = logging.getLogger(__name__)
 
@@ -96,6 +100,27 @@ def _safe_bases() -> tuple[type, ...]:
     )
 
 
+def _restricted_find_class(unpickler, module: str, name: str):
+    """``find_class`` of both unpicklers: resolve only the globals a DataFrame needs."""
+    if (module, name) in _ALLOWED_GLOBALS:
+        return unpickler._resolve(module, name)
+    if "." not in name and module.split(".")[0] in ("pandas", "numpy", "pyarrow") and not _REFUSED_MODULES.match(module):
+        obj = unpickler._resolve(module, name)
+        if isinstance(obj, type) and issubclass(obj, _safe_bases()) and not issubclass(obj, np.memmap):
+            return obj
+        if callable(obj) and not isinstance(obj, type) and _SAFE_FUNCTION.match(name):
+            return obj
+        if module.startswith("pyarrow") and isinstance(obj, type):
+            import pyarrow as pa
+
+            if issubclass(obj, (pa.DataType, pa.Array, pa.ChunkedArray, pa.Buffer, pa.Field, pa.Schema)):
+                return obj
+    raise UnsafePickleError(
+        f"{unpickler._source}: the pickle asks for {module}.{name}, which a pandas DataFrame does not need; refused "
+        "because unpickling it could run code. Load it only if you trust its origin, then save it as .parquet."
+    )
+
+
 class _RestrictedUnpickler(pickle.Unpickler):
     """An unpickler that resolves only the globals a DataFrame needs."""
 
@@ -103,24 +128,60 @@ class _RestrictedUnpickler(pickle.Unpickler):
         super().__init__(file)
         self._source = source
 
-    def find_class(self, module: str, name: str):
-        if (module, name) in _ALLOWED_GLOBALS:
-            return super().find_class(module, name)
-        if "." not in name and module.split(".")[0] in ("pandas", "numpy", "pyarrow") and not _REFUSED_MODULES.match(module):
-            obj = super().find_class(module, name)
-            if isinstance(obj, type) and issubclass(obj, _safe_bases()) and not issubclass(obj, np.memmap):
-                return obj
-            if callable(obj) and not isinstance(obj, type) and _SAFE_FUNCTION.match(name):
-                return obj
-            if module.startswith("pyarrow") and isinstance(obj, type):
-                import pyarrow as pa
+    _resolve = pickle.Unpickler.find_class
+    find_class = _restricted_find_class
 
-                if issubclass(obj, (pa.DataType, pa.Array, pa.ChunkedArray, pa.Buffer, pa.Field, pa.Schema)):
-                    return obj
-        raise UnsafePickleError(
-            f"{self._source}: the pickle asks for {module}.{name}, which a pandas DataFrame does not need; refused "
-            "because unpickling it could run code. Load it only if you trust its origin, then save it as .parquet."
-        )
+
+# reason: an in-band buffer at least this large is read as a view of the file's mapping instead of a copy.
+MAP_BUFFERS_FROM = 64 * 2**20
+
+
+# reason: pickle's pure-Python unpickler is the one whose opcodes can be replaced; a DataFrame pickle holds a few
+# hundred opcodes (pandas 3) to a few per row (object columns of older pandas), its bulk is in the buffers.
+class _MappingUnpickler(pickle._Unpickler):
+    """The restricted unpickler, with large ``BYTEARRAY8`` buffers (protocol 5) taken from a mapping of the file."""
+
+    dispatch = dict(pickle._Unpickler.dispatch)
+
+    def __init__(self, file, source: str, mapping: mmap.mmap, map_from: int):
+        super().__init__(file)
+        self._source, self._file, self._map_from = source, file, map_from
+        self._view = memoryview(mapping)
+
+    _resolve = pickle._Unpickler.find_class
+    find_class = _restricted_find_class
+
+    def _load_bytearray8(self) -> None:
+        (size,) = struct.unpack("<Q", self.read(8))
+        frame = self._unframer.current_frame
+        if size < self._map_from or (frame is not None and frame.tell() < len(frame.getbuffer())):
+            buffer = bytearray(size)
+            self.readinto(buffer)
+            self.append(buffer)
+            return
+        # reason: a pickler writes large buffers outside any frame, so the payload starts at the file's position.
+        self._unframer.current_frame = None
+        start = self._file.tell()
+        if start + size > len(self._view):
+            raise EOFError(f"the file ends {start + size - len(self._view)} bytes before the end of a buffer")
+        self._file.seek(start + size)
+        self.append(self._view[start : start + size])
+
+    dispatch[pickle.BYTEARRAY8[0]] = _load_bytearray8
+
+
+def _unpickle(path, load: Callable[[object], object]) -> object:
+    with open(path, "rb") as file:
+        try:
+            return load(file)
+        except UnsafePickleError:
+            raise
+        except (EOFError, pickle.UnpicklingError, ValueError, TypeError, AttributeError, ImportError, IndexError,
+                struct.error) as err:
+            raise DataFormatError(
+                f"{path}: cannot read it as a pickled DataFrame ({type(err).__name__}: {err}); the file may be "
+                "truncated or of another format. Write it again, or convert it to .parquet."
+            ) from None
 
 
 def safe_load_pickle(path: str | os.PathLike) -> object:
@@ -136,16 +197,25 @@ def safe_load_pickle(path: str | os.PathLike) -> object:
         UnsafePickleError: the pickle asks for anything else (``os.system``, ``builtins.open``, ...).
         DataFormatError: the file is truncated or not a pickle.
     """
+    return _unpickle(path, lambda file: _RestrictedUnpickler(file, str(path)).load())
+
+
+def _load_mapped_pickle(path: Path, map_from: int) -> tuple[object, Callable[[], None]]:
+    """Unpickle like :func:`safe_load_pickle`, with buffers of ``map_from`` bytes or more viewing a private mapping.
+
+    Returns the object and ``release``: it hands the mapped pages read so far back to the page cache (the views stay
+    valid; a page read again is mapped again), so a caller copying the data out a chunk at a time holds one copy.
+    """
     with open(path, "rb") as file:
-        try:
-            return _RestrictedUnpickler(file, str(path)).load()
-        except UnsafePickleError:
-            raise
-        except (EOFError, pickle.UnpicklingError, ValueError, TypeError, AttributeError, ImportError, IndexError) as err:
-            raise DataFormatError(
-                f"{path}: cannot read it as a pickled DataFrame ({type(err).__name__}: {err}); the file may be "
-                "truncated or of another format. Write it again, or convert it to .parquet."
-            ) from None
+        # reason: copy-on-write, so the arrays are writable like unpickled ones and a write never reaches the file.
+        mapping = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_COPY)
+    obj = _unpickle(path, lambda file: _MappingUnpickler(file, str(path), mapping, map_from).load())
+
+    def release() -> None:
+        if hasattr(mapping, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
+            mapping.madvise(mmap.MADV_DONTNEED)
+
+    return obj, release
 
 
 def _check_suffix(path: Path) -> str:
@@ -177,21 +247,53 @@ def read_dataset(path: str | os.PathLike) -> pd.DataFrame:
         >>> read_dataset(path).shape
         (1, 1)
     """
-    path = Path(path)
+    return _read(Path(path), None)[0]
+
+
+def read_dataset_mapped(
+    path: str | os.PathLike, map_from: int | None = None
+) -> tuple[pd.DataFrame, Callable[[], None]]:
+    """Read a dataset file like :func:`read_dataset`, the large buffers of a pickle as views of the file.
+
+    For a reader that copies what it needs out of the frame and then drops it: the spectral block of a large pickle
+    (protocol 5, as pandas writes them) is not copied into memory but mapped, and ``release()`` hands the pages read
+    so far back to the system, so the copy being built is the only one resident. The frame must not outlive the
+    read: its mapped columns show the file as it is (a file truncated meanwhile makes a read fail).
+
+    Args:
+        path: as for :func:`read_dataset`.
+        map_from: the size in bytes from which a pickle's buffer is mapped instead of copied (default
+            ``MAP_BUFFERS_FROM``, 64 MiB; a smaller pickle is read like :func:`read_dataset`).
+
+    Returns:
+        ``(frame, release)``; ``release`` does nothing for parquet, CSV and small buffers.
+    """
+    return _read(Path(path), MAP_BUFFERS_FROM if map_from is None else map_from)
+
+
+def _read(path: Path, map_from: int | None) -> tuple[pd.DataFrame, Callable[[], None]]:
     suffix = _check_suffix(path)
     if not path.is_file():
         raise DataFormatError(f"{path}: no such dataset file. Check the path, or make one with `spectratorch make-dataset`.")
     if path.stat().st_size == 0:
         raise DataFormatError(f"{path}: the file is empty (0 bytes).")
+    release = _nothing
     if suffix in (".pkl", ".pickle"):
-        df = safe_load_pickle(path)
+        if map_from is not None and path.stat().st_size >= map_from:
+            df, release = _load_mapped_pickle(path, map_from)
+        else:
+            df = safe_load_pickle(path)
     elif suffix == ".parquet":
         df = _read_with(pd.read_parquet, path, "parquet")
     else:
         df = _read_with(lambda p: pd.read_csv(p, index_col=0), path, "CSV")
     if not isinstance(df, pd.DataFrame):
         raise DataFormatError(f"{path}: expected a pandas DataFrame, found a {type(df).__name__}.")
-    return df
+    return df, release
+
+
+def _nothing() -> None:
+    return None
 
 
 def _read_with(reader, path: Path, kind: str) -> pd.DataFrame:

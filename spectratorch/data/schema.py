@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -253,7 +253,9 @@ def _union_axis(groups: dict, channels: tuple[str, ...]) -> np.ndarray:
     return np.unique(np.concatenate([[x for x, _ in groups[c]] for c in channels]))
 
 
-def _fill_spectra(df: pd.DataFrame, groups: dict, channels: tuple[str, ...], axis: np.ndarray) -> np.ndarray:
+def _fill_spectra(df: pd.DataFrame, groups: dict, channels: tuple[str, ...], axis: np.ndarray,
+                  release: Callable[[], None] | None = None) -> np.ndarray:
+    """The ``[N, C, L]`` float32 spectra, copied out of ``df`` a block of rows at a time; ``release`` after each."""
     spectra = np.zeros((len(df), len(channels), len(axis)), dtype=np.float32)
     for c, channel in enumerate(channels):
         xs = np.array([x for x, _ in groups[channel]])
@@ -270,6 +272,8 @@ def _fill_spectra(df: pd.DataFrame, groups: dict, channels: tuple[str, ...], axi
                     f"channel {channel!r} has non-numeric values (e.g. in column "
                     f"{next(n for n in columns if not pd.api.types.is_numeric_dtype(df[n]))!r}); expected numbers."
                 ) from None
+            if release is not None:
+                release()
     return spectra
 
 
@@ -320,12 +324,15 @@ def load_table(
         >>> table.spectra[0].tolist()
         [[1.0, 3.0], [0.0, 5.0]]
     """
-    if isinstance(source, pd.DataFrame):
-        df = source
-    else:
-        from spectratorch.data.io import read_dataset
+    mapped = not isinstance(source, pd.DataFrame)
+    if mapped:
+        from spectratorch.data.io import read_dataset_mapped
 
-        df = read_dataset(source)
+        # reason: the spectra are copied out of the frame a chunk at a time, and the mapped pages of each chunk are
+        # released, so a large pickle's spectral block and the table's spectra are never both resident.
+        df, release = read_dataset_mapped(source)
+    else:
+        df, release = source, None
     _check_ids(df)
     groups = spectral_columns(df.columns)
     channels = _select_channels(groups, channels)
@@ -336,10 +343,14 @@ def load_table(
     axis = _union_axis(groups, channels)
     if expected_axis is not None:
         _check_axis(axis, np.asarray(expected_axis, dtype=float))
-    spectra = _fill_spectra(df, groups, channels, axis)
-    tab = df[list(tabular_columns)].to_numpy(dtype=np.float32) if tabular_columns else np.zeros((len(df), 0), np.float32)
+    spectra = _fill_spectra(df, groups, channels, axis, release)
+    tab = (df[list(tabular_columns)].to_numpy(dtype=np.float32, copy=mapped) if tabular_columns
+           else np.zeros((len(df), 0), np.float32))
     meta = df.drop(columns=[name for c in groups for _, name in groups[c]] + list(tabular_columns))
-    ids = df.index.to_numpy()
+    ids = df.index.to_numpy(copy=mapped)
+    if mapped:
+        # reason: nothing returned may view the file's mapping (it would change with the file).
+        meta = meta.copy(deep=True)
     finite = _finite_rows(spectra, tab)
     report["non_finite"] = int((~finite).sum())
     if report["non_finite"]:

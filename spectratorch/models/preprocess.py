@@ -105,6 +105,11 @@ class Preprocess(nn.Module):
         self.register_buffer("tabular_min", torch.zeros(n_tabular))
         self.register_buffer("tabular_max", torch.zeros(n_tabular))
         self.register_buffer("fitted", torch.tensor(False))
+        # reason: the centre and factor of the scaling, derived from the ranges whenever they change (fit, load), so
+        # a batch costs one subtraction and one multiplication; not saved, the ranges are the state.
+        for name, size in (("spectra", (n_channels, length)), ("tabular", (n_tabular,))):
+            self.register_buffer(f"_{name}_center", torch.zeros(size), persistent=False)
+            self.register_buffer(f"_{name}_factor", torch.zeros(size), persistent=False)
         # reason: a Python copy of `fitted`, so forward checks it without a device sync and exports see a constant.
         self._fitted = False
         self.register_load_state_dict_post_hook(_sync_fitted)
@@ -177,6 +182,7 @@ class Preprocess(nn.Module):
             self.tabular_max.copy_(high)
         self.fitted.fill_(True)
         self._fitted = True
+        self._derive_scaling()
         _logger.debug("Preprocess fitted on %d samples (transforms: %s)", spectra.shape[0], self.transforms)
         return self
 
@@ -203,10 +209,17 @@ class Preprocess(nn.Module):
         # reason: an export records the graph, not these checks; under tracing they would only warn.
         if not (torch.jit.is_tracing() or torch.compiler.is_compiling()):
             self._check_inputs(spectra, tabular)
-        spectra = _scale(self.apply_transforms(spectra), self.spectra_min, self.spectra_max, _RELATIVE_SPAN)
+        spectra = (self.apply_transforms(spectra) - self._spectra_center) * self._spectra_factor
         if self.n_tabular > 0:
-            tabular = _scale(tabular, self.tabular_min, self.tabular_max, 0.0)
+            tabular = (tabular - self._tabular_center) * self._tabular_factor
         return spectra, tabular
+
+    @torch.no_grad()
+    def _derive_scaling(self) -> None:
+        for name, relative in (("spectra", _RELATIVE_SPAN), ("tabular", 0.0)):
+            center, factor = _scaling(getattr(self, f"{name}_min"), getattr(self, f"{name}_max"), relative)
+            getattr(self, f"_{name}_center").copy_(center)
+            getattr(self, f"_{name}_factor").copy_(factor)
 
     def _check_inputs(self, spectra: torch.Tensor, tabular: torch.Tensor | None) -> None:
         expected = (len(self.channels), self.length)
@@ -234,15 +247,21 @@ class Preprocess(nn.Module):
 
 def _sync_fitted(module: Preprocess, incompatible_keys) -> None:
     module._fitted = bool(module.fitted)
+    module._derive_scaling()
 
 
-def _scale(values: torch.Tensor, low: torch.Tensor, high: torch.Tensor, relative: float) -> torch.Tensor:
-    """Map ``low`` -> -1 and ``high`` -> 1 along the last axis; spans up to ``relative`` of the widest map to 0."""
+def _scaling(low: torch.Tensor, high: torch.Tensor, relative: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Centre and factor mapping ``low`` -> -1 and ``high`` -> 1 along the last axis.
+
+    A feature whose span is at most ``relative`` of the widest gets factor 0 (it maps to 0 instead of dividing by
+    zero).
+    """
     span = high - low
+    if span.numel() == 0:
+        return span, span
     varies = span > relative * span.amax(dim=-1, keepdim=True)
-    # reason: a constant feature gets scale 0, so it maps to 0 instead of dividing by zero.
-    scale = torch.where(varies, 2.0 / span.clamp_min(torch.finfo(span.dtype).tiny), torch.zeros_like(span))
-    return (values - (high + low) / 2) * scale
+    factor = torch.where(varies, 2.0 / span.clamp_min(torch.finfo(span.dtype).tiny), torch.zeros_like(span))
+    return (high + low) / 2, factor
 
 
 def _check_finite(name: str, low: torch.Tensor, high: torch.Tensor) -> None:

@@ -1,3 +1,4 @@
+import mmap
 import os
 import pickle
 from pathlib import Path
@@ -6,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from spectratorch.data.io import read_dataset, safe_load_pickle, write_dataset
+from spectratorch.data.io import read_dataset, read_dataset_mapped, safe_load_pickle, write_dataset
 from spectratorch.errors import DataFormatError, UnsafePickleError
 from tests.conftest import make_frame
 
@@ -124,3 +125,49 @@ def test_failed_write_keeps_old_file(tmp_path):
         write_dataset(_Broken(make_frame(5)), path)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["d.pkl"]
+
+
+# ---- large pickles: buffers viewed through a mapping of the file (read_dataset_mapped) ------------------------------
+def test_mapped_read_equals_the_copying_read_and_survives_release(tmp_path):
+    df = make_frame(3000)
+    path = tmp_path / "d.pkl"
+    write_dataset(df, path)
+    # the spectral block (480 kB) is mapped; pickle writes buffers under 64 kB inside its frames, which are copied
+    mapped, release = read_dataset_mapped(path, map_from=1024)
+    assert isinstance(_memory_owner(mapped["277_300"].to_numpy()), mmap.mmap)
+    assert not isinstance(_memory_owner(read_dataset(path)["277_300"].to_numpy()), mmap.mmap)
+    release()  # pages handed back; the views stay valid and read the file again
+    pd.testing.assert_frame_equal(mapped, read_dataset(path))
+    pd.testing.assert_frame_equal(mapped, df)
+
+
+def _memory_owner(array: np.ndarray) -> object:
+    while isinstance(array, np.ndarray) and array.base is not None:
+        array = array.base
+    return array.obj if isinstance(array, memoryview) else array
+
+
+def test_mapped_read_of_an_old_pandas_pickle():
+    mapped, _ = read_dataset_mapped(FIXTURES / "pandas153_lab.pkl", map_from=0)
+    pd.testing.assert_frame_equal(mapped, read_dataset(FIXTURES / "pandas153_lab.pkl"))
+
+
+def test_mapped_read_refuses_what_the_copying_read_refuses(tmp_path):
+    target = tmp_path / "created-by-pickle.txt"
+    path = tmp_path / "evil.pkl"
+    path.write_bytes(pickle.dumps({"df": make_frame(3), "x": _WritesAFile(str(target))}, protocol=5))
+    with pytest.raises(UnsafePickleError, match="builtins.open|io.open"):
+        read_dataset_mapped(path, map_from=0)
+    assert not target.exists()
+    path.write_bytes(pickle.dumps(_RunsAShell(), protocol=5))
+    with pytest.raises(UnsafePickleError, match="refused"):
+        read_dataset_mapped(path, map_from=0)
+
+
+def test_mapped_read_of_a_truncated_pickle(tmp_path):
+    path = tmp_path / "d.pkl"
+    write_dataset(make_frame(3000), path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])  # cut inside the spectral block
+    with pytest.raises(DataFormatError, match="truncated"):
+        read_dataset_mapped(path, map_from=1024)

@@ -114,3 +114,31 @@ def test_subset_keeps_alignment(frame):
     assert list(part.ids) == [frame.index[5], frame.index[2]]
     assert list(part.meta.index) == list(part.ids)
     np.testing.assert_array_equal(part.spectra[0], table.spectra[5])
+
+
+def test_a_mapped_pickle_gives_the_same_table_and_nothing_viewing_the_file(tmp_path, monkeypatch):
+    import spectratorch.data.io as io
+
+    df = make_frame(3000).copy()  # copy() consolidates: the tabular column joins the spectra's float32 block
+    path = tmp_path / "d.pkl"
+    io.write_dataset(df, path)
+    monkeypatch.setattr(io, "MAP_BUFFERS_FROM", 1024)
+    released = []
+    real = io._load_mapped_pickle
+
+    def counting(*args):
+        obj, release = real(*args)
+        return obj, lambda: (released.append(1), release())
+
+    monkeypatch.setattr(io, "_load_mapped_pickle", counting)
+    mapped = load_table(path)
+    expected = load_table(df)
+    assert released  # the mapped path ran, and handed pages back as it went
+    np.testing.assert_array_equal(mapped.spectra, expected.spectra)
+    np.testing.assert_array_equal(mapped.tabular, expected.tabular)
+    assert list(mapped.ids) == list(expected.ids) and mapped.report == expected.report
+    pd.testing.assert_frame_equal(mapped.meta, expected.meta)
+    for array in [mapped.tabular, mapped.ids, *(mapped.meta[c].to_numpy() for c in mapped.meta.columns)]:
+        while isinstance(array, np.ndarray) and array.base is not None:
+            array = array.base
+        assert not (isinstance(array, memoryview) and not isinstance(array.obj, (bytes, bytearray)))
