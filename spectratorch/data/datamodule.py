@@ -235,6 +235,11 @@ class SpectralDataModule(pl.LightningDataModule):
         index = torch.as_tensor(rows)
         return source.dataset.spectra.index_select(0, index), source.dataset.tabular.index_select(0, index)
 
+    def train_labels(self) -> torch.Tensor:
+        """Classes ``[N]`` of the training rows, in the order of :meth:`train_arrays`."""
+        source, rows = self.stage_rows("train")
+        return source.dataset.y.index_select(0, torch.as_tensor(rows))
+
     # ---- loaders -------------------------------------------------------------------------------------------
     def _rank(self) -> tuple[int, int]:
         trainer = getattr(self, "trainer", None)

@@ -66,16 +66,18 @@ class SpectralClassifier(nn.Module):
         return spectra, torch.zeros(batch_size, self.n_tabular, device=pre.spectra_min.device)
 
     @torch.no_grad()
-    def fit(self, spectra: torch.Tensor, tabular: torch.Tensor | None = None,
+    def fit(self, spectra: torch.Tensor, tabular: torch.Tensor | None = None, y: torch.Tensor | None = None,
             max_rows: int = 4096, seed: int = 0) -> "SpectralClassifier":
         """Fit what depends on the training data: the preprocessing, then the network's own fixed parts.
 
-        Networks with a ``fit_data(spectra, tabular)`` method (MiniRocket's kernel biases) get the preprocessed
-        spectra of at most ``max_rows`` training rows (a seeded subsample).
+        Networks with a ``fit_data(spectra, tabular, y)`` method (MiniRocket's kernel biases; the closed-form start
+        of the linear heads, given ``y``) get the preprocessed inputs of at most ``max_rows`` training rows (a
+        seeded subsample).
 
         Args:
             spectra: raw training spectra ``[N, C, L]``.
             tabular: raw training tabular values ``[N, T]`` (``None`` when ``T == 0``).
+            y: training classes ``[N]`` (``None``: what needs them keeps its default start).
             max_rows: rows the network's ``fit_data`` sees at most.
             seed: of the subsample.
 
@@ -88,7 +90,8 @@ class SpectralClassifier(nn.Module):
             rows = torch.randperm(len(spectra), generator=torch.Generator().manual_seed(seed))[:max_rows].sort().values
             sub_tabular = tabular.index_select(0, rows) if tabular is not None and self.n_tabular else None
             was_training = self.preprocess.training
-            fit_data(*self.preprocess.eval()(spectra.index_select(0, rows), sub_tabular))
+            inputs = self.preprocess.eval()(spectra.index_select(0, rows), sub_tabular)
+            fit_data(*inputs, y=None if y is None else torch.as_tensor(y).index_select(0, rows))
             self.preprocess.train(was_training)
         return self
 

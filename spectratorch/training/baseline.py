@@ -6,7 +6,7 @@ Savitzky–Golay; flattened, tabular values appended), on the same training rows
 validation and test rows as the network:
 
 - ``logistic_regression``: multinomial, L2, lbfgs, on standardised features, ``C`` chosen among 1e-3..1e3 by 3-fold
-  CV on at most ``_TUNE_ROWS`` training rows (a stratified subsample), then refitted on all of them (with ``C`` = 1
+  CV on at most ``TUNE_ROWS`` (2000) training rows (a stratified subsample), then refitted on all of them (with ``C`` = 1
   on min-max inputs it scored 0.60 on NIR fat classes where a tuned one scores 0.96);
 - ``pls_da``: PLS regression on the one-hot classes, arg-max of the prediction; the number of components (1 to 20)
   chosen on a seeded 20 % hold-out of the training rows, then refitted on all of them.
@@ -25,12 +25,13 @@ import warnings
 import numpy as np
 import torch
 
+from spectratorch.models.logistic import fit_logistic, stratified_subsample
+
 __all__ = ["BASELINES", "fit_baselines", "compare_with_baseline", "preprocessed_features"]
 
 _logger = logging.getLogger(__name__)
 
 BASELINES = ("logistic_regression", "pls_da")
-_TUNE_ROWS = 2000
 _MAX_COMPONENTS = 20
 
 
@@ -56,15 +57,6 @@ def preprocessed_features(preprocess: torch.nn.Module, spectra: torch.Tensor, ta
     if not parts:
         return np.zeros((0, 0), np.float32)
     return torch.cat(parts).numpy()
-
-
-def _subsample(y: np.ndarray, max_rows: int, seed: int) -> np.ndarray:
-    if len(y) <= max_rows:
-        return np.arange(len(y))
-    from sklearn.model_selection import train_test_split
-
-    keep, _ = train_test_split(np.arange(len(y)), train_size=max_rows, stratify=y, random_state=seed)
-    return np.sort(keep)
 
 
 def _scores(y: np.ndarray, predicted: np.ndarray, probabilities: np.ndarray | None, n_classes: int) -> dict:
@@ -152,7 +144,7 @@ def fit_baselines(train: tuple[np.ndarray, np.ndarray], stages: dict[str, tuple[
     """
 
     x, y = train
-    keep = _subsample(y, max_train, seed)
+    keep = stratified_subsample(y, max_train, seed)
     x, y = x[keep], y[keep]
     results = {}
     for name in BASELINES:
@@ -162,7 +154,7 @@ def fit_baselines(train: tuple[np.ndarray, np.ndarray], stages: dict[str, tuple[
                 # reason: lbfgs may stop at max_iter on hard data; the baseline is still the honest reference.
                 warnings.simplefilter("ignore")
                 if name == "logistic_regression":
-                    model, c = _logistic(x, y, seed)
+                    model, c = fit_logistic(x, y, seed)
                     extra = {"C": c}
                 else:
                     model = _PLSDA(n_classes, seed).fit(x, y)
@@ -182,27 +174,6 @@ def fit_baselines(train: tuple[np.ndarray, np.ndarray], stages: dict[str, tuple[
         _logger.info("baseline %s fitted on %d rows in %.1f s", name, len(y), time.perf_counter() - start)
         results[name] = {**result, **extra, "n_train": int(len(y))}
     return results
-
-
-def _logistic(x: np.ndarray, y: np.ndarray, seed: int):
-    """Standardise, choose ``C`` by 3-fold CV on at most ``_TUNE_ROWS`` rows, refit on all rows with it."""
-    from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
-    from sklearn.model_selection import StratifiedKFold
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    scaler = StandardScaler().fit(x)
-    z = scaler.transform(x)
-    c = 1.0
-    tune = _subsample(y, _TUNE_ROWS, seed)
-    counts = np.bincount(y[tune])
-    if (counts[counts > 0] >= 3).all() and (counts > 0).sum() > 1:
-        folds = StratifiedKFold(3, shuffle=True, random_state=seed)
-        # reason: tol 1e-3 for the search only: the default 1e-4 spent 34 s on the demo's 2000 x 1339 rows, mostly
-        # converging large-C fits, for the same scores at three decimals and the same C (12 s); the refit keeps 1e-4.
-        search = LogisticRegressionCV(Cs=np.logspace(-3, 3, 7), cv=folds, max_iter=1000, tol=1e-3).fit(z[tune], y[tune])
-        c = float(search.C_[0])
-    return make_pipeline(scaler, LogisticRegression(C=c, max_iter=1000)).fit(x, y), c
 
 
 def _full_proba(model, x: np.ndarray, n_classes: int) -> np.ndarray:

@@ -251,7 +251,7 @@ def train(config: RunConfig, callbacks: Sequence = (), arch_selection: dict | No
         module = _load_module(config.train.load_this, expected)
     else:
         module = SpectralModule(**expected)
-        module.model.fit(*dm.train_arrays(), seed=config.data.seed)
+        module.model.fit(*dm.train_arrays(), y=dm.train_labels(), seed=config.data.seed)
     checkpoint, own_callbacks = _callbacks(config, stem, out_dir)
     if finetune is not None:
         own_callbacks.append(finetune.callback)
