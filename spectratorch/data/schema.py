@@ -310,7 +310,9 @@ def _to_float32(block: pd.DataFrame, channel: str) -> np.ndarray:
         return block.to_numpy(dtype=np.float32)
     except (ValueError, TypeError):
         bad = next(n for n in block.columns if not pd.api.types.is_numeric_dtype(block[n]))
-        raise SchemaError(f"channel {channel!r} has non-numeric values (e.g. in column {bad!r}); expected numbers.") from None
+        raise SchemaError(
+            f"channel {channel!r} has non-numeric values (e.g. in column {bad!r}); expected numbers."
+        ) from None
 
 
 def _finite_rows(spectra: np.ndarray, tabular: np.ndarray) -> np.ndarray:

@@ -6,7 +6,7 @@ Savitzky–Golay; flattened, tabular values appended), on the same training rows
 validation and test rows as the network:
 
 - ``logistic_regression``: multinomial, L2, lbfgs, on standardised features, ``C`` chosen among 1e-3..1e3 by 3-fold
-  CV on at most ``TUNE_ROWS`` (2000) training rows (a stratified subsample), then refitted on all of them (with ``C`` = 1
+  CV on at most 2000 training rows (a stratified subsample), then refitted on all of them (with ``C`` = 1
   on min-max inputs it scored 0.60 on NIR fat classes where a tuned one scores 0.96);
 - ``pls_da``: PLS regression on the one-hot classes, arg-max of the prediction; the number of components (1 to 20)
   chosen on a seeded 20 % hold-out of the training rows, then refitted on all of them.
