@@ -268,8 +268,8 @@ def _fill_spectra(df: pd.DataFrame, groups: dict, channels: tuple[str, ...], axi
         for start in range(0, len(df), _CHUNK_ROWS):
             stop = min(start + _CHUNK_ROWS, len(df))
             if source is not None:
-                # reason: straight from the frame's own memory (or the file's mapping) into the table, transposed
-                # by numpy on the way: no temporary.
+                # reason: straight from the frame's memory (or the file's mapping) into the table, transposed by
+                # numpy on the way: no temporary.
                 spectra[start:stop, c, target] = source[start:stop]
             else:
                 spectra[start:stop, c, target] = _to_float32(df.iloc[start:stop][columns], channel)
@@ -294,15 +294,18 @@ def _zeros(shape: tuple[int, ...]) -> np.ndarray:
 
 
 def _float32_view(df: pd.DataFrame, columns: list[str]) -> np.ndarray | None:
-    """``df[columns]`` as a ``[N, len(columns)]`` view without a copy, when they are adjacent float32 columns."""
+    """``df[columns]`` as a ``[N, len(columns)]`` float32 array when they are adjacent float32 columns, else None.
+
+    A view of the frame's block when the columns share one (a frame read from a file); otherwise pandas copies them
+    once, which is still cheaper than a copy per chunk.
+    """
     positions = df.columns.get_indexer(columns)
     if (positions < 0).any() or not (np.diff(positions) == 1).all():
         return None
     part = df.iloc[:, positions[0] : positions[-1] + 1]
     if not (part.dtypes == np.float32).all():
         return None
-    view = part.to_numpy(dtype=np.float32, copy=False)
-    return view if not view.flags.owndata else None
+    return part.to_numpy(dtype=np.float32, copy=False)
 
 
 def _to_float32(block: pd.DataFrame, channel: str) -> np.ndarray:
@@ -362,8 +365,8 @@ def load_table(
         >>> table.spectra[0].tolist()
         [[1.0, 3.0], [0.0, 5.0]]
     """
-    mapped = not isinstance(source, pd.DataFrame)
-    if mapped:
+    from_file = not isinstance(source, pd.DataFrame)
+    if from_file:
         from spectratorch.data.io import read_dataset_mapped
 
         # reason: the spectra are copied out of the frame a chunk at a time, and the mapped pages of each chunk are
@@ -382,12 +385,12 @@ def load_table(
     if expected_axis is not None:
         _check_axis(axis, np.asarray(expected_axis, dtype=float))
     spectra = _fill_spectra(df, groups, channels, axis, release)
-    tab = (df[list(tabular_columns)].to_numpy(dtype=np.float32, copy=mapped) if tabular_columns
+    tab = (df[list(tabular_columns)].to_numpy(dtype=np.float32, copy=from_file) if tabular_columns
            else np.zeros((len(df), 0), np.float32))
     meta = df.drop(columns=[name for c in groups for _, name in groups[c]] + list(tabular_columns))
-    ids = df.index.to_numpy(copy=mapped)
-    if mapped:
-        # reason: nothing returned may view the file's mapping (it would change with the file).
+    ids = df.index.to_numpy(copy=from_file)
+    if from_file:
+        # reason: nothing returned may view a file's mapping (it would change with the file).
         meta = meta.copy(deep=True)
     finite = _finite_rows(spectra, tab)
     report["non_finite"] = int((~finite).sum())

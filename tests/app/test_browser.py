@@ -22,20 +22,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.export.helpers import run_cli
+from tests.export.helpers import TORCH_BLOCKER, run_cli
 
 from .conftest import EXAMPLE, ROOT
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-_BLOCK_TORCH = """
-import sys
-class _Blocked:
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("torch", "lightning", "torchmetrics", "pytorch_lightning"):
-            raise ImportError(f"{name} is blocked by the test")
-        return None
-sys.meta_path.insert(0, _Blocked())
-"""
 
 
 def _free_port() -> int:
@@ -64,7 +55,7 @@ def served_page(models_dir, tmp_path):
     blocker = tmp_path / "blocker"
     blocker.mkdir()
     # reason: sitecustomize runs at the start of every Python process that has this folder on its path.
-    (blocker / "sitecustomize.py").write_text(_BLOCK_TORCH)
+    (blocker / "sitecustomize.py").write_text(TORCH_BLOCKER)
     port = _free_port()
     log = tmp_path / "app.log"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(blocker), str(ROOT)])}

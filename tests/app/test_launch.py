@@ -7,14 +7,13 @@ import sys
 
 from spectratorch.app.catalog import find_models, model_row, open_model
 from spectratorch.app.launch import PAGE, streamlit_command
-from tests.export.helpers import BLOCK_TORCH, ROOT, run_cli
+from tests.export.helpers import ROOT, TORCH_BLOCKER, run_cli
 
 from .conftest import EXAMPLE
 
 
 def test_the_page_and_its_helpers_import_no_torch():
-    prelude = BLOCK_TORCH.split("from spectratorch.cli")[0]
-    code = prelude + ("import spectratorch.app.page, spectratorch.app.launch, spectratorch.cli\n"
+    code = TORCH_BLOCKER + ("import spectratorch.app.page, spectratorch.app.launch, spectratorch.cli\n"
                       "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'lightning')))")
     result = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, cwd=ROOT,
                             timeout=120, env={"PYTHONPATH": str(ROOT), "PATH": ""})

@@ -15,8 +15,8 @@ ROOT = Path(__file__).resolve().parents[2]
 CHANNELS = ("277", "380")
 _CACHE: dict = {}
 
-# reason: the prelude makes `import torch` (and lightning) fail, as on a PC with only the inference install.
-BLOCK_TORCH = """
+# reason: this prelude makes `import torch` (and lightning) fail, as on a PC with only the inference install.
+TORCH_BLOCKER = """
 import sys
 class _Blocked:
     def find_spec(self, name, path=None, target=None):
@@ -24,7 +24,9 @@ class _Blocked:
             raise ImportError(f"{name} is blocked by the test")
         return None
 sys.meta_path.insert(0, _Blocked())
-from spectratorch.cli import main
+"""
+# reason: the CLI under the blocker.
+BLOCK_TORCH = TORCH_BLOCKER + """from spectratorch.cli import main
 sys.argv[0] = "spectratorch"
 sys.exit(main())
 """
