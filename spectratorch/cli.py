@@ -18,7 +18,7 @@ from spectratorch._version import __version__
 from spectratorch.config import DEMO_DATA, TARGET_METRICS, DataConfig, ModelConfig, RunConfig, TrainConfig
 from spectratorch.errors import ConfigError, SpectratorchError
 
-__all__ = ["main", "build_parser", "config_from_args"]
+__all__ = ["main", "build_parser", "config_from_args", "train_command"]
 
 _logger = logging.getLogger("spectratorch")
 
@@ -71,10 +71,6 @@ def _add(group, *flags: str, **kwargs) -> None:
         if flag.startswith("--") and "-" in flag[2:] and underscored not in strings:
             strings.append(underscored)
     group.add_argument(*strings, **kwargs)
-
-
-def _optional_float(text: str) -> float | None:
-    return None if text.lower() == "none" else float(text)
 
 
 def _add_filter_args(parser: argparse.ArgumentParser) -> None:
@@ -383,6 +379,52 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         return cls(**{f.name: values[f.name] for f in dataclasses.fields(cls) if f.name in values})
 
     return RunConfig(_pick(DataConfig), _pick(ModelConfig), _pick(TrainConfig))
+
+
+def _flag_tokens(action: argparse.Action, value) -> list[str]:
+    """The tokens that make ``action`` parse to ``value``."""
+    flag = next(s for s in action.option_strings if s.startswith("--") and not _is_alias(s))
+    if isinstance(action, argparse.BooleanOptionalAction):
+        return [flag if value else "--no-" + flag[2:]]
+    if action.nargs == 0:  # store_true
+        return [flag] if value else []
+    if isinstance(action, argparse._AppendAction):
+        return [token for item in value for token in (flag, str(item))]
+    if action.dest == "block_units":
+        return [flag, "_".join(str(v) for v in value)]
+    if isinstance(value, (list, tuple)):
+        if not value:
+            return [flag] if action.nargs == "*" else [flag, "none"]
+        return [flag, *map(str, value)]
+    return [flag, str(value)]
+
+
+def train_command(config: RunConfig) -> str:
+    """A ``spectratorch train`` command line that reproduces ``config``, built by walking the parser's flags (flags
+    at their defaults are left out).
+
+    Example:
+        >>> train_command(RunConfig(DataConfig(channels=("277", "380")), ModelConfig(arch="TinyVGG"),
+        ...                         TrainConfig(lr=0.003, loggers=("csv",))))
+        'spectratorch train --channels 277 380 --arch TinyVGG --lr 0.003 --logger csv'
+    """
+    import shlex
+
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    _add_train_args(parser)
+    default = config_from_args(parser.parse_args([]))
+    groups = (config.data, config.model, config.train)
+    tokens = ["spectratorch", "train"]
+    for action in parser._actions:
+        if not action.option_strings or action.help == argparse.SUPPRESS:
+            continue
+        for group, default_group in zip(groups, (default.data, default.model, default.train)):
+            if hasattr(group, action.dest):
+                value = getattr(group, action.dest)
+                if value != getattr(default_group, action.dest):
+                    tokens += _flag_tokens(action, value)
+                break
+    return " ".join(shlex.quote(t) for t in tokens)
 
 
 def _thresholds(pairs: list[str] | None, defaults: dict[str, float], option: str) -> dict[str, float]:

@@ -19,27 +19,24 @@ import json
 import inspect
 import logging
 import os
-import shlex
 import socket
 import time
 import warnings
 from pathlib import Path
 from typing import Sequence
 
-from spectratorch.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from spectratorch.config import RunConfig
 from spectratorch.data.io import atomic_path
 from spectratorch.errors import ConfigError, SpectratorchError
 from spectratorch.tuning.space import Param, apply_params
 
-__all__ = ["tune", "open_study", "default_storage", "train_command", "STUDY_METRIC_KEY"]
+__all__ = ["tune", "open_study", "default_storage", "STUDY_METRIC_KEY"]
 
 _logger = logging.getLogger(__name__)
 
 STUDY_METRIC_KEY = "target_metric"
 """The study's user attribute holding the metric it optimises; a process asking for another one is refused."""
-_HIDDEN = {"limit_batches"}
 _MAX_FAILURES = 3
-_STORE_TRUE = {"to_onnx", "save_test_preds", "resume"}
 
 
 def _missing(extra: str, package: str) -> ConfigError:
@@ -189,40 +186,11 @@ class _FailureGuard:
         return self.in_a_row >= self.limit
 
 
-def _flag_values(name: str, value, default) -> list[str] | None:
-    """The command-line tokens that set ``name`` to ``value`` (``None``: nothing to write)."""
-    flag = "--" + name.replace("_", "-")
-    if value == default or name in _HIDDEN:
-        return None
-    if isinstance(value, bool):
-        if name in _STORE_TRUE:
-            return [flag] if value else None
-        return [flag if value else "--no-" + name.replace("_", "-")]
-    if value is None:
-        return None
-    if name == "block_units":
-        return [flag, "_".join(str(v) for v in value)]
-    if name == "transforms" and not value:
-        return [flag, "none"]
-    if isinstance(value, (list, tuple)):
-        return [flag, *map(str, value)]
-    return [flag, str(value)]
+def _train_command(config: RunConfig) -> str:
+    # reason: the command is built from the parser itself, so it always parses (cli.train_command).
+    from spectratorch.cli import train_command
 
-
-def train_command(config: RunConfig) -> str:
-    """A ``spectratorch train`` command line that reproduces ``config`` (flags at their defaults are left out).
-
-    Example:
-        >>> train_command(RunConfig(DataConfig(channels=("277", "380")), ModelConfig(arch="TinyVGG"),
-        ...                         TrainConfig(lr=0.003)))
-        'spectratorch train --channels 277 380 --arch TinyVGG --lr 0.003'
-    """
-    tokens = ["spectratorch", "train"]
-    for group, default in ((config.data, DataConfig()), (config.model, ModelConfig()), (config.train, TrainConfig())):
-        for field in dataclasses.fields(group):
-            got = _flag_values(field.name, getattr(group, field.name), getattr(default, field.name))
-            tokens += got or []
-    return " ".join(shlex.quote(t) for t in tokens)
+    return train_command(config)
 
 
 def _write_results(study, base: RunConfig, space: Sequence[Param], out_dir: Path, name: str) -> dict:
@@ -247,7 +215,7 @@ def _write_results(study, base: RunConfig, space: Sequence[Param], out_dir: Path
         config = apply_params(base, params)
         config = dataclasses.replace(config, train=dataclasses.replace(config.train, output_dir=None))
         result["best"] = {"number": best.number, "value": best.value, "params": params,
-                          "command": train_command(config), "output_dir": best.user_attrs.get("output_dir")}
+                          "command": _train_command(config), "output_dir": best.user_attrs.get("output_dir")}
         files.update(_plots(study, out_dir, name))
     else:
         _logger.warning("no trial of study %r has completed yet: no best trial, no plots", study.study_name)

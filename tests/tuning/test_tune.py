@@ -16,7 +16,7 @@ from spectratorch.cli import build_parser, config_from_args
 from spectratorch.config import RunConfig
 from spectratorch.errors import ConfigError
 from spectratorch.tuning.space import load_space, parse_space
-from spectratorch.tuning.tune import train_command
+from spectratorch.cli import train_command
 
 ROOT = Path(__file__).resolve().parents[2]
 FAST = ["--arch", "TinyVGG", "--batch-size", "64", "--channels", "277", "380", "--max-epochs", "2", "--no-evaluate"]
