@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from spectratorch.contract import differences
 from spectratorch.data.io import atomic_path
 from spectratorch.data.schema import RowFilter, SpectralTable, load_table
 from spectratorch.errors import ConfigError, DataFormatError, SchemaError
@@ -373,18 +374,11 @@ class Predictor:
         return table
 
     def _check_table(self, table: SpectralTable) -> None:
-        problems = []
-        if tuple(table.channels) != self.channels:
-            problems.append(f"channels {list(table.channels)}, the model takes {list(self.channels)}")
-        if len(table.axis) != len(self.axis):
-            problems.append(f"an axis of {len(table.axis)} points, the model takes {len(self.axis)}")
-        elif not np.allclose(table.axis, self.axis, rtol=0, atol=1e-6 * max(1.0, float(np.abs(self.axis).max()))):
-            problems.append("another axis than the model's (same length, other x values)")
-        if tuple(table.tabular_columns) != self.tabular_columns:
-            problems.append(f"tabular columns {list(table.tabular_columns)}, the model takes "
-                            f"{list(self.tabular_columns)}")
+        offered = {"channels": list(table.channels), "axis": table.axis, "tabular_columns": list(table.tabular_columns)}
+        problems = differences({"channels": list(self.channels), "axis": self.axis,
+                                "tabular_columns": list(self.tabular_columns)}, offered, names=("model", "data"))
         if problems:
-            raise SchemaError("the table does not fit the model: it has " + "; ".join(problems)
+            raise SchemaError("the data does not fit the model: " + "; ".join(problems)
                               + ". Read the data with Predictor.load.")
 
     # ---- prediction ------------------------------------------------------------------------------------------

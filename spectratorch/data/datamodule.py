@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from spectratorch.config import DataConfig
 from spectratorch.data.demo import ensure_demo_data
 from spectratorch.defaults import auto_batch_size, auto_transforms
+from spectratorch.contract import label_remap
 from spectratorch.data.schema import RowFilter, SpectralTable, load_table
 from spectratorch.data.splits import TEST_MODES, Split, make_split
 from spectratorch.data.targets import Target, handle_rare_classes, resolve_target
@@ -163,10 +164,7 @@ class SpectralDataModule(pl.LightningDataModule):
 
     @staticmethod
     def _align_target(target: Target, labels: tuple[str, ...]) -> Target:
-        unknown = [label for label in target.labels if label not in labels]
-        if unknown:
-            raise TargetError(f"the test file has classes {unknown} that the training data lacks ({list(labels)}).")
-        remap = np.array([labels.index(label) for label in target.labels], dtype=np.int64)
+        remap = label_remap(labels, target.labels, names=("training data", "test file"), error=TargetError)
         return Target(remap[target.y], labels, target.full_truth, target.code)
 
     @staticmethod

@@ -19,6 +19,7 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 
+from spectratorch.contract import same_axis
 from spectratorch.errors import SchemaError
 
 __all__ = [
@@ -413,7 +414,7 @@ def _check_axis(axis: np.ndarray, expected: np.ndarray) -> None:
             f"the data's axis has {len(axis)} points ({axis[0]:g}..{axis[-1]:g}); the model expects {len(expected)} "
             f"({expected[0]:g}..{expected[-1]:g})."
         )
-    if not np.allclose(axis, expected, rtol=0, atol=1e-6 * max(1.0, float(np.abs(expected).max()))):
+    if not same_axis(axis, expected):
         worst = int(np.argmax(np.abs(axis - expected)))
         raise SchemaError(
             f"the data's axis differs from the model's: point {worst} is {axis[worst]:g}, expected {expected[worst]:g}."

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from spectratorch._version import __version__
+from spectratorch.contract import INPUT_KEYS, differences, label_remap
 from spectratorch.data.io import atomic_path
 from spectratorch.data.schema import SpectralTable
 from spectratorch.errors import CheckpointError, ConfigError, DataFormatError, SpectratorchError
@@ -54,7 +55,6 @@ TOLERANCE = 1e-4
 """Largest absolute difference of a probability between onnxruntime and torch that the export accepts."""
 
 _BATCH = 1024
-_DATA_KEYS = ("channels", "tabular_columns", "labels")
 # reason: layers that act on each position alone, so they are the same on [N, C, L] and on [N, C, 1, L].
 _POINTWISE = (nn.ReLU, nn.LeakyReLU, nn.GELU, nn.SiLU, nn.ELU, nn.Tanh, nn.Sigmoid, nn.Dropout)
 
@@ -179,14 +179,11 @@ def _datamodule(hparams: dict, source):
 
 
 def _check_description(hparams: dict, table: SpectralTable, labels) -> None:
-    have = {"channels": list(table.channels), "tabular_columns": list(table.tabular_columns), "labels": list(labels)}
-    lines = [f"{key}: checkpoint {list(hparams[key])}, data {have[key]}" for key in _DATA_KEYS
-             if list(hparams[key]) != have[key]]
-    axis = np.asarray(hparams["axis"], dtype=float)
-    if len(axis) != len(table.axis) or not np.allclose(axis, table.axis):
-        lines.append(f"axis: checkpoint {len(axis)} points, data {len(table.axis)}")
+    offered = {"channels": list(table.channels), "axis": table.axis, "tabular_columns": list(table.tabular_columns),
+               "labels": list(labels)}
+    lines = differences(hparams, offered, (*INPUT_KEYS, "labels"), names=("model", "data"))
     if lines:
-        raise ExportError("the data does not fit the checkpoint: " + "; ".join(lines) + ".")
+        raise ExportError("the data does not fit the model: " + "; ".join(lines) + ".")
 
 
 def _table_arrays(hparams: dict, table: SpectralTable) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -198,11 +195,8 @@ def _table_arrays(hparams: dict, table: SpectralTable) -> tuple[np.ndarray, np.n
                           "module instead.")
     target = resolve_target(table.meta, targets)
     labels = list(hparams["labels"])
-    unknown = [label for label in target.labels if label not in labels]
-    if unknown:
-        raise ExportError(f"the table has classes {unknown} that the checkpoint does not know ({labels}).")
+    remap = label_remap(labels, target.labels, names=("checkpoint", "table"), error=ExportError)
     _check_description(hparams, table, labels)
-    remap = np.array([labels.index(label) for label in target.labels], dtype=np.int64)
     return table.spectra, table.tabular, remap[target.y]
 
 
@@ -348,7 +342,7 @@ def export_onnx(checkpoint_path: str | os.PathLike, out_path: str | os.PathLike 
 
     Raises:
         CheckpointError: missing or unreadable checkpoint.
-        ExportError: no data to calibrate on, data that does not fit the checkpoint, or a failed check (then no
+        ExportError: no data to calibrate on, data that does not fit the model, or a failed check (then no
             file is written).
         DataFormatError, SchemaError: unreadable data.
 

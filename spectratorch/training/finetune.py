@@ -19,13 +19,12 @@ import dataclasses
 import logging
 from typing import Any
 
-import numpy as np
 import torch
 from lightning.pytorch.callbacks import BaseFinetuning
 from torch import nn
 
+from spectratorch.contract import differences
 from spectratorch.errors import CheckpointError
-from spectratorch.models.preprocess import INFERENCE_TRANSFORMS
 from spectratorch.training.module import SpectralModule
 from spectratorch.training.naming import model_name
 from spectratorch.training.restore import load_module
@@ -35,8 +34,8 @@ __all__ = ["Finetune", "FreezeBackbone", "count_trainable", "final_layer", "fine
 
 _logger = logging.getLogger(__name__)
 
-# reason: each hparam with the flag that sets it, so the error says how to match the checkpoint.
-_FLAGS = {"arch": "--arch", "channels": "--channels", "tabular_columns": "--tabular", "transforms": "--transforms"}
+# reason: what defines the model's inputs and layers; the labels may differ (a new head).
+_FINETUNE_KEYS = ("arch", "channels", "tabular_columns", "transforms", "axis", "arch_kwargs", "preprocess_kwargs")
 
 
 def final_layer(net: nn.Module, n_classes: int) -> tuple[str, nn.Linear]:
@@ -79,22 +78,9 @@ def count_trainable(module: nn.Module) -> int:
     return int(sum(p.numel() for p in module.parameters() if p.requires_grad))
 
 
-def _inference_only(transforms) -> list[str]:
-    return [t for t in transforms or () if t in INFERENCE_TRANSFORMS]
-
-
-def _describe_axis(axis: np.ndarray) -> str:
-    return f"{len(axis)} points" + (f" {axis[0]:g}..{axis[-1]:g}" if len(axis) else "")
-
-
-def _same(have, want) -> bool:
-    if isinstance(want, (list, tuple)):
-        return list(have or []) == list(want)
-    return have == want
-
-
 def finetune_differences(parent: dict, expected: dict) -> list[str]:
-    """What keeps the checkpoint ``parent`` (its hparams) from being fine-tuned into this run, one line each.
+    """What keeps the checkpoint ``parent`` (its hparams) from being fine-tuned into this run, one line each with
+    its fix (:func:`spectratorch.contract.differences`).
 
     Labels may differ (a new head); everything that defines the model's inputs and layers may not.
 
@@ -102,36 +88,7 @@ def finetune_differences(parent: dict, expected: dict) -> list[str]:
         >>> finetune_differences({"arch": "VGG11", "channels": ["277"]}, {"arch": "TinyVGG", "channels": ["277"]})
         ["arch: checkpoint 'VGG11', this run 'TinyVGG' (pass --arch VGG11)"]
     """
-    lines = []
-    for key in ("arch", "channels", "tabular_columns", "transforms"):
-        have, want = parent.get(key), expected.get(key)
-        if key == "transforms":
-            # reason: train-only transforms (da, mixup) do not change the model; a fine-tune may pick its own.
-            have, want = _inference_only(have), _inference_only(want)
-        if key in expected and not _same(have, want):
-            have = parent.get(key)
-            values = " ".join(map(str, have)) if isinstance(have, (list, tuple)) else str(have)
-            empty = "pass --transforms none" if key == "transforms" else f"pass a bare {_FLAGS[key]}"
-            fix = f"pass {_FLAGS[key]} {values}" if values else empty
-            lines.append(f"{key}: checkpoint {have!r}, this run {expected[key]!r} ({fix})")
-    if "axis" in expected:
-        have, want = np.asarray(parent.get("axis") or [], float), np.asarray(expected["axis"], float)
-        if have.shape != want.shape or not np.allclose(have, want):
-            lines.append(f"axis: checkpoint {_describe_axis(have)}, this data {_describe_axis(want)} (resample the "
-                         "data onto the checkpoint's axis)")
-    have_kwargs, want_kwargs = parent.get("arch_kwargs") or {}, expected.get("arch_kwargs") or {}
-    for key in sorted(set(have_kwargs) | set(want_kwargs)):
-        if have_kwargs.get(key) != want_kwargs.get(key):
-            flag = "--" + key.replace("_", "-")
-            lines.append(f"{key}: checkpoint {have_kwargs.get(key)!r}, this run {want_kwargs.get(key)!r} "
-                         f"(pass {flag} {have_kwargs.get(key)})")
-    if {"sg1", "sg2"} & set(expected.get("transforms") or ()):
-        have_pre, want_pre = parent.get("preprocess_kwargs") or {}, expected.get("preprocess_kwargs") or {}
-        for key in ("sg_window", "sg_order"):
-            if have_pre.get(key) != want_pre.get(key):
-                lines.append(f"{key}: checkpoint {have_pre.get(key)!r}, this run {want_pre.get(key)!r} "
-                             f"(pass --{key.replace('_', '-')} {have_pre.get(key)})")
-    return lines
+    return differences(parent, expected, _FINETUNE_KEYS, names=("checkpoint", "this run"), fixes=True)
 
 
 def inherit_from_parent(config):

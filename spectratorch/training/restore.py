@@ -7,10 +7,10 @@ import os
 import pickle
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from spectratorch.config import DataConfig
+from spectratorch.contract import differences
 from spectratorch.data.datamodule import SpectralDataModule
 from spectratorch.data.splits import TEST_MODES
 from spectratorch.errors import CheckpointError, ConfigError
@@ -73,20 +73,11 @@ def datamodule_from_hparams(hparams: dict, source=None) -> SpectralDataModule:
 
 
 def checkpoint_differences(hparams: dict, expected: dict) -> list[str]:
-    """What differs between a checkpoint's hyperparameters and this run's (or another checkpoint's), one line each.
+    """What differs between a checkpoint's hyperparameters and this run's (or another checkpoint's), one line each
+    (:func:`spectratorch.contract.differences` over what a model takes and answers).
 
     Example:
         >>> checkpoint_differences({"arch": "VGG11", "labels": ["a", "b"]}, {"arch": "VGG11", "labels": ["a", "c"]})
         ["labels: checkpoint ['a', 'b'], this run ['a', 'c']"]
     """
-    lines = []
-    for key in _COMPARED:
-        have, want = hparams.get(key), expected.get(key)
-        if key == "axis":
-            have, want = np.asarray(have or [], float), np.asarray(want or [], float)
-            if have.shape != want.shape or not np.allclose(have, want):
-                lines.append(f"axis: checkpoint has {len(have)} points, this data {len(want)}")
-            continue
-        if list(have or []) != list(want or []) if isinstance(want, (list, tuple)) else have != want:
-            lines.append(f"{key}: checkpoint {have!r}, this run {want!r}")
-    return lines
+    return differences(hparams, expected, _COMPARED, names=("checkpoint", "this run"))

@@ -163,7 +163,7 @@ def test_differences_name_each_mismatch_and_its_fix():
         "arch: checkpoint 'TinyVGG', this run 'VGG11' (pass --arch TinyVGG)",
         "channels: checkpoint ['277', '380'], this run ['277'] (pass --channels 277 380)",
         "transforms: checkpoint ['da', 'simulate'], this run ['da'] (pass --transforms da simulate)",
-        "axis: checkpoint 2 points 1..2, this data 3 points 1..3 (resample the data onto the checkpoint's axis)",
+        "axis: checkpoint 2 points 1..2, this run 3 points 1..3 (resample the data onto the checkpoint's axis)",
         "width: checkpoint 0.25, this run 0.5 (pass --width 0.25)",
     ]
 
