@@ -25,8 +25,8 @@ _LAZY = {
     "SpectralTable": "spectratorch.data.schema",
     "load_table": "spectratorch.data.schema",
     "read_dataset": "spectratorch.data.io",
-    "model_name": "spectratorch.training.naming",
-    "parse_model_name": "spectratorch.training.naming",
+    "model_name": "spectratorch.contract",
+    "parse_model_name": "spectratorch.contract",
     "create_model": "spectratorch.models.registry",
     "list_models": "spectratorch.models.registry",
 }

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from spectratorch.errors import ConfigError, SpectratorchError
 from spectratorch.inference import DEFAULT_CUTOFF_KEY, Predictor
-from spectratorch.training.naming import NameParts, parse_model_name
+from spectratorch.contract import NameParts, parse_model_name
 
 __all__ = ["ModelEntry", "find_models", "open_model", "model_row", "model_details"]
 

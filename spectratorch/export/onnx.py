@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from spectratorch._version import __version__
-from spectratorch.contract import INPUT_KEYS, differences, label_remap
+from spectratorch.contract import INPUT_KEYS, differences, label_remap, model_name, parse_model_name
 from spectratorch.data.io import atomic_path
 from spectratorch.data.schema import SpectralTable
 from spectratorch.errors import CheckpointError, ConfigError, DataFormatError, SpectratorchError
@@ -43,7 +43,6 @@ from spectratorch.inference import (
     encode_metadata,
     session_options,
 )
-from spectratorch.training.naming import model_name, parse_model_name
 from spectratorch.training.restore import datamodule_from_hparams, load_module
 
 __all__ = ["OPSET", "TOLERANCE", "ExportError", "conv2d_layout", "export_onnx", "read_metadata", "update_metadata"]

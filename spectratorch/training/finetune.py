@@ -23,10 +23,9 @@ import torch
 from lightning.pytorch.callbacks import BaseFinetuning
 from torch import nn
 
-from spectratorch.contract import differences
+from spectratorch.contract import differences, model_name
 from spectratorch.errors import CheckpointError
 from spectratorch.training.module import SpectralModule
-from spectratorch.training.naming import model_name
 from spectratorch.training.restore import load_module
 
 __all__ = ["Finetune", "FreezeBackbone", "count_trainable", "final_layer", "finetune_differences", "finetune_module",

@@ -36,7 +36,7 @@ from spectratorch.training.loggers import check_loggers, log_artifacts, log_dir,
 from spectratorch.training.losses import resolve_class_weights
 from spectratorch.training.module import METRIC_NAMES, SELECT_METRIC, SpectralModule
 from spectratorch.defaults import ARCH_CANDIDATES, LARGE_TRAIN, auto_arch, resolve_defaults
-from spectratorch.training.naming import model_name
+from spectratorch.contract import model_name
 from spectratorch.training.restore import checkpoint_differences, load_module
 
 __all__ = ["train", "resolve_precision", "checkpoint_differences", "predict_probabilities"]

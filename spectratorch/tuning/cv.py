@@ -28,7 +28,7 @@ from spectratorch.data.io import atomic_path
 from spectratorch.data.splits import TEST_MODES
 from spectratorch.defaults import auto_transforms
 from spectratorch.errors import ConfigError
-from spectratorch.training.naming import model_name
+from spectratorch.contract import model_name
 
 __all__ = ["run_cv", "cv_name", "fold_configs", "summarise_folds", "plot_folds", "classification_metrics"]
 
