@@ -13,7 +13,6 @@ __all__ = [
     "SplitError",
     "ConfigError",
     "CheckpointError",
-    "SpectratorchWarning",
 ]
 
 
@@ -47,7 +46,3 @@ class ConfigError(SpectratorchError, ValueError):
 
 class CheckpointError(SpectratorchError, ValueError):
     """A checkpoint that cannot be used as asked (missing, other configuration)."""
-
-
-class SpectratorchWarning(UserWarning):
-    """A setting worth a second look; the message names it and a value to try."""

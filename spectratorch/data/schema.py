@@ -30,7 +30,6 @@ __all__ = [
     "RowFilter",
     "SpectralTable",
     "spectral_columns",
-    "available_channels",
     "apply_filters",
     "load_table",
 ]
@@ -143,11 +142,6 @@ def spectral_columns(columns: Sequence) -> dict[str, list[tuple[float, str]]]:
     for items in groups.values():
         items.sort()
     return groups
-
-
-def available_channels(df: pd.DataFrame) -> list[str]:
-    """The channel names a DataFrame has, in column order."""
-    return list(spectral_columns(df.columns))
 
 
 def apply_filters(df: pd.DataFrame, filters: RowFilter) -> tuple[pd.DataFrame, dict[str, int]]:
