@@ -145,7 +145,7 @@ def _add_train_args(parser: argparse.ArgumentParser) -> None:
     _add(opt, "--scheduler-cooldown", type=int, default=t.scheduler_cooldown, help="ReduceLROnPlateau cooldown")
     _add(opt, "--target-metric", default=t.target_metric, choices=list(TARGET_METRICS) + ["val_acc"],
          help="metric for checkpointing, early stopping and the scheduler")
-    # losses for imbalanced classes (issue 7)
+    # losses for imbalanced classes
     _add(opt, "--loss", default=t.loss, help="training loss: ce (cross-entropy) or focal")
     _add(opt, "--focal-gamma", type=float, default=t.focal_gamma, help="focal loss gamma (0 = cross-entropy)")
     _add(opt, "--class-weights", default=t.class_weights, metavar="none|balanced|W1,W2,...",
@@ -162,7 +162,7 @@ def _add_train_args(parser: argparse.ArgumentParser) -> None:
     _add(out, "--to-onnx", action="store_true", help="also export <stem>.onnx")
     _add(out, "--save-test-preds", action="store_true", help="write <stem>.csv with the test probabilities")
     _add(out, "--resume", action="store_true", help="resume from '<stem> last.ckpt' in the output directory")
-    # experiment tracking (issue 7)
+    # experiment tracking
     _add(out, "--logger", dest="loggers", action="append", choices=["tensorboard", "mlflow", "csv"], default=None,
          help="where metrics go, repeatable (default: tensorboard); mlflow needs `pip install spectratorch[tracking]`")
     _add(out, "--mlflow-uri", default=None, metavar="URI",
@@ -267,7 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# ---- experiments (issue 7): cv ------------------------------------------------------------------------------
+# ---- experiments: cv ------------------------------------------------------------------------------
 def _add_experiment_parsers(sub) -> None:
     cv = sub.add_parser("cv", help="train every fold of one configuration (cross-validation)",
                         formatter_class=_Formatter, allow_abbrev=False,

@@ -62,7 +62,7 @@ def normalize_transforms(transforms) -> tuple[str, ...]:
     return names
 
 
-# ---- losses (issue 7): names and class weights, checked when a config is built -------------------------------
+# ---- losses: names and class weights, checked when a config is built -------------------------------
 LOSSES = ("ce", "focal")
 
 
@@ -261,11 +261,11 @@ class TrainConfig:
     strategy: str = "auto"
     num_nodes: int = 1
     limit_batches: float | None = None
-    # losses for imbalanced classes (issue 7)
+    # losses for imbalanced classes
     loss: str = "ce"
     focal_gamma: float = 2.0
     class_weights: str = "none"
-    # experiment tracking (issue 7)
+    # experiment tracking
     loggers: tuple[str, ...] | None = ("tensorboard",)
     mlflow_uri: str | None = None
     # fine-tuning (training/finetune.py)
@@ -286,13 +286,13 @@ class TrainConfig:
         object.__setattr__(self, "target_metric", metric)
         if not self.fit and not self.load_this:
             raise ConfigError("--no-fit needs a model to evaluate: give --load-this CKPT.")
-        # losses (issue 7)
+        # losses
         object.__setattr__(self, "loss", normalize_loss(self.loss))
         _check_range("--focal-gamma", self.focal_gamma, 0.0, 100.0)
         weights = parse_class_weights(self.class_weights)
         object.__setattr__(self, "class_weights", weights if isinstance(weights, str) else
                            ",".join(str(w) for w in weights))
-        # experiment tracking (issue 7)
+        # experiment tracking
         object.__setattr__(self, "loggers", normalize_loggers(self.loggers))
         _check_finetune(self)
 

@@ -84,7 +84,7 @@ def _module_kwargs(config: RunConfig, dm: SpectralDataModule) -> dict:
         scheduler_cooldown=config.train.scheduler_cooldown,
         seed=config.data.seed,
         config=config.to_dict(),
-        # losses (issue 7): balanced weights come from the training split's counts
+        # losses: balanced weights come from the training split's counts
         loss=config.train.loss,
         focal_gamma=config.train.focal_gamma,
         class_weights=resolve_class_weights(config.train.class_weights, dm.class_counts()["train"]),
