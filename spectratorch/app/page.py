@@ -277,7 +277,9 @@ def main() -> None:
     st.set_page_config(page_title="spectratorch: predictions", layout="wide")
     st.title("Spectra: predictions")
     folder, limit_mb = _settings()
-    st.caption(f"Models from `{folder}` · uploads up to {limit_mb:g} MB · runs on this PC, nothing is sent away.")
+    # reason: the folder as the user knows it: relative to where `spectratorch app` was started, when inside it.
+    shown = folder.relative_to(Path.cwd()) if folder.is_absolute() and folder.is_relative_to(Path.cwd()) else folder
+    st.caption(f"Models from `{shown}` · uploads up to {limit_mb:g} MB · runs on this PC, nothing is sent away.")
     try:
         entry = _choose_model(folder)
         name, upload_key, table, probabilities = _upload(entry, limit_mb)
