@@ -37,8 +37,11 @@ APP = ["streamlit>=1.67,<2"]
 # optional: hyperparameter search (`spectratorch tune`) and MLflow tracking (`--logger mlflow`)
 TUNE = ["optuna>=4.0", "optuna-integration>=4.0", "pyyaml>=6"]
 TRACKING = ["mlflow>=2.10"]
+# reason: the docs site (mkdocs.yml); tests/test_docs.py builds it with --strict. None of these pulls torch, numpy,
+# pandas or scikit-learn.
+DOCS = ["mkdocs>=1.6", "mkdocs-material>=9.5", "mkdocstrings[python]>=0.26"]
 # reason: playwright drives the system's chromium in the page's end-to-end test; it never downloads a browser.
-TEST = ["pytest>=7", "pytest-timeout>=2", "playwright>=1.40", *NOTEBOOK_RUN, *TUNE, *TRACKING]
+TEST = ["pytest>=7", "pytest-timeout>=2", "playwright>=1.40", *NOTEBOOK_RUN, *TUNE, *TRACKING, *DOCS]
 
 setup(
     name="spectratorch",
@@ -49,7 +52,7 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["spectratorch", "spectratorch.*"]),
     install_requires=INFERENCE + TRAINING,
-    extras_require={"test": TEST, "app": APP, "tune": TUNE, "tracking": TRACKING,
+    extras_require={"test": TEST, "app": APP, "tune": TUNE, "tracking": TRACKING, "docs": DOCS,
                     "notebook": [*NOTEBOOK_RUN, "jupyterlab>=4"]},
     entry_points={"console_scripts": ["spectratorch = spectratorch.cli:main"]},
     classifiers=[

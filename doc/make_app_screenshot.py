@@ -24,8 +24,11 @@ sys.path.insert(0, str(ROOT))
 
 def _serve(models: Path, port: int, log) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    process = subprocess.Popen([sys.executable, "-m", "spectratorch.cli", "app", "--models", str(models), "--port",
-                                str(port)], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    # reason: run from the repository root with a relative models folder, so the page's caption shows
+    # `checkpoints/example` as a user of a clone sees it, not this machine's path.
+    process = subprocess.Popen([sys.executable, "-m", "spectratorch.cli", "app", "--models",
+                                str(models.relative_to(ROOT)), "--port", str(port)], env=env, cwd=ROOT, stdout=log,
+                               stderr=subprocess.STDOUT, start_new_session=True)
     for _ in range(180):
         try:
             with urllib.request.urlopen(f"http://localhost:{port}/_stcore/health", timeout=2):

@@ -1,4 +1,6 @@
-"""The command line: ``spectratorch train|make-dataset|convert|export|predict|report|app ...`` (and ``python train.py ...``).
+"""The command line: ``spectratorch train|cv|tune|export|predict|report|app|make-dataset|convert ...``.
+
+``python train.py ...`` is the same as ``spectratorch train ...``.
 
 Only this module parses arguments. Flags are hyphenated and map by name to the fields of the configuration
 dataclasses (``--n-splits`` -> ``n_splits``); the lab's old spellings come from one alias table. Expected errors
@@ -187,10 +189,32 @@ def _add_finetune_args(parser: argparse.ArgumentParser) -> None:
          help="keep the checkpoint's min-max scaling (default: refit it on this training split)")
 
 
+class _CommandsFormatter(_Formatter):
+    """The top-level help: every command on one line with its one-line help."""
+
+    def __init__(self, prog):
+        # reason: the longest command (make-dataset) and the longest one-line help fit in 100 columns unwrapped.
+        super().__init__(prog, max_help_position=24, width=100)
+
+    def add_argument(self, action):
+        super().add_argument(action)
+        if isinstance(getattr(action, "choices", None), dict):
+            # reason: argparse measures the commands without the indent it draws them with, so the longest one
+            # would get its help on a second line.
+            longest = max(len(name) for name in action.choices)
+            self._action_max_length = max(self._action_max_length, self._current_indent + 4 + longest)
+
+
+_TOP_DESCRIPTION = "Train classifiers of spectra (and a few tabular values) and ship each as one ONNX file."
+_TOP_EPILOG = ("Your own spectra: a CSV with the wavelengths as column headers and a label column,\n"
+               "  spectratorch train --data my.csv; spectratorch predict MODEL.onnx my.csv -o predictions.csv\n"
+               "`spectratorch COMMAND --help` lists a command's flags with their defaults.")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``spectratorch`` parser with its subcommands."""
-    parser = argparse.ArgumentParser(prog="spectratorch", description=__doc__.splitlines()[0], allow_abbrev=False,
-                                     formatter_class=_Formatter)
+    parser = argparse.ArgumentParser(prog="spectratorch", description=_TOP_DESCRIPTION, epilog=_TOP_EPILOG,
+                                     allow_abbrev=False, formatter_class=_CommandsFormatter)
     parser.add_argument("--version", action="version", version=f"spectratorch {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

@@ -3,8 +3,9 @@
 Served by ``spectratorch app`` (see :mod:`spectratorch.app.launch`), which passes the models folder and the upload
 limit in the environment. Sections: the models of the folder (what their names and metadata say), the upload, the
 cutoff slider, the predictions table and the class counts, the download (the bytes ``spectratorch predict`` writes
-for the same model, data and cutoff), and one sample's spectra beside its class's mean spectrum with the
-wavelengths that drove its prediction.
+for the same model, data and cutoff), the accuracy and the confusion matrix when the file has the labels of the
+model's target, and one sample's spectra beside its class's mean spectrum with the wavelengths that drove its
+prediction.
 
 Every error the user can cause is shown as a message on the page, never as a traceback. No torch here.
 """
@@ -25,8 +26,10 @@ from spectratorch.app.launch import ENV_MAX_UPLOAD_MB, ENV_MODELS
 from spectratorch.app.occlusion import Occlusion, occlusion_sensitivity
 from spectratorch.app.upload import DEFAULT_LIMIT_MB, check_upload, save_upload
 from spectratorch.data.schema import SpectralTable
+from spectratorch.data.targets import resolve_target
 from spectratorch.errors import SpectratorchError
 from spectratorch.inference import DEFAULT_CUTOFF_KEY, UNCLASSIFIED, Predictor, prediction_frame, predictions_csv
+from spectratorch.report.metrics import confusion
 
 __all__ = ["main"]
 
@@ -36,6 +39,9 @@ _DEFAULT_MODELS = "checkpoints"
 _TOP_K = 2
 # reason: a slider in steps of 0.01 plus the model's own named cutoffs, so the default is exactly the model's.
 _GRID = [round(i / 100, 2) for i in range(101)]
+# reason: the models table shares the page's width with nothing else; at 1280 px these columns fit without a
+# horizontal scroll. Everything else the metadata says is in the "What this model is" panel.
+MODEL_COLUMNS = ("model", "architecture", "classes", "channels", "val accuracy", "problem")
 
 
 # ---- settings and cached work -------------------------------------------------------------------------------------
@@ -89,7 +95,9 @@ def _choose_model(folder: Path) -> ModelEntry:
                    "with `spectratorch app --models FOLDER`.")
         st.stop()
     entries = [_model(str(p), str(folder), p.stat().st_mtime) for p in paths]
-    st.dataframe(pd.DataFrame([model_row(e) for e in entries]), hide_index=True, width="stretch")
+    rows = pd.DataFrame([model_row(e) for e in entries])
+    st.dataframe(rows[list(MODEL_COLUMNS)], hide_index=True, width="stretch",
+                 column_config={"val accuracy": st.column_config.NumberColumn(format="%.3f")})
     labels = [e.label for e in entries]
     usable = [i for i, e in enumerate(entries) if e.predictor is not None]
     chosen = st.selectbox("Model used", range(len(entries)), index=usable[0] if usable else 0,
@@ -177,6 +185,38 @@ def _show_predictions(entry: ModelEntry, name: str, table: SpectralTable, probab
     return frame
 
 
+def _truth(predictor: Predictor, table: SpectralTable) -> np.ndarray | None:
+    """The file's true classes as indices into the model's labels (-1: a class the model does not know), or
+    ``None`` when the file has no labels for the model's target."""
+    code = predictor.metadata.get("targets")
+    if not code or table.meta.shape[1] == 0:
+        return None
+    try:
+        target = resolve_target(table.meta, code)
+    except SpectratorchError:
+        return None
+    labels = list(predictor.labels)
+    remap = np.array([labels.index(label) if label in labels else -1 for label in target.labels])
+    return remap[target.y]
+
+
+def _show_scores(predictor: Predictor, probabilities: np.ndarray, frame: pd.DataFrame, truth: np.ndarray,
+                 cutoff: float) -> None:
+    known = truth >= 0
+    y, predicted = truth[known], probabilities[known].argmax(axis=1)
+    kept = (frame["label"] != UNCLASSIFIED).to_numpy()[known]
+    st.markdown("**Against the file's labels**")
+    text = f"Accuracy **{(predicted == y).mean():.3f}** on {known.sum()} labelled samples"
+    if cutoff > 0 and kept.any():
+        text += (f"; with the cutoff {cutoff:.3f}: **{(predicted[kept] == y[kept]).mean():.3f}** on the "
+                 f"{kept.mean():.1%} kept")
+    if not known.all():
+        text += f"; {int((~known).sum())} samples of classes the model does not know are left out"
+    st.markdown(text + ".")
+    matrix = confusion(y, predicted, predictor.labels, kept if cutoff > 0 else None)
+    st.table(matrix.rename_axis("truth \\ predicted"))
+
+
 def _chart(axis: np.ndarray, sample: np.ndarray, mean: np.ndarray, mean_name: str, drop: np.ndarray,
            channel: str):
     import altair as alt
@@ -237,12 +277,17 @@ def main() -> None:
     st.set_page_config(page_title="spectratorch: predictions", layout="wide")
     st.title("Spectra: predictions")
     folder, limit_mb = _settings()
-    st.caption(f"Models from `{folder}` · uploads up to {limit_mb:g} MB · runs on this PC, nothing is sent away.")
+    # reason: the folder as the user knows it: relative to where `spectratorch app` was started, when inside it.
+    shown = folder.relative_to(Path.cwd()) if folder.is_absolute() and folder.is_relative_to(Path.cwd()) else folder
+    st.caption(f"Models from `{shown}` · uploads up to {limit_mb:g} MB · runs on this PC, nothing is sent away.")
     try:
         entry = _choose_model(folder)
         name, upload_key, table, probabilities = _upload(entry, limit_mb)
         cutoff = _choose_cutoff(entry.predictor)
         frame = _show_predictions(entry, name, table, probabilities, cutoff)
+        truth = _truth(entry.predictor, table)
+        if truth is not None and (truth >= 0).any():
+            _show_scores(entry.predictor, probabilities, frame, truth, cutoff)
         _show_sample(entry, upload_key, table, frame)
     # reason: whatever else goes wrong, the inspector gets one readable line; the traceback goes to the log.
     except Exception as err:  # noqa: BLE001

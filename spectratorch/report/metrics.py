@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["UNCLASSIFIED", "cutoff_table", "auto_cutoff", "apply_cutoff", "confusion", "error_contributions",
-           "calibration_bins"]
+__all__ = ["UNCLASSIFIED", "cutoff_table", "auto_cutoff", "apply_cutoff", "confusion", "per_class_scores",
+           "error_contributions", "calibration_bins"]
 
 UNCLASSIFIED = "unclassified"
 _TARGET_ACCURACIES = (0.90, 0.95, 0.98, 0.99)
@@ -68,6 +68,35 @@ def confusion(y: np.ndarray, predicted: np.ndarray, labels, kept: np.ndarray | N
     np.add.at(counts, (y, shown), 1)
     columns = list(labels) + ([UNCLASSIFIED] if kept is not None else [])
     return pd.DataFrame(counts, index=list(labels), columns=columns)
+
+
+def per_class_scores(y: np.ndarray, predicted: np.ndarray, labels) -> pd.DataFrame:
+    """Precision, recall and F1 of each class, one against the rest, with its number of rows.
+
+    Args:
+        y: int ``[N]`` true classes.
+        predicted: int ``[N]`` predicted classes.
+        labels: the ``K`` class labels.
+
+    Returns:
+        One row per class: ``class``, ``n`` (true rows), ``precision``, ``recall``, ``F1`` (0 where undefined, as
+        scikit-learn's ``zero_division=0``).
+
+    Example:
+        >>> scores = per_class_scores(np.array([0, 0, 1, 1]), np.array([0, 1, 1, 1]), ["a", "b"])
+        >>> scores.round(3).to_numpy().tolist()
+        [['a', 2, 1.0, 0.5, 0.667], ['b', 2, 0.667, 1.0, 0.8]]
+    """
+    n_classes = len(labels)
+    hits = np.bincount(y[predicted == y], minlength=n_classes).astype(float)
+    support = np.bincount(y, minlength=n_classes)
+    called = np.bincount(predicted, minlength=n_classes)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = np.nan_to_num(hits / called)
+        recall = np.nan_to_num(hits / support)
+        f1 = np.nan_to_num(2 * precision * recall / (precision + recall))
+    return pd.DataFrame({"class": [str(label) for label in labels], "n": support, "precision": precision,
+                         "recall": recall, "F1": f1})
 
 
 def error_contributions(y: np.ndarray, predicted: np.ndarray, full_truth: np.ndarray,

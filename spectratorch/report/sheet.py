@@ -1,9 +1,13 @@
 """The result sheet: one PNG a scientist reads to judge a model.
 
 Panels: calibration (before and after the temperature), score distribution, confusion matrix without and with the
-cutoff, one-vs-all ROC and precision-recall curves, the best cutoffs with the fraction of samples kept, the top error
-contributions by full truth (without and with the cutoff), and which wavelengths drive each class (mean
-|gradient × input| per channel and wavelength over the evaluated rows, drawn over the mean spectra).
+cutoff, one-vs-all ROC and precision-recall curves, precision, recall and F1 per class, the best cutoffs with the
+fraction of samples kept, the top error contributions by full truth (without and with the cutoff), and which
+wavelengths drive each class (mean |gradient × input| per channel and wavelength over the evaluated rows, drawn over
+the mean spectra). The title names the model and the split the sheet shows.
+
+The sheet is one A4 landscape page at :data:`DPI` dots per inch whose smallest text is :data:`MIN_FONT_PT` points,
+so it reads on paper as well as on a screen.
 """
 
 from __future__ import annotations
@@ -24,13 +28,25 @@ from spectratorch.report.metrics import (
     confusion,
     cutoff_table,
     error_contributions,
+    per_class_scores,
 )
 from spectratorch.export.calibration import expected_calibration_error, softmax
 
-__all__ = ["SheetData", "collect", "gradient_x_input", "plot_result_sheet", "write_result_sheet", "make_result_sheet"]
+__all__ = ["A4_LANDSCAPE", "DPI", "MIN_FONT_PT", "SheetData", "collect", "gradient_x_input", "axis_label",
+           "split_name", "plot_result_sheet", "write_result_sheet", "make_result_sheet"]
 
 _logger = logging.getLogger(__name__)
 _MAX_SALIENCY_ROWS = 2048
+# reason: the sheet is printed for the lab's meetings; an A4 page (297 x 210 mm) at 200 dpi keeps 8 pt text and thin
+# curves sharp on paper (80 dpi on a 22-inch canvas printed 6-7 pt text at 40 %).
+A4_LANDSCAPE = (297 / 25.4, 210 / 25.4)
+DPI = 200
+MIN_FONT_PT = 8
+_FONTS = {"font.size": MIN_FONT_PT, "axes.titlesize": 9, "axes.labelsize": MIN_FONT_PT, "xtick.labelsize": MIN_FONT_PT,
+          "ytick.labelsize": MIN_FONT_PT, "legend.fontsize": MIN_FONT_PT, "legend.title_fontsize": MIN_FONT_PT,
+          "figure.titlesize": 10}
+# reason: the lab's channels are excitation wavelengths whose columns hold the emission spectrum in nm.
+_NM_CHANNELS = frozenset({"277", "380", "425", "lspr"})
 
 
 @dataclass
@@ -50,6 +66,8 @@ class SheetData:
         title: the model name.
         baseline: optional ``{name: accuracy}`` of linear baselines on the same rows.
         saliency_kind: what ``saliency`` is (``|gradient × input|`` or ``|occlusion drop|``), for the axis label.
+        split: which rows the sheet shows, named in its title (e.g. ``test split: fold 1 of 5``).
+        x_label: the spectral axis' name with its unit; empty = from the channels (:func:`axis_label`).
     """
 
     logits: np.ndarray
@@ -64,6 +82,8 @@ class SheetData:
     title: str = ""
     baseline: dict = field(default_factory=dict)
     saliency_kind: str = "|gradient × input|"
+    split: str = "test split"
+    x_label: str = ""
 
     def probabilities(self, calibrated: bool = True) -> np.ndarray:
         return softmax(self.logits, self.temperature if calibrated else 1.0)
@@ -164,6 +184,40 @@ def _logits(model: torch.nn.Module, spectra: torch.Tensor, tabular: torch.Tensor
     return torch.cat(out).numpy()
 
 
+def axis_label(channels) -> str:
+    """The spectral axis' name with its unit where the channels say it.
+
+    Example:
+        >>> axis_label(("277", "380")), axis_label(("nir",))
+        ('emission wavelength (nm)', 'x (spectral axis, as in the column names)')
+    """
+    if channels and set(map(str, channels)) <= _NM_CHANNELS:
+        return "emission wavelength (nm)"
+    return "x (spectral axis, as in the column names)"
+
+
+def split_name(config, stage: str) -> str:
+    """Which rows ``stage`` is under a data configuration, in words, for the sheet's title.
+
+    Args:
+        config: a :class:`~spectratorch.config.DataConfig` (``n_splits``, ``current_split``, ``test_source``).
+        stage: ``"val"`` or ``"test"``.
+
+    Example:
+        >>> from types import SimpleNamespace
+        >>> split_name(SimpleNamespace(n_splits=5, current_split=0, test_source="like-val"), "test")
+        'test split: fold 1 of 0..4 (validation: fold 0)'
+    """
+    n, current, source = config.n_splits, config.current_split, str(config.test_source)
+    if stage == "val":
+        return f"validation split: fold {current} of 0..{n - 1}"
+    if source == "like-val":
+        return f"test split: fold {(current + 1) % n} of 0..{n - 1} (validation: fold {current})"
+    if source == "is-val":
+        return f"test split = the validation fold {current} of 0..{n - 1}"
+    return f"test split: the file {Path(source).name}"
+
+
 def collect(module, dm, stage: str = "test", temperature: float = 1.0, title: str = "") -> SheetData:
     """Compute the sheet's data for ``stage``'s rows of a datamodule with a trained module."""
     source, rows = dm.stage_rows(stage)
@@ -180,7 +234,7 @@ def collect(module, dm, stage: str = "test", temperature: float = 1.0, title: st
     return SheetData(logits=logits, y=y.numpy(), full_truth=np.asarray(source.target.full_truth[rows]).astype(str),
                      labels=tuple(dm.labels), channels=tuple(dm.table.channels), axis=np.asarray(dm.table.axis),
                      mean_spectra=mean_spectra, saliency=saliency_map, temperature=temperature, title=title,
-                     saliency_kind=saliency_kind)
+                     saliency_kind=saliency_kind, split=split_name(dm.config, stage))
 
 
 def _plot_calibration(ax, data: SheetData) -> None:
@@ -191,7 +245,7 @@ def _plot_calibration(ax, data: SheetData) -> None:
         ece = expected_calibration_error(p, data.y)
         ax.plot(bins["confidence"], bins["accuracy"], marker="o", ms=3, label=f"{name}: ECE {ece:.3f}")
     ax.set(xlabel="top probability", ylabel="accuracy", title="Calibration", xlim=(0, 1), ylim=(0, 1.02))
-    ax.legend(fontsize=7, loc="upper left")
+    ax.legend(loc="upper left")
 
 
 def _plot_scores(ax, data: SheetData, cutoff: float | None) -> None:
@@ -203,18 +257,23 @@ def _plot_scores(ax, data: SheetData, cutoff: float | None) -> None:
     if cutoff is not None:
         ax.axvline(cutoff, color="k", ls="--", lw=1, label=f"cutoff {cutoff:.2f}")
     ax.set(xlabel="top probability", ylabel="samples", title="Score distribution")
-    ax.legend(fontsize=7)
+    ax.legend()
 
 
 def _plot_confusion(ax, table: pd.DataFrame, title: str) -> None:
     import seaborn as sns
 
     shares = table.div(table.sum(axis=1).clip(lower=1), axis=0)
-    annot = table.astype(str) + "\n" + (100 * shares).round(1).astype(str) + "%"
-    sns.heatmap(shares, annot=annot.to_numpy(), fmt="", cmap="Blues", vmin=0, vmax=1, cbar=False, ax=ax,
-                annot_kws={"fontsize": 7})
-    ax.set(xlabel="predicted", ylabel="truth", title=title)
-    ax.tick_params(labelsize=7)
+    # reason: at 8 pt a quarter of an A4 page holds count and share for up to 5 classes, counts alone up to 12;
+    # the colour still gives the share of the row.
+    n_classes = len(table)
+    annot = table.astype(str)
+    if n_classes <= 5:
+        annot = annot + "\n" + (100 * shares).round(1).astype(str) + "%"
+    sns.heatmap(shares, annot=annot.to_numpy() if n_classes <= 12 else False, fmt="", cmap="Blues", vmin=0, vmax=1,
+                cbar=False, ax=ax, annot_kws={"fontsize": MIN_FONT_PT})
+    ax.set(xlabel="predicted", ylabel="truth")
+    ax.set_title(title, wrap=True)
 
 
 def _plot_curves(ax_roc, ax_pr, data: SheetData) -> None:
@@ -234,12 +293,13 @@ def _plot_curves(ax_roc, ax_pr, data: SheetData) -> None:
     ax_roc.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC, one vs all (AUC)")
     ax_pr.set(xlabel="recall", ylabel="precision", title="Precision-recall, one vs all", ylim=(0, 1.02))
     for ax in (ax_roc, ax_pr):
-        ax.legend(fontsize=6, loc="lower right" if ax is ax_roc else "lower left")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(loc="lower right" if ax is ax_roc else "lower left")
 
 
 def _plot_table(ax, frame: pd.DataFrame, title: str) -> None:
     ax.axis("off")
-    ax.set_title(title, fontsize=9)
+    ax.set_title(title)
     if frame.empty:
         ax.text(0.5, 0.5, "none", ha="center", va="center")
         return
@@ -249,8 +309,9 @@ def _plot_table(ax, frame: pd.DataFrame, title: str) -> None:
             shown[column] = shown[column].map(lambda v: f"{v:.3f}")
     table = ax.table(cellText=shown.to_numpy(), colLabels=list(shown.columns), loc="upper center", cellLoc="center")
     table.auto_set_font_size(False)
-    table.set_fontsize(7)
-    table.scale(1, 1.2)
+    table.set_fontsize(MIN_FONT_PT)
+    table.auto_set_column_width(range(len(shown.columns)))
+    table.scale(1, 1.15)
 
 
 def _plot_saliency(axes, data: SheetData) -> None:
@@ -264,10 +325,14 @@ def _plot_saliency(axes, data: SheetData) -> None:
             # reason: display only: a 5-point running mean, the per-point values follow the measurement noise.
             smooth = np.convolve(data.saliency[k, c], np.ones(5) / 5, mode="same")
             twin.fill_between(data.axis, smooth, color=line.get_color(), alpha=0.25, lw=0)
-        ax.set(xlabel="x", ylabel="mean spectrum", title=f"channel {data.channels[c]}: what drives each class")
-        twin.set_ylabel(f"{data.saliency_kind} (shaded)", fontsize=7)
-        twin.tick_params(labelsize=6)
-        ax.legend(fontsize=6, loc="upper right")
+        # reason: at 8 pt on A4, three or four panels share one row: the long words go on the outer panels only.
+        shown = min(len(axes), len(data.channels))
+        ax.set(xlabel=data.x_label or axis_label(data.channels), ylabel="mean spectrum" if c == 0 else "",
+               title=f"channel {data.channels[c]}" + (": what drives each class" if shown <= 2 else ""))
+        if c == shown - 1:
+            twin.set_ylabel(f"{data.saliency_kind} (shaded)")
+        if c == 0:
+            ax.legend(loc="best")
 
 
 def plot_result_sheet(data: SheetData, cutoff: float | str | None = "auto", cutoffs: pd.DataFrame | None = None):
@@ -286,35 +351,45 @@ def plot_result_sheet(data: SheetData, cutoff: float | str | None = "auto", cuto
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
+    with plt.rc_context(_FONTS):
+        return _draw(plt, data, cutoff, cutoffs)
+
+
+def _draw(plt, data: SheetData, cutoff, cutoffs):
     p = data.probabilities()
     cutoffs = cutoff_table(p, data.y) if cutoffs is None else cutoffs
     if cutoff == "auto":
         cutoff = auto_cutoff(cutoffs)
     predicted, kept = apply_cutoff(p, cutoff)
     n_channels = max(1, min(4, len(data.channels)))
-    fig = plt.figure(figsize=(22, 16), constrained_layout=True)
+    fig = plt.figure(figsize=A4_LANDSCAPE, layout="constrained")
     grid = fig.add_gridspec(3, 4)
     _plot_calibration(fig.add_subplot(grid[0, 0]), data)
     _plot_scores(fig.add_subplot(grid[0, 1]), data, cutoff)
     _plot_confusion(fig.add_subplot(grid[0, 2]), confusion(data.y, predicted, data.labels), "Confusion matrix")
     kept_note = f"cutoff {cutoff:.2f}, {kept.mean():.1%} kept" if cutoff is not None else "no cutoff reaches 95 %"
     _plot_confusion(fig.add_subplot(grid[0, 3]), confusion(data.y, predicted, data.labels, kept),
-                    f"Confusion with cutoff ({kept_note})")
+                    f"With the cutoff ({kept_note})")
     _plot_curves(fig.add_subplot(grid[1, 0]), fig.add_subplot(grid[1, 1]), data)
-    _plot_table(fig.add_subplot(grid[1, 2]), cutoffs.rename(columns={"target": "accuracy goal"}),
-                "Best cutoffs on the top probability (chosen on validation)")
-    errors = grid[1, 3].subgridspec(2, 1)
-    _plot_table(fig.add_subplot(errors[0]), error_contributions(data.y, predicted, data.full_truth, top=6),
-                "Top error contributions by full truth")
-    _plot_table(fig.add_subplot(errors[1]), error_contributions(data.y, predicted, data.full_truth, kept, top=6),
-                "... with the cutoff")
-    saliency_grid = grid[2, :].subgridspec(1, n_channels)
+    _plot_table(fig.add_subplot(grid[1, 2]), per_class_scores(data.y, predicted, data.labels),
+                "Per class, no cutoff")
+    _plot_table(fig.add_subplot(grid[1, 3]),
+                cutoffs.rename(columns={"target": "goal"}), "Best cutoffs (chosen on validation)")
+    saliency_grid = grid[2, :3].subgridspec(1, n_channels)
     _plot_saliency([fig.add_subplot(saliency_grid[c]) for c in range(n_channels)], data)
+    errors = grid[2, 3].subgridspec(2, 1)
+    short = {"full_truth": "full truth", "share_of_errors": "share", "error_rate": "rate"}
+    _plot_table(fig.add_subplot(errors[0]),
+                error_contributions(data.y, predicted, data.full_truth, top=3).rename(columns=short),
+                "Top errors by full truth")
+    _plot_table(fig.add_subplot(errors[1]),
+                error_contributions(data.y, predicted, data.full_truth, kept, top=3).rename(columns=short),
+                "... with the cutoff")
     accuracy = float((predicted == data.y).mean())
-    subtitle = f"{len(data.y)} samples, accuracy {accuracy:.4f}"
+    subtitle = f"{data.split}: {len(data.y)} samples, accuracy {accuracy:.4f}"
     if data.baseline:
         subtitle += "; baselines: " + ", ".join(f"{k} {v:.4f}" for k, v in data.baseline.items())
-    fig.suptitle(f"{data.title}\n{subtitle}", fontsize=12)
+    fig.suptitle(f"{data.title}\n{subtitle}")
     return fig, cutoffs
 
 
@@ -325,7 +400,7 @@ def write_result_sheet(data: SheetData, path: str | Path, cutoff: float | str | 
 
     fig, cutoffs = plot_result_sheet(data, cutoff, cutoffs)
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=80)
+        fig.savefig(tmp, format="png", dpi=DPI)
     _logger.info("wrote %s", path)
     return fig, cutoffs
 

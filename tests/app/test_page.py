@@ -13,6 +13,7 @@ from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 from streamlit.testing.v1 import AppTest
 
 from spectratorch.app.launch import ENV_MAX_UPLOAD_MB, ENV_MODELS
+from spectratorch.app.page import MODEL_COLUMNS
 from spectratorch.cli import main
 from spectratorch.data.io import read_dataset, write_dataset
 from spectratorch.inference import UNCLASSIFIED, Predictor
@@ -60,25 +61,59 @@ def _errors(at: AppTest) -> list[str]:
 def test_the_models_table_says_what_names_and_metadata_say(monkeypatch, mixed_models_dir):
     at = _page(monkeypatch, mixed_models_dir)
     assert _errors(at) == []
-    table = at.dataframe[0].value.set_index("model")
+    table = at.dataframe[0].value
+    assert list(table.columns) == list(MODEL_COLUMNS)  # a few columns, so the table fits the page's width
+    table = table.set_index("model")
     assert list(table.index) == ["VGG11 y=['OVA', 'OK'] c=('277', '380') t=('da',) 0-5 s=42 eps=0.1.onnx",
                                  "a foreign.onnx", "b truncated.onnx", "nir/linear.onnx"]
     meta = Predictor(EXAMPLE).metadata
     example = table.iloc[0]
-    assert (example["architecture"], example["targets"], example["channels"]) == ("VGG11", "OVA OK", "277, 380")
-    assert example["classes"] == "The rest, OK" and example["tabular"] == "greffon_transmittance"
-    assert example["points"] == f"{len(meta['axis'])} ({meta['axis'][0]:g}..{meta['axis'][-1]:g})"
+    assert (example["architecture"], example["channels"]) == ("VGG11", "277, 380")
+    assert example["classes"] == "The rest, OK"
     assert example["val accuracy"] == pytest.approx(meta["metrics"]["val"]["accuracy"])
-    assert example["temperature"] == pytest.approx(meta["temperature"])
-    assert example["default cutoff"] == pytest.approx(meta["cutoffs"]["default"])
     assert example["problem"] == ""
     assert "no spectratorch metadata" in table.loc["a foreign.onnx", "problem"]
     assert "not a readable ONNX model" in table.loc["b truncated.onnx", "problem"]
     assert table.loc["nir/linear.onnx", "architecture"] == "Linear"
-    # the details panel: calibration and validation metrics of the chosen (first usable) model
+    # the details panel: the rest of what the metadata says about the chosen (first usable) model
     details = at.table[0].value
+    assert details.loc["target", "value"] == "OVA OK"
+    assert details.loc["tabular columns", "value"] == "greffon_transmittance"
+    assert details.loc["axis", "value"] == f"{len(meta['axis'])} points, {meta['axis'][0]:g} to {meta['axis'][-1]:g}"
     assert f"temperature {meta['temperature']:.3f}" in details.loc["calibration", "value"]
     assert f"accuracy {meta['metrics']['val']['accuracy']:.3f}" in details.loc["validation metrics", "value"]
+
+
+def test_a_labelled_file_shows_accuracy_and_confusion(monkeypatch, models_dir, demo_data, tmp_path):
+    from spectratorch.data.targets import resolve_target
+
+    at = _upload(_page(monkeypatch, models_dir), demo_data["parquet"])
+    assert _errors(at) == []
+    predictor = Predictor(EXAMPLE)
+    truth = resolve_target(predictor.load(demo_data["parquet"]).meta, ("OVA", "OK"))
+    assert truth.labels == predictor.labels
+    reference = pd.read_csv(io.BytesIO(_predict_cli(EXAMPLE, demo_data["parquet"], tmp_path / "p.csv")))
+    predicted = reference["top1_label"].map(predictor.labels.index).to_numpy()
+    kept = (reference["label"] != UNCLASSIFIED).to_numpy()
+    text = next(m.value for m in at.markdown if m.value.startswith("Accuracy "))
+    assert text.startswith(f"Accuracy **{(predicted == truth.y).mean():.3f}** on {len(predicted)} labelled samples")
+    assert f"**{(predicted[kept] == truth.y[kept]).mean():.3f}** on the {kept.mean():.1%} kept" in text
+    matrix = at.table[2].value.astype(int)
+    assert list(matrix.columns) == [*predictor.labels, UNCLASSIFIED]
+    for k, label in enumerate(predictor.labels):
+        assert matrix.loc[label, label] == ((truth.y == k) & (predicted == k) & kept).sum()
+        assert matrix.loc[label, UNCLASSIFIED] == ((truth.y == k) & ~kept).sum()
+    assert matrix.to_numpy().sum() == len(predicted)
+
+
+def test_a_file_without_labels_shows_no_accuracy(monkeypatch, models_dir, demo_data, tmp_path):
+    df = read_dataset(demo_data["parquet"])
+    keep = [c for c in df.columns if c.startswith(("277_", "380_")) or c == "greffon_transmittance"]
+    write_dataset(df[keep], tmp_path / "unlabelled.parquet")
+    at = _upload(_page(monkeypatch, models_dir), tmp_path / "unlabelled.parquet")
+    assert _errors(at) == []
+    assert not [m for m in at.markdown if m.value.startswith("Accuracy ")]
+    assert len(at.dataframe) == 2  # the models and the predictions
 
 
 @pytest.mark.parametrize("kind", ["parquet", "csv", "pkl", "zip"])

@@ -6,7 +6,15 @@ import pytest
 import torch
 
 from spectratorch.data.datamodule import SpectralDataModule
-from spectratorch.report.sheet import collect, gradient_x_input, make_result_sheet, saliency
+from spectratorch.report.sheet import (
+    A4_LANDSCAPE,
+    SheetData,
+    collect,
+    gradient_x_input,
+    make_result_sheet,
+    saliency,
+    write_result_sheet,
+)
 
 
 class _OnePoint(torch.nn.Module):
@@ -84,3 +92,60 @@ def test_result_sheet_from_a_trained_run(demo_file, tmp_path):
     assert sheet_data.saliency.shape == (4, 2, 446)
     result = make_result_sheet(module, dm, tmp_path / "again.png", "t")
     assert (tmp_path / "again.png").is_file() and result["temperature"] > 0
+
+
+def _sheet_data(n_classes: int, n_channels: int, seed: int = 0) -> SheetData:
+    rng = np.random.default_rng(seed)
+    n, length = 300, 120
+    y = rng.integers(0, n_classes, n)
+    logits = rng.normal(size=(n, n_classes))
+    logits[np.arange(n), y] += 1.5
+    labels = tuple(f"class {k}" for k in range(n_classes))
+    return SheetData(logits=logits, y=y, full_truth=np.array([labels[k] for k in y]), labels=labels,
+                     channels=("277", "380", "425", "lspr")[:n_channels], axis=np.linspace(300, 700, length),
+                     mean_spectra=rng.random((n_classes, n_channels, length)),
+                     saliency=rng.random((n_classes, n_channels, length)), temperature=1.2, title="VGG11 test model",
+                     baseline={"logistic regression": 0.5}, split="test split: fold 1 of 0..4 (validation: fold 0)")
+
+
+def _table_frame(table) -> list[list[str]]:
+    cells = table.get_celld()
+    n_rows, n_cols = max(r for r, _ in cells) + 1, max(c for _, c in cells) + 1
+    return [[cells[r, c].get_text().get_text() for c in range(n_cols)] for r in range(n_rows)]
+
+
+@pytest.mark.parametrize("n_classes, n_channels", [(2, 1), (4, 3), (8, 4)])
+def test_the_sheet_reads_on_a4_paper(tmp_path, n_classes, n_channels):
+    from matplotlib.text import Text
+    from PIL import Image
+    from sklearn.metrics import precision_recall_fscore_support
+
+    data = _sheet_data(n_classes, n_channels)
+    path = tmp_path / "sheet.png"
+    fig, _ = write_result_sheet(data, path)
+    try:
+        # one A4 landscape page, at least 150 dpi
+        np.testing.assert_allclose(fig.get_size_inches(), A4_LANDSCAPE, rtol=1e-3)
+        with Image.open(path) as image:
+            assert min(image.info["dpi"]) >= 150
+            assert image.size[0] >= 150 * 11.69 - 1 and image.size[1] >= 150 * 8.27 - 1
+        # every piece of text drawn is at least 8 pt
+        texts = [t for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip()]
+        assert len(texts) > 50
+        too_small = sorted({(t.get_text(), t.get_fontsize()) for t in texts if t.get_fontsize() < 8})
+        assert too_small == []
+        # the title names the split; the spectral axis has its unit
+        assert "test split: fold 1 of 0..4" in fig._suptitle.get_text()
+        assert "emission wavelength (nm)" in {ax.get_xlabel() for ax in fig.axes}
+        # the per-class table says what scikit-learn says
+        tables = {_table_frame(t)[0][0]: _table_frame(t) for ax in fig.axes for t in ax.tables}
+        per_class = tables["class"]
+        assert per_class[0] == ["class", "n", "precision", "recall", "F1"]
+        predicted = data.probabilities().argmax(axis=1)
+        precision, recall, f1, support = precision_recall_fscore_support(data.y, predicted, zero_division=0,
+                                                                         labels=range(n_classes))
+        for k, row in enumerate(per_class[1:]):
+            assert row[0] == data.labels[k] and int(row[1]) == support[k]
+            assert [float(v) for v in row[2:]] == pytest.approx([precision[k], recall[k], f1[k]], abs=5e-4)
+    finally:
+        plt.close(fig)
