@@ -38,7 +38,8 @@ APP = ["streamlit>=1.67,<2"]
 TUNE = ["optuna>=4.0", "optuna-integration>=4.0", "pyyaml>=6"]
 TRACKING = ["mlflow>=2.10"]
 # reason: playwright drives the system's chromium in the page's end-to-end test; it never downloads a browser.
-TEST = ["pytest>=7", "pytest-timeout>=2", "playwright>=1.40", *NOTEBOOK_RUN, *TUNE, *TRACKING]
+# reason: hypothesis drives the unpickler fuzz in tests/security/test_fuzz.py.
+TEST = ["pytest>=7", "pytest-timeout>=2", "hypothesis>=6", "playwright>=1.40", *NOTEBOOK_RUN, *TUNE, *TRACKING]
 
 setup(
     name="spectratorch",
