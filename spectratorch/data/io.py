@@ -9,6 +9,7 @@ numpy/pandas only: no torch, so the torch-free inference path shares this module
 
 from __future__ import annotations
 
+import csv
 import logging
 import mmap
 import os
@@ -136,10 +137,30 @@ def _read(path: Path, map_from: int | None) -> tuple[pd.DataFrame, Callable[[], 
     elif suffix == ".parquet":
         df = _read_with(pd.read_parquet, path, "parquet")
     else:
+        _check_csv(path)
         df = _read_with(lambda p: pd.read_csv(p, index_col=0), path, "CSV")
     if not isinstance(df, pd.DataFrame):
         raise DataFormatError(f"{path}: expected a pandas DataFrame, found a {type(df).__name__}.")
     return df, release
+
+
+def _check_csv(path: Path) -> None:
+    """Refuse what pandas would silently repair: a repeated column name (read as ``name.1``) and a short row (a file
+    cut mid-row, its missing fields read as NaN)."""
+    with open(path, newline="", encoding="utf-8", errors="replace") as file:
+        reader = csv.reader(file)
+        header = next(reader, [])
+        seen: set[str] = set()
+        for name in header:
+            if name in seen and name:
+                raise DataFormatError(f"{path}: the column {name!r} appears twice in the header; keep one of them.")
+            seen.add(name)
+        for row in reader:
+            if row and len(row) != len(header):
+                raise DataFormatError(
+                    f"{path}: line {reader.line_num} has {len(row)} fields, the header {len(header)}; the file may "
+                    "be truncated (cut mid-row) or damaged."
+                )
 
 
 def _nothing() -> None:

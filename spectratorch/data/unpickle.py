@@ -490,13 +490,13 @@ def _setstate_checks(shims: _Shims) -> dict[type, Callable[[object, object], Non
         import pyarrow as pa
 
         _require(type(state) is dict and set(state) <= {"_pa_array", "_data", "_dtype", "_cache", "_storage",
-                                                        "_na_value"}, "arrow array state")
+                                                        "_na_value", "_readonly"}, "arrow array state")
         data = state.get("_pa_array", state.get("_data"))
         _require(isinstance(data, (pa.Array, pa.ChunkedArray)), "arrow array data")
         _require(isinstance(state.get("_dtype", pd.StringDtype()), (pd.StringDtype, pd.ArrowDtype)), "arrow dtype")
 
     def masked(inst, state) -> None:
-        _require(type(state) is dict and set(state) <= {"_data", "_mask", "_cache", "_dtype"}, "masked array state")
+        _require(type(state) is dict and set(state) <= {"_data", "_mask", "_cache", "_dtype", "_readonly"}, "masked array state")
         _require(isinstance(state.get("_dtype", pd.BooleanDtype()), pd.api.extensions.ExtensionDtype),
                  "masked array dtype")
         values, mask = state.get("_data"), state.get("_mask")
@@ -506,7 +506,7 @@ def _setstate_checks(shims: _Shims) -> dict[type, Callable[[object, object], Non
 
     def categorical(inst, state) -> None:
         _require(type(state) is dict and set(state) <= {"_codes", "_dtype", "_ndarray", "_cache", "_ordered",
-                                                        "_categories"}, "categorical state")
+                                                        "_categories", "_readonly"}, "categorical state")
         codes = state.get("_ndarray", state.get("_codes"))
         _require(type(codes) is np.ndarray and codes.ndim == 1 and codes.dtype.kind in "iu", "categorical codes")
         dtype = state.get("_dtype")

@@ -62,10 +62,19 @@ def model_name(config) -> str:
     split = get("split", None)
     split = get("current_split") if split is None else split
     transforms = tuple(str(t) for t in get("transforms") or ())
-    return (
+    stem = (
         f"{get('arch')} y={[str(t) for t in get('targets')]!r} c={tuple(str(c) for c in get('channels'))!r} "
         f"t={transforms if transforms else None!r} {split}-{get('n_splits')} s={get('seed')} eps={_format_eps(get('eps'))}"
     )
+    # reason: the stem names files inside the output folder; a separator or a control character (from a channel or
+    # a target naming a column) would put them elsewhere.
+    unsafe = re.search(r"[/\\\x00-\x1f\x7f]", stem)
+    if unsafe:
+        raise ConfigError(
+            f"the run's name {stem!r} would hold {unsafe.group()!r} (a path separator or a control character): "
+            "rename the channel or column it comes from."
+        )
+    return stem
 
 
 def _literal_prefix(text: str, start: int, closer: str, follow: str) -> tuple[object, int]:
@@ -135,7 +144,7 @@ def parse_model_name(name: str | Path) -> NameParts:
 
 
 def check_name_fields(channels: Sequence[str]) -> None:
-    """Refuse channel names a file name cannot hold (a path separator)."""
-    bad = [c for c in channels if "/" in c or "\\" in c]
+    """Refuse channel names a file name cannot hold (a path separator or a control character)."""
+    bad = [c for c in channels if re.search(r"[/\\\x00-\x1f\x7f]", c) or c in (".", "..")]
     if bad:
-        raise ConfigError(f"channel names must not contain '/' or '\\'; got {bad}.")
+        raise ConfigError(f"channel names must not contain '/', '\\' or control characters; got {bad}.")

@@ -105,6 +105,7 @@ def _frames():
         d = df.copy()
         d["extra"] = make(d)
         yield name, d
+    yield "after-drop", df.drop(columns=[c for c in df.columns if c.startswith("380_")])  # arrays carry _readonly
     d = df.copy()
     d.index = pd.MultiIndex.from_arrays([d.index, range(len(d))])
     yield "multiindex", d
