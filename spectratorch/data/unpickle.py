@@ -28,7 +28,7 @@ import pandas as pd
 
 from spectratorch.errors import DataFormatError, UnsafePickleError
 
-__all__ = ["load_frame_pickle", "ALLOWED_GLOBALS"]
+__all__ = ["ALLOWED_GLOBALS", "load_frame_pickle"]
 
 
 class _Refused(Exception):
@@ -229,7 +229,6 @@ class _Shims:
 
     # pyarrow
     def restore_array(self, data):
-        import pyarrow as pa
         from pyarrow.lib import _restore_array
 
         self._check_array_data(data, depth=0)
