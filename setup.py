@@ -41,7 +41,8 @@ TRACKING = ["mlflow>=2.10"]
 # pandas or scikit-learn.
 DOCS = ["mkdocs>=1.6", "mkdocs-material>=9.5", "mkdocstrings[python]>=0.26"]
 # reason: playwright drives the system's chromium in the page's end-to-end test; it never downloads a browser.
-TEST = ["pytest>=7", "pytest-timeout>=2", "playwright>=1.40", *NOTEBOOK_RUN, *TUNE, *TRACKING, *DOCS]
+# reason: hypothesis drives the unpickler fuzz in tests/security/test_fuzz.py.
+TEST = ["pytest>=7", "pytest-timeout>=2", "hypothesis>=6", "playwright>=1.40", *NOTEBOOK_RUN, *TUNE, *TRACKING, *DOCS]
 
 setup(
     name="spectratorch",

@@ -75,10 +75,19 @@ def model_name(config) -> str:
     split = get("split", None)
     split = get("current_split") if split is None else split
     transforms = tuple(str(t) for t in get("transforms") or ())
-    return (
+    stem = (
         f"{get('arch')} y={[str(t) for t in get('targets')]!r} c={tuple(str(c) for c in get('channels'))!r} "
         f"t={transforms if transforms else None!r} {split}-{get('n_splits')} s={get('seed')} eps={_format_eps(get('eps'))}"
     )
+    # reason: the stem names files inside the output folder; a separator or a control character (from a channel or
+    # a target naming a column) would put them elsewhere.
+    unsafe = re.search(r"[/\\\x00-\x1f\x7f]", stem)
+    if unsafe:
+        raise ConfigError(
+            f"the run's name {stem!r} would hold {unsafe.group()!r} (a path separator or a control character): "
+            "rename the channel or column it comes from."
+        )
+    return stem
 
 
 def _literal_prefix(text: str, start: int, closer: str, follow: str) -> tuple[object, int]:

@@ -1,29 +1,28 @@
 """Reading and writing dataset files (``.pkl``, ``.parquet``, ``.csv``) safely.
 
-Pickle is the lab's fast format, but unpickling can run code: ``.pkl`` files go through a restricted unpickler
-that admits only what a pandas DataFrame needs (pandas and numpy containers, a few builtins) and refuses
-anything else before it is called. Parquet runs no code and is the format to exchange data with strangers.
+Pickle is the lab's fast format, but unpickling can run code: ``.pkl`` files go through the restricted unpickler of
+:mod:`spectratorch.data.unpickle`, which admits only what a pandas DataFrame needs, checks every argument before
+pandas' compiled code sees it, and refuses anything else before it is called. Parquet runs no code and is the format to exchange data with strangers.
 
 numpy/pandas only: no torch, so the torch-free inference path shares this module.
 """
 
 from __future__ import annotations
 
+import csv
 import logging
 import mmap
 import os
 import pickle
-import re
-import struct
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import pandas as pd
 
-from spectratorch.errors import DataFormatError, UnsafePickleError
+from spectratorch.data.unpickle import load_frame_pickle
+from spectratorch.errors import DataFormatError
 
 __all__ = ["DATASET_SUFFIXES", "read_dataset", "read_dataset_mapped", "write_dataset", "atomic_path",
            "safe_load_pickle"]
@@ -32,156 +31,8 @@ _logger = logging.getLogger(__name__)
 
 DATASET_SUFFIXES = (".pkl", ".pickle", ".parquet", ".csv")
 
-# reason: explicit (module, name) pairs that DataFrame pickles of pandas 1.x to 3.x ask for outside pandas/numpy.
-_ALLOWED_GLOBALS = frozenset(
-    [
-        ("builtins", "bytearray"),
-        ("builtins", "slice"),
-        ("builtins", "set"),
-        ("builtins", "frozenset"),
-        ("builtins", "complex"),
-        ("builtins", "range"),
-        ("builtins", "object"),
-        ("__builtin__", "bytearray"),
-        ("__builtin__", "slice"),
-        ("__builtin__", "set"),
-        ("__builtin__", "frozenset"),
-        ("__builtin__", "complex"),
-        ("__builtin__", "object"),
-        ("_codecs", "encode"),
-        ("copyreg", "_reconstructor"),
-        ("collections", "OrderedDict"),
-        ("datetime", "datetime"),
-        ("datetime", "date"),
-        ("datetime", "time"),
-        ("datetime", "timedelta"),
-        ("datetime", "timezone"),
-        ("zoneinfo", "ZoneInfo"),
-        ("pytz", "_p"),
-        ("pytz", "_UTC"),
-        ("pytz", "utc"),
-        ("numpy.core.multiarray", "scalar"),
-        ("numpy._core.multiarray", "scalar"),
-        ("pyarrow.lib", "_restore_array"),
-        ("pyarrow.lib", "py_buffer"),
-        ("pyarrow.lib", "type_for_alias"),
-        ("pyarrow.lib", "chunked_array"),
-        ("pyarrow.lib", "field"),
-        ("pyarrow.lib", "schema"),
-    ]
-)
-# reason: pandas/numpy reconstruction helpers have these names; anything else callable there is refused.
-_SAFE_FUNCTION = re.compile(r"^(_reconstruct|_frombuffer|_unpickle\w*|__pyx_unpickle\w*|__nat_unpickle|_new_\w+|new_block\w*)$")
-# reason: these parts of pandas/numpy can read or write files or run code when called.
-_REFUSED_MODULES = re.compile(r"^(pandas\.io|pandas\.plotting|pandas\.util|numpy\.(testing|distutils|f2py|ctypeslib|lib\.npyio))")
-
-
-def _safe_bases() -> tuple[type, ...]:
-    from pandas.core.internals.blocks import Block
-    from pandas.core.internals.managers import BaseBlockManager
-
-    return (
-        pd.DataFrame,
-        pd.Series,
-        pd.Index,
-        pd.api.extensions.ExtensionArray,
-        pd.api.extensions.ExtensionDtype,
-        BaseBlockManager,
-        Block,
-        np.ndarray,
-        np.dtype,
-        np.generic,
-        pd.Timestamp,
-        pd.Timedelta,
-        pd.Period,
-        pd.Interval,
-        pd.offsets.BaseOffset,
-        type(pd.NaT),
-    )
-
-
-def _restricted_find_class(unpickler, module: str, name: str):
-    """``find_class`` of both unpicklers: resolve only the globals a DataFrame needs."""
-    if (module, name) in _ALLOWED_GLOBALS:
-        return unpickler._resolve(module, name)
-    if "." not in name and module.split(".")[0] in ("pandas", "numpy", "pyarrow") and not _REFUSED_MODULES.match(module):
-        obj = unpickler._resolve(module, name)
-        if isinstance(obj, type) and issubclass(obj, _safe_bases()) and not issubclass(obj, np.memmap):
-            return obj
-        if callable(obj) and not isinstance(obj, type) and _SAFE_FUNCTION.match(name):
-            return obj
-        if module.startswith("pyarrow") and isinstance(obj, type):
-            import pyarrow as pa
-
-            if issubclass(obj, (pa.DataType, pa.Array, pa.ChunkedArray, pa.Buffer, pa.Field, pa.Schema)):
-                return obj
-    raise UnsafePickleError(
-        f"{unpickler._source}: the pickle asks for {module}.{name}, which a pandas DataFrame does not need; refused "
-        "because unpickling it could run code. Load it only if you trust its origin, then save it as .parquet."
-    )
-
-
-class _RestrictedUnpickler(pickle.Unpickler):
-    """An unpickler that resolves only the globals a DataFrame needs."""
-
-    def __init__(self, file, source: str):
-        super().__init__(file)
-        self._source = source
-
-    _resolve = pickle.Unpickler.find_class
-    find_class = _restricted_find_class
-
-
 # reason: an in-band buffer at least this large is read as a view of the file's mapping instead of a copy.
 MAP_BUFFERS_FROM = 64 * 2**20
-
-
-# reason: pickle's pure-Python unpickler is the one whose opcodes can be replaced; a DataFrame pickle holds a few
-# hundred opcodes (pandas 3) to a few per row (object columns of older pandas), its bulk is in the buffers.
-class _MappingUnpickler(pickle._Unpickler):
-    """The restricted unpickler, with large ``BYTEARRAY8`` buffers (protocol 5) taken from a mapping of the file."""
-
-    dispatch = dict(pickle._Unpickler.dispatch)
-
-    def __init__(self, file, source: str, mapping: mmap.mmap, map_from: int):
-        super().__init__(file)
-        self._source, self._file, self._map_from = source, file, map_from
-        self._view = memoryview(mapping)
-
-    _resolve = pickle._Unpickler.find_class
-    find_class = _restricted_find_class
-
-    def _load_bytearray8(self) -> None:
-        (size,) = struct.unpack("<Q", self.read(8))
-        frame = self._unframer.current_frame
-        if size < self._map_from or (frame is not None and frame.tell() < len(frame.getbuffer())):
-            buffer = bytearray(size)
-            self.readinto(buffer)
-            self.append(buffer)
-            return
-        # reason: a pickler writes large buffers outside any frame, so the payload starts at the file's position.
-        self._unframer.current_frame = None
-        start = self._file.tell()
-        if start + size > len(self._view):
-            raise EOFError(f"the file ends {start + size - len(self._view)} bytes before the end of a buffer")
-        self._file.seek(start + size)
-        self.append(self._view[start : start + size])
-
-    dispatch[pickle.BYTEARRAY8[0]] = _load_bytearray8
-
-
-def _unpickle(path, load: Callable[[object], object]) -> object:
-    with open(path, "rb") as file:
-        try:
-            return load(file)
-        except UnsafePickleError:
-            raise
-        except (EOFError, pickle.UnpicklingError, ValueError, TypeError, AttributeError, ImportError, IndexError,
-                struct.error) as err:
-            raise DataFormatError(
-                f"{path}: cannot read it as a pickled DataFrame ({type(err).__name__}: {err}); the file may be "
-                "truncated or of another format. Write it again, or convert it to .parquet."
-            ) from None
 
 
 def safe_load_pickle(path: str | os.PathLike) -> object:
@@ -197,7 +48,7 @@ def safe_load_pickle(path: str | os.PathLike) -> object:
         UnsafePickleError: the pickle asks for anything else (``os.system``, ``builtins.open``, ...).
         DataFormatError: the file is truncated or not a pickle.
     """
-    return _unpickle(path, lambda file: _RestrictedUnpickler(file, str(path)).load())
+    return load_frame_pickle(path)
 
 
 def _load_mapped_pickle(path: Path, map_from: int) -> tuple[object, Callable[[], None]]:
@@ -209,7 +60,7 @@ def _load_mapped_pickle(path: Path, map_from: int) -> tuple[object, Callable[[],
     with open(path, "rb") as file:
         # reason: copy-on-write, so the arrays are writable like unpickled ones and a write never reaches the file.
         mapping = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_COPY)
-    obj = _unpickle(path, lambda file: _MappingUnpickler(file, str(path), mapping, map_from).load())
+    obj = load_frame_pickle(path, mapping, map_from)
 
     def release() -> None:
         if hasattr(mapping, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
@@ -286,10 +137,30 @@ def _read(path: Path, map_from: int | None) -> tuple[pd.DataFrame, Callable[[], 
     elif suffix == ".parquet":
         df = _read_with(pd.read_parquet, path, "parquet")
     else:
+        _check_csv(path)
         df = _read_with(lambda p: pd.read_csv(p, index_col=0), path, "CSV")
     if not isinstance(df, pd.DataFrame):
         raise DataFormatError(f"{path}: expected a pandas DataFrame, found a {type(df).__name__}.")
     return df, release
+
+
+def _check_csv(path: Path) -> None:
+    """Refuse what pandas would silently repair: a repeated column name (read as ``name.1``) and a short row (a file
+    cut mid-row, its missing fields read as NaN)."""
+    with open(path, newline="", encoding="utf-8", errors="replace") as file:
+        reader = csv.reader(file)
+        header = next(reader, [])
+        seen: set[str] = set()
+        for name in header:
+            if name in seen and name:
+                raise DataFormatError(f"{path}: the column {name!r} appears twice in the header; keep one of them.")
+            seen.add(name)
+        for row in reader:
+            if row and len(row) != len(header):
+                raise DataFormatError(
+                    f"{path}: line {reader.line_num} has {len(row)} fields, the header {len(header)}; the file may "
+                    "be truncated (cut mid-row) or damaged."
+                )
 
 
 def _nothing() -> None:

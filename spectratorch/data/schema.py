@@ -228,6 +228,42 @@ def _select_channels(groups: dict, channels: Sequence[str] | None) -> tuple[str,
     return channels
 
 
+# reason: a channel name goes into the stem of every file a run writes; a separator or a control character there
+# would write outside the output folder or garble a file name.
+_UNSAFE_NAME = re.compile(r"[/\\\x00-\x1f\x7f]")
+
+
+def _check_channels(groups: dict, channels: tuple[str, ...], axis: np.ndarray) -> None:
+    """Channel names fit in a file name; no x appears twice in a channel; no point inside a channel is missing."""
+    for channel in channels:
+        items = groups[channel]
+        if _UNSAFE_NAME.search(channel) or channel in (".", ".."):
+            raise SchemaError(
+                f"column {items[0][1]!r}: the channel name {channel!r} holds a path separator or a control character; "
+                "channel names become part of file names. Rename the columns."
+            )
+        xs = np.array([x for x, _ in items])
+        repeated = np.flatnonzero(np.diff(xs) == 0)
+        if len(repeated):
+            i = repeated[0]
+            raise SchemaError(
+                f"columns {items[i][1]!r} and {items[i + 1][1]!r} are the same point ({xs[i]:g}) of channel "
+                f"{channel!r}; keep one of them."
+            )
+        # reason: the spectra live on the union of the channels' axes, zeros where a channel has no column; inside
+        # a channel's own range such a zero is a made-up value, so a point another channel has and this one lacks is
+        # refused (outside its range, as for a shorter LSPR channel, zeros stay the documented padding).
+        inside = axis[(axis > xs[0]) & (axis < xs[-1])]
+        lacking = np.setdiff1d(inside, xs)
+        if len(lacking):
+            i = int(np.searchsorted(xs, lacking[0])) - 1
+            raise SchemaError(
+                f"channel {channel!r} has no column at {lacking[0]:g} between {items[i][1]!r} and {items[i + 1][1]!r} "
+                f"({len(lacking)} such points), which another channel has; they would be read as zeros. Add the "
+                "columns, or interpolate the channel onto the common axis before loading."
+            )
+
+
 def _resolve_tabular(df: pd.DataFrame, tabular: Sequence[str] | str | None) -> tuple[str, ...]:
     if tabular == "default":
         return (DEFAULT_TABULAR,) if DEFAULT_TABULAR in df.columns else ()
@@ -372,11 +408,12 @@ def load_table(
     _check_ids(df)
     groups = spectral_columns(df.columns)
     channels = _select_channels(groups, channels)
+    axis = _union_axis(groups, channels)
+    _check_channels(groups, channels, axis)
     tabular_columns = _resolve_tabular(df, tabular)
     df, report = apply_filters(df, filters or RowFilter())
     if len(df) == 0:
         raise SchemaError(f"no rows left after filtering (removed: {report}); relax the filters.")
-    axis = _union_axis(groups, channels)
     if expected_axis is not None:
         _check_axis(axis, np.asarray(expected_axis, dtype=float))
     spectra = _fill_spectra(df, groups, channels, axis, release)

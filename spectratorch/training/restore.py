@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import pickle
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -16,25 +17,77 @@ from spectratorch.data.splits import TEST_MODES
 from spectratorch.errors import CheckpointError, ConfigError
 from spectratorch.training.module import SpectralModule
 
-__all__ = ["load_module", "checkpoint_differences", "data_config_from_hparams", "datamodule_from_hparams"]
+__all__ = ["load_module", "read_checkpoint", "checkpoint_differences", "data_config_from_hparams",
+           "datamodule_from_hparams"]
 
 # reason: these define what a model takes and answers; a checkpoint that differs in them cannot serve this run.
 _COMPARED = ("arch", "channels", "axis", "tabular_columns", "labels", "transforms")
 
 
-def load_module(path: str | os.PathLike) -> SpectralModule:
-    """Load a checkpoint written by ``spectratorch train`` on the CPU.
+def _safe_globals() -> list:
+    """What a checkpoint of ours may hold besides tensors and plain containers: numpy values in hyperparameters."""
+    import numpy as np
+
+    # reason: torch's weights-only unpickler admits tensors, containers and numbers; numpy arrays and scalars (an
+    # axis, a statistic) are the only other things `spectratorch train` puts in a checkpoint.
+    scalar_types = [type(np.dtype(code).type(0)) for code in "?bBhHiIlLqQefdgFDG"]
+    dtype_types = [type(np.dtype(code)) for code in "?bBhHiIlLqQefdgFDGUSMm"]
+    multiarray = np._core.multiarray if hasattr(np, "_core") else np.core.multiarray
+    return [np.ndarray, np.dtype, *{*scalar_types, *dtype_types}, multiarray._reconstruct, multiarray.scalar]
+
+
+def _refusal(path: Path, err: Exception) -> CheckpointError:
+    found = re.search(r"GLOBAL ([\w.]+)", str(err))
+    if not found:
+        return CheckpointError(f"{path}: not a spectratorch checkpoint (not a readable torch file).")
+    return CheckpointError(
+        f"{path}: refused: it asks for {found.group(1)}, which a spectratorch checkpoint never holds; loading it "
+        "could run code. Use only checkpoints written by `spectratorch train`."
+    )
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict:
+    """The raw checkpoint dictionary, read with torch's weights-only unpickler (it runs no code from the file).
 
     Raises:
-        CheckpointError: the file is missing or is not a spectratorch checkpoint.
+        CheckpointError: missing file, unreadable file, or a pickle asking for anything but tensors, containers and
+            numpy values (one line, nothing run).
     """
+    import torch
+
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file.")
     try:
-        return SpectralModule.load_from_checkpoint(path, map_location="cpu", weights_only=False)
-    except (RuntimeError, KeyError, TypeError, EOFError, ValueError, AttributeError, pickle.UnpicklingError) as err:
-        raise CheckpointError(f"{path}: not a spectratorch checkpoint ({type(err).__name__}: {err}).") from None
+        with torch.serialization.safe_globals(_safe_globals()):
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise _refusal(path, err) from None
+    except (RuntimeError, KeyError, TypeError, EOFError, ValueError, AttributeError, OSError) as err:
+        raise CheckpointError(f"{path}: not a spectratorch checkpoint ({type(err).__name__}).") from None
+    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("hyper_parameters"), dict):
+        raise CheckpointError(f"{path}: not a spectratorch checkpoint (no hyperparameters).")
+    return checkpoint
+
+
+def load_module(path: str | os.PathLike) -> SpectralModule:
+    """Load a checkpoint written by ``spectratorch train`` on the CPU (weights-only: the file runs no code).
+
+    Raises:
+        CheckpointError: the file is missing, is not a spectratorch checkpoint, or asks for anything else.
+    """
+    import torch
+
+    path = Path(path)
+    read_checkpoint(path)  # reason: refuses a hostile file with one line before Lightning reads it
+    try:
+        with torch.serialization.safe_globals(_safe_globals()):
+            return SpectralModule.load_from_checkpoint(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise _refusal(path, err) from None
+    except (RuntimeError, KeyError, TypeError, EOFError, ValueError, AttributeError) as err:
+        raise CheckpointError(f"{path}: not a spectratorch checkpoint ({type(err).__name__}: "
+                              f"{str(err).splitlines()[0] if str(err) else ''}).") from None
 
 
 def data_config_from_hparams(hparams: dict) -> DataConfig:

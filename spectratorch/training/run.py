@@ -37,7 +37,7 @@ from spectratorch.training.losses import resolve_class_weights
 from spectratorch.training.module import METRIC_NAMES, SELECT_METRIC, SpectralModule
 from spectratorch.defaults import ARCH_CANDIDATES, LARGE_TRAIN, auto_arch, resolve_defaults
 from spectratorch.contract import model_name
-from spectratorch.training.restore import checkpoint_differences, load_module
+from spectratorch.training.restore import checkpoint_differences, load_module, read_checkpoint
 
 __all__ = ["train", "resolve_precision", "checkpoint_differences", "predict_probabilities"]
 
@@ -262,6 +262,7 @@ def train(config: RunConfig, callbacks: Sequence = (), arch_selection: dict | No
         resume_from = None
         if config.train.resume:
             if last.is_file():
+                read_checkpoint(last)  # reason: a hostile file is refused in one line before Lightning reads it
                 resume_from = str(last)
                 _logger.info("resuming from %s", last)
             else:
@@ -269,7 +270,7 @@ def train(config: RunConfig, callbacks: Sequence = (), arch_selection: dict | No
         trainer.fit(module, datamodule=dm, ckpt_path=resume_from)
         best = checkpoint.best_model_path
         if best:
-            module = SpectralModule.load_from_checkpoint(best, map_location="cpu", weights_only=False)
+            module = load_module(best)
     summary = {
         "name": stem,
         "version": __version__,
@@ -342,9 +343,9 @@ def _candidate(config: RunConfig, arch: str, **train_changes) -> RunConfig:
 
 def _checkpoint_arch(path: str) -> str:
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)["hyper_parameters"]["arch"]
-    except (OSError, KeyError, RuntimeError) as err:
-        raise CheckpointError(f"--load-this {path}: not a spectratorch checkpoint ({err}).") from None
+        return read_checkpoint(path)["hyper_parameters"]["arch"]
+    except KeyError:
+        raise CheckpointError(f"--load-this {path}: not a spectratorch checkpoint (no architecture).") from None
 
 
 def _train_auto(config: RunConfig) -> dict:
