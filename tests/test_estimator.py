@@ -1,7 +1,6 @@
 """SpectraClassifier: scikit-learn's conventions and checks, the Python train(), and Predictor's inputs."""
 
 import numpy as np
-import pandas as pd
 import pytest
 from sklearn.base import clone
 
