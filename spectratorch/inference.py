@@ -245,8 +245,8 @@ class Predictor:
     Example:
         >>> predictor = Predictor("model.onnx")                     # doctest: +SKIP
         >>> predictor.predict("batch_12.csv").head()                # doctest: +SKIP
-        >>> predictor.predict(frame)                                # doctest: +SKIP  (a DataFrame in the same layout)
-        >>> predictor.predict(spectra)                              # doctest: +SKIP  (an array [N, C, L] or [N, L])
+        >>> predictor.predict(frame)        # a DataFrame in the same layout   # doctest: +SKIP
+        >>> predictor.predict(spectra)      # an array [N, C, L] or [N, L]     # doctest: +SKIP
     """
 
     def __init__(self, model_path: str | os.PathLike | bytes, providers: Sequence[str] | None = None,
