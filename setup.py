@@ -16,6 +16,8 @@ INFERENCE = [
     "onnxruntime>=1.16",
     "pyarrow>=12",
     "tqdm>=4.60",
+    # reason: reads .xlsx datasets; pure Python (with et-xmlfile), about 0.3 MB.
+    "openpyxl>=3.1",
 ]
 TRAINING = [
     "torch>=2.1,<3",

@@ -10,6 +10,9 @@ from spectratorch._version import __version__
 
 __all__ = [
     "__version__",
+    "train",
+    "SpectraClassifier",
+    "Predictor",
     "SpectralDataModule",
     "SpectralTable",
     "load_table",
@@ -21,6 +24,9 @@ __all__ = [
 ]
 
 _LAZY = {
+    "train": "spectratorch.api",
+    "SpectraClassifier": "spectratorch.estimator",
+    "Predictor": "spectratorch.inference",
     "SpectralDataModule": "spectratorch.data.datamodule",
     "SpectralTable": "spectratorch.data.schema",
     "load_table": "spectratorch.data.schema",

@@ -89,10 +89,13 @@ def _add_train_args(parser: argparse.ArgumentParser) -> None:
     d, m, t = DataConfig(), ModelConfig(), TrainConfig()
     data = parser.add_argument_group("data")
     _add(data, "--data", default=None,
-         help=f"dataset file (.pkl, .parquet, .csv); default: the demo dataset {DEMO_DATA}, generated when missing")
-    _add(data, "--targets", nargs="+", default=list(d.targets), metavar="MODE CODE",
-         help="AVA IN|INs|TY|TYs|INTY|INsTYs|<column>, OVA <value>, or OVA <column> <value>")
-    _add(data, "--channels", nargs="+", default=list(d.channels), help="channel names, in the order wanted")
+         help="dataset file (.pkl, .parquet, .csv, .xlsx): columns <channel>_<x>, or bare numbers (one channel, "
+         f"'spectrum'), and label columns; default: the demo dataset {DEMO_DATA}, generated when missing")
+    _add(data, "--targets", nargs="+", default=d.targets, metavar="MODE CODE",
+         help="AVA IN|INs|TY|TYs|INTY|INsTYs|<column>, OVA <value>, or OVA <column> <value> (default: OVA OK on the "
+         "lab's data, else AVA <the data's one label column>)")
+    _add(data, "--channels", nargs="+", default=d.channels,
+         help="channel names, in the order wanted (default: 277 380 425 when the data has them, else every channel)")
     _add(data, "--tabular", nargs="*", default="default", metavar="COLUMN",
          help="tabular feature columns; a bare --tabular: none (default: greffon_transmittance where present)")
     _add(data, "--n-splits", type=int, default=d.n_splits, help="number of stratified folds")
@@ -322,11 +325,20 @@ def _run_tune(args) -> int:
 def _run_cv(args) -> int:
     from spectratorch.tuning.cv import run_cv
 
-    result = run_cv(config_from_args(args), ensemble=args.ensemble, workers=args.fold_workers)
+    result = run_cv(_with_data_defaults(config_from_args(args)), ensemble=args.ensemble, workers=args.fold_workers)
     print(_cv_table(result))
     for kind, path in result["files"].items():
         print(f"{kind}: {path}")
     return 0
+
+
+def _with_data_defaults(config: RunConfig) -> RunConfig:
+    """The target and channels that follow the data, resolved before the folds (their file names need them)."""
+    if config.data.targets is not None and config.data.channels is not None:
+        return config
+    from spectratorch.data.datamodule import SpectralDataModule
+
+    return SpectralDataModule(config.data).with_data_defaults(config)
 
 
 def _cv_table(result: dict) -> str:
@@ -569,12 +581,31 @@ _COMMANDS = {"train": _run_train, "make-dataset": _run_make_dataset, "convert": 
              "cv": _run_cv, "tune": _run_tune}
 
 
+class _WarnOnce(logging.Filter):
+    """Prints a warning once: the same words from a second part of a run (calibration, then export) add nothing."""
+
+    def __init__(self):
+        super().__init__()
+        self._seen: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        message = record.getMessage()
+        if message in self._seen:
+            return False
+        self._seen.add(message)
+        return True
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``spectratorch`` command."""
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s",
                         stream=sys.stderr)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_WarnOnce())
     try:
         return _COMMANDS[args.command](args)
     except SpectratorchError as err:

@@ -142,11 +142,16 @@ def _check_range(name: str, value, low, high, inclusive_low=True) -> None:
 
 @dataclass(frozen=True)
 class DataConfig:
-    """What data, which rows, which inputs and target, which split, which batch transforms."""
+    """What data, which rows, which inputs and target, which split, which batch transforms.
+
+    ``targets`` and ``channels`` left ``None`` follow the data when it is loaded
+    (:func:`spectratorch.data.resolve.resolve_data_defaults`): ``OVA OK`` and ``277 380 425`` on the lab's data, the
+    one label column and every channel on other data.
+    """
 
     data: str | None = None
-    targets: tuple[str, ...] = ("OVA", "OK")
-    channels: tuple[str, ...] = ("277", "380", "425")
+    targets: tuple[str, ...] | None = None
+    channels: tuple[str, ...] | None = None
     tabular: tuple[str, ...] | str = "default"
     drop_oob: bool = True
     transmittance_min: float | None = None
@@ -169,15 +174,17 @@ class DataConfig:
     sg_order: int = 2
 
     def __post_init__(self):
-        object.__setattr__(self, "targets", tuple(str(t) for t in self.targets))
-        object.__setattr__(self, "channels", tuple(str(c) for c in self.channels))
+        if self.targets is not None:
+            object.__setattr__(self, "targets", tuple(str(t) for t in self.targets))
+        if self.channels is not None:
+            object.__setattr__(self, "channels", tuple(str(c) for c in self.channels))
         if self.transforms is not None:
             object.__setattr__(self, "transforms", normalize_transforms(self.transforms))
         if self.tabular != "default":
             object.__setattr__(self, "tabular", tuple(self.tabular or ()))
-        if len(self.targets) < 2:
+        if self.targets is not None and len(self.targets) < 2:
             raise ConfigError(f"--targets takes a mode and a code, e.g. `--targets OVA OK`; got {list(self.targets)}.")
-        if not self.channels:
+        if self.channels is not None and not self.channels:
             raise ConfigError("--channels needs at least one channel name.")
         if self.n_splits < 2:
             raise ConfigError(f"--n-splits must be at least 2; got {self.n_splits}.")

@@ -228,7 +228,7 @@ class Predictor:
     """An exported model, ready to predict: raw spectra in, calibrated probabilities out.
 
     Args:
-        model_path: an ``.onnx`` file written by ``spectratorch export`` (or ``train --to-onnx``).
+        model_path: an ``.onnx`` file written by ``spectratorch export`` (or ``train --to-onnx``), or its bytes.
         providers: onnxruntime execution providers, best first; ``None`` = ``["CPUExecutionProvider"]``.
         threads: intra-op threads; ``None`` = the physical cores.
 
@@ -245,18 +245,21 @@ class Predictor:
 
     Example:
         >>> predictor = Predictor("model.onnx")                     # doctest: +SKIP
-        >>> predictor.predict_file("batch_12.pkl").head()           # doctest: +SKIP
+        >>> predictor.predict("batch_12.csv").head()                # doctest: +SKIP
+        >>> predictor.predict(frame)        # a DataFrame in the same layout   # doctest: +SKIP
+        >>> predictor.predict(spectra)      # an array [N, C, L] or [N, L]     # doctest: +SKIP
     """
 
-    def __init__(self, model_path: str | os.PathLike, providers: Sequence[str] | None = None,
+    def __init__(self, model_path: str | os.PathLike | bytes, providers: Sequence[str] | None = None,
                  threads: int | None = None):
-        self.path = Path(model_path)
-        if not self.path.is_file():
+        in_memory = isinstance(model_path, (bytes, bytearray))
+        self.path = Path("<in-memory model>") if in_memory else Path(model_path)
+        if not in_memory and not self.path.is_file():
             raise DataFormatError(f"{self.path}: no such model file.")
         ort = _onnxruntime()
         options = session_options(threads)
         try:
-            self.session = ort.InferenceSession(str(self.path), options,
+            self.session = ort.InferenceSession(bytes(model_path) if in_memory else str(self.path), options,
                                                 providers=list(providers or ["CPUExecutionProvider"]))
         # reason: onnxruntime raises its own pybind classes (InvalidProtobuf, Fail...), which share no base to name.
         except Exception as err:  # noqa: BLE001
@@ -327,8 +330,12 @@ class Predictor:
         return _check_probability(cutoff, "--cutoff")
 
     # ---- data ------------------------------------------------------------------------------------------------
-    def load(self, path_or_dir: str | os.PathLike) -> SpectralTable:
-        """Read a dataset file (``.pkl``, ``.parquet``, ``.csv``) or a folder of instrument exports for this model.
+    def load(self, path_or_dir: str | os.PathLike | pd.DataFrame | np.ndarray) -> SpectralTable:
+        """Read a dataset file (``.pkl``, ``.parquet``, ``.csv``, ``.xlsx``), a folder of instrument exports, a
+        DataFrame in the same layout, or an array of spectra for this model.
+
+        An array is ``[N, C, L]`` (or ``[N, L]`` for a one-channel model) on the model's channels and axis; its ids are
+        ``0..N-1``. A model that takes tabular columns needs a file or a DataFrame.
 
         A folder is read with :func:`~spectratorch.data.raw.read_raw_exports` and cleaned with
         :func:`~spectratorch.data.raw.clean` (what the cleaning removed is logged). Rows flagged
@@ -345,9 +352,19 @@ class Predictor:
             DataFormatError: missing, unreadable or empty data.
             SchemaError: a channel or tabular column is missing, the axis differs, or no row is left.
         """
-        path = Path(path_or_dir)
+        if isinstance(path_or_dir, np.ndarray):
+            return self._array_table(path_or_dir)
+        if isinstance(path_or_dir, pd.DataFrame):
+            source, path = path_or_dir, Path("the DataFrame")
+        elif isinstance(path_or_dir, (str, os.PathLike)):
+            source = path = Path(path_or_dir)
+        else:
+            raise DataFormatError(f"expected a dataset path, a folder of exports, a DataFrame or a numpy array of "
+                                  f"spectra; got a {type(path_or_dir).__name__}.")
         cleaning: dict[str, int] = {}
-        if path.is_dir():
+        if isinstance(source, pd.DataFrame):
+            pass
+        elif path.is_dir():
             from spectratorch.data.raw import clean, read_raw_exports
 
             source, cleaning = clean(read_raw_exports(path))
@@ -355,8 +372,6 @@ class Predictor:
                 _logger.warning("cleaning the exports in %s skipped %s rows", path, cleaning)
         elif not path.exists():
             raise DataFormatError(f"{path}: no such dataset file or folder.")
-        else:
-            source = path
         try:
             table = load_table(source, channels=self.channels, tabular=self.tabular_columns or None,
                                filters=RowFilter(), expected_axis=self.axis)
@@ -372,6 +387,20 @@ class Predictor:
         if skipped:
             _logger.warning("%s: skipped %d rows (%s)", path.name, sum(skipped.values()), skipped)
         return table
+
+    def _array_table(self, spectra: np.ndarray) -> SpectralTable:
+        if self.tabular_columns:
+            raise SchemaError(f"the model also takes tabular columns {list(self.tabular_columns)}; pass a DataFrame or "
+                              "a file that has them, or call predict_arrays(spectra, tabular).")
+        if spectra.ndim == 2 and len(self.channels) == 1:
+            spectra = spectra[:, None, :]
+        expected = (len(self.channels), len(self.axis))
+        if spectra.ndim != 3 or spectra.shape[1:] != expected:
+            raise SchemaError(f"spectra must have shape [N, {expected[0]}, {expected[1]}] (channels "
+                              f"{list(self.channels)} on {expected[1]} points) for this model; got {spectra.shape}.")
+        n = len(spectra)
+        return SpectralTable(np.asarray(spectra, dtype=np.float32), np.zeros((n, 0), np.float32), np.arange(n),
+                             pd.DataFrame(index=pd.RangeIndex(n)), self.channels, self.axis, ())
 
     def _check_table(self, table: SpectralTable) -> None:
         offered = {"channels": list(table.channels), "axis": table.axis, "tabular_columns": list(table.tabular_columns)}
@@ -442,9 +471,17 @@ class Predictor:
         self._check_table(table)
         return self.predict_arrays(table.spectra, table.tabular, batch_size)
 
-    def predict_file(self, path_or_dir: str | os.PathLike, top_k: int = 2, cutoff: str | float | None = "auto",
+    def predict(self, data, top_k: int = 2, cutoff: str | float | None = "auto",
+                batch_size: int = 1024) -> pd.DataFrame:
+        """Predict every usable sample of a dataset file, a folder of exports, a DataFrame or an array of spectra.
+
+        The same as :meth:`predict_file`, named for data that is not a file.
+        """
+        return self.predict_file(data, top_k=top_k, cutoff=cutoff, batch_size=batch_size)
+
+    def predict_file(self, path_or_dir, top_k: int = 2, cutoff: str | float | None = "auto",
                      batch_size: int = 1024) -> pd.DataFrame:
-        """Predict every usable sample of a dataset file or a folder of instrument exports.
+        """Predict every usable sample of a dataset file or a folder of instrument exports (or a DataFrame, an array).
 
         Args:
             path_or_dir: the data (see :meth:`load`).

@@ -1,3 +1,4 @@
+import dataclasses
 import itertools
 
 import pytest
@@ -41,12 +42,15 @@ def test_round_trip(arch, targets, channels, transforms, numbers):
     assert parse_model_name(f"{name}.onnx") == parts
 
 
+LAB = RunConfig(DataConfig(targets=("OVA", "OK"), channels=("277", "380", "425")))
+
+
 def test_none_transforms_and_config():
     from spectratorch.defaults import resolve_defaults
 
-    name = model_name(resolve_defaults(RunConfig(), n_train=5000).name_fields())
+    name = model_name(resolve_defaults(LAB, n_train=5000).name_fields())
     assert name == "VGG11 y=['OVA', 'OK'] c=('277', '380', '425') t=('da',) 0-5 s=42 eps=0.1"
-    fields = {**RunConfig().name_fields(), "transforms": ()}
+    fields = {**LAB.name_fields(), "transforms": ()}
     assert " t=None " in model_name(fields)
 
 
@@ -63,17 +67,18 @@ def test_auto_transforms_in_name():
     linear = ModelConfig(arch="Linear")
     generic = resolve_defaults(RunConfig(DataConfig(channels=("nir",), targets=("AVA", "label")), linear), n_train=100)
     assert " t=None " in model_name(generic.name_fields())
-    chosen = resolve_defaults(RunConfig(DataConfig(channels=("nir",), transforms=("da",)), linear), n_train=100)
+    data = DataConfig(channels=("nir",), targets=("AVA", "label"), transforms=("da",))
+    chosen = resolve_defaults(RunConfig(data, linear), n_train=100)
     assert " t=('da',) " in model_name(chosen.name_fields())
 
 
 def test_auto_arch_resolves_by_rule_only_on_the_labs_large_sets():
     from spectratorch.defaults import resolve_defaults
 
-    config = resolve_defaults(RunConfig(), n_train=5000)
+    config = resolve_defaults(LAB, n_train=5000)
     resolved = (config.model.arch, config.model.width, config.train.lr, config.train.weight_decay)
     assert resolved == ("VGG11", 0.25, 1e-3, 0)
     with pytest.raises(ConfigError, match="decided by training the candidates"):
         resolve_defaults(RunConfig(DataConfig(channels=("nir",))), n_train=5000)
-    linear = resolve_defaults(RunConfig(model=ModelConfig(arch="Linear")), n_train=300)
+    linear = resolve_defaults(dataclasses.replace(LAB, model=ModelConfig(arch="Linear")), n_train=300)
     assert (linear.model.width, linear.train.lr, linear.train.weight_decay) == (None, 1e-4, 1e-3)

@@ -19,10 +19,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from spectratorch.config import DataConfig
+from spectratorch.config import DataConfig, RunConfig
 from spectratorch.data.demo import ensure_demo_data
 from spectratorch.defaults import auto_batch_size, auto_transforms
 from spectratorch.contract import label_remap
+from spectratorch.data.resolve import resolve_data_defaults
 from spectratorch.data.schema import RowFilter, SpectralTable, load_table
 from spectratorch.data.splits import TEST_MODES, Split, make_split
 from spectratorch.data.targets import Target, handle_rare_classes, resolve_target
@@ -103,7 +104,9 @@ class _Source:
 class SpectralDataModule(pl.LightningDataModule):
     """Spectra and tabular values in memory, split, batched, augmented on the device.
 
-    Keywords are those of :class:`~spectratorch.config.DataConfig` (the CLI flags, hyphens as underscores).
+    Keywords are those of :class:`~spectratorch.config.DataConfig` (the CLI flags, hyphens as underscores). A target
+    or channels left ``None`` follow the data (:func:`~spectratorch.data.resolve.resolve_data_defaults`); once
+    :meth:`prepare` has run, :attr:`config` holds what was chosen.
 
     Example:
         >>> from spectratorch.data.synthetic import make_dataset
@@ -136,14 +139,15 @@ class SpectralDataModule(pl.LightningDataModule):
     def _load(self, source, expected_axis=None) -> SpectralTable:
         if source is None:
             source = ensure_demo_data(self.config.data_path)
-        return load_table(source, self.config.channels, self.config.tabular, self._filters(), expected_axis)
+        channels = "default" if self.config.channels is None else self.config.channels
+        return load_table(source, channels, self.config.tabular, self._filters(), expected_axis)
 
     def prepare(self) -> None:
         """Load the table, resolve the target and split it (idempotent; called by ``setup``)."""
         if self._fit is not None:
             return
-        c = self.config
-        table = self._load(self._frame if self._frame is not None else c.data)
+        table = self._load(self._frame if self._frame is not None else self.config.data)
+        self.config = c = resolve_data_defaults(self.config, table)
         target = resolve_target(table.meta, c.targets)
         target, keep = handle_rare_classes(target, c.n_splits, c.rare_classes, c.min_samples)
         if not keep.all():
@@ -161,6 +165,14 @@ class SpectralDataModule(pl.LightningDataModule):
             self._test = self._source(test_table, self._align_target(resolve_target(test_table.meta, c.targets),
                                                                      target.labels))
         _logger.info("split %s: %s", c.current_split, self.split.sizes())
+
+    def with_data_defaults(self, config: RunConfig) -> RunConfig:
+        """``config`` with the target and channels it left unset taken from this data (loads it if needed)."""
+        self.prepare()
+        if config.data.targets is not None and config.data.channels is not None:
+            return config
+        data = dataclasses.replace(config.data, targets=self.config.targets, channels=self.config.channels)
+        return dataclasses.replace(config, data=data)
 
     @staticmethod
     def _align_target(target: Target, labels: tuple[str, ...]) -> Target:

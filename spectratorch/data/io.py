@@ -1,8 +1,13 @@
-"""Reading and writing dataset files (``.pkl``, ``.parquet``, ``.csv``) safely.
+"""Reading and writing dataset files (``.pkl``, ``.parquet``, ``.csv``, ``.xlsx``) safely.
 
 Pickle is the lab's fast format, but unpickling can run code: ``.pkl`` files go through the restricted unpickler of
 :mod:`spectratorch.data.unpickle`, which admits only what a pandas DataFrame needs, checks every argument before
 pandas' compiled code sees it, and refuses anything else before it is called. Parquet runs no code and is the format to exchange data with strangers.
+
+CSV and Excel files have no index of their own: the first column is the sample id in the lab's layout
+(``<channel>_<x>`` columns, as :func:`write_dataset` writes them); in a plain table (bare-number spectral columns)
+only when it looks like one (a blank header, a name such as ``id`` or ``sample``, or distinct text values), else the
+rows are numbered from 0.
 
 numpy/pandas only: no torch, so the torch-free inference path shares this module.
 """
@@ -15,6 +20,7 @@ import mmap
 import os
 import pickle
 import tempfile
+import zipfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
@@ -29,7 +35,9 @@ __all__ = ["DATASET_SUFFIXES", "read_dataset", "read_dataset_mapped", "write_dat
 
 _logger = logging.getLogger(__name__)
 
-DATASET_SUFFIXES = (".pkl", ".pickle", ".parquet", ".csv")
+DATASET_SUFFIXES = (".pkl", ".pickle", ".parquet", ".csv", ".xlsx")
+# reason: the names instruments and spreadsheets give a sample-id column.
+_ID_NAMES = frozenset({"id", "ids", "sample", "sample_id", "sampleid", "sample id", "sample name", "name"})
 
 # reason: an in-band buffer at least this large is read as a view of the file's mapping instead of a copy.
 MAP_BUFFERS_FROM = 64 * 2**20
@@ -83,7 +91,8 @@ def read_dataset(path: str | os.PathLike) -> pd.DataFrame:
     """Read a dataset file into a DataFrame (one row per sample, the index is the sample id).
 
     Args:
-        path: a ``.pkl``/``.pickle`` (restricted unpickler), ``.parquet`` or ``.csv`` (first column = id) file.
+        path: a ``.pkl``/``.pickle`` (restricted unpickler), ``.parquet``, ``.csv`` or ``.xlsx`` file (for the last
+            two, the first column is the id as the module's docstring says).
 
     Returns:
         The DataFrame as stored.
@@ -136,9 +145,12 @@ def _read(path: Path, map_from: int | None) -> tuple[pd.DataFrame, Callable[[], 
             df = safe_load_pickle(path)
     elif suffix == ".parquet":
         df = _read_with(pd.read_parquet, path, "parquet")
+    elif suffix == ".xlsx":
+        _require_openpyxl(path)
+        df = _with_id_column(_read_with(lambda p: pd.read_excel(p, engine="openpyxl"), path, "Excel (.xlsx)"))
     else:
         _check_csv(path)
-        df = _read_with(lambda p: pd.read_csv(p, index_col=0), path, "CSV")
+        df = _with_id_column(_read_with(pd.read_csv, path, "CSV"))
     if not isinstance(df, pd.DataFrame):
         raise DataFormatError(f"{path}: expected a pandas DataFrame, found a {type(df).__name__}.")
     return df, release
@@ -167,10 +179,40 @@ def _nothing() -> None:
     return None
 
 
+def _require_openpyxl(path: Path) -> None:
+    try:
+        import openpyxl  # noqa: F401
+    except ImportError:
+        raise DataFormatError(f"{path}: reading or writing .xlsx files needs openpyxl, which is not installed: "
+                              "`pip install openpyxl` (or save the sheet as .csv).") from None
+
+
+def _with_id_column(df: pd.DataFrame) -> pd.DataFrame:
+    """Make the first column the index when it holds the sample ids (see the module's docstring)."""
+    from spectratorch.data.schema import BARE_NUMBER, is_plain_layout
+
+    if df.shape[1] == 0:
+        return df
+    first = df.columns[0]
+    name = str(first)
+    blank = name.startswith("Unnamed: 0") or not name.strip()
+    if is_plain_layout(df.columns):
+        values = df[first]
+        text_ids = (not pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
+                    and values.notna().all() and values.is_unique)
+        is_id = blank or name.strip().lower() in _ID_NAMES or (not BARE_NUMBER.match(name) and text_ids)
+        if not is_id:
+            return df
+    df = df.set_index(first)
+    if blank:
+        df.index.name = None
+    return df
+
+
 def _read_with(reader, path: Path, kind: str) -> pd.DataFrame:
     try:
         return reader(path)
-    except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
         raise DataFormatError(
             f"{path}: cannot read it as {kind} ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); "
             "the file may be truncated or of another format."
@@ -200,7 +242,7 @@ def atomic_path(path: str | os.PathLike):
 
 
 def write_dataset(df: pd.DataFrame, path: str | os.PathLike) -> None:
-    """Write a dataset atomically as ``.pkl``, ``.parquet`` or ``.csv`` (by suffix).
+    """Write a dataset atomically as ``.pkl``, ``.parquet``, ``.csv`` or ``.xlsx`` (by suffix).
 
     Args:
         df: one row per sample, unique index.
@@ -216,6 +258,9 @@ def write_dataset(df: pd.DataFrame, path: str | os.PathLike) -> None:
             df.to_pickle(tmp, protocol=pickle.HIGHEST_PROTOCOL)
         elif suffix == ".parquet":
             df.to_parquet(tmp)
+        elif suffix == ".xlsx":
+            _require_openpyxl(path)
+            df.to_excel(tmp, engine="openpyxl")
         else:
             df.to_csv(tmp)
     _logger.info("wrote %s (%d rows, %d columns)", path, len(df), df.shape[1])

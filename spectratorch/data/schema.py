@@ -2,8 +2,10 @@
 
 A dataset is a DataFrame with one row per sample and a unique index (the sample id). Spectral columns are named
 ``<channel>_<x>``: the channel is a name without ``_`` (``277``, ``lspr``, ``nir`` ...), ``x`` a number; a channel's
-columns sorted by ``x`` are its spectrum. Selected channels are placed on the union of their axes, zero outside a
-channel's own range. Every other column is a label, a tabular feature or metadata.
+columns sorted by ``x`` are its spectrum. A table with no such column whose spectral columns are bare numbers
+(``1100``, ``1100.5``: a wavelength or wavenumber axis, in any order), as instruments and chemometrics tools export
+them, is read as one channel named ``spectrum``. Selected channels are placed on the union of their axes, zero outside
+a channel's own range. Every other column is a label, a tabular feature or metadata.
 
 numpy/pandas only: no torch, so the torch-free inference path shares this module.
 """
@@ -24,12 +26,16 @@ from spectratorch.errors import SchemaError
 
 __all__ = [
     "SPECTRAL_COLUMN",
+    "BARE_NUMBER",
+    "PLAIN_CHANNEL",
+    "LAB_DEFAULT_CHANNELS",
     "DEFAULT_TABULAR",
     "OOB_COLUMN",
     "DATE_COLUMN",
     "RowFilter",
     "SpectralTable",
     "spectral_columns",
+    "is_plain_layout",
     "apply_filters",
     "load_table",
 ]
@@ -37,6 +43,12 @@ __all__ = [
 _logger = logging.getLogger(__name__)
 
 SPECTRAL_COLUMN = re.compile(r"^(?P<channel>[^_]+)_(?P<x>[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?)$")
+BARE_NUMBER = re.compile(r"^\s*(?P<x>[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?)\s*$")
+PLAIN_CHANNEL = "spectrum"
+"""The channel name of a plain table's bare-number columns."""
+# reason: the lab's recipe was tuned on these three fluorescence channels; `--channels` defaults to them on data that
+# has them all, and to every channel of the data otherwise.
+LAB_DEFAULT_CHANNELS = ("277", "380", "425")
 DEFAULT_TABULAR = "greffon_transmittance"
 OOB_COLUMN = "integration_oob"
 DATE_COLUMN = "mesure_date"
@@ -124,8 +136,11 @@ class SpectralTable:
 def spectral_columns(columns: Sequence) -> dict[str, list[tuple[float, str]]]:
     """Group spectral column names by channel, each list sorted by x.
 
+    Columns named ``<channel>_<x>`` form their channels. When there is none, bare-number columns (``1100``,
+    ``"1100.5"``, ascending or descending) form one channel, :data:`PLAIN_CHANNEL`.
+
     Args:
-        columns: column names; those not matching ``<channel>_<x>`` are ignored.
+        columns: column names; the others are ignored.
 
     Returns:
         ``{channel: [(x, column), ...]}`` in the order channels first appear.
@@ -133,15 +148,34 @@ def spectral_columns(columns: Sequence) -> dict[str, list[tuple[float, str]]]:
     Example:
         >>> spectral_columns(["277_300", "277_299", "greffon_transmittance", "lspr_450.5"])
         {'277': [(299.0, '277_299'), (300.0, '277_300')], 'lspr': [(450.5, 'lspr_450.5')]}
+        >>> spectral_columns(["label", "1100.5", "1100", 1099])
+        {'spectrum': [(1099.0, 1099), (1100.0, '1100'), (1100.5, '1100.5')]}
     """
     groups: dict[str, list[tuple[float, str]]] = {}
     for column in columns:
         match = SPECTRAL_COLUMN.match(str(column))
         if match:
             groups.setdefault(match["channel"], []).append((float(match["x"]), column))
+    if not groups:
+        plain = [(float(match["x"]), column) for column in columns
+                 if not isinstance(column, bool) and (match := BARE_NUMBER.match(str(column)))]
+        if plain:
+            groups[PLAIN_CHANNEL] = plain
     for items in groups.values():
-        items.sort()
+        items.sort(key=lambda item: item[0])
     return groups
+
+
+def is_plain_layout(columns: Sequence) -> bool:
+    """Whether the spectral columns are bare numbers (one channel, :data:`PLAIN_CHANNEL`) rather than
+    ``<channel>_<x>``.
+
+    Example:
+        >>> is_plain_layout(["label", "1100", "1102"]), is_plain_layout(["nir_1100", "label"])
+        (True, False)
+    """
+    return not any(SPECTRAL_COLUMN.match(str(c)) for c in columns) and any(
+        not isinstance(c, bool) and BARE_NUMBER.match(str(c)) for c in columns)
 
 
 def apply_filters(df: pd.DataFrame, filters: RowFilter) -> tuple[pd.DataFrame, dict[str, int]]:
@@ -212,11 +246,15 @@ def _check_ids(df: pd.DataFrame) -> None:
         )
 
 
-def _select_channels(groups: dict, channels: Sequence[str] | None) -> tuple[str, ...]:
+def _select_channels(df: pd.DataFrame, groups: dict, channels: Sequence[str] | str | None) -> tuple[str, ...]:
     if not groups:
+        shown = ", ".join(repr(str(c)) for c in list(df.columns)[:5]) + (", ..." if df.shape[1] > 5 else "")
         raise SchemaError(
-            "the data has no spectral column; expected columns named <channel>_<x> such as '277_295' or 'lspr_450'."
+            "no spectral column: expected column names that are numbers (one channel: '1100', '1100.5', ...) or "
+            f"<channel>_<x> ('nir_1100', '277_295', ...); the first columns are {shown or '(none)'}."
         )
+    if isinstance(channels, str) and channels == "default":
+        return LAB_DEFAULT_CHANNELS if set(LAB_DEFAULT_CHANNELS) <= set(groups) else tuple(groups)
     if channels is None:
         return tuple(groups)
     channels = tuple(str(c) for c in channels)
@@ -278,7 +316,8 @@ def _resolve_tabular(df: pd.DataFrame, tabular: Sequence[str] | str | None) -> t
 
 
 def _non_spectral(df: pd.DataFrame) -> list[str]:
-    return [c for c in df.columns if not SPECTRAL_COLUMN.match(str(c))]
+    spectral = {name for items in spectral_columns(df.columns).values() for _, name in items}
+    return [c for c in df.columns if c not in spectral]
 
 
 def _union_axis(groups: dict, channels: tuple[str, ...]) -> np.ndarray:
@@ -361,7 +400,7 @@ def _finite_rows(spectra: np.ndarray, tabular: np.ndarray) -> np.ndarray:
 
 def load_table(
     source,
-    channels: Sequence[str] | None = None,
+    channels: Sequence[str] | str | None = None,
     tabular: Sequence[str] | str | None = "default",
     filters: RowFilter | None = None,
     expected_axis: Sequence[float] | None = None,
@@ -372,8 +411,9 @@ def load_table(
     ``table.report["non_finite"]``) and dropped, never used.
 
     Args:
-        source: a path (``.pkl``, ``.parquet``, ``.csv``) or a DataFrame.
-        channels: channel names to select, in this order; ``None`` = every channel of the data.
+        source: a path (``.pkl``, ``.parquet``, ``.csv``, ``.xlsx``) or a DataFrame.
+        channels: channel names to select, in this order; ``None`` = every channel of the data; ``"default"`` =
+            the lab's ``277 380 425`` when the data has them all, else every channel.
         tabular: tabular feature columns; ``"default"`` = ``greffon_transmittance`` where present; ``None`` or
             ``()`` = none.
         filters: row filters; ``None`` = :class:`RowFilter` defaults (drop ``integration_oob`` rows).
@@ -407,7 +447,11 @@ def load_table(
         df, release = source, None
     _check_ids(df)
     groups = spectral_columns(df.columns)
-    channels = _select_channels(groups, channels)
+    channels = _select_channels(df, groups, channels)
+    if PLAIN_CHANNEL in channels and is_plain_layout(df.columns):
+        xs = [x for x, _ in groups[PLAIN_CHANNEL]]
+        _logger.info("spectral columns are bare numbers: %d columns, %g..%g, read as one channel %r",
+                     len(xs), xs[0], xs[-1], PLAIN_CHANNEL)
     axis = _union_axis(groups, channels)
     _check_channels(groups, channels, axis)
     tabular_columns = _resolve_tabular(df, tabular)

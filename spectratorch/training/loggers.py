@@ -12,13 +12,15 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 from typing import Sequence
 
 from spectratorch.config import RunConfig
 from spectratorch.errors import ConfigError
 
-__all__ = ["make_loggers", "check_loggers", "log_dir", "tensorboard_writer", "log_hparams", "log_artifacts"]
+__all__ = ["make_loggers", "check_loggers", "log_dir", "tensorboard_writer", "log_hparams", "log_artifacts",
+           "quiet_lightning"]
 
 _logger = logging.getLogger(__name__)
 
@@ -40,6 +42,48 @@ def check_loggers(names: Sequence[str]) -> None:
                               "tensorboard or csv.") from None
 
 
+# reason: Lightning's warnings that name nothing a user of spectratorch can change (the run sets these itself).
+_IGNORED_WARNINGS = (
+    r"Checkpoint directory .* exists and is not empty",
+    r"The number of training batches \(\d+\) is smaller than the logging interval",
+    r".*isinstance\(treespec, LeafSpec\)` is deprecated",
+    r".*does not have many workers",
+)
+# reason: advertisements for Lightning's cloud products, and accelerators this package never uses.
+_DROPPED_LINES = ("💡 Tip:", "TPU available:", "HPU available:")
+
+
+class _DropLines(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = str(record.msg)
+        return not any(message.startswith(start) for start in _DROPPED_LINES)
+
+
+_DROP_LINES = _DropLines()
+
+
+def quiet_lightning() -> None:
+    """Each Lightning message once, no advertisements, no warnings a user cannot act on.
+
+    Lightning's package logger prints through a handler of its own and passes the same records on to the root
+    logger's handlers; when the root logger has handlers (the command line's), Lightning's own is removed, so each
+    line is printed once, in the command line's format. Idempotent.
+    """
+    for pattern in _IGNORED_WARNINGS:
+        warnings.filterwarnings("ignore", message=pattern)
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+        logger = logging.getLogger(name)
+        if _DROP_LINES not in logger.filters:
+            logger.addFilter(_DROP_LINES)
+    if not logging.getLogger().handlers:
+        return
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        logger = logging.getLogger(name)
+        if logger.propagate:
+            for handler in [h for h in logger.handlers if type(h) is logging.StreamHandler]:
+                logger.removeHandler(handler)
+
+
 def _mlflow_uri(config: RunConfig, out_dir: Path) -> tuple[str, str | None]:
     if config.train.mlflow_uri:
         return config.train.mlflow_uri, None
@@ -51,6 +95,7 @@ def make_loggers(config: RunConfig, out_dir: Path, stem: str) -> list:
     """The Lightning loggers of a run, in the order of ``config.train.loggers``."""
     from lightning.pytorch.loggers import CSVLogger, MLFlowLogger, TensorBoardLogger
 
+    quiet_lightning()
     names = config.train.loggers
     check_loggers(names)
     loggers = []

@@ -236,7 +236,7 @@ def train(config: RunConfig, callbacks: Sequence = (), arch_selection: dict | No
         return _train_auto(config)
     pl.seed_everything(config.data.seed, workers=True, verbose=False)
     dm = datamodule if datamodule is not None else SpectralDataModule(config.data)
-    dm.prepare()
+    config = dm.with_data_defaults(config)
     config = resolve_defaults(config, len(dm.split.train))
     dm.config = config.data
     stem = model_name(config.name_fields())
@@ -351,7 +351,7 @@ def _checkpoint_arch(path: str) -> str:
 def _train_auto(config: RunConfig) -> dict:
     """``--arch auto``: VGG11 on the lab's large sets; else train every candidate, keep the best on validation."""
     dm = SpectralDataModule(config.data)
-    dm.prepare()
+    config = dm.with_data_defaults(config)
     n_train = len(dm.split.train)
     chosen = auto_arch(config.data.channels, n_train)
     if chosen is not None:

@@ -45,7 +45,8 @@ def cv_name(config: RunConfig, split: str = "cv") -> str:
 
     Example:
         >>> from spectratorch.config import DataConfig, ModelConfig
-        >>> cv_name(RunConfig(DataConfig(transforms=["da"]), ModelConfig(arch="VGG11")))
+        >>> cv_name(RunConfig(DataConfig(targets=["OVA", "OK"], channels=["277", "380", "425"], transforms=["da"]),
+        ...                   ModelConfig(arch="VGG11")))
         "VGG11 y=['OVA', 'OK'] c=('277', '380', '425') t=('da',) cv-5 s=42 eps=0.1"
     """
     return model_name({**config.name_fields(), "current_split": split})

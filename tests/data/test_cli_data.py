@@ -51,6 +51,6 @@ def test_convert_bad_input_one_line_no_output(tmp_path):
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().count("\n") == 0 and "error" in result.stderr
     assert not (tmp_path / "out.pkl").exists()
-    bad_suffix = _cli("make-dataset", "--samples", "50", "-o", str(tmp_path / "out.xlsx"))
+    bad_suffix = _cli("make-dataset", "--samples", "50", "-o", str(tmp_path / "out.xls"))
     assert bad_suffix.returncode == 2 and "unsupported dataset file type" in bad_suffix.stderr
-    assert not (tmp_path / "out.xlsx").exists()
+    assert not (tmp_path / "out.xls").exists()

@@ -97,7 +97,7 @@ def test_truncated_parquet(tmp_path):
         read_dataset(path)
 
 
-@pytest.mark.parametrize("name,match", [("d.xlsx", "unsupported"), ("missing.pkl", "no such"), ("empty.csv", "empty")])
+@pytest.mark.parametrize("name,match", [("d.xls", "unsupported"), ("missing.pkl", "no such"), ("empty.csv", "empty")])
 def test_bad_files(tmp_path, name, match):
     if name.startswith("empty"):
         (tmp_path / name).write_text("")

@@ -108,7 +108,8 @@ def test_cv_summary_and_name():
     from spectratorch.config import DataConfig, RunConfig
     from spectratorch.tuning.cv import classification_metrics, cv_name, fold_configs, summarise_folds
 
-    config = RunConfig(DataConfig(transforms=["da"], n_splits=4, current_split=2))
+    config = RunConfig(DataConfig(targets=("OVA", "OK"), channels=("277", "380"), transforms=["da"], n_splits=4,
+                                  current_split=2))
     assert [c.data.current_split for c in fold_configs(config)] == [0, 1, 2, 3]
     assert parse_model_name(cv_name(config)).split == "cv"
     assert parse_model_name(cv_name(config, "ens")).split == "ens"

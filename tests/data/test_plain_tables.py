@@ -1,0 +1,133 @@
+"""Plain tables: bare-number spectral columns read as one channel, and the defaults that follow the data."""
+
+import logging
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from spectratorch.config import DataConfig
+from spectratorch.data.generic import make_generic_frame
+from spectratorch.data.io import read_dataset, write_dataset
+from spectratorch.data.resolve import default_targets, label_candidates
+from spectratorch.data.schema import PLAIN_CHANNEL, is_plain_layout, load_table, spectral_columns
+from spectratorch.errors import SchemaError, TargetError
+from tests.conftest import make_frame
+
+
+def plain_frame(n=40, seed=0, descending=False, with_id=False) -> pd.DataFrame:
+    """A generic frame with bare-number headers (``"900"``, ``"904.02"`` ...), label first, no id column."""
+    df = make_generic_frame(n, seed=seed, length=60)
+    spectra = df.drop(columns="label").rename(columns=lambda c: c.removeprefix("nir_"))
+    if descending:
+        spectra = spectra[spectra.columns[::-1]]
+    out = pd.concat([df[["label"]], spectra], axis=1).reset_index(drop=not with_id)
+    return out
+
+
+def test_bare_numbers_are_one_channel_sorted_by_x():
+    groups = spectral_columns(["label", "1100.5", "1100", 1099, "-3e1"])
+    assert list(groups) == [PLAIN_CHANNEL]
+    assert [x for x, _ in groups[PLAIN_CHANNEL]] == [-30.0, 1099.0, 1100.0, 1100.5]
+    # reason: a frame with <channel>_<x> columns is the lab's layout; its other columns are never spectra.
+    assert list(spectral_columns(["nir_1", "2", "3"])) == ["nir"]
+    assert is_plain_layout(["a", "1"]) and not is_plain_layout(["nir_1", "1"]) and not is_plain_layout(["a", "b"])
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet", ".xlsx"])
+@pytest.mark.parametrize("descending", [False, True])
+def test_plain_files_read_as_one_channel(tmp_path, suffix, descending, caplog):
+    df = plain_frame(descending=descending)
+    path = tmp_path / f"plain{suffix}"
+    if suffix == ".csv":
+        df.to_csv(path, index=False)
+    elif suffix == ".xlsx":
+        df.to_excel(path, index=False)
+    else:
+        df.to_parquet(path)
+    with caplog.at_level(logging.INFO, logger="spectratorch"):
+        table = load_table(path, channels="default")
+    assert table.channels == (PLAIN_CHANNEL,) and table.tabular_columns == ()
+    axis = np.array(sorted(float(c) for c in df.columns[1:]))
+    np.testing.assert_allclose(table.axis, axis)
+    ordered = df[sorted(df.columns[1:], key=float)].to_numpy(np.float32)
+    np.testing.assert_allclose(table.spectra[:, 0], ordered, rtol=1e-6)
+    assert table.meta.columns.tolist() == ["label"] and table.ids.tolist() == list(range(len(df)))
+    assert "read as one channel 'spectrum'" in caplog.text
+
+
+def test_an_id_column_becomes_the_index_and_a_label_column_does_not(tmp_path):
+    with_id = plain_frame(with_id=True)
+    with_id.to_csv(tmp_path / "id.csv", index=False)
+    assert read_dataset(tmp_path / "id.csv").index.tolist() == with_id["id"].tolist()
+    plain_frame().to_csv(tmp_path / "label_first.csv", index=False)
+    df = read_dataset(tmp_path / "label_first.csv")
+    assert df.index.tolist() == list(range(40)) and df.columns[0] == "label"
+    unnamed = plain_frame().set_index(pd.Index([f"s{i}" for i in range(40)]))
+    unnamed.to_csv(tmp_path / "unnamed.csv")
+    assert read_dataset(tmp_path / "unnamed.csv").index.tolist() == unnamed.index.tolist()
+
+
+def test_the_lab_layout_reads_as_before(tmp_path, frame):
+    write_dataset(frame, tmp_path / "lab.csv")
+    back = read_dataset(tmp_path / "lab.csv")
+    assert back.index.tolist() == frame.index.tolist() and back.index.name == "id"
+    assert load_table(tmp_path / "lab.csv", channels="default").channels == ("277", "380")
+    three = make_frame(10, channels=("277", "380", "425", "lspr"))
+    assert load_table(three, channels="default").channels == ("277", "380", "425")
+
+
+def test_xlsx_round_trip(tmp_path):
+    df = make_generic_frame(12, length=20)
+    write_dataset(df, tmp_path / "d.xlsx")
+    back = read_dataset(tmp_path / "d.xlsx")
+    assert back.index.tolist() == df.index.tolist()
+    np.testing.assert_allclose(back.drop(columns="label").to_numpy(), df.drop(columns="label").to_numpy(), rtol=1e-6)
+
+
+def test_a_header_of_neither_layout_is_one_line_naming_the_columns_and_both_layouts():
+    df = pd.DataFrame({"wl1100": [1.0], "wl1102": [2.0], "label": ["a"]})
+    with pytest.raises(SchemaError) as err:
+        load_table(df)
+    message = str(err.value)
+    assert "\n" not in message
+    assert "'wl1100', 'wl1102', 'label'" in message
+    assert "numbers" in message and "<channel>_<x>" in message
+
+
+def test_default_target_is_the_one_text_column():
+    meta = pd.DataFrame({"label": ["a", "b"], "batch": [1, 2], "integration_oob": [0, 0],
+                         "mesure_date": pd.to_datetime(["2024-01-01", "2024-01-02"])})
+    assert label_candidates(meta) == (["label"], ["label", "batch"])
+    assert default_targets(meta)[0] == ("AVA", "label")
+    assert default_targets(pd.DataFrame({"class": [1, 2]}))[0] == ("AVA", "class")
+    assert default_targets(make_frame(6, xs=[300]))[0] == ("OVA", "OK")
+
+
+def test_two_text_columns_and_no_target_is_one_line_listing_them():
+    with pytest.raises(TargetError) as err:
+        default_targets(pd.DataFrame({"variety": ["a"], "origin": ["b"], "batch": [1]}))
+    message = str(err.value)
+    assert "\n" not in message and "['variety', 'origin']" in message and "--targets AVA variety" in message
+
+
+def test_the_data_module_follows_a_plain_table(caplog):
+    from spectratorch.data.datamodule import SpectralDataModule
+
+    assert DataConfig().targets is None and DataConfig().channels is None
+    dm = SpectralDataModule(data=plain_frame(60))
+    with caplog.at_level(logging.INFO, logger="spectratorch"):
+        dm.prepare()
+    assert dm.config.targets == ("AVA", "label") and dm.config.channels == (PLAIN_CHANNEL,)
+    assert dm.labels == ("pure", "rich", "shifted") and dm.n_tabular == 0
+    assert "defaults from the data: target AVA label (the one text column); channels spectrum" in caplog.text
+    assert "tabular columns: none" in caplog.text
+
+
+def test_the_data_module_keeps_the_lab_defaults_on_lab_data():
+    from spectratorch.data.datamodule import SpectralDataModule
+
+    dm = SpectralDataModule(data=make_frame(60, channels=("277", "380", "425", "lspr")))
+    dm.prepare()
+    assert dm.config.targets == ("OVA", "OK") and dm.config.channels == ("277", "380", "425")
+    assert dm.table.tabular_columns == ("greffon_transmittance",)

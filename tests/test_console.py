@@ -1,0 +1,40 @@
+"""A quiet console: a real `spectratorch train` prints each message once, no advertisements, no idle warnings."""
+
+import collections
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.data.test_plain_tables import plain_frame
+
+ROOT = Path(__file__).resolve().parents[1]
+# reason: a progress bar redraws itself; its frames are not messages.
+_BAR = re.compile(r"it/s\]|s/it\]|\d+%\||^$")
+
+
+def _messages(text: str) -> list[str]:
+    parts = (re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", p).strip() for p in re.split(r"[\r\n]", text))
+    return [p for p in parts if not _BAR.search(p)]
+
+
+@pytest.mark.slow
+def test_train_prints_each_message_once(tmp_path):
+    data = tmp_path / "x.csv"
+    plain_frame(80, seed=1).to_csv(data, index=False)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-m", "spectratorch.cli", "train", "--data", str(data), "--arch", "Linear",
+               "--max-epochs", "2", "--to-onnx", "--output-dir", str(tmp_path / "out")]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=900, env=env, cwd=tmp_path, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = _messages(result.stderr) + _messages(result.stdout)
+    repeated = {line: n for line, n in collections.Counter(lines).items() if n > 1}
+    assert not repeated, repeated
+    text = result.stderr + result.stdout
+    assert "GPU available" in text and "`Trainer.fit` stopped" in text  # Lightning's own lines still come, once
+    for noise in ("Tip:", "litlogger", "litmodels", "TPU available", "exists and is not empty", "LeafSpec",
+                  "logging interval"):
+        assert noise not in text, noise

@@ -1,0 +1,79 @@
+"""A newcomer's path on a plain CSV (bare-number headers, one label column): train, predict, cv, and the error lines."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.data.test_plain_tables import plain_frame
+
+ROOT = Path(__file__).resolve().parents[2]
+FAST = ["--arch", "Linear", "--max-epochs", "2"]
+
+
+def _cli(*args, cwd=ROOT):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "spectratorch.cli", *map(str, args)], cwd=cwd, capture_output=True,
+                          text=True, timeout=900, env=env)
+
+
+@pytest.fixture
+def plain_csv(tmp_path):
+    path = tmp_path / "my spectra.csv"
+    plain_frame(120, seed=4, descending=True).to_csv(path, index=False)
+    return path
+
+
+@pytest.mark.slow
+def test_train_then_predict_with_no_data_flags(plain_csv, tmp_path):
+    out = tmp_path / "out"
+    result = _cli("train", "--data", plain_csv, *FAST, "--to-onnx", "--output-dir", out)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "read as one channel 'spectrum'" in result.stderr
+    assert "defaults from the data: target AVA label (the one text column); channels spectrum" in result.stderr
+    summary = json.loads(next(out.glob("*.json")).read_text())
+    assert summary["config"]["data"]["targets"] == ["AVA", "label"]
+    assert summary["config"]["data"]["channels"] == ["spectrum"]
+    assert summary["description"]["tabular_columns"] == [] and summary["labels"] == ["pure", "rich", "shifted"]
+    assert summary["metrics"]["test"]["accuracy"] > 0.8
+
+    preds = tmp_path / "preds.csv"
+    predicted = _cli("predict", summary["files"]["onnx"], plain_csv, "-o", preds)
+    assert predicted.returncode == 0, predicted.stderr[-3000:]
+    frame = pd.read_csv(preds)
+    truth = pd.read_csv(plain_csv)["label"]
+    assert len(frame) == len(truth) and frame["id"].tolist() == list(range(len(truth)))
+    assert (frame["label"] == truth).mean() > 0.8
+
+
+@pytest.mark.slow
+def test_cv_with_no_data_flags(plain_csv, tmp_path):
+    out = tmp_path / "cv"
+    result = _cli("cv", "--data", plain_csv, *FAST, "--n-splits", "3", "--no-baseline", "--output-dir", out)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "cv: Linear y=['AVA', 'label'] c=('spectrum',)" in result.stdout
+    assert len(list(out.glob("* cv-3 *.json"))) == 1
+
+
+def test_a_header_of_neither_layout_is_one_error_line(tmp_path):
+    path = tmp_path / "bad.csv"
+    pd.DataFrame({"sample": ["a", "b"], "wl1100": [1.0, 2.0], "wl1102": [2.0, 3.0]}).to_csv(path, index=False)
+    result = _cli("train", "--data", path, *FAST, "--output-dir", tmp_path / "out")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if "error" in line]
+    assert len(lines) == 1 and "'wl1100', 'wl1102'" in lines[0] and "<channel>_<x>" in lines[0], result.stderr
+
+
+def test_two_text_columns_and_no_targets_is_one_error_line(tmp_path):
+    path = tmp_path / "two.csv"
+    df = plain_frame(30)
+    df.insert(1, "origin", ["north", "south", "east"] * 10)
+    df.to_csv(path, index=False)
+    result = _cli("train", "--data", path, *FAST, "--output-dir", tmp_path / "out")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if "error" in line]
+    assert len(lines) == 1 and "['label', 'origin']" in lines[0] and "--targets AVA label" in lines[0], result.stderr
