@@ -38,7 +38,9 @@ APP = ["streamlit>=1.67,<2"]
 TUNE = ["optuna>=4.0", "optuna-integration>=4.0", "pyyaml>=6"]
 TRACKING = ["mlflow>=2.10"]
 # reason: playwright drives the system's chromium in the page's end-to-end test; it never downloads a browser.
-TEST = ["pytest>=7", "pytest-timeout>=2", "playwright>=1.40", *NOTEBOOK_RUN, *TUNE, *TRACKING]
+# reason: reference implementations the msc/emsc/als layers are compared against (tests only; no torch pulled).
+REFERENCES = ["chemotools>=0.5", "pybaselines>=1.1"]
+TEST = ["pytest>=7", "pytest-timeout>=2", "playwright>=1.40", *NOTEBOOK_RUN, *TUNE, *TRACKING, *REFERENCES]
 
 setup(
     name="spectratorch",

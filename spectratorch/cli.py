@@ -109,7 +109,8 @@ def _add_train_args(parser: argparse.ArgumentParser) -> None:
          help="samples per batch (default: n_train/8 rounded down to a power of two, within 16..256)")
     aug = parser.add_argument_group("transforms")
     _add(aug, "--transforms", nargs="+", default=None,
-         help="in order: da mixup (training only), simulate snv sg1 sg2 (in the model), or none (default: da on the "
+         help="in order: da mixup (training only), simulate snv sg1 sg2 msc emsc als (in the model), or none "
+         "(default: da on the "
          "lab's channels 277 380 425 lspr, none on other data)")
     _add(aug, "--mixup-alpha", type=float, default=d.mixup_alpha, help="mixup's Beta(alpha, alpha)")
     _add(aug, "--da-multiplier-scale", type=float, default=d.da_multiplier_scale, help="da: std of the factor")
@@ -117,6 +118,9 @@ def _add_train_args(parser: argparse.ArgumentParser) -> None:
     _add(aug, "--da-xshift-scale", type=float, default=d.da_xshift_scale, help="da: Laplace scale of the shift")
     _add(aug, "--sg-window", type=int, default=d.sg_window, help="Savitzky-Golay window (odd)")
     _add(aug, "--sg-order", type=int, default=d.sg_order, help="Savitzky-Golay polynomial order")
+    _add(aug, "--emsc-order", type=int, default=d.emsc_order, help="emsc: polynomial order of the baseline")
+    _add(aug, "--als-lambda", type=float, default=d.als_lambda, help="als: smoothness of the baseline")
+    _add(aug, "--als-p", type=float, default=d.als_p, help="als: weight of the points above the baseline")
     model = parser.add_argument_group("model")
     _add(model, "--arch", default=m.arch,
          help=f"architecture: {_MODEL_NAMES}, or auto (VGG11 on the lab's channels with >= 2000 training rows; "

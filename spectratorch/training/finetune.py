@@ -36,6 +36,9 @@ __all__ = ["Finetune", "FreezeBackbone", "count_trainable", "final_layer", "fine
 _logger = logging.getLogger(__name__)
 
 # reason: each hparam with the flag that sets it, so the error says how to match the checkpoint.
+# reason: the preprocessing options that change what a transform computes, by the transforms that read them.
+_PREPROCESS_OPTIONS = ((("sg1", "sg2"), "sg_window"), (("sg1", "sg2"), "sg_order"), (("emsc",), "emsc_order"),
+                       (("als",), "als_lambda"), (("als",), "als_p"))
 _FLAGS = {"arch": "--arch", "channels": "--channels", "tabular_columns": "--tabular", "transforms": "--transforms"}
 
 
@@ -125,9 +128,11 @@ def finetune_differences(parent: dict, expected: dict) -> list[str]:
             flag = "--" + key.replace("_", "-")
             lines.append(f"{key}: checkpoint {have_kwargs.get(key)!r}, this run {want_kwargs.get(key)!r} "
                          f"(pass {flag} {have_kwargs.get(key)})")
-    if {"sg1", "sg2"} & set(expected.get("transforms") or ()):
+    used = set(expected.get("transforms") or ())
+    keys = [key for names, key in _PREPROCESS_OPTIONS if set(names) & used]
+    if keys:
         have_pre, want_pre = parent.get("preprocess_kwargs") or {}, expected.get("preprocess_kwargs") or {}
-        for key in ("sg_window", "sg_order"):
+        for key in keys:
             if have_pre.get(key) != want_pre.get(key):
                 lines.append(f"{key}: checkpoint {have_pre.get(key)!r}, this run {want_pre.get(key)!r} "
                              f"(pass --{key.replace('_', '-')} {have_pre.get(key)})")
