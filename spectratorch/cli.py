@@ -357,6 +357,9 @@ def _add_predict_parser(sub) -> None:
     _add(predict, "--cutoff", default="auto",
          help="under this top probability a sample is 'unclassified': auto (the model's cutoff, if any), none, "
               "a probability, or the name of one of the model's cutoffs")
+    _add(predict, "--coverage", type=float, default=None,
+         help="add each sample's conformal label set (`set`, `set_size`): the classes that hold its true class "
+              "with this probability, e.g. 0.9 (levels the model's calibration rows support)")
     _add(predict, "--batch-size", type=int, default=1024, help="samples per onnxruntime call")
     _add(predict, "--threads", type=int, default=None, help="onnxruntime threads (default: the physical cores)")
 
@@ -469,7 +472,10 @@ def _run_predict(args) -> int:
     from spectratorch.inference import Predictor, write_predictions
 
     predictor = Predictor(args.model, threads=args.threads)
-    frame = predictor.predict_file(args.data, top_k=args.top_k, cutoff=args.cutoff, batch_size=args.batch_size)
+    for note in predictor.trust_notes():
+        print(note, file=sys.stderr)
+    frame = predictor.predict_file(args.data, top_k=args.top_k, cutoff=args.cutoff, batch_size=args.batch_size,
+                                   coverage=args.coverage)
     write_predictions(frame, args.output)
     skipped = {rule: n for rule, n in frame.attrs.get("skipped", {}).items() if n}
     print(f"wrote {args.output}: {len(frame)} samples" + (f", skipped {skipped}" if skipped else ""))

@@ -319,6 +319,11 @@ def train(config: RunConfig, callbacks: Sequence = (), arch_selection: dict | No
         if "calibration" in summary:
             cutoffs = {k: v for k, v in summary["calibration"]["cutoffs"].items() if v is not None}
             update_metadata(files["onnx"], cutoffs=cutoffs)
+        from spectratorch.export.onnx import read_metadata
+
+        exported = read_metadata(files["onnx"])
+        # reason: the conformal calibration and the outlier model's limits travel in the ONNX; the JSON repeats them.
+        summary["trust"] = {"conformal": exported.get("conformal"), "ood": exported.get("ood")}
     files["json"] = str(out_dir / f"{stem}.json")
     _log_hparams(trainer, config, summary)
     _write_json(out_dir / f"{stem}.json", summary)
