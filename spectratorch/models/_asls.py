@@ -18,11 +18,19 @@ from torch import nn
 __all__ = ["AsymmetricLeastSquares"]
 
 
-def _inverse(block: torch.Tensor) -> torch.Tensor:
-    """Inverse of every 2x2 matrix of ``block [..., 2, 2]``."""
-    a, b, c, d = block[..., 0, 0], block[..., 0, 1], block[..., 1, 0], block[..., 1, 1]
-    det = a * d - b * c
-    return torch.stack([torch.stack([d, -b], -1), torch.stack([-c, a], -1)], -2) / det[..., None, None]
+# reason: a 2x2 block is 4 tensors [4, B, n] (entries 00, 01, 10, 11) and a 2-vector is [2, B, n], so every block
+# product is a few elementwise operations; batched 2x2 MatMul nodes cost onnxruntime one tiny GEMM call per block.
+def _mul(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return torch.stack([x[0] * y[0] + x[1] * y[2], x[0] * y[1] + x[1] * y[3],
+                        x[2] * y[0] + x[3] * y[2], x[2] * y[1] + x[3] * y[3]])
+
+
+def _apply(x: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    return torch.stack([x[0] * v[0] + x[1] * v[1], x[2] * v[0] + x[3] * v[1]])
+
+
+def _inverse(x: torch.Tensor) -> torch.Tensor:
+    return torch.stack([x[3], -x[1], -x[2], x[0]]) / (x[0] * x[3] - x[1] * x[2])
 
 
 def _solve_block_tridiagonal(lower: torch.Tensor, diag: torch.Tensor, upper: torch.Tensor,
@@ -30,34 +38,34 @@ def _solve_block_tridiagonal(lower: torch.Tensor, diag: torch.Tensor, upper: tor
     """Solve ``lower_i x_{i-1} + diag_i x_i + upper_i x_{i+1} = rhs_i`` for ``n = 2^k - 1`` blocks.
 
     Args:
-        lower, diag, upper: ``[B, n, 2, 2]`` blocks (``lower_0`` and ``upper_{n-1}`` are zero).
-        rhs: ``[B, n, 2, 1]``.
+        lower, diag, upper: ``[4, B, n]`` 2x2 blocks (``lower_0`` and ``upper_{n-1}`` are zero).
+        rhs: ``[2, B, n]``.
 
     Returns:
-        ``x [B, n, 2, 1]``.
+        ``x [2, B, n]``.
     """
-    n = diag.shape[1]
+    n = diag.shape[-1]
     if n == 1:
-        return _inverse(diag) @ rhs
+        return _apply(_inverse(diag), rhs)
     # reason: the even blocks are eliminated; every odd block keeps both neighbours, since n = 2^k - 1.
-    inv_even = _inverse(diag[:, 0::2])
-    left = -lower[:, 1::2] @ inv_even[:, :-1]
-    right = -upper[:, 1::2] @ inv_even[:, 1:]
-    lower_e, upper_e, rhs_e = lower[:, 0::2], upper[:, 0::2], rhs[:, 0::2]
+    inv_even = _inverse(diag[..., 0::2])
+    left = -_mul(lower[..., 1::2], inv_even[..., :-1])
+    right = -_mul(upper[..., 1::2], inv_even[..., 1:])
+    lower_e, upper_e, rhs_e = lower[..., 0::2], upper[..., 0::2], rhs[..., 0::2]
     reduced = _solve_block_tridiagonal(
-        left @ lower_e[:, :-1],
-        diag[:, 1::2] + left @ upper_e[:, :-1] + right @ lower_e[:, 1:],
-        right @ upper_e[:, 1:],
-        rhs[:, 1::2] + left @ rhs_e[:, :-1] + right @ rhs_e[:, 1:],
+        _mul(left, lower_e[..., :-1]),
+        diag[..., 1::2] + _mul(left, upper_e[..., :-1]) + _mul(right, lower_e[..., 1:]),
+        _mul(right, upper_e[..., 1:]),
+        rhs[..., 1::2] + _apply(left, rhs_e[..., :-1]) + _apply(right, rhs_e[..., 1:]),
     )
     # reason: back-substitution; the even blocks' missing outer neighbours have zero coupling, so pad with zeros.
-    zero = torch.zeros_like(reduced[:, :1])
-    before = torch.cat([zero, reduced], dim=1)
-    after = torch.cat([reduced, zero], dim=1)
-    even = inv_even @ (rhs_e - lower_e @ before - upper_e @ after)
+    zero = torch.zeros_like(reduced[..., :1])
+    before = torch.cat([zero, reduced], dim=-1)
+    after = torch.cat([reduced, zero], dim=-1)
+    even = _apply(inv_even, rhs_e - _apply(lower_e, before) - _apply(upper_e, after))
     # reason: interleave even and odd blocks back into place: [e0, o0, e1, o1, ..., e_last].
-    pairs = torch.stack([even[:, :-1], reduced], dim=2).flatten(1, 2)
-    return torch.cat([pairs, even[:, -1:]], dim=1)
+    pairs = torch.stack([even[..., :-1], reduced], dim=-1).flatten(-2)
+    return torch.cat([pairs, even[..., -1:]], dim=-1)
 
 
 class AsymmetricLeastSquares(nn.Module):
@@ -113,11 +121,14 @@ class AsymmetricLeastSquares(nn.Module):
         b, c = self.band1.expand_as(a), self.band2.expand_as(a)
         zero = torch.zeros_like(a[:, 0::2])
         # reason: pair points (2j, 2j+1): diagonal block [[a0, b0], [b0, a1]], upper block [[c0, 0], [b1, c1]].
-        diag = torch.stack([torch.stack([a[:, 0::2], b[:, 0::2]], -1), torch.stack([b[:, 0::2], a[:, 1::2]], -1)], -2)
-        upper = torch.stack([torch.stack([c[:, 0::2], zero], -1), torch.stack([b[:, 1::2], c[:, 1::2]], -1)], -2)
-        lower = torch.cat([torch.zeros_like(upper[:, :1]), upper[:, :-1].transpose(-1, -2)], dim=1)
-        rhs = (weights * y).reshape(y.shape[0], -1, 2, 1)
-        return _solve_block_tridiagonal(lower, diag, upper, rhs).reshape(y.shape)
+        diag = torch.stack([a[:, 0::2], b[:, 0::2], b[:, 0::2], a[:, 1::2]])
+        upper = torch.stack([c[:, 0::2], zero, b[:, 1::2], c[:, 1::2]])
+        transposed = torch.stack([upper[0], upper[2], upper[1], upper[3]])
+        lower = torch.cat([torch.zeros_like(upper[..., :1]), transposed[..., :-1]], dim=-1)
+        wy = weights * y
+        rhs = torch.stack([wy[:, 0::2], wy[:, 1::2]])
+        x = _solve_block_tridiagonal(lower, diag, upper, rhs)
+        return torch.stack([x[0], x[1]], dim=-1).flatten(1)
 
     def forward(self, spectra: torch.Tensor) -> torch.Tensor:
         return (spectra.to(torch.float64) - self.baseline(spectra)).to(spectra.dtype)
