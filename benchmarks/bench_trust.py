@@ -60,7 +60,8 @@ def _faults(spectra: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarr
     peak = spectra.max(axis=(1, 2), keepdims=True)
     saturated = spectra.copy()
     starts = rng.integers(0, length - length // 5, n)
-    band = (np.arange(length)[None, :] >= starts[:, None]) & (np.arange(length)[None, :] < starts[:, None] + length // 5)
+    positions = np.arange(length)[None, :]
+    band = (positions >= starts[:, None]) & (positions < starts[:, None] + length // 5)
     saturated = np.where(band[:, None, :], peak, saturated)
     tilt = spectra + 0.1 * peak * np.linspace(0.0, 1.0, length)
     return {"saturated_band": saturated.astype(np.float32), "baseline_tilt": tilt.astype(np.float32)}

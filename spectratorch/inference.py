@@ -2,7 +2,8 @@
 
 An exported ``<stem>.onnx`` (see :func:`spectratorch.export.onnx.export_onnx`) takes raw spectra and tabular values
 and answers calibrated class probabilities (and, when exported with an outlier model, ``t2``, ``q`` and ``outlier``
-per spectrum); its metadata (with the conformal calibration that turns probabilities into label sets) says what it needs (channels, axis, tabular columns) and
+per spectrum); its metadata (with the conformal calibration that turns probabilities into label sets) says what it
+needs (channels, axis, tabular columns) and
 what it answers (class labels, cutoffs). :class:`Predictor` reads a dataset file or a folder of instrument exports
 with the same schema code as training (:func:`spectratorch.data.schema.load_table`), checks it against the
 metadata, runs the model in chunks and writes one CSV row per sample.
@@ -34,9 +35,9 @@ __all__ = [
     "INPUT_SPECTRA",
     "INPUT_TABULAR",
     "METADATA_KEYS",
+    "OUTPUT_OOD",
     "OUTPUT_PROBABILITIES",
     "UNCLASSIFIED",
-    "OUTPUT_OOD",
     "Predictor",
     "decode_metadata",
     "encode_metadata",

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -26,21 +26,21 @@ from spectratorch.data.io import atomic_path
 from spectratorch.errors import ConfigError
 from spectratorch.export.calibration import calibration_report, softmax
 from spectratorch.export.conformal import fit_conformal
-from spectratorch.export.ood import fit_ood, preprocessed_inputs
 from spectratorch.export.onnx import (
     ExportError,
+    _check_parity,
     _data_arrays,
-    _with_ood,
-    output_names,
     _inputs,
     _metadata,
     _Probabilities,
     _run_torch,
     _set_props,
-    _check_parity,
     _trace,
+    _with_ood,
     conv2d_layout,
+    output_names,
 )
+from spectratorch.export.ood import fit_ood, preprocessed_inputs
 from spectratorch.inference import INPUT_SPECTRA, INPUT_TABULAR, encode_metadata
 from spectratorch.training.restore import checkpoint_differences, load_module
 

@@ -2,13 +2,15 @@
 
 ``<stem>.onnx`` takes raw spectra ``data_spectra [batch, C, L]`` (and ``data_tabular [batch, T]`` when ``T > 0``)
 and answers ``probabilities [batch, K] = softmax(logits / T)``, then ``t2``, ``q`` and ``outlier`` ``[batch]``
-(:mod:`spectratorch.export.ood`: how unlike the training rows a spectrum is); the batch axis is dynamic. Its ``metadata_props``
+(:mod:`spectratorch.export.ood`: how unlike the training rows a spectrum is); the batch axis is dynamic. Its
+``metadata_props``
 describe the inputs and the classes (see :data:`spectratorch.inference.METADATA_KEYS`), so
 :class:`spectratorch.inference.Predictor` checks new data against it without torch.
 
 Steps: load the checkpoint; rebuild its data (or take the one given) and check it matches; fit the temperature on
 the validation logits, the conformal label sets on the calibrated validation probabilities
-(:mod:`spectratorch.export.conformal`) and the outlier model on the training rows (limits on the validation rows); convert the 1D convolution trunk to the equivalent 2D layout (onnxruntime's fastest
+(:mod:`spectratorch.export.conformal`) and the outlier model on the training rows (limits on the validation rows);
+convert the 1D convolution trunk to the equivalent 2D layout (onnxruntime's fastest
 convolutions are 2D); trace with the TorchScript exporter (opset 17); ``onnx.checker``; then onnxruntime against
 torch on at least ``n_check`` real samples. The file appears only when every step passed.
 """

@@ -1,13 +1,14 @@
 """Asymmetric least squares baseline (Eilers and Boelens) as fixed tensor operations, so it exports to ONNX.
 
-The baseline ``z`` of a spectrum ``y`` minimises ``sum_i w_i (y_i - z_i)^2 + lam * sum_i (z_{i-1} - 2 z_i + z_{i+1})^2``;
-the weights start at 1 and become ``p`` where ``y > z`` and ``1 - p`` elsewhere, for a fixed number of solves. Each
-solve is the pentadiagonal system ``(W + lam D'D) z = W y``. Grouping the points in pairs makes it block
-tridiagonal with 2x2 blocks, which odd-even (cyclic) reduction solves in ``log2(L / 2)`` vectorised steps instead of
-``L`` sequential ones: every step is a handful of batched 2x2 products, so the graph stays small and ONNX-exportable
-(no linear-algebra operator is needed). Cyclic reduction is Gaussian elimination of a symmetric permutation of the
-matrix, which is symmetric positive definite, so it needs no pivoting. It runs in float64: with ``lam`` up to 1e9
-the system's condition number is far beyond float32.
+The baseline ``z`` of a spectrum ``y`` minimises
+``sum_i w_i (y_i - z_i)^2 + lam * sum_i (z_{i-1} - 2 z_i + z_{i+1})^2``; the weights start at 1 and become ``p``
+where ``y > z`` and ``1 - p`` elsewhere, for a fixed number of solves. Each solve is the pentadiagonal system
+``(W + lam D'D) z = W y``. Grouping the points in pairs makes it block tridiagonal with 2x2 blocks, which odd-even
+(cyclic) reduction solves in ``log2(L / 2)`` vectorised steps instead of ``L`` sequential ones: every step is a
+handful of elementwise operations on the blocks' entries, so the graph is ONNX-exportable (no linear-algebra
+operator is needed). Cyclic reduction is Gaussian elimination of a symmetric permutation of the matrix, which is
+symmetric positive definite, so it needs no pivoting. It runs in float64: with ``lam`` up to 1e9 the system's
+condition number is far beyond float32.
 """
 
 import math

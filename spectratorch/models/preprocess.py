@@ -2,7 +2,8 @@
 
 ``Preprocess`` applies the inference-time transforms (``INFERENCE_TRANSFORMS``) in the order given, then scales
 every spectral point and every tabular feature to [-1, 1] with the minimum and maximum of the training split.
-Its constants (simulation mask, Savitzky-Golay kernels, the scatter references) and fitted ranges are buffers: they travel with the
+Its constants (simulation mask, Savitzky-Golay kernels, the scatter references) and fitted ranges are buffers: they
+travel with the
 ``state_dict`` and become constants of an exported graph. Train-only transforms (``da``, ``mixup``...) belong to
 the data pipeline and are ignored here.
 """

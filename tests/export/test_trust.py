@@ -1,12 +1,10 @@
 """Conformal label sets and the outlier flag of an exported model, end to end (training, ONNX, CLI without torch)."""
 
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from spectratorch.data.schema import load_table
 from spectratorch.data.targets import resolve_target
 from spectratorch.inference import OUTPUT_OOD, Predictor
 from tests.export.helpers import ROOT, run_cli, trained_run
