@@ -82,7 +82,7 @@ class AsymmetricLeastSquares(nn.Module):
         ``[..., L]`` -> ``[..., L]`` (the input minus its baseline), in the input's dtype.
 
     Example:
-        >>> als = AsymmetricLeastSquares(64, lam=1e4, p=0.01)
+        >>> als = AsymmetricLeastSquares(64, lam=1e4, p=0.01, n_solves=10)
         >>> x = torch.linspace(0, 1, 64) * 3.0 + torch.exp(-((torch.arange(64) - 32.0) / 3) ** 2)
         >>> bool(als(x[None]).abs()[0, :10].max() < 0.05)
         True
