@@ -43,8 +43,11 @@ TRACKING = ["mlflow>=2.10"]
 # pandas or scikit-learn.
 DOCS = ["mkdocs>=1.6", "mkdocs-material>=9.5", "mkdocstrings[python]>=0.26"]
 # reason: playwright drives the system's chromium in the page's end-to-end test; it never downloads a browser.
-# reason: hypothesis drives the unpickler fuzz in tests/security/test_fuzz.py.
-TEST = ["pytest>=7", "pytest-timeout>=2", "hypothesis>=6", "playwright>=1.40", *NOTEBOOK_RUN, *TUNE, *TRACKING, *DOCS]
+# reason: hypothesis drives the unpickler fuzz in tests/security/test_fuzz.py; chemotools and pybaselines are the
+# reference implementations the msc/emsc/als layers are compared against (tests only; no torch pulled).
+REFERENCES = ["chemotools>=0.5", "pybaselines>=1.1"]
+TEST = ["pytest>=7", "pytest-timeout>=2", "hypothesis>=6", "playwright>=1.40", *NOTEBOOK_RUN, *TUNE, *TRACKING, *DOCS,
+        *REFERENCES]
 
 setup(
     name="spectratorch",

@@ -110,7 +110,8 @@ def _add_train_args(parser: argparse.ArgumentParser) -> None:
          help="samples per batch (default: n_train/8 rounded down to a power of two, within 16..256)")
     aug = parser.add_argument_group("transforms")
     _add(aug, "--transforms", nargs="+", default=None,
-         help="in order: da mixup (training only), simulate snv sg1 sg2 (in the model), or none (default: da on the "
+         help="in order: da mixup (training only), simulate snv sg1 sg2 msc emsc als (in the model), or none "
+         "(default: da on the "
          "lab's channels 277 380 425 lspr, none on other data)")
     _add(aug, "--mixup-alpha", type=float, default=d.mixup_alpha, help="mixup's Beta(alpha, alpha)")
     _add(aug, "--da-multiplier-scale", type=float, default=d.da_multiplier_scale, help="da: std of the factor")
@@ -118,6 +119,9 @@ def _add_train_args(parser: argparse.ArgumentParser) -> None:
     _add(aug, "--da-xshift-scale", type=float, default=d.da_xshift_scale, help="da: Laplace scale of the shift")
     _add(aug, "--sg-window", type=int, default=d.sg_window, help="Savitzky-Golay window (odd)")
     _add(aug, "--sg-order", type=int, default=d.sg_order, help="Savitzky-Golay polynomial order")
+    _add(aug, "--emsc-order", type=int, default=d.emsc_order, help="emsc: polynomial order of the baseline")
+    _add(aug, "--als-lambda", type=float, default=d.als_lambda, help="als: smoothness of the baseline")
+    _add(aug, "--als-p", type=float, default=d.als_p, help="als: weight of the points above the baseline")
     model = parser.add_argument_group("model")
     _add(model, "--arch", default=m.arch,
          help=f"architecture: {_MODEL_NAMES}, or auto (VGG11 on the lab's channels with >= 2000 training rows; "
@@ -385,6 +389,9 @@ def _add_predict_parser(sub) -> None:
     _add(predict, "--cutoff", default="auto",
          help="under this top probability a sample is 'unclassified': auto (the model's cutoff, if any), none, "
               "a probability, or the name of one of the model's cutoffs")
+    _add(predict, "--coverage", type=float, default=None,
+         help="add each sample's conformal label set (`set`, `set_size`): the classes that hold its true class "
+              "with this probability, e.g. 0.9 (levels the model's calibration rows support)")
     _add(predict, "--batch-size", type=int, default=1024, help="samples per onnxruntime call")
     _add(predict, "--threads", type=int, default=None, help="onnxruntime threads (default: the physical cores)")
 
@@ -543,7 +550,10 @@ def _run_predict(args) -> int:
     from spectratorch.inference import Predictor, write_predictions
 
     predictor = Predictor(args.model, threads=args.threads)
-    frame = predictor.predict_file(args.data, top_k=args.top_k, cutoff=args.cutoff, batch_size=args.batch_size)
+    for note in predictor.trust_notes():
+        print(note, file=sys.stderr)
+    frame = predictor.predict_file(args.data, top_k=args.top_k, cutoff=args.cutoff, batch_size=args.batch_size,
+                                   coverage=args.coverage)
     write_predictions(frame, args.output)
     skipped = {rule: n for rule, n in frame.attrs.get("skipped", {}).items() if n}
     print(f"wrote {args.output}: {len(frame)} samples" + (f", skipped {skipped}" if skipped else ""))

@@ -30,7 +30,7 @@ __all__ = [
     "normalize_loggers",
 ]
 
-TRANSFORMS = ("da", "mixup", "simulate", "snv", "sg1", "sg2")
+TRANSFORMS = ("da", "mixup", "simulate", "snv", "sg1", "sg2", "msc", "emsc", "als")
 TRAIN_ONLY_TRANSFORMS = ("da", "mixup")
 # reason: the direction each metric improves in, for early stopping, checkpointing and the scheduler.
 TARGET_METRICS = {
@@ -172,6 +172,9 @@ class DataConfig:
     da_xshift_scale: float = 1.5
     sg_window: int = 11
     sg_order: int = 2
+    emsc_order: int = 2
+    als_lambda: float = 1e6
+    als_p: float = 0.01
 
     def __post_init__(self):
         if self.targets is not None:
@@ -203,6 +206,9 @@ class DataConfig:
             raise ConfigError(
                 f"--sg-window must be odd and >= 3 and --sg-order in 1..window-1; got {self.sg_window}, {self.sg_order}."
             )
+        _check_range("--emsc-order", self.emsc_order, 0, 10)
+        _check_range("--als-lambda", self.als_lambda, 0, 1e12, inclusive_low=False)
+        _check_range("--als-p", self.als_p, 0, 0.5, inclusive_low=False)
 
     @property
     def data_path(self) -> Path:

@@ -164,8 +164,9 @@ INPUT_KEYS = ("channels", "axis", "tabular_columns")
 
 # reason: each key with the flag that sets it, so a refusal says how to match the model.
 _FLAGS = {"arch": "--arch", "channels": "--channels", "tabular_columns": "--tabular", "transforms": "--transforms"}
-# reason: the Savitzky-Golay options change the model only when a Savitzky-Golay transform is in it.
-_SG_TRANSFORMS = {"sg1", "sg2"}
+# reason: a preprocessing option changes the model only when a transform that reads it is in the model.
+_PREPROCESS_OPTIONS = {"sg_window": ("sg1", "sg2"), "sg_order": ("sg1", "sg2"), "emsc_order": ("emsc",),
+                       "als_lambda": ("als",), "als_p": ("als",)}
 
 
 def same_axis(have: Sequence[float], want: Sequence[float]) -> bool:
@@ -211,8 +212,8 @@ def differences(model: Mapping, other: Mapping, keys: Iterable[str] = INPUT_KEYS
     """What keeps ``other`` (data, a run or another model) from fitting ``model``, one line per difference.
 
     Only the keys present in ``other`` are compared. ``axis`` uses :func:`same_axis`; ``transforms`` compares the
-    inference-time transforms only; ``arch_kwargs`` compares option by option; ``preprocess_kwargs`` matters only
-    with a Savitzky-Golay transform.
+    inference-time transforms only; ``arch_kwargs`` compares option by option; a ``preprocess_kwargs`` option matters
+    only when a transform that reads it is in the model.
 
     Args:
         model: what the model takes (hyperparameters or metadata).
@@ -245,9 +246,10 @@ def differences(model: Mapping, other: Mapping, keys: Iterable[str] = INPUT_KEYS
                     hint = f" (pass --{name.replace('_', '-')} {have.get(name)})" if fixes else ""
                     lines.append(f"{name}: {mine} {have.get(name)!r}, {theirs} {want.get(name)!r}{hint}")
         elif key == "preprocess_kwargs":
-            if _SG_TRANSFORMS & set(other.get("transforms") or model.get("transforms") or ()):
-                have, want = have or {}, want or {}
-                for name in ("sg_window", "sg_order"):
+            used = set(other.get("transforms") or model.get("transforms") or ())
+            have, want = have or {}, want or {}
+            for name, readers in _PREPROCESS_OPTIONS.items():
+                if used & set(readers):
                     if have.get(name) != want.get(name):
                         hint = f" (pass --{name.replace('_', '-')} {have.get(name)})" if fixes else ""
                         lines.append(f"{name}: {mine} {have.get(name)!r}, {theirs} {want.get(name)!r}{hint}")

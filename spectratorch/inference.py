@@ -1,7 +1,9 @@
 """Predict with an exported model on a PC without torch: onnxruntime, numpy and pandas only.
 
 An exported ``<stem>.onnx`` (see :func:`spectratorch.export.onnx.export_onnx`) takes raw spectra and tabular values
-and answers calibrated class probabilities; its metadata says what it needs (channels, axis, tabular columns) and
+and answers calibrated class probabilities (and, when exported with an outlier model, ``t2``, ``q`` and ``outlier``
+per spectrum); its metadata (with the conformal calibration that turns probabilities into label sets) says what it
+needs (channels, axis, tabular columns) and
 what it answers (class labels, cutoffs). :class:`Predictor` reads a dataset file or a folder of instrument exports
 with the same schema code as training (:func:`spectratorch.data.schema.load_table`), checks it against the
 metadata, runs the model in chunks and writes one CSV row per sample.
@@ -34,6 +36,7 @@ __all__ = [
     "INPUT_SPECTRA",
     "INPUT_TABULAR",
     "METADATA_KEYS",
+    "OUTPUT_OOD",
     "OUTPUT_PROBABILITIES",
     "UNCLASSIFIED",
     "Predictor",
@@ -43,6 +46,7 @@ __all__ = [
     "prediction_frame",
     "predictions_csv",
     "session_options",
+    "trust_columns",
     "write_predictions",
 ]
 
@@ -73,12 +77,17 @@ METADATA_KEYS = (
     "cutoffs",
     "inputs",
     "output",
+    "outputs",
+    "conformal",
+    "ood",
 )
 """Keys of an exported model's ``metadata_props``; every value is a JSON document (a string)."""
 
 INPUT_SPECTRA = "data_spectra"
 INPUT_TABULAR = "data_tabular"
 OUTPUT_PROBABILITIES = "probabilities"
+OUTPUT_OOD = ("t2", "q", "outlier")
+"""The outlier outputs of a model exported with an outlier model: Hotelling's T², the Q residual, the flag."""
 UNCLASSIFIED = "unclassified"
 DEFAULT_CUTOFF_KEY = "default"
 """The entry of the metadata's ``cutoffs`` that ``cutoff="auto"`` uses."""
@@ -285,10 +294,34 @@ class Predictor:
         else:
             problems += [f"input {name} has shape {inputs[name]}, expected [batch, {', '.join(map(str, dims))}]"
                          for name, dims in expected.items() if list(inputs[name][1:]) != dims]
-        if list(outputs) != [OUTPUT_PROBABILITIES] or outputs[OUTPUT_PROBABILITIES][1:] != [len(self.labels)]:
-            problems.append(f"outputs {outputs}, expected {OUTPUT_PROBABILITIES} [batch, {len(self.labels)}]")
+        names = list(outputs)
+        if names not in ([OUTPUT_PROBABILITIES], [OUTPUT_PROBABILITIES, *OUTPUT_OOD]) \
+                or outputs[OUTPUT_PROBABILITIES][1:] != [len(self.labels)]:
+            problems.append(f"outputs {outputs}, expected {OUTPUT_PROBABILITIES} [batch, {len(self.labels)}] (then "
+                            f"optionally {', '.join(OUTPUT_OOD)} [batch])")
         if problems:
             raise DataFormatError(f"{self.path}: the graph disagrees with its metadata: {'; '.join(problems)}.")
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        """The graph's outputs: ``probabilities``, then ``t2, q, outlier`` when the model has an outlier model."""
+        return tuple(o.name for o in self.session.get_outputs())
+
+    @property
+    def conformal(self) -> dict | None:
+        """The conformal calibration of the metadata (``None``: the model was exported without one)."""
+        record = self.metadata.get("conformal")
+        return record if isinstance(record, dict) and record.get("n") else None
+
+    def trust_notes(self) -> list[str]:
+        """One line per piece of trust data the model lacks (an older export): no conformal sets, no outlier flag."""
+        notes = []
+        if self.conformal is None:
+            notes.append(f"{self.path.name} has no conformal calibration: no label sets (export it again for them)")
+        if OUTPUT_OOD[0] not in self.outputs:
+            notes.append(f"{self.path.name} has no outlier model: no t2, q and outlier columns (export it again for "
+                         "them)")
+        return notes
 
     @property
     def cutoffs(self) -> dict:
@@ -427,6 +460,24 @@ class Predictor:
             SchemaError: shapes that do not fit the model.
             ConfigError: ``batch_size`` < 1.
         """
+        return self.predict_outputs(spectra, tabular, batch_size, [OUTPUT_PROBABILITIES])[OUTPUT_PROBABILITIES]
+
+    def predict_outputs(self, spectra: np.ndarray, tabular: np.ndarray | None = None, batch_size: int = 1024,
+                        names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        """Outputs of the model for raw arrays: ``probabilities [N, K]``, and ``t2``, ``q`` (float32 ``[N]``) and
+        ``outlier`` (bool ``[N]``) when the model has an outlier model.
+
+        Args:
+            spectra, tabular, batch_size: as :meth:`predict_arrays`.
+            names: the outputs to compute (default: all of :attr:`outputs`).
+
+        Returns:
+            ``{output name: array}``.
+
+        Raises:
+            SchemaError: shapes that do not fit the model.
+            ConfigError: ``batch_size`` < 1.
+        """
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ConfigError(f"--batch-size must be a positive integer; got {batch_size!r}.")
         spectra = np.asarray(spectra, dtype=np.float32)
@@ -440,7 +491,15 @@ class Predictor:
             if tabular.shape != (n, len(self.tabular_columns)):
                 raise SchemaError(f"tabular must have shape [{n}, {len(self.tabular_columns)}] "
                                   f"({list(self.tabular_columns)}); got {tabular.shape}.")
-        out = np.empty((n, len(self.labels)), dtype=np.float32)
+        return self._run(spectra, tabular, batch_size, list(names or self.outputs))
+
+    def _run(self, spectra, tabular, batch_size: int, names: list[str]) -> dict[str, np.ndarray]:
+        spectra = np.asarray(spectra, dtype=np.float32)
+        n = len(spectra)
+        if n == 0:
+            return {name: np.empty((0, len(self.labels)) if name == OUTPUT_PROBABILITIES else (0,),
+                                   dtype=bool if name == "outlier" else np.float32) for name in names}
+        parts: dict[str, list] = {name: [] for name in names}
         starts = range(0, n, batch_size)
         bar = _progress(n, len(starts))
         for start in starts:
@@ -448,12 +507,13 @@ class Predictor:
             feed = {INPUT_SPECTRA: np.ascontiguousarray(spectra[start:stop])}
             if self.tabular_columns:
                 feed[INPUT_TABULAR] = np.ascontiguousarray(tabular[start:stop])
-            out[start:stop] = self.session.run([OUTPUT_PROBABILITIES], feed)[0]
+            for name, value in zip(names, self.session.run(names, feed)):
+                parts[name].append(value)
             if bar is not None:
                 bar.update(stop - start)
         if bar is not None:
             bar.close()
-        return out
+        return {name: np.concatenate(values) for name, values in parts.items()}
 
     def predict_table(self, table: SpectralTable, batch_size: int = 1024) -> np.ndarray:
         """Probabilities ``[N, K]`` (float32) for every row of ``table``, in chunks of ``batch_size``.
@@ -471,16 +531,32 @@ class Predictor:
         self._check_table(table)
         return self.predict_arrays(table.spectra, table.tabular, batch_size)
 
-    def predict(self, data, top_k: int = 2, cutoff: str | float | None = "auto",
-                batch_size: int = 1024) -> pd.DataFrame:
+    def check_coverage(self, coverage: float | None) -> float | None:
+        """Check a ``--coverage`` against the model's conformal calibration before any data is read.
+
+        Returns:
+            The coverage, or ``None`` (no coverage asked, or a model without conformal calibration).
+
+        Raises:
+            ConfigError: a coverage the calibration rows do not support (the line names the supported range).
+        """
+        if coverage is None or self.conformal is None:
+            return None
+        from spectratorch.export.conformal import threshold
+
+        threshold(self.conformal, coverage)
+        return float(coverage)
+
+    def predict(self, data, top_k: int = 2, cutoff: str | float | None = "auto", batch_size: int = 1024,
+                coverage: float | None = None) -> pd.DataFrame:
         """Predict every usable sample of a dataset file, a folder of exports, a DataFrame or an array of spectra.
 
         The same as :meth:`predict_file`, named for data that is not a file.
         """
-        return self.predict_file(data, top_k=top_k, cutoff=cutoff, batch_size=batch_size)
+        return self.predict_file(data, top_k=top_k, cutoff=cutoff, batch_size=batch_size, coverage=coverage)
 
     def predict_file(self, path_or_dir, top_k: int = 2, cutoff: str | float | None = "auto",
-                     batch_size: int = 1024) -> pd.DataFrame:
+                     batch_size: int = 1024, coverage: float | None = None) -> pd.DataFrame:
         """Predict every usable sample of a dataset file or a folder of instrument exports (or a DataFrame, an array).
 
         Args:
@@ -488,20 +564,24 @@ class Predictor:
             top_k: how many ranked classes to list per sample.
             cutoff: below this top probability a sample is ``unclassified`` (see :meth:`resolve_cutoff`).
             batch_size: samples per onnxruntime call.
+            coverage: add each sample's conformal label set at this coverage (``set``, ``set_size``); ``None``: none.
 
         Returns:
-            One row per predicted sample (see :func:`prediction_frame`); ``frame.attrs["skipped"]`` holds how many
-            rows each check skipped.
+            One row per predicted sample (see :func:`prediction_frame`, then :func:`trust_columns`);
+            ``frame.attrs["skipped"]`` holds how many rows each check skipped.
 
         Raises:
             DataFormatError, SchemaError: unreadable data or data that does not fit the model.
             ConfigError: invalid ``top_k``, ``cutoff`` or ``batch_size``.
         """
+        coverage = self.check_coverage(coverage)
         threshold = self.resolve_cutoff(cutoff)
         _check_top_k(top_k, len(self.labels))
         table = self.load(path_or_dir)
-        probabilities = self.predict_table(table, batch_size)
-        frame = prediction_frame(probabilities, table.ids, self.labels, top_k, threshold)
+        self._check_table(table)
+        outputs = self.predict_outputs(table.spectra, table.tabular, batch_size)
+        frame = prediction_frame(outputs[OUTPUT_PROBABILITIES], table.ids, self.labels, top_k, threshold)
+        frame = trust_columns(frame, self, outputs, coverage)
         frame.attrs["skipped"] = dict(table.report)
         return frame
 
@@ -567,6 +647,42 @@ def prediction_frame(probabilities: np.ndarray, ids: Sequence, labels: Sequence[
     for index, name in enumerate(labels):
         columns[f"p_{name}"] = probabilities[:, index]
     return pd.DataFrame(columns)
+
+
+def trust_columns(frame: pd.DataFrame, predictor: Predictor, outputs: Mapping[str, np.ndarray],
+                  coverage: float | None = None) -> pd.DataFrame:
+    """The prediction table with the model's trust columns inserted after ``label``.
+
+    ``set`` (the classes of the conformal label set at ``coverage``, most probable first, joined by ``|``) and
+    ``set_size``, when ``coverage`` is given and the model has a conformal calibration; ``t2``, ``q`` and
+    ``outlier`` when the model has an outlier model.
+
+    Args:
+        frame: from :func:`prediction_frame`, rows in the order of ``outputs``.
+        predictor: the model.
+        outputs: from :meth:`Predictor.predict_outputs`.
+        coverage: the sets' coverage, or ``None`` for no sets.
+
+    Returns:
+        A new frame.
+
+    Raises:
+        ConfigError: a coverage the calibration does not support.
+    """
+    columns: dict[str, np.ndarray] = {}
+    if coverage is not None and predictor.conformal is not None:
+        from spectratorch.export.conformal import label_sets
+
+        columns["set"], columns["set_size"] = label_sets(outputs[OUTPUT_PROBABILITIES], predictor.conformal,
+                                                         coverage, predictor.labels)
+    for name in OUTPUT_OOD:
+        if name in outputs:
+            columns[name] = np.asarray(outputs[name])
+    if not columns:
+        return frame
+    at = list(frame.columns).index("label") + 1
+    head, tail = frame.iloc[:, :at], frame.iloc[:, at:]
+    return pd.concat([head, pd.DataFrame(columns, index=frame.index), tail], axis=1)
 
 
 def predictions_csv(frame: pd.DataFrame) -> bytes:

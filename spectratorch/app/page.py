@@ -2,7 +2,8 @@
 
 Served by ``spectratorch app`` (see :mod:`spectratorch.app.launch`), which passes the models folder and the upload
 limit in the environment. Sections: the models of the folder (what their names and metadata say), the upload, the
-cutoff slider, the predictions table and the class counts, the download (the bytes ``spectratorch predict`` writes
+cutoff and coverage sliders, the predictions table (with each spectrum's conformal label set and its outlier flag,
+when the model carries them) and the class counts, the download (the bytes ``spectratorch predict`` writes
 for the same model, data and cutoff), the accuracy and the confusion matrix when the file has the labels of the
 model's target, and one sample's spectra beside its class's mean spectrum with the wavelengths that drove its
 prediction.
@@ -28,7 +29,15 @@ from spectratorch.app.upload import DEFAULT_LIMIT_MB, check_upload, save_upload
 from spectratorch.data.schema import SpectralTable
 from spectratorch.data.targets import resolve_target
 from spectratorch.errors import SpectratorchError
-from spectratorch.inference import DEFAULT_CUTOFF_KEY, UNCLASSIFIED, Predictor, prediction_frame, predictions_csv
+from spectratorch.inference import (
+    DEFAULT_CUTOFF_KEY,
+    OUTPUT_PROBABILITIES,
+    UNCLASSIFIED,
+    Predictor,
+    prediction_frame,
+    predictions_csv,
+    trust_columns,
+)
 from spectratorch.report.metrics import confusion
 
 __all__ = ["main"]
@@ -42,6 +51,9 @@ _GRID = [round(i / 100, 2) for i in range(101)]
 # reason: the models table shares the page's width with nothing else; at 1280 px these columns fit without a
 # horizontal scroll. Everything else the metadata says is in the "What this model is" panel.
 MODEL_COLUMNS = ("model", "architecture", "classes", "channels", "val accuracy", "problem")
+# reason: the coverages an inspector is likely to ask for; those the model's calibration rows support are offered.
+_COVERAGES = (0.8, 0.9, 0.95, 0.99)
+_DEFAULT_COVERAGE = 0.9
 
 
 # ---- settings and cached work -------------------------------------------------------------------------------------
@@ -62,13 +74,13 @@ def _model(path: str, folder: str, mtime: float) -> ModelEntry:
 
 @st.cache_resource(max_entries=2, show_spinner="Reading the file and predicting...")
 def _predict(model_path: str, mtime: float, upload_key: tuple, _predictor: Predictor, _data: bytes,
-             limit_mb: float) -> tuple[SpectralTable, np.ndarray]:
+             limit_mb: float) -> tuple[SpectralTable, dict]:
     name = upload_key[0]
     with tempfile.TemporaryDirectory(prefix="spectratorch-app-") as tmp:
         try:
             source = save_upload(name, _data, tmp, limit_mb)
             table = _predictor.load(source)
-            return table, _predictor.predict_table(table)
+            return table, _predictor.predict_outputs(table.spectra, table.tabular)
         except SpectratorchError as err:
             # reason: the inspector knows the file by its name, not by this temporary folder.
             message = str(err).replace(str(Path(tmp).resolve()) + os.sep, "").replace(tmp + os.sep, "")
@@ -127,11 +139,11 @@ def _upload(entry: ModelEntry, limit_mb: float):
     try:
         check_upload(uploaded.name, uploaded.size, limit_mb)
         upload_key = (uploaded.name, uploaded.size, uploaded.file_id)
-        table, probabilities = _predict(str(entry.path), entry.path.stat().st_mtime, upload_key, predictor,
-                                        uploaded.getvalue(), limit_mb)
+        table, outputs = _predict(str(entry.path), entry.path.stat().st_mtime, upload_key, predictor,
+                                  uploaded.getvalue(), limit_mb)
     except SpectratorchError as err:
         _stop(err)
-    return uploaded.name, upload_key, table, probabilities
+    return uploaded.name, upload_key, table, outputs
 
 
 def _choose_cutoff(predictor: Predictor) -> float:
@@ -152,6 +164,21 @@ def _choose_cutoff(predictor: Predictor) -> float:
         help="The model's default cutoff keeps the samples it classifies with 95 % accuracy on validation.")
 
 
+def _choose_coverage(predictor: Predictor) -> float | None:
+    record = predictor.conformal
+    if record is None:
+        return None
+    options = [c for c in _COVERAGES if record["min_coverage"] <= c <= record["max_coverage"]]
+    if not options:
+        return None
+    labels = {0.0: "no sets", **{c: f"{c:.0%}" for c in options}}
+    return st.select_slider(
+        "Label sets: the classes that hold the true class with this probability", options=[0.0, *options],
+        value=_DEFAULT_COVERAGE if _DEFAULT_COVERAGE in options else options[-1], format_func=labels.get,
+        key="coverage", help=f"Conformal sets calibrated on {record['n']} {record['source']} rows of the model; a "
+        "set of one class is a confident answer, a larger set says which classes remain possible.") or None
+
+
 def _class_counts(frame: pd.DataFrame, labels) -> pd.DataFrame:
     order = list(labels) + [UNCLASSIFIED]
     counts = frame["label"].value_counts().reindex(order, fill_value=0)
@@ -160,14 +187,24 @@ def _class_counts(frame: pd.DataFrame, labels) -> pd.DataFrame:
                          "share": [f"{100 * n / max(1, len(frame)):.1f} %" for n in counts.to_numpy()]})
 
 
-def _show_predictions(entry: ModelEntry, name: str, table: SpectralTable, probabilities: np.ndarray,
-                      cutoff: float) -> pd.DataFrame:
+def _show_predictions(entry: ModelEntry, name: str, table: SpectralTable, outputs: dict,
+                      cutoff: float, coverage: float | None) -> pd.DataFrame:
     predictor = entry.predictor
-    frame = prediction_frame(probabilities, table.ids, predictor.labels, min(_TOP_K, len(predictor.labels)),
-                             cutoff if cutoff > 0 else None)
+    frame = prediction_frame(outputs[OUTPUT_PROBABILITIES], table.ids, predictor.labels,
+                             min(_TOP_K, len(predictor.labels)), cutoff if cutoff > 0 else None)
+    frame = trust_columns(frame, predictor, outputs, coverage)
     skipped = {rule: n for rule, n in table.report.items() if n}
     st.markdown(f"**{len(frame)}** samples predicted from `{name}`"
                 + (f"; rows skipped: {', '.join(f'{k} {v}' for k, v in skipped.items())}" if skipped else "."))
+    if "outlier" in frame:
+        flagged = int(frame["outlier"].sum())
+        ood = predictor.metadata.get("ood") or {}
+        (st.warning if flagged else st.success)(
+            f"**{flagged}** of {len(frame)} spectra are unlike the model's training spectra (outlier: Hotelling's "
+            f"T² or Q residual over its {ood.get('confidence', 0.99):.0%} limit); check the sample, the cuvette "
+            "and the instrument before trusting their labels.")
+    for note in predictor.trust_notes():
+        st.caption(note + ".")
     left, right = st.columns([3, 1])
     with left:
         st.dataframe(frame, hide_index=True, width="stretch", height=320,
@@ -180,8 +217,9 @@ def _show_predictions(entry: ModelEntry, name: str, table: SpectralTable, probab
     st.download_button("Download the predictions (CSV)", data=predictions_csv(frame),
                        file_name=f"{stem} predictions.csv", mime="text/csv", on_click="ignore", key="download")
     cli_cutoff = "auto" if cutoff == predictor.cutoffs.get(DEFAULT_CUTOFF_KEY) else (repr(cutoff) if cutoff else "none")
+    cli_coverage = f" --coverage {coverage:g}" if coverage else ""
     st.caption(f"The same file as `spectratorch predict \"{entry.path.name}\" \"{name}\" -o predictions.csv "
-               f"--cutoff {cli_cutoff}`.")
+               f"--cutoff {cli_cutoff}{cli_coverage}`.")
     return frame
 
 
@@ -282,12 +320,13 @@ def main() -> None:
     st.caption(f"Models from `{shown}` · uploads up to {limit_mb:g} MB · runs on this PC, nothing is sent away.")
     try:
         entry = _choose_model(folder)
-        name, upload_key, table, probabilities = _upload(entry, limit_mb)
+        name, upload_key, table, outputs = _upload(entry, limit_mb)
         cutoff = _choose_cutoff(entry.predictor)
-        frame = _show_predictions(entry, name, table, probabilities, cutoff)
+        coverage = _choose_coverage(entry.predictor)
+        frame = _show_predictions(entry, name, table, outputs, cutoff, coverage)
         truth = _truth(entry.predictor, table)
         if truth is not None and (truth >= 0).any():
-            _show_scores(entry.predictor, probabilities, frame, truth, cutoff)
+            _show_scores(entry.predictor, outputs[OUTPUT_PROBABILITIES], frame, truth, cutoff)
         _show_sample(entry, upload_key, table, frame)
     # reason: whatever else goes wrong, the inspector gets one readable line; the traceback goes to the log.
     except Exception as err:  # noqa: BLE001

@@ -5,15 +5,18 @@
 member ``k`` carries its own preprocessing (its min-max scaling was fitted on its own training split) and its own
 temperature ``T_k``, fitted on its own validation fold. The metadata's ``split`` is ``"ens"``, ``temperature`` is 1
 (the members are calibrated one by one) and ``calibration`` lists the members' reports; ``members`` names them.
-The file appears only once ``onnx.checker`` and onnxruntime-against-torch (on real rows) have passed.
+The conformal label sets are fitted on the members' out-of-fold probabilities (each member on its own validation
+fold, which it did not train on); the outlier outputs are those of the first member (its preprocessing, its training
+rows, limits on its validation fold). The file appears only once ``onnx.checker`` and onnxruntime-against-torch (on
+real rows) have passed.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -21,19 +24,23 @@ from torch import nn
 
 from spectratorch.data.io import atomic_path
 from spectratorch.errors import ConfigError
-from spectratorch.export.calibration import calibration_report
+from spectratorch.export.calibration import calibration_report, softmax
+from spectratorch.export.conformal import fit_conformal
 from spectratorch.export.onnx import (
     ExportError,
+    _check_parity,
     _data_arrays,
     _inputs,
     _metadata,
     _Probabilities,
     _run_torch,
     _set_props,
-    _check_parity,
     _trace,
+    _with_ood,
     conv2d_layout,
+    output_names,
 )
+from spectratorch.export.ood import fit_ood, preprocessed_inputs
 from spectratorch.inference import INPUT_SPECTRA, INPUT_TABULAR, encode_metadata
 from spectratorch.training.restore import checkpoint_differences, load_module
 
@@ -56,8 +63,12 @@ class _MeanProbabilities(nn.Module):
 class EnsembleMember:
     """One fold of the ensemble: its checkpoint, its network in eval mode and its calibration report."""
 
-    def __init__(self, checkpoint: Path, model: nn.Module, hparams: dict, calibration: dict):
+    def __init__(self, checkpoint: Path, model: nn.Module, hparams: dict, calibration: dict,
+                 held_out: tuple | None = None):
         self.checkpoint, self.model, self.hparams, self.calibration = checkpoint, model, hparams, calibration
+        # reason: (calibrated validation probabilities, validation y, validation rows, training rows) for the
+        # ensemble's conformal sets and outlier model.
+        self.held_out = held_out
 
     @property
     def temperature(self) -> float:
@@ -91,10 +102,13 @@ def load_members(checkpoints: Sequence[str | os.PathLike], n_check: int = 256) -
         module = load_module(path)
         hparams = dict(module.hparams)
         model = module.model.float().eval()
-        (val_spectra, val_tabular, val_y), rows = _data_arrays(hparams, None, n_check)
+        train: list = []
+        (val_spectra, val_tabular, val_y), rows = _data_arrays(hparams, None, n_check, train)
         check = rows if check is None else check
-        report = calibration_report(_run_torch(model, _inputs(model, val_spectra, val_tabular)), val_y)
-        members.append(EnsembleMember(path, model, hparams, report))
+        logits = _run_torch(model, _inputs(model, val_spectra, val_tabular))
+        report = calibration_report(logits, val_y)
+        held_out = (softmax(logits, report["temperature"]), val_y, (val_spectra, val_tabular), train[0])
+        members.append(EnsembleMember(path, model, hparams, report, held_out))
     _check_members(members)
     return members, check
 
@@ -126,11 +140,19 @@ def export_ensemble(checkpoints: Sequence[str | os.PathLike], out_path: str | os
     members, (check_spectra, check_tabular) = load_members(checkpoints, n_check)
     first = members[0]
     names = [INPUT_SPECTRA, INPUT_TABULAR][: len(first.model.input_names)]
-    reference = _MeanProbabilities([_Probabilities(m.model, m.temperature) for m in members]).eval()
-    exported = _MeanProbabilities([_Probabilities(conv2d_layout(m.model), m.temperature) for m in members]).eval()
-    proto = _trace(exported, first.model.example_inputs(2), names)
+    conformal = fit_conformal(np.concatenate([m.held_out[0] for m in members]),
+                              np.concatenate([m.held_out[1] for m in members]), source="out-of-fold")
+    (val_spectra, val_tabular), (train_spectra, train_tabular) = first.held_out[2], first.held_out[3]
+    ood = fit_ood(preprocessed_inputs(first.model, train_spectra, train_tabular),
+                  preprocessed_inputs(first.model, val_spectra, val_tabular))
+    reference = _with_ood(_MeanProbabilities([_Probabilities(m.model, m.temperature) for m in members]).eval(),
+                          first.model, ood)
+    converted = [conv2d_layout(m.model) for m in members]
+    exported = _with_ood(_MeanProbabilities([_Probabilities(c, m.temperature) for c, m in zip(converted, members)])
+                         .eval(), converted[0], ood)
+    proto = _trace(exported, first.model.example_inputs(2), names, output_names(ood))
     calibration = {"temperature": 1.0, "members": [m.calibration for m in members]}
-    meta = _metadata(first.hparams, stem, metrics or {}, calibration, names)
+    meta = _metadata(first.hparams, stem, metrics or {}, calibration, names, conformal, ood)
     meta.update(split="ens", members=[m.checkpoint.name for m in members])
     _set_props(proto, encode_metadata(meta))
     proto.doc_string = stem

@@ -1,12 +1,16 @@
 """Export a checkpoint as one ONNX file: preprocessing, network and temperature-calibrated softmax.
 
 ``<stem>.onnx`` takes raw spectra ``data_spectra [batch, C, L]`` (and ``data_tabular [batch, T]`` when ``T > 0``)
-and answers ``probabilities [batch, K] = softmax(logits / T)``; the batch axis is dynamic. Its ``metadata_props``
+and answers ``probabilities [batch, K] = softmax(logits / T)``, then ``t2``, ``q`` and ``outlier`` ``[batch]``
+(:mod:`spectratorch.export.ood`: how unlike the training rows a spectrum is); the batch axis is dynamic. Its
+``metadata_props``
 describe the inputs and the classes (see :data:`spectratorch.inference.METADATA_KEYS`), so
 :class:`spectratorch.inference.Predictor` checks new data against it without torch.
 
 Steps: load the checkpoint; rebuild its data (or take the one given) and check it matches; fit the temperature on
-the validation logits; convert the 1D convolution trunk to the equivalent 2D layout (onnxruntime's fastest
+the validation logits, the conformal label sets on the calibrated validation probabilities
+(:mod:`spectratorch.export.conformal`) and the outlier model on the training rows (limits on the validation rows);
+convert the 1D convolution trunk to the equivalent 2D layout (onnxruntime's fastest
 convolutions are 2D); trace with the TorchScript exporter (opset 17); ``onnx.checker``; then onnxruntime against
 torch on at least ``n_check`` real samples. The file appears only when every step passed.
 """
@@ -32,12 +36,16 @@ from spectratorch.contract import INPUT_KEYS, differences, label_remap, model_na
 from spectratorch.data.io import atomic_path
 from spectratorch.data.schema import SpectralTable
 from spectratorch.errors import CheckpointError, ConfigError, DataFormatError, SpectratorchError
-from spectratorch.export.calibration import calibration_report
+from spectratorch.export.calibration import calibration_report, softmax
+from spectratorch.export.conformal import fit_conformal
+from spectratorch.export.ood import OutlierScores, fit_ood, flatten_inputs, preprocessed_inputs
+from spectratorch.export.ood import summary as ood_summary
 from spectratorch.inference import (
     FORMAT_KEY,
     FORMAT_VERSION,
     INPUT_SPECTRA,
     INPUT_TABULAR,
+    OUTPUT_OOD,
     OUTPUT_PROBABILITIES,
     decode_metadata,
     encode_metadata,
@@ -73,6 +81,28 @@ class _Probabilities(nn.Module):
 
     def forward(self, spectra: torch.Tensor, tabular: torch.Tensor | None = None) -> torch.Tensor:
         return torch.softmax(self.model(spectra, tabular) * self.inverse_temperature, dim=1)
+
+
+class _Trusted(nn.Module):
+    """``(probabilities, t2, q, outlier)``: the probabilities of ``scorer`` and the outlier scores of the inputs as
+    ``preprocess`` (the model's first layer) turns them."""
+
+    def __init__(self, scorer: nn.Module, preprocess: nn.Module, ood: OutlierScores):
+        super().__init__()
+        self.scorer, self.preprocess, self.ood = scorer, preprocess, ood
+
+    def forward(self, spectra: torch.Tensor, tabular: torch.Tensor | None = None):
+        # reason: the preprocessing runs again here; onnxruntime's common-subexpression pass merges the two copies.
+        return (self.scorer(spectra, tabular), *self.ood(flatten_inputs(*self.preprocess(spectra, tabular))))
+
+
+def _with_ood(scorer: nn.Module, model: nn.Module, ood: dict | None) -> nn.Module:
+    return scorer if ood is None else _Trusted(scorer, model.preprocess, OutlierScores(ood)).eval()
+
+
+def output_names(ood: dict | None) -> list[str]:
+    """The graph's outputs: the probabilities, then the outlier outputs when there is an outlier model."""
+    return [OUTPUT_PROBABILITIES, *(OUTPUT_OOD if ood is not None else ())]
 
 
 class _Conv2dTrunk(nn.Module):
@@ -199,8 +229,12 @@ def _table_arrays(hparams: dict, table: SpectralTable) -> tuple[np.ndarray, np.n
     return table.spectra, table.tabular, remap[target.y]
 
 
-def _data_arrays(hparams: dict, source, n_check: int) -> tuple[tuple, tuple]:
-    """``(val spectra, val tabular, val y)`` and ``(check spectra, check tabular)`` as numpy arrays."""
+def _data_arrays(hparams: dict, source, n_check: int, train: list | None = None) -> tuple[tuple, tuple]:
+    """``(val spectra, val tabular, val y)`` and ``(check spectra, check tabular)`` as numpy arrays.
+
+    ``train``, when a list, receives ``(spectra, tabular)`` of the training rows (none for a table: its rows are
+    all held out).
+    """
     if isinstance(source, SpectralTable):
         spectra, tabular, y = _table_arrays(hparams, source)
         return (spectra, tabular, y), (spectra[:n_check], tabular[:n_check])
@@ -214,6 +248,8 @@ def _data_arrays(hparams: dict, source, n_check: int) -> tuple[tuple, tuple]:
         _logger.warning("the data has only %d rows; the export check uses them all (asked for %d)", len(check),
                         n_check)
     table = fit.table
+    if train is not None:
+        train.append((table.spectra[dm.split.train], table.tabular[dm.split.train]))
     return (table.spectra[val], table.tabular[val], fit.target.y[val]), (table.spectra[check], table.tabular[check])
 
 
@@ -239,21 +275,49 @@ def _inputs(model: nn.Module, spectra: np.ndarray, tabular: np.ndarray) -> tuple
 
 @torch.no_grad()
 def _run_torch(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> np.ndarray:
+    return _run_torch_all(model, inputs)[0]
+
+
+@torch.no_grad()
+def _run_torch_all(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> list[np.ndarray]:
+    """Every output of ``model`` (one tensor or a tuple), in batches of ``_BATCH`` rows."""
     parts = [model(*(t[start : start + _BATCH] for t in inputs)) for start in range(0, len(inputs[0]), _BATCH)]
-    return torch.cat(parts).numpy()
+    parts = [part if isinstance(part, tuple) else (part,) for part in parts]
+    return [torch.cat(column).numpy() for column in zip(*parts)]
 
 
-def _trace(model: nn.Module, example: tuple[torch.Tensor, ...], input_names: list[str]):
+def _fit_trust(model: nn.Module, val: tuple, calibration: dict, train: list, source: str = "validation",
+               calibration_probabilities: np.ndarray | None = None) -> tuple[dict, dict | None]:
+    """The conformal record (calibrated validation probabilities) and the outlier model (``None`` without training
+    rows)."""
+    val_spectra, val_tabular, val_y = val
+    if calibration_probabilities is None:
+        logits = _run_torch(model, _inputs(model, val_spectra, val_tabular))
+        calibration_probabilities = softmax(logits, calibration["temperature"])
+    conformal = fit_conformal(calibration_probabilities, val_y, source=source)
+    if not train:
+        _logger.warning("no training rows to fit the outlier model on (the data is a table of held-out rows): the "
+                        "model has no t2, q and outlier outputs")
+        return conformal, None
+    train_spectra, train_tabular = train[0]
+    ood = fit_ood(preprocessed_inputs(model, train_spectra, train_tabular),
+                  preprocessed_inputs(model, val_spectra, val_tabular))
+    return conformal, ood
+
+
+def _trace(model: nn.Module, example: tuple[torch.Tensor, ...], input_names: list[str],
+           outputs: list[str] | None = None):
     import onnx
 
     buffer = io.BytesIO()
-    axes = {name: {0: "batch"} for name in [*input_names, OUTPUT_PROBABILITIES]}
+    outputs = outputs or [OUTPUT_PROBABILITIES]
+    axes = {name: {0: "batch"} for name in [*input_names, *outputs]}
     with warnings.catch_warnings():
         # reason: torch deprecates the TorchScript exporter; we pick it on purpose (exact and fast for these graphs).
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", FutureWarning)
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        torch.onnx.export(model, example, buffer, input_names=input_names, output_names=[OUTPUT_PROBABILITIES],
+        torch.onnx.export(model, example, buffer, input_names=input_names, output_names=outputs,
                           dynamic_axes=axes, opset_version=OPSET, dynamo=False, do_constant_folding=True)
     return onnx.load_from_string(buffer.getvalue())
 
@@ -265,8 +329,10 @@ def _set_props(proto, props: dict[str, str]) -> None:
         entry.key, entry.value = key, value
 
 
-def _metadata(hparams: dict, stem: str, metrics: dict, calibration: dict, input_names: list[str]) -> dict:
+def _metadata(hparams: dict, stem: str, metrics: dict, calibration: dict, input_names: list[str],
+              conformal: dict | None = None, ood: dict | None = None) -> dict:
     meta = _base_metadata(hparams, stem, metrics, calibration, input_names)
+    meta.update(outputs=output_names(ood), conformal=conformal, ood=None if ood is None else ood_summary(ood))
     if hparams.get("parent"):
         # reason: only fine-tuned models have a parent; the keys of the others stay METADATA_KEYS exactly.
         meta["parent"] = str(hparams["parent"])
@@ -308,18 +374,35 @@ def _check_parity(path: Path, reference: nn.Module, inputs: tuple[torch.Tensor, 
     import onnxruntime
 
     session = onnxruntime.InferenceSession(str(path), session_options(), providers=["CPUExecutionProvider"])
-    expected = _run_torch(reference, inputs)
-    got = np.concatenate([
-        session.run([OUTPUT_PROBABILITIES], {n: t[s : s + _BATCH].numpy() for n, t in zip(names, inputs)})[0]
-        for s in range(0, len(inputs[0]), _BATCH)
-    ])
-    difference = float(np.abs(got - expected).max())
+    outputs = [o.name for o in session.get_outputs()]
+    expected = _run_torch_all(reference, inputs)
+    runs = [session.run(outputs, {n: t[s : s + _BATCH].numpy() for n, t in zip(names, inputs)})
+            for s in range(0, len(inputs[0]), _BATCH)]
+    got = [np.concatenate(column) for column in zip(*runs)]
+    difference = float(np.abs(got[0] - expected[0]).max())
     if not difference <= TOLERANCE:
         raise ExportError(
             f"the exported model does not match the checkpoint: max |onnxruntime - torch| = {difference:.3g} on "
-            f"{len(got)} samples (tolerance {TOLERANCE:g}); no file was written."
+            f"{len(got[0])} samples (tolerance {TOLERANCE:g}); no file was written."
         )
+    if len(outputs) > 1:
+        _check_ood_parity(dict(zip(outputs, got)), dict(zip(outputs, expected)), reference.ood)
     return difference
+
+
+def _check_ood_parity(got: dict, expected: dict, ood: OutlierScores) -> None:
+    # reason: t2 and q are sums over thousands of float32 terms; a relative tolerance fits their scale.
+    for name in ("t2", "q"):
+        scale = np.maximum(1.0, np.abs(expected[name]))
+        relative = float((np.abs(got[name] - expected[name]) / scale).max())
+        if not relative <= 1e-3:
+            raise ExportError(f"the exported outlier output {name} does not match torch (relative difference "
+                              f"{relative:.3g}); no file was written.")
+    # reason: a row within rounding of a limit may fall either side; every other row must get the same flag.
+    near = (np.abs(expected["t2"] - float(ood.t2_limit)) <= 1e-3 * max(1.0, float(ood.t2_limit))) | (
+        np.abs(expected["q"] - float(ood.q_limit)) <= 1e-3 * max(1.0, float(ood.q_limit)))
+    if (got["outlier"] != expected["outlier"])[~near].any():
+        raise ExportError("the exported outlier flag does not match torch; no file was written.")
 
 
 def export_onnx(checkpoint_path: str | os.PathLike, out_path: str | os.PathLike | None = None,
@@ -359,15 +442,17 @@ def export_onnx(checkpoint_path: str | os.PathLike, out_path: str | os.PathLike 
     stem = _stem(checkpoint_path, hparams)
     out_path = Path(out_path) if out_path is not None else checkpoint_path.with_name(f"{stem}.onnx")
     model = module.model.float().eval()
-    (val_spectra, val_tabular, val_y), (check_spectra, check_tabular) = _data_arrays(
-        hparams, datamodule_or_table, n_check)
-    calibration = calibration_report(_run_torch(model, _inputs(model, val_spectra, val_tabular)), val_y)
-    reference = _Probabilities(model, calibration["temperature"]).eval()
-    exported = _Probabilities(conv2d_layout(model), calibration["temperature"]).eval()
+    train: list = []
+    val, (check_spectra, check_tabular) = _data_arrays(hparams, datamodule_or_table, n_check, train)
+    calibration = calibration_report(_run_torch(model, _inputs(model, val[0], val[1])), val[2])
+    conformal, ood = _fit_trust(model, val, calibration, train)
+    reference = _with_ood(_Probabilities(model, calibration["temperature"]).eval(), model, ood)
+    converted = conv2d_layout(model)
+    exported = _with_ood(_Probabilities(converted, calibration["temperature"]).eval(), converted, ood)
     names = [INPUT_SPECTRA, INPUT_TABULAR][: len(model.input_names)]
-    proto = _trace(exported, model.example_inputs(2), names)
+    proto = _trace(exported, model.example_inputs(2), names, output_names(ood))
     metrics = _json_metrics(checkpoint_path, stem) if metrics is None else metrics
-    _set_props(proto, encode_metadata(_metadata(hparams, stem, metrics, calibration, names)))
+    _set_props(proto, encode_metadata(_metadata(hparams, stem, metrics, calibration, names, conformal, ood)))
     proto.doc_string = stem
     try:
         onnx.checker.check_model(proto)

@@ -2,7 +2,8 @@
 
 ``Preprocess`` applies the inference-time transforms (``INFERENCE_TRANSFORMS``) in the order given, then scales
 every spectral point and every tabular feature to [-1, 1] with the minimum and maximum of the training split.
-Its constants (simulation mask, Savitzky-Golay kernels) and fitted ranges are buffers: they travel with the
+Its constants (simulation mask, Savitzky-Golay kernels, the scatter references) and fitted ranges are buffers: they
+travel with the
 ``state_dict`` and become constants of an exported graph. Train-only transforms (``da``, ``mixup``...) belong to
 the data pipeline and are ignored here.
 """
@@ -15,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from spectratorch.errors import ConfigError
+from spectratorch.models._asls import AsymmetricLeastSquares
 from spectratorch.models._layers import check_int
 
 __all__ = ["Preprocess", "SIMULATE_POINTS", "INFERENCE_TRANSFORMS"]
@@ -24,7 +26,7 @@ _logger = logging.getLogger(__name__)
 SIMULATE_POINTS: dict[str, int] = {"277": 45, "380": 113, "425": 158}
 """Channel name -> leading points of its axis that the new fluorimeter cannot see (``simulate`` zeroes them)."""
 
-INFERENCE_TRANSFORMS: tuple[str, ...] = ("simulate", "snv", "sg1", "sg2")
+INFERENCE_TRANSFORMS: tuple[str, ...] = ("simulate", "snv", "sg1", "sg2", "msc", "emsc", "als")
 """Transforms applied by ``Preprocess``; other names in ``transforms`` are left to the data pipeline."""
 
 _SNV_EPS = 1e-6
@@ -32,6 +34,11 @@ _SNV_EPS = 1e-6
 # rounding (e.g. a derivative over a zeroed region after snv); scaling it would blow the rounding up to [-1, 1].
 _RELATIVE_SPAN = 1e-5
 _SG_DERIVATIVES = {"sg1": 1, "sg2": 2}
+# reason: transforms that need the training mean spectrum (of their own input) as a reference.
+_REFERENCE_TRANSFORMS = ("msc", "emsc")
+# reason: Eilers and Boelens (2005) report that 5-10 reweighting steps settle the weights; 10 keeps the baseline of
+# the synthetic and demo spectra within 1e-6 of a run to convergence (tests/models/test_preprocess.py).
+ALS_SOLVES = 10
 
 
 class Preprocess(nn.Module):
@@ -46,6 +53,12 @@ class Preprocess(nn.Module):
     - ``sg1``, ``sg2``: Savitzky-Golay first / second derivative along the axis, per axis step, with a
       ``sg_window``-point window and a polynomial of order ``sg_order``; the edges are padded by repeating the
       end values, so the length is unchanged.
+    - ``msc``: multiplicative scatter correction, per sample and channel: the least-squares fit ``x ~ a + b r`` on
+      the reference ``r`` (the training mean of the transform's input), then ``(x - a) / b``.
+    - ``emsc``: extended MSC: the least-squares fit ``x ~ b r + sum_k c_k u^k`` (``u`` the positions mapped to
+      [-1, 1], ``k`` up to ``emsc_order``), then ``(x - sum_k c_k u^k) / b``.
+    - ``als``: minus the asymmetric-least-squares baseline (smoothness ``als_lambda``, asymmetry ``als_p``,
+      ``ALS_SOLVES`` reweighted solves, see :class:`~spectratorch.models._asls.AsymmetricLeastSquares`).
 
     Scaling maps the training minimum of each spectral point (channel and position) and each tabular feature
     to -1 and the maximum to 1; a feature constant in training maps to 0. A spectral point counts as constant
@@ -62,6 +75,9 @@ class Preprocess(nn.Module):
         sg_window: Savitzky-Golay window (odd, more than ``sg_order``, at most ``length``).
         sg_order: Savitzky-Golay polynomial order (at least the derivative order).
         simulate_points: Extra or overriding entries for ``SIMULATE_POINTS``.
+        emsc_order: Polynomial order of ``emsc``'s baseline (0: an offset).
+        als_lambda: Smoothness of ``als``'s baseline (> 0).
+        als_p: Weight of points above ``als``'s baseline, in (0, 1).
 
     Raises:
         ConfigError: On an invalid argument.
@@ -86,6 +102,9 @@ class Preprocess(nn.Module):
         sg_window: int = 11,
         sg_order: int = 2,
         simulate_points: Mapping[str, int] | None = None,
+        emsc_order: int = 2,
+        als_lambda: float = 1e6,
+        als_p: float = 0.01,
     ):
         super().__init__()
         self.channels = _check_channels(channels)
@@ -100,6 +119,21 @@ class Preprocess(nn.Module):
         for name in sorted(set(self.transforms) & set(_SG_DERIVATIVES)):
             kernel = _savgol_kernel(sg_window, sg_order, _SG_DERIVATIVES[name], length)
             self.register_buffer(f"{name}_weight", kernel.repeat(n_channels, 1, 1))
+        for name in sorted(set(self.transforms) & set(_REFERENCE_TRANSFORMS)):
+            self.register_buffer(f"{name}_reference", torch.zeros(n_channels, length))
+        if "emsc" in self.transforms:
+            check_int("emsc_order", emsc_order, "Preprocess", minimum=0)
+            if emsc_order + 2 > length:
+                raise ConfigError(f"The 'emsc_order' parameter of Preprocess must be at most length - 2 = "
+                                  f"{length - 2}. Got {emsc_order!r} instead.")
+            self.emsc_order = emsc_order
+            # reason: the least-squares projection onto [1, u, ..., u^k, reference], derived from the reference.
+            self.register_buffer("_emsc_projection", torch.zeros(n_channels, emsc_order + 2, length),
+                                 persistent=False)
+            self.register_buffer("_emsc_polynomial", _vandermonde(length, emsc_order), persistent=False)
+        if "als" in self.transforms:
+            self.als = AsymmetricLeastSquares(length, _check_positive("als_lambda", als_lambda),
+                                              _check_fraction("als_p", als_p), ALS_SOLVES)
         self.register_buffer("spectra_min", torch.zeros(n_channels, length))
         self.register_buffer("spectra_max", torch.zeros(n_channels, length))
         self.register_buffer("tabular_min", torch.zeros(n_tabular))
@@ -114,11 +148,12 @@ class Preprocess(nn.Module):
         self._fitted = False
         self.register_load_state_dict_post_hook(_sync_fitted)
 
-    def apply_transforms(self, spectra: torch.Tensor) -> torch.Tensor:
+    def apply_transforms(self, spectra: torch.Tensor, stop: int | None = None) -> torch.Tensor:
         """Apply the inference-time transforms, in order, without scaling.
 
         Args:
             spectra: Raw spectra ``[N, C, L]``.
+            stop: apply only the first ``stop`` transforms (``None``: all).
 
         Returns:
             Transformed spectra ``[N, C, L]``, float32 even under autocast.
@@ -128,14 +163,20 @@ class Preprocess(nn.Module):
             # reason: under 16-bit autocast the derivative convolution would run in half precision, where raw
             # counts above 65504 overflow and bf16 keeps 3 digits; the input pipeline stays float32.
             with torch.autocast(device_type, enabled=False):
-                return self.apply_transforms(spectra.float())
-        for name in self.transforms:
+                return self.apply_transforms(spectra.float(), stop)
+        for name in self.transforms[:stop]:
             if name == "simulate":
                 spectra = spectra * self.simulate_mask
             elif name == "snv":
                 mean = spectra.mean(dim=-1, keepdim=True)
                 std = (spectra - mean).pow(2).mean(dim=-1, keepdim=True).sqrt()
                 spectra = (spectra - mean) / (std + _SNV_EPS)
+            elif name == "msc":
+                spectra = _msc(spectra, self.msc_reference)
+            elif name == "emsc":
+                spectra = self._emsc(spectra)
+            elif name == "als":
+                spectra = self.als(spectra)
             else:
                 weight = getattr(self, f"{name}_weight")
                 half = weight.shape[-1] // 2
@@ -165,6 +206,10 @@ class Preprocess(nn.Module):
                 f"Preprocess.fit needs at least one training sample; got spectra of shape {tuple(spectra.shape)}."
             )
         device = self.spectra_min.device
+        for index, name in enumerate(self.transforms):
+            if name in _REFERENCE_TRANSFORMS:
+                getattr(self, f"{name}_reference").copy_(self._mean_input(spectra, index, chunk_size))
+        self._derive_emsc()
         low = torch.full_like(self.spectra_min, float("inf"))
         high = torch.full_like(self.spectra_max, float("-inf"))
         for start in range(0, spectra.shape[0], chunk_size):
@@ -214,6 +259,29 @@ class Preprocess(nn.Module):
             tabular = (tabular - self._tabular_center) * self._tabular_factor
         return spectra, tabular
 
+    def _mean_input(self, spectra: torch.Tensor, stop: int, chunk_size: int) -> torch.Tensor:
+        """The mean ``[C, L]`` of the training spectra after the first ``stop`` transforms (float64 sum)."""
+        device, total = self.spectra_min.device, torch.zeros_like(self.spectra_min, dtype=torch.float64)
+        for start in range(0, spectra.shape[0], chunk_size):
+            chunk = self.apply_transforms(spectra[start : start + chunk_size].to(device, torch.float32), stop)
+            total += chunk.double().sum(dim=0)
+        return (total / spectra.shape[0]).float()
+
+    def _emsc(self, spectra: torch.Tensor) -> torch.Tensor:
+        # reason: [N, C, 1, L] @ [C, L, P] -> [N, C, 1, P]: one batched product per channel, exportable as MatMul.
+        coefficients = (spectra.unsqueeze(2) @ self._emsc_projection.transpose(1, 2)).squeeze(2)
+        offset = coefficients[..., :-1] @ self._emsc_polynomial.T
+        return (spectra - offset) / coefficients[..., -1:]
+
+    @torch.no_grad()
+    def _derive_emsc(self) -> None:
+        if "emsc" not in self.transforms:
+            return
+        polynomial = self._emsc_polynomial.double()
+        design = torch.cat([polynomial.expand(len(self.channels), -1, -1),
+                            self.emsc_reference.double().unsqueeze(-1)], dim=-1)
+        self._emsc_projection.copy_(torch.linalg.pinv(design).float())
+
     @torch.no_grad()
     def _derive_scaling(self) -> None:
         for name, relative in (("spectra", _RELATIVE_SPAN), ("tabular", 0.0)):
@@ -248,6 +316,33 @@ class Preprocess(nn.Module):
 def _sync_fitted(module: Preprocess, incompatible_keys) -> None:
     module._fitted = bool(module.fitted)
     module._derive_scaling()
+    module._derive_emsc()
+
+
+def _msc(spectra: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """``(x - a) / b`` with ``a + b r`` the least-squares fit of every spectrum ``x`` on the reference ``r``."""
+    centred = reference - reference.mean(dim=-1, keepdim=True)
+    slope = (spectra * centred).sum(dim=-1, keepdim=True) / centred.pow(2).sum(dim=-1, keepdim=True)
+    intercept = spectra.mean(dim=-1, keepdim=True) - slope * reference.mean(dim=-1, keepdim=True)
+    return (spectra - intercept) / slope
+
+
+def _vandermonde(length: int, order: int) -> torch.Tensor:
+    """``[L, order + 1]``: the powers 0..order of the positions mapped to [-1, 1]."""
+    u = torch.linspace(-1.0, 1.0, length, dtype=torch.float64)
+    return torch.stack([u**k for k in range(order + 1)], dim=-1).float()
+
+
+def _check_positive(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
+        raise ConfigError(f"The {name!r} parameter of Preprocess must be a positive number. Got {value!r} instead.")
+    return float(value)
+
+
+def _check_fraction(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
+        raise ConfigError(f"The {name!r} parameter of Preprocess must be in (0, 1). Got {value!r} instead.")
+    return float(value)
 
 
 def _scaling(low: torch.Tensor, high: torch.Tensor, relative: float) -> tuple[torch.Tensor, torch.Tensor]:

@@ -75,7 +75,9 @@ def _module_kwargs(config: RunConfig, dm: SpectralDataModule) -> dict:
         labels=list(dm.labels),
         transforms=list(config.data.transforms),
         arch_kwargs=config.model.arch_kwargs(),
-        preprocess_kwargs={"sg_window": config.data.sg_window, "sg_order": config.data.sg_order},
+        preprocess_kwargs={"sg_window": config.data.sg_window, "sg_order": config.data.sg_order,
+                           "emsc_order": config.data.emsc_order, "als_lambda": config.data.als_lambda,
+                           "als_p": config.data.als_p},
         eps=config.train.eps,
         lr=config.train.lr,
         weight_decay=config.train.weight_decay or 0.0,
@@ -318,6 +320,11 @@ def train(config: RunConfig, callbacks: Sequence = (), arch_selection: dict | No
         if "calibration" in summary:
             cutoffs = {k: v for k, v in summary["calibration"]["cutoffs"].items() if v is not None}
             update_metadata(files["onnx"], cutoffs=cutoffs)
+        from spectratorch.export.onnx import read_metadata
+
+        exported = read_metadata(files["onnx"])
+        # reason: the conformal calibration and the outlier model's limits travel in the ONNX; the JSON repeats them.
+        summary["trust"] = {"conformal": exported.get("conformal"), "ood": exported.get("ood")}
     files["json"] = str(out_dir / f"{stem}.json")
     _log_hparams(trainer, config, summary)
     _write_json(out_dir / f"{stem}.json", summary)

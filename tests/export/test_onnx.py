@@ -69,7 +69,7 @@ def test_graph_inputs_outputs_and_dynamic_batch(run, spectra_only):
     graph = onnx.load(str(run.onnx)).graph
     dims = {i.name: [d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim] for i in graph.input}
     assert dims == {"data_spectra": ["batch", 2, len(run.summary["description"]["axis"])], "data_tabular": ["batch", 1]}
-    assert [o.name for o in graph.output] == ["probabilities"]
+    assert [o.name for o in graph.output] == ["probabilities", "t2", "q", "outlier"]
     # T = 0: a single input
     assert [i.name for i in onnx.load(str(spectra_only.onnx)).graph.input] == ["data_spectra"]
     assert read_metadata(spectra_only.onnx)["tabular_columns"] == []

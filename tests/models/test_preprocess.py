@@ -15,7 +15,7 @@ def _make_inputs(n=12, n_channels=3, length=200, n_tabular=2, seed=0):
 
 
 def test_inference_transforms_constant():
-    assert INFERENCE_TRANSFORMS == ("simulate", "snv", "sg1", "sg2")
+    assert INFERENCE_TRANSFORMS == ("simulate", "snv", "sg1", "sg2", "msc", "emsc", "als")
 
 
 def test_scaling_maps_training_min_max_to_minus_one_and_one():
@@ -206,3 +206,106 @@ def test_bad_arguments_raise_config_error(kwargs, match):
     arguments = {"channels": ["a"], "length": 300, "n_tabular": 0, **kwargs}
     with pytest.raises(ConfigError, match=match):
         Preprocess(**arguments)
+
+
+# ---- scatter and baseline corrections -------------------------------------------------------------------------
+def _scattered_spectra(n=30, length=120, seed=0):
+    """Two bands under a random gain, offset, tilt and curvature, plus noise: what MSC/EMSC/ALS should undo."""
+    rng = np.random.default_rng(seed)
+    x = np.linspace(0.0, 1.0, length)
+    bands = np.exp(-(((x - 0.4) / 0.1) ** 2)) + 0.5 * np.exp(-(((x - 0.7) / 0.05) ** 2))
+    gain, offset = rng.uniform(0.5, 2.0, (n, 1)), rng.uniform(-0.3, 0.3, (n, 1))
+    tilt, curve = rng.uniform(-0.5, 0.5, (n, 1)), rng.uniform(-0.3, 0.3, (n, 1))
+    return gain * bands + offset + tilt * x + curve * x**2 + rng.normal(0.0, 0.01, (n, length))
+
+
+@pytest.mark.parametrize("name", ["msc", "emsc"])
+def test_scatter_corrections_match_chemotools(name):
+    scatter = pytest.importorskip("chemotools.scatter")
+    spectra = _scattered_spectra()
+    reference = {"msc": scatter.MultiplicativeScatterCorrection(),
+                 "emsc": scatter.ExtendedMultiplicativeScatterCorrection(order=3)}[name]
+    expected = reference.fit(spectra).transform(spectra)
+    inputs = torch.tensor(spectra[:, None, :], dtype=torch.float32)
+    pre = Preprocess(["a"], spectra.shape[1], 0, transforms=[name], emsc_order=3).fit(inputs, chunk_size=7)
+    got = pre.apply_transforms(inputs)[:, 0].numpy()
+    np.testing.assert_allclose(got, expected, atol=1e-5, rtol=0)
+    torch.testing.assert_close(getattr(pre, f"{name}_reference")[0], inputs[:, 0].mean(dim=0))
+
+
+def test_emsc_removes_the_polynomial_and_the_gain():
+    spectra = _scattered_spectra()
+    inputs = torch.tensor(spectra[:, None, :], dtype=torch.float32)
+    out = Preprocess(["a"], spectra.shape[1], 0, transforms=["emsc"]).fit(inputs).apply_transforms(inputs)
+    # reason: every spectrum is gain * bands + a quadratic + noise, so after EMSC all look alike up to the noise.
+    assert float((out - out.mean(dim=0)).abs().max()) < 0.1
+    assert float((inputs - inputs.mean(dim=0)).abs().max()) > 1.0
+
+
+def test_msc_reference_is_the_mean_of_its_own_input():
+    spectra, _ = _make_inputs(n=9, n_channels=2, length=50, n_tabular=0)
+    pre = Preprocess(["a", "b"], 50, 0, transforms=["snv", "msc"]).fit(spectra, chunk_size=4)
+    snv = Preprocess(["a", "b"], 50, 0, transforms=["snv"]).apply_transforms(spectra)
+    torch.testing.assert_close(pre.msc_reference, snv.mean(dim=0))
+
+
+@pytest.mark.parametrize(("length", "lam", "p"), [(64, 1e2, 0.05), (101, 1e4, 0.01), (300, 1e6, 0.01)])
+def test_als_matches_pybaselines(length, lam, p):
+    pybaselines = pytest.importorskip("pybaselines")
+    from spectratorch.models.preprocess import ALS_SOLVES
+
+    spectra = _scattered_spectra(n=6, length=length, seed=1)
+    # reason: pybaselines solves max_iter + 1 times; tol < 0 never stops early, so both run ALS_SOLVES solves.
+    baselines = [pybaselines.Baseline().asls(row, lam=lam, p=p, max_iter=ALS_SOLVES - 1, tol=-1.0)[0]
+                 for row in spectra]
+    expected = spectra - np.stack(baselines)
+    inputs = torch.tensor(spectra[:, None, :], dtype=torch.float64)
+    pre = Preprocess(["a"], length, 0, transforms=["als"], als_lambda=lam, als_p=p)
+    got = pre.apply_transforms(inputs.float())[:, 0].double().numpy()
+    np.testing.assert_allclose(got, expected, atol=1e-5, rtol=0)
+
+
+def test_als_removes_a_smooth_baseline_under_peaks():
+    x = torch.linspace(0.0, 1.0, 200)
+    peaks = torch.exp(-(((x - 0.3) / 0.02) ** 2)) + torch.exp(-(((x - 0.7) / 0.02) ** 2))
+    spectra = (peaks + 2.0 + 3.0 * x - 2.0 * x**2).reshape(1, 1, 200)
+    out = Preprocess(["a"], 200, 0, transforms=["als"], als_lambda=1e3, als_p=0.001).apply_transforms(spectra)
+    assert float((out[0, 0] - peaks).abs().max()) < 0.02
+
+
+@pytest.mark.parametrize("transforms", [["msc"], ["snv", "emsc"], ["als", "msc"]])
+def test_scatter_corrections_onnx_parity(transforms, tmp_path):
+    pytest.importorskip("onnxruntime")
+    import onnxruntime
+
+    spectra, tabular = _make_inputs(n=16, n_channels=2, length=90, n_tabular=1)
+    spectra = spectra + torch.linspace(0.0, 500.0, 90)
+    pre = Preprocess(["a", "b"], 90, 1, transforms=transforms).fit(spectra, tabular).eval()
+    path = tmp_path / "pre.onnx"
+    torch.onnx.export(pre, (spectra[:2], tabular[:2]), str(path), input_names=["s", "t"], output_names=["o", "u"],
+                      dynamic_axes={"s": {0: "n"}, "t": {0: "n"}, "o": {0: "n"}}, opset_version=17, dynamo=False)
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = session.run(["o"], {"s": spectra.numpy(), "t": tabular.numpy()})[0]
+    expected = pre(spectra, tabular)[0].detach().numpy()
+    np.testing.assert_allclose(got, expected, atol=1e-4, rtol=0)
+
+
+def test_new_transforms_round_trip_through_the_state_dict():
+    spectra, _ = _make_inputs(n=10, n_channels=2, length=60, n_tabular=0)
+    kwargs = {"transforms": ["msc", "emsc", "als"], "emsc_order": 1, "als_lambda": 1e3}
+    pre = Preprocess(["a", "b"], 60, 0, **kwargs).fit(spectra)
+    other = Preprocess(["a", "b"], 60, 0, **kwargs)
+    other.load_state_dict(pre.state_dict())
+    assert torch.equal(other(spectra)[0], pre(spectra)[0])
+    assert {"msc_reference", "emsc_reference"} <= set(pre.state_dict())
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [({"transforms": ["emsc"], "emsc_order": -1}, "emsc_order"), ({"transforms": ["emsc"], "emsc_order": 299},
+     "emsc_order"), ({"transforms": ["als"], "als_lambda": 0.0}, "als_lambda"),
+     ({"transforms": ["als"], "als_p": 1.0}, "als_p")],
+)
+def test_bad_correction_options_raise(kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        Preprocess(["a"], 300, 0, **kwargs)

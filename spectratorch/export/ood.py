@@ -1,0 +1,151 @@
+"""Is a spectrum like the ones the model learned from? PCA with Hotelling's T² and Q residuals, inside the ONNX file.
+
+A PCA model of the training rows' preprocessed inputs (what the network sees: the spectra after the model's
+transforms and scaling, with the scaled tabular values) keeps the components that explain ``VARIANCE`` of their
+variance (at most ``MAX_COMPONENTS``). For a new row ``x`` (centred on the training mean):
+
+- ``t2 = sum_j t_j^2 / lambda_j``, Hotelling's T² of its scores ``t = P' x`` (``lambda_j`` the variance of
+  component ``j`` on the training rows): how far it lies inside the model's plane;
+- ``q = |x - P t|^2``, the Q residual (squared prediction error): how far it lies off that plane.
+
+The limits are the empirical quantiles of ``t2`` and ``q`` on held-out rows (the validation fold), each at
+``1 - (1 - confidence) / 2``, so that ``outlier = t2 > t2_limit or q > q_limit`` flags at most about
+``1 - confidence`` of in-distribution spectra (a union bound over the two tests). Empirical limits on held-out rows
+need no normality assumption and do not inherit the optimism of the training rows' own residuals.
+
+:class:`OutlierScores` computes the three outputs as tensor operations, so they are ONNX nodes next to the
+probabilities; :func:`fit_ood` fits it (numpy SVD).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+from torch import nn
+
+from spectratorch.errors import ConfigError
+
+__all__ = ["CONFIDENCE", "MAX_COMPONENTS", "VARIANCE", "OutlierScores", "fit_ood", "preprocessed_inputs"]
+
+_logger = logging.getLogger(__name__)
+
+CONFIDENCE = 0.99
+"""Stated confidence of the flag: about 1 % of in-distribution spectra are flagged."""
+# reason: 99 % of the variance keeps the bands of the synthetic and demo spectra and leaves the noise to q;
+# 20 components bound the cost per spectrum (two [D, 20] products).
+VARIANCE = 0.99
+MAX_COMPONENTS = 20
+# reason: rows the SVD sees at most (a seeded subsample): the lab's training split would otherwise cost minutes.
+_MAX_ROWS = 20000
+
+
+class OutlierScores(nn.Module):
+    """``(t2, q, outlier)`` ``[N]`` of preprocessed inputs ``[N, D]``, with the fitted PCA as buffers.
+
+    Args:
+        record: from :func:`fit_ood` (mean, components, variances, limits).
+
+    Example:
+        >>> rng = np.random.default_rng(0)
+        >>> train = rng.normal(size=(200, 3)) @ rng.normal(size=(3, 8))
+        >>> record = fit_ood(train, train[:50] + rng.normal(0, 0.01, (50, 8)))
+        >>> t2, q, outlier = OutlierScores(record)(torch.tensor(np.vstack([train[:1], 50 * np.ones((1, 8))]),
+        ...                                                     dtype=torch.float32))
+        >>> outlier.tolist()
+        [False, True]
+    """
+
+    def __init__(self, record: dict):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(record["mean"], dtype=torch.float32))
+        self.register_buffer("components", torch.tensor(record["components"], dtype=torch.float32).reshape(
+            len(record["mean"]), -1))
+        self.register_buffer("inverse_variance", 1.0 / torch.tensor(record["variances"], dtype=torch.float32))
+        self.register_buffer("t2_limit", torch.tensor(record["t2_limit"], dtype=torch.float32))
+        self.register_buffer("q_limit", torch.tensor(record["q_limit"], dtype=torch.float32))
+
+    def forward(self, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        centred = inputs - self.mean
+        scores = centred @ self.components
+        t2 = (scores.pow(2) * self.inverse_variance).sum(dim=1)
+        q = (centred - scores @ self.components.T).pow(2).sum(dim=1)
+        return t2, q, (t2 > self.t2_limit) | (q > self.q_limit)
+
+
+def _scores(record: dict, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    centred = inputs - np.asarray(record["mean"])
+    components = np.asarray(record["components"])
+    scores = centred @ components
+    return (scores**2 / np.asarray(record["variances"])).sum(axis=1), ((centred - scores @ components.T) ** 2).sum(1)
+
+
+def fit_ood(train: np.ndarray, held_out: np.ndarray, confidence: float = CONFIDENCE, seed: int = 0) -> dict:
+    """Fit the PCA on training rows and the T² and Q limits on held-out rows.
+
+    Args:
+        train: ``[N, D]`` preprocessed training inputs.
+        held_out: ``[M, D]`` preprocessed held-out inputs (validation rows), ``M >= 1``.
+        confidence: the flag's stated confidence, in (0.5, 1).
+        seed: of the subsample when ``N`` exceeds 20,000 rows.
+
+    Returns:
+        JSON-serialisable ``{"mean", "components", "variances", "t2_limit", "q_limit", "confidence",
+        "n_components", "explained", "n_train", "n_held_out", "held_out_flagged", "inputs"}``.
+
+    Raises:
+        ConfigError: an invalid confidence or too few rows.
+    """
+    if not 0.5 < confidence < 1.0:
+        raise ConfigError(f"the outlier confidence must be in (0.5, 1); got {confidence!r}.")
+    train, held_out = np.asarray(train, dtype=np.float64), np.asarray(held_out, dtype=np.float64)
+    if train.ndim != 2 or len(train) < 3 or held_out.ndim != 2 or len(held_out) < 1 \
+            or held_out.shape[1] != train.shape[1]:
+        raise ConfigError(f"the outlier model needs >= 3 training rows and >= 1 held-out row of the same width; got "
+                          f"{train.shape} and {held_out.shape}.")
+    if len(train) > _MAX_ROWS:
+        train = train[np.sort(np.random.default_rng(seed).choice(len(train), _MAX_ROWS, replace=False))]
+    mean = train.mean(axis=0)
+    _, singular, vt = np.linalg.svd(train - mean, full_matrices=False)
+    variances = singular**2 / (len(train) - 1)
+    explained = np.cumsum(variances) / max(variances.sum(), np.finfo(float).tiny)
+    k = int(min(np.searchsorted(explained, VARIANCE) + 1, MAX_COMPONENTS, len(train) - 1, train.shape[1]))
+    # reason: a component of zero variance (constant inputs) would divide by zero; it carries nothing anyway.
+    k = max(1, min(k, int((variances > variances[0] * 1e-12).sum())))
+    record = {"mean": mean.tolist(), "components": vt[:k].T.tolist(), "variances": variances[:k].tolist()}
+    t2, q = _scores(record, held_out)
+    level = 1.0 - (1.0 - confidence) / 2.0
+    t2_limit, q_limit = float(np.quantile(t2, level, method="higher")), float(np.quantile(q, level, method="higher"))
+    flagged = float(((t2 > t2_limit) | (q > q_limit)).mean())
+    record.update(t2_limit=t2_limit, q_limit=q_limit, confidence=confidence, n_components=k,
+                  explained=float(explained[k - 1]), n_train=len(train), n_held_out=len(held_out),
+                  held_out_flagged=flagged, inputs="preprocessed")
+    _logger.info("outlier model: %d components (%.3f of the variance), T² limit %.4g, Q limit %.4g; %.3f of %d "
+                 "held-out rows flagged", k, explained[k - 1], t2_limit, q_limit, flagged, len(held_out))
+    return record
+
+
+def summary(record: dict) -> dict:
+    """The record without its arrays, for the ONNX metadata and the run's JSON."""
+    return {key: value for key, value in record.items() if key not in ("mean", "components", "variances")}
+
+
+@torch.no_grad()
+def preprocessed_inputs(model: nn.Module, spectra: np.ndarray, tabular: np.ndarray | None,
+                        batch: int = 1024) -> np.ndarray:
+    """``[N, C * L + T]`` (float64): the model's preprocessing of raw rows, flattened, tabular values appended."""
+    parts = []
+    for start in range(0, len(spectra), batch):
+        x = torch.as_tensor(np.ascontiguousarray(spectra[start : start + batch]), dtype=torch.float32)
+        t = None
+        if model.n_tabular:
+            t = torch.as_tensor(np.ascontiguousarray(tabular[start : start + batch]), dtype=torch.float32)
+        parts.append(flatten_inputs(*model.preprocess(x, t)).double().numpy())
+    return np.concatenate(parts)
+
+
+def flatten_inputs(spectra: torch.Tensor, tabular: torch.Tensor | None) -> torch.Tensor:
+    """``[N, C * L + T]`` from preprocessed ``spectra [N, C, L]`` and ``tabular [N, T]`` (or ``None``)."""
+    flat = spectra.flatten(1)
+    return flat if tabular is None or tabular.shape[1] == 0 else torch.cat([flat, tabular], dim=1)
