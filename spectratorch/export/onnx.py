@@ -330,7 +330,8 @@ def _check_parity(path: Path, reference: nn.Module, inputs: tuple[torch.Tensor, 
 
 
 def export_onnx(checkpoint_path: str | os.PathLike, out_path: str | os.PathLike | None = None,
-                datamodule_or_table=None, n_check: int = 256, *, metrics: dict | None = None) -> Path:
+                datamodule_or_table=None, n_check: int = 256, *, metrics: dict | None = None,
+                calibration: dict | None = None) -> Path:
     """Export a checkpoint as ``<stem>.onnx``: preprocessing, network and calibrated softmax in one file.
 
     Args:
@@ -342,6 +343,8 @@ def export_onnx(checkpoint_path: str | os.PathLike, out_path: str | os.PathLike 
             (all its rows; they should be held out from training). Default: the checkpoint's training data.
         n_check: samples on which onnxruntime must match torch (validation rows first, then others).
         metrics: the metrics to record; default: ``metrics`` of ``<stem>.json`` beside the checkpoint.
+        calibration: a calibration report already made (its ``temperature`` is used), e.g. from out-of-fold
+            predictions when the validation rows trained the model; default: fitted on the validation rows.
 
     Returns:
         The path of the ONNX file.
@@ -368,7 +371,8 @@ def export_onnx(checkpoint_path: str | os.PathLike, out_path: str | os.PathLike 
     model = module.model.float().eval()
     (val_spectra, val_tabular, val_y), (check_spectra, check_tabular) = _data_arrays(
         hparams, datamodule_or_table, n_check)
-    calibration = calibration_report(_run_torch(model, _inputs(model, val_spectra, val_tabular)), val_y)
+    if calibration is None:
+        calibration = calibration_report(_run_torch(model, _inputs(model, val_spectra, val_tabular)), val_y)
     reference = _Probabilities(model, calibration["temperature"]).eval()
     exported = _Probabilities(conv2d_layout(model), calibration["temperature"]).eval()
     names = [INPUT_SPECTRA, INPUT_TABULAR][: len(model.input_names)]
