@@ -201,7 +201,9 @@ def _with_options(candidate: Candidate, config: RunConfig) -> Candidate:
     from spectratorch.models.registry import model_options
 
     taken = set(model_options(candidate.arch))
-    given = {k: v for k, v in config.model.arch_kwargs().items() if v is not None and k in taken}
+    # reason: an explicit --arch refuses options it does not take (create_model says so); auto leaves them unset.
+    explicit = config.model.arch == candidate.arch
+    given = {k: v for k, v in config.model.arch_kwargs().items() if v is not None and (explicit or k in taken)}
     return dataclasses.replace(candidate, options={**candidate.options, **given})
 
 
@@ -379,7 +381,9 @@ def train_small(config: RunConfig, dm, candidates=CANDIDATES, result_sheet: bool
                        candidates)
     module, selection = fitted["module"], fitted["selection"]
     _logger.info("--arch %s: %s", config.model.arch, selection["rule"])
-    config = dataclasses.replace(config, model=dataclasses.replace(config.model, arch=selection["chosen"]))
+    config = resolve_defaults(dataclasses.replace(config, model=dataclasses.replace(config.model,
+                                                                                   arch=selection["chosen"])),
+                              selection["training_rows"])
     stem = model_name(config.name_fields())
     val = fitted["val_metrics"]
     test_probabilities = predict_probabilities(module, dm, "test")
