@@ -125,7 +125,8 @@ def _add_train_args(parser: argparse.ArgumentParser) -> None:
     model = parser.add_argument_group("model")
     _add(model, "--arch", default=m.arch,
          help=f"architecture: {_MODEL_NAMES}, or auto (VGG11 on the lab's channels with >= 2000 training rows; "
-         "otherwise the best on validation of Linear, MiniRocket and VGG11, each trained on the training split)")
+         "otherwise Linear, PLSDA, MiniRocket or their soft vote, chosen by inner CV of all non-test rows and "
+         "refit on them: doc/small-data.md)")
     _add(model, "--width", type=float, default=m.width,
          help="channel multiplier of VGG/ResNetV2 (default: 0.25, CPU-sized; 1.0 = full size, for a GPU)")
     _add(model, "--n-features", type=int, default=None, help="MiniRocket: random-kernel features (default 4000)")
@@ -137,7 +138,7 @@ def _add_train_args(parser: argparse.ArgumentParser) -> None:
     opt = parser.add_argument_group("optimisation")
     _add(opt, "--eps", type=float, default=t.eps, help="label smoothing epsilon of the training loss, in [0, 1]")
     _add(opt, "--lr", type=float, default=None,
-         help="Adam learning rate (default: 1e-3 for the networks, 1e-2 for Linear, 3e-3 for MiniRocket)")
+         help="Adam learning rate (default: 1e-3; Linear, PLSDA and MiniRocket on small sets are solved, no Adam)")
     _add(opt, "--weight-decay", type=float, default=None,
          help="L2 penalty of Adam (default: 1e-3 for Linear and MiniRocket, 0 for the networks)")
     _add(opt, "--max-epochs", type=int, default=None,

@@ -23,7 +23,8 @@ LAB_CHANNELS = frozenset({"277", "380", "425", "lspr"})
 # reason: the lab's recipe (VGG11 with `da`) was tuned on thousands of fluorescence spectra; below that, or on other
 # spectra, no fixed choice wins everywhere (measured on public NIR/FTIR sets), so the candidates are compared.
 LARGE_TRAIN = 2000
-ARCH_CANDIDATES = ("Linear", "MiniRocket", "VGG11")
+# reason: the solved heads the small-set protocol compares by inner CV (spectratorch/pipelines/small.py).
+ARCH_CANDIDATES = ("Linear", "PLSDA", "MiniRocket")
 _CPU_WIDTH = 0.25
 _MIN_STEPS = 2000
 _PATIENCE_STEPS = 300
@@ -87,8 +88,9 @@ def resolve_defaults(config: RunConfig, n_train: int) -> RunConfig:
     if model.arch == "auto":
         chosen = auto_arch(config.data.channels, n_train)
         if chosen is None:
-            raise ConfigError(f"--arch auto on {n_train} training rows is decided by training the candidates "
-                              f"{list(ARCH_CANDIDATES)}; call spectratorch.training.run.train, or name an --arch.")
+            raise ConfigError(f"--arch auto on {n_train} training rows is decided by inner cross-validation of the "
+                              f"candidates {list(ARCH_CANDIDATES)}; call spectratorch.training.run.train, or name an "
+                              "--arch.")
         model = dataclasses.replace(model, arch=chosen)
     if model.width is None and "width" in model_options(model.arch):
         model = dataclasses.replace(model, width=_CPU_WIDTH)

@@ -406,7 +406,8 @@ def _check_ood_parity(got: dict, expected: dict, ood: OutlierScores) -> None:
 
 
 def export_onnx(checkpoint_path: str | os.PathLike, out_path: str | os.PathLike | None = None,
-                datamodule_or_table=None, n_check: int = 256, *, metrics: dict | None = None) -> Path:
+                datamodule_or_table=None, n_check: int = 256, *, metrics: dict | None = None,
+                calibration: dict | None = None, out_of_fold: tuple | None = None) -> Path:
     """Export a checkpoint as ``<stem>.onnx``: preprocessing, network and calibrated softmax in one file.
 
     Args:
@@ -418,6 +419,10 @@ def export_onnx(checkpoint_path: str | os.PathLike, out_path: str | os.PathLike 
             (all its rows; they should be held out from training). Default: the checkpoint's training data.
         n_check: samples on which onnxruntime must match torch (validation rows first, then others).
         metrics: the metrics to record; default: ``metrics`` of ``<stem>.json`` beside the checkpoint.
+        calibration: a calibration report already made (its ``temperature`` is used), e.g. from out-of-fold
+            predictions when the validation rows trained the model; default: fitted on the validation rows.
+        out_of_fold: ``(probabilities [N, K], y [N])``, calibrated out-of-fold predictions of the training rows, to
+            fit the conformal sets on when the validation rows trained the model; default: the validation rows.
 
     Returns:
         The path of the ONNX file.
@@ -444,8 +449,15 @@ def export_onnx(checkpoint_path: str | os.PathLike, out_path: str | os.PathLike 
     model = module.model.float().eval()
     train: list = []
     val, (check_spectra, check_tabular) = _data_arrays(hparams, datamodule_or_table, n_check, train)
-    calibration = calibration_report(_run_torch(model, _inputs(model, val[0], val[1])), val[2])
-    conformal, ood = _fit_trust(model, val, calibration, train)
+    if calibration is None:
+        calibration = calibration_report(_run_torch(model, _inputs(model, val[0], val[1])), val[2])
+    if out_of_fold is None:
+        conformal, ood = _fit_trust(model, val, calibration, train)
+    else:
+        # reason: the validation rows trained this model; its conformal sets come from out-of-fold predictions.
+        probabilities, y = out_of_fold
+        conformal, ood = _fit_trust(model, (*val[:2], np.asarray(y)), calibration, train, source="out-of-fold",
+                                    calibration_probabilities=np.asarray(probabilities))
     reference = _with_ood(_Probabilities(model, calibration["temperature"]).eval(), model, ood)
     converted = conv2d_layout(model)
     exported = _with_ood(_Probabilities(converted, calibration["temperature"]).eval(), converted, ood)

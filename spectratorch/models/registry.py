@@ -102,7 +102,7 @@ def default_lr(name: str) -> float:
 
     Example:
         >>> default_lr("VGG11"), default_lr("Linear")
-        (0.001, 0.0001)
+        (0.001, 0.001)
     """
     return float(getattr(_model_entrypoints.get(name), "default_lr", 1e-3))
 

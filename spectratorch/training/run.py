@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import shutil
 import sys
 import warnings
 from pathlib import Path
@@ -35,7 +34,7 @@ from spectratorch.training.loggers import check_loggers, log_artifacts, log_dir,
     tensorboard_writer
 from spectratorch.training.losses import resolve_class_weights
 from spectratorch.training.module import METRIC_NAMES, SELECT_METRIC, SpectralModule
-from spectratorch.defaults import ARCH_CANDIDATES, LARGE_TRAIN, auto_arch, resolve_defaults
+from spectratorch.defaults import LARGE_TRAIN, auto_arch, resolve_defaults
 from spectratorch.contract import model_name
 from spectratorch.training.restore import checkpoint_differences, load_module, read_checkpoint
 
@@ -207,7 +206,9 @@ def train(config: RunConfig, callbacks: Sequence = (), arch_selection: dict | No
     """Run one training: load, split, fit, pick the best checkpoint, evaluate, write the outputs.
 
     With ``--arch auto`` the architecture is chosen first (:func:`_train_auto`): by rule on the lab's large sets, else
-    by training each of ``ARCH_CANDIDATES`` and keeping the best on validation.
+    by the small-set protocol (inner cross-validation of the training rows, solved heads, refit on all of them:
+    :mod:`spectratorch.pipelines.small`), which also fits an explicit solved head (``Linear``, ``PLSDA``,
+    ``MiniRocket``) on fewer than ``LARGE_TRAIN`` training rows.
 
     Args:
         config: the run's configuration.
@@ -239,6 +240,11 @@ def train(config: RunConfig, callbacks: Sequence = (), arch_selection: dict | No
     pl.seed_everything(config.data.seed, workers=True, verbose=False)
     dm = datamodule if datamodule is not None else SpectralDataModule(config.data)
     config = dm.with_data_defaults(config)
+    if _solved_on_small_set(config, dm):
+        from spectratorch.pipelines.small import CANDIDATES, train_small
+
+        return train_small(config, dm, [c for c in CANDIDATES if c.arch == config.model.arch],
+                           result_sheet=result_sheet)
     config = resolve_defaults(config, len(dm.split.train))
     dm.config = config.data
     stem = model_name(config.name_fields())
@@ -337,17 +343,6 @@ def _with_arch(config: RunConfig, arch: str, **train_changes) -> RunConfig:
                                train=dataclasses.replace(config.train, **train_changes))
 
 
-def _candidate(config: RunConfig, arch: str, **train_changes) -> RunConfig:
-    """``config`` for candidate ``arch`` of ``--arch auto``: options it does not take (``--n-features`` is
-    MiniRocket's, ``--width`` the networks') are left unset for it instead of refused."""
-    from spectratorch.models.registry import model_options
-
-    config = _with_arch(config, arch, **train_changes)
-    taken = set(model_options(arch))
-    unset = {name: None for name in config.model.arch_kwargs() if name not in taken}
-    return dataclasses.replace(config, model=dataclasses.replace(config.model, **unset))
-
-
 def _checkpoint_arch(path: str) -> str:
     try:
         return read_checkpoint(path)["hyper_parameters"]["arch"]
@@ -356,7 +351,7 @@ def _checkpoint_arch(path: str) -> str:
 
 
 def _train_auto(config: RunConfig) -> dict:
-    """``--arch auto``: VGG11 on the lab's large sets; else train every candidate, keep the best on validation."""
+    """``--arch auto``: VGG11 on the lab's large sets; else the small-set protocol (``pipelines/small.py``)."""
     dm = SpectralDataModule(config.data)
     config = dm.with_data_defaults(config)
     n_train = len(dm.split.train)
@@ -365,31 +360,19 @@ def _train_auto(config: RunConfig) -> dict:
         rule = f"the lab's channels and {n_train} >= {LARGE_TRAIN} training rows: {chosen}"
         _logger.info("--arch auto: %s", rule)
         return train(_with_arch(config, chosen), arch_selection={"rule": rule, "chosen": chosen}, datamodule=dm)
-    metric = config.train.target_metric.removeprefix("val_")
-    sign = 1 if config.train.metric_mode == "max" else -1
-    search_dir = config.train.out_dir / "arch-auto"
-    candidates = {}
-    for arch in ARCH_CANDIDATES:
-        _logger.info("--arch auto: training candidate %s (%d training rows)", arch, n_train)
-        summary = train(_candidate(config, arch, output_dir=str(search_dir), to_onnx=False, save_test_preds=False,
-                                   baseline=False, evaluate=True), result_sheet=False, datamodule=dm)
-        candidates[arch] = {"val": summary["metrics"]["val"], "checkpoint": summary["files"].get("checkpoint"),
-                            "name": summary["name"]}
-    # reason: strictly better only, so a tie keeps the simpler model (candidates are ordered simplest first).
-    best = ARCH_CANDIDATES[0]
-    for arch in ARCH_CANDIDATES[1:]:
-        if sign * candidates[arch]["val"][metric] > sign * candidates[best]["val"][metric]:
-            best = arch
-    rule = (f"{n_train} training rows (fewer than {LARGE_TRAIN}, or not the lab's channels): the best validation "
-            f"{metric} of {', '.join(ARCH_CANDIDATES)}")
-    _logger.info("--arch auto: %s -> %s", rule, best)
-    checkpoint = Path(candidates[best]["checkpoint"])
-    kept = config.train.out_dir / checkpoint.name
-    with atomic_path(kept) as tmp:
-        shutil.copyfile(checkpoint, tmp)
-    selection = {"rule": rule, "chosen": best, "metric": f"val_{metric}",
-                 "candidates": {arch: {"val": c["val"], "name": c["name"]} for arch, c in candidates.items()}}
-    return train(_candidate(config, best, load_this=str(kept), fit=False), arch_selection=selection, datamodule=dm)
+    from spectratorch.pipelines.small import train_small
+
+    return train_small(config, dm)
+
+
+def _solved_on_small_set(config: RunConfig, dm: SpectralDataModule) -> bool:
+    """An explicit solved head (Linear, PLSDA, MiniRocket) trained from scratch on fewer than ``LARGE_TRAIN``
+    training rows: solved in closed form by the small-set protocol, no Adam epochs."""
+    from spectratorch.pipelines.small import SOLVED_ARCHS
+
+    t = config.train
+    small = len(dm.split.train) + len(dm.split.val) < LARGE_TRAIN
+    return config.model.arch in SOLVED_ARCHS and small and t.fit and not t.load_this and not t.finetune
 
 
 def _stage_features(module: SpectralModule, dm: SpectralDataModule, stage: str) -> tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,119 @@
+"""PLSDA: partial least squares discriminant analysis, its projection and regression folded into one linear layer.
+
+The classical chemometric classifier: a PLS2 regression of the one-hot classes on the preprocessed spectrum (and
+the tabular values), predicting the class with the highest score. ``x -> T = (x - mean) R -> Y = T Qᵀ + mean_y`` is
+linear in ``x``, so it is stored as one ``nn.Linear`` whose outputs (the one-hot scores, divided by a temperature
+fitted on out-of-fold predictions) are the logits. It is solved, not trained: ``fit_data`` (or the small-set
+pipeline) sets the layer from :func:`spectratorch.models.closed_form.pls_path`.
+"""
+
+import logging
+
+import numpy as np
+import torch
+
+from spectratorch.models._layers import check_int, check_kwargs, network_options
+from spectratorch.models.closed_form import MAX_PLS_COMPONENTS, decision, pls_path
+from spectratorch.models.linear import LinearClassifier
+from spectratorch.models.registry import register_model
+
+__all__ = ["PLSDAClassifier", "PLSDA", "choose_pls_components"]
+
+_logger = logging.getLogger(__name__)
+
+
+def choose_pls_components(x: np.ndarray, y: np.ndarray, n_classes: int, n_folds: int = 5, seed: int = 0) -> int:
+    """The number of PLS components with the most right predictions over a stratified ``n_folds`` CV of the rows.
+
+    Args:
+        x: ``[N, F]`` features.
+        y: ``[N]`` classes.
+        n_classes: ``K``.
+        n_folds: folds (fewer when a class has fewer rows; 1 component when a class has a single row).
+        seed: of the folds.
+
+    Returns:
+        The count, fewest first among ties.
+    """
+    from sklearn.model_selection import StratifiedKFold
+
+    counts = np.bincount(y, minlength=n_classes)
+    folds = min(n_folds, int(counts[counts > 0].min()))
+    if folds < 2:
+        return 1
+    hits = np.zeros(MAX_PLS_COMPONENTS)
+    for fit, held in StratifiedKFold(folds, shuffle=True, random_state=seed).split(x, y):
+        for k, head in enumerate(pls_path(x[fit], y[fit], n_classes)):
+            hits[k] += (decision(x[held], head).argmax(1) == y[held]).sum()
+    return int(hits.argmax()) + 1
+
+
+class PLSDAClassifier(LinearClassifier):
+    """Logits = PLS-DA scores of ``[flattened spectra, tabular]``, one linear layer.
+
+    Args:
+        n_channels: Spectral channels ``C``.
+        length: Spectral length ``L``.
+        n_tabular: Tabular features ``T`` (0: none).
+        n_classes: Classes ``K``.
+        n_components: Latent variables (``None``: chosen by 5-fold CV of the training rows in ``fit_data``).
+        dropout: Dropout on the inputs (0: none).
+
+    Shapes:
+        spectra ``[N, C, L]``, tabular ``[N, T]`` (or ``None`` when ``T == 0``) -> logits ``[N, K]``.
+
+    Example:
+        >>> net = PLSDAClassifier(1, 40, 0, 2)
+        >>> _ = net.fit_data(torch.randn(30, 1, 40), None, torch.arange(30) % 2)
+        >>> net(torch.zeros(4, 1, 40)).shape
+        torch.Size([4, 2])
+    """
+
+    def __init__(self, n_channels: int, length: int, n_tabular: int, n_classes: int, n_components: int | None = None,
+                 dropout: float = 0.0):
+        super().__init__(n_channels, length, n_tabular, n_classes, dropout)
+        if n_components is not None:
+            check_int("n_components", n_components, "PLSDA")
+        self.n_components = n_components
+
+    @torch.no_grad()
+    def fit_data(self, spectra: torch.Tensor, tabular: torch.Tensor | None = None,
+                 y: torch.Tensor | None = None) -> "PLSDAClassifier":
+        """Set the layer to the PLS-DA of the training rows (components by CV unless given); ``y=None``: no change."""
+        if y is None:
+            return self
+        features = self.forward_features(spectra)
+        if self.n_tabular > 0:
+            features = torch.cat([features, tabular], dim=1)
+        x, labels = features.double().cpu().numpy(), y.cpu().numpy()
+        k = self.n_components or choose_pls_components(x, labels, self.n_classes)
+        weight, bias = pls_path(x, labels, self.n_classes, max_components=k)[-1]
+        self.fc.weight.copy_(torch.from_numpy(weight))
+        self.fc.bias.copy_(torch.from_numpy(bias))
+        _logger.info("PLSDA: %d components, solved on %d training rows", k, len(labels))
+        return self
+
+
+@register_model
+def PLSDA(n_channels: int, length: int, n_tabular: int, n_classes: int, **kwargs) -> PLSDAClassifier:
+    """PLSDA: PLS-DA on every point of every channel (and the tabular values), as one linear layer.
+
+    Args:
+        n_channels: Spectral channels ``C``.
+        length: Spectral length ``L``.
+        n_tabular: Tabular features ``T``.
+        n_classes: Classes ``K``.
+        **kwargs: ``n_components``, ``dropout`` (see ``PLSDAClassifier``).
+
+    Returns:
+        The network.
+
+    Example:
+        >>> PLSDA(1, 100, 0, 2)(torch.zeros(3, 1, 100)).shape
+        torch.Size([3, 2])
+    """
+    check_kwargs(PLSDAClassifier, kwargs, "PLSDA")
+    return PLSDAClassifier(n_channels, length, n_tabular, n_classes, **kwargs)
+
+
+PLSDA.options = network_options(PLSDAClassifier)

@@ -1,0 +1,435 @@
+"""The small-set protocol: every choice by inner cross-validation of the training rows, then a refit on all of them.
+
+Below the lab's large-set rule (``defaults.auto_arch``), ``--arch auto`` (and an explicit solved head: ``Linear``,
+``PLSDA``, ``MiniRocket``) runs here instead of the Adam loop:
+
+1. The held-out rows are the test rows only (fold ``current_split + 1``, or ``--test-source FILE``); the training
+   rows are every other row (the training and validation folds together), so ``spectratorch cv`` gives the standard
+   k-fold estimate: each row tested once, each fold trained on ``(k - 1) / k`` of the rows.
+2. Each candidate (:data:`CANDIDATES`: a registered architecture whose last layer ``fc`` is solved on its own
+   features) fits its unsupervised parts (the preprocessing, MiniRocket's biases) on the training rows, computes
+   their features once, and is scored by a stratified inner k-fold CV of the training rows for every value of its
+   grid (``C``, PLS components; ridge's alpha by leave-one-out inside each fit). Out-of-fold scores are turned into
+   probabilities by a temperature fitted on them. The choice: the run's target metric, then the lower log-loss;
+   ties keep the first (the strongest penalty, the fewest components, the simpler candidate).
+3. The soft vote of the best 2..n candidates (their out-of-fold probabilities) becomes the model when it beats the
+   best single candidate on the same criterion (architecture ``Ensemble``, one network, one ONNX file).
+4. The chosen heads are solved again on every training row, each divided by its out-of-fold temperature, and
+   stored as an ordinary checkpoint; the calibration and the cutoffs come from the out-of-fold predictions.
+
+Test rows reach none of this: they are scored once, at the end. No test, no scikit-learn traceback: a class with
+fewer training rows than the inner folds lowers the number of inner folds (one line says which class); a class
+with fewer than 2 training rows is refused (:class:`~spectratorch.errors.SplitError`, exit 2).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from spectratorch.config import RunConfig
+from spectratorch.errors import SplitError
+from spectratorch.export.calibration import fit_temperature, softmax
+from spectratorch.models.classifier import SpectralClassifier, build_classifier
+from spectratorch.models.closed_form import (
+    LOGISTIC_CS,
+    MAX_PLS_COMPONENTS,
+    Standardiser,
+    decision,
+    logistic_path,
+    pls_path,
+    ridge_head,
+)
+from spectratorch.tuning.cv import classification_metrics
+
+__all__ = ["Candidate", "CANDIDATES", "SOLVED_ARCHS", "INNER_FOLDS", "inner_folds", "choose", "fit_small"]
+
+_logger = logging.getLogger(__name__)
+
+# reason: 5 inner folds is scikit-learn's default; above 500 training rows each held-out fold has 100+ rows, so 3
+# folds rank the candidates as well at 60 % of the cost (the 1,000-spectra speed goal).
+INNER_FOLDS = 5
+_FEWER_FOLDS_ABOVE = 500
+_INNER_TOL, _FINAL_TOL = 1e-3, 1e-4
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A registered architecture whose last layer ``fc`` is solved on ``[net.forward_features(x), tabular]``.
+
+    Attributes:
+        arch: the registered name (the model's name when chosen alone).
+        solver: ``logistic`` (grid of ``C``), ``pls`` (grid of components) or ``ridge`` (alpha by leave-one-out).
+        options: architecture options (e.g. ``{"n_features": 4000}``).
+    """
+
+    arch: str
+    solver: str
+    options: dict = field(default_factory=dict)
+
+
+# reason: the classical models a chemometrician would run, simplest first (ties keep the earlier one); a feature
+# transform with a ridge head (MultiRocket, Hydra) joins as one more `Candidate(name, "ridge")`.
+CANDIDATES = (Candidate("Linear", "logistic"), Candidate("PLSDA", "pls"), Candidate("MiniRocket", "ridge"))
+SOLVED_ARCHS = frozenset(c.arch for c in CANDIDATES)
+
+
+def inner_folds(y: np.ndarray, labels, n_rows: int) -> int:
+    """The number of inner folds: ``INNER_FOLDS`` (3 above 500 rows), fewer when a class has fewer rows.
+
+    Raises:
+        SplitError: a class with fewer than 2 training rows.
+    """
+    counts = np.bincount(y, minlength=len(labels))
+    wanted = INNER_FOLDS if n_rows <= _FEWER_FOLDS_ABOVE else 3
+    smallest = int(counts.argmin())
+    if counts[smallest] < 2:
+        raise SplitError(f"class {labels[smallest]!r} has {counts[smallest]} training row(s); choosing a model by "
+                         "inner cross-validation needs at least 2 per class. Add rows, or use --rare-classes drop "
+                         "or other.")
+    if counts[smallest] < wanted:
+        _logger.warning("class %r has %d training rows, fewer than %d inner folds: %d inner folds are used",
+                        labels[smallest], counts[smallest], wanted, counts[smallest])
+        return int(counts[smallest])
+    return wanted
+
+
+# ---- features and solvers -------------------------------------------------------------------------------------
+@torch.no_grad()
+def _features(model: SpectralClassifier, spectra: torch.Tensor, tabular: torch.Tensor) -> np.ndarray:
+    model.eval()
+    parts = []
+    for start in range(0, len(spectra), 512):
+        pre_spectra, pre_tabular = model.preprocess(spectra[start : start + 512], tabular[start : start + 512])
+        features = model.net.forward_features(pre_spectra).flatten(1)
+        if model.n_tabular > 0:
+            features = torch.cat([features, pre_tabular], dim=1)
+        parts.append(features.double())
+    return torch.cat(parts).numpy()
+
+
+def _grid(candidate: Candidate, n_fit_min: int, n_features: int) -> list:
+    if candidate.solver == "logistic":
+        return list(LOGISTIC_CS)
+    if candidate.solver == "pls":
+        return list(range(1, max(1, min(MAX_PLS_COMPONENTS, n_fit_min - 1, n_features)) + 1))
+    return ["loo"]
+
+
+def _solve(candidate: Candidate, x: np.ndarray, y: np.ndarray, n_classes: int, grid: list,
+           standardiser: Standardiser | None, tol: float) -> tuple[list, list]:
+    """Heads for every grid value fitted on ``(x, y)``, and what each one chose inside (ridge's alpha)."""
+    if candidate.solver == "logistic":
+        return logistic_path(x, y, n_classes, cs=grid, tol=tol, standardiser=standardiser), list(grid)
+    if candidate.solver == "pls":
+        return pls_path(x, y, n_classes, max_components=max(grid))[: len(grid)], list(grid)
+    head, alpha = ridge_head(x, y, n_classes, standardiser=standardiser)
+    return [head], [alpha]
+
+
+# ---- inner cross-validation -----------------------------------------------------------------------------------
+def _score(oof: np.ndarray, y: np.ndarray, metric: str) -> dict:
+    calibration_log = logging.getLogger("spectratorch.export.calibration")
+    level = calibration_log.level
+    # reason: a grid value that separates the rows perfectly puts the temperature at its bound; that is expected
+    # here (dozens of values per run) and says nothing to the user.
+    calibration_log.setLevel(logging.ERROR)
+    try:
+        temperature = fit_temperature(oof, y)
+    finally:
+        calibration_log.setLevel(level)
+    probabilities = softmax(oof, temperature)
+    metrics = classification_metrics(probabilities, y)
+    return {"temperature": temperature, "probabilities": probabilities, "metrics": metrics,
+            "key": (metrics.get(metric) or 0.0, -metrics["loss"])}
+
+
+def choose(features: dict[str, np.ndarray], y: np.ndarray, n_classes: int, folds: list, metric: str,
+           candidates=CANDIDATES) -> dict:
+    """Score every candidate and grid value by inner CV; choose each candidate's value, then the model.
+
+    Args:
+        features: ``{arch: [N, F] features of the training rows}``.
+        y: ``[N]`` classes of the training rows.
+        n_classes: ``K``.
+        folds: ``[(fit rows, held rows), ...]``, the inner folds.
+        metric: ``accuracy``, ``f1``, ``balanced_accuracy``, ``auroc`` (higher is better) or ``loss``.
+        candidates: the :class:`Candidate` s.
+
+    Returns:
+        ``{"candidates": {arch: {"grid", "scores", "chosen", "temperature", "probabilities", "metrics"}},
+        "ranking", "ensembles": {"A+B": metrics}, "chosen": [arch, ...]}`` (one arch, or the ensemble's members).
+    """
+    result, n_fit_min = {}, min(len(fit) for fit, _ in folds)
+    for candidate in candidates:
+        x = features[candidate.arch]
+        standardiser = Standardiser(x) if candidate.solver in ("logistic", "ridge") else None
+        grid = _grid(candidate, n_fit_min, x.shape[1])
+        oof = np.zeros((len(grid), len(y), n_classes))
+        for fit, held in folds:
+            heads, _ = _solve(candidate, x[fit], y[fit], n_classes, grid, standardiser, _INNER_TOL)
+            for g, head in enumerate(heads):
+                oof[g, held] = decision(x[held], head)
+        scored = [_score(oof[g], y, metric) for g in range(len(grid))]
+        best = max(range(len(grid)), key=lambda g: scored[g]["key"])  # reason: max keeps the first of ties
+        result[candidate.arch] = {"grid": grid, "scores": [s["metrics"] for s in scored], "chosen": grid[best],
+                                  "temperature": scored[best]["temperature"], "metrics": scored[best]["metrics"],
+                                  "probabilities": scored[best]["probabilities"], "key": scored[best]["key"],
+                                  "logits": oof[best] / scored[best]["temperature"]}
+    ranking = sorted(result, key=lambda arch: result[arch]["key"], reverse=True)
+    chosen, best_key, ensembles = [ranking[0]], result[ranking[0]]["key"], {}
+    for size in range(2, len(ranking) + 1):
+        members = ranking[:size]
+        mean = np.mean([result[arch]["probabilities"] for arch in members], axis=0)
+        scored = _score(np.log(np.clip(mean, 1e-12, None)), y, metric)
+        ensembles["+".join(members)] = {"metrics": scored["metrics"], "temperature": scored["temperature"],
+                                        "logits": np.log(np.clip(mean, 1e-12, None)) / scored["temperature"]}
+        if scored["key"] > best_key:
+            chosen, best_key = members, scored["key"]
+    return {"candidates": result, "ranking": ranking, "ensembles": ensembles, "chosen": chosen}
+
+
+# ---- the run --------------------------------------------------------------------------------------------------
+def _with_options(candidate: Candidate, config: RunConfig) -> Candidate:
+    """The candidate with the run's architecture options that it takes (``--n-features`` for MiniRocket...)."""
+    from spectratorch.models.registry import model_options
+
+    taken = set(model_options(candidate.arch))
+    # reason: an explicit --arch refuses options it does not take (create_model says so); auto leaves them unset.
+    explicit = config.model.arch == candidate.arch
+    given = {k: v for k, v in config.model.arch_kwargs().items() if v is not None and (explicit or k in taken)}
+    return dataclasses.replace(candidate, options={**candidate.options, **given})
+
+
+def _training_rows(dm) -> np.ndarray:
+    source, train = dm.stage_rows("train")
+    _, val = dm.stage_rows("val")
+    if dm.config.test_source == "is-val":
+        return np.sort(train)
+    return np.sort(np.concatenate([train, val]))
+
+
+def _set_head(net: torch.nn.Module, head: tuple[np.ndarray, np.ndarray], temperature: float) -> None:
+    weight, bias = head
+    with torch.no_grad():
+        net.fc.weight.copy_(torch.from_numpy(weight / temperature))
+        net.fc.bias.copy_(torch.from_numpy(bias / temperature))
+
+
+def fit_small(config: RunConfig, dm, module_kwargs, candidates=CANDIDATES) -> dict:
+    """Choose, refit and assemble the model of a small set (see the module docstring).
+
+    Args:
+        config: the run's configuration (``--arch auto`` or a solved head).
+        dm: its prepared data module.
+        module_kwargs: ``(config, dm) -> SpectralModule keyword arguments`` for the chosen architecture.
+        candidates: the candidates (one for an explicit ``--arch``).
+
+    Returns:
+        ``{"module", "selection", "val_metrics", "oof_logits", "y_train", "seconds"}``: the fitted
+        :class:`~spectratorch.training.module.SpectralModule`, what was chosen and how (for the JSON), the
+        out-of-fold metrics and logits of the final model on the training rows.
+    """
+    from sklearn.model_selection import StratifiedKFold
+
+    from spectratorch.training.module import SpectralModule
+
+    start = time.perf_counter()
+    source, rows = dm.stage_rows("train")
+    rows = _training_rows(dm)
+    index = torch.as_tensor(rows)
+    spectra = source.dataset.spectra.index_select(0, index)
+    tabular = source.dataset.tabular.index_select(0, index)
+    y = source.dataset.y.index_select(0, index).numpy()
+    labels, n_classes = list(dm.labels), dm.n_classes
+    n_folds = inner_folds(y, labels, len(y))
+    folds = list(StratifiedKFold(n_folds, shuffle=True, random_state=config.data.seed).split(np.zeros(len(y)), y))
+    candidates = [_with_options(c, config) for c in candidates]
+    models, features = {}, {}
+    for candidate in candidates:
+        model = build_classifier(candidate.arch, list(dm.table.channels), dm.length, dm.n_tabular, n_classes,
+                                 config.data.transforms, {"sg_window": config.data.sg_window,
+                                                          "sg_order": config.data.sg_order}, **candidate.options)
+        model.fit(spectra, tabular, seed=config.data.seed)  # reason: unsupervised parts only (no y)
+        models[candidate.arch], features[candidate.arch] = model, _features(model, spectra, tabular)
+    metric = config.train.target_metric.removeprefix("val_")
+    choice = choose(features, y, n_classes, folds, metric, candidates)
+    by_arch = {c.arch: c for c in candidates}
+    refit = {}
+    for arch in choice["chosen"]:
+        candidate, entry = by_arch[arch], choice["candidates"][arch]
+        x = features[arch]
+        standardiser = Standardiser(x) if candidate.solver in ("logistic", "ridge") else None
+        heads, inside = _solve(candidate, x, y, n_classes, [entry["chosen"]] if candidate.solver != "pls" else
+                               list(range(1, entry["chosen"] + 1)), standardiser, _FINAL_TOL)
+        _set_head(models[arch].net, heads[-1], entry["temperature"])
+        refit[arch] = {"value": entry["chosen"], "alpha": inside[-1] if candidate.solver == "ridge" else None}
+    if len(choice["chosen"]) == 1:
+        arch = choice["chosen"][0]
+        arch_kwargs, final = dict(by_arch[arch].options), models[arch]
+        oof_logits, val_metrics = choice["candidates"][arch]["logits"], choice["candidates"][arch]["metrics"]
+    else:
+        arch = "Ensemble"
+        ensemble = choice["ensembles"]["+".join(choice["chosen"])]
+        arch_kwargs = {"members": [{"arch": a, **by_arch[a].options} for a in choice["chosen"]]}
+        final = build_classifier(arch, list(dm.table.channels), dm.length, dm.n_tabular, n_classes,
+                                 config.data.transforms, {"sg_window": config.data.sg_window,
+                                                          "sg_order": config.data.sg_order}, **arch_kwargs)
+        final.preprocess.load_state_dict(models[choice["chosen"][0]].preprocess.state_dict())
+        for member, name in zip(final.net.members, choice["chosen"]):
+            member.load_state_dict(models[name].net.state_dict())
+        final.net.inverse_temperature.fill_(1.0 / ensemble["temperature"])
+        oof_logits, val_metrics = ensemble["logits"], ensemble["metrics"]
+    kwargs = module_kwargs(dataclasses.replace(config, model=dataclasses.replace(config.model, arch=arch)), dm)
+    kwargs.update(arch=arch, arch_kwargs=arch_kwargs)
+    module = SpectralModule(**kwargs)
+    module.model.load_state_dict(final.state_dict())
+    module.eval()
+    selection = _record(choice, refit, arch, n_folds, len(y), metric, candidates)
+    return {"module": module, "selection": selection, "val_metrics": val_metrics, "oof_logits": oof_logits,
+            "y_train": y, "seconds": time.perf_counter() - start}
+
+
+def _record(choice: dict, refit: dict, arch: str, n_folds: int, n_rows: int, metric: str, candidates) -> dict:
+    """What the JSON keeps: every candidate's inner-CV scores per grid value, the ensembles tried, the choice."""
+    params = {"logistic": "C", "pls": "n_components", "ridge": "alpha"}
+    solver = {c.arch: c.solver for c in candidates}
+    chosen = choice["chosen"]
+    how = (f"{n_rows} training rows, inner {n_folds}-fold CV on them only: "
+           + ", ".join(f"{a} {choice['candidates'][a]['metrics'][metric]:.3f}" for a in choice["ranking"])
+           + (f"; soft vote of {'+'.join(chosen)} {choice['ensembles']['+'.join(chosen)]['metrics'][metric]:.3f}"
+              if len(chosen) > 1 else "") + f" ({metric}) -> {arch}"
+           + "".join(f", {a} {params[solver[a]]}={refit[a]['alpha'] if solver[a] == 'ridge' else refit[a]['value']:g}"
+                     for a in chosen))
+    return {
+        "rule": how,
+        "protocol": "inner-cv",
+        "chosen": arch,
+        "members": chosen,
+        "metric": metric,
+        "inner_folds": n_folds,
+        "training_rows": n_rows,
+        "candidates": {
+            a: {"solver": solver[a], "parameter": params[solver[a]], "grid": c["grid"], "chosen": c["chosen"],
+                "temperature": c["temperature"], "inner_cv": c["metrics"],
+                "inner_cv_per_value": [{metric: s.get(metric), "loss": s["loss"]} for s in c["scores"]],
+                **({"alpha": refit[a]["alpha"]} if a in refit and refit[a]["alpha"] is not None else {})}
+            for a, c in choice["candidates"].items()},
+        "ensembles": {name: e["metrics"] for name, e in choice["ensembles"].items()},
+    }
+
+
+def save_checkpoint(module, path: Path) -> Path:
+    """Write ``module`` as a checkpoint that ``SpectralModule.load_from_checkpoint`` reads."""
+    import lightning
+
+    from spectratorch.data.io import atomic_path
+
+    payload = {"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams), "epoch": 0,
+               "global_step": 0, "pytorch-lightning_version": lightning.__version__}
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+    return path
+
+
+# ---- outputs: what `spectratorch train` writes for a small set ------------------------------------------------
+def _result_sheet(module, dm, path: Path, stem: str, oof_logits: np.ndarray, y_train: np.ndarray) -> dict:
+    """The result sheet of the test rows, its cutoffs chosen on the out-of-fold predictions of the training rows."""
+    import matplotlib.pyplot as plt
+
+    from spectratorch.export.calibration import expected_calibration_error
+    from spectratorch.report.sheet import auto_cutoff, collect, cutoff_table, write_result_sheet
+
+    cutoffs = cutoff_table(softmax(oof_logits), y_train)
+    data = collect(module, dm, "test", temperature=1.0, title=stem)
+    fig, cutoffs = write_result_sheet(data, path, "auto", cutoffs)
+    plt.close(fig)
+    return {"result_sheet": str(path), "temperature": 1.0, "source": "out-of-fold predictions of the training rows",
+            "ece_after": expected_calibration_error(data.probabilities(True), data.y),
+            "cutoffs": {"default": auto_cutoff(cutoffs),
+                        **{f"accuracy_{row.target:.2f}": row.cutoff for row in cutoffs.itertuples()}},
+            "cutoff_table": cutoffs.to_dict("records")}
+
+
+def train_small(config: RunConfig, dm, candidates=CANDIDATES, result_sheet: bool = True) -> dict:
+    """``spectratorch train`` on a small set: :func:`fit_small`, then the checkpoint, JSON, sheet and ONNX.
+
+    Returns:
+        The summary written to ``<stem>.json`` (``metrics.val`` holds the inner-CV out-of-fold metrics of the final
+        model on the training rows; ``metrics.test`` the test rows').
+    """
+    from spectratorch._version import __version__
+    from spectratorch.defaults import resolve_defaults
+    from spectratorch.export.calibration import calibration_report
+    from spectratorch.training.naming import model_name
+    from spectratorch.training.run import _module_kwargs, _write_json, predict_probabilities, _save_test_predictions
+
+    from spectratorch.defaults import auto_transforms
+
+    if config.data.transforms is None:
+        config = dataclasses.replace(config, data=dataclasses.replace(
+            config.data, transforms=auto_transforms(config.data.channels)))
+    dm.config = config.data
+    out_dir = config.train.out_dir
+    fitted = fit_small(config, dm, lambda c, d: _module_kwargs(resolve_defaults(c, len(_training_rows(d))), d),
+                       candidates)
+    module, selection = fitted["module"], fitted["selection"]
+    _logger.info("--arch %s: %s", config.model.arch, selection["rule"])
+    config = resolve_defaults(dataclasses.replace(config, model=dataclasses.replace(config.model,
+                                                                                   arch=selection["chosen"])),
+                              selection["training_rows"])
+    stem = model_name(config.name_fields())
+    val = fitted["val_metrics"]
+    test_probabilities = predict_probabilities(module, dm, "test")
+    source, test_rows = dm.stage_rows("test")
+    metrics = {"val": val}
+    if len(test_rows):
+        metrics["test"] = classification_metrics(test_probabilities, source.target.y[test_rows])
+    checkpoint = out_dir / f"{stem}_{val['loss']:.3E}_{val['f1']:.4f}_{val['accuracy']:.4f}.ckpt"
+    save_checkpoint(module, checkpoint)
+    summary = {"name": stem, "version": __version__, "config": config.to_dict(), "labels": list(dm.labels),
+               "description": dm.table.describe(), "class_counts": _class_counts(dm),
+               "filters_removed": dm.table.report, "arch_selection": selection, "metrics": metrics,
+               "files": {"checkpoint": str(checkpoint)}, "seconds_fit": round(fitted["seconds"], 2)}
+    files = summary["files"]
+    if config.train.save_test_preds:
+        files["test_predictions"] = str(out_dir / f"{stem}.csv")
+        _save_test_predictions(out_dir / f"{stem}.csv", module, dm)
+    if result_sheet and len(test_rows):
+        sheet = _result_sheet(module, dm, out_dir / f"{stem} result sheet.png", stem, fitted["oof_logits"],
+                              fitted["y_train"])
+        files["result_sheet"] = sheet.pop("result_sheet")
+        summary["calibration"] = sheet
+    if config.train.to_onnx:
+        from spectratorch.export.onnx import export_onnx, read_metadata, update_metadata
+
+        report = calibration_report(fitted["oof_logits"], fitted["y_train"])
+        report.update(temperature=1.0, source="out-of-fold predictions of the training rows (folded into the model)")
+        files["onnx"] = str(export_onnx(checkpoint, out_dir / f"{stem}.onnx", dm, metrics=metrics,
+                                        calibration=report,
+                                        out_of_fold=(softmax(fitted["oof_logits"]), fitted["y_train"])))
+        if "calibration" in summary:
+            cutoffs = {k: v for k, v in summary["calibration"]["cutoffs"].items() if v is not None}
+            update_metadata(files["onnx"], cutoffs=cutoffs)
+        exported = read_metadata(files["onnx"])
+        # reason: the conformal calibration and the outlier model's limits travel in the ONNX; the JSON repeats them.
+        summary["trust"] = {"conformal": exported.get("conformal"), "ood": exported.get("ood")}
+    files["json"] = str(out_dir / f"{stem}.json")
+    _write_json(out_dir / f"{stem}.json", summary)
+    return summary
+
+
+def _class_counts(dm) -> dict:
+    """Members per class in the training rows (training and validation folds together) and the test rows."""
+    counts = {}
+    for stage, (source, rows) in (("train", (dm.stage_rows("train")[0], _training_rows(dm))),
+                                  ("test", dm.stage_rows("test"))):
+        bins = np.bincount(source.target.y[rows], minlength=dm.n_classes)
+        counts[stage] = {label: int(n) for label, n in zip(dm.labels, bins)}
+    return counts
