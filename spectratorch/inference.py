@@ -468,7 +468,9 @@ class Predictor:
         ``outlier`` (bool ``[N]``) when the model has an outlier model.
 
         Args:
-            spectra, tabular, batch_size: as :meth:`predict_arrays`.
+            spectra: float ``[N, C, L]``, on the model's channels and axis.
+            tabular: float ``[N, T]`` (``None`` when the model takes no tabular features).
+            batch_size: samples per onnxruntime call.
             names: the outputs to compute (default: all of :attr:`outputs`).
 
         Returns:
