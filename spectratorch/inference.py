@@ -12,6 +12,7 @@ This module imports neither torch nor lightning, even indirectly; a test runs it
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import logging
 import math
@@ -145,7 +146,33 @@ def decode_metadata(props: Mapping[str, str], source: str = "the model") -> dict
     missing = [key for key in _REQUIRED_KEYS if key not in decoded]
     if missing:
         raise DataFormatError(f"{source}: the metadata lacks {missing}; export the model again.")
+    _check_fields(decoded, source)
     return decoded
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_fields(meta: dict, source: str) -> None:
+    """Refuse metadata whose required fields have the wrong form (a file edited by hand, or damaged)."""
+    text = (str,)
+    checks = {
+        "labels": (lambda v: isinstance(v, list) and len(v) >= 2
+                   and all(isinstance(x, text) or _is_number(x) for x in v) and len(set(map(str, v))) == len(v),
+                   "a list of at least 2 distinct class names"),
+        "channels": (lambda v: isinstance(v, list) and len(v) >= 1 and all(isinstance(x, text) for x in v)
+                     and len(set(v)) == len(v), "a list of distinct channel names"),
+        "axis": (lambda v: isinstance(v, list) and len(v) >= 1 and all(_is_number(x) for x in v)
+                 and all(a < b for a, b in itertools.pairwise(v)), "a list of increasing finite numbers"),
+        "tabular_columns": (lambda v: isinstance(v, list) and all(isinstance(x, text) for x in v),
+                            "a list of column names"),
+    }
+    for key, (ok, expected) in checks.items():
+        if not ok(meta[key]):
+            found = json.dumps(meta[key])
+            raise DataFormatError(f"{source}: metadata {key!r} must be {expected}; found "
+                                  f"{found if len(found) <= 60 else found[:57] + '...'}. Export the model again.")
 
 
 # ---- onnxruntime session --------------------------------------------------------------------------------------
@@ -290,8 +317,11 @@ class Predictor:
     @property
     def cutoffs(self) -> dict:
         """The metadata's named cutoffs on the top probability (``{}`` when none were recorded)."""
-        cutoffs = self.metadata.get("cutoffs") or {}
-        return dict(cutoffs) if isinstance(cutoffs, dict) else {}
+        cutoffs = self.metadata.get("cutoffs")
+        if not isinstance(cutoffs, dict):
+            return {}
+        # reason: an entry that is not a probability (a damaged or hand-edited file) is left out, not fatal.
+        return {str(k): v for k, v in cutoffs.items() if _is_number(v) and 0 <= v <= 1}
 
     def resolve_cutoff(self, cutoff: str | float | None) -> float | None:
         """Turn a ``cutoff`` argument into a probability or ``None``.
