@@ -320,9 +320,12 @@ def _run_tune(args) -> int:
 
 
 def _run_cv(args) -> int:
+    from spectratorch.outputs import claim_output_dir
     from spectratorch.tuning.cv import run_cv
 
-    result = run_cv(config_from_args(args), ensemble=args.ensemble, workers=args.fold_workers)
+    config = config_from_args(args)
+    with claim_output_dir(config.train.out_dir, f"spectratorch {args.command}"):
+        result = run_cv(config, ensemble=args.ensemble, workers=args.fold_workers)
     print(_cv_table(result))
     for kind, path in result["files"].items():
         print(f"{kind}: {path}")
@@ -466,9 +469,11 @@ def _thresholds(pairs: list[str] | None, defaults: dict[str, float], option: str
 
 def _run_train(args) -> int:
     config = config_from_args(args)  # reason: flag errors come before the seconds torch and lightning take to import.
+    from spectratorch.outputs import claim_output_dir
     from spectratorch.training.run import train
 
-    summary = train(config)
+    with claim_output_dir(config.train.out_dir, f"spectratorch {args.command}"):
+        summary = train(config)
     _print_summary(summary)
     return 0
 
@@ -529,7 +534,9 @@ def _run_export(args) -> int:
 def _run_predict(args) -> int:
     # reason: only torch-free modules on this path, so predict runs where torch is not installed.
     from spectratorch.inference import Predictor, write_predictions
+    from spectratorch.outputs import check_output_file
 
+    check_output_file(args.output, {"the model": args.model, "the data": args.data})
     predictor = Predictor(args.model, threads=args.threads)
     frame = predictor.predict_file(args.data, top_k=args.top_k, cutoff=args.cutoff, batch_size=args.batch_size)
     write_predictions(frame, args.output)

@@ -227,6 +227,12 @@ def session_options(threads: int | None = None):
     ort = _onnxruntime()
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
         raise ConfigError(f"threads must be a positive integer or None; got {threads!r}.")
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if threads is not None and threads > cpus:
+        # reason: onnxruntime starts every thread asked for, each with its own stack and scratch memory (100,000
+        # grow memory until the machine stalls); more threads than CPUs only wait for each other.
+        raise ConfigError(f"--threads {threads} is more than the {cpus} CPUs this process may use; give at most {cpus}, "
+                          "or leave it out (the physical cores).")
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
@@ -589,9 +595,15 @@ def write_predictions(frame: pd.DataFrame, path: str | os.PathLike) -> Path:
 
     Returns:
         The path.
+
+    Raises:
+        ConfigError: the file or its folder cannot be written.
     """
     path = Path(path)
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(predictions_csv(frame))
+    try:
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(predictions_csv(frame))
+    except OSError as err:
+        raise ConfigError(f"cannot write {path} ({err.strerror or type(err).__name__}); choose another file.") from None
     _logger.info("wrote %s (%d rows)", path, len(frame))
     return path
