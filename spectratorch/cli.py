@@ -499,8 +499,11 @@ def _print_summary(summary: dict) -> None:
 
 
 def _run_make_dataset(args) -> int:
+    from spectratorch.config import MAX_SEED
     from spectratorch.data.demo import write_demo_dataset
 
+    if not 0 <= args.seed <= MAX_SEED:
+        raise ConfigError(f"--seed must be an integer in 0..{MAX_SEED}; got {args.seed}.")
     report = write_demo_dataset(args.output, args.samples, args.seed, args.instrument, args.raw_dir)
     _logger.info("cleaning removed %s", report["removed"])
     print(json.dumps({k: v for k, v in report.items() if k != "raw_files"}))

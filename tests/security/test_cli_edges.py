@@ -68,11 +68,13 @@ def test_hardware_and_values_out_of_range_are_refused_before_training(data, tmp_
         cases["--devices 0,1"] = (["--devices", "0,1"], "names GPUs, but the run is on the CPU")
     commands = [_train(data, tmp_path / "out", *flags) for flags, _ in cases.values()]
     commands.append(["predict", str(EXAMPLE), str(data), "-o", str(tmp_path / "p.csv"), "--threads", "100000"])
+    commands.append(["make-dataset", "--seed", "-1", "--samples", "10", "-o", str(tmp_path / "demo.csv")])
     started = time.perf_counter()
     results = run_cli_many(commands, tmp_path, timeout=300)
     for (what, (_, match)), result in zip(cases.items(), results):
         assert_one_line_refusal(result, what, match)
-    assert_one_line_refusal(results[-1], "--threads 100000", f"is more than the {cpus} CPUs this process may use")
+    assert_one_line_refusal(results[-2], "--threads 100000", f"is more than the {cpus} CPUs this process may use")
+    assert_one_line_refusal(results[-1], "make-dataset --seed -1", "--seed must be an integer in 0..4294967295")
     assert not list((tmp_path / "out").glob("*.ckpt"))
     assert time.perf_counter() - started < 120  # reason: nothing trained, nothing forked per device
 
