@@ -162,8 +162,10 @@ def apply_limits(memory_mb: int) -> None:
     Args:
         memory_mb: the limit, in MB (2^20 bytes).
     """
-    import resource
-
+    try:
+        import resource
+    except ImportError:  # reason: no rlimits on Windows; the time limit and the separate process still hold there.
+        return
     wanted = int(memory_mb) * 2**20
     for kind, value in ((resource.RLIMIT_AS, wanted), (resource.RLIMIT_CORE, 0)):
         _, hard = resource.getrlimit(kind)
