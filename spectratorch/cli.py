@@ -328,9 +328,12 @@ def _run_tune(args) -> int:
 
 
 def _run_cv(args) -> int:
+    from spectratorch.outputs import claim_output_dir
     from spectratorch.tuning.cv import run_cv
 
-    result = run_cv(_with_data_defaults(config_from_args(args)), ensemble=args.ensemble, workers=args.fold_workers)
+    config = _with_data_defaults(config_from_args(args))
+    with claim_output_dir(config.train.out_dir, f"spectratorch {args.command}"):
+        result = run_cv(config, ensemble=args.ensemble, workers=args.fold_workers)
     print(_cv_table(result))
     for kind, path in result["files"].items():
         print(f"{kind}: {path}")
@@ -486,9 +489,11 @@ def _thresholds(pairs: list[str] | None, defaults: dict[str, float], option: str
 
 def _run_train(args) -> int:
     config = config_from_args(args)  # reason: flag errors come before the seconds torch and lightning take to import.
+    from spectratorch.outputs import claim_output_dir
     from spectratorch.training.run import train
 
-    summary = train(config)
+    with claim_output_dir(config.train.out_dir, f"spectratorch {args.command}"):
+        summary = train(config)
     _print_summary(summary)
     return 0
 
@@ -514,8 +519,11 @@ def _print_summary(summary: dict) -> None:
 
 
 def _run_make_dataset(args) -> int:
+    from spectratorch.config import MAX_SEED
     from spectratorch.data.demo import write_demo_dataset
 
+    if not 0 <= args.seed <= MAX_SEED:
+        raise ConfigError(f"--seed must be an integer in 0..{MAX_SEED}; got {args.seed}.")
     report = write_demo_dataset(args.output, args.samples, args.seed, args.instrument, args.raw_dir)
     _logger.info("cleaning removed %s", report["removed"])
     print(json.dumps({k: v for k, v in report.items() if k != "raw_files"}))
@@ -549,7 +557,9 @@ def _run_export(args) -> int:
 def _run_predict(args) -> int:
     # reason: only torch-free modules on this path, so predict runs where torch is not installed.
     from spectratorch.inference import Predictor, write_predictions
+    from spectratorch.outputs import check_output_file
 
+    check_output_file(args.output, {"the model": args.model, "the data": args.data})
     predictor = Predictor(args.model, threads=args.threads)
     for note in predictor.trust_notes():
         print(note, file=sys.stderr)

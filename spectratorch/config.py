@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +29,10 @@ __all__ = [
     "parse_class_weights",
     "LOGGERS",
     "normalize_loggers",
+    "ACCELERATORS",
+    "PRECISIONS",
+    "MAX_SEED",
+    "parse_devices",
 ]
 
 TRANSFORMS = ("da", "mixup", "simulate", "snv", "sg1", "sg2", "msc", "emsc", "als")
@@ -110,6 +115,44 @@ def parse_class_weights(spec) -> str | tuple[float, ...]:
         raise ConfigError(f"--class-weights must be none, balanced or positive numbers W1,W2,... (one per class, "
                           f"in the order of the labels); got {spec!r}.")
     return weights
+
+
+# ---- hardware: the names Lightning takes, checked when a config is built (whether the machine has them: when the
+# run starts, spectratorch.training.hardware) --------------------------------------------------------------------
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
+PRECISIONS = ("auto", "64-true", "32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64", "32", "16",
+              "bf16", "transformer-engine", "transformer-engine-float16")
+MAX_SEED = 2**32 - 1
+"""numpy's and Lightning's seeds are unsigned 32-bit integers."""
+
+
+def parse_devices(devices) -> str | int | list[int]:
+    """``--devices``: ``auto``, ``-1`` (every GPU), a count, or GPU indices like ``0,1`` or ``[0, 1]``.
+
+    Returns:
+        ``"auto"``, an ``int`` (a count, or -1) or a list of indices.
+
+    Raises:
+        ConfigError: anything else.
+
+    Example:
+        >>> parse_devices("auto"), parse_devices("2"), parse_devices("[0, 1]")
+        ('auto', 2, [0, 1])
+    """
+    text = str(devices).strip().replace(" ", "")
+    if text == "auto":
+        return "auto"
+    try:
+        if text.startswith("[") or "," in text:
+            ids = [int(d) for d in text.strip("[]").split(",") if d]
+            if ids and min(ids) >= 0 and len(set(ids)) == len(ids):
+                return ids
+        elif int(text) >= 1 or int(text) == -1:
+            return int(text)
+    except ValueError:
+        pass
+    raise ConfigError(f"--devices must be auto, -1 (every GPU), a count of at least 1, or GPU indices like 0,1; got "
+                      f"{devices!r}.")
 
 
 LOGGERS = ("tensorboard", "mlflow", "csv")
@@ -196,6 +239,8 @@ class DataConfig:
                 f"--current-split must be in 0..{self.n_splits - 1} for --n-splits {self.n_splits}; "
                 f"got {self.current_split}."
             )
+        if isinstance(self.seed, bool) or not isinstance(self.seed, numbers.Integral) or not 0 <= self.seed <= MAX_SEED:
+            raise ConfigError(f"--seed must be an integer in 0..{MAX_SEED}; got {self.seed!r}.")
         if self.rare_classes not in ("error", "drop", "other"):
             raise ConfigError(f"--rare-classes must be error, drop or other; got {self.rare_classes!r}.")
         _check_range("--batch-size", self.batch_size, 1, 1 << 24)
@@ -308,6 +353,7 @@ class TrainConfig:
         # experiment tracking
         object.__setattr__(self, "loggers", normalize_loggers(self.loggers))
         _check_finetune(self)
+        _check_hardware_names(self)
 
     @property
     def metric_mode(self) -> str:
@@ -316,6 +362,17 @@ class TrainConfig:
     @property
     def out_dir(self) -> Path:
         return Path(self.output_dir) if self.output_dir else Path("checkpoints") / self.project
+
+
+def _check_hardware_names(train: TrainConfig) -> None:
+    accelerator = str(train.accelerator).lower()
+    if accelerator not in ACCELERATORS:
+        raise ConfigError(f"--accelerator must be one of {list(ACCELERATORS)}; got {train.accelerator!r}.")
+    object.__setattr__(train, "accelerator", accelerator)
+    if str(train.precision) not in PRECISIONS:
+        raise ConfigError(f"--precision must be one of {', '.join(PRECISIONS[:7])} (or Lightning's short forms 64, 32, "
+                          f"16, bf16); got {train.precision!r}.")
+    parse_devices(train.devices)
 
 
 def _check_finetune(train: TrainConfig) -> None:

@@ -14,6 +14,7 @@ This module imports neither torch nor lightning, even indirectly; a test runs it
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import logging
 import math
@@ -154,7 +155,33 @@ def decode_metadata(props: Mapping[str, str], source: str = "the model") -> dict
     missing = [key for key in _REQUIRED_KEYS if key not in decoded]
     if missing:
         raise DataFormatError(f"{source}: the metadata lacks {missing}; export the model again.")
+    _check_fields(decoded, source)
     return decoded
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_fields(meta: dict, source: str) -> None:
+    """Refuse metadata whose required fields have the wrong form (a file edited by hand, or damaged)."""
+    text = (str,)
+    checks = {
+        "labels": (lambda v: isinstance(v, list) and len(v) >= 2
+                   and all(isinstance(x, text) or _is_number(x) for x in v) and len(set(map(str, v))) == len(v),
+                   "a list of at least 2 distinct class names"),
+        "channels": (lambda v: isinstance(v, list) and len(v) >= 1 and all(isinstance(x, text) for x in v)
+                     and len(set(v)) == len(v), "a list of distinct channel names"),
+        "axis": (lambda v: isinstance(v, list) and len(v) >= 1 and all(_is_number(x) for x in v)
+                 and all(a < b for a, b in itertools.pairwise(v)), "a list of increasing finite numbers"),
+        "tabular_columns": (lambda v: isinstance(v, list) and all(isinstance(x, text) for x in v),
+                            "a list of column names"),
+    }
+    for key, (ok, expected) in checks.items():
+        if not ok(meta[key]):
+            found = json.dumps(meta[key])
+            raise DataFormatError(f"{source}: metadata {key!r} must be {expected}; found "
+                                  f"{found if len(found) <= 60 else found[:57] + '...'}. Export the model again.")
 
 
 # ---- onnxruntime session --------------------------------------------------------------------------------------
@@ -209,6 +236,12 @@ def session_options(threads: int | None = None):
     ort = _onnxruntime()
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
         raise ConfigError(f"threads must be a positive integer or None; got {threads!r}.")
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if threads is not None and threads > cpus:
+        # reason: onnxruntime starts every thread asked for, each with its own stack and scratch memory (100,000
+        # grow memory until the machine stalls); more threads than CPUs only wait for each other.
+        raise ConfigError(f"--threads {threads} is more than the {cpus} CPUs this process may use; give at most {cpus}, "
+                          "or leave it out (the physical cores).")
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
@@ -326,8 +359,11 @@ class Predictor:
     @property
     def cutoffs(self) -> dict:
         """The metadata's named cutoffs on the top probability (``{}`` when none were recorded)."""
-        cutoffs = self.metadata.get("cutoffs") or {}
-        return dict(cutoffs) if isinstance(cutoffs, dict) else {}
+        cutoffs = self.metadata.get("cutoffs")
+        if not isinstance(cutoffs, dict):
+            return {}
+        # reason: an entry that is not a probability (a damaged or hand-edited file) is left out, not fatal.
+        return {str(k): v for k, v in cutoffs.items() if _is_number(v) and 0 <= v <= 1}
 
     def resolve_cutoff(self, cutoff: str | float | None) -> float | None:
         """Turn a ``cutoff`` argument into a probability or ``None``.
@@ -714,9 +750,15 @@ def write_predictions(frame: pd.DataFrame, path: str | os.PathLike) -> Path:
 
     Returns:
         The path.
+
+    Raises:
+        ConfigError: the file or its folder cannot be written.
     """
     path = Path(path)
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(predictions_csv(frame))
+    try:
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(predictions_csv(frame))
+    except OSError as err:
+        raise ConfigError(f"cannot write {path} ({err.strerror or type(err).__name__}); choose another file.") from None
     _logger.info("wrote %s (%d rows)", path, len(frame))
     return path

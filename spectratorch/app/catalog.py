@@ -77,10 +77,19 @@ def open_model(path: str | os.PathLike, folder: str | os.PathLike | None = None)
     path = Path(path)
     label = str(path.relative_to(folder)) if folder is not None and path.is_relative_to(folder) else path.name
     try:
-        return ModelEntry(path, label, Predictor(path), None)
+        predictor = Predictor(path)
+        # reason: what the page shows of a model is computed once here, so a field of an odd form fails now and
+        # lists this model as broken, never later for the whole list.
+        model_row(ModelEntry(path, label, predictor, None))
+        model_details(ModelEntry(path, label, predictor, None))
+        return ModelEntry(path, label, predictor, None)
     except SpectratorchError as err:
         _logger.warning("model %s cannot be used: %s", path, err)
         return ModelEntry(path, label, None, str(err).replace(f"{path}: ", "").replace(str(path), path.name))
+    # reason: a file from anywhere may hold metadata no check foresaw; it costs this model only, not the list.
+    except Exception as err:  # noqa: BLE001
+        _logger.warning("model %s cannot be used", path, exc_info=True)
+        return ModelEntry(path, label, None, f"its metadata cannot be read ({type(err).__name__}); export it again.")
 
 
 def _name_parts(entry: ModelEntry) -> NameParts | None:
@@ -94,8 +103,19 @@ def _name_parts(entry: ModelEntry) -> NameParts | None:
 
 
 def _metric(metadata: dict, stage: str, key: str) -> float | None:
-    value = ((metadata.get("metrics") or {}).get(stage) or {}).get(key)
-    return float(value) if isinstance(value, (int, float)) else None
+    metrics = metadata.get("metrics")
+    stage_metrics = metrics.get(stage) if isinstance(metrics, dict) else None
+    value = stage_metrics.get(key) if isinstance(stage_metrics, dict) else None
+    return _number(value)
+
+
+def _number(value) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _text(value) -> str | None:
+    # reason: one column of the table holds one type; a field of another form shows as its text.
+    return None if value is None else str(value)
 
 
 def model_row(entry: ModelEntry) -> dict:
@@ -120,7 +140,7 @@ def model_row(entry: ModelEntry) -> dict:
     axis = meta.get("axis") or []
     cutoff = (entry.predictor.cutoffs if entry.predictor else {}).get(DEFAULT_CUTOFF_KEY)
     row.update({
-        "architecture": arch,
+        "architecture": _text(arch),
         "targets": " ".join(map(str, targets)) if targets else None,
         "classes": ", ".join(map(str, meta["labels"])) if meta.get("labels") else None,
         "channels": ", ".join(map(str, channels)) if channels else None,
@@ -131,7 +151,7 @@ def model_row(entry: ModelEntry) -> dict:
         "val accuracy": _metric(meta, "val", "accuracy"),
         "val F1": _metric(meta, "val", "f1"),
         "val AUROC": _metric(meta, "val", "auroc"),
-        "temperature": meta.get("temperature"),
+        "temperature": _number(meta.get("temperature")),
         "default cutoff": cutoff,
         "problem": entry.error or "",
     })

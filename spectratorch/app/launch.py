@@ -16,12 +16,16 @@ from pathlib import Path
 
 from spectratorch.errors import ConfigError
 
-__all__ = ["ENV_MODELS", "ENV_MAX_UPLOAD_MB", "PAGE", "streamlit_command", "launch"]
+__all__ = ["ENV_MODELS", "ENV_MAX_UPLOAD_MB", "ENV_READER_MEMORY_MB", "ENV_READER_SECONDS", "PAGE", "streamlit_command", "launch"]
 
 _logger = logging.getLogger(__name__)
 
 ENV_MODELS = "SPECTRATORCH_APP_MODELS"
 ENV_MAX_UPLOAD_MB = "SPECTRATORCH_APP_MAX_UPLOAD_MB"
+ENV_READER_MEMORY_MB = "SPECTRATORCH_APP_READER_MEMORY_MB"
+"""The address-space limit of the process that reads an upload (default: see ``isolate.default_memory_mb``)."""
+ENV_READER_SECONDS = "SPECTRATORCH_APP_READER_SECONDS"
+"""The time limit of the process that reads an upload (default: ``isolate.DEFAULT_SECONDS``)."""
 PAGE = Path(__file__).with_name("page.py")
 
 

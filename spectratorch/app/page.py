@@ -8,14 +8,17 @@ for the same model, data and cutoff), the accuracy and the confusion matrix when
 model's target, and one sample's spectra beside its class's mean spectrum with the wavelengths that drove its
 prediction.
 
-Every error the user can cause is shown as a message on the page, never as a traceback. No torch here.
+Every error the user can cause is shown as a message on the page, never as a traceback. An upload is read and
+predicted in a child process with a memory and a time limit (:mod:`spectratorch.app.isolate`), so a file that
+crashes a reader or exhausts it costs that upload one line; a model whose metadata cannot be used is listed with the
+reason, and the others stay usable. No torch here.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -23,11 +26,10 @@ import pandas as pd
 import streamlit as st
 
 from spectratorch.app.catalog import ModelEntry, find_models, model_details, model_row, open_model
-from spectratorch.app.launch import ENV_MAX_UPLOAD_MB, ENV_MODELS
+from spectratorch.app.isolate import DEFAULT_SECONDS, Prediction, default_memory_mb, predict_upload
+from spectratorch.app.launch import ENV_MAX_UPLOAD_MB, ENV_MODELS, ENV_READER_MEMORY_MB, ENV_READER_SECONDS
 from spectratorch.app.occlusion import Occlusion, occlusion_sensitivity
-from spectratorch.app.upload import DEFAULT_LIMIT_MB, check_upload, save_upload
-from spectratorch.data.schema import SpectralTable
-from spectratorch.data.targets import resolve_target
+from spectratorch.app.upload import DEFAULT_LIMIT_MB, check_upload
 from spectratorch.errors import SpectratorchError
 from spectratorch.inference import (
     DEFAULT_CUTOFF_KEY,
@@ -57,13 +59,26 @@ _DEFAULT_COVERAGE = 0.9
 
 
 # ---- settings and cached work -------------------------------------------------------------------------------------
-def _settings() -> tuple[Path, float]:
-    folder = Path(os.environ.get(ENV_MODELS) or _DEFAULT_MODELS)
+@dataclasses.dataclass(frozen=True)
+class _Limits:
+    upload_mb: float
+    memory_mb: int
+    seconds: float
+
+
+def _number(key: str, default: float) -> float:
     try:
-        limit = float(os.environ.get(ENV_MAX_UPLOAD_MB) or DEFAULT_LIMIT_MB)
+        value = float(os.environ.get(key) or default)
     except ValueError:
-        limit = DEFAULT_LIMIT_MB
-    return folder, limit
+        return default
+    return value if value > 0 else default
+
+
+def _settings() -> tuple[Path, _Limits]:
+    folder = Path(os.environ.get(ENV_MODELS) or _DEFAULT_MODELS)
+    upload = _number(ENV_MAX_UPLOAD_MB, DEFAULT_LIMIT_MB)
+    return folder, _Limits(upload, int(_number(ENV_READER_MEMORY_MB, default_memory_mb(upload))),
+                           _number(ENV_READER_SECONDS, DEFAULT_SECONDS))
 
 
 @st.cache_resource(max_entries=32, show_spinner=False)
@@ -73,20 +88,10 @@ def _model(path: str, folder: str, mtime: float) -> ModelEntry:
 
 
 @st.cache_resource(max_entries=2, show_spinner="Reading the file and predicting...")
-def _predict(model_path: str, mtime: float, upload_key: tuple, _predictor: Predictor, _data: bytes,
-             limit_mb: float) -> tuple[SpectralTable, dict]:
-    name = upload_key[0]
-    with tempfile.TemporaryDirectory(prefix="spectratorch-app-") as tmp:
-        try:
-            source = save_upload(name, _data, tmp, limit_mb)
-            table = _predictor.load(source)
-            return table, _predictor.predict_outputs(table.spectra, table.tabular)
-        except SpectratorchError as err:
-            # reason: the inspector knows the file by its name, not by this temporary folder.
-            message = str(err).replace(str(Path(tmp).resolve()) + os.sep, "").replace(tmp + os.sep, "")
-            if message.startswith("exports: "):
-                message = f"{name}: {message.removeprefix('exports: ')}"
-            raise type(err)(message.replace("exports" + os.sep, "")) from None
+def _predict(model_path: str, mtime: float, upload_key: tuple, _data: bytes, limits: _Limits) -> Prediction:
+    # reason: read in a child process with limits (spectratorch.app.isolate): a file that crashes a reader, or
+    # takes all the memory or all the time, costs this upload only, never the server that other users share.
+    return predict_upload(model_path, upload_key[0], _data, limits.upload_mb, limits.memory_mb, limits.seconds)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
@@ -123,7 +128,7 @@ def _choose_model(folder: Path) -> ModelEntry:
     return entry
 
 
-def _upload(entry: ModelEntry, limit_mb: float):
+def _upload(entry: ModelEntry, limits: _Limits):
     st.subheader("2. Data")
     predictor = entry.predictor
     uploaded = st.file_uploader(
@@ -137,13 +142,12 @@ def _upload(entry: ModelEntry, limit_mb: float):
         st.info("Drop a file above to see its predictions.")
         st.stop()
     try:
-        check_upload(uploaded.name, uploaded.size, limit_mb)
+        check_upload(uploaded.name, uploaded.size, limits.upload_mb)
         upload_key = (uploaded.name, uploaded.size, uploaded.file_id)
-        table, outputs = _predict(str(entry.path), entry.path.stat().st_mtime, upload_key, predictor,
-                                  uploaded.getvalue(), limit_mb)
+        prediction = _predict(str(entry.path), entry.path.stat().st_mtime, upload_key, uploaded.getvalue(), limits)
     except SpectratorchError as err:
         _stop(err)
-    return uploaded.name, upload_key, table, outputs
+    return uploaded.name, upload_key, prediction
 
 
 def _choose_cutoff(predictor: Predictor) -> float:
@@ -187,7 +191,7 @@ def _class_counts(frame: pd.DataFrame, labels) -> pd.DataFrame:
                          "share": [f"{100 * n / max(1, len(frame)):.1f} %" for n in counts.to_numpy()]})
 
 
-def _show_predictions(entry: ModelEntry, name: str, table: SpectralTable, outputs: dict,
+def _show_predictions(entry: ModelEntry, name: str, table: Prediction, outputs: dict,
                       cutoff: float, coverage: float | None) -> pd.DataFrame:
     predictor = entry.predictor
     frame = prediction_frame(outputs[OUTPUT_PROBABILITIES], table.ids, predictor.labels,
@@ -221,21 +225,6 @@ def _show_predictions(entry: ModelEntry, name: str, table: SpectralTable, output
     st.caption(f"The same file as `spectratorch predict \"{entry.path.name}\" \"{name}\" -o predictions.csv "
                f"--cutoff {cli_cutoff}{cli_coverage}`.")
     return frame
-
-
-def _truth(predictor: Predictor, table: SpectralTable) -> np.ndarray | None:
-    """The file's true classes as indices into the model's labels (-1: a class the model does not know), or
-    ``None`` when the file has no labels for the model's target."""
-    code = predictor.metadata.get("targets")
-    if not code or table.meta.shape[1] == 0:
-        return None
-    try:
-        target = resolve_target(table.meta, code)
-    except SpectratorchError:
-        return None
-    labels = list(predictor.labels)
-    remap = np.array([labels.index(label) if label in labels else -1 for label in target.labels])
-    return remap[target.y]
 
 
 def _show_scores(predictor: Predictor, probabilities: np.ndarray, frame: pd.DataFrame, truth: np.ndarray,
@@ -275,7 +264,7 @@ def _chart(axis: np.ndarray, sample: np.ndarray, mean: np.ndarray, mean_name: st
         color="independent")
 
 
-def _show_sample(entry: ModelEntry, upload_key: tuple, table: SpectralTable, frame: pd.DataFrame) -> None:
+def _show_sample(entry: ModelEntry, upload_key: tuple, table: Prediction, frame: pd.DataFrame) -> None:
     st.subheader("3. One sample")
     predictor = entry.predictor
     ids = [str(i) for i in frame["id"]]
@@ -314,20 +303,20 @@ def main() -> None:
     """Render the page (Streamlit runs this script top to bottom on every interaction)."""
     st.set_page_config(page_title="spectratorch: predictions", layout="wide")
     st.title("Spectra: predictions")
-    folder, limit_mb = _settings()
+    folder, limits = _settings()
     # reason: the folder as the user knows it: relative to where `spectratorch app` was started, when inside it.
     shown = folder.relative_to(Path.cwd()) if folder.is_absolute() and folder.is_relative_to(Path.cwd()) else folder
-    st.caption(f"Models from `{shown}` · uploads up to {limit_mb:g} MB · runs on this PC, nothing is sent away.")
+    st.caption(f"Models from `{shown}` · uploads up to {limits.upload_mb:g} MB · runs on this PC, nothing is sent away.")
     try:
         entry = _choose_model(folder)
-        name, upload_key, table, outputs = _upload(entry, limit_mb)
+        name, upload_key, prediction = _upload(entry, limits)
         cutoff = _choose_cutoff(entry.predictor)
         coverage = _choose_coverage(entry.predictor)
-        frame = _show_predictions(entry, name, table, outputs, cutoff, coverage)
-        truth = _truth(entry.predictor, table)
+        frame = _show_predictions(entry, name, prediction, prediction.outputs, cutoff, coverage)
+        truth = prediction.truth
         if truth is not None and (truth >= 0).any():
-            _show_scores(entry.predictor, outputs[OUTPUT_PROBABILITIES], frame, truth, cutoff)
-        _show_sample(entry, upload_key, table, frame)
+            _show_scores(entry.predictor, prediction.probabilities, frame, truth, cutoff)
+        _show_sample(entry, upload_key, prediction, frame)
     # reason: whatever else goes wrong, the inspector gets one readable line; the traceback goes to the log.
     except Exception as err:  # noqa: BLE001
         _logger.exception("the page failed")

@@ -3,8 +3,9 @@
 A dataset file (``.parquet``, ``.csv``, ``.pkl``: the latter read later through the restricted unpickler of
 :mod:`spectratorch.data.io`) is written as it came; a ``.zip`` of instrument exports is unpacked flat into a
 folder (only the files' own names are kept, so no member can land outside it), for
-:func:`spectratorch.data.raw.read_raw_exports`. Empty files, files over the size limit and zips that would unpack
-over it are refused with a message saying what to do.
+:func:`spectratorch.data.raw.read_raw_exports`. Empty files, files over the size limit, and zips that would unpack
+over it, hold too many members or a member compressed far more than any export (a zip bomb) are refused with a
+message saying what to do. The page runs this in the child process of :mod:`spectratorch.app.isolate`.
 """
 
 from __future__ import annotations
@@ -13,12 +14,13 @@ import logging
 import os
 import re
 import zipfile
+from collections import Counter
 from pathlib import Path, PurePosixPath
 
 from spectratorch.data.io import DATASET_SUFFIXES
 from spectratorch.errors import DataFormatError
 
-__all__ = ["UPLOAD_SUFFIXES", "DEFAULT_LIMIT_MB", "save_upload", "check_upload"]
+__all__ = ["UPLOAD_SUFFIXES", "DEFAULT_LIMIT_MB", "MAX_RATIO", "MAX_MEMBERS", "save_upload", "check_upload"]
 
 _logger = logging.getLogger(__name__)
 
@@ -28,6 +30,12 @@ DEFAULT_LIMIT_MB = 200.0
 
 # reason: exports compress about 3:1; an archive that unpacks past this multiple of the limit is refused (zip bomb).
 _UNPACK_FACTOR = 10
+# reason: instrument exports (text of numbers) deflate 2.1-3.3 to 1 (the demo's exports, `spectratorch
+# make-dataset --raw-dir`); a member that claims 100 times its compressed size is padding or a bomb.
+MAX_RATIO = 100
+# reason: one batch is 5 exports (three EX_, LSPR_, Y_); 10,000 members is 2,000 batches in one upload, and the
+# archive's directory is read before anything is unpacked.
+MAX_MEMBERS = 10_000
 _UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9._ ()=',\[\]+-]")
 
 
@@ -114,14 +122,13 @@ def _unpack(name: str, data: bytes, target: Path, max_bytes: float) -> Path:
         raise DataFormatError(f"{name}: not a readable zip archive. Zip the folder of exports again.") from None
     with archive:
         members = [m for m in archive.infolist() if not m.is_dir() and not _ignored(m.filename)]
-        total = sum(m.file_size for m in members)
-        if total > max_bytes:
-            raise DataFormatError(f"{name}: unpacks to {_megabytes(total)}, over the limit of {_megabytes(max_bytes)}; "
-                                  "upload fewer exports at a time.")
+        _check_members(name, members, max_bytes)
         names = [_safe_name(m.filename) for m in members]
-        repeated = sorted({n for n in names if names.count(n) > 1})
+        repeated = sorted(n for n, count in Counter(names).items() if count > 1)
         if repeated:
-            raise DataFormatError(f"{name}: several files are named {repeated}; put one dataset's exports in a zip.")
+            more = f" and {len(repeated) - 5} more" if len(repeated) > 5 else ""
+            raise DataFormatError(f"{name}: several files are named {repeated[:5]}{more}; put one dataset's exports "
+                                  "in a zip.")
         exports = [m for m, n in zip(members, names) if n.lower().endswith(".txt")]
         datasets = [m for m, n in zip(members, names) if n.lower().endswith(DATASET_SUFFIXES)]
         if not exports and len(datasets) != 1:
@@ -138,6 +145,25 @@ def _unpack(name: str, data: bytes, target: Path, max_bytes: float) -> Path:
                 raise DataFormatError(f"{name}: cannot unpack {member.filename!r} ({err}).") from None
     _logger.info("unpacked %d files of %s", len(exports or datasets), name)
     return target if exports else target / _safe_name(datasets[0].filename)
+
+
+def _check_members(name: str, members: list[zipfile.ZipInfo], max_bytes: float) -> None:
+    """Refuse an archive by what its directory says, before unpacking anything (a member's declared size also bounds
+    what unpacking it reads: zipfile stops there and checks the CRC)."""
+    if len(members) > MAX_MEMBERS:
+        raise DataFormatError(f"{name}: holds {len(members)} files, over the limit of {MAX_MEMBERS}; upload fewer "
+                              "exports at a time.")
+    total = sum(m.file_size for m in members)
+    if total > max_bytes:
+        raise DataFormatError(f"{name}: unpacks to {_megabytes(total)}, over the limit of {_megabytes(max_bytes)}; "
+                              "upload fewer exports at a time.")
+    for member in members:
+        if member.file_size > MAX_RATIO * max(member.compress_size, 1):
+            raise DataFormatError(
+                f"{name}: {member.filename!r} would unpack to {member.file_size / max(member.compress_size, 1):,.0f} "
+                f"times its packed size (exports pack about 3 to 1; the limit is {MAX_RATIO}); it is not an export. "
+                "Zip the folder of exports again."
+            )
 
 
 def _ignored(filename: str) -> bool:

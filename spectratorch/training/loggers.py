@@ -13,33 +13,71 @@ from __future__ import annotations
 
 import logging
 import warnings
+import os
 from pathlib import Path
 from typing import Sequence
 
 from spectratorch.config import RunConfig
 from spectratorch.errors import ConfigError
 
-__all__ = ["make_loggers", "check_loggers", "log_dir", "tensorboard_writer", "log_hparams", "log_artifacts",
-           "quiet_lightning"]
+__all__ = ["make_loggers", "check_loggers", "probe_tracking_server", "MLFLOW_WAIT_S", "log_dir", "tensorboard_writer",
+           "log_hparams", "log_artifacts", "quiet_lightning"]
 
 _logger = logging.getLogger(__name__)
 
 _ARTIFACTS = ("json", "result_sheet", "test_predictions", "onnx")
 
 
-def check_loggers(names: Sequence[str]) -> None:
-    """Fail before training when a logger's package is missing.
+# reason: a tracking server on the lab's network answers in well under a second; past this it is not coming. MLflow
+# itself retries 7 times with back-off and a 120 s timeout each (255 s against an address nothing listens on).
+MLFLOW_WAIT_S = 5
+_MLFLOW_ENV = {"MLFLOW_HTTP_REQUEST_TIMEOUT": "30", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2"}
+
+
+def check_loggers(names: Sequence[str], mlflow_uri: str | None = None) -> None:
+    """Fail before training when a logger's package is missing or its tracking server does not answer.
+
+    Args:
+        names: the loggers asked for.
+        mlflow_uri: ``--mlflow-uri``; an ``http(s)`` server is asked for its ``/health`` and must answer within
+            ``MLFLOW_WAIT_S`` seconds; MLflow's later requests get a bounded timeout and retries (unless the
+            environment sets ``MLFLOW_HTTP_REQUEST_TIMEOUT`` / ``MLFLOW_HTTP_REQUEST_MAX_RETRIES``).
 
     Raises:
-        ConfigError: ``mlflow`` asked for and not installed.
+        ConfigError: ``mlflow`` asked for and not installed, or its server unreachable.
     """
-    if "mlflow" in names:
-        try:
-            import mlflow  # noqa: F401
-        except ImportError:
-            raise ConfigError("--logger mlflow needs MLflow, which is not installed; install it with "
-                              "`pip install spectratorch[tracking]` (or `pip install mlflow`), or use --logger "
-                              "tensorboard or csv.") from None
+    if "mlflow" not in names:
+        return
+    try:
+        import mlflow  # noqa: F401
+    except ImportError:
+        raise ConfigError("--logger mlflow needs MLflow, which is not installed; install it with "
+                          "`pip install spectratorch[tracking]` (or `pip install mlflow`), or use --logger "
+                          "tensorboard or csv.") from None
+    if mlflow_uri and mlflow_uri.lower().startswith(("http://", "https://")):
+        probe_tracking_server(mlflow_uri)
+        for key, value in _MLFLOW_ENV.items():
+            os.environ.setdefault(key, value)
+
+
+def probe_tracking_server(uri: str, wait_s: float = MLFLOW_WAIT_S) -> None:
+    """Ask an MLflow server for ``/health``; any HTTP answer will do.
+
+    Raises:
+        ConfigError: no answer within ``wait_s`` seconds (refused, unknown host, silent).
+    """
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=wait_s):
+            pass
+    except urllib.error.HTTPError:
+        return  # reason: an answer, even 401 or 404 from a proxy in front of it: the server is there.
+    except (urllib.error.URLError, OSError, ValueError) as err:
+        reason = getattr(err, "reason", err)
+        raise ConfigError(f"--mlflow-uri {uri}: the tracking server does not answer within {wait_s:g} s ({reason}); "
+                          "start it, check the address, or use --logger csv or tensorboard.") from None
 
 
 # reason: Lightning's warnings that name nothing a user of spectratorch can change (the run sets these itself).

@@ -36,6 +36,7 @@ from spectratorch.training.losses import resolve_class_weights
 from spectratorch.training.module import METRIC_NAMES, SELECT_METRIC, SpectralModule
 from spectratorch.defaults import LARGE_TRAIN, auto_arch, resolve_defaults
 from spectratorch.contract import model_name
+from spectratorch.training.hardware import check_hardware
 from spectratorch.training.restore import checkpoint_differences, load_module, read_checkpoint
 
 __all__ = ["train", "resolve_precision", "checkpoint_differences", "predict_probabilities"]
@@ -233,8 +234,9 @@ def train(config: RunConfig, callbacks: Sequence = (), arch_selection: dict | No
         config = _with_arch(config, _checkpoint_arch(config.train.load_this))
     if config.model.arch != "auto" and not is_model(config.model.arch):
         raise ConfigError(f"unknown --arch {config.model.arch!r}; expected one of {list_models()} or auto.")
+    check_hardware(config.train)
     _check_writable(out_dir)
-    check_loggers(config.train.loggers)
+    check_loggers(config.train.loggers, config.train.mlflow_uri)
     if config.model.arch == "auto":
         return _train_auto(config)
     pl.seed_everything(config.data.seed, workers=True, verbose=False)

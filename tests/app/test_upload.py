@@ -60,3 +60,33 @@ def test_unusable_zips_are_refused(members, pattern, tmp_path):
 def test_the_file_name_never_leaves_the_folder(tmp_path):
     path = save_upload("../../x/evil name.csv", b"id,277_300\na,1\n", tmp_path / "w")
     assert path.parent == tmp_path / "w" and path.name == "evil name.csv"
+
+
+def test_a_zip_bomb_is_refused_by_its_ratio_before_unpacking(tmp_path):
+    bomb = _zip({"EX_277_x_I.txt": b"0" * 5_000_000})  # deflates about 1000 to 1, under the size limit
+    with pytest.raises(DataFormatError, match=r"'EX_277_x_I.txt' would unpack to [\d,]+ times its packed size"):
+        save_upload("bomb.zip", bomb, tmp_path)
+    assert not any(tmp_path.rglob("*.txt"))
+
+
+def test_a_zip_of_too_many_members_is_refused(tmp_path, monkeypatch):
+    from spectratorch.app import upload
+
+    monkeypatch.setattr(upload, "MAX_MEMBERS", 50)
+    with pytest.raises(DataFormatError, match="holds 51 files, over the limit of 50"):
+        save_upload("many.zip", _zip({f"Y_{i}.txt": b"1" for i in range(51)}), tmp_path)
+
+
+def test_repeated_members_are_found_in_linear_time(tmp_path):
+    import time
+
+    from spectratorch.app.upload import MAX_MEMBERS
+
+    members = {f"d{i}/Y_{i // 2}.txt": b"1" for i in range(MAX_MEMBERS)}  # every name twice, in other folders
+    data = _zip(members)
+    start = time.perf_counter()
+    with pytest.raises(DataFormatError, match=r"several files are named \['Y_0.txt', .*\] and 4995 more"):
+        save_upload("twice.zip", data, tmp_path)
+    # reason: comparing each name with every other (names.count) took 2.9 s for these 10,000 names on a shared
+    # 2-core machine, and grows with their square; counting them once takes 0.01 s.
+    assert time.perf_counter() - start < 1.0

@@ -1,0 +1,158 @@
+"""Where commands write: one run per output folder at a time, leftovers of killed runs removed, output files checked.
+
+- :func:`claim_output_dir`: ``train`` and ``cv`` hold an advisory lock (``fcntl.flock``) on
+  ``<output dir>/.spectratorch.lock`` for the whole run; the file says who holds it. A second run into the same
+  folder is refused with one line naming the holder; a lock left by a process that died is no lock (the system
+  releases it with the process) and is taken over. Once held, the temporary files that :func:`~spectratorch.data.io.
+  atomic_path` names (``.<name>.<8 characters>.tmp``) left in the folder by a killed run are removed.
+- :func:`check_output_file`: an output file that is one of the command's inputs, a folder, or not writable is
+  refused before any work.
+
+No torch here.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import os
+import re
+import socket
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+from spectratorch.errors import ConfigError
+
+__all__ = ["LOCK_NAME", "claim_output_dir", "remove_leftovers", "check_output_file"]
+
+_logger = logging.getLogger(__name__)
+
+LOCK_NAME = ".spectratorch.lock"
+# reason: tempfile.mkstemp's names: prefix + 8 characters of [a-z0-9_] + suffix; atomic_path's prefix is ".<name>.".
+_LEFTOVER = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")
+
+
+def _holder(path: Path) -> str:
+    try:
+        info = json.loads(path.read_text() or "{}")
+    except (OSError, ValueError):
+        return "another run"
+    if not isinstance(info, dict):
+        return "another run"
+    return (f"run {info.get('pid', '?')} on {info.get('host', '?')} (`{info.get('command', '?')}`, started "
+            f"{info.get('started', '?')})")
+
+
+@contextmanager
+def claim_output_dir(directory: str | os.PathLike, command: str | None = None):
+    """Hold ``directory`` for this run; remove the temporary files a killed run left there.
+
+    Args:
+        directory: the output folder (created when missing).
+        command: what runs, for the message another run gets (default: this process's command line).
+
+    Raises:
+        ConfigError: another live run holds the folder, or the folder cannot be created.
+
+    Example:
+        >>> import tempfile
+        >>> with claim_output_dir(tempfile.mkdtemp(), "spectratorch train") as folder:
+        ...     (folder / ".spectratorch.lock").is_file()
+        True
+    """
+    directory = Path(directory)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        fd = os.open(directory / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as err:
+        raise ConfigError(f"the output directory {directory} is not writable ({err.strerror}); choose another with "
+                          "--output-dir.") from None
+    try:
+        _lock(fd, directory)
+        info = {"pid": os.getpid(), "host": socket.gethostname(), "command": command or " ".join(sys.argv),
+                "started": datetime.datetime.now().isoformat(timespec="seconds")}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(info).encode(), 0)
+        remove_leftovers(directory)
+        yield directory
+    finally:
+        os.close(fd)  # reason: closing releases the lock; the file stays, so a lock is never a missing file.
+
+
+def _lock(fd: int, directory: Path) -> None:
+    try:
+        import fcntl
+    except ImportError:  # reason: no flock on Windows; runs there are not protected from each other.
+        _logger.info("no file locks on this system: %s is not protected from a second run", directory)
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = _holder(directory / LOCK_NAME)
+        raise ConfigError(f"the output directory {directory} is in use by {holder}; wait for it to finish, or choose "
+                          "another --output-dir.") from None
+
+
+def remove_leftovers(directory: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files of :func:`~spectratorch.data.io.atomic_path` under ``directory`` (a run killed
+    mid-write leaves them; a live run's are protected by the folder's lock, so call this only while holding it).
+
+    Returns:
+        The files removed.
+    """
+    removed, size = [], 0
+    for root, _, files in os.walk(directory):
+        for name in files:
+            if _LEFTOVER.match(name):
+                path = Path(root) / name
+                try:
+                    size += path.lstat().st_size
+                    path.unlink()
+                except OSError:
+                    continue
+                removed.append(path)
+    if removed:
+        _logger.warning("removed %d temporary files (%.3g MB) left in %s by an interrupted run", len(removed),
+                        size / 1e6, directory)
+    return removed
+
+
+def check_output_file(path: str | os.PathLike, inputs: dict[str, str | os.PathLike], option: str = "-o") -> Path:
+    """Refuse an output file that would overwrite an input, is a folder, is empty, or cannot be written.
+
+    Args:
+        path: the output file asked for.
+        inputs: ``{what: path}`` of the command's inputs (the model, the data).
+        option: the flag, for messages.
+
+    Returns:
+        The path.
+
+    Raises:
+        ConfigError: see above.
+
+    Example:
+        >>> check_output_file("data.csv", {"the data": "data.csv"})
+        Traceback (most recent call last):
+        ...
+        spectratorch.errors.ConfigError: -o data.csv is the data itself; write the predictions to another file.
+    """
+    text = os.fspath(path)
+    if not text.strip():
+        raise ConfigError(f"{option} is empty; give the file to write, e.g. {option} predictions.csv.")
+    path = Path(text)
+    resolved = path.resolve()
+    for what, source in inputs.items():
+        if resolved == Path(source).resolve():
+            raise ConfigError(f"{option} {text} is {what} itself; write the predictions to another file.")
+    if path.is_dir():
+        raise ConfigError(f"{option} {text} is a folder; give a file name, e.g. {option} {path / 'predictions.csv'}.")
+    parent = next(p for p in (resolved.parent, *resolved.parent.parents) if p.exists())
+    if not parent.is_dir():
+        raise ConfigError(f"{option} {text} cannot be written: {parent} is a file, not a folder; choose another file.")
+    if not os.access(parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise ConfigError(f"{option} {text} cannot be written (no write permission in {parent}); choose another "
+                          "file.")
+    return path

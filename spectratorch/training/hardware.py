@@ -1,0 +1,65 @@
+"""Whether this machine has the hardware a run asks for, checked before any data is read or any process forked.
+
+Lightning would otherwise start ``--devices 99`` processes on a CPU (each waiting for the others, for ever), or
+fail deep in its setup with a traceback for ``--accelerator gpu`` on a machine without one.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from spectratorch.config import TrainConfig, parse_devices
+from spectratorch.errors import ConfigError
+
+__all__ = ["check_hardware", "usable_cpus"]
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask where the system has one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def _on_gpu(accelerator: str) -> bool:
+    if accelerator in ("gpu", "cuda"):
+        if not torch.cuda.is_available():
+            built = f"CUDA {torch.version.cuda}" if torch.version.cuda else "the CPU only"
+            raise ConfigError(f"--accelerator {accelerator} asks for a GPU, but none is visible (this torch "
+                              f"{torch.__version__} is built for {built}); use --accelerator cpu or auto.")
+        return True
+    if accelerator == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("--accelerator mps asks for Apple's GPU, but it is not available here; use --accelerator cpu "
+                          "or auto.")
+    return accelerator == "auto" and torch.cuda.is_available()
+
+
+def check_hardware(train: TrainConfig) -> None:
+    """Refuse an accelerator this machine lacks and more devices than it has.
+
+    Args:
+        train: the run's training settings (names already checked by :class:`~spectratorch.config.TrainConfig`).
+
+    Raises:
+        ConfigError: a GPU asked for and none visible; more GPUs, or GPU indices, than there are; on the CPU, a list
+            of GPU indices or more processes than CPUs.
+    """
+    devices = parse_devices(train.devices)
+    if devices == "auto" or train.accelerator == "mps":
+        _on_gpu(train.accelerator)
+        return
+    if _on_gpu(train.accelerator):
+        count = torch.cuda.device_count()
+        wanted = devices if isinstance(devices, list) else list(range(count if devices == -1 else devices))
+        if max(wanted) >= count:
+            asked = f"GPU indices {devices}" if isinstance(devices, list) else f"{devices} GPUs"
+            raise ConfigError(f"--devices {train.devices} asks for {asked}, but this machine has {count} (indices "
+                              f"0..{count - 1}); use --devices auto or fewer.")
+        return
+    cpus = usable_cpus()
+    if isinstance(devices, list) or devices == -1:
+        raise ConfigError(f"--devices {train.devices} names GPUs, but the run is on the CPU (no GPU visible, or "
+                          "--accelerator cpu); use --devices auto or a count of processes.")
+    if devices > cpus:
+        raise ConfigError(f"--devices {devices} would start {devices} training processes on the CPU, which has {cpus} "
+                          f"CPUs for this process; use --devices auto (one process) or at most {cpus}.")

@@ -1,0 +1,158 @@
+"""Edges of the command line: outputs that would overwrite an input or cannot be written, hardware the machine lacks,
+values out of range, an unreachable tracking server, two runs into one folder, leftovers of a killed run. Each is
+one line and exit 2, before any training."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+import torch
+
+from spectratorch.errors import ConfigError
+from spectratorch.outputs import LOCK_NAME, claim_output_dir, remove_leftovers
+from spectratorch.training.loggers import probe_tracking_server
+from tests.app.conftest import EXAMPLE
+from tests.security.helpers import ROOT, assert_one_line_refusal, run_cli_many
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    from spectratorch.data.demo import write_demo_dataset
+
+    path = tmp_path_factory.mktemp("edges") / "d.csv"
+    write_demo_dataset(path, n_samples=60, seed=3)  # reason: data the example model takes, so predict gets to writing
+    return path
+
+
+def test_predict_refuses_outputs_it_must_not_write(data, tmp_path):
+    (tmp_path / "ro").mkdir()
+    cases = {
+        "its data": (str(data), "is the data itself"),
+        "its model": (str(EXAMPLE), "is the model itself"),
+        "a folder": (str(tmp_path), "is a folder; give a file name"),
+        "empty": ("", "-o is empty"),
+        "under a file": (str(data / "p.csv"), "is a file, not a folder"),
+        "unwritable": ("/proc/p.csv", "cannot write /proc/p.csv"),
+    }
+    before = data.read_bytes()
+    results = run_cli_many([["predict", str(EXAMPLE), str(data), "-o", out] for out, _ in cases.values()], tmp_path)
+    for (what, (_, match)), result in zip(cases.items(), results):
+        assert_one_line_refusal(result, what, match)
+    assert data.read_bytes() == before
+
+
+def _train(data, out, *flags) -> list[str]:
+    return ["train", "--data", str(data), "--channels", "277", "380", "--arch", "TinyVGG", "--output-dir", str(out),
+            *flags]
+
+
+def test_hardware_and_values_out_of_range_are_refused_before_training(data, tmp_path):
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    cpus = len(os.sched_getaffinity(0))
+    cases = {
+        "--devices 99": (["--devices", str(99 + gpus)], "--devices" if gpus else
+                         f"would start 99 training processes on the CPU, which has {cpus} CPUs"),
+        "--precision foo": (["--precision", "foo"], "--precision must be one of auto, 64-true"),
+        "--seed -1": (["--seed", "-1"], "--seed must be an integer in 0..4294967295; got -1."),
+        "--accelerator tpu9": (["--accelerator", "tpu9"], "--accelerator must be one of"),
+    }
+    if not gpus:
+        cases["--accelerator gpu"] = (["--accelerator", "gpu"], "--accelerator gpu asks for a GPU, but none is visible")
+        cases["--devices 0,1"] = (["--devices", "0,1"], "names GPUs, but the run is on the CPU")
+    commands = [_train(data, tmp_path / "out", *flags) for flags, _ in cases.values()]
+    commands.append(["predict", str(EXAMPLE), str(data), "-o", str(tmp_path / "p.csv"), "--threads", "100000"])
+    commands.append(["make-dataset", "--seed", "-1", "--samples", "10", "-o", str(tmp_path / "demo.csv")])
+    started = time.perf_counter()
+    results = run_cli_many(commands, tmp_path, timeout=300)
+    for (what, (_, match)), result in zip(cases.items(), results):
+        assert_one_line_refusal(result, what, match)
+    assert_one_line_refusal(results[-2], "--threads 100000", f"is more than the {cpus} CPUs this process may use")
+    assert_one_line_refusal(results[-1], "make-dataset --seed -1", "--seed must be an integer in 0..4294967295")
+    assert not list((tmp_path / "out").glob("*.ckpt"))
+    assert time.perf_counter() - started < 120  # reason: nothing trained, nothing forked per device
+
+
+def test_an_unreachable_tracking_server_is_one_line_within_seconds(data, tmp_path):
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]  # reason: bound, never listening: connections to it are refused
+        started = time.perf_counter()
+        (result,) = run_cli_many([_train(data, tmp_path / "out", "--logger", "mlflow", "--mlflow-uri",
+                                         f"http://127.0.0.1:{port}")], tmp_path)
+    assert_one_line_refusal(result, "mlflow", f"--mlflow-uri http://127.0.0.1:{port}: the tracking server does not "
+                                              "answer within 5 s")
+    assert time.perf_counter() - started < 60
+
+
+def test_a_silent_tracking_server_is_given_up_after_the_wait():
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()  # reason: accepts connections (the kernel does) and never answers
+        started = time.perf_counter()
+        with pytest.raises(ConfigError, match="does not answer within 1 s"):
+            probe_tracking_server(f"http://127.0.0.1:{server.getsockname()[1]}", wait_s=1)
+        assert time.perf_counter() - started < 5
+
+
+_HOLD = ("import sys, time\nfrom spectratorch.outputs import claim_output_dir\n"
+         "with claim_output_dir(sys.argv[1], 'spectratorch train --arch VGG11'):\n"
+         "    print('held', flush=True)\n    time.sleep(600)\n")
+
+
+def test_a_second_run_into_a_held_folder_is_refused_and_a_dead_holders_lock_taken_over(data, tmp_path):
+    out = tmp_path / "out"
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD, str(out)], stdout=subprocess.PIPE, text=True,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        leftover = out / ".m.ckpt.abcd_123.tmp"
+        leftover.write_bytes(b"a live run's half-written file")
+        results = run_cli_many([_train(data, out), ["cv", *_train(data, out)[1:]]], tmp_path)
+        for verb, result in zip(("train", "cv"), results):
+            assert_one_line_refusal(result, verb, f"the output directory {out} is in use by run {holder.pid} on "
+                                                  f"{socket.gethostname()} (`spectratorch train --arch VGG11`, started ")
+        assert leftover.is_file()  # a held folder's temporary files belong to the run that holds it
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    assert str(holder.pid) in (out / LOCK_NAME).read_text()  # the dead run's lock file is still there
+    with claim_output_dir(out, "spectratorch train") as folder:
+        assert f'"pid": {os.getpid()}' in (folder / LOCK_NAME).read_text()
+        assert not leftover.exists()
+
+
+def test_leftover_temporary_files_of_our_naming_are_removed_and_nothing_else(tmp_path):
+    (tmp_path / "arch-auto").mkdir()
+    ours = [tmp_path / ".VGG11 y=['OVA', 'OK'] last.ckpt.k2j_9x0q.tmp", tmp_path / "arch-auto" / ".m.json.abcdefgh.tmp"]
+    theirs = [tmp_path / "notes.tmp", tmp_path / ".m.json.ABCDEFGH.tmp", tmp_path / ".m.json.abc.tmp",
+              tmp_path / "m.ckpt"]
+    for path in ours + theirs:
+        path.write_text("x")
+    assert sorted(remove_leftovers(tmp_path)) == sorted(ours)
+    assert all(p.exists() for p in theirs)
+
+
+def test_one_process_claims_a_folder_at_a_time(tmp_path):
+    with claim_output_dir(tmp_path, "first"):
+        errors = []
+        thread = threading.Thread(target=lambda: _try_claim(tmp_path, errors))
+        thread.start()
+        thread.join()
+    assert len(errors) == 1 and f"in use by run {os.getpid()}" in errors[0] and "(`first`" in errors[0]
+    with claim_output_dir(tmp_path, "again"):  # released at the end of the block
+        pass
+
+
+def _try_claim(folder, errors):
+    try:
+        with claim_output_dir(folder, "second"):
+            pass
+    except ConfigError as err:
+        errors.append(str(err))
