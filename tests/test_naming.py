@@ -78,7 +78,7 @@ def test_auto_arch_resolves_by_rule_only_on_the_labs_large_sets():
     config = resolve_defaults(LAB, n_train=5000)
     resolved = (config.model.arch, config.model.width, config.train.lr, config.train.weight_decay)
     assert resolved == ("VGG11", 0.25, 1e-3, 0)
-    with pytest.raises(ConfigError, match="decided by training the candidates"):
+    with pytest.raises(ConfigError, match="decided by inner cross-validation of the candidates"):
         resolve_defaults(RunConfig(DataConfig(channels=("nir",))), n_train=5000)
     linear = resolve_defaults(dataclasses.replace(LAB, model=ModelConfig(arch="Linear")), n_train=300)
     assert (linear.model.width, linear.train.lr, linear.train.weight_decay) == (None, 1e-4, 1e-3)
