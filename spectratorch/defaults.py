@@ -24,7 +24,7 @@ LAB_CHANNELS = frozenset({"277", "380", "425", "lspr"})
 # spectra, no fixed choice wins everywhere (measured on public NIR/FTIR sets), so the candidates are compared.
 LARGE_TRAIN = 2000
 # reason: the solved heads the small-set protocol compares by inner CV (spectratorch/pipelines/small.py).
-ARCH_CANDIDATES = ("Linear", "PLSDA", "MiniRocket")
+ARCH_CANDIDATES = ("Linear", "PLSDA", "MiniRocket", "KernelRidge")
 _CPU_WIDTH = 0.25
 _MIN_STEPS = 2000
 _PATIENCE_STEPS = 300

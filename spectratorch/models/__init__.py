@@ -1,7 +1,7 @@
 """Networks for spectra and tabular features, the preprocessing layer, and the registry that names them.
 
 Importing this package registers every architecture (``VGG11``, ``VGG16``, ``TinyVGG``, ``ResNetV2``, ``Linear``,
-``MiniRocket``, ``PLSDA``, ``Ensemble``).
+``MiniRocket``, ``PLSDA``, ``KernelRidge``, ``Ensemble``).
 """
 
 from spectratorch.models.classifier import SpectralClassifier, build_classifier
@@ -9,6 +9,7 @@ from spectratorch.models.preprocess import INFERENCE_TRANSFORMS, SIMULATE_POINTS
 from spectratorch.models.linear import Linear, LinearClassifier
 from spectratorch.models.minirocket import MiniRocket, MiniRocketNet
 from spectratorch.models.plsda import PLSDA, PLSDAClassifier
+from spectratorch.models.kernel import KernelRidge, KernelRidgeNet
 from spectratorch.models.ensemble import Ensemble, EnsembleNet
 from spectratorch.models.registry import create_model, is_model, list_models, register_model
 from spectratorch.models.resnetv2 import PreActResNet, ResNetV2
@@ -18,6 +19,8 @@ __all__ = [
     "Ensemble",
     "EnsembleNet",
     "INFERENCE_TRANSFORMS",
+    "KernelRidge",
+    "KernelRidgeNet",
     "Linear",
     "LinearClassifier",
     "MiniRocket",

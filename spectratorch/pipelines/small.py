@@ -1,7 +1,7 @@
 """The small-set protocol: every choice by inner cross-validation of the training rows, then a refit on all of them.
 
 Below the lab's large-set rule (``defaults.auto_arch``), ``--arch auto`` (and an explicit solved head: ``Linear``,
-``PLSDA``, ``MiniRocket``) runs here instead of the Adam loop:
+``PLSDA``, ``MiniRocket``, ``KernelRidge``) runs here instead of the Adam loop:
 
 1. The held-out rows are the test rows only (fold ``current_split + 1``, or ``--test-source FILE``); the training
    rows are every other row (the training and validation folds together), so ``spectratorch cv`` gives the standard
@@ -9,7 +9,8 @@ Below the lab's large-set rule (``defaults.auto_arch``), ``--arch auto`` (and an
 2. Each candidate (:data:`CANDIDATES`: a registered architecture whose last layer ``fc`` is solved on its own
    features) fits its unsupervised parts (the preprocessing, MiniRocket's biases) on the training rows, computes
    their features once, and is scored by a stratified inner k-fold CV of the training rows for every value of its
-   grid (``C``, PLS components; ridge's alpha by leave-one-out inside each fit). Out-of-fold scores are turned into
+   grid (``C``, PLS components, the RBF kernel's ``gamma``; ridge's and kernel ridge's alpha by leave-one-out
+   inside each fit). Out-of-fold scores are turned into
    probabilities by a temperature fitted on them. The choice: the run's target metric, then the lower log-loss;
    ties keep the first (the strongest penalty, the fewest components, the simpler candidate).
 3. The soft vote of the best 2..n candidates (their out-of-fold probabilities) becomes the model when it beats the
@@ -42,9 +43,12 @@ from spectratorch.models.closed_form import (
     MAX_PLS_COMPONENTS,
     Standardiser,
     decision,
+    kernel_gammas,
+    kernel_ridge_head,
     logistic_path,
     pls_path,
     ridge_head,
+    squared_distances,
 )
 from spectratorch.tuning.cv import classification_metrics
 
@@ -65,7 +69,9 @@ class Candidate:
 
     Attributes:
         arch: the registered name (the model's name when chosen alone).
-        solver: ``logistic`` (grid of ``C``), ``pls`` (grid of components) or ``ridge`` (alpha by leave-one-out).
+        solver: ``logistic`` (grid of ``C``), ``pls`` (grid of components), ``ridge`` (alpha by leave-one-out) or
+            ``kernel`` (grid of the RBF ``gamma``, alpha by leave-one-out; its features are the squared distances
+            between the training rows, its ``fc`` the dual coefficients on the kernel values).
         options: architecture options (e.g. ``{"n_features": 4000}``).
     """
 
@@ -75,8 +81,10 @@ class Candidate:
 
 
 # reason: the classical models a chemometrician would run, simplest first (ties keep the earlier one); a feature
-# transform with a ridge head (MultiRocket, Hydra) joins as one more `Candidate(name, "ridge")`.
-CANDIDATES = (Candidate("Linear", "logistic"), Candidate("PLSDA", "pls"), Candidate("MiniRocket", "ridge"))
+# transform with a ridge head (MultiRocket, Hydra) joins as one more `Candidate(name, "ridge")`. KernelRidge is the
+# RBF family (an RBF SVM's), solved in closed form.
+CANDIDATES = (Candidate("Linear", "logistic"), Candidate("PLSDA", "pls"), Candidate("MiniRocket", "ridge"),
+              Candidate("KernelRidge", "kernel"))
 SOLVED_ARCHS = frozenset(c.arch for c in CANDIDATES)
 
 
@@ -104,6 +112,13 @@ def inner_folds(y: np.ndarray, labels, n_rows: int) -> int:
 @torch.no_grad()
 def _features(model: SpectralClassifier, spectra: torch.Tensor, tabular: torch.Tensor) -> np.ndarray:
     model.eval()
+    if hasattr(model.net, "support"):
+        # reason: a kernel candidate's support is the standardised training rows themselves (in order); its features
+        # for the inner CV are their squared distances, in float64, so each gamma costs one exp.
+        support = model.net.support.double().numpy()
+        if len(support) != len(spectra):
+            raise RuntimeError(f"kernel support holds {len(support)} rows, expected the {len(spectra)} training rows")
+        return squared_distances(support, support)
     parts = []
     for start in range(0, len(spectra), 512):
         pre_spectra, pre_tabular = model.preprocess(spectra[start : start + 512], tabular[start : start + 512])
@@ -114,7 +129,10 @@ def _features(model: SpectralClassifier, spectra: torch.Tensor, tabular: torch.T
     return torch.cat(parts).numpy()
 
 
-def _grid(candidate: Candidate, n_fit_min: int, n_features: int) -> list:
+def _grid(candidate: Candidate, n_fit_min: int, x: np.ndarray) -> list:
+    n_features = x.shape[1]
+    if candidate.solver == "kernel":
+        return kernel_gammas(x)
     if candidate.solver == "logistic":
         return list(LOGISTIC_CS)
     if candidate.solver == "pls":
@@ -123,14 +141,35 @@ def _grid(candidate: Candidate, n_fit_min: int, n_features: int) -> list:
 
 
 def _solve(candidate: Candidate, x: np.ndarray, y: np.ndarray, n_classes: int, grid: list,
-           standardiser: Standardiser | None, tol: float) -> tuple[list, list]:
-    """Heads for every grid value fitted on ``(x, y)``, and what each one chose inside (ridge's alpha)."""
+           standardiser: Standardiser | None, tol: float, rows: np.ndarray | None = None) -> tuple[list, list]:
+    """Heads for every grid value fitted on rows ``rows`` (default: all) of ``(x, y)``, and what each chose inside.
+
+    A head is ``(weight [K, F], bias [K])`` on the candidate's features (:func:`_head_inputs`); for a kernel, on the
+    kernel values against every training row (zero weight on the rows not fitted). What it chose inside: ridge's
+    alpha, or a kernel's alpha.
+    """
+    rows = np.arange(len(y)) if rows is None else rows
+    if candidate.solver == "kernel":
+        heads, alphas = [], []
+        for gamma in grid:
+            (dual, bias), alpha = kernel_ridge_head(np.exp(-gamma * x[np.ix_(rows, rows)]), y[rows], n_classes)
+            weight = np.zeros((n_classes, x.shape[1]))
+            weight[:, rows] = dual
+            heads.append((weight, bias))
+            alphas.append(alpha)
+        return heads, alphas
+    x, y = x[rows], y[rows]
     if candidate.solver == "logistic":
         return logistic_path(x, y, n_classes, cs=grid, tol=tol, standardiser=standardiser), list(grid)
     if candidate.solver == "pls":
         return pls_path(x, y, n_classes, max_components=max(grid))[: len(grid)], list(grid)
     head, alpha = ridge_head(x, y, n_classes, standardiser=standardiser)
     return [head], [alpha]
+
+
+def _head_inputs(candidate: Candidate, x: np.ndarray, value) -> np.ndarray:
+    """What a head multiplies: the features, or for a kernel ``exp(-gamma d²)`` of the squared distances."""
+    return np.exp(-value * x) if candidate.solver == "kernel" else x
 
 
 # ---- inner cross-validation -----------------------------------------------------------------------------------
@@ -170,12 +209,12 @@ def choose(features: dict[str, np.ndarray], y: np.ndarray, n_classes: int, folds
     for candidate in candidates:
         x = features[candidate.arch]
         standardiser = Standardiser(x) if candidate.solver in ("logistic", "ridge") else None
-        grid = _grid(candidate, n_fit_min, x.shape[1])
+        grid = _grid(candidate, n_fit_min, x)
         oof = np.zeros((len(grid), len(y), n_classes))
         for fit, held in folds:
-            heads, _ = _solve(candidate, x[fit], y[fit], n_classes, grid, standardiser, _INNER_TOL)
+            heads, _ = _solve(candidate, x, y, n_classes, grid, standardiser, _INNER_TOL, rows=fit)
             for g, head in enumerate(heads):
-                oof[g, held] = decision(x[held], head)
+                oof[g, held] = decision(_head_inputs(candidate, x[held], grid[g]), head)
         scored = [_score(oof[g], y, metric) for g in range(len(grid))]
         best = max(range(len(grid)), key=lambda g: scored[g]["key"])  # reason: max keeps the first of ties
         result[candidate.arch] = {"grid": grid, "scores": [s["metrics"] for s in scored], "chosen": grid[best],
@@ -250,7 +289,9 @@ def fit_small(config: RunConfig, dm, module_kwargs, candidates=CANDIDATES) -> di
     labels, n_classes = list(dm.labels), dm.n_classes
     n_folds = inner_folds(y, labels, len(y))
     folds = list(StratifiedKFold(n_folds, shuffle=True, random_state=config.data.seed).split(np.zeros(len(y)), y))
-    candidates = [_with_options(c, config) for c in candidates]
+    # reason: a kernel's support is every training row, so its size is an option the checkpoint rebuilds it with.
+    candidates = [dataclasses.replace(c, options={**c.options, "n_support": len(y)}) if c.solver == "kernel" else c
+                  for c in (_with_options(c, config) for c in candidates)]
     models, features = {}, {}
     for candidate in candidates:
         model = build_classifier(candidate.arch, list(dm.table.channels), dm.length, dm.n_tabular, n_classes,
@@ -268,8 +309,13 @@ def fit_small(config: RunConfig, dm, module_kwargs, candidates=CANDIDATES) -> di
         standardiser = Standardiser(x) if candidate.solver in ("logistic", "ridge") else None
         heads, inside = _solve(candidate, x, y, n_classes, [entry["chosen"]] if candidate.solver != "pls" else
                                list(range(1, entry["chosen"] + 1)), standardiser, _FINAL_TOL)
-        _set_head(models[arch].net, heads[-1], entry["temperature"])
-        refit[arch] = {"value": entry["chosen"], "alpha": inside[-1] if candidate.solver == "ridge" else None}
+        if candidate.solver == "kernel":
+            weight, bias = heads[-1]
+            models[arch].net.set_head(entry["chosen"], weight / entry["temperature"], bias / entry["temperature"])
+        else:
+            _set_head(models[arch].net, heads[-1], entry["temperature"])
+        refit[arch] = {"value": entry["chosen"], "alpha": inside[-1] if candidate.solver in ("ridge", "kernel")
+                       else None}
     if len(choice["chosen"]) == 1:
         arch = choice["chosen"][0]
         arch_kwargs, final = dict(by_arch[arch].options), models[arch]
@@ -298,7 +344,7 @@ def fit_small(config: RunConfig, dm, module_kwargs, candidates=CANDIDATES) -> di
 
 def _record(choice: dict, refit: dict, arch: str, n_folds: int, n_rows: int, metric: str, candidates) -> dict:
     """What the JSON keeps: every candidate's inner-CV scores per grid value, the ensembles tried, the choice."""
-    params = {"logistic": "C", "pls": "n_components", "ridge": "alpha"}
+    params = {"logistic": "C", "pls": "n_components", "ridge": "alpha", "kernel": "gamma"}
     solver = {c.arch: c.solver for c in candidates}
     chosen = choice["chosen"]
     how = (f"{n_rows} training rows, inner {n_folds}-fold CV on them only: "
@@ -306,7 +352,7 @@ def _record(choice: dict, refit: dict, arch: str, n_folds: int, n_rows: int, met
            + (f"; soft vote of {'+'.join(chosen)} {choice['ensembles']['+'.join(chosen)]['metrics'][metric]:.3f}"
               if len(chosen) > 1 else "") + f" ({metric}) -> {arch}"
            + "".join(f", {a} {params[solver[a]]}={refit[a]['alpha'] if solver[a] == 'ridge' else refit[a]['value']:g}"
-                     for a in chosen))
+                     + (f" alpha={refit[a]['alpha']:g}" if solver[a] == "kernel" else "") for a in chosen))
     return {
         "rule": how,
         "protocol": "inner-cv",
