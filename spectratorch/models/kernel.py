@@ -126,10 +126,15 @@ class KernelRidgeNet(nn.Module):
         self.fc.bias.copy_(torch.from_numpy(np.asarray(bias)))
 
     def kernel(self, inputs: torch.Tensor) -> torch.Tensor:
-        """Standardised inputs ``[N, D]`` -> RBF kernel values against the support ``[N, S]``."""
-        d2 = (inputs * inputs).sum(1, keepdim=True) + (self.support * self.support).sum(1) \
-            - 2.0 * inputs @ self.support.T
-        return torch.exp(-self.gamma * d2.clamp_min(0.0))
+        """Standardised inputs ``[N, D]`` -> RBF kernel values against the support ``[N, S]``, in float64.
+
+        # reason: ``||z||² + ||s||² - 2 z·s`` cancels to about ``D x 1e-7`` in float32 near a support row, and a small
+        # alpha gives dual coefficients in the thousands: on 60 generated spectra the float32 probabilities moved by
+        # 3e-3 between torch and onnxruntime. In float64 (a Cast in the ONNX graph) they agree to 1e-9.
+        """
+        inputs, support = inputs.double(), self.support.double()
+        d2 = (inputs * inputs).sum(1, keepdim=True) + (support * support).sum(1) - 2.0 * inputs @ support.T
+        return torch.exp(-self.gamma.double() * d2.clamp_min(0.0))
 
     def forward_features(self, spectra: torch.Tensor) -> torch.Tensor:
         """Spectra ``[N, C, L]`` -> standardised flattened spectra ``[N, C L]`` (the kernel needs the tabular too)."""
@@ -141,7 +146,8 @@ class KernelRidgeNet(nn.Module):
         if self.n_tabular > 0:
             n = features.shape[1]
             features = torch.cat([features, (tabular - self.input_mean[n:]) / self.input_scale[n:]], dim=1)
-        return self.fc(self.kernel(features))
+        logits = nn.functional.linear(self.kernel(features), self.fc.weight.double(), self.fc.bias.double())
+        return logits.to(features.dtype)
 
     def forward(self, spectra: torch.Tensor, tabular: torch.Tensor | None = None) -> torch.Tensor:
         """Spectra ``[N, C, L]`` and tabular ``[N, T]`` (``None`` when ``T == 0``) -> logits ``[N, K]``."""

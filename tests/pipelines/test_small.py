@@ -244,3 +244,53 @@ def test_ensemble_is_one_onnx_file_like_a_single_model(tmp_path, monkeypatch):
     meta = read_metadata(summary["files"]["onnx"])
     assert set(METADATA_KEYS) <= set(meta) and meta["arch"] == "Ensemble"
     assert meta["calibration"]["source"].startswith("out-of-fold")
+
+
+@pytest.mark.slow
+def test_kernel_ridge_candidate_is_solved_checkpointed_and_exported(tmp_path):
+    import onnxruntime
+
+    from spectratorch.data.datamodule import SpectralDataModule
+    from spectratorch.models.closed_form import kernel_ridge_head, squared_distances
+    from spectratorch.pipelines import small
+    from spectratorch.training.restore import load_module
+
+    make_generic_frame(60, seed=9).to_pickle(tmp_path / "set.pkl")
+    config = _config(tmp_path / "set.pkl", tmp_path / "out")
+    config = RunConfig(config.data, config.model, TrainConfig(output_dir=str(tmp_path / "out"), to_onnx=True,
+                                                              loggers=("csv",)))
+    dm = SpectralDataModule(config.data)
+    dm.prepare()
+    candidate = next(c for c in small.CANDIDATES if c.arch == "KernelRidge")
+    summary = small.train_small(config, dm, candidates=[candidate], result_sheet=False)
+    selection = summary["arch_selection"]
+    entry = selection["candidates"]["KernelRidge"]
+    assert selection["chosen"] == "KernelRidge" and entry["parameter"] == "gamma" and len(entry["grid"]) == 7
+    assert entry["chosen"] in entry["grid"] and "alpha" in entry
+    module = load_module(summary["files"]["checkpoint"]).eval()
+    net = module.model.net
+    n_train = selection["training_rows"]
+    assert module.hparams["arch_kwargs"]["n_support"] == n_train == net.n_support
+    assert float(net.gamma) == pytest.approx(entry["chosen"])
+    # the refit is the closed form on every training row at the chosen gamma and alpha, over the temperature
+    z = net.support.double().numpy()
+    (weight, bias), alpha = kernel_ridge_head(np.exp(-entry["chosen"] * squared_distances(z, z)), summary_y(dm),
+                                              3, alphas=[entry["alpha"]])
+    np.testing.assert_allclose(net.fc.weight.detach().double().numpy() * entry["temperature"], weight, atol=1e-4)
+    np.testing.assert_allclose(net.fc.bias.detach().double().numpy() * entry["temperature"], bias, atol=1e-4)
+    frame = pd.read_pickle(tmp_path / "set.pkl")
+    spectra = torch.tensor(frame.iloc[:, :-1].to_numpy(np.float32))[:, None]
+    with torch.no_grad():
+        expected = module(spectra, None).softmax(1).numpy()
+    session = onnxruntime.InferenceSession(summary["files"]["onnx"], providers=["CPUExecutionProvider"])
+    got = session.run(None, {"data_spectra": spectra.numpy()})[0]
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    assert (got.argmax(1) == pd.factorize(frame["label"], sort=True)[0]).mean() > 0.8
+
+
+def summary_y(dm):
+    """The classes of the training rows, in the order the small-set protocol keeps them."""
+    from spectratorch.pipelines.small import _training_rows
+
+    source, _ = dm.stage_rows("train")
+    return source.dataset.y.index_select(0, torch.as_tensor(_training_rows(dm))).numpy()
