@@ -237,7 +237,7 @@ def test_ensemble_is_one_onnx_file_like_a_single_model(tmp_path, monkeypatch):
         expected = module(spectra, None).softmax(1).numpy()
     session = onnxruntime.InferenceSession(summary["files"]["onnx"], providers=["CPUExecutionProvider"])
     assert [i.name for i in session.get_inputs()] == ["data_spectra"]
-    assert [o.name for o in session.get_outputs()] == ["probabilities"]
+    assert [o.name for o in session.get_outputs()] == ["probabilities", "t2", "q", "outlier"]
     got = session.run(None, {"data_spectra": spectra.numpy()})[0]
     np.testing.assert_allclose(got, expected, atol=1e-5)
     assert (got.argmax(1) == pd.factorize(frame["label"], sort=True)[0]).mean() > 0.8
