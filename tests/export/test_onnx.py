@@ -16,7 +16,7 @@ from spectratorch.export.onnx import ExportError, conv2d_layout, export_onnx, re
 from spectratorch.inference import METADATA_KEYS, Predictor
 from spectratorch.models import build_classifier, list_models
 from spectratorch.models.registry import model_options
-from tests.export.helpers import trained_run
+from tests.export.helpers import cutoff_run, run_cli, trained_run
 
 
 @pytest.fixture(scope="module")
@@ -88,6 +88,27 @@ def test_onnx_predicts_like_the_checkpoint_on_the_test_split(kind, request):
     np.testing.assert_array_equal(got.argmax(1), expected.argmax(1))
     calibrated = softmax(np.log(expected), predictor.metadata["temperature"])
     np.testing.assert_allclose(got, calibrated, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_default_cutoff_reaches_the_onnx_and_predict(tmp_path_factory, tmp_path):
+    run = cutoff_run(tmp_path_factory)
+    default = run.summary["calibration"]["cutoffs"]["default"]
+    table = pd.DataFrame(run.summary["calibration"]["cutoff_table"])
+    assert default == table.loc[table["target"] == 0.95, "cutoff"].item() and 0.5 < default < 1
+    assert read_metadata(run.onnx)["cutoffs"]["default"] == default  # the value itself, not a copy of a copy
+    frames = {}
+    for cutoff in ("auto", "none"):
+        out = tmp_path / f"{cutoff}.csv"
+        result = run_cli(["predict", run.onnx, run.data, "-o", out, "--cutoff", cutoff])
+        assert result.returncode == 0, result.stderr[-2000:]
+        frames[cutoff] = pd.read_csv(out)
+    auto, plain = frames["auto"], frames["none"]
+    below = auto["top1_prob"].to_numpy() < default
+    assert 0 < below.sum() < len(auto)  # the cutoff changes some predictions, not all
+    assert (auto.loc[below, "label"] == "unclassified").all()
+    assert (auto.loc[~below, "label"] == plain.loc[~below, "label"]).all()
+    assert (plain["label"] != "unclassified").all()
 
 
 def test_export_cli_from_the_checkpoint_alone(run, tmp_path, capsys):
