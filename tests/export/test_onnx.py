@@ -119,11 +119,21 @@ def test_export_cli_from_the_checkpoint_alone(run, tmp_path, capsys):
     assert read_metadata(out)["metrics"] == run.summary["metrics"]  # from <stem>.json beside the checkpoint
 
 
-def test_failed_check_leaves_no_file(run, tmp_path, monkeypatch):
-    monkeypatch.setattr(export_module, "TOLERANCE", -1.0)
+def test_parity_check_catches_a_perturbed_weight(run, tmp_path, monkeypatch):
+    convert = export_module.conv2d_layout
+
+    def perturbed(model):
+        converted = convert(model)
+        weight = [p for p in converted.parameters() if p.dim() >= 2][-1]  # the head's last weight matrix
+        with torch.no_grad():
+            weight[0] += 0.02
+        return converted
+
+    monkeypatch.setattr(export_module, "conv2d_layout", perturbed)
     out = tmp_path / "model.onnx"
-    with pytest.raises(ExportError, match=r"does not match the checkpoint.*no file was written"):
+    with pytest.raises(ExportError, match=r"does not match the checkpoint.*no file was written") as err:
         export_onnx(run.checkpoint, out, run.data)
+    assert f"tolerance {export_module.TOLERANCE:g}" in str(err.value)
     assert list(tmp_path.iterdir()) == []
 
 
