@@ -84,3 +84,28 @@ def test_result_sheet_from_a_trained_run(demo_file, tmp_path):
     assert sheet_data.saliency.shape == (4, 2, 446)
     result = make_result_sheet(module, dm, tmp_path / "again.png", "t")
     assert (tmp_path / "again.png").is_file() and result["temperature"] > 0
+
+
+@pytest.mark.slow
+def test_report_command_end_to_end(tmp_path_factory, tmp_path):
+    """`spectratorch report CKPT`: the sheet beside the checkpoint, the cutoffs into the ONNX beside it, one JSON."""
+    from spectratorch.export.onnx import read_metadata, update_metadata
+    from tests.export.helpers import cutoff_run, run_cli
+
+    run = cutoff_run(tmp_path_factory)
+    checkpoint, onnx_file = tmp_path / run.checkpoint.name, tmp_path / run.onnx.name
+    checkpoint.write_bytes(run.checkpoint.read_bytes())
+    onnx_file.write_bytes(run.onnx.read_bytes())
+    update_metadata(onnx_file, cutoffs={})  # as exported before any report
+    result = run_cli(["report", checkpoint], block_torch=False, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    printed = json.loads(result.stdout.strip().splitlines()[-1])
+    sheet = tmp_path / f"{run.stem} result sheet.png"
+    assert printed["result_sheet"] == str(sheet) and sheet.stat().st_size > 50_000
+    assert sheet.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # the same checkpoint and data as the training run: the same temperature and cutoffs
+    expected = run.summary["calibration"]
+    assert printed["temperature"] == pytest.approx(expected["temperature"], rel=1e-6)
+    assert printed["cutoffs"] == pytest.approx(expected["cutoffs"], rel=1e-6)
+    assert read_metadata(onnx_file)["cutoffs"] == {k: v for k, v in printed["cutoffs"].items() if v is not None}
+    assert printed["cutoffs"]["default"] is not None
