@@ -118,6 +118,7 @@ def _rare_class_recall(data, out, class_weights, loss="ce"):
     return float(np.concatenate(hits).mean()), module
 
 
+@pytest.mark.slow
 def test_balanced_weights_raise_the_recall_of_a_rare_class(demo_file, tmp_path):
     # OVA NC on the generated demo data: NC is about 5 % of the rows
     plain, _ = _rare_class_recall(demo_file, tmp_path / "plain", "none")
