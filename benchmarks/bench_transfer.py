@@ -152,7 +152,7 @@ def _train_b(config, test_file: Path) -> dict:
 def _one_run(kind: str, data: Path, test_file: Path, out: Path, seed: int, width: float, source_ckpt: str | None,
              candidates: list[dict], max_epochs: int | None) -> dict:
     """One kind on one labelled B set; options are chosen on the set's validation split (test = validation)."""
-    common = dict(test_source="is-val", evaluate=True, baseline=False, max_epochs=max_epochs)
+    common = {"test_source": "is-val", "evaluate": True, "baseline": False, "max_epochs": max_epochs}
     if kind == "logistic":
         return {"kind": kind, **_logistic(data, test_file, seed)}
     if kind == "default":

@@ -16,8 +16,17 @@ from pathlib import Path
 
 from spectratorch._version import __version__
 from spectratorch.config import DEMO_DATA, TARGET_METRICS, DataConfig, ModelConfig, RunConfig, TrainConfig
-from spectratorch.defaults import (CPU_WIDTH, MAX_BATCH, MAX_EPOCHS, MAX_PATIENCE, MIN_BATCH, MIN_EPOCHS, MIN_PATIENCE,
-                                   MIN_STEPS, PATIENCE_STEPS)
+from spectratorch.defaults import (
+    CPU_WIDTH,
+    MAX_BATCH,
+    MAX_EPOCHS,
+    MAX_PATIENCE,
+    MIN_BATCH,
+    MIN_EPOCHS,
+    MIN_PATIENCE,
+    MIN_STEPS,
+    PATIENCE_STEPS,
+)
 from spectratorch.errors import ConfigError, SpectratorchError
 
 __all__ = ["main", "build_parser", "config_from_args"]
