@@ -48,7 +48,8 @@ EXPECTED = {
                      "parquet_write.seconds", "parquet_read.seconds"],
     },
     "bench_transfer.py": {
-        "top": {"benchmark", "source", "zero_shot_accuracy", "recipe", "test_rows", "table", "runs", "goals"},
+        "top": {"benchmark", "source", "zero_shot_accuracy", "recipe", "compared_with", "test_rows", "table", "runs",
+                "goals"},
         "goals": {"ahead_at_every_size", "gain_at_smallest"},
         "optional_gpu": None,
         "positive": ["zero_shot_accuracy", "test_rows", "source.seconds"],
