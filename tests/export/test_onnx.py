@@ -75,6 +75,7 @@ def test_graph_inputs_outputs_and_dynamic_batch(run, spectra_only):
     assert read_metadata(spectra_only.onnx)["tabular_columns"] == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["run", "spectra_only"])
 def test_onnx_predicts_like_the_checkpoint_on_the_test_split(kind, request):
     run = request.getfixturevalue(kind)
