@@ -79,6 +79,29 @@ def trained_run(tmp_path_factory, tabular: bool = True) -> Run:
     return _CACHE[key]
 
 
+def cutoff_run(tmp_path_factory) -> Run:
+    """``Linear`` on the intensity classes (``AVA IN``), one epoch, exported: a model whose validation reaches 95 %
+    accuracy only above a cutoff, so the run records a default cutoff in its ONNX file (once per process)."""
+    key = ("cutoff",)
+    if key not in _CACHE:
+        from spectratorch.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+        from spectratorch.training.run import train
+
+        out = tmp_path_factory.getbasetemp() / "export-run-cutoff"
+        config = RunConfig(
+            DataConfig(data=str(demo_data(tmp_path_factory)), targets=("AVA", "IN"), channels=CHANNELS, batch_size=64,
+                       transforms=()),
+            ModelConfig(arch="Linear"),
+            TrainConfig(max_epochs=1, early_stop_patience=1, output_dir=str(out), accelerator="cpu", devices="1",
+                        to_onnx=True, baseline=False),
+        )
+        summary = train(config)
+        files = summary["files"]
+        _CACHE[key] = Run(demo_data(tmp_path_factory), Path(files["checkpoint"]), Path(files["onnx"]),
+                          summary)
+    return _CACHE[key]
+
+
 def run_cli(args, block_torch: bool = True, timeout: int = 120) -> subprocess.CompletedProcess:
     """``spectratorch ARGS`` in a subprocess, with torch and lightning made unimportable when asked."""
     command = [sys.executable, "-c", BLOCK_TORCH, *map(str, args)] if block_torch else [
