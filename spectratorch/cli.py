@@ -589,11 +589,12 @@ def _run_predict(args) -> int:
 
     check_output_file(args.output, {"the model": args.model, "the data": args.data})
     predictor = Predictor(args.model, threads=args.threads)
-    for note in predictor.trust_notes():
-        print(note, file=sys.stderr)
     frame = predictor.predict_file(args.data, top_k=args.top_k, cutoff=args.cutoff, batch_size=args.batch_size,
                                    coverage=args.coverage)
     write_predictions(frame, args.output)
+    # reason: after the work, so that a refusal stays the one line it is.
+    for note in predictor.trust_notes():
+        print(note, file=sys.stderr)
     skipped = {rule: n for rule, n in frame.attrs.get("skipped", {}).items() if n}
     print(f"wrote {args.output}: {len(frame)} samples" + (f", skipped {skipped}" if skipped else ""))
     return 0

@@ -63,8 +63,9 @@ EXPECTED = {
                      "batch_1.torch_conv2d_ms", "cold_start_s"],
     },
 }
-# reason: the two checks report figures without goals; they run at small sizes and must end on their JSON.
+# reason: these report figures without goals; they run at small sizes and must end on their JSON.
 CHECKS = {
+    "bench_trust.py": (["--quick"], {"samples", "folds", "target_coverage", "mean_auroc"}),
     "check_small_data.py": (["--quick"], {"benchmark", "rows"}),
     "check_synthetic_difficulty.py": (["--n-samples", "600", "--epochs", "1", "--targets", "OVA OK"],
                                       {"n_samples", "OVA OK"}),

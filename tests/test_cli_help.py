@@ -103,7 +103,8 @@ def test_data_adaptive_rules_are_those_stated():
     assert (defaults.auto_patience(10**9, 256), defaults.auto_patience(16, 16)) == (least, most)
     assert defaults.auto_patience(16 * steps // 20, 16) == 20
     width = float(re.search(r"channel multiplier of VGG/ResNetV2 \(default: ([\d.]+)", text).group(1))
-    assert defaults.resolve_defaults(RunConfig(model=ModelConfig(arch="VGG11")), 100).model.width == width
+    config = RunConfig(DataConfig(channels=("277",)), ModelConfig(arch="VGG11"))
+    assert defaults.resolve_defaults(config, 100).model.width == width
     from spectratorch.models.minirocket import MiniRocketNet
 
     n_features = int(re.search(r"random-kernel features \(default (\d+)\)", text).group(1))

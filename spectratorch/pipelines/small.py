@@ -367,7 +367,7 @@ def train_small(config: RunConfig, dm, candidates=CANDIDATES, result_sheet: bool
     from spectratorch._version import __version__
     from spectratorch.defaults import resolve_defaults
     from spectratorch.export.calibration import calibration_report
-    from spectratorch.training.naming import model_name
+    from spectratorch.contract import model_name
     from spectratorch.training.run import _module_kwargs, _write_json, predict_probabilities, _save_test_predictions
 
     from spectratorch.defaults import auto_transforms
