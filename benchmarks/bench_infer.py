@@ -70,7 +70,7 @@ def _parse() -> argparse.Namespace:
 def _train(tmp: Path, samples: int) -> dict:
     from spectratorch.config import DataConfig, ModelConfig, RunConfig, TrainConfig
     from spectratorch.data.demo import write_demo_dataset
-    from spectratorch.training.run import train
+    from spectratorch.pipelines.run import train
 
     data = tmp / "demo.pkl"
     write_demo_dataset(data, n_samples=samples, seed=0)

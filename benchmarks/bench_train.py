@@ -61,7 +61,7 @@ import torch.nn.functional as F
 from spectratorch.data.datamodule import SpectralDataModule
 from spectratorch.data.synthetic import make_demo_dataset
 from spectratorch.training.module import SpectralModule, smoothed_nll
-from spectratorch.training.run import resolve_precision
+from spectratorch.pipelines.run import resolve_precision
 
 GOAL_OVERHEAD_PCT = 10.0
 GOAL_DATA_WAIT_PCT = 5.0

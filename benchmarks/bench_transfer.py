@@ -82,7 +82,7 @@ def _config(data: Path, out: Path, seed: int, width: float, test_source: str = "
 
 def source_model(out_dir: Path, n_samples: int, width: float, max_epochs: int | None) -> dict:
     """The instrument-A model: trained once, then read back from ``<out_dir>/source/summary.json``."""
-    from spectratorch.training.run import train
+    from spectratorch.pipelines.run import train
 
     folder = out_dir / f"source-A{n_samples}-w{width:g}"
     marker = folder / "summary.json"
@@ -138,7 +138,7 @@ def _probabilities(module, source, rows, batch_size: int = 1024) -> np.ndarray:
 
 
 def _train_b(config, test_file: Path) -> dict:
-    from spectratorch.training.run import train
+    from spectratorch.pipelines.run import train
 
     start = time.perf_counter()
     summary = train(config)

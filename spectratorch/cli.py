@@ -339,8 +339,8 @@ def _add_tune_parser(sub) -> None:
 
 
 def _run_tune(args) -> int:
-    from spectratorch.tuning.space import load_space
-    from spectratorch.tuning.tune import tune
+    from spectratorch.pipelines.space import load_space
+    from spectratorch.pipelines.tune import tune
 
     base = config_from_args(args)
     result = tune(base, load_space(args.space, base), args.trials, storage=args.storage, study_name=args.study_name,
@@ -357,7 +357,7 @@ def _run_tune(args) -> int:
 
 def _run_cv(args) -> int:
     from spectratorch.outputs import claim_output_dir
-    from spectratorch.tuning.cv import run_cv
+    from spectratorch.pipelines.cv import run_cv
 
     config = _with_data_defaults(config_from_args(args))
     with claim_output_dir(config.train.out_dir, f"spectratorch {args.command}"):
@@ -518,7 +518,7 @@ def _thresholds(pairs: list[str] | None, defaults: dict[str, float], option: str
 def _run_train(args) -> int:
     config = config_from_args(args)  # reason: flag errors come before the seconds torch and lightning take to import.
     from spectratorch.outputs import claim_output_dir
-    from spectratorch.training.run import train
+    from spectratorch.pipelines.run import train
 
     with claim_output_dir(config.train.out_dir, f"spectratorch {args.command}"):
         summary = train(config)

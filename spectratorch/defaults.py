@@ -91,7 +91,7 @@ def resolve_defaults(config: RunConfig, n_train: int) -> RunConfig:
         chosen = auto_arch(config.data.channels, n_train)
         if chosen is None:
             raise ConfigError(f"--arch auto on {n_train} training rows is decided by inner cross-validation of the "
-                              f"candidates {list(ARCH_CANDIDATES)}; call spectratorch.training.run.train, or name an "
+                              f"candidates {list(ARCH_CANDIDATES)}; call spectratorch.pipelines.run.train, or name an "
                               "--arch.")
         model = dataclasses.replace(model, arch=chosen)
     if model.width is None and "width" in model_options(model.arch):

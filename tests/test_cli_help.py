@@ -52,8 +52,8 @@ def _verb_functions():
     from spectratorch.data.demo import write_demo_dataset
     from spectratorch.export.onnx import export_onnx
     from spectratorch.inference import Predictor
-    from spectratorch.tuning.cv import run_cv
-    from spectratorch.tuning.tune import tune
+    from spectratorch.pipelines.cv import run_cv
+    from spectratorch.pipelines.tune import tune
 
     # verb: (function, {flag dest: parameter name})
     return {

@@ -62,7 +62,7 @@ def trained_run(tmp_path_factory, tabular: bool = True) -> Run:
     key = ("run", tabular)
     if key not in _CACHE:
         from spectratorch.config import DataConfig, ModelConfig, RunConfig, TrainConfig
-        from spectratorch.training.run import train
+        from spectratorch.pipelines.run import train
 
         data = demo_data(tmp_path_factory)
         out = tmp_path_factory.getbasetemp() / f"export-run-{'tabular' if tabular else 'spectra'}"
@@ -85,7 +85,7 @@ def cutoff_run(tmp_path_factory) -> Run:
     key = ("cutoff",)
     if key not in _CACHE:
         from spectratorch.config import DataConfig, ModelConfig, RunConfig, TrainConfig
-        from spectratorch.training.run import train
+        from spectratorch.pipelines.run import train
 
         out = tmp_path_factory.getbasetemp() / "export-run-cutoff"
         config = RunConfig(

@@ -67,7 +67,7 @@ def test_saliency_falls_back_to_occlusion_without_gradients():
 @pytest.mark.slow
 def test_result_sheet_from_a_trained_run(demo_file, tmp_path):
     from spectratorch.config import DataConfig, ModelConfig, RunConfig, TrainConfig
-    from spectratorch.training.run import train
+    from spectratorch.pipelines.run import train
 
     data = DataConfig(data=str(demo_file), channels=("277", "380"), targets=("AVA", "IN"))
     summary = train(RunConfig(data, ModelConfig(arch="TinyVGG"), TrainConfig(max_epochs=2, output_dir=str(tmp_path))))

@@ -125,7 +125,7 @@ import json, sys
 import lightning.pytorch as pl
 from spectratorch.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from spectratorch.data import datamodule
-from spectratorch.training.run import train
+from spectratorch.pipelines.run import train
 
 data, out, record = sys.argv[1:4]
 seen, state = [], {"training": False}

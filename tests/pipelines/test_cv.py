@@ -132,7 +132,7 @@ def _single_onnx(fold_summary, tmp_path):
 
 def test_cv_summary_and_name():
     from spectratorch.config import DataConfig, RunConfig
-    from spectratorch.tuning.cv import classification_metrics, cv_name, fold_configs, summarise_folds
+    from spectratorch.pipelines.cv import classification_metrics, cv_name, fold_configs, summarise_folds
 
     config = RunConfig(DataConfig(targets=("OVA", "OK"), channels=("277", "380"), transforms=["da"], n_splits=4,
                                   current_split=2))

@@ -15,7 +15,7 @@ import pytest
 from spectratorch.cli import build_parser, config_from_args
 from spectratorch.config import RunConfig
 from spectratorch.errors import ConfigError
-from spectratorch.tuning.space import load_space, parse_space
+from spectratorch.pipelines.space import load_space, parse_space
 from spectratorch.cli import train_command
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -63,7 +63,7 @@ def test_example_space_and_draws():
     names = {p.name for p in params}
     assert {"arch", "lr", "eps", "transforms", "channels", "loss", "focal_gamma", "class_weights"} <= names
     study = optuna.create_study()
-    from spectratorch.tuning.space import apply_params
+    from spectratorch.pipelines.space import apply_params
 
     for _ in range(5):
         trial = study.ask()
@@ -139,7 +139,7 @@ def test_study_resumes_after_a_kill(demo_file, tmp_path):
     states = _states(out / "optuna.db")
     assert states[1] == "FAIL" and states.count("COMPLETE") + states.count("PRUNED") >= 3
     import optuna
-    from spectratorch.tuning.tune import _retry_callback
+    from spectratorch.pipelines.tune import _retry_callback
 
     study = optuna.load_study(study_name="lab", storage=f"sqlite:///{out / 'optuna.db'}")
     retried = [t for t in study.trials if type(_retry_callback()).retried_trial_number(t) == 1]
@@ -152,7 +152,7 @@ def test_a_poor_trial_is_pruned_after_the_warm_up(demo_file, tmp_path):
     import optuna
 
     from spectratorch.config import DataConfig, ModelConfig, TrainConfig
-    from spectratorch.tuning.tune import default_storage, open_study, tune
+    from spectratorch.pipelines.tune import default_storage, open_study, tune
 
     out = tmp_path / "tune"
     out.mkdir()
