@@ -19,7 +19,11 @@ the engines take turns (one call each per round, so a burst of load from other p
 medians over the rounds are reported. ``cold_start_s`` is the median wall time of ``python -m spectratorch.cli predict
 MODEL one_sample.pkl -o out.csv`` in a fresh process (after one unmeasured run, so the files are in the page cache).
 
-Goals: ``ort`` at least 2x ``torch`` at batch 1, at least 1.2x at batch 256; cold start at most 1.5 s.
+The headline speed-up compares ``ort`` with ``torch_conv2d``: the strongest eager torch form of the same model
+(batch norm folded into the convolutions, the 2D layout), so that the figure is onnxruntime's gain and not the
+folding's; the speed-up against the unfolded ``torch`` model is reported beside it.
+
+Goals: ``ort`` at least 2x ``torch_conv2d`` at batch 1, at least 1.2x at batch 256; cold start at most 1.5 s.
 
 Usage::
 
@@ -66,7 +70,7 @@ def _parse() -> argparse.Namespace:
 def _train(tmp: Path, samples: int) -> dict:
     from spectratorch.config import DataConfig, ModelConfig, RunConfig, TrainConfig
     from spectratorch.data.demo import write_demo_dataset
-    from spectratorch.training.run import train
+    from spectratorch.pipelines.run import train
 
     data = tmp / "demo.pkl"
     write_demo_dataset(data, n_samples=samples, seed=0)
@@ -177,7 +181,8 @@ def main() -> None:
         engines = _engines(summary, tmp, threads, inputs)
         results = {"batch_1": _time(engines, 1, args.rounds_1), "batch_256": _time(engines, 256, args.rounds_256)}
         cold = _cold_start(summary["files"]["onnx"], Path(summary["config"]["data"]["data"]), tmp, args.cold_runs)
-    speedup = {key: round(r["torch_ms"] / r["ort_ms"], 2) for key, r in results.items()}
+    speedup = {key: round(r["torch_conv2d_ms"] / r["ort_ms"], 2) for key, r in results.items()}
+    unfolded = {key: round(r["torch_ms"] / r["ort_ms"], 2) for key, r in results.items()}
     report = {
         "benchmark": "infer",
         "model": "VGG11 width 0.25, 3 channels x 446 points + 1 tabular, trained 1 epoch",
@@ -186,12 +191,14 @@ def main() -> None:
         "quick": args.quick,
         "python": sys.version.split()[0],
         **results,
-        "speedup_ort_vs_torch": speedup,
+        "compared_with": "torch_conv2d: the same model in eager torch with batch norm folded (the fair baseline)",
+        "speedup_ort_vs_torch_folded": speedup,
+        "speedup_ort_vs_torch_unfolded": unfolded,
         "cold_start_s": cold,
         "goals": {
-            "ort_vs_torch_batch_1": {"goal": f">= {GOAL_BATCH_1:g}x torch", "value": speedup["batch_1"],
+            "ort_vs_torch_batch_1": {"goal": f">= {GOAL_BATCH_1:g}x folded torch", "value": speedup["batch_1"],
                                      "met": speedup["batch_1"] >= GOAL_BATCH_1},
-            "ort_vs_torch_batch_256": {"goal": f">= {GOAL_BATCH_256:g}x torch", "value": speedup["batch_256"],
+            "ort_vs_torch_batch_256": {"goal": f">= {GOAL_BATCH_256:g}x folded torch", "value": speedup["batch_256"],
                                        "met": speedup["batch_256"] >= GOAL_BATCH_256},
             "cold_start": {"goal": f"<= {GOAL_COLD_S:g} s", "value": cold, "met": cold <= GOAL_COLD_S},
         },

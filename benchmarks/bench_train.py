@@ -18,7 +18,10 @@ to show what the data path itself costs.
 The first epoch of every run is a warm-up; the runs take turns (``--rounds`` rounds of Lightning then bare).
 ``samples_per_s`` is the samples of an epoch over the median epoch time of the timed epochs; ``step_samples_per_s``
 is the batch size over the median time from one batch's start to the next (robust to load spikes on a shared
-machine). Overhead % = (bare samples/s / Lightning samples/s - 1) * 100, from the median epoch times; goal <= 10 %.
+machine). Overhead % = (bare samples/s / Lightning samples/s - 1) * 100. The goal (<= 10 %) is judged on the median
+of the per-round overheads (the two runs of a round are close in time, so a drift of the load cancels) with a
+distribution-free 95 % interval of that median: met when the whole interval is under 10 %, not met when it is all
+above, ``null`` (not resolved) when it straddles 10 %; more ``--rounds`` narrow it (20 by default).
 Beside it: the overhead from the process CPU time per epoch (``time.process_time``, insensitive to other jobs
 taking the cores), from the best epochs, and per round. ``--threads`` defaults to 1 (one core for both loops; on a
 loaded 2-core machine two OpenMP threads stall on each other and the figures become noise).
@@ -44,6 +47,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import statistics
 import sys
 import time
@@ -57,7 +61,7 @@ import torch.nn.functional as F
 from spectratorch.data.datamodule import SpectralDataModule
 from spectratorch.data.synthetic import make_demo_dataset
 from spectratorch.training.module import SpectralModule, smoothed_nll
-from spectratorch.training.run import resolve_precision
+from spectratorch.pipelines.run import resolve_precision
 
 GOAL_OVERHEAD_PCT = 10.0
 GOAL_DATA_WAIT_PCT = 5.0
@@ -72,7 +76,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="samples generated for the CPU comparison (default: %(default)s)")
     parser.add_argument("--epochs", type=int, default=3,
                         help="epochs per run, the first a warm-up (default: %(default)s)")
-    parser.add_argument("--rounds", type=int, default=6,
+    parser.add_argument("--rounds", type=int, default=20,
                         help="rounds of (Lightning, bare, bare on pre-made batches), every other one in reverse order "
                              "(default: %(default)s)")
     parser.add_argument("--batch-size", type=int, default=CPU_CONFIG["batch_size"], help="(default: %(default)s)")
@@ -300,7 +304,34 @@ def cpu_comparison(args, log: Callable[[str], None]) -> dict:
         "cpu_time_overhead_pct": cpu_overhead,
         "best_epoch_overhead_pct": best_overhead,
         "overhead_pct_per_round": per_round,
+        "overhead_pct_median_of_rounds": statistics.median(per_round),
+        "overhead_pct_median_ci95": median_interval(per_round),
     }
+
+
+def median_interval(values: list[float], level: float = 0.95) -> list[float] | None:
+    """A distribution-free interval for the median: order statistics ``k`` and ``n - k + 1`` of the sorted values,
+    ``k`` the largest with ``P(Binomial(n, 1/2) < k) <= (1 - level) / 2``; ``None`` when ``n`` is too small."""
+    ordered, n = sorted(values), len(values)
+    tail, k = 0.0, 0
+    while k < n and tail + math.comb(n, k) / 2**n <= (1 - level) / 2:
+        tail += math.comb(n, k) / 2**n
+        k += 1
+    return None if k == 0 else [ordered[k - 1], ordered[n - k]]
+
+
+def overhead_goal(cpu: dict) -> dict:
+    """Met when the whole interval of the median per-round overhead is under the goal, not met when it is all above,
+    and ``None`` (not resolved by this many rounds) when it straddles the goal."""
+    interval = cpu["overhead_pct_median_ci95"]
+    met = None
+    if interval is not None and interval[1] <= GOAL_OVERHEAD_PCT:
+        met = True
+    elif interval is not None and interval[0] > GOAL_OVERHEAD_PCT:
+        met = False
+    return {"goal": f"<= {GOAL_OVERHEAD_PCT:g} %", "value": cpu["overhead_pct_median_of_rounds"],
+            "interval_95": interval, "rounds": cpu["rounds"], "met": met,
+            "compared_with": "a bare PyTorch loop over the same batches, transforms, model and optimizer"}
 
 
 # ---- the GPU run ----------------------------------------------------------------------------------------------
@@ -358,8 +389,7 @@ def run(args, log: Callable[[str], None]) -> dict:
         "cpu": cpu,
         "gpu": gpu,
         "goals": {
-            "lightning_overhead": {"goal": f"<= {GOAL_OVERHEAD_PCT:g} %", "value": cpu["overhead_pct"],
-                                   "met": cpu["overhead_pct"] <= GOAL_OVERHEAD_PCT},
+            "lightning_overhead": overhead_goal(cpu),
             "gpu_data_wait": {"goal": f"< {GOAL_DATA_WAIT_PCT:g} %", "value": None if gpu is None else
                               gpu["data_wait_pct"], "met": None if gpu is None else
                               gpu["data_wait_pct"] < GOAL_DATA_WAIT_PCT},

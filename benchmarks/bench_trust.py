@@ -96,7 +96,7 @@ def _fold(args, data: Path, foreign: Path, fold: int, out: Path) -> dict:
     from spectratorch.data.targets import resolve_target
     from spectratorch.export.conformal import membership
     from spectratorch.inference import Predictor
-    from spectratorch.training.run import train
+    from spectratorch.pipelines.run import train
 
     config = RunConfig(
         DataConfig(data=str(data), channels=CHANNELS, current_split=fold, transforms=("none",)),

@@ -54,7 +54,7 @@ def baselines(table, target, split) -> dict[str, float]:
 def run(sizes, n_splits: int, max_epochs: int | None, seed: int) -> dict:
     from spectratorch.config import DataConfig, ModelConfig, RunConfig, TrainConfig
     from spectratorch.data.datamodule import SpectralDataModule
-    from spectratorch.training.run import train
+    from spectratorch.pipelines.run import train
 
     rows = []
     for n in sizes:

@@ -55,6 +55,6 @@ def train(data=None, **flags) -> dict:
         >>> summary = spectratorch.train(data="my spectra.csv", arch="Linear", to_onnx=True)   # doctest: +SKIP
         >>> summary["files"]["onnx"]                                                           # doctest: +SKIP
     """
-    from spectratorch.training.run import train as run_train
+    from spectratorch.pipelines.run import train as run_train
 
     return run_train(run_config(data=data, **flags))

@@ -18,6 +18,17 @@ from pathlib import Path
 
 from spectratorch._version import __version__
 from spectratorch.config import DEMO_DATA, TARGET_METRICS, DataConfig, ModelConfig, RunConfig, TrainConfig
+from spectratorch.defaults import (
+    CPU_WIDTH,
+    MAX_BATCH,
+    MAX_EPOCHS,
+    MAX_PATIENCE,
+    MIN_BATCH,
+    MIN_EPOCHS,
+    MIN_PATIENCE,
+    MIN_STEPS,
+    PATIENCE_STEPS,
+)
 from spectratorch.errors import ConfigError, SpectratorchError
 
 __all__ = ["main", "build_parser", "config_from_args", "train_command"]
@@ -50,15 +61,29 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescription
 
     def _expand_help(self, action):
         text = super()._expand_help(action)
-        if _MODEL_NAMES in text:
-            # reason: listing the models imports torch; only when help is shown, so `predict` starts fast without it.
-            from spectratorch.models.registry import list_models
+        if any(key in text for key in (_MODEL_NAMES, _MODEL_LR, _MODEL_WEIGHT_DECAY)):
+            # reason: the registry imports torch; only when help is shown, so `predict` starts fast without it.
+            from spectratorch.models.registry import default_lr, default_weight_decay, list_models
 
             text = text.replace(_MODEL_NAMES, ", ".join(list_models()))
+            text = text.replace(_MODEL_LR, per_model_defaults(default_lr))
+            text = text.replace(_MODEL_WEIGHT_DECAY, per_model_defaults(default_weight_decay))
         return text
 
 
 _MODEL_NAMES = "{registered models}"
+_MODEL_LR = "{default lr per model}"
+_MODEL_WEIGHT_DECAY = "{default weight decay per model}"
+
+
+def per_model_defaults(default_of) -> str:
+    """``"1e-3 for ResNetV2, VGG11; 1e-4 for Linear"``: the registered models grouped by ``default_of(name)``."""
+    from spectratorch.models.registry import list_models
+
+    groups: dict[float, list[str]] = {}
+    for name in list_models():
+        groups.setdefault(default_of(name), []).append(name)
+    return "; ".join(f"{value:g} for {', '.join(names)}" for value, names in groups.items())
 
 
 def _is_alias(option: str) -> bool:
@@ -107,7 +132,7 @@ def _add_train_args(parser: argparse.ArgumentParser) -> None:
          help="what to do with classes smaller than --n-splits")
     _add(data, "--min-samples", type=int, default=None, help="with --rare-classes other: bundle classes under this")
     _add(data, "--batch-size", type=int, default=None,
-         help="samples per batch (default: n_train/8 rounded down to a power of two, within 16..256)")
+         help=f"samples per batch (default: n_train/8 rounded down to a power of two, within {MIN_BATCH}..{MAX_BATCH})")
     aug = parser.add_argument_group("transforms")
     _add(aug, "--transforms", nargs="+", default=None,
          help="in order: da mixup (training only), simulate snv sg1 sg2 msc emsc als (in the model), or none "
@@ -128,7 +153,7 @@ def _add_train_args(parser: argparse.ArgumentParser) -> None:
          "otherwise Linear, PLSDA, MiniRocket or their soft vote, chosen by inner CV of all non-test rows and "
          "refit on them: doc/small-data.md)")
     _add(model, "--width", type=float, default=m.width,
-         help="channel multiplier of VGG/ResNetV2 (default: 0.25, CPU-sized; 1.0 = full size, for a GPU)")
+         help=f"channel multiplier of VGG/ResNetV2 (default: {CPU_WIDTH}, CPU-sized; 1.0 = full size, for a GPU)")
     _add(model, "--n-features", type=int, default=None, help="MiniRocket: random-kernel features (default 4000)")
     _add(model, "--batch-norm", action=argparse.BooleanOptionalAction, default=None, help="VGG: batch norm")
     _add(model, "--block-units", default=None, help="ResNetV2: blocks per stage, e.g. 3_4_6_3")
@@ -138,13 +163,16 @@ def _add_train_args(parser: argparse.ArgumentParser) -> None:
     opt = parser.add_argument_group("optimisation")
     _add(opt, "--eps", type=float, default=t.eps, help="label smoothing epsilon of the training loss, in [0, 1]")
     _add(opt, "--lr", type=float, default=None,
-         help="Adam learning rate (default: 1e-3; Linear, PLSDA and MiniRocket on small sets are solved, no Adam)")
+         help=f"Adam learning rate (default: {_MODEL_LR}; Linear, PLSDA and MiniRocket on small sets are solved, "
+         "no Adam)")
     _add(opt, "--weight-decay", type=float, default=None,
-         help="L2 penalty of Adam (default: 1e-3 for Linear and MiniRocket, 0 for the networks)")
+         help=f"L2 penalty of Adam (default: {_MODEL_WEIGHT_DECAY})")
     _add(opt, "--max-epochs", type=int, default=None,
-         help="maximum epochs (default: at least 30 and about 2000 optimizer steps, at most 400)")
+         help=f"maximum epochs (default: at least {MIN_EPOCHS} and about {MIN_STEPS} optimizer steps, at most "
+         f"{MAX_EPOCHS})")
     _add(opt, "--early-stop-patience", type=int, default=None,
-         help="epochs without improvement (default: at least 8 and about 300 optimizer steps)")
+         help=f"epochs without improvement (default: at least {MIN_PATIENCE} and about {PATIENCE_STEPS} optimizer "
+         f"steps, at most {MAX_PATIENCE})")
     _add(opt, "--scheduler-patience", type=int, default=t.scheduler_patience, help="ReduceLROnPlateau patience")
     _add(opt, "--scheduler-cooldown", type=int, default=t.scheduler_cooldown, help="ReduceLROnPlateau cooldown")
     _add(opt, "--target-metric", default=t.target_metric, choices=list(TARGET_METRICS) + ["val_acc"],
@@ -311,8 +339,8 @@ def _add_tune_parser(sub) -> None:
 
 
 def _run_tune(args) -> int:
-    from spectratorch.tuning.space import load_space
-    from spectratorch.tuning.tune import tune
+    from spectratorch.pipelines.space import load_space
+    from spectratorch.pipelines.tune import tune
 
     base = config_from_args(args)
     result = tune(base, load_space(args.space, base), args.trials, storage=args.storage, study_name=args.study_name,
@@ -329,7 +357,7 @@ def _run_tune(args) -> int:
 
 def _run_cv(args) -> int:
     from spectratorch.outputs import claim_output_dir
-    from spectratorch.tuning.cv import run_cv
+    from spectratorch.pipelines.cv import run_cv
 
     config = _with_data_defaults(config_from_args(args))
     with claim_output_dir(config.train.out_dir, f"spectratorch {args.command}"):
@@ -490,7 +518,7 @@ def _thresholds(pairs: list[str] | None, defaults: dict[str, float], option: str
 def _run_train(args) -> int:
     config = config_from_args(args)  # reason: flag errors come before the seconds torch and lightning take to import.
     from spectratorch.outputs import claim_output_dir
-    from spectratorch.training.run import train
+    from spectratorch.pipelines.run import train
 
     with claim_output_dir(config.train.out_dir, f"spectratorch {args.command}"):
         summary = train(config)
@@ -561,11 +589,12 @@ def _run_predict(args) -> int:
 
     check_output_file(args.output, {"the model": args.model, "the data": args.data})
     predictor = Predictor(args.model, threads=args.threads)
-    for note in predictor.trust_notes():
-        print(note, file=sys.stderr)
     frame = predictor.predict_file(args.data, top_k=args.top_k, cutoff=args.cutoff, batch_size=args.batch_size,
                                    coverage=args.coverage)
     write_predictions(frame, args.output)
+    # reason: after the work, so that a refusal stays the one line it is.
+    for note in predictor.trust_notes():
+        print(note, file=sys.stderr)
     skipped = {rule: n for rule, n in frame.attrs.get("skipped", {}).items() if n}
     print(f"wrote {args.output}: {len(frame)} samples" + (f", skipped {skipped}" if skipped else ""))
     return 0

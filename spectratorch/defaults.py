@@ -25,9 +25,11 @@ LAB_CHANNELS = frozenset({"277", "380", "425", "lspr"})
 LARGE_TRAIN = 2000
 # reason: the solved heads the small-set protocol compares by inner CV (spectratorch/pipelines/small.py).
 ARCH_CANDIDATES = ("Linear", "PLSDA", "MiniRocket", "KernelRidge")
-_CPU_WIDTH = 0.25
-_MIN_STEPS = 2000
-_PATIENCE_STEPS = 300
+# reason: named, so that `--help` states the values the functions below use.
+CPU_WIDTH = 0.25
+MIN_BATCH, MAX_BATCH = 16, 256
+MIN_STEPS, MIN_EPOCHS, MAX_EPOCHS = 2000, 30, 400
+PATIENCE_STEPS, MIN_PATIENCE, MAX_PATIENCE = 300, 8, 60
 
 
 def auto_transforms(channels) -> tuple[str, ...]:
@@ -57,7 +59,7 @@ def auto_batch_size(n_train: int) -> int:
         >>> auto_batch_size(30000), auto_batch_size(240), auto_batch_size(40)
         (256, 16, 16)
     """
-    return int(min(256, max(16, 2 ** math.floor(math.log2(max(1, n_train / 8))))))
+    return int(min(MAX_BATCH, max(MIN_BATCH, 2 ** math.floor(math.log2(max(1, n_train / 8))))))
 
 
 def _steps_per_epoch(n_train: int, batch_size: int) -> int:
@@ -71,12 +73,12 @@ def auto_max_epochs(n_train: int, batch_size: int) -> int:
         >>> auto_max_epochs(24000, 256), auto_max_epochs(120, 16)
         (30, 286)
     """
-    return int(min(400, max(30, math.ceil(_MIN_STEPS / _steps_per_epoch(n_train, batch_size)))))
+    return int(min(MAX_EPOCHS, max(MIN_EPOCHS, math.ceil(MIN_STEPS / _steps_per_epoch(n_train, batch_size)))))
 
 
 def auto_patience(n_train: int, batch_size: int) -> int:
-    """At least 8 epochs and about 300 optimizer steps without improvement before stopping."""
-    return int(min(60, max(8, math.ceil(_PATIENCE_STEPS / _steps_per_epoch(n_train, batch_size)))))
+    """At least 8 epochs and about 300 optimizer steps without improvement before stopping, at most 60."""
+    return int(min(MAX_PATIENCE, max(MIN_PATIENCE, math.ceil(PATIENCE_STEPS / _steps_per_epoch(n_train, batch_size)))))
 
 
 def resolve_defaults(config: RunConfig, n_train: int) -> RunConfig:
@@ -89,11 +91,11 @@ def resolve_defaults(config: RunConfig, n_train: int) -> RunConfig:
         chosen = auto_arch(config.data.channels, n_train)
         if chosen is None:
             raise ConfigError(f"--arch auto on {n_train} training rows is decided by inner cross-validation of the "
-                              f"candidates {list(ARCH_CANDIDATES)}; call spectratorch.training.run.train, or name an "
+                              f"candidates {list(ARCH_CANDIDATES)}; call spectratorch.pipelines.run.train, or name an "
                               "--arch.")
         model = dataclasses.replace(model, arch=chosen)
     if model.width is None and "width" in model_options(model.arch):
-        model = dataclasses.replace(model, width=_CPU_WIDTH)
+        model = dataclasses.replace(model, width=CPU_WIDTH)
     weight_decay = config.train.weight_decay
     if weight_decay is None:
         weight_decay = default_weight_decay(model.arch)

@@ -1,7 +1,7 @@
 """A scikit-learn classifier on spectra: :class:`SpectraClassifier`.
 
 ``fit(X, y)`` writes the spectra and labels as a dataset in the package's schema and trains it with the same
-recipe as ``spectratorch train`` (:func:`spectratorch.training.run.train`: the architecture choice of ``arch="auto"``,
+recipe as ``spectratorch train`` (:func:`spectratorch.pipelines.run.train`: the architecture choice of ``arch="auto"``,
 the data-adaptive defaults, the validation fold, calibration), then keeps the exported ONNX model in memory.
 ``predict_proba`` runs that ONNX model with onnxruntime, so what the estimator predicts is what the exported file
 predicts. ``save``/``load`` write and read one ONNX file; ``to_onnx`` writes the plain model that ``spectratorch
@@ -275,7 +275,7 @@ class SpectraClassifier(ClassifierMixin, BaseEstimator):
 
 # ---- helpers ------------------------------------------------------------------------------------------------------
 def _train(config) -> dict:
-    from spectratorch.training.run import train
+    from spectratorch.pipelines.run import train
 
     return train(config)
 

@@ -4,6 +4,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
+# reason: these fixtures train a model (tests/export/helpers.py runs, the fine-tune parent); a test that takes one
+# trains, so it is slow whatever its own body does, and `-m "not slow"` skips it.
+TRAINING_FIXTURES = frozenset({"run", "spectra_only", "predictor", "parent"})
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if TRAINING_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
 INTENSITIES = ["OK", "OK - Inspecteur", "VR", "NC", "CROCHET", "OK - SpectrAcer"]
 
 

@@ -1,6 +1,8 @@
-"""The benchmark scripts run end to end at tiny sizes (``--quick``) and end on one JSON object.
+"""Every script of ``benchmarks/`` runs end to end at a tiny size (``--quick``, or small arguments for the one
+without it) and ends on one JSON object.
 
-These check that the scripts work and report what they promise; they time nothing.
+These check that the scripts work and report what they promise, including what each figure is compared with;
+they time nothing.
 """
 
 import json
@@ -23,16 +25,19 @@ EXPECTED = {
         "positive": ["rows.0.samples", "rows.0.default_recipe", "rows.0.pls_da", "rows.0.minirocket_ridge"],
     },
     "bench_data.py": {
-        "top": {"benchmark", "torch", "batch_shape", "per_sample", "batched_cpu", "ratio", "cuda", "goals"},
+        "top": {"benchmark", "torch", "batch_shape", "per_sample", "batched_cpu", "batched_cpu_normal", "ratio",
+                "ratio_normal", "compared_with", "cuda", "goals"},
         "goals": {"batched_cpu_vs_per_sample", "cuda_vs_per_sample"},
         "optional_gpu": "cuda",
-        "positive": ["per_sample.batches_per_s", "batched_cpu.batches_per_s", "ratio"],
+        "positive": ["per_sample.batches_per_s", "batched_cpu.batches_per_s", "batched_cpu_normal.batches_per_s",
+                     "ratio", "ratio_normal"],
     },
     "bench_train.py": {
         "top": {"benchmark", "torch", "lightning", "cpu", "gpu", "goals"},
         "goals": {"lightning_overhead", "gpu_data_wait"},
         "optional_gpu": "gpu",
-        "positive": ["cpu.lightning.samples_per_s", "cpu.bare.samples_per_s", "cpu.bare_premade.samples_per_s"],
+        "positive": ["cpu.lightning.samples_per_s", "cpu.bare.samples_per_s", "cpu.bare_premade.samples_per_s",
+                     "goals.lightning_overhead.rounds"],
     },
     "bench_load.py": {
         "top": {"benchmark", "df_bytes", "read_pickle", "load_table", "parquet_write", "parquet_read",
@@ -43,19 +48,40 @@ EXPECTED = {
                      "parquet_write.seconds", "parquet_read.seconds"],
     },
     "bench_transfer.py": {
-        "top": {"benchmark", "source", "zero_shot_accuracy", "recipe", "test_rows", "table", "runs", "goals"},
+        "top": {"benchmark", "source", "zero_shot_accuracy", "recipe", "compared_with", "test_rows", "table", "runs",
+                "goals"},
         "goals": {"ahead_at_every_size", "gain_at_smallest"},
         "optional_gpu": None,
         "positive": ["zero_shot_accuracy", "test_rows", "source.seconds"],
     },
+    "bench_infer.py": {
+        "top": {"benchmark", "compared_with", "speedup_ort_vs_torch_folded", "speedup_ort_vs_torch_unfolded",
+                "cold_start_s", "goals"},
+        "goals": {"ort_vs_torch_batch_1", "ort_vs_torch_batch_256", "cold_start"},
+        "optional_gpu": None,
+        "positive": ["speedup_ort_vs_torch_folded.batch_1", "speedup_ort_vs_torch_unfolded.batch_256",
+                     "batch_1.torch_conv2d_ms", "cold_start_s"],
+    },
+}
+# reason: these report figures without goals; they run at small sizes and must end on their JSON.
+CHECKS = {
+    "bench_trust.py": (["--quick"], {"samples", "folds", "target_coverage", "mean_auroc"}),
+    "check_small_data.py": (["--quick"], {"benchmark", "rows"}),
+    "check_synthetic_difficulty.py": (["--n-samples", "600", "--epochs", "1", "--targets", "OVA OK"],
+                                      {"n_samples", "OVA OK"}),
 }
 
 
-def _run_quick(script: str, tmp_path: Path) -> subprocess.CompletedProcess:
+def _run_quick(script: str, tmp_path: Path, args=("--quick",)) -> subprocess.CompletedProcess:
     # reason: TMPDIR and the working folder keep every file the scripts write under tmp_path.
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TMPDIR": str(tmp_path)}
-    return subprocess.run([sys.executable, str(BENCHMARKS / script), "--quick"], cwd=tmp_path, env=env,
+    return subprocess.run([sys.executable, str(BENCHMARKS / script), *args], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=600, check=False)
+
+
+def test_every_script_is_covered():
+    scripts = {p.name for p in BENCHMARKS.glob("*.py") if not p.name.startswith("_")}
+    assert scripts == set(EXPECTED) | set(CHECKS), "a benchmark script is neither smoke-run nor listed"
 
 
 def _last_json(stdout: str) -> dict:
@@ -86,3 +112,13 @@ def test_quick_run_ends_on_one_json_object(script, tmp_path):
             value = value[int(key)] if isinstance(value, list) else value[key]
         assert value > 0, figure
 
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script", sorted(CHECKS))
+def test_checks_run_small_and_end_on_one_json_object(script, tmp_path):
+    args, keys = CHECKS[script]
+    done = _run_quick(script, tmp_path, args)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = _last_json(done.stdout)
+    assert keys <= set(result), f"missing keys {keys - set(result)}"

@@ -81,4 +81,4 @@ def test_auto_arch_resolves_by_rule_only_on_the_labs_large_sets():
     with pytest.raises(ConfigError, match="decided by inner cross-validation of the candidates"):
         resolve_defaults(RunConfig(DataConfig(channels=("nir",))), n_train=5000)
     linear = resolve_defaults(dataclasses.replace(LAB, model=ModelConfig(arch="Linear")), n_train=300)
-    assert (linear.model.width, linear.train.lr, linear.train.weight_decay) == (None, 1e-4, 1e-3)
+    assert (linear.model.width, linear.train.lr, linear.train.weight_decay) == (None, 1e-3, 1e-3)

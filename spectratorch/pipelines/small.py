@@ -50,7 +50,7 @@ from spectratorch.models.closed_form import (
     ridge_head,
     squared_distances,
 )
-from spectratorch.tuning.cv import classification_metrics
+from spectratorch.pipelines.cv import classification_metrics
 
 __all__ = ["Candidate", "CANDIDATES", "SOLVED_ARCHS", "INNER_FOLDS", "inner_folds", "choose", "fit_small"]
 
@@ -414,7 +414,7 @@ def train_small(config: RunConfig, dm, candidates=CANDIDATES, result_sheet: bool
     from spectratorch.defaults import resolve_defaults
     from spectratorch.export.calibration import calibration_report
     from spectratorch.contract import model_name
-    from spectratorch.training.run import _module_kwargs, _write_json, predict_probabilities, _save_test_predictions
+    from spectratorch.pipelines.run import _module_kwargs, _write_json, predict_probabilities, _save_test_predictions
 
     from spectratorch.defaults import auto_transforms
 

@@ -23,6 +23,9 @@ def cutoff_table(probabilities: np.ndarray, y: np.ndarray, targets=_TARGET_ACCUR
                  min_kept: float = 0.05) -> pd.DataFrame:
     """For each target accuracy, the lowest cutoff on the top probability whose kept rows reach it.
 
+    When every row is kept (the target is reached without a cutoff, e.g. on a separable validation split), the
+    cutoff is the lowest top probability capped at the target itself.
+
     Args:
         probabilities: ``[N, K]``.
         y: int ``[N]`` true classes.
@@ -36,6 +39,9 @@ def cutoff_table(probabilities: np.ndarray, y: np.ndarray, targets=_TARGET_ACCUR
         >>> p = np.array([[0.9, 0.1], [0.6, 0.4], [0.55, 0.45], [0.2, 0.8]])
         >>> cutoff_table(p, np.array([0, 1, 0, 1]), targets=(0.9,), min_kept=0.5).to_dict("records")
         [{'target': 0.9, 'cutoff': 0.8, 'accuracy': 1.0, 'kept': 0.5}]
+        >>> separable = np.array([[1 - 1e-10, 1e-10], [1e-10, 1 - 1e-10]])
+        >>> cutoff_table(separable, np.array([0, 1]), targets=(0.95,)).to_dict("records")
+        [{'target': 0.95, 'cutoff': 0.95, 'accuracy': 1.0, 'kept': 1.0}]
     """
     top = probabilities.max(axis=1)
     correct = probabilities.argmax(axis=1) == y
@@ -49,7 +55,14 @@ def cutoff_table(probabilities: np.ndarray, y: np.ndarray, targets=_TARGET_ACCUR
         ok = np.flatnonzero((accuracy >= target) & last_of_tie & (np.arange(1, len(top) + 1) >= min_kept * len(top)))
         if len(ok):
             end = ok[-1]
-            rows.append({"target": target, "cutoff": float(top[end]), "accuracy": float(accuracy[end]),
+            cutoff = float(top[end])
+            if end == len(top) - 1:
+                # reason: every validation row is kept, so validation bounds the cutoff from nowhere; its lowest top
+                # probability is then an accident of the split (0.9999999998 on a separable validation split, which
+                # left correct new samples at p = 0.99998 unclassified). A calibrated probability of at least the
+                # target is right at the target rate, so the target itself caps the cutoff.
+                cutoff = min(cutoff, float(target))
+            rows.append({"target": target, "cutoff": cutoff, "accuracy": float(accuracy[end]),
                          "kept": float((end + 1) / len(top))})
     return pd.DataFrame(rows, columns=["target", "cutoff", "accuracy", "kept"])
 

@@ -62,7 +62,7 @@ def trained_run(tmp_path_factory, tabular: bool = True) -> Run:
     key = ("run", tabular)
     if key not in _CACHE:
         from spectratorch.config import DataConfig, ModelConfig, RunConfig, TrainConfig
-        from spectratorch.training.run import train
+        from spectratorch.pipelines.run import train
 
         data = demo_data(tmp_path_factory)
         out = tmp_path_factory.getbasetemp() / f"export-run-{'tabular' if tabular else 'spectra'}"
@@ -76,6 +76,29 @@ def trained_run(tmp_path_factory, tabular: bool = True) -> Run:
         summary = train(config)
         files = summary["files"]
         _CACHE[key] = Run(data, Path(files["checkpoint"]), Path(files["onnx"]), summary)
+    return _CACHE[key]
+
+
+def cutoff_run(tmp_path_factory) -> Run:
+    """``Linear`` on the intensity classes (``AVA IN``), one epoch, exported: a model whose validation reaches 95 %
+    accuracy only above a cutoff, so the run records a default cutoff in its ONNX file (once per process)."""
+    key = ("cutoff",)
+    if key not in _CACHE:
+        from spectratorch.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+        from spectratorch.pipelines.run import train
+
+        out = tmp_path_factory.getbasetemp() / "export-run-cutoff"
+        config = RunConfig(
+            DataConfig(data=str(demo_data(tmp_path_factory)), targets=("AVA", "IN"), channels=CHANNELS, batch_size=64,
+                       transforms=()),
+            ModelConfig(arch="Linear"),
+            TrainConfig(max_epochs=1, early_stop_patience=1, output_dir=str(out), accelerator="cpu", devices="1",
+                        to_onnx=True, baseline=False),
+        )
+        summary = train(config)
+        files = summary["files"]
+        _CACHE[key] = Run(demo_data(tmp_path_factory), Path(files["checkpoint"]), Path(files["onnx"]),
+                          summary)
     return _CACHE[key]
 
 

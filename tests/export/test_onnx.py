@@ -16,7 +16,7 @@ from spectratorch.export.onnx import ExportError, conv2d_layout, export_onnx, re
 from spectratorch.inference import METADATA_KEYS, Predictor
 from spectratorch.models import build_classifier, list_models
 from spectratorch.models.registry import model_options
-from tests.export.helpers import trained_run
+from tests.export.helpers import cutoff_run, run_cli, trained_run
 
 
 @pytest.fixture(scope="module")
@@ -75,6 +75,7 @@ def test_graph_inputs_outputs_and_dynamic_batch(run, spectra_only):
     assert read_metadata(spectra_only.onnx)["tabular_columns"] == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["run", "spectra_only"])
 def test_onnx_predicts_like_the_checkpoint_on_the_test_split(kind, request):
     run = request.getfixturevalue(kind)
@@ -90,6 +91,27 @@ def test_onnx_predicts_like_the_checkpoint_on_the_test_split(kind, request):
     np.testing.assert_allclose(got, calibrated, atol=1e-4)
 
 
+@pytest.mark.slow
+def test_default_cutoff_reaches_the_onnx_and_predict(tmp_path_factory, tmp_path):
+    run = cutoff_run(tmp_path_factory)
+    default = run.summary["calibration"]["cutoffs"]["default"]
+    table = pd.DataFrame(run.summary["calibration"]["cutoff_table"])
+    assert default == table.loc[table["target"] == 0.95, "cutoff"].item() and 0.5 < default < 1
+    assert read_metadata(run.onnx)["cutoffs"]["default"] == default  # the value itself, not a copy of a copy
+    frames = {}
+    for cutoff in ("auto", "none"):
+        out = tmp_path / f"{cutoff}.csv"
+        result = run_cli(["predict", run.onnx, run.data, "-o", out, "--cutoff", cutoff])
+        assert result.returncode == 0, result.stderr[-2000:]
+        frames[cutoff] = pd.read_csv(out)
+    auto, plain = frames["auto"], frames["none"]
+    below = auto["top1_prob"].to_numpy() < default
+    assert 0 < below.sum() < len(auto)  # the cutoff changes some predictions, not all
+    assert (auto.loc[below, "label"] == "unclassified").all()
+    assert (auto.loc[~below, "label"] == plain.loc[~below, "label"]).all()
+    assert (plain["label"] != "unclassified").all()
+
+
 def test_export_cli_from_the_checkpoint_alone(run, tmp_path, capsys):
     out = tmp_path / "again.onnx"
     assert main(["export", str(run.checkpoint), "-o", str(out)]) == 0
@@ -98,11 +120,21 @@ def test_export_cli_from_the_checkpoint_alone(run, tmp_path, capsys):
     assert read_metadata(out)["metrics"] == run.summary["metrics"]  # from <stem>.json beside the checkpoint
 
 
-def test_failed_check_leaves_no_file(run, tmp_path, monkeypatch):
-    monkeypatch.setattr(export_module, "TOLERANCE", -1.0)
+def test_parity_check_catches_a_perturbed_weight(run, tmp_path, monkeypatch):
+    convert = export_module.conv2d_layout
+
+    def perturbed(model):
+        converted = convert(model)
+        weight = [p for p in converted.parameters() if p.dim() >= 2][-1]  # the head's last weight matrix
+        with torch.no_grad():
+            weight[0] += 0.02
+        return converted
+
+    monkeypatch.setattr(export_module, "conv2d_layout", perturbed)
     out = tmp_path / "model.onnx"
-    with pytest.raises(ExportError, match=r"does not match the checkpoint.*no file was written"):
+    with pytest.raises(ExportError, match=r"does not match the checkpoint.*no file was written") as err:
         export_onnx(run.checkpoint, out, run.data)
+    assert f"tolerance {export_module.TOLERANCE:g}" in str(err.value)
     assert list(tmp_path.iterdir()) == []
 
 

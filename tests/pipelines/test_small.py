@@ -147,7 +147,7 @@ def _without_test(summary):
 @pytest.mark.slow
 def test_planted_leak_test_rows_change_no_choice_and_no_weight(tmp_path):
     from spectratorch.training.restore import load_module
-    from spectratorch.training.run import train
+    from spectratorch.pipelines.run import train
 
     make_generic_frame(60, seed=5).to_pickle(tmp_path / "train.pkl")
     honest = make_generic_frame(30, seed=6)
@@ -176,7 +176,7 @@ def test_planted_leak_test_rows_change_no_choice_and_no_weight(tmp_path):
 @pytest.mark.slow
 def test_cv_is_the_standard_k_fold_estimate(tmp_path):
     from spectratorch.data.splits import fold_assignment
-    from spectratorch.tuning.cv import run_cv
+    from spectratorch.pipelines.cv import run_cv
 
     frame = make_generic_frame(60, seed=7)
     frame.to_pickle(tmp_path / "set.pkl")

@@ -22,6 +22,26 @@ def test_cutoff_table_against_brute_force():
         assert row.kept == kept.mean() and row.accuracy == correct[kept].mean()
 
 
+def test_separable_validation_caps_the_cutoff_at_the_target():
+    # every validation row right at p >= 1 - 2e-10: the lowest top probability would mark a correct sample at
+    # p = 0.99998 unclassified
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 200)
+    margin = rng.uniform(22.3, 30, 200)
+    p1 = 1 / (1 + np.exp(np.where(y == 1, -margin, margin)))
+    p = np.stack([1 - p1, p1], axis=1)
+    table = cutoff_table(p, y, targets=(0.90, 0.95, 0.99))
+    assert p.max(1).min() > 0.9999999998
+    assert table["cutoff"].tolist() == [0.90, 0.95, 0.99] and (table["kept"] == 1).all()
+    kept = apply_cutoff(np.array([[0.99998, 0.00002]]), table["cutoff"][1])[1]
+    assert kept.all()
+    # a cutoff that does exclude validation rows is not capped
+    p_err = np.vstack([p, [[0.999999, 0.000001]] * 30])
+    y_err = np.r_[y, np.ones(30, int)]
+    row = cutoff_table(p_err, y_err, targets=(0.95,)).iloc[0]
+    assert row.kept < 1 and row.cutoff > 0.999999
+
+
 def test_unreachable_target_is_absent():
     p = np.array([[0.6, 0.4]] * 10)
     y = np.array([0, 1] * 5)

@@ -67,7 +67,7 @@ def test_saliency_falls_back_to_occlusion_without_gradients():
 @pytest.mark.slow
 def test_result_sheet_from_a_trained_run(demo_file, tmp_path):
     from spectratorch.config import DataConfig, ModelConfig, RunConfig, TrainConfig
-    from spectratorch.training.run import train
+    from spectratorch.pipelines.run import train
 
     data = DataConfig(data=str(demo_file), channels=("277", "380"), targets=("AVA", "IN"))
     summary = train(RunConfig(data, ModelConfig(arch="TinyVGG"), TrainConfig(max_epochs=2, output_dir=str(tmp_path))))
@@ -149,3 +149,28 @@ def test_the_sheet_reads_on_a4_paper(tmp_path, n_classes, n_channels):
             assert [float(v) for v in row[2:]] == pytest.approx([precision[k], recall[k], f1[k]], abs=5e-4)
     finally:
         plt.close(fig)
+
+
+@pytest.mark.slow
+def test_report_command_end_to_end(tmp_path_factory, tmp_path):
+    """`spectratorch report CKPT`: the sheet beside the checkpoint, the cutoffs into the ONNX beside it, one JSON."""
+    from spectratorch.export.onnx import read_metadata, update_metadata
+    from tests.export.helpers import cutoff_run, run_cli
+
+    run = cutoff_run(tmp_path_factory)
+    checkpoint, onnx_file = tmp_path / run.checkpoint.name, tmp_path / run.onnx.name
+    checkpoint.write_bytes(run.checkpoint.read_bytes())
+    onnx_file.write_bytes(run.onnx.read_bytes())
+    update_metadata(onnx_file, cutoffs={})  # as exported before any report
+    result = run_cli(["report", checkpoint], block_torch=False, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    printed = json.loads(result.stdout.strip().splitlines()[-1])
+    sheet = tmp_path / f"{run.stem} result sheet.png"
+    assert printed["result_sheet"] == str(sheet) and sheet.stat().st_size > 50_000
+    assert sheet.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # the same checkpoint and data as the training run: the same temperature and cutoffs
+    expected = run.summary["calibration"]
+    assert printed["temperature"] == pytest.approx(expected["temperature"], rel=1e-6)
+    assert printed["cutoffs"] == pytest.approx(expected["cutoffs"], rel=1e-6)
+    assert read_metadata(onnx_file)["cutoffs"] == {k: v for k, v in printed["cutoffs"].items() if v is not None}
+    assert printed["cutoffs"]["default"] is not None

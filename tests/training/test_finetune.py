@@ -29,7 +29,7 @@ def _cli(*args, timeout=300):
 @pytest.fixture(scope="module")
 def parent(demo_file, tmp_path_factory):
     """A TinyVGG trained one epoch on instrument A (OVA OK, channels 277 380, da + simulate)."""
-    from spectratorch.training.run import train
+    from spectratorch.pipelines.run import train
 
     out = tmp_path_factory.mktemp("parent")
     summary = train(RunConfig(
@@ -92,7 +92,7 @@ def test_finetune_new_head_freeze_then_unfreeze_through_the_cli(parent, b_file, 
 
 
 def test_frozen_backbone_stays_the_parents(parent, b_file, tmp_path):
-    from spectratorch.training.run import train
+    from spectratorch.pipelines.run import train
 
     checkpoint, _ = parent
     # reason: --arch, --width and --transforms left unset: a fine-tune takes the checkpoint's.

@@ -95,7 +95,7 @@ def test_cli_flags_map_to_the_config():
 def _rare_class_recall(data, out, class_weights, loss="ce"):
     from spectratorch.config import DataConfig, ModelConfig, RunConfig
     from spectratorch.training.restore import load_module
-    from spectratorch.training.run import predict_probabilities, train
+    from spectratorch.pipelines.run import predict_probabilities, train
 
     config = RunConfig(
         DataConfig(data=str(data), targets=("OVA", "NC"), channels=("277", "380"), batch_size=64, transforms=()),
@@ -118,13 +118,15 @@ def _rare_class_recall(data, out, class_weights, loss="ce"):
     return float(np.concatenate(hits).mean()), module
 
 
+@pytest.mark.slow
 def test_balanced_weights_raise_the_recall_of_a_rare_class(demo_file, tmp_path):
     # OVA NC on the generated demo data: NC is about 5 % of the rows
     plain, _ = _rare_class_recall(demo_file, tmp_path / "plain", "none")
     balanced, module = _rare_class_recall(demo_file, tmp_path / "balanced", "balanced")
     weights = module.hparams.class_weights
     assert weights[1] > 5 * weights[0]  # recorded with the checkpoint, from the training counts
-    assert balanced >= plain + 0.3, (plain, balanced)
+    # reason: the figure the README quotes for this data and setting: the recall of NC from 0.00 to 0.88.
+    assert plain <= 0.005 and balanced >= 0.88, (plain, balanced)
 
 
 def test_bad_class_weights_one_line(demo_file, tmp_path):

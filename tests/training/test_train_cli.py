@@ -118,18 +118,88 @@ def test_resume_after_kill_matches_uninterrupted(demo_file, tmp_path):
     assert Path(a["files"]["checkpoint"]).name == Path(b["files"]["checkpoint"]).name
 
 
+# reason: a launcher file, because Lightning starts rank 1 by running this process's command line again. It
+# records, per rank, the rows each training batch gathered and the files the run reported.
+_DDP_LAUNCHER = """
+import json, sys
+import lightning.pytorch as pl
+from spectratorch.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from spectratorch.data import datamodule
+from spectratorch.pipelines.run import train
+
+data, out, record = sys.argv[1:4]
+seen, state = [], {"training": False}
+gather = datamodule._GatherDataset.__getitem__
+
+
+def _recording(self, index):
+    if state["training"]:
+        seen.extend(index.tolist())
+    return gather(self, index)
+
+
+datamodule._GatherDataset.__getitem__ = _recording
+
+
+class Recorder(pl.Callback):
+    def on_train_epoch_start(self, trainer, module):
+        state["training"] = True
+
+    def on_validation_start(self, trainer, module):
+        state["training"] = False
+
+
+config = RunConfig(DataConfig(data=data, channels=("277", "380"), batch_size=64),
+                   ModelConfig(arch="TinyVGG"),
+                   TrainConfig(max_epochs=1, accelerator="cpu", devices="2", strategy="ddp", output_dir=out))
+summary = train(config, callbacks=[Recorder()])
+import torch.distributed as dist
+rank = dist.get_rank()
+with open(f"{record}/rank{rank}.json", "w") as f:
+    json.dump({"rows": seen, "files": summary["files"], "metrics": summary["metrics"],
+               "world_size": dist.get_world_size()}, f)
+"""
+
+
 @pytest.mark.slow
 def test_ddp_on_two_cpu_processes(demo_file, tmp_path):
-    out = tmp_path / "ddp"
-    result = _run(["train.py", "--data", str(demo_file), *FAST, "--max-epochs", "1", "--accelerator", "cpu",
-                   "--devices", "2", "--strategy", "ddp", "--output-dir", str(out)])
+    from spectratorch.config import DataConfig
+    from spectratorch.data.datamodule import SpectralDataModule
+
+    launcher, out, record = tmp_path / "launch.py", tmp_path / "ddp", tmp_path / "record"
+    launcher.write_text(_DDP_LAUNCHER)
+    record.mkdir()
+    result = _run([str(launcher), str(demo_file), str(out), str(record)], cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    summary = json.loads(next(out.glob("*.json")).read_text())
-    assert "world_size=2" in result.stderr or "distributed_backend=gloo" in result.stderr
-    single = _run(["train.py", "--data", str(demo_file), *FAST, "--max-epochs", "1", "--no-evaluate",
+    ranks = [json.loads((record / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert [r["world_size"] for r in ranks] == [2, 2]
+    # disjoint shards that together cover the training split (less the rows cut to make it a multiple of 2)
+    dm = SpectralDataModule(DataConfig(data=str(demo_file), channels=("277", "380"), batch_size=64))
+    dm.prepare()
+    train_rows = set(dm.stage_rows("train")[1].tolist())
+    shards = [set(r["rows"]) for r in ranks]
+    assert len(shards[0]) == len(ranks[0]["rows"]) and len(shards[1]) == len(ranks[1]["rows"])  # one epoch, once each
+    assert not shards[0] & shards[1]
+    assert shards[0] | shards[1] <= train_rows
+    assert abs(len(shards[0]) - len(shards[1])) == 0 and len(shards[0]) >= (len(train_rows) - 64 * 2) // 2
+    # only rank 0 writes: rank 1 reports no file, and the folder holds one run's outputs
+    assert ranks[1]["files"] == {} and set(ranks[0]["files"]) >= {"checkpoint", "json", "result_sheet", "logs"}
+    stem = json.loads(next(out.glob("*.json")).read_text())["name"]
+    best = Path(ranks[0]["files"]["checkpoint"]).name
+    files = sorted(p.name for p in out.iterdir() if p.is_file())
+    assert files == sorted([best, f"{stem} last.ckpt", f"{stem}.json", f"{stem} result sheet.png"]), files
+    assert len([p for p in out.iterdir() if p.is_dir()]) == 1  # the loggers' folder
+    assert len(list(Path(ranks[0]["files"]["logs"]).parent.iterdir())) == 1  # one logger version
+    # synced metrics: both ranks report the same figures, equal to one process evaluating the same checkpoint
+    assert ranks[0]["metrics"]["val"] == ranks[1]["metrics"]["val"]
+    single = _run(["train.py", "--data", str(demo_file), *FAST, "--load-this", ranks[0]["files"]["checkpoint"],
+                   "--no-fit", "--no-baseline", "--accelerator", "cpu", "--devices", "1",
                    "--output-dir", str(tmp_path / "one")])
     assert single.returncode == 0, single.stderr[-3000:]
-    assert summary["class_counts"] == json.loads(next((tmp_path / "one").glob("*.json")).read_text())["class_counts"]
+    alone = json.loads(next((tmp_path / "one").glob("*.json")).read_text())["metrics"]
+    for stage in ("val", "test"):
+        for name, value in ranks[0]["metrics"][stage].items():
+            assert value == pytest.approx(alone[stage][name], abs=1e-5), (stage, name)
 
 
 @pytest.mark.parametrize("args,message", [

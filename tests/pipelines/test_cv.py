@@ -89,12 +89,38 @@ def test_cv_trains_every_fold_skips_done_ones_and_exports_an_ensemble(demo_file,
     probabilities = frame[[c for c in frame.columns if c.startswith("p_")]].to_numpy()
     assert len(frame) == test["n_test"] and np.allclose(probabilities.sum(1), 1, atol=1e-5)
 
+    # the ensemble is the mean of the folds' calibrated probabilities, each temperature fitted on its own fold
+    _check_mean_of_calibrated_folds(ens, folds, held_out)
+
     # a rerun trains nothing; other settings in the same directory are refused, nothing half written
     again = _cli("cv", *common)
     assert again.returncode == 0 and "folds [0, 1, 2] already trained" in again.stderr
     other = _cli("cv", *common, "--lr", "0.01")
     assert other.returncode == 2 and "Traceback" not in other.stderr
     assert "was trained with other settings (train.lr: done 0.001, asked 0.01)" in other.stderr
+
+
+def _check_mean_of_calibrated_folds(ens, folds, held_out):
+    import torch
+
+    from spectratorch.export.calibration import fit_temperature, softmax
+    from spectratorch.inference import Predictor
+    from spectratorch.report.sheet import collect_logits
+    from spectratorch.training.restore import datamodule_from_hparams, load_module
+
+    predictor = Predictor(ens)
+    table = predictor.load(held_out)
+    expected = []
+    for fold in folds:
+        module = load_module(fold["files"]["checkpoint"]).eval()
+        dm = datamodule_from_hparams(dict(module.hparams))
+        dm.prepare()
+        val = collect_logits(module, dm, "val")
+        with torch.no_grad():
+            logits = module(torch.from_numpy(table.spectra), torch.from_numpy(table.tabular)).double().numpy()
+        expected.append(softmax(logits, fit_temperature(val["logits"], val["y"])))
+    got = predictor.predict_arrays(table.spectra, table.tabular)
+    np.testing.assert_allclose(got, np.mean(expected, axis=0), rtol=0, atol=1e-6)
 
 
 def _single_onnx(fold_summary, tmp_path):
@@ -106,7 +132,7 @@ def _single_onnx(fold_summary, tmp_path):
 
 def test_cv_summary_and_name():
     from spectratorch.config import DataConfig, RunConfig
-    from spectratorch.tuning.cv import classification_metrics, cv_name, fold_configs, summarise_folds
+    from spectratorch.pipelines.cv import classification_metrics, cv_name, fold_configs, summarise_folds
 
     config = RunConfig(DataConfig(targets=("OVA", "OK"), channels=("277", "380"), transforms=["da"], n_splits=4,
                                   current_split=2))

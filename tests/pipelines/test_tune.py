@@ -15,7 +15,7 @@ import pytest
 from spectratorch.cli import build_parser, config_from_args
 from spectratorch.config import RunConfig
 from spectratorch.errors import ConfigError
-from spectratorch.tuning.space import load_space, parse_space
+from spectratorch.pipelines.space import load_space, parse_space
 from spectratorch.cli import train_command
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -63,7 +63,7 @@ def test_example_space_and_draws():
     names = {p.name for p in params}
     assert {"arch", "lr", "eps", "transforms", "channels", "loss", "focal_gamma", "class_weights"} <= names
     study = optuna.create_study()
-    from spectratorch.tuning.space import apply_params
+    from spectratorch.pipelines.space import apply_params
 
     for _ in range(5):
         trial = study.ask()
@@ -139,11 +139,42 @@ def test_study_resumes_after_a_kill(demo_file, tmp_path):
     states = _states(out / "optuna.db")
     assert states[1] == "FAIL" and states.count("COMPLETE") + states.count("PRUNED") >= 3
     import optuna
-    from spectratorch.tuning.tune import _retry_callback
+    from spectratorch.pipelines.tune import _retry_callback
 
     study = optuna.load_study(study_name="lab", storage=f"sqlite:///{out / 'optuna.db'}")
     retried = [t for t in study.trials if type(_retry_callback()).retried_trial_number(t) == 1]
     assert retried and retried[0].params == study.trials[1].params  # the killed trial ran again, same flags
+
+
+@pytest.mark.slow
+def test_a_poor_trial_is_pruned_after_the_warm_up(demo_file, tmp_path):
+    """Four finished trials at f1 0.99 in every epoch; a fifth whose lr cannot learn is stopped at the warm-up's end."""
+    import optuna
+
+    from spectratorch.config import DataConfig, ModelConfig, TrainConfig
+    from spectratorch.pipelines.tune import default_storage, open_study, tune
+
+    out = tmp_path / "tune"
+    out.mkdir()
+    base = RunConfig(DataConfig(data=str(demo_file), channels=("277", "380"), batch_size=64),
+                     ModelConfig(arch="TinyVGG"),
+                     TrainConfig(max_epochs=12, early_stop_patience=12, output_dir=str(out), accelerator="cpu",
+                                 devices="1", baseline=False))
+    study = open_study(default_storage(out), "default", base.train.target_metric)
+    warmup = study.pruner._n_warmup_steps
+    assert warmup < base.train.max_epochs - 1  # pruning can happen inside this run
+    choices = [json.dumps(1.0e-3), json.dumps(1.0e-7)]
+    lr = optuna.distributions.CategoricalDistribution(choices)
+    for _ in range(4):
+        study.add_trial(optuna.trial.create_trial(params={"lr": choices[0]}, distributions={"lr": lr}, value=0.99,
+                                                  intermediate_values={e: 0.99 for e in range(12)}))
+    study.enqueue_trial({"lr": choices[1]})
+    result = tune(base, parse_space({"lr": [1.0e-3, 1.0e-7]}, base), n_trials=5)
+    trial = study.trials[-1]
+    assert trial.state == optuna.trial.TrialState.PRUNED, trial.state
+    assert max(trial.intermediate_values) == warmup  # judged from the first epoch after the warm-up, not earlier
+    assert result["states"] == {"COMPLETE": 4, "PRUNED": 1}
+    assert not list((out / "trials" / "default" / "trial-0004").glob("*.json"))  # stopped before its summary
 
 
 def test_bad_input_one_line_nothing_written(demo_file, tmp_path):

@@ -28,7 +28,7 @@ from typing import Sequence
 from spectratorch.config import RunConfig
 from spectratorch.data.io import atomic_path
 from spectratorch.errors import ConfigError, SpectratorchError
-from spectratorch.tuning.space import Param, apply_params
+from spectratorch.pipelines.space import Param, apply_params
 
 __all__ = ["tune", "open_study", "default_storage", "STUDY_METRIC_KEY"]
 
@@ -135,7 +135,7 @@ def _pruning_callback(trial, monitor: str):
 
 
 def _objective(base: RunConfig, space: Sequence[Param], trials_dir: Path):
-    from spectratorch.training.run import train
+    from spectratorch.pipelines.run import train
 
     metric = base.train.target_metric
 
@@ -271,7 +271,7 @@ def tune(base: RunConfig, space: Sequence[Param], n_trials: int, storage: str | 
 
     Args:
         base: the configuration of the command line (the searched flags override it per trial).
-        space: the searched flags (:func:`spectratorch.tuning.space.load_space`).
+        space: the searched flags (:func:`spectratorch.pipelines.space.load_space`).
         n_trials: finished (complete or pruned) trials the study should reach, counted over every process.
         storage: an Optuna storage URL (default: SQLite under the output directory).
         study_name: the study (default: the project's name).

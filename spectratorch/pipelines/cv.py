@@ -93,7 +93,7 @@ def _finished(config: RunConfig) -> dict | None:
 
 def _train_folds(config_dicts: list[dict], device: str | None) -> list[dict]:
     """Train folds one after another (in a worker process when CV runs folds in parallel)."""
-    from spectratorch.training.run import train
+    from spectratorch.pipelines.run import train
 
     summaries = []
     for values in config_dicts:

@@ -1,1 +1,0 @@
-"""Experiments over many runs: cross-validation (``cv``) and hyperparameter search (``tune``)."""
