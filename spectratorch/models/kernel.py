@@ -7,8 +7,8 @@ network: the training rows (standardised, with the tabular values appended) are 
 dual coefficients and the intercept (see :func:`spectratorch.models.closed_form.kernel_ridge_head`). On a small set
 ``gamma`` is chosen by the inner cross-validation and alpha by leave-one-out (``spectratorch/pipelines/small.py``).
 
-Size: ``n_support x (C L + T)`` floats; 1,000 training rows of 2,000 points make an 8 MB buffer (ONNX file about
-8 MB). The number of support rows is the ``n_support`` option, so a checkpoint rebuilds the buffers' shapes.
+Size: ``n_support x (C L + T)`` float64 values; 1,000 training rows of 2,000 points make a 16 MB buffer (ONNX
+file 16 MB). The number of support rows is the ``n_support`` option, so a checkpoint rebuilds the buffers' shapes.
 """
 
 import logging
@@ -58,7 +58,11 @@ class KernelRidgeNet(nn.Module):
         n_inputs = n_channels * length + n_tabular
         self.register_buffer("input_mean", torch.zeros(n_inputs))
         self.register_buffer("input_scale", torch.ones(n_inputs))
-        self.register_buffer("support", torch.zeros(n_support, n_inputs))
+        # reason: float64, because the kernel is computed in float64 (see `kernel`); a float32 buffer cast in the
+        # graph is constant-folded by the ONNX export into float64 copies anyway (32 MB instead of 16 MB for 1,000
+        # rows of 2,000 points).
+        self.register_buffer("support", torch.zeros(n_support, n_inputs, dtype=torch.float64))
+        self.register_buffer("support_norm", torch.zeros(n_support, dtype=torch.float64))
         # reason: scikit-learn's gamma="scale" on standardised inputs (1 / number of inputs) until a CV chooses one.
         self.register_buffer("gamma", torch.tensor(1.0 / n_inputs))
         self.fc = nn.Linear(n_support, n_classes)
@@ -100,15 +104,17 @@ class KernelRidgeNet(nn.Module):
         mean, scale = inputs.mean(0), inputs.std(0, unbiased=False)
         self.input_mean.copy_(mean)
         self.input_scale.copy_(torch.where(scale > 1e-12, scale, torch.ones_like(scale)))
-        support = ((inputs - mean) / self.input_scale.double()).to(self.support.dtype)
+        support = (inputs - mean) / self.input_scale.double()
         if len(support) != self.n_support:
             device, dtype = self.fc.weight.device, self.fc.weight.dtype
             self.support = support.to(device)
+            self.support_norm = (support * support).sum(1).to(device)
             self.fc = nn.Linear(len(support), self.n_classes, device=device, dtype=dtype)
             nn.init.zeros_(self.fc.weight)
             nn.init.zeros_(self.fc.bias)
         else:
             self.support.copy_(support)
+            self.support_norm.copy_((support * support).sum(1))
         if y is not None:
             z = self.support.double().cpu().numpy()
             kernel = np.exp(-float(self.gamma) * squared_distances(z, z))
@@ -132,8 +138,10 @@ class KernelRidgeNet(nn.Module):
         # alpha gives dual coefficients in the thousands: on 60 generated spectra the float32 probabilities moved by
         # 3e-3 between torch and onnxruntime. In float64 (a Cast in the ONNX graph) they agree to 1e-9.
         """
-        inputs, support = inputs.double(), self.support.double()
-        d2 = (inputs * inputs).sum(1, keepdim=True) + (support * support).sum(1) - 2.0 * inputs @ support.T
+        inputs = inputs.double()
+        # reason: linear(inputs, support) is inputs @ supportᵀ without a transposed copy of the support in the ONNX.
+        d2 = (inputs * inputs).sum(1, keepdim=True) + self.support_norm.double() \
+            - 2.0 * nn.functional.linear(inputs, self.support.double())
         return torch.exp(-self.gamma.double() * d2.clamp_min(0.0))
 
     def forward_features(self, spectra: torch.Tensor) -> torch.Tensor:
