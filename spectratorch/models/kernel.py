@@ -124,6 +124,17 @@ class KernelRidgeNet(nn.Module):
                          alpha)
         return self
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # reason: a support of another size (a model fitted on more rows than its `n_support` option said, as on the
+        # large-set path) is resized to the saved one, so every checkpoint of this network loads.
+        saved = state_dict.get(prefix + "support")
+        if saved is not None and saved.shape != self.support.shape:
+            device, dtype = self.fc.weight.device, self.fc.weight.dtype
+            self.support = torch.zeros(saved.shape, dtype=self.support.dtype, device=device)
+            self.support_norm = torch.zeros(saved.shape[0], dtype=self.support_norm.dtype, device=device)
+            self.fc = nn.Linear(saved.shape[0], self.n_classes, device=device, dtype=dtype)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     @torch.no_grad()
     def set_head(self, gamma: float, weight: np.ndarray, bias: np.ndarray) -> None:
         """Set ``gamma`` and the dual coefficients ``weight [K, S]`` and intercepts ``bias [K]``."""

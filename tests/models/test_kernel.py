@@ -114,3 +114,15 @@ def test_support_size_travels_in_the_options_and_onnx_matches(tmp_path):
     session = onnxruntime.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
     got = session.run(None, {"data_spectra": new.numpy(), "data_tabular": tabular[:9].numpy()})[0]
     np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_a_checkpoint_with_another_support_size_loads():
+    x, y, x_new = _spectra_like(n=33, n_features=50)
+    fitted = create_model("KernelRidge", n_channels=1, length=50, n_tabular=0, n_classes=3)
+    fitted.fit_data(torch.from_numpy(x).float()[:, None], None, torch.from_numpy(y))
+    fresh = create_model("KernelRidge", n_channels=1, length=50, n_tabular=0, n_classes=3)
+    assert fresh.n_support != 33
+    fresh.load_state_dict(fitted.state_dict())
+    new = torch.from_numpy(x_new).float()[:, None]
+    with torch.no_grad():
+        torch.testing.assert_close(fresh(new), fitted(new), rtol=0, atol=0)
