@@ -17,10 +17,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from spectratorch.models._layers import check_int, check_io, check_kwargs, network_options
+from spectratorch.models._layers import (
+    check_int,
+    check_io,
+    check_kwargs,
+    network_options,
+)
 from spectratorch.models.registry import register_model
 
-__all__ = ["KernelRidgeNet", "KernelRidge"]
+__all__ = ["KernelRidge", "KernelRidgeNet"]
 
 _logger = logging.getLogger(__name__)
 
@@ -145,9 +150,9 @@ class KernelRidgeNet(nn.Module):
     def kernel(self, inputs: torch.Tensor) -> torch.Tensor:
         """Standardised inputs ``[N, D]`` -> RBF kernel values against the support ``[N, S]``, in float64.
 
-        # reason: ``||z||² + ||s||² - 2 z·s`` cancels to about ``D x 1e-7`` in float32 near a support row, and a small
-        # alpha gives dual coefficients in the thousands: on 60 generated spectra the float32 probabilities moved by
-        # 3e-3 between torch and onnxruntime. In float64 (a Cast in the ONNX graph) they agree to 1e-9.
+        # reason: ``||z||² + ||s||² - 2 z·s`` cancels to about ``D x 1e-7`` in float32 near a support row, and a
+        # small alpha gives dual coefficients in the thousands: on 60 generated spectra the float32 probabilities
+        # moved by 3e-3 between torch and onnxruntime; in float64 they agree within the export check's tolerance.
         """
         inputs = inputs.double()
         # reason: linear(inputs, support) is inputs @ supportᵀ without a transposed copy of the support in the ONNX.

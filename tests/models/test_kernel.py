@@ -64,7 +64,7 @@ def test_the_network_predicts_like_scikit_learn():
     net.fit_data(torch.from_numpy(x)[:, None], None, torch.from_numpy(y))
     assert net.n_support == 60
     z = net.support.numpy()
-    (weight, bias), alpha = kernel_ridge_head(np.exp(-float(net.gamma) * squared_distances(z, z)), y, 3)
+    _, alpha = kernel_ridge_head(np.exp(-float(net.gamma) * squared_distances(z, z)), y, 3)
     with torch.no_grad():
         ours = net(torch.from_numpy(x_new)[:, None]).numpy()
     np.testing.assert_allclose(ours, _reference(x, y, x_new, 3, float(net.gamma), alpha), atol=1e-5)
@@ -96,7 +96,7 @@ def test_support_size_travels_in_the_options_and_onnx_matches(tmp_path):
 
     from spectratorch.export.onnx import _Probabilities, _trace
 
-    x, y, x_new = _spectra_like(n=45, n_features=64)
+    x, y, _ = _spectra_like(n=45, n_features=64)
     spectra = torch.from_numpy(np.stack([x, x[:, ::-1].copy()], 1) * 50 + 100).float()
     tabular = torch.rand(45, 1)
     model = build_classifier("KernelRidge", ["a", "b"], length=64, n_tabular=1, n_classes=3, n_support=45)

@@ -274,8 +274,8 @@ def test_kernel_ridge_candidate_is_solved_checkpointed_and_exported(tmp_path):
     assert float(net.gamma) == pytest.approx(entry["chosen"])
     # the refit is the closed form on every training row at the chosen gamma and alpha, over the temperature
     z = net.support.double().numpy()
-    (weight, bias), alpha = kernel_ridge_head(np.exp(-entry["chosen"] * squared_distances(z, z)), summary_y(dm),
-                                              3, alphas=[entry["alpha"]])
+    (weight, bias), _ = kernel_ridge_head(np.exp(-entry["chosen"] * squared_distances(z, z)), summary_y(dm), 3,
+                                          alphas=[entry["alpha"]])
     np.testing.assert_allclose(net.fc.weight.detach().double().numpy() * entry["temperature"], weight, atol=1e-4)
     np.testing.assert_allclose(net.fc.bias.detach().double().numpy() * entry["temperature"], bias, atol=1e-4)
     frame = pd.read_pickle(tmp_path / "set.pkl")
