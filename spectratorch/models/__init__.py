@@ -1,11 +1,12 @@
 """Networks for spectra and tabular features, the preprocessing layer, and the registry that names them.
 
 Importing this package registers every architecture (``VGG11``, ``VGG16``, ``TinyVGG``, ``ResNetV2``, ``Linear``,
-``MiniRocket``).
+``MiniRocket``, ``Hydra``).
 """
 
 from spectratorch.models.classifier import SpectralClassifier, build_classifier
 from spectratorch.models.preprocess import INFERENCE_TRANSFORMS, SIMULATE_POINTS, Preprocess
+from spectratorch.models.hydra import Hydra, HydraNet
 from spectratorch.models.linear import Linear, LinearClassifier
 from spectratorch.models.minirocket import MiniRocket, MiniRocketNet
 from spectratorch.models.registry import create_model, is_model, list_models, register_model
@@ -13,6 +14,8 @@ from spectratorch.models.resnetv2 import PreActResNet, ResNetV2
 from spectratorch.models.vgg import VGG, VGG11, VGG16, TinyVGG
 
 __all__ = [
+    "Hydra",
+    "HydraNet",
     "INFERENCE_TRANSFORMS",
     "Linear",
     "LinearClassifier",
