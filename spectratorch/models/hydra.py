@@ -39,8 +39,9 @@ _KERNEL_LENGTH = 9
 # reason: the published values: unseen zeros weigh in the spread as (share of zeros) ** 4, plus 1e-8.
 _SPARSE_EXPONENT = 4
 _SPARSE_EPSILON = 1e-8
-# reason: rows per pass of `transform` so one pass holds about 2 ** 25 responses (128 MiB in float32).
-_PASS_ELEMENTS = 2**25
+# reason: rows per pass of `transform` so one pass holds about 2 ** 20 responses (4 MiB, in cache): on 100 x 2000
+# spectra, one row per pass took 5.1 s of CPU, four rows 6.3 s, 32 rows 20 s.
+_PASS_ELEMENTS = 2**20
 
 
 def hydra_dilations(length: int) -> list[int]:
@@ -129,7 +130,8 @@ class HydraNet(nn.Module):
                 out = F.conv1d(source, self.weight[i, j], dilation=dilation, padding=padding,
                                groups=groups if self.n_channels > 1 else 1).unflatten(1, (groups, self.n_kernels))
                 high, high_at = out.max(2)
-                low_at = out.argmin(2)
+                # reason: min(dim) over the kernels of a group is 5x faster than argmin(dim) on a CPU (measured).
+                low_at = out.min(2).indices
                 # reason: zeros and ones made from the data: the exporter freezes zeros_like and ones_like to the
                 # example's batch size.
                 empty = out[..., 0] * 0  # [N, groups, kernels]
@@ -143,7 +145,7 @@ class HydraNet(nn.Module):
 
         Args:
             spectra: preprocessed spectra ``[N, C, L]``.
-            batch_size: rows per pass (default: about 2**25 responses per pass).
+            batch_size: rows per pass (default: about 2**20 responses per pass).
 
         Returns:
             The features in the reference's order (dilation, spectrum/difference, max/min, group, kernel).

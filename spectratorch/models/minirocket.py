@@ -188,16 +188,19 @@ class MiniRocketNet(nn.Module):
         return self
 
     @torch.no_grad()
-    def transform(self, spectra: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    def transform(self, spectra: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
         """The MiniRocket transform, a batch of rows at a time: spectra ``[N, C, L]`` -> PPV features ``[N, F]``.
 
         Args:
             spectra: preprocessed spectra ``[N, C, L]``.
-            batch_size: rows per pass (bounds the memory of the ``[rows, 84, L]`` convolutions).
+            batch_size: rows per pass (default: about 2**21 convolution outputs per pass).
 
         Returns:
             The features, not standardised, in the reference's order (dilation, then kernel, then bias).
         """
+        # reason: passes that stay in cache are faster: on 100 x 2000 spectra (4000 features), 8 rows per pass took
+        # 1.5 s of CPU, 64 rows 2.6 s.
+        batch_size = batch_size or max(1, 2**21 // (_N_KERNELS * spectra.shape[-1]))
         return torch.cat([self._ppv(spectra[start : start + batch_size])
                           for start in range(0, max(len(spectra), 1), batch_size)])
 
