@@ -66,6 +66,7 @@ EXPECTED = {
 # reason: these report figures without goals; they run at small sizes and must end on their JSON.
 CHECKS = {
     "bench_trust.py": (["--quick"], {"samples", "folds", "target_coverage", "mean_auroc"}),
+    "bench_rocket.py": (["--quick"], {"benchmark", "shape", "ours", "aeon", "goals"}),
     "check_small_data.py": (["--quick"], {"benchmark", "rows"}),
     "check_synthetic_difficulty.py": (["--n-samples", "600", "--epochs", "1", "--targets", "OVA OK"],
                                       {"n_samples", "OVA OK"}),

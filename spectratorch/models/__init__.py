@@ -1,11 +1,12 @@
 """Networks for spectra and tabular features, the preprocessing layer, and the registry that names them.
 
 Importing this package registers every architecture (``VGG11``, ``VGG16``, ``TinyVGG``, ``ResNetV2``, ``Linear``,
-``MiniRocket``, ``PLSDA``, ``KernelRidge``, ``Ensemble``).
+``MiniRocket``, ``Hydra``, ``PLSDA``, ``KernelRidge``, ``Ensemble``).
 """
 
 from spectratorch.models.classifier import SpectralClassifier, build_classifier
 from spectratorch.models.preprocess import INFERENCE_TRANSFORMS, SIMULATE_POINTS, Preprocess
+from spectratorch.models.hydra import Hydra, HydraNet
 from spectratorch.models.linear import Linear, LinearClassifier
 from spectratorch.models.minirocket import MiniRocket, MiniRocketNet
 from spectratorch.models.plsda import PLSDA, PLSDAClassifier
@@ -18,6 +19,8 @@ from spectratorch.models.vgg import VGG, VGG11, VGG16, TinyVGG
 __all__ = [
     "Ensemble",
     "EnsembleNet",
+    "Hydra",
+    "HydraNet",
     "INFERENCE_TRANSFORMS",
     "KernelRidge",
     "KernelRidgeNet",
