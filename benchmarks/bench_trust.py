@@ -109,7 +109,7 @@ def _fold(args, data: Path, foreign: Path, fold: int, out: Path) -> dict:
     table = predictor.load(data)
     test_ids = pd.read_csv(summary["files"]["test_predictions"])["id"].astype(str)
     rows = pd.Index(table.ids.astype(str)).get_indexer(test_ids)
-    target = resolve_target(table.meta, config.data.targets)
+    target = resolve_target(table.meta, summary["config"]["data"]["targets"])
     labels = list(predictor.labels)
     y = np.array([labels.index(label) for label in np.asarray(target.labels, dtype=object)[target.y[rows]]])
     spectra, tabular = table.spectra[rows], table.tabular[rows]

@@ -323,7 +323,10 @@ def _plot_saliency(axes, data: SheetData) -> None:
         for k, label in enumerate(data.labels):
             line, = ax.plot(data.axis, data.mean_spectra[k, c], lw=1, label=label)
             # reason: display only: a 5-point running mean, the per-point values follow the measurement noise.
-            smooth = np.convolve(data.saliency[k, c], np.ones(5) / 5, mode="same")
+            # reason: np.convolve's "same" is as long as the longer input; a spectrum shorter than the window
+            # keeps its own length with a window no longer than it.
+            window = max(1, min(5, data.saliency.shape[-1]))
+            smooth = np.convolve(data.saliency[k, c], np.ones(window) / window, mode="same")
             twin.fill_between(data.axis, smooth, color=line.get_color(), alpha=0.25, lw=0)
         # reason: at 8 pt on A4, three or four panels share one row: the long words go on the outer panels only.
         shown = min(len(axes), len(data.channels))

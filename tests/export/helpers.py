@@ -87,9 +87,15 @@ def cutoff_run(tmp_path_factory) -> Run:
         from spectratorch.config import DataConfig, ModelConfig, RunConfig, TrainConfig
         from spectratorch.pipelines.run import train
 
+        from spectratorch.data.demo import write_demo_dataset
+
         out = tmp_path_factory.getbasetemp() / "export-run-cutoff"
+        # reason: 3,000 samples give more than LARGE_TRAIN training and validation rows, so Linear is trained by
+        # Adam on its training fold and its cutoffs come from its validation fold (below that it is solved).
+        data = out / "demo-3000.pkl"
+        write_demo_dataset(data, n_samples=3000, seed=5)
         config = RunConfig(
-            DataConfig(data=str(demo_data(tmp_path_factory)), targets=("AVA", "IN"), channels=CHANNELS, batch_size=64,
+            DataConfig(data=str(data), targets=("AVA", "IN"), channels=CHANNELS, batch_size=64,
                        transforms=()),
             ModelConfig(arch="Linear"),
             TrainConfig(max_epochs=1, early_stop_patience=1, output_dir=str(out), accelerator="cpu", devices="1",
@@ -97,8 +103,7 @@ def cutoff_run(tmp_path_factory) -> Run:
         )
         summary = train(config)
         files = summary["files"]
-        _CACHE[key] = Run(demo_data(tmp_path_factory), Path(files["checkpoint"]), Path(files["onnx"]),
-                          summary)
+        _CACHE[key] = Run(data, Path(files["checkpoint"]), Path(files["onnx"]), summary)
     return _CACHE[key]
 
 
