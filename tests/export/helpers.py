@@ -80,7 +80,7 @@ def trained_run(tmp_path_factory, tabular: bool = True) -> Run:
 
 
 def cutoff_run(tmp_path_factory) -> Run:
-    """``Linear`` on the intensity classes (``AVA IN``), one epoch, exported: a model whose validation reaches 95 %
+    """``Linear`` on NC against the rest (``OVA NC``), one epoch, exported: a model whose validation reaches 95 %
     accuracy only above a cutoff, so the run records a default cutoff in its ONNX file (once per process)."""
     key = ("cutoff",)
     if key not in _CACHE:
@@ -95,7 +95,7 @@ def cutoff_run(tmp_path_factory) -> Run:
         data = out / "demo-3000.pkl"
         write_demo_dataset(data, n_samples=3000, seed=5)
         config = RunConfig(
-            DataConfig(data=str(data), targets=("AVA", "IN"), channels=CHANNELS, batch_size=64,
+            DataConfig(data=str(data), targets=("OVA", "NC"), channels=CHANNELS, batch_size=64,
                        transforms=()),
             ModelConfig(arch="Linear"),
             TrainConfig(max_epochs=1, early_stop_patience=1, output_dir=str(out), accelerator="cpu", devices="1",
