@@ -26,7 +26,7 @@ def test_train_prints_each_message_once(tmp_path):
     data = tmp_path / "x.csv"
     plain_frame(80, seed=1).to_csv(data, index=False)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    command = [sys.executable, "-m", "spectratorch.cli", "train", "--data", str(data), "--arch", "Linear",
+    command = [sys.executable, "-m", "spectratorch.cli", "train", "--data", str(data), "--arch", "TinyVGG",
                "--max-epochs", "2", "--to-onnx", "--output-dir", str(tmp_path / "out")]
     result = subprocess.run(command, capture_output=True, text=True, timeout=900, env=env, cwd=tmp_path, check=False)
     assert result.returncode == 0, result.stderr[-3000:]
