@@ -46,8 +46,9 @@ DOCS = ["mkdocs>=1.6", "mkdocs-material>=9.5", "mkdocstrings[python]>=0.26"]
 # reason: hypothesis drives the unpickler fuzz in tests/security/test_fuzz.py; chemotools and pybaselines are the
 # reference implementations the msc/emsc/als layers are compared against (tests only; no torch pulled).
 REFERENCES = ["chemotools>=0.5", "pybaselines>=1.1"]
-TEST = ["pytest>=7", "pytest-timeout>=2", "hypothesis>=6", "playwright>=1.40", *NOTEBOOK_RUN, *TUNE, *TRACKING, *DOCS,
-        *REFERENCES]
+# reason: ruff is the lint tests/test_lint.py runs (ruff.toml).
+TEST = ["pytest>=7", "pytest-timeout>=2", "hypothesis>=6", "ruff>=0.6", "playwright>=1.40", *NOTEBOOK_RUN, *TUNE,
+        *TRACKING, *DOCS, *REFERENCES]
 
 setup(
     name="spectratorch",

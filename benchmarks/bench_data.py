@@ -50,12 +50,12 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from spectratorch.data import transforms as transforms_module
 from spectratorch.data.datamodule import (
     IndexBatchSampler,
     SpectralDataModule,
     _GatherDataset,
 )
-from spectratorch.data import transforms as transforms_module
 from spectratorch.data.synthetic import make_demo_dataset
 from spectratorch.models.preprocess import Preprocess
 

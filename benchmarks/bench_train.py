@@ -60,8 +60,8 @@ import torch.nn.functional as F
 
 from spectratorch.data.datamodule import SpectralDataModule
 from spectratorch.data.synthetic import make_demo_dataset
-from spectratorch.training.module import SpectralModule, smoothed_nll
 from spectratorch.pipelines.run import resolve_precision
+from spectratorch.training.module import SpectralModule, smoothed_nll
 
 GOAL_OVERHEAD_PCT = 10.0
 GOAL_DATA_WAIT_PCT = 5.0
@@ -287,8 +287,8 @@ def cpu_comparison(args, log: Callable[[str], None]) -> dict:
     cpu_overhead = (bare["cpu_samples_per_s"] / lightning["cpu_samples_per_s"] - 1) * 100
     best_overhead = (bare["best_samples_per_s"] / lightning["best_samples_per_s"] - 1) * 100
     # reason: the two runs of a round are minutes apart at most, so their ratio shows how much the load drifts.
-    per_round = [(summarise([b])["samples_per_s"] / summarise([l])["samples_per_s"] - 1) * 100
-                 for l, b in zip(runs["lightning"], runs["bare"])]
+    per_round = [(summarise([b])["samples_per_s"] / summarise([lit])["samples_per_s"] - 1) * 100
+                 for lit, b in zip(runs["lightning"], runs["bare"])]
     return {
         "model": {"arch": CPU_CONFIG["arch"], **CPU_CONFIG["arch_kwargs"]},
         "channels": list(CPU_CONFIG["channels"]),

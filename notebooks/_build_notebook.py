@@ -35,7 +35,8 @@ Every cleaning decision below comes from `spectratorch.data.raw` (`cleaning_mask
 - `SPECTRATORCH_DATASET`: the training dataset to write (`.pkl`, `.parquet` or `.csv`; default
   `datasets/notebook.pkl`).
 
-Run it top to bottom, e.g. `SPECTRATORCH_RAW_DIR=/data/export_2024 jupyter lab notebooks/exploratory_analysis.ipynb`.""",
+Run it top to bottom, e.g.
+`SPECTRATORCH_RAW_DIR=/data/export_2024 jupyter lab notebooks/exploratory_analysis.ipynb`.""",
     ),
     (
         "code",
@@ -167,8 +168,8 @@ plt.show()""",
 The two numbers the cleaning rules read: the **peak** (largest count of a spectrum, `channel_peaks`) decides
 saturation, the **integral** (sum over its points, `channel_integrals`) decides whether a spectrum is too weak.
 The channels with a threshold are drawn on a log scale: a detector plateau or a near-empty cuvette shows up as a
-separate cluster far from the bulk. The dashed lines are the thresholds above; the rows the instrument flagged as integration out of bounds are
-drawn apart, since they are removed whatever their spectra look like.""",
+separate cluster far from the bulk. The dashed lines are the thresholds above; the rows the instrument flagged as
+integration out of bounds are drawn apart, since they are removed whatever their spectra look like.""",
     ),
     (
         "code",

@@ -608,9 +608,9 @@ def _run_app(args) -> int:
 
 
 def _run_report(args) -> int:
+    from spectratorch.contract import model_name, parse_model_name
     from spectratorch.export.onnx import update_metadata
     from spectratorch.report.sheet import make_result_sheet
-    from spectratorch.contract import model_name, parse_model_name
     from spectratorch.training.restore import datamodule_from_hparams, load_module
 
     checkpoint = Path(args.checkpoint)

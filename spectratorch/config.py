@@ -249,7 +249,8 @@ class DataConfig:
             _check_range("--" + name.replace("_", "-"), getattr(self, name), 0, 1e6)
         if self.sg_window < 3 or self.sg_window % 2 == 0 or not 0 < self.sg_order < self.sg_window:
             raise ConfigError(
-                f"--sg-window must be odd and >= 3 and --sg-order in 1..window-1; got {self.sg_window}, {self.sg_order}."
+                f"--sg-window must be odd and >= 3 and --sg-order in 1..window-1; got {self.sg_window}, "
+                f"{self.sg_order}."
             )
         _check_range("--emsc-order", self.emsc_order, 0, 10)
         _check_range("--als-lambda", self.als_lambda, 0, 1e12, inclusive_low=False)
@@ -282,7 +283,8 @@ class ModelConfig:
                 try:
                     units = tuple(int(u) for u in units.replace(",", "_").split("_") if u)
                 except ValueError:
-                    raise ConfigError(f"--block-units expects numbers like 3_4_6_3; got {self.block_units!r}.") from None
+                    raise ConfigError(
+                        f"--block-units expects numbers like 3_4_6_3; got {self.block_units!r}.") from None
             if not units or min(units) < 1:
                 raise ConfigError(f"--block-units expects positive numbers like 3_4_6_3; got {self.block_units!r}.")
             object.__setattr__(self, "block_units", tuple(units))

@@ -28,7 +28,8 @@ import numpy as np
 from spectratorch.config import TRAIN_ONLY_TRANSFORMS
 from spectratorch.errors import ConfigError, SchemaError
 
-__all__ = ["NameParts", "model_name", "parse_model_name", "AXIS_TOLERANCE", "INPUT_KEYS", "same_axis", "describe_axis", "inference_transforms", "differences",
+__all__ = ["NameParts", "model_name", "parse_model_name", "AXIS_TOLERANCE", "INPUT_KEYS", "same_axis", "describe_axis",
+           "inference_transforms", "differences",
            "label_remap"]
 
 _FILE_SUFFIXES = (".onnx", ".ckpt", ".json", ".csv", ".png")
@@ -77,7 +78,8 @@ def model_name(config) -> str:
     transforms = tuple(str(t) for t in get("transforms") or ())
     stem = (
         f"{get('arch')} y={[str(t) for t in get('targets')]!r} c={tuple(str(c) for c in get('channels'))!r} "
-        f"t={transforms if transforms else None!r} {split}-{get('n_splits')} s={get('seed')} eps={_format_eps(get('eps'))}"
+        f"t={transforms if transforms else None!r} {split}-{get('n_splits')} s={get('seed')} "
+        f"eps={_format_eps(get('eps'))}"
     )
     # reason: the stem names files inside the output folder; a separator or a control character (from a channel or
     # a target naming a column) would put them elsewhere.
@@ -176,7 +178,8 @@ def same_axis(have: Sequence[float], want: Sequence[float]) -> bool:
         >>> same_axis([300.0, 301.0], [300.0000001, 301.0]), same_axis([300.0, 301.0], [300.0, 302.0])
         (True, False)
     """
-    have, want = np.asarray(have if have is not None else [], float), np.asarray(want if want is not None else [], float)
+    have = np.asarray(have if have is not None else [], float)
+    want = np.asarray(want if want is not None else [], float)
     if have.shape != want.shape:
         return False
     scale = max(1.0, float(np.abs(want).max())) if want.size else 1.0

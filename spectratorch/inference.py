@@ -240,8 +240,8 @@ def session_options(threads: int | None = None):
     if threads is not None and threads > cpus:
         # reason: onnxruntime starts every thread asked for, each with its own stack and scratch memory (100,000
         # grow memory until the machine stalls); more threads than CPUs only wait for each other.
-        raise ConfigError(f"--threads {threads} is more than the {cpus} CPUs this process may use; give at most {cpus}, "
-                          "or leave it out (the physical cores).")
+        raise ConfigError(f"--threads {threads} is more than the {cpus} CPUs this process may use; give at most "
+                          f"{cpus}, or leave it out (the physical cores).")
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL

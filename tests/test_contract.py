@@ -30,7 +30,7 @@ def _lines(message: str) -> str:
 
 @pytest.mark.slow
 def test_export_and_predict_accept_the_same_axis_within_the_tolerance(run, tmp_path):
-    from spectratorch.export.onnx import ExportError, export_onnx
+    from spectratorch.export.onnx import export_onnx
 
     table = _table(run, AXIS_TOLERANCE / 2)
     out = export_onnx(run.checkpoint, tmp_path / "m.onnx", table, n_check=16, metrics={})

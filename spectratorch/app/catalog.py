@@ -12,9 +12,9 @@ import logging
 import os
 from pathlib import Path
 
+from spectratorch.contract import NameParts, parse_model_name
 from spectratorch.errors import ConfigError, SpectratorchError
 from spectratorch.inference import DEFAULT_CUTOFF_KEY, Predictor
-from spectratorch.contract import NameParts, parse_model_name
 
 __all__ = ["ModelEntry", "find_models", "open_model", "model_row", "model_details"]
 

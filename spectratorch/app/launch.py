@@ -16,7 +16,8 @@ from pathlib import Path
 
 from spectratorch.errors import ConfigError
 
-__all__ = ["ENV_MODELS", "ENV_MAX_UPLOAD_MB", "ENV_READER_MEMORY_MB", "ENV_READER_SECONDS", "PAGE", "streamlit_command", "launch"]
+__all__ = ["ENV_MODELS", "ENV_MAX_UPLOAD_MB", "ENV_READER_MEMORY_MB", "ENV_READER_SECONDS", "PAGE", "streamlit_command",
+           "launch"]
 
 _logger = logging.getLogger(__name__)
 

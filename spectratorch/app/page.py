@@ -306,7 +306,8 @@ def main() -> None:
     folder, limits = _settings()
     # reason: the folder as the user knows it: relative to where `spectratorch app` was started, when inside it.
     shown = folder.relative_to(Path.cwd()) if folder.is_absolute() and folder.is_relative_to(Path.cwd()) else folder
-    st.caption(f"Models from `{shown}` · uploads up to {limits.upload_mb:g} MB · runs on this PC, nothing is sent away.")
+    st.caption(f"Models from `{shown}` · uploads up to {limits.upload_mb:g} MB · runs on this PC, nothing is sent "
+               "away.")
     try:
         entry = _choose_model(folder)
         name, upload_key, prediction = _upload(entry, limits)

@@ -11,8 +11,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 from dataclasses import dataclass
-from typing import Callable
 from pathlib import Path
+from typing import Callable
 
 import lightning.pytorch as pl
 import numpy as np
@@ -20,14 +20,14 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from spectratorch.config import DataConfig, RunConfig
-from spectratorch.data.demo import ensure_demo_data
-from spectratorch.defaults import auto_batch_size, auto_transforms
 from spectratorch.contract import label_remap
+from spectratorch.data.demo import ensure_demo_data
 from spectratorch.data.resolve import resolve_data_defaults
 from spectratorch.data.schema import RowFilter, SpectralTable, load_table
 from spectratorch.data.splits import TEST_MODES, Split, make_split
 from spectratorch.data.targets import Target, handle_rare_classes, resolve_target
 from spectratorch.data.transforms import DataAugment, Mixup, one_hot
+from spectratorch.defaults import auto_batch_size, auto_transforms
 from spectratorch.errors import TargetError
 
 __all__ = ["SpectralDataModule", "IndexBatchSampler"]

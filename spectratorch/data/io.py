@@ -2,7 +2,8 @@
 
 Pickle is the lab's fast format, but unpickling can run code: ``.pkl`` files go through the restricted unpickler of
 :mod:`spectratorch.data.unpickle`, which admits only what a pandas DataFrame needs, checks every argument before
-pandas' compiled code sees it, and refuses anything else before it is called. Parquet runs no code and is the format to exchange data with strangers.
+pandas' compiled code sees it, and refuses anything else before it is called. Parquet runs no code and is the format
+to exchange data with strangers.
 
 CSV and Excel files have no index of their own: the first column is the sample id in the lab's layout
 (``<channel>_<x>`` columns, as :func:`write_dataset` writes them); in a plain table (bare-number spectral columns)
@@ -134,7 +135,8 @@ def read_dataset_mapped(
 def _read(path: Path, map_from: int | None) -> tuple[pd.DataFrame, Callable[[], None]]:
     suffix = _check_suffix(path)
     if not path.is_file():
-        raise DataFormatError(f"{path}: no such dataset file. Check the path, or make one with `spectratorch make-dataset`.")
+        raise DataFormatError(f"{path}: no such dataset file. Check the path, or make one with "
+                              "`spectratorch make-dataset`.")
     if path.stat().st_size == 0:
         raise DataFormatError(f"{path}: the file is empty (0 bytes).")
     release = _nothing

@@ -524,7 +524,8 @@ def _lspr(rng: np.random.Generator, spec: InstrumentSpec, theta: np.ndarray, out
     out += rng.normal(0.05, 0.01, size=(n, 1)).astype(np.float32)
     out -= rng.normal(0.02, 0.005, size=(n, 1)).astype(np.float32) * t[None, :]
     center = theta[:, _INDEX["l_pos"]] + rng.normal(0.0, 0.3, size=n)
-    _add_peak(out, AXIS_LSPR, (450.0, 700.0), center, np.exp(theta[:, _INDEX["l_lw"]]), np.exp(theta[:, _INDEX["l_la"]]))
+    _add_peak(out, AXIS_LSPR, (450.0, 700.0), center, np.exp(theta[:, _INDEX["l_lw"]]),
+              np.exp(theta[:, _INDEX["l_la"]]))
 
 
 def _transmittance(rng: np.random.Generator, theta: np.ndarray) -> np.ndarray:

@@ -90,7 +90,8 @@ _ALIASES = {
     "_unpickle_timestamp": [("pandas._libs.tslibs.timestamps", "_unpickle_timestamp")],
     "_timedelta_unpickle": [("pandas._libs.tslibs.timedeltas", "_timedelta_unpickle")],
     **{f"{kind}{bits}Dtype": [("pandas", f"{kind}{bits}Dtype"),
-                              (f"pandas.core.arrays.{'integer' if 'Int' in kind else 'floating'}", f"{kind}{bits}Dtype")]
+                              (f"pandas.core.arrays.{'integer' if 'Int' in kind else 'floating'}",
+                               f"{kind}{bits}Dtype")]
        for kind, sizes in (("Int", (8, 16, 32, 64)), ("UInt", (8, 16, 32, 64)), ("Float", (32, 64)))
        for bits in sizes},
     "BooleanDtype": [("pandas", "BooleanDtype"), ("pandas.core.arrays.boolean", "BooleanDtype")],
@@ -198,7 +199,8 @@ class _Shims:
         return self.zone(key)
 
     def tz(self, tz):
-        """A time zone: a tzinfo object already checked, or the name of one (never a path: dateutil names open files)."""
+        """A time zone: a tzinfo object already checked, or the name of one (never a path: dateutil names open
+        files)."""
         if tz is None or isinstance(tz, datetime.tzinfo):
             return tz
         _require(type(tz) is str, "a time zone that is not a name")
@@ -495,7 +497,8 @@ def _setstate_checks(shims: _Shims) -> dict[type, Callable[[object, object], Non
         _require(isinstance(state.get("_dtype", pd.StringDtype()), (pd.StringDtype, pd.ArrowDtype)), "arrow dtype")
 
     def masked(inst, state) -> None:
-        _require(type(state) is dict and set(state) <= {"_data", "_mask", "_cache", "_dtype", "_readonly"}, "masked array state")
+        _require(type(state) is dict and set(state) <= {"_data", "_mask", "_cache", "_dtype", "_readonly"},
+                 "masked array state")
         _require(isinstance(state.get("_dtype", pd.BooleanDtype()), pd.api.extensions.ExtensionDtype),
                  "masked array dtype")
         values, mask = state.get("_data"), state.get("_mask")

@@ -24,11 +24,11 @@ from pathlib import Path
 import numpy as np
 
 from spectratorch.config import RunConfig
+from spectratorch.contract import model_name
 from spectratorch.data.io import atomic_path
 from spectratorch.data.splits import TEST_MODES
 from spectratorch.defaults import auto_transforms
 from spectratorch.errors import ConfigError
-from spectratorch.contract import model_name
 
 __all__ = ["run_cv", "cv_name", "fold_configs", "summarise_folds", "plot_folds", "classification_metrics"]
 

@@ -24,19 +24,25 @@ from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, Mode
 
 from spectratorch._version import __version__
 from spectratorch.config import RunConfig
+from spectratorch.contract import model_name
 from spectratorch.data.datamodule import SpectralDataModule
 from spectratorch.data.io import atomic_path
+from spectratorch.defaults import LARGE_TRAIN, auto_arch, resolve_defaults
 from spectratorch.errors import CheckpointError, ConfigError
 from spectratorch.models.registry import is_model, list_models
 from spectratorch.report.sheet import make_result_sheet
 from spectratorch.training.baseline import compare_with_baseline, fit_baselines, preprocessed_features
-from spectratorch.training.loggers import check_loggers, log_artifacts, log_dir, log_hparams, make_loggers, \
-    tensorboard_writer
+from spectratorch.training.hardware import check_hardware
+from spectratorch.training.loggers import (
+    check_loggers,
+    log_artifacts,
+    log_dir,
+    log_hparams,
+    make_loggers,
+    tensorboard_writer,
+)
 from spectratorch.training.losses import resolve_class_weights
 from spectratorch.training.module import METRIC_NAMES, SELECT_METRIC, SpectralModule
-from spectratorch.defaults import LARGE_TRAIN, auto_arch, resolve_defaults
-from spectratorch.contract import model_name
-from spectratorch.training.hardware import check_hardware
 from spectratorch.training.restore import checkpoint_differences, load_module, read_checkpoint
 
 __all__ = ["train", "resolve_precision", "checkpoint_differences", "predict_probabilities"]

@@ -411,12 +411,10 @@ def train_small(config: RunConfig, dm, candidates=CANDIDATES, result_sheet: bool
         model on the training rows; ``metrics.test`` the test rows').
     """
     from spectratorch._version import __version__
-    from spectratorch.defaults import resolve_defaults
-    from spectratorch.export.calibration import calibration_report
     from spectratorch.contract import model_name
-    from spectratorch.pipelines.run import _module_kwargs, _write_json, predict_probabilities, _save_test_predictions
-
-    from spectratorch.defaults import auto_transforms
+    from spectratorch.defaults import auto_transforms, resolve_defaults
+    from spectratorch.export.calibration import calibration_report
+    from spectratorch.pipelines.run import _module_kwargs, _save_test_predictions, _write_json, predict_probabilities
 
     if config.data.transforms is None:
         config = dataclasses.replace(config, data=dataclasses.replace(

@@ -15,8 +15,8 @@ At the end: ``<study> best.json`` (the best trial's flags as a ready ``spectrato
 from __future__ import annotations
 
 import dataclasses
-import json
 import inspect
+import json
 import logging
 import os
 import socket

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from spectratorch.report.occlusion import default_window, occluded_copies, window_average
+from spectratorch.export.calibration import expected_calibration_error, softmax
 from spectratorch.report.metrics import (
     apply_cutoff,
     auto_cutoff,
@@ -30,7 +30,7 @@ from spectratorch.report.metrics import (
     error_contributions,
     per_class_scores,
 )
-from spectratorch.export.calibration import expected_calibration_error, softmax
+from spectratorch.report.occlusion import default_window, occluded_copies, window_average
 
 __all__ = ["A4_LANDSCAPE", "DPI", "MIN_FONT_PT", "SheetData", "collect", "gradient_x_input", "axis_label",
            "split_name", "plot_result_sheet", "write_result_sheet", "make_result_sheet"]

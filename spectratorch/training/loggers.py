@@ -12,8 +12,8 @@
 from __future__ import annotations
 
 import logging
-import warnings
 import os
+import warnings
 from pathlib import Path
 from typing import Sequence
 

@@ -41,7 +41,8 @@ def test_make_dataset_then_convert_round_trip(tmp_path):
 
 def test_same_seed_same_file(tmp_path):
     for name in ("a", "b"):
-        assert _cli("make-dataset", "--samples", "200", "--seed", "7", "-o", str(tmp_path / f"{name}.pkl")).returncode == 0
+        made = _cli("make-dataset", "--samples", "200", "--seed", "7", "-o", str(tmp_path / f"{name}.pkl"))
+        assert made.returncode == 0
     pd.testing.assert_frame_equal(read_dataset(tmp_path / "a.pkl"), read_dataset(tmp_path / "b.pkl"))
 
 

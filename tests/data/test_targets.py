@@ -9,7 +9,8 @@ from spectratorch.errors import SplitError, TargetError
 def meta():
     intensity = ["OK", "OK - Inspecteur", "OK - SpectrAcer", "VR", "VR", "NC", "CROCHET", "VR", "NC"]
     types = [0, 0, 0, 11, 1, 2, 0, 13, 6]
-    return pd.DataFrame({"greffon_defaut_severite": intensity, "greffon_defaut_type": types, "label": list("abcabcabc")})
+    return pd.DataFrame({"greffon_defaut_severite": intensity, "greffon_defaut_type": types,
+                         "label": list("abcabcabc")})
 
 
 def _names(target):
@@ -74,7 +75,8 @@ def test_generic_numbers_sorted_naturally():
 def test_unknown_code_lists_what_data_has(meta):
     with pytest.raises(TargetError, match="unknown target code or column 'XX'"):
         resolve_target(meta, ("AVA", "XX"))
-    with pytest.raises(TargetError, match=r"no row has the class value 'ZZ'.*'intensity': \['CROCHET', 'NC', 'OK', 'VR'\]"):
+    expected = r"no row has the class value 'ZZ'.*'intensity': \['CROCHET', 'NC', 'OK', 'VR'\]"
+    with pytest.raises(TargetError, match=expected):
         resolve_target(meta, ("OVA", "ZZ"))
     with pytest.raises(TargetError, match="starts with AVA or OVA"):
         resolve_target(meta, ("ALL", "IN"))

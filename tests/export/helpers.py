@@ -85,9 +85,8 @@ def cutoff_run(tmp_path_factory) -> Run:
     key = ("cutoff",)
     if key not in _CACHE:
         from spectratorch.config import DataConfig, ModelConfig, RunConfig, TrainConfig
-        from spectratorch.pipelines.run import train
-
         from spectratorch.data.demo import write_demo_dataset
+        from spectratorch.pipelines.run import train
 
         out = tmp_path_factory.getbasetemp() / "export-run-cutoff"
         # reason: 3,000 samples give more than LARGE_TRAIN training and validation rows, so Linear is trained by

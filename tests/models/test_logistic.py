@@ -56,7 +56,8 @@ def test_minirocket_head_starts_from_the_logistic_regression_of_its_features():
     y = torch.arange(n) % 3
     grid = torch.linspace(0, 1, 150)
     # three classes told apart by where a peak is
-    spectra = torch.exp(-((grid - 0.3 - 0.2 * y[:, None].float()) ** 2) / 0.002)[:, None] + 0.05 * torch.randn(n, 1, 150)
+    spectra = torch.exp(-((grid - 0.3 - 0.2 * y[:, None].float()) ** 2) / 0.002)[:, None]
+    spectra = spectra + 0.05 * torch.randn(n, 1, 150)
     net = MiniRocketNet(1, 150, 0, 3, n_features=840).fit_data(spectra)
     assert not net.fc.weight.any()
     net = MiniRocketNet(1, 150, 0, 3, n_features=840).fit_data(spectra, None, y)

@@ -146,8 +146,8 @@ def _without_test(summary):
 
 @pytest.mark.slow
 def test_planted_leak_test_rows_change_no_choice_and_no_weight(tmp_path):
-    from spectratorch.training.restore import load_module
     from spectratorch.pipelines.run import train
+    from spectratorch.training.restore import load_module
 
     make_generic_frame(60, seed=5).to_pickle(tmp_path / "train.pkl")
     honest = make_generic_frame(30, seed=6)

@@ -12,11 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from spectratorch.cli import build_parser, config_from_args
+from spectratorch.cli import build_parser, config_from_args, train_command
 from spectratorch.config import RunConfig
 from spectratorch.errors import ConfigError
 from spectratorch.pipelines.space import load_space, parse_space
-from spectratorch.cli import train_command
 
 ROOT = Path(__file__).resolve().parents[2]
 FAST = ["--arch", "TinyVGG", "--batch-size", "64", "--channels", "277", "380", "--max-epochs", "2", "--no-evaluate"]
@@ -139,6 +138,7 @@ def test_study_resumes_after_a_kill(demo_file, tmp_path):
     states = _states(out / "optuna.db")
     assert states[1] == "FAIL" and states.count("COMPLETE") + states.count("PRUNED") >= 3
     import optuna
+
     from spectratorch.pipelines.tune import _retry_callback
 
     study = optuna.load_study(study_name="lab", storage=f"sqlite:///{out / 'optuna.db'}")

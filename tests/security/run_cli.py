@@ -11,6 +11,7 @@ import os
 import sys
 
 import torch  # noqa: F401  reason: imported once before forking, so each child starts at once
+
 from spectratorch import cli
 
 

@@ -116,8 +116,9 @@ def test_a_second_run_into_a_held_folder_is_refused_and_a_dead_holders_lock_take
         leftover.write_bytes(b"a live run's half-written file")
         results = run_cli_many([_train(data, out), ["cv", *_train(data, out)[1:]]], tmp_path)
         for verb, result in zip(("train", "cv"), results):
-            assert_one_line_refusal(result, verb, f"the output directory {out} is in use by run {holder.pid} on "
-                                                  f"{socket.gethostname()} (`spectratorch train --arch VGG11`, started ")
+            expected = (f"the output directory {out} is in use by run {holder.pid} on {socket.gethostname()} "
+                        "(`spectratorch train --arch VGG11`, started ")
+            assert_one_line_refusal(result, verb, expected)
         assert leftover.is_file()  # a held folder's temporary files belong to the run that holds it
     finally:
         holder.send_signal(signal.SIGKILL)

@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
+from spectratorch.contract import model_name
 from spectratorch.data.io import read_dataset, write_dataset
 from spectratorch.data.schema import load_table
 from spectratorch.errors import ConfigError, DataFormatError, SchemaError
-from spectratorch.contract import model_name
 from tests.conftest import make_frame
 
 

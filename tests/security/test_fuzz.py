@@ -54,7 +54,8 @@ def _read_in_child(path) -> int:
     return -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
 
 
-_SETTINGS = settings(max_examples=int(os.environ.get("SPECTRATORCH_FUZZ_EXAMPLES", "200")), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+_SETTINGS = settings(max_examples=int(os.environ.get("SPECTRATORCH_FUZZ_EXAMPLES", "200")), deadline=None,
+                     suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 @pytest.mark.slow

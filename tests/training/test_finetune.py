@@ -72,7 +72,8 @@ def test_finetune_new_head_freeze_then_unfreeze_through_the_cli(parent, b_file, 
     assert whole["trainable_parameters"] == sum(p.numel() for p in model.model.parameters())
     # reason: the head phase trains the head and the backbone's batch norms (Lightning's train_bn=True), nothing else.
     net = model.model.net
-    norms = sum(p.numel() for m in net.features.modules() if isinstance(m, torch.nn.BatchNorm1d) for p in m.parameters())
+    norms = sum(p.numel() for m in net.features.modules() if isinstance(m, torch.nn.BatchNorm1d)
+                for p in m.parameters())
     assert head["trainable_parameters"] == sum(p.numel() for p in net.head.parameters()) + norms
     assert head["trainable_parameters"] < whole["trainable_parameters"]
     assert len(whole["lr"]) == 2 and whole["lr"][1] == pytest.approx(0.5 * whole["lr"][0])
@@ -104,7 +105,8 @@ def test_frozen_backbone_stays_the_parents(parent, b_file, tmp_path):
                     keep_scaling=True),
     ))
     assert [p["phase"] for p in summary["finetune"]["phases"]] == ["head"]
-    assert summary["config"]["model"]["arch"] == "TinyVGG" and list(summary["config"]["data"]["transforms"]) == ["da", "simulate"]
+    assert summary["config"]["model"]["arch"] == "TinyVGG"
+    assert list(summary["config"]["data"]["transforms"]) == ["da", "simulate"]
     assert summary["name"] == "TinyVGG y=['OVA', 'OK'] c=('277', '380') t=('da', 'simulate') 0-5 s=42 eps=0.1"
     assert summary["finetune"]["head"] == "continued" and summary["finetune"]["scaling"] == "kept"
     old, new = load_module(checkpoint).model, load_module(summary["files"]["checkpoint"]).model

@@ -94,8 +94,8 @@ def test_cli_flags_map_to_the_config():
 
 def _rare_class_recall(data, out, class_weights, loss="ce"):
     from spectratorch.config import DataConfig, ModelConfig, RunConfig
-    from spectratorch.training.restore import load_module
     from spectratorch.pipelines.run import predict_probabilities, train
+    from spectratorch.training.restore import load_module
 
     config = RunConfig(
         DataConfig(data=str(data), targets=("OVA", "NC"), channels=("277", "380"), batch_size=64, transforms=()),

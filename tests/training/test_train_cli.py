@@ -79,8 +79,8 @@ def _check_tensorboard(log_dir: Path):
 def test_same_command_same_metrics_on_cpu(demo_file, tmp_path):
     runs = []
     for name in ("a", "b"):
-        result = _run(["-m", "spectratorch.cli", "train", "--data", str(demo_file), *FAST, "--transforms", "da", "mixup",
-                       "--output-dir", str(tmp_path / name)])
+        result = _run(["-m", "spectratorch.cli", "train", "--data", str(demo_file), *FAST, "--transforms", "da",
+                       "mixup", "--output-dir", str(tmp_path / name)])
         assert result.returncode == 0, result.stderr[-3000:]
         runs.append(json.loads(next((tmp_path / name).glob("*.json")).read_text())["metrics"])
     assert runs[0] == runs[1]
@@ -219,7 +219,8 @@ def test_bad_input_one_line_no_traceback(demo_file, args, message):
 @pytest.mark.slow
 def test_load_this_with_other_configuration(demo_file, tmp_path):
     out = tmp_path / "a"
-    assert _run(["train.py", "--data", str(demo_file), *FAST, "--max-epochs", "1", "--output-dir", str(out)]).returncode == 0
+    done = _run(["train.py", "--data", str(demo_file), *FAST, "--max-epochs", "1", "--output-dir", str(out)])
+    assert done.returncode == 0
     ckpt = next(p for p in out.glob("*.ckpt") if not p.name.endswith("last.ckpt"))
     result = _run(["train.py", "--data", str(demo_file), *FAST, "--channels", "277", "--load-this", str(ckpt),
                    "--no-fit", "--output-dir", str(tmp_path / "b")])
