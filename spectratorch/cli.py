@@ -150,7 +150,7 @@ def _add_train_args(parser: argparse.ArgumentParser) -> None:
     model = parser.add_argument_group("model")
     _add(model, "--arch", default=m.arch,
          help=f"architecture: {_MODEL_NAMES}, or auto (VGG11 on the lab's channels with >= 2000 training rows; "
-         "otherwise Linear, PLSDA, MiniRocket or their soft vote, chosen by inner CV of all non-test rows and "
+         "otherwise Linear, PLSDA, MiniRocket, KernelRidge or a soft vote, chosen by inner CV of all non-test rows and "
          "refit on them: doc/small-data.md)")
     _add(model, "--width", type=float, default=m.width,
          help=f"channel multiplier of VGG/ResNetV2 (default: {CPU_WIDTH}, CPU-sized; 1.0 = full size, for a GPU)")

@@ -435,6 +435,8 @@ def train_small(config: RunConfig, dm, candidates=CANDIDATES, result_sheet: bool
     metrics = {"val": val}
     if len(test_rows):
         metrics["test"] = classification_metrics(test_probabilities, source.target.y[test_rows])
+    if config.train.baseline and len(test_rows):
+        metrics["baseline"] = _baseline(module, dm, config.data.seed)
     checkpoint = out_dir / f"{stem}_{val['loss']:.3E}_{val['f1']:.4f}_{val['accuracy']:.4f}.ckpt"
     save_checkpoint(module, checkpoint)
     summary = {"name": stem, "version": __version__, "config": config.to_dict(), "labels": list(dm.labels),
@@ -467,6 +469,18 @@ def train_small(config: RunConfig, dm, candidates=CANDIDATES, result_sheet: bool
     files["json"] = str(out_dir / f"{stem}.json")
     _write_json(out_dir / f"{stem}.json", summary)
     return summary
+
+
+def _baseline(module, dm, seed: int) -> dict:
+    """The run's own linear baselines (``training/baseline.py``: logistic regression, PLS-DA) on the model's
+    preprocessed inputs, fitted on the training rows and scored on the test rows, as every run reports them."""
+    from spectratorch.pipelines.run import _stage_features
+    from spectratorch.training.baseline import fit_baselines
+
+    stages = ("train",) if dm.config.test_source == "is-val" else ("train", "val")
+    parts = [_stage_features(module, dm, stage) for stage in stages]
+    train = (np.concatenate([x for x, _ in parts]), np.concatenate([y for _, y in parts]))
+    return fit_baselines(train, {"test": _stage_features(module, dm, "test")}, dm.n_classes, seed=seed)
 
 
 def _class_counts(dm) -> dict:

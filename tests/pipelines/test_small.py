@@ -194,6 +194,10 @@ def test_cv_is_the_standard_k_fold_estimate(tmp_path):
         assert set(summary["arch_selection"]["candidates"]) == {"Linear", "PLSDA", "MiniRocket", "KernelRidge"}
         for candidate in summary["arch_selection"]["candidates"].values():
             assert len(candidate["inner_cv_per_value"]) == len(candidate["grid"])
+        # every run reports its own linear baselines, fitted on the same training rows, scored on the same test rows
+        baseline = summary["metrics"]["baseline"]
+        assert set(baseline) == {"logistic_regression", "pls_da"}
+        assert all(0 <= b["test"]["accuracy"] <= 1 for b in baseline.values())
     assert (tested == 1).all()  # every row tested exactly once
     accuracies = [s["metrics"]["test"]["accuracy"] for s in summaries]
     assert result["mean"]["test"]["accuracy"] == pytest.approx(np.mean(accuracies))
