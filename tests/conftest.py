@@ -53,3 +53,25 @@ def demo_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("data") / "demo.pkl"
     write_demo_dataset(path, n_samples=900, seed=3)
     return path
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread for the test: on tiny tensors intra-op threads cost more than they save, and on a busy
+    2-core machine they spin against each other (seconds per step instead of milliseconds)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def spectra_like(n: int, n_features: int, n_classes: int = 3, seed: int = 0, bump=lambda y: 0.5 * y):
+    """Smooth random curves ``x [n, n_features]`` whose points 40..59 rise by ``bump(y)``, their classes ``y``, and 25
+    new curves without a class: a small separable set for the closed-form heads."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % n_classes
+    x = rng.normal(size=(n, n_features)).cumsum(1) * 0.1
+    x[:, 40:60] += bump(y)[:, None]
+    return x, y, rng.normal(size=(25, n_features)).cumsum(1) * 0.1

@@ -12,22 +12,13 @@ from spectratorch.models.closed_form import (
     kernel_ridge_loo,
     squared_distances,
 )
+from tests.conftest import spectra_like
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _spectra_like(n=60, n_features=120, n_classes=3, seed=0):
-    rng = np.random.default_rng(seed)
-    y = np.arange(n) % n_classes
-    x = rng.normal(size=(n, n_features)).cumsum(1) * 0.1
-    x[:, 40:60] += 0.3 * y[:, None] ** 2
-    return x, y, rng.normal(size=(25, n_features)).cumsum(1) * 0.1
+    return spectra_like(n, n_features, n_classes, seed, bump=lambda y: 0.3 * y ** 2)
 
 
 def _reference(x, y, x_new, n_classes, gamma, alpha):

@@ -19,14 +19,7 @@ SMALL = {
 LAYOUTS = [(1, 100, 0), (3, 446, 2), (2, 16, 1)]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # reason: on these tiny tensors intra-op threads cost more than they save, and on a busy 2-core machine
-    # they spin against each other (seconds per step instead of milliseconds).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _make_inputs(n, n_channels, length, n_tabular, seed=0):

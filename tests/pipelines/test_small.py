@@ -26,24 +26,16 @@ from spectratorch.models.closed_form import (
     ridge_head,
 )
 from spectratorch.pipelines.small import inner_folds
+from tests.conftest import spectra_like
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _spectra_like(n=90, n_features=300, n_classes=3, seed=0):
-    rng = np.random.default_rng(seed)
-    y = np.arange(n) % n_classes
-    x = rng.normal(size=(n, n_features)).cumsum(1) * 0.1
-    x[:, 40:60] += 0.5 * y[:, None]
-    return x, y, rng.normal(size=(25, n_features)).cumsum(1) * 0.1
+    return spectra_like(n, n_features, n_classes, seed)
 
 
 # ---- heads equal the closed-form solutions ----------------------------------------------------------------------
