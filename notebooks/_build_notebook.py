@@ -433,8 +433,24 @@ def render() -> str:
     return nbformat.writes(build()) + "\n"
 
 
-if __name__ == "__main__":
-    path = Path(sys.argv[1]) if len(sys.argv) > 1 else NOTEBOOK
+def main(argv: list[str]) -> int:
+    """Write the notebook to ``argv[0]`` (default: next to this script); ``-h`` prints the usage."""
+    if argv and argv[0].startswith("-"):
+        stream = sys.stdout if argv[0] in ("-h", "--help") else sys.stderr
+        print("usage: python notebooks/_build_notebook.py [NOTEBOOK.ipynb]", file=stream)
+        return 0 if stream is sys.stdout else 2
+    if len(argv) > 1:
+        print(f"expected at most one notebook path, found {len(argv)} arguments", file=sys.stderr)
+        return 2
+    path = Path(argv[0]) if argv else NOTEBOOK
+    if path.suffix != ".ipynb":
+        print(f"expected a .ipynb path, found {str(path)!r}", file=sys.stderr)
+        return 2
     with atomic_path(path) as temporary:
         temporary.write_text(render(), encoding="utf-8")
     print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -91,3 +91,16 @@ def test_default_export_is_generated_under_the_repository_datasets(tmp_path, mon
     assert sorted(p.name for p in raw_dir.iterdir()) == ["EX_277_demo_I.txt", "EX_380_demo_I.txt",
                                                           "EX_425_demo_I.txt", "LSPR_demo_I.txt", "Y_demo.txt"]
     assert len(pd.read_csv(raw_dir / "Y_demo.txt", sep="\t")) == 50
+
+
+def test_builder_command_line_writes_only_a_notebook_path(tmp_path, capsys, monkeypatch):
+    builder = _builder()
+    monkeypatch.chdir(tmp_path)
+    assert builder.main(["--help"]) == 0
+    assert "usage:" in capsys.readouterr().out
+    assert builder.main(["--force"]) == 2
+    assert builder.main(["notes.txt"]) == 2
+    assert "expected a .ipynb path" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+    assert builder.main(["copy.ipynb"]) == 0
+    assert nbformat.read(tmp_path / "copy.ipynb", as_version=4).cells
