@@ -30,6 +30,7 @@ from spectratorch.defaults import (
     PATIENCE_STEPS,
 )
 from spectratorch.errors import ConfigError, SpectratorchError
+from spectratorch.transforms import LAB_CHANNELS, default_transforms, in_model, train_only, transform_options
 
 __all__ = ["main", "build_parser", "config_from_args", "train_command"]
 
@@ -134,19 +135,13 @@ def _add_train_args(parser: argparse.ArgumentParser) -> None:
     _add(data, "--batch-size", type=int, default=None,
          help=f"samples per batch (default: n_train/8 rounded down to a power of two, within {MIN_BATCH}..{MAX_BATCH})")
     aug = parser.add_argument_group("transforms")
+    model_stage = " ".join(in_model())
     _add(aug, "--transforms", nargs="+", default=None,
-         help="in order: da mixup (training only), simulate snv sg1 sg2 msc emsc als (in the model), or none "
-         "(default: da on the "
-         "lab's channels 277 380 425 lspr, none on other data)")
-    _add(aug, "--mixup-alpha", type=float, default=d.mixup_alpha, help="mixup's Beta(alpha, alpha)")
-    _add(aug, "--da-multiplier-scale", type=float, default=d.da_multiplier_scale, help="da: std of the factor")
-    _add(aug, "--da-rel-noise-scale", type=float, default=d.da_rel_noise_scale, help="da: relative noise std")
-    _add(aug, "--da-xshift-scale", type=float, default=d.da_xshift_scale, help="da: Laplace scale of the shift")
-    _add(aug, "--sg-window", type=int, default=d.sg_window, help="Savitzky-Golay window (odd)")
-    _add(aug, "--sg-order", type=int, default=d.sg_order, help="Savitzky-Golay polynomial order")
-    _add(aug, "--emsc-order", type=int, default=d.emsc_order, help="emsc: polynomial order of the baseline")
-    _add(aug, "--als-lambda", type=float, default=d.als_lambda, help="als: smoothness of the baseline")
-    _add(aug, "--als-p", type=float, default=d.als_p, help="als: weight of the points above the baseline")
+         help=f"in order: {' '.join(train_only())} (training only), {model_stage} (in the model), or none "
+         f"(default: {' '.join(default_transforms(sorted(LAB_CHANNELS)))} on the lab's "
+         f"channels {' '.join(sorted(LAB_CHANNELS))}, none on other data)")
+    for option in transform_options().values():
+        _add(aug, option.flag, type=option.type, default=getattr(d, option.name, option.default), help=option.help)
     model = parser.add_argument_group("model")
     _add(model, "--arch", default=m.arch,
          help=f"architecture: {_MODEL_NAMES}, or auto (VGG11 on the lab's channels with >= 2000 training rows; "

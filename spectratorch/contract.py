@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from spectratorch.config import TRAIN_ONLY_TRANSFORMS
 from spectratorch.errors import ConfigError, SchemaError
+from spectratorch.transforms import option_readers, train_only
 
 __all__ = ["NameParts", "model_name", "parse_model_name", "AXIS_TOLERANCE", "INPUT_KEYS", "same_axis", "describe_axis",
            "inference_transforms", "differences",
@@ -167,8 +167,6 @@ INPUT_KEYS = ("channels", "axis", "tabular_columns")
 # reason: each key with the flag that sets it, so a refusal says how to match the model.
 _FLAGS = {"arch": "--arch", "channels": "--channels", "tabular_columns": "--tabular", "transforms": "--transforms"}
 # reason: a preprocessing option changes the model only when a transform that reads it is in the model.
-_PREPROCESS_OPTIONS = {"sg_window": ("sg1", "sg2"), "sg_order": ("sg1", "sg2"), "emsc_order": ("emsc",),
-                       "als_lambda": ("als",), "als_p": ("als",)}
 
 
 def same_axis(have: Sequence[float], want: Sequence[float]) -> bool:
@@ -194,7 +192,7 @@ def describe_axis(axis: Sequence[float]) -> str:
 
 def inference_transforms(transforms: Iterable[str] | None) -> list[str]:
     """The transforms that live in the model (train-only ones, ``da`` and ``mixup``, do not change it)."""
-    return [t for t in transforms or () if t not in TRAIN_ONLY_TRANSFORMS]
+    return [t for t in transforms or () if t not in train_only()]
 
 
 def _as_list(value) -> list:
@@ -251,7 +249,7 @@ def differences(model: Mapping, other: Mapping, keys: Iterable[str] = INPUT_KEYS
         elif key == "preprocess_kwargs":
             used = set(other.get("transforms") or model.get("transforms") or ())
             have, want = have or {}, want or {}
-            for name, readers in _PREPROCESS_OPTIONS.items():
+            for name, readers in option_readers().items():
                 if used & set(readers):
                     if have.get(name) != want.get(name):
                         hint = f" (pass --{name.replace('_', '-')} {have.get(name)})" if fixes else ""
