@@ -258,7 +258,12 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """The architecture and its settings; ``None`` keeps the architecture's default."""
+    """The architecture and its settings; ``None`` keeps the architecture's default.
+
+    ``arch_opts`` holds the options an architecture declares beyond the named fields (``--arch-opt KEY=VALUE``,
+    typed and checked against the declaration by the CLI); a named field given there (``width``) is moved to its
+    field, so ``--arch-opt width=0.5`` and ``--width 0.5`` are one configuration.
+    """
 
     arch: str = "auto"
     width: float | None = None
@@ -268,8 +273,10 @@ class ModelConfig:
     dropout: float | None = None
     pool_bins: int | None = None
     n_features: int | None = None
+    arch_opts: dict = field(default_factory=dict)
 
     def __post_init__(self):
+        _move_named_options(self)
         _check_range("--width", self.width, 0, 64, inclusive_low=False)
         _check_range("--dropout", self.dropout, 0, 0.99)
         if self.block_units is not None:
@@ -286,7 +293,20 @@ class ModelConfig:
 
     def arch_kwargs(self) -> dict:
         """The keyword arguments for ``create_model`` (``None`` ones are dropped there)."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "arch"}
+        named = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("arch", "arch_opts")}
+        return {**named, **self.arch_opts}
+
+
+def _move_named_options(model: ModelConfig) -> None:
+    """``arch_opts`` keys that are fields go to their field (a different value given both ways is refused)."""
+    extra = {str(key).replace("-", "_"): value for key, value in (model.arch_opts or {}).items()}
+    named = {f.name for f in dataclasses.fields(model)} - {"arch", "arch_opts"}
+    for key in sorted(extra.keys() & named):
+        value, current = extra.pop(key), getattr(model, key)
+        if current is not None and current != value:
+            raise ConfigError(f"--{key.replace('_', '-')} {current} and --arch-opt {key}={value} disagree; give one.")
+        object.__setattr__(model, key, value)
+    object.__setattr__(model, "arch_opts", extra)
 
 
 @dataclass(frozen=True)

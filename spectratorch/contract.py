@@ -18,6 +18,7 @@ A model's description is a plain mapping (a checkpoint's hyperparameters, or wha
 from __future__ import annotations
 
 import ast
+import dataclasses
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -25,7 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
+from spectratorch.config import ModelConfig
 from spectratorch.errors import ConfigError, SchemaError
+from spectratorch.options import format_value
 from spectratorch.transforms import option_readers, train_only
 
 __all__ = ["NameParts", "model_name", "parse_model_name", "AXIS_TOLERANCE", "INPUT_KEYS", "same_axis", "describe_axis",
@@ -164,6 +167,8 @@ AXIS_TOLERANCE = 1e-6
 INPUT_KEYS = ("channels", "axis", "tabular_columns")
 """What data must match for a model to read it."""
 
+# reason: the architecture options with a flag of their own; the others are set by --arch-opt KEY=VALUE.
+_NAMED_OPTIONS = {f.name for f in dataclasses.fields(ModelConfig)} - {"arch", "arch_opts"}
 # reason: each key with the flag that sets it, so a refusal says how to match the model.
 _FLAGS = {"arch": "--arch", "channels": "--channels", "tabular_columns": "--tabular", "transforms": "--transforms"}
 # reason: a preprocessing option changes the model only when a transform that reads it is in the model.
@@ -208,6 +213,13 @@ def _fix(key: str, value) -> str:
     return " (pass --transforms none)" if key == "transforms" else f" (pass a bare {_FLAGS[key]})"
 
 
+def _arch_flag(name: str, value) -> str:
+    """The flag that sets an architecture option: its own (``--width 0.25``) or ``--arch-opt KEY=VALUE``."""
+    if name in _NAMED_OPTIONS:
+        return f"--{name.replace('_', '-')} {value}"
+    return f"--arch-opt {name}={format_value(value)}"
+
+
 def differences(model: Mapping, other: Mapping, keys: Iterable[str] = INPUT_KEYS, *, names=("checkpoint", "this data"),
                 fixes: bool = False) -> list[str]:
     """What keeps ``other`` (data, a run or another model) from fitting ``model``, one line per difference.
@@ -244,7 +256,7 @@ def differences(model: Mapping, other: Mapping, keys: Iterable[str] = INPUT_KEYS
             have, want = have or {}, want or {}
             for name in sorted(set(have) | set(want)):
                 if have.get(name) != want.get(name):
-                    hint = f" (pass --{name.replace('_', '-')} {have.get(name)})" if fixes else ""
+                    hint = f" (pass {_arch_flag(name, have.get(name))})" if fixes else ""
                     lines.append(f"{name}: {mine} {have.get(name)!r}, {theirs} {want.get(name)!r}{hint}")
         elif key == "preprocess_kwargs":
             used = set(other.get("transforms") or model.get("transforms") or ())

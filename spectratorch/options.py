@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from spectratorch.errors import ConfigError
 
-__all__ = ["Option", "parse_units", "parse_pairs"]
+__all__ = ["Option", "parse_units", "parse_pairs", "format_value"]
 
 
 def parse_units(text) -> tuple[int, ...]:
@@ -128,9 +128,11 @@ class Option:
                 list: "a Python literal"}.get(self.type, "a string")
         if self.low is None and self.high is None:
             return kind
-        low = "-inf" if self.low is None else f"{self.low:g}"
-        high = "inf" if self.high is None else f"{self.high:g}"
-        return f"{kind} in {'(' if self.low_open or self.low is None else '['}{low}, {high}]"
+        if self.high is None:
+            return f"{kind} {'>' if self.low_open else '>='} {self.low:g}"
+        if self.low is None:
+            return f"{kind} <= {self.high:g}"
+        return f"{kind} in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}]"
 
     def format(self, value) -> str:
         """The command-line word for ``value`` (the inverse of :meth:`parse`).
@@ -139,11 +141,22 @@ class Option:
             >>> Option("block_units", tuple, (3, 4, 6, 3), "").format((2, 2))
             '2_2'
         """
-        if self.type is tuple:
-            return "_".join(str(v) for v in value)
-        if self.type is list:
-            return repr(value)
-        return str(value)
+        return format_value(value)
+
+
+def format_value(value) -> str:
+    """The command-line word for an option's value: ``2_2`` for a tuple of integers, a literal for a list or a
+    mapping, else ``str``.
+
+    Example:
+        >>> format_value((3, 4)), format_value(0.1), format_value([{"arch": "Linear"}])
+        ('3_4', '0.1', "[{'arch': 'Linear'}]")
+    """
+    if isinstance(value, tuple) and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        return "_".join(str(v) for v in value)
+    if isinstance(value, (list, tuple, dict)):
+        return repr(value)
+    return str(value)
 
 
 def parse_pairs(pairs: Sequence[str] | None, flag: str) -> dict[str, str]:
