@@ -89,7 +89,7 @@ def _param(key: str, spec) -> Param:
         raise ConfigError(f"the search space names an unknown flag {_flag(name)}; searchable flags are "
                           f"{', '.join(_flag(n) for n in SEARCHABLE)}, and the options architectures declare "
                           f"({', '.join(sorted(_declared_arch_options()))}).")
-    if name not in SEARCHABLE:
+    if name not in SEARCHABLE and name in _GROUPS:
         raise ConfigError(f"the search space names {_flag(name)}, which a study cannot vary (outputs, hardware, "
                           f"split, target metric); set it on the command line instead.")
     if isinstance(spec, dict) and "choices" in spec:
