@@ -30,6 +30,8 @@ from spectratorch.defaults import (
     PATIENCE_STEPS,
 )
 from spectratorch.errors import ConfigError, SpectratorchError
+from spectratorch.options import format_value, parse_pairs
+from spectratorch.transforms import LAB_CHANNELS, default_transforms, in_model, train_only, transform_options
 
 __all__ = ["main", "build_parser", "config_from_args", "train_command"]
 
@@ -61,11 +63,13 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescription
 
     def _expand_help(self, action):
         text = super()._expand_help(action)
-        if any(key in text for key in (_MODEL_NAMES, _MODEL_LR, _MODEL_WEIGHT_DECAY)):
+        if any(key in text for key in (_MODEL_NAMES, _MODEL_LR, _MODEL_WEIGHT_DECAY, _MODEL_OPTIONS)):
             # reason: the registry imports torch; only when help is shown, so `predict` starts fast without it.
-            from spectratorch.models.registry import default_lr, default_weight_decay, list_models
+            from spectratorch.models.registry import default_lr, default_weight_decay, list_models, model_options
 
             text = text.replace(_MODEL_NAMES, ", ".join(list_models()))
+            text = text.replace(_MODEL_OPTIONS, per_model_defaults(lambda name: ", ".join(model_options(name)) or
+                                                                   "none", sep=": "))
             text = text.replace(_MODEL_LR, per_model_defaults(default_lr))
             text = text.replace(_MODEL_WEIGHT_DECAY, per_model_defaults(default_weight_decay))
         return text
@@ -74,15 +78,19 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescription
 _MODEL_NAMES = "{registered models}"
 _MODEL_LR = "{default lr per model}"
 _MODEL_WEIGHT_DECAY = "{default weight decay per model}"
+_MODEL_OPTIONS = "{options per model}"
 
 
-def per_model_defaults(default_of) -> str:
-    """``"1e-3 for ResNetV2, VGG11; 1e-4 for Linear"``: the registered models grouped by ``default_of(name)``."""
+def per_model_defaults(default_of, sep: str | None = None) -> str:
+    """``"1e-3 for ResNetV2, VGG11; 1e-4 for Linear"``: the registered models grouped by ``default_of(name)``
+    (with ``sep``: ``"ResNetV2, VGG11: value"``)."""
     from spectratorch.models.registry import list_models
 
-    groups: dict[float, list[str]] = {}
+    groups: dict[float | str, list[str]] = {}
     for name in list_models():
         groups.setdefault(default_of(name), []).append(name)
+    if sep is not None:
+        return "; ".join(f"{', '.join(names)}{sep}{value}" for value, names in groups.items())
     return "; ".join(f"{value:g} for {', '.join(names)}" for value, names in groups.items())
 
 
@@ -134,19 +142,13 @@ def _add_train_args(parser: argparse.ArgumentParser) -> None:
     _add(data, "--batch-size", type=int, default=None,
          help=f"samples per batch (default: n_train/8 rounded down to a power of two, within {MIN_BATCH}..{MAX_BATCH})")
     aug = parser.add_argument_group("transforms")
+    model_stage = " ".join(in_model())
     _add(aug, "--transforms", nargs="+", default=None,
-         help="in order: da mixup (training only), simulate snv sg1 sg2 msc emsc als (in the model), or none "
-         "(default: da on the "
-         "lab's channels 277 380 425 lspr, none on other data)")
-    _add(aug, "--mixup-alpha", type=float, default=d.mixup_alpha, help="mixup's Beta(alpha, alpha)")
-    _add(aug, "--da-multiplier-scale", type=float, default=d.da_multiplier_scale, help="da: std of the factor")
-    _add(aug, "--da-rel-noise-scale", type=float, default=d.da_rel_noise_scale, help="da: relative noise std")
-    _add(aug, "--da-xshift-scale", type=float, default=d.da_xshift_scale, help="da: Laplace scale of the shift")
-    _add(aug, "--sg-window", type=int, default=d.sg_window, help="Savitzky-Golay window (odd)")
-    _add(aug, "--sg-order", type=int, default=d.sg_order, help="Savitzky-Golay polynomial order")
-    _add(aug, "--emsc-order", type=int, default=d.emsc_order, help="emsc: polynomial order of the baseline")
-    _add(aug, "--als-lambda", type=float, default=d.als_lambda, help="als: smoothness of the baseline")
-    _add(aug, "--als-p", type=float, default=d.als_p, help="als: weight of the points above the baseline")
+         help=f"in order: {' '.join(train_only())} (training only), {model_stage} (in the model), or none "
+         f"(default: {' '.join(default_transforms(sorted(LAB_CHANNELS)))} on the lab's "
+         f"channels {' '.join(sorted(LAB_CHANNELS))}, none on other data)")
+    for option in transform_options().values():
+        _add(aug, option.flag, type=option.type, default=getattr(d, option.name, option.default), help=option.help)
     model = parser.add_argument_group("model")
     _add(model, "--arch", default=m.arch,
          help=f"architecture: {_MODEL_NAMES}, or auto (VGG11 on the lab's channels with >= 2000 training rows; "
@@ -160,6 +162,9 @@ def _add_train_args(parser: argparse.ArgumentParser) -> None:
     _add(model, "--wf", type=int, default=None, help="ResNetV2: width factor")
     _add(model, "--dropout", type=float, default=None, help="dropout of the dense head")
     _add(model, "--pool-bins", type=int, default=None, help="positions kept by the pooling before the head")
+    _add(model, "--arch-opt", dest="arch_opts", action="append", default=None, metavar="KEY=VALUE",
+         help="an option the architecture declares, repeatable; the flags above are the same options (--arch-opt "
+         f"width=0.5 is --width 0.5). Declared: {_MODEL_OPTIONS}")
     opt = parser.add_argument_group("optimisation")
     _add(opt, "--eps", type=float, default=t.eps, help="label smoothing epsilon of the training loss, in [0, 1]")
     _add(opt, "--lr", type=float, default=None,
@@ -448,7 +453,15 @@ def _add_app_parser(sub) -> None:
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
     """Map parsed flags to the configuration dataclasses by field name."""
-    values = vars(args)
+    values = dict(vars(args))
+    if "arch_opts" in values:
+        pairs = parse_pairs(values["arch_opts"], "--arch-opt")
+        values["arch_opts"] = {}
+        if pairs:
+            # reason: the declarations live with the builders (torch); read only when --arch-opt is given.
+            from spectratorch.models.registry import parse_arch_options
+
+            values["arch_opts"] = parse_arch_options(values.get("arch", "auto"), pairs)
 
     def _pick(cls):
         return cls(**{f.name: values[f.name] for f in dataclasses.fields(cls) if f.name in values})
@@ -463,6 +476,8 @@ def _flag_tokens(action: argparse.Action, value) -> list[str]:
         return [flag if value else "--no-" + flag[2:]]
     if action.nargs == 0:  # store_true
         return [flag] if value else []
+    if isinstance(value, dict):
+        return [token for key, item in value.items() for token in (flag, f"{key}={format_value(item)}")]
     if isinstance(action, argparse._AppendAction):
         return [token for item in value for token in (flag, str(item))]
     if action.dest == "block_units":

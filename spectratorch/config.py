@@ -13,10 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from spectratorch.errors import ConfigError
+from spectratorch.transforms import TRANSFORM_TABLE, transform_options
 
 __all__ = [
-    "TRANSFORMS",
-    "TRAIN_ONLY_TRANSFORMS",
     "TARGET_METRICS",
     "DataConfig",
     "ModelConfig",
@@ -35,8 +34,6 @@ __all__ = [
     "parse_devices",
 ]
 
-TRANSFORMS = ("da", "mixup", "simulate", "snv", "sg1", "sg2", "msc", "emsc", "als")
-TRAIN_ONLY_TRANSFORMS = ("da", "mixup")
 # reason: the direction each metric improves in, for early stopping, checkpointing and the scheduler.
 TARGET_METRICS = {
     "val_f1": "max",
@@ -47,6 +44,7 @@ TARGET_METRICS = {
 }
 _METRIC_ALIASES = {"val_acc": "val_accuracy", "val_bacc": "val_balanced_accuracy"}
 DEMO_DATA = Path("datasets") / "demo.pkl"
+_TRANSFORM_OPTIONS = transform_options()
 
 
 def normalize_transforms(transforms) -> tuple[str, ...]:
@@ -59,9 +57,9 @@ def normalize_transforms(transforms) -> tuple[str, ...]:
     names = tuple(str(t).lower().replace("-", "_") for t in (transforms or ()))
     if names in ((), ("none",)):
         return ()
-    unknown = [t for t in names if t not in TRANSFORMS]
+    unknown = [t for t in names if t not in TRANSFORM_TABLE]
     if unknown:
-        raise ConfigError(f"unknown transform(s) {unknown}; expected some of {list(TRANSFORMS)}, or none.")
+        raise ConfigError(f"unknown transform(s) {unknown}; expected some of {list(TRANSFORM_TABLE)}, or none.")
     if len(set(names)) != len(names):
         raise ConfigError(f"transforms must not repeat; got {list(names)}.")
     return names
@@ -209,15 +207,16 @@ class DataConfig:
     min_samples: int | None = None
     batch_size: int | None = None
     transforms: tuple[str, ...] | None = None
-    mixup_alpha: float = 0.4
-    da_multiplier_scale: float = 0.1
-    da_rel_noise_scale: float = 0.05
-    da_xshift_scale: float = 1.5
-    sg_window: int = 11
-    sg_order: int = 2
-    emsc_order: int = 2
-    als_lambda: float = 1e6
-    als_p: float = 0.01
+    # the transforms' options: defaults and checks from the table of transforms (spectratorch/transforms.py)
+    mixup_alpha: float = _TRANSFORM_OPTIONS["mixup_alpha"].default
+    da_multiplier_scale: float = _TRANSFORM_OPTIONS["da_multiplier_scale"].default
+    da_rel_noise_scale: float = _TRANSFORM_OPTIONS["da_rel_noise_scale"].default
+    da_xshift_scale: float = _TRANSFORM_OPTIONS["da_xshift_scale"].default
+    sg_window: int = _TRANSFORM_OPTIONS["sg_window"].default
+    sg_order: int = _TRANSFORM_OPTIONS["sg_order"].default
+    emsc_order: int = _TRANSFORM_OPTIONS["emsc_order"].default
+    als_lambda: float = _TRANSFORM_OPTIONS["als_lambda"].default
+    als_p: float = _TRANSFORM_OPTIONS["als_p"].default
 
     def __post_init__(self):
         if self.targets is not None:
@@ -244,17 +243,13 @@ class DataConfig:
         if self.rare_classes not in ("error", "drop", "other"):
             raise ConfigError(f"--rare-classes must be error, drop or other; got {self.rare_classes!r}.")
         _check_range("--batch-size", self.batch_size, 1, 1 << 24)
-        _check_range("--mixup-alpha", self.mixup_alpha, 0, 1e6, inclusive_low=False)
-        for name in ("da_multiplier_scale", "da_rel_noise_scale", "da_xshift_scale"):
-            _check_range("--" + name.replace("_", "-"), getattr(self, name), 0, 1e6)
+        for name, option in transform_options().items():
+            option.check(getattr(self, name, None))
         if self.sg_window < 3 or self.sg_window % 2 == 0 or not 0 < self.sg_order < self.sg_window:
             raise ConfigError(
                 f"--sg-window must be odd and >= 3 and --sg-order in 1..window-1; got {self.sg_window}, "
                 f"{self.sg_order}."
             )
-        _check_range("--emsc-order", self.emsc_order, 0, 10)
-        _check_range("--als-lambda", self.als_lambda, 0, 1e12, inclusive_low=False)
-        _check_range("--als-p", self.als_p, 0, 0.5, inclusive_low=False)
 
     @property
     def data_path(self) -> Path:
@@ -263,7 +258,12 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """The architecture and its settings; ``None`` keeps the architecture's default."""
+    """The architecture and its settings; ``None`` keeps the architecture's default.
+
+    ``arch_opts`` holds the options an architecture declares beyond the named fields (``--arch-opt KEY=VALUE``,
+    typed and checked against the declaration by the CLI); a named field given there (``width``) is moved to its
+    field, so ``--arch-opt width=0.5`` and ``--width 0.5`` are one configuration.
+    """
 
     arch: str = "auto"
     width: float | None = None
@@ -273,8 +273,10 @@ class ModelConfig:
     dropout: float | None = None
     pool_bins: int | None = None
     n_features: int | None = None
+    arch_opts: dict = field(default_factory=dict)
 
     def __post_init__(self):
+        _move_named_options(self)
         _check_range("--width", self.width, 0, 64, inclusive_low=False)
         _check_range("--dropout", self.dropout, 0, 0.99)
         if self.block_units is not None:
@@ -291,7 +293,20 @@ class ModelConfig:
 
     def arch_kwargs(self) -> dict:
         """The keyword arguments for ``create_model`` (``None`` ones are dropped there)."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "arch"}
+        named = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("arch", "arch_opts")}
+        return {**named, **self.arch_opts}
+
+
+def _move_named_options(model: ModelConfig) -> None:
+    """``arch_opts`` keys that are fields go to their field (a different value given both ways is refused)."""
+    extra = {str(key).replace("-", "_"): value for key, value in (model.arch_opts or {}).items()}
+    named = {f.name for f in dataclasses.fields(model)} - {"arch", "arch_opts"}
+    for key in sorted(extra.keys() & named):
+        value, current = extra.pop(key), getattr(model, key)
+        if current is not None and current != value:
+            raise ConfigError(f"--{key.replace('_', '-')} {current} and --arch-opt {key}={value} disagree; give one.")
+        object.__setattr__(model, key, value)
+    object.__setattr__(model, "arch_opts", extra)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ A model's description is a plain mapping (a checkpoint's hyperparameters, or wha
 from __future__ import annotations
 
 import ast
+import dataclasses
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -25,8 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
-from spectratorch.config import TRAIN_ONLY_TRANSFORMS
+from spectratorch.config import ModelConfig
 from spectratorch.errors import ConfigError, SchemaError
+from spectratorch.options import format_value
+from spectratorch.transforms import option_readers, train_only
 
 __all__ = ["NameParts", "model_name", "parse_model_name", "AXIS_TOLERANCE", "INPUT_KEYS", "same_axis", "describe_axis",
            "inference_transforms", "differences",
@@ -164,11 +167,11 @@ AXIS_TOLERANCE = 1e-6
 INPUT_KEYS = ("channels", "axis", "tabular_columns")
 """What data must match for a model to read it."""
 
+# reason: the architecture options with a flag of their own; the others are set by --arch-opt KEY=VALUE.
+_NAMED_OPTIONS = {f.name for f in dataclasses.fields(ModelConfig)} - {"arch", "arch_opts"}
 # reason: each key with the flag that sets it, so a refusal says how to match the model.
 _FLAGS = {"arch": "--arch", "channels": "--channels", "tabular_columns": "--tabular", "transforms": "--transforms"}
 # reason: a preprocessing option changes the model only when a transform that reads it is in the model.
-_PREPROCESS_OPTIONS = {"sg_window": ("sg1", "sg2"), "sg_order": ("sg1", "sg2"), "emsc_order": ("emsc",),
-                       "als_lambda": ("als",), "als_p": ("als",)}
 
 
 def same_axis(have: Sequence[float], want: Sequence[float]) -> bool:
@@ -194,7 +197,7 @@ def describe_axis(axis: Sequence[float]) -> str:
 
 def inference_transforms(transforms: Iterable[str] | None) -> list[str]:
     """The transforms that live in the model (train-only ones, ``da`` and ``mixup``, do not change it)."""
-    return [t for t in transforms or () if t not in TRAIN_ONLY_TRANSFORMS]
+    return [t for t in transforms or () if t not in train_only()]
 
 
 def _as_list(value) -> list:
@@ -208,6 +211,13 @@ def _fix(key: str, value) -> str:
     if values:
         return f" (pass {_FLAGS[key]} {values})"
     return " (pass --transforms none)" if key == "transforms" else f" (pass a bare {_FLAGS[key]})"
+
+
+def _arch_flag(name: str, value) -> str:
+    """The flag that sets an architecture option: its own (``--width 0.25``) or ``--arch-opt KEY=VALUE``."""
+    if name in _NAMED_OPTIONS:
+        return f"--{name.replace('_', '-')} {value}"
+    return f"--arch-opt {name}={format_value(value)}"
 
 
 def differences(model: Mapping, other: Mapping, keys: Iterable[str] = INPUT_KEYS, *, names=("checkpoint", "this data"),
@@ -246,12 +256,12 @@ def differences(model: Mapping, other: Mapping, keys: Iterable[str] = INPUT_KEYS
             have, want = have or {}, want or {}
             for name in sorted(set(have) | set(want)):
                 if have.get(name) != want.get(name):
-                    hint = f" (pass --{name.replace('_', '-')} {have.get(name)})" if fixes else ""
+                    hint = f" (pass {_arch_flag(name, have.get(name))})" if fixes else ""
                     lines.append(f"{name}: {mine} {have.get(name)!r}, {theirs} {want.get(name)!r}{hint}")
         elif key == "preprocess_kwargs":
             used = set(other.get("transforms") or model.get("transforms") or ())
             have, want = have or {}, want or {}
-            for name, readers in _PREPROCESS_OPTIONS.items():
+            for name, readers in option_readers().items():
                 if used & set(readers):
                     if have.get(name) != want.get(name):
                         hint = f" (pass --{name.replace('_', '-')} {have.get(name)})" if fixes else ""

@@ -12,13 +12,10 @@ import math
 
 from spectratorch.config import RunConfig
 from spectratorch.errors import ConfigError
+from spectratorch.transforms import LAB_CHANNELS, default_transforms
 
 __all__ = ["LAB_CHANNELS", "ARCH_CANDIDATES", "LARGE_TRAIN", "auto_arch", "auto_transforms", "auto_batch_size",
            "auto_max_epochs", "auto_patience", "resolve_defaults"]
-
-# reason: `da` was designed on these fluorescence channels; on other spectra its 5 % noise per point and its shifts
-# can bury the differences between classes (measured on NIR data), so other data get no augmentation by default.
-LAB_CHANNELS = frozenset({"277", "380", "425", "lspr"})
 
 # reason: the lab's recipe (VGG11 with `da`) was tuned on thousands of fluorescence spectra; below that, or on other
 # spectra, no fixed choice wins everywhere (measured on public NIR/FTIR sets), so the candidates are compared.
@@ -33,13 +30,14 @@ PATIENCE_STEPS, MIN_PATIENCE, MAX_PATIENCE = 300, 8, 60
 
 
 def auto_transforms(channels) -> tuple[str, ...]:
-    """``("da",)`` when every channel is one of the lab's fluorescence channels, else no transform.
+    """The default rules of the table of transforms: ``("da",)`` when every channel is one of the lab's fluorescence
+    channels, else no transform.
 
     Example:
         >>> auto_transforms(("277", "380")), auto_transforms(("nir",))
         (('da',), ())
     """
-    return ("da",) if set(channels) <= LAB_CHANNELS else ()
+    return default_transforms(channels)
 
 
 def auto_arch(channels, n_train: int) -> str | None:

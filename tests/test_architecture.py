@@ -12,7 +12,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "spectratorch"
 TORCH = ("torch", "lightning", "torchmetrics", "pytorch_lightning")
 
 # reason: what runs on a PC with only the inference install (onnxruntime, numpy, pandas), and what the page runs.
-TORCH_FREE = ("contract", "config", "errors", "inference", "outputs", "data.schema", "data.io", "data.unpickle",
+TORCH_FREE = ("contract", "config", "errors", "options", "transforms", "inference", "outputs", "data.schema", "data.io",
+              "data.unpickle",
               "data.resolve", "data.targets", "data.splits", "data.raw", "data.synthetic", "app")
 # reason: (layer, layers it must never import).
 NEVER = {

@@ -15,7 +15,7 @@ SAMPLES = {
     "load_this": ["a b.ckpt"], "mlflow_uri": ["http://localhost:5000"], "accelerator": ["cpu"], "devices": ["2"],
     "precision": ["32-true"], "strategy": ["ddp"], "date_from": ["2024-01-01"], "date_to": ["2024-12-31"],
     "loggers": ["csv"], "n_splits": ["4"], "current_split": ["2"], "sg_window": ["7"], "focal_gamma": ["1.5"],
-    "eps": ["0.05"], "unfreeze_lr_factor": ["0.5"],
+    "eps": ["0.05"], "unfreeze_lr_factor": ["0.5"], "arch_opts": ["batch_norm=false"],
 }
 
 # reason: flags that the configuration accepts only together with others.
@@ -78,3 +78,26 @@ def test_logger_choice_is_written_as_the_flag_the_parser_takes():
     config = config_from_args(build_parser().parse_args(["train", "--logger", "csv"]))
     command = train_command(config)
     assert "--logger csv" in command and "--loggers" not in command
+
+
+@pytest.mark.parametrize("argv", [
+    ["--arch", "Hydra", "--arch-opt", "n_kernels=4", "--arch-opt", "seed=3"],
+    ["--arch", "Ensemble", "--arch-opt", "members=[{'arch': 'Linear'}]"],
+    ["--arch-opt", "n_groups=16"],
+])
+def test_declared_architecture_options_round_trip(argv):
+    parser = build_parser()
+    config = config_from_args(parser.parse_args(["train", *argv]))
+    assert config.model.arch_opts and config.model.arch_kwargs().items() >= config.model.arch_opts.items()
+    command = train_command(config)
+    assert "--arch-opt" in command
+    assert config_from_args(parser.parse_args(shlex.split(command)[1:])) == config
+
+
+def test_arch_opt_of_a_named_option_is_its_flag():
+    parser = build_parser()
+    by_opt = config_from_args(parser.parse_args(["train", "--arch", "ResNetV2", "--arch-opt", "block_units=2_2",
+                                                 "--arch-opt", "width=0.5"]))
+    by_flag = config_from_args(parser.parse_args(["train", "--arch", "ResNetV2", "--block-units", "2_2", "--width",
+                                                  "0.5"]))
+    assert by_opt == by_flag and by_opt.model.arch_opts == {}

@@ -26,9 +26,10 @@ from spectratorch.data.resolve import resolve_data_defaults
 from spectratorch.data.schema import RowFilter, SpectralTable, load_table
 from spectratorch.data.splits import TEST_MODES, Split, make_split
 from spectratorch.data.targets import Target, handle_rare_classes, resolve_target
-from spectratorch.data.transforms import DataAugment, Mixup, one_hot
-from spectratorch.defaults import auto_batch_size, auto_transforms
+from spectratorch.data.transforms import one_hot
+from spectratorch.defaults import auto_batch_size
 from spectratorch.errors import TargetError
+from spectratorch.transforms import TRANSFORM_TABLE, default_transforms, transform_function
 
 __all__ = ["SpectralDataModule", "IndexBatchSampler"]
 
@@ -128,8 +129,6 @@ class SpectralDataModule(pl.LightningDataModule):
         self._fit: _Source | None = None
         self._test: _Source | None = None
         self.split: Split | None = None
-        self.augment = DataAugment(config.da_multiplier_scale, config.da_rel_noise_scale, config.da_xshift_scale)
-        self.mixup = Mixup(config.mixup_alpha)
 
     # ---- loading -------------------------------------------------------------------------------------------
     def _filters(self) -> RowFilter:
@@ -287,15 +286,15 @@ class SpectralDataModule(pl.LightningDataModule):
 
     # ---- train-only transforms, on the device --------------------------------------------------------------
     def train_transform(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Apply ``da`` and ``mixup`` (in the order given) to a training batch; add soft ``target`` ``[B, K]``."""
+        """Apply the train-only transforms (``da``, ``mixup``..., in the order given) to a training batch; add soft
+        ``target`` ``[B, K]``."""
         spectra, tabular = batch["spectra"], batch["tabular"]
         target = one_hot(batch["y"], self.n_classes).to(spectra.dtype)
         transforms = self.config.transforms
-        for name in auto_transforms(self.config.channels) if transforms is None else transforms:
-            if name == "da":
-                spectra, tabular = self.augment(spectra, tabular)
-            elif name == "mixup":
-                spectra, tabular, target = self.mixup(spectra, tabular, target)
+        for name in default_transforms(self.config.channels) if transforms is None else transforms:
+            entry = TRANSFORM_TABLE[name]
+            if entry.stage == "data":
+                spectra, tabular, target = transform_function(entry.function)(self.config, spectra, tabular, target)
         return {**batch, "spectra": spectra, "tabular": tabular, "target": target}
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):

@@ -1,5 +1,6 @@
 """Train-only batch transforms: ``da`` (intensity, noise and shift augmentation) and ``mixup``.
 
+Their entries in the table of transforms (``spectratorch/transforms.py``) name ``apply_da`` and ``apply_mixup``.
 They act on whole batches of raw spectra ``[B, C, L]`` and tabular values ``[B, T]`` on whatever device the batch
 is on, after the transfer (on the GPU when there is one). The inference-time transforms (``simulate``, ``snv``,
 ``sg1``, ``sg2``) live in the model's preprocessing layer instead, so they travel with the checkpoint and the ONNX.
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-__all__ = ["DataAugment", "Mixup", "one_hot", "relative_noise"]
+__all__ = ["DataAugment", "Mixup", "one_hot", "relative_noise", "apply_da", "apply_mixup"]
 
 
 @dataclass(frozen=True)
@@ -148,3 +149,16 @@ class Mixup:
         tabular = torch.lerp(tabular.index_select(0, partner), tabular, lam.view(n, 1).to(tabular.dtype))
         targets = torch.lerp(targets.index_select(0, partner), targets, lam.view(n, 1).to(targets.dtype))
         return spectra, tabular, targets
+
+
+def apply_da(config, spectra: torch.Tensor, tabular: torch.Tensor,
+             target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``da`` with the scales of ``config`` (a ``DataConfig``): the table's function for ``da``."""
+    augment = DataAugment(config.da_multiplier_scale, config.da_rel_noise_scale, config.da_xshift_scale)
+    return (*augment(spectra, tabular), target)
+
+
+def apply_mixup(config, spectra: torch.Tensor, tabular: torch.Tensor,
+                target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``mixup`` with ``config.mixup_alpha``: the table's function for ``mixup``."""
+    return Mixup(config.mixup_alpha)(spectra, tabular, target)

@@ -4,16 +4,15 @@ Every block here exports to ONNX with a dynamic batch axis: shapes other than th
 network is built, because the spectral length is known then.
 """
 
-import inspect
 import logging
 import math
-from collections.abc import Callable, Mapping
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from spectratorch.errors import ConfigError
+from spectratorch.options import Option
 
 __all__ = [
     "StdConv1d",
@@ -24,13 +23,12 @@ __all__ = [
     "check_int",
     "check_positive",
     "check_io",
-    "check_kwargs",
-    "network_options",
+    "WIDTH",
+    "POOL_BINS",
+    "dropout_option",
 ]
 
 _logger = logging.getLogger(__name__)
-
-_IO_ARGUMENTS = ("cfg", "n_channels", "length", "n_tabular", "n_classes")
 
 
 def check_int(name: str, value, caller: str, minimum: int = 1) -> None:
@@ -92,35 +90,19 @@ def check_io(caller: str, n_channels: int, length: int, n_tabular: int, n_classe
     check_int("n_classes", n_classes, caller)
 
 
-def check_kwargs(target: Callable, kwargs: Mapping[str, object], caller: str) -> None:
-    """Raise if ``kwargs`` has an option that ``target`` (a network class) does not take.
+# ---- options several architectures declare (``@register_model(options=...)``) ------------------------------------
+WIDTH = Option("width", float, 1.0, "channel multiplier (1.0 = full size)", low=0, high=64, low_open=True)
+POOL_BINS = Option("pool_bins", int, 4, "positions kept by the pooling before the head", low=1)
 
-    Args:
-        target: The class or function the options go to.
-        kwargs: The architecture options given.
-        caller: The registered name, for the message.
 
-    Raises:
-        ConfigError: Naming the unknown options and the ones ``caller`` takes.
+def dropout_option(default: float, where: str = "the dense head") -> Option:
+    """The ``dropout`` option, with an architecture's default.
 
     Example:
-        >>> check_kwargs(BinPool1d, {"bins": 4}, "BinPool1d")
+        >>> dropout_option(0.3).check(0.5)
+        0.5
     """
-    parameters = inspect.signature(target).parameters
-    unknown = sorted(set(kwargs) - set(parameters))
-    if unknown:
-        options = [name for name in parameters if name not in _IO_ARGUMENTS]
-        raise ConfigError(f"{caller} does not take {unknown}; its options are {options}. Leave the others unset.")
-
-
-def network_options(target: Callable) -> tuple[str, ...]:
-    """The architecture options a network class takes (its parameters other than the data layout).
-
-    Example:
-        >>> network_options(ClassifierHead)
-        ('in_channels', 'in_length', 'pool_bins', 'hidden', 'dropout')
-    """
-    return tuple(name for name in inspect.signature(target).parameters if name not in _IO_ARGUMENTS)
+    return Option("dropout", float, default, f"dropout of {where}", low=0, high=0.99)
 
 
 def scaled_width(channels: int, width: float, divisor: int = 8) -> int:

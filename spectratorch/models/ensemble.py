@@ -10,8 +10,9 @@ import torch
 from torch import nn
 
 from spectratorch.errors import ConfigError
-from spectratorch.models._layers import check_io, network_options
+from spectratorch.models._layers import check_io
 from spectratorch.models.registry import create_model, register_model
+from spectratorch.options import Option
 
 __all__ = ["EnsembleNet", "Ensemble"]
 
@@ -66,7 +67,8 @@ class EnsembleNet(nn.Module):
         return self.forward_head(self.forward_features(spectra), tabular)
 
 
-@register_model
+@register_model(options=(Option("members", list, list(_DEFAULT_MEMBERS),
+                                "the members, e.g. [{'arch': 'Linear'}, {'arch': 'PLSDA'}]"),))
 def Ensemble(n_channels: int, length: int, n_tabular: int, n_classes: int, **kwargs) -> EnsembleNet:
     """Ensemble: the mean calibrated probability of solved heads (``members``), as one network.
 
@@ -74,10 +76,4 @@ def Ensemble(n_channels: int, length: int, n_tabular: int, n_classes: int, **kwa
         >>> Ensemble(1, 100, 0, 2, members=[{"arch": "Linear"}])(torch.zeros(3, 1, 100)).shape
         torch.Size([3, 2])
     """
-    unknown = set(kwargs) - {"members"}
-    if unknown:
-        raise ConfigError(f"Ensemble does not take {sorted(unknown)}; it takes ['members'].")
     return EnsembleNet(n_channels, length, n_tabular, n_classes, **kwargs)
-
-
-Ensemble.options = network_options(EnsembleNet)

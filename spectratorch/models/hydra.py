@@ -27,9 +27,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from spectratorch.errors import ConfigError
-from spectratorch.models._layers import check_int, check_io, check_kwargs, network_options
+from spectratorch.models._layers import check_int, check_io, dropout_option
 from spectratorch.models.logistic import set_logistic_head
 from spectratorch.models.registry import register_model
+from spectratorch.options import Option
 
 __all__ = ["Hydra", "HydraNet", "hydra_dilations"]
 
@@ -201,7 +202,12 @@ class HydraNet(nn.Module):
         return self.forward_head(self.forward_features(spectra), tabular)
 
 
-@register_model
+@register_model(options=(Option("n_kernels", int, 8, "kernels per group", low=1),
+                         Option("n_groups", int, 64, "groups of competing kernels", low=1),
+                         Option("max_channels", int, 8, "channels a kernel reads, at most", low=1),
+                         Option("seed", int, 0, "seed of the random kernels", low=0),
+                         dropout_option(0.0, "the scaled features")),
+                default_lr=HydraNet.DEFAULT_LR, default_weight_decay=HydraNet.DEFAULT_WEIGHT_DECAY)
 def Hydra(n_channels: int, length: int, n_tabular: int, n_classes: int, **kwargs) -> HydraNet:
     """Hydra: competing random kernels counted where they win (fixed), sparse scaling and a linear head.
 
@@ -220,10 +226,4 @@ def Hydra(n_channels: int, length: int, n_tabular: int, n_classes: int, **kwargs
         >>> Hydra(1, 200, 0, 2).num_features
         5120
     """
-    check_kwargs(HydraNet, kwargs, "Hydra")
     return HydraNet(n_channels, length, n_tabular, n_classes, **kwargs)
-
-
-Hydra.options = network_options(HydraNet)
-Hydra.default_weight_decay = HydraNet.DEFAULT_WEIGHT_DECAY
-Hydra.default_lr = HydraNet.DEFAULT_LR

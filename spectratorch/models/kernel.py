@@ -20,10 +20,9 @@ from torch import nn
 from spectratorch.models._layers import (
     check_int,
     check_io,
-    check_kwargs,
-    network_options,
 )
 from spectratorch.models.registry import register_model
+from spectratorch.options import Option
 
 __all__ = ["KernelRidge", "KernelRidgeNet"]
 
@@ -178,7 +177,7 @@ class KernelRidgeNet(nn.Module):
         return self.forward_head(self.forward_features(spectra), tabular)
 
 
-@register_model
+@register_model(options=(Option("n_support", int, _DEFAULT_SUPPORT, "training rows of the kernel's support", low=1),))
 def KernelRidge(n_channels: int, length: int, n_tabular: int, n_classes: int, **kwargs) -> KernelRidgeNet:
     """KernelRidge: RBF kernel ridge classification on every point of every channel (and the tabular values).
 
@@ -196,8 +195,4 @@ def KernelRidge(n_channels: int, length: int, n_tabular: int, n_classes: int, **
         >>> KernelRidge(1, 100, 0, 2)(torch.zeros(3, 1, 100)).shape
         torch.Size([3, 2])
     """
-    check_kwargs(KernelRidgeNet, kwargs, "KernelRidge")
     return KernelRidgeNet(n_channels, length, n_tabular, n_classes, **kwargs)
-
-
-KernelRidge.options = network_options(KernelRidgeNet)

@@ -12,7 +12,7 @@ import logging
 import torch
 from torch import nn
 
-from spectratorch.models._layers import check_io, check_kwargs, network_options
+from spectratorch.models._layers import check_io, dropout_option
 from spectratorch.models.logistic import set_logistic_head
 from spectratorch.models.registry import register_model
 
@@ -92,7 +92,8 @@ class LinearClassifier(nn.Module):
         return self.forward_head(self.forward_features(spectra), tabular)
 
 
-@register_model
+@register_model(options=(dropout_option(0.0, "the inputs"),),
+                default_weight_decay=LinearClassifier.DEFAULT_WEIGHT_DECAY)
 def Linear(n_channels: int, length: int, n_tabular: int, n_classes: int, **kwargs) -> LinearClassifier:
     """Linear: multinomial logistic regression on every point of every channel (and the tabular values).
 
@@ -110,9 +111,4 @@ def Linear(n_channels: int, length: int, n_tabular: int, n_classes: int, **kwarg
         >>> Linear(1, 100, 0, 2)(torch.zeros(3, 1, 100)).shape
         torch.Size([3, 2])
     """
-    check_kwargs(LinearClassifier, kwargs, "Linear")
     return LinearClassifier(n_channels, length, n_tabular, n_classes, **kwargs)
-
-
-Linear.options = network_options(LinearClassifier)
-Linear.default_weight_decay = LinearClassifier.DEFAULT_WEIGHT_DECAY

@@ -30,9 +30,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from spectratorch.errors import ConfigError
-from spectratorch.models._layers import check_int, check_io, check_kwargs, network_options
+from spectratorch.models._layers import check_int, check_io, dropout_option
 from spectratorch.models.logistic import set_logistic_head
 from spectratorch.models.registry import register_model
+from spectratorch.options import Option
 
 __all__ = ["MiniRocket", "MiniRocketNet", "minirocket_dilations"]
 
@@ -256,7 +257,11 @@ def _row_quantiles(values: torch.Tensor, quantiles: torch.Tensor) -> torch.Tenso
     return torch.lerp(ordered.gather(1, low), ordered.gather(1, high), weight)
 
 
-@register_model
+@register_model(options=(Option("n_features", int, 4000, "random-kernel features", low=_N_KERNELS),
+                         Option("max_dilations", int, 32, "dilations per kernel, at most", low=1),
+                         Option("seed", int, 0, "seed of the random biases' samples", low=0),
+                         dropout_option(0.0, "the standardised features")),
+                default_weight_decay=MiniRocketNet.DEFAULT_WEIGHT_DECAY)
 def MiniRocket(n_channels: int, length: int, n_tabular: int, n_classes: int, **kwargs) -> MiniRocketNet:
     """MiniRocket: random dilated kernels with PPV pooling (fixed) and a trained linear head; strong on small sets.
 
@@ -275,9 +280,4 @@ def MiniRocket(n_channels: int, length: int, n_tabular: int, n_classes: int, **k
         >>> MiniRocket(1, 200, 0, 2).num_features
         3948
     """
-    check_kwargs(MiniRocketNet, kwargs, "MiniRocket")
     return MiniRocketNet(n_channels, length, n_tabular, n_classes, **kwargs)
-
-
-MiniRocket.options = network_options(MiniRocketNet)
-MiniRocket.default_weight_decay = MiniRocketNet.DEFAULT_WEIGHT_DECAY

@@ -12,10 +12,11 @@ import logging
 import numpy as np
 import torch
 
-from spectratorch.models._layers import check_int, check_kwargs, network_options
+from spectratorch.models._layers import check_int, dropout_option
 from spectratorch.models.closed_form import MAX_PLS_COMPONENTS, decision, pls_path
 from spectratorch.models.linear import LinearClassifier
 from spectratorch.models.registry import register_model
+from spectratorch.options import Option
 
 __all__ = ["PLSDAClassifier", "PLSDA", "choose_pls_components"]
 
@@ -94,7 +95,8 @@ class PLSDAClassifier(LinearClassifier):
         return self
 
 
-@register_model
+@register_model(options=(Option("n_components", int, None, "PLS components (default: chosen by inner CV)", low=1),
+                         dropout_option(0.0, "the inputs")))
 def PLSDA(n_channels: int, length: int, n_tabular: int, n_classes: int, **kwargs) -> PLSDAClassifier:
     """PLSDA: PLS-DA on every point of every channel (and the tabular values), as one linear layer.
 
@@ -112,8 +114,4 @@ def PLSDA(n_channels: int, length: int, n_tabular: int, n_classes: int, **kwargs
         >>> PLSDA(1, 100, 0, 2)(torch.zeros(3, 1, 100)).shape
         torch.Size([3, 2])
     """
-    check_kwargs(PLSDAClassifier, kwargs, "PLSDA")
     return PLSDAClassifier(n_channels, length, n_tabular, n_classes, **kwargs)
-
-
-PLSDA.options = network_options(PLSDAClassifier)

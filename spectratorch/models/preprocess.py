@@ -1,6 +1,7 @@
 """The input pipeline as the first layer of every model, so a checkpoint and an ONNX file take raw spectra.
 
-``Preprocess`` applies the inference-time transforms (``INFERENCE_TRANSFORMS``) in the order given, then scales
+``Preprocess`` applies the inference-time transforms (the ``stage="model"`` entries of the table of transforms,
+``spectratorch/transforms.py``; their functions are below) in the order given, then scales
 every spectral point and every tabular feature to [-1, 1] with the minimum and maximum of the training split.
 Its constants (simulation mask, Savitzky-Golay kernels, the scatter references) and fitted ranges are buffers: they
 travel with the
@@ -18,24 +19,25 @@ from torch import nn
 from spectratorch.errors import ConfigError
 from spectratorch.models._asls import AsymmetricLeastSquares
 from spectratorch.models._layers import check_int
+from spectratorch.transforms import TRANSFORM_TABLE, in_model, transform_function, transform_options
 
-__all__ = ["Preprocess", "SIMULATE_POINTS", "INFERENCE_TRANSFORMS"]
+__all__ = ["Preprocess", "SIMULATE_POINTS", "INFERENCE_TRANSFORMS", "simulate", "snv", "savgol", "msc", "emsc", "als",
+           "setup_simulate", "setup_savgol", "setup_emsc", "setup_als"]
 
 _logger = logging.getLogger(__name__)
 
 SIMULATE_POINTS: dict[str, int] = {"277": 45, "380": 113, "425": 158}
 """Channel name -> leading points of its axis that the new fluorimeter cannot see (``simulate`` zeroes them)."""
 
-INFERENCE_TRANSFORMS: tuple[str, ...] = ("simulate", "snv", "sg1", "sg2", "msc", "emsc", "als")
-"""Transforms applied by ``Preprocess``; other names in ``transforms`` are left to the data pipeline."""
+INFERENCE_TRANSFORMS: tuple[str, ...] = in_model()
+"""Transforms applied by ``Preprocess`` (from the table); other names in ``transforms`` are left to the data
+pipeline."""
 
 _SNV_EPS = 1e-6
 # reason: a point whose training range is this small next to its channel's widest range is a constant plus float
 # rounding (e.g. a derivative over a zeroed region after snv); scaling it would blow the rounding up to [-1, 1].
 _RELATIVE_SPAN = 1e-5
 _SG_DERIVATIVES = {"sg1": 1, "sg2": 2}
-# reason: transforms that need the training mean spectrum (of their own input) as a reference.
-_REFERENCE_TRANSFORMS = ("msc", "emsc")
 # reason: Eilers and Boelens (2005) report that 5-10 reweighting steps settle the weights; 10 keeps the baseline of
 # the synthetic and demo spectra within 1e-6 of a run to convergence (tests/models/test_preprocess.py).
 ALS_SOLVES = 10
@@ -72,12 +74,12 @@ class Preprocess(nn.Module):
         length: Points ``L`` on the spectral axis.
         n_tabular: Tabular features ``T`` (0: none).
         transforms: Transform names; the ones not in ``INFERENCE_TRANSFORMS`` are ignored here.
-        sg_window: Savitzky-Golay window (odd, more than ``sg_order``, at most ``length``).
-        sg_order: Savitzky-Golay polynomial order (at least the derivative order).
         simulate_points: Extra or overriding entries for ``SIMULATE_POINTS``.
-        emsc_order: Polynomial order of ``emsc``'s baseline (0: an offset).
-        als_lambda: Smoothness of ``als``'s baseline (> 0).
-        als_p: Weight of points above ``als``'s baseline, in (0, 1).
+        **options: The transforms' options, by the names of the table (unset: the table's default):
+            ``sg_window`` Savitzky-Golay window (odd, more than ``sg_order``, at most ``length``); ``sg_order``
+            Savitzky-Golay polynomial order (at least the derivative order); ``emsc_order`` polynomial order of
+            ``emsc``'s baseline (0: an offset); ``als_lambda`` smoothness of ``als``'s baseline (> 0); ``als_p``
+            weight of points above ``als``'s baseline, in (0, 1).
 
     Raises:
         ConfigError: On an invalid argument.
@@ -99,12 +101,8 @@ class Preprocess(nn.Module):
         length: int,
         n_tabular: int,
         transforms: Sequence[str] = (),
-        sg_window: int = 11,
-        sg_order: int = 2,
         simulate_points: Mapping[str, int] | None = None,
-        emsc_order: int = 2,
-        als_lambda: float = 1e6,
-        als_p: float = 0.01,
+        **options,
     ):
         super().__init__()
         self.channels = _check_channels(channels)
@@ -113,27 +111,17 @@ class Preprocess(nn.Module):
         self.length = length
         self.n_tabular = n_tabular
         self.transforms = _inference_transforms(transforms)
+        self.simulate_points = simulate_points
         n_channels = len(self.channels)
-        if "simulate" in self.transforms:
-            self.register_buffer("simulate_mask", _simulate_mask(self.channels, length, simulate_points))
-        for name in sorted(set(self.transforms) & set(_SG_DERIVATIVES)):
-            kernel = _savgol_kernel(sg_window, sg_order, _SG_DERIVATIVES[name], length)
-            self.register_buffer(f"{name}_weight", kernel.repeat(n_channels, 1, 1))
-        for name in sorted(set(self.transforms) & set(_REFERENCE_TRANSFORMS)):
-            self.register_buffer(f"{name}_reference", torch.zeros(n_channels, length))
-        if "emsc" in self.transforms:
-            check_int("emsc_order", emsc_order, "Preprocess", minimum=0)
-            if emsc_order + 2 > length:
-                raise ConfigError(f"The 'emsc_order' parameter of Preprocess must be at most length - 2 = "
-                                  f"{length - 2}. Got {emsc_order!r} instead.")
-            self.emsc_order = emsc_order
-            # reason: the least-squares projection onto [1, u, ..., u^k, reference], derived from the reference.
-            self.register_buffer("_emsc_projection", torch.zeros(n_channels, emsc_order + 2, length),
-                                 persistent=False)
-            self.register_buffer("_emsc_polynomial", _vandermonde(length, emsc_order), persistent=False)
-        if "als" in self.transforms:
-            self.als = AsymmetricLeastSquares(length, _check_positive("als_lambda", als_lambda),
-                                              _check_fraction("als_p", als_p), ALS_SOLVES)
+        options = _transform_options(options)
+        # reason: each transform's constants once, in the table's order, whatever the order of `transforms`.
+        for name in (n for n in TRANSFORM_TABLE if n in self.transforms):
+            entry = TRANSFORM_TABLE[name]
+            if entry.setup is not None:
+                transform_function(entry.setup)(self, name, options)
+            if entry.reference:
+                self.register_buffer(f"{name}_reference", torch.zeros(n_channels, length))
+        self._steps = [(name, transform_function(TRANSFORM_TABLE[name].function)) for name in self.transforms]
         self.register_buffer("spectra_min", torch.zeros(n_channels, length))
         self.register_buffer("spectra_max", torch.zeros(n_channels, length))
         self.register_buffer("tabular_min", torch.zeros(n_tabular))
@@ -164,24 +152,8 @@ class Preprocess(nn.Module):
             # counts above 65504 overflow and bf16 keeps 3 digits; the input pipeline stays float32.
             with torch.autocast(device_type, enabled=False):
                 return self.apply_transforms(spectra.float(), stop)
-        for name in self.transforms[:stop]:
-            if name == "simulate":
-                spectra = spectra * self.simulate_mask
-            elif name == "snv":
-                mean = spectra.mean(dim=-1, keepdim=True)
-                std = (spectra - mean).pow(2).mean(dim=-1, keepdim=True).sqrt()
-                spectra = (spectra - mean) / (std + _SNV_EPS)
-            elif name == "msc":
-                spectra = _msc(spectra, self.msc_reference)
-            elif name == "emsc":
-                spectra = self._emsc(spectra)
-            elif name == "als":
-                spectra = self.als(spectra)
-            else:
-                weight = getattr(self, f"{name}_weight")
-                half = weight.shape[-1] // 2
-                padded = F.pad(spectra, (half, half), mode="replicate")
-                spectra = F.conv1d(padded, weight, groups=weight.shape[0])
+        for name, function in self._steps[:stop]:
+            spectra = function(self, name, spectra)
         return spectra
 
     @torch.no_grad()
@@ -207,7 +179,7 @@ class Preprocess(nn.Module):
             )
         device = self.spectra_min.device
         for index, name in enumerate(self.transforms):
-            if name in _REFERENCE_TRANSFORMS:
+            if TRANSFORM_TABLE[name].reference:
                 getattr(self, f"{name}_reference").copy_(self._mean_input(spectra, index, chunk_size))
         self._derive_emsc()
         low = torch.full_like(self.spectra_min, float("inf"))
@@ -267,12 +239,6 @@ class Preprocess(nn.Module):
             total += chunk.double().sum(dim=0)
         return (total / spectra.shape[0]).float()
 
-    def _emsc(self, spectra: torch.Tensor) -> torch.Tensor:
-        # reason: [N, C, 1, L] @ [C, L, P] -> [N, C, 1, P]: one batched product per channel, exportable as MatMul.
-        coefficients = (spectra.unsqueeze(2) @ self._emsc_projection.transpose(1, 2)).squeeze(2)
-        offset = coefficients[..., :-1] @ self._emsc_polynomial.T
-        return (spectra - offset) / coefficients[..., -1:]
-
     @torch.no_grad()
     def _derive_emsc(self) -> None:
         if "emsc" not in self.transforms:
@@ -317,6 +283,80 @@ def _sync_fitted(module: Preprocess, incompatible_keys) -> None:
     module._fitted = bool(module.fitted)
     module._derive_scaling()
     module._derive_emsc()
+
+
+# ---- the functions and setups the table of transforms names (spectratorch/transforms.py) -----------------------
+def simulate(pre: Preprocess, name: str, spectra: torch.Tensor) -> torch.Tensor:
+    """``simulate``: zero the points the new fluorimeter cannot see."""
+    return spectra * pre.simulate_mask
+
+
+def setup_simulate(pre: Preprocess, name: str, options: Mapping) -> None:
+    pre.register_buffer("simulate_mask", _simulate_mask(pre.channels, pre.length, pre.simulate_points))
+
+
+def snv(pre: Preprocess, name: str, spectra: torch.Tensor) -> torch.Tensor:
+    """``snv``: ``(x - mean) / (std + 1e-6)`` per sample and channel."""
+    mean = spectra.mean(dim=-1, keepdim=True)
+    std = (spectra - mean).pow(2).mean(dim=-1, keepdim=True).sqrt()
+    return (spectra - mean) / (std + _SNV_EPS)
+
+
+def savgol(pre: Preprocess, name: str, spectra: torch.Tensor) -> torch.Tensor:
+    """``sg1``, ``sg2``: the Savitzky-Golay derivative, edges padded by repeating the end values."""
+    weight = getattr(pre, f"{name}_weight")
+    half = weight.shape[-1] // 2
+    padded = F.pad(spectra, (half, half), mode="replicate")
+    return F.conv1d(padded, weight, groups=weight.shape[0])
+
+
+def setup_savgol(pre: Preprocess, name: str, options: Mapping) -> None:
+    kernel = _savgol_kernel(options["sg_window"], options["sg_order"], _SG_DERIVATIVES[name], pre.length)
+    pre.register_buffer(f"{name}_weight", kernel.repeat(len(pre.channels), 1, 1))
+
+
+def msc(pre: Preprocess, name: str, spectra: torch.Tensor) -> torch.Tensor:
+    """``msc`` on the fitted reference."""
+    return _msc(spectra, pre.msc_reference)
+
+
+def emsc(pre: Preprocess, name: str, spectra: torch.Tensor) -> torch.Tensor:
+    """``emsc``: minus the fitted polynomial, divided by the reference's coefficient."""
+    # reason: [N, C, 1, L] @ [C, L, P] -> [N, C, 1, P]: one batched product per channel, exportable as MatMul.
+    coefficients = (spectra.unsqueeze(2) @ pre._emsc_projection.transpose(1, 2)).squeeze(2)
+    offset = coefficients[..., :-1] @ pre._emsc_polynomial.T
+    return (spectra - offset) / coefficients[..., -1:]
+
+
+def setup_emsc(pre: Preprocess, name: str, options: Mapping) -> None:
+    order, length = options["emsc_order"], pre.length
+    check_int("emsc_order", order, "Preprocess", minimum=0)
+    if order + 2 > length:
+        raise ConfigError(f"The 'emsc_order' parameter of Preprocess must be at most length - 2 = "
+                          f"{length - 2}. Got {order!r} instead.")
+    pre.emsc_order = order
+    # reason: the least-squares projection onto [1, u, ..., u^k, reference], derived from the reference.
+    pre.register_buffer("_emsc_projection", torch.zeros(len(pre.channels), order + 2, length), persistent=False)
+    pre.register_buffer("_emsc_polynomial", _vandermonde(length, order), persistent=False)
+
+
+def als(pre: Preprocess, name: str, spectra: torch.Tensor) -> torch.Tensor:
+    """``als``: minus the asymmetric-least-squares baseline."""
+    return pre.als(spectra)
+
+
+def setup_als(pre: Preprocess, name: str, options: Mapping) -> None:
+    pre.als = AsymmetricLeastSquares(pre.length, _check_positive("als_lambda", options["als_lambda"]),
+                                     _check_fraction("als_p", options["als_p"]), ALS_SOLVES)
+
+
+def _transform_options(given: Mapping) -> dict:
+    """The table's defaults, overridden by ``given`` (``None``: unset); an unknown name is refused."""
+    known = transform_options("model")
+    unknown = sorted(set(given) - set(known))
+    if unknown:
+        raise ConfigError(f"Preprocess does not take {unknown}; the transforms' options are {list(known)}.")
+    return {name: given[name] if given.get(name) is not None else option.default for name, option in known.items()}
 
 
 def _msc(spectra: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
@@ -385,10 +425,11 @@ def _inference_transforms(transforms: Sequence[str]) -> tuple[str, ...]:
             f"['simulate', 'snv']. Got {transforms!r} instead."
         )
     names = [str(name).lower() for name in transforms]
-    ignored = [name for name in names if name not in INFERENCE_TRANSFORMS]
+    kept = in_model(names)
+    ignored = [name for name in names if name not in kept]
     if ignored:
         _logger.debug("Preprocess leaves %s to the training data pipeline", ignored)
-    return tuple(name for name in names if name in INFERENCE_TRANSFORMS)
+    return kept
 
 
 def _simulate_mask(channels: tuple[str, ...], length: int, simulate_points: Mapping[str, int] | None) -> torch.Tensor:

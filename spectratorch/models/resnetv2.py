@@ -14,17 +14,19 @@ from torch import nn
 
 from spectratorch.errors import ConfigError
 from spectratorch.models._layers import (
+    POOL_BINS,
+    WIDTH,
     ClassifierHead,
     StdConv1d,
     check_int,
     check_io,
-    check_kwargs,
     check_positive,
     conv_out_length,
-    network_options,
+    dropout_option,
     scaled_width,
 )
 from spectratorch.models.registry import register_model
+from spectratorch.options import Option
 
 __all__ = ["PreActBottleneck", "PreActResNet", "ResNetV2"]
 
@@ -178,7 +180,8 @@ def _check_block_units(block_units) -> None:
         )
 
 
-@register_model
+@register_model(options=(Option("block_units", tuple, (3, 4, 6, 3), "blocks per stage, e.g. 3_4_6_3"),
+                         Option("wf", int, 1, "width factor", low=1), WIDTH, POOL_BINS, dropout_option(0.3)))
 def ResNetV2(n_channels: int, length: int, n_tabular: int, n_classes: int, **kwargs) -> PreActResNet:
     """ResNetV2 (BiT): stem convolution and max-pool, pre-activation bottleneck stages, GroupNorm, StdConv1d.
 
@@ -196,10 +199,6 @@ def ResNetV2(n_channels: int, length: int, n_tabular: int, n_classes: int, **kwa
         >>> ResNetV2(3, 446, 0, 2, block_units=(1, 1, 1, 1), width=0.25)(torch.zeros(2, 3, 446)).shape
         torch.Size([2, 2])
     """
-    check_kwargs(PreActResNet, kwargs, "ResNetV2")
     net = PreActResNet(n_channels, length, n_tabular, n_classes, **kwargs)
     _logger.debug("ResNetV2: %d features x %d positions before the head", net.num_features, net.feature_length)
     return net
-
-
-ResNetV2.options = network_options(PreActResNet)

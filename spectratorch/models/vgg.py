@@ -11,16 +11,18 @@ import torch
 from torch import nn
 
 from spectratorch.models._layers import (
+    POOL_BINS,
+    WIDTH,
     ClassifierHead,
     check_int,
     check_io,
-    check_kwargs,
     check_positive,
     conv_out_length,
-    network_options,
+    dropout_option,
     scaled_width,
 )
 from spectratorch.models.registry import register_model
+from spectratorch.options import Option
 
 __all__ = ["VGG", "VGG11", "VGG16", "TinyVGG", "cfgs"]
 
@@ -123,14 +125,17 @@ class VGG(nn.Module):
         return self.forward_head(self.forward_features(spectra), tabular)
 
 
+_OPTIONS = (WIDTH, Option("batch_norm", bool, True, "batch norm after each convolution"), POOL_BINS,
+            dropout_option(0.3))
+
+
 def _create_vgg(variant: str, n_channels: int, length: int, n_tabular: int, n_classes: int, **kwargs) -> VGG:
-    check_kwargs(VGG, kwargs, variant)
     net = VGG(cfgs[variant], n_channels, length, n_tabular, n_classes, **kwargs)
     _logger.debug("%s: %d features x %d positions before the head", variant, net.num_features, net.feature_length)
     return net
 
 
-@register_model
+@register_model(options=_OPTIONS)
 def VGG11(n_channels: int, length: int, n_tabular: int, n_classes: int, **kwargs) -> VGG:
     """VGG11: 8 convolutions (64...512 channels at ``width`` 1.0), 5 of them stride 2.
 
@@ -151,7 +156,7 @@ def VGG11(n_channels: int, length: int, n_tabular: int, n_classes: int, **kwargs
     return _create_vgg("VGG11", n_channels, length, n_tabular, n_classes, **kwargs)
 
 
-@register_model
+@register_model(options=_OPTIONS)
 def VGG16(n_channels: int, length: int, n_tabular: int, n_classes: int, **kwargs) -> VGG:
     """VGG16: 13 convolutions (64...512 channels at ``width`` 1.0), 5 of them stride 2.
 
@@ -172,7 +177,7 @@ def VGG16(n_channels: int, length: int, n_tabular: int, n_classes: int, **kwargs
     return _create_vgg("VGG16", n_channels, length, n_tabular, n_classes, **kwargs)
 
 
-@register_model
+@register_model(options=_OPTIONS)
 def TinyVGG(n_channels: int, length: int, n_tabular: int, n_classes: int, **kwargs) -> VGG:
     """TinyVGG: 2 convolutions of 16 and 32 channels, both stride 2; for tests and smoke runs on a CPU.
 
@@ -191,7 +196,3 @@ def TinyVGG(n_channels: int, length: int, n_tabular: int, n_classes: int, **kwar
         torch.Size([2, 2])
     """
     return _create_vgg("TinyVGG", n_channels, length, n_tabular, n_classes, **kwargs)
-
-
-for _builder in (VGG11, VGG16, TinyVGG):
-    _builder.options = network_options(VGG)

@@ -44,6 +44,7 @@ from spectratorch.training.loggers import (
 from spectratorch.training.losses import resolve_class_weights
 from spectratorch.training.module import METRIC_NAMES, SELECT_METRIC, SpectralModule
 from spectratorch.training.restore import checkpoint_differences, load_module, read_checkpoint
+from spectratorch.transforms import preprocess_options
 
 __all__ = ["train", "resolve_precision", "checkpoint_differences", "predict_probabilities"]
 
@@ -81,9 +82,7 @@ def _module_kwargs(config: RunConfig, dm: SpectralDataModule) -> dict:
         labels=list(dm.labels),
         transforms=list(config.data.transforms),
         arch_kwargs=config.model.arch_kwargs(),
-        preprocess_kwargs={"sg_window": config.data.sg_window, "sg_order": config.data.sg_order,
-                           "emsc_order": config.data.emsc_order, "als_lambda": config.data.als_lambda,
-                           "als_p": config.data.als_p},
+        preprocess_kwargs=preprocess_options(config.data),
         eps=config.train.eps,
         lr=config.train.lr,
         weight_decay=config.train.weight_decay or 0.0,

@@ -51,6 +51,7 @@ from spectratorch.models.closed_form import (
     squared_distances,
 )
 from spectratorch.pipelines.cv import classification_metrics
+from spectratorch.transforms import preprocess_options
 
 __all__ = ["Candidate", "CANDIDATES", "SOLVED_ARCHS", "INNER_FOLDS", "inner_folds", "choose", "fit_small"]
 
@@ -295,8 +296,7 @@ def fit_small(config: RunConfig, dm, module_kwargs, candidates=CANDIDATES) -> di
     models, features = {}, {}
     for candidate in candidates:
         model = build_classifier(candidate.arch, list(dm.table.channels), dm.length, dm.n_tabular, n_classes,
-                                 config.data.transforms, {"sg_window": config.data.sg_window,
-                                                          "sg_order": config.data.sg_order}, **candidate.options)
+                                 config.data.transforms, preprocess_options(config.data), **candidate.options)
         model.fit(spectra, tabular, seed=config.data.seed)  # reason: unsupervised parts only (no y)
         models[candidate.arch], features[candidate.arch] = model, _features(model, spectra, tabular)
     metric = config.train.target_metric.removeprefix("val_")
@@ -325,8 +325,7 @@ def fit_small(config: RunConfig, dm, module_kwargs, candidates=CANDIDATES) -> di
         ensemble = choice["ensembles"]["+".join(choice["chosen"])]
         arch_kwargs = {"members": [{"arch": a, **by_arch[a].options} for a in choice["chosen"]]}
         final = build_classifier(arch, list(dm.table.channels), dm.length, dm.n_tabular, n_classes,
-                                 config.data.transforms, {"sg_window": config.data.sg_window,
-                                                          "sg_order": config.data.sg_order}, **arch_kwargs)
+                                 config.data.transforms, preprocess_options(config.data), **arch_kwargs)
         final.preprocess.load_state_dict(models[choice["chosen"][0]].preprocess.state_dict())
         for member, name in zip(final.net.members, choice["chosen"]):
             member.load_state_dict(models[name].net.state_dict())

@@ -6,9 +6,11 @@ Format (one entry per training flag; ``-`` and ``_`` alike; see ``examples/searc
     max_epochs: {low: 10, high: 40, step: 10}      # an int range (both bounds integers)
     arch: [TinyVGG, VGG11]                          # choices (a list, or {choices: [...]})
     transforms: [[da], [da, mixup], none]           # a choice may be a list (flags taking several values)
+    n_kernels: [4, 8, 16]                           # an option an architecture declares (--arch-opt)
 
-Every flag of ``spectratorch train`` that changes what is learnt can be searched; output, hardware and split flags
-cannot. No torch here.
+Every flag of ``spectratorch train`` that changes what is learnt can be searched, and every option an architecture
+declares with its builder (read from the registry, ``--arch-opt``); output, hardware and split flags cannot. Torch is
+imported only to read those declarations.
 """
 
 from __future__ import annotations
@@ -22,13 +24,14 @@ from pathlib import Path
 
 from spectratorch.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from spectratorch.errors import ConfigError
+from spectratorch.options import parse_units
 
 __all__ = ["Param", "SEARCHABLE", "load_space", "parse_space", "apply_params"]
 
 # reason: these decide where files go, which fold is validated, or the hardware: a study must not vary them.
 _NOT_SEARCHABLE = {"data", "current_split", "n_splits", "test_source", "project", "output_dir", "load_this", "fit",
                    "evaluate", "to_onnx", "save_test_preds", "resume", "accelerator", "devices", "precision",
-                   "strategy", "num_nodes", "limit_batches", "target_metric", "loggers", "mlflow_uri"}
+                   "strategy", "num_nodes", "limit_batches", "target_metric", "loggers", "mlflow_uri", "arch_opts"}
 _GROUPS = {f.name: group for group, cls in (("data", DataConfig), ("model", ModelConfig), ("train", TrainConfig))
            for f in dataclasses.fields(cls)}
 SEARCHABLE = tuple(sorted(name for name in _GROUPS if name not in _NOT_SEARCHABLE))
@@ -69,12 +72,24 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+def _declared_arch_options() -> dict:
+    """Every option a registered architecture declares with its builder: name -> Option (the first declaration)."""
+    # reason: the declarations live with the builders, which import torch; read only when a space names one.
+    from spectratorch.models.registry import list_models, model_option_specs
+
+    found: dict = {}
+    for arch in list_models():
+        found.update({k: v for k, v in model_option_specs(arch).items() if k not in found})
+    return found
+
+
 def _param(key: str, spec) -> Param:
     name = str(key).strip().lstrip("-").replace("-", "_")
-    if name not in _GROUPS:
+    if name not in _GROUPS and name not in _declared_arch_options():
         raise ConfigError(f"the search space names an unknown flag {_flag(name)}; searchable flags are "
-                          f"{', '.join(_flag(n) for n in SEARCHABLE)}.")
-    if name not in SEARCHABLE:
+                          f"{', '.join(_flag(n) for n in SEARCHABLE)}, and the options architectures declare "
+                          f"({', '.join(sorted(_declared_arch_options()))}).")
+    if name not in SEARCHABLE and name in _GROUPS:
         raise ConfigError(f"the search space names {_flag(name)}, which a study cannot vary (outputs, hardware, "
                           f"split, target metric); set it on the command line instead.")
     if isinstance(spec, dict) and "choices" in spec:
@@ -160,8 +175,12 @@ def _value(name: str, value):
         return ("none",)
     if name in ("targets", "channels", "transforms", "tabular") and isinstance(value, (list, tuple)):
         return tuple(str(v) for v in value)
-    if name == "block_units" and isinstance(value, (list, tuple)):
-        return tuple(int(v) for v in value)
+    if _GROUPS.get(name, "model") == "model" and name != "arch":
+        option = _declared_arch_options().get(name)
+        if option is not None and option.type is tuple and isinstance(value, (list, tuple)):
+            return parse_units(value)
+        if option is not None and name not in _GROUPS:
+            return option.check(value, where=f"the architecture option {name}")
     return value
 
 
@@ -173,8 +192,14 @@ def apply_params(base: RunConfig, params: dict) -> RunConfig:
         0.01
     """
     groups: dict[str, dict] = {"data": {}, "model": {}, "train": {}}
+    declared = {}
     for name, value in params.items():
-        groups[_GROUPS[name]][name] = _value(name, value)
+        if name in _GROUPS:
+            groups[_GROUPS[name]][name] = _value(name, value)
+        else:
+            declared[name] = _value(name, value)
+    if declared:
+        groups["model"]["arch_opts"] = {**base.model.arch_opts, **declared}
     return RunConfig(dataclasses.replace(base.data, **groups["data"]),
                      dataclasses.replace(base.model, **groups["model"]),
                      dataclasses.replace(base.train, **groups["train"]))

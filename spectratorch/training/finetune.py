@@ -107,8 +107,11 @@ def inherit_from_parent(config):
     """
     hparams = dict(load_module(config.train.load_this).hparams)
     model = config.model
-    changes = {key: value for key, value in (hparams.get("arch_kwargs") or {}).items()
-               if value is not None and getattr(model, key, 0) is None}
+    saved = {key: value for key, value in (hparams.get("arch_kwargs") or {}).items() if value is not None}
+    changes = {key: value for key, value in saved.items() if getattr(model, key, 0) is None}
+    declared = {key: value for key, value in saved.items() if not hasattr(model, key)}
+    if declared:
+        changes["arch_opts"] = {**declared, **model.arch_opts}
     if model.arch == "auto":
         changes["arch"] = hparams["arch"]
     data = config.data

@@ -6,6 +6,7 @@ import torch
 
 from spectratorch.errors import ConfigError
 from spectratorch.models import create_model, is_model, list_models, register_model, registry
+from spectratorch.options import Option
 
 
 def test_list_models_has_the_shipped_architectures():
@@ -42,7 +43,8 @@ def test_create_model_drops_none_kwargs(monkeypatch):
         seen.update(kwargs)
         return torch.nn.Identity()
 
-    monkeypatch.setitem(registry._model_entrypoints, "CaptureNet", CaptureNet)
+    options = {name: Option(name, float, 0.0, "") for name in ("width", "dropout", "batch_norm")}
+    monkeypatch.setitem(registry._model_entrypoints, "CaptureNet", registry._Entry(CaptureNet, options, 1e-3, 0.0))
     create_model("CaptureNet", n_channels=2, length=32, width=None, dropout=0.1, batch_norm=False)
     assert seen == {"n_channels": 2, "length": 32, "dropout": 0.1, "batch_norm": False}
 

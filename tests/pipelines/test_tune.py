@@ -204,3 +204,18 @@ def test_bad_input_one_line_nothing_written(demo_file, tmp_path):
         "target_metric", "val_loss")
     assert "optimises val_loss, not --target-metric val_f1" in run()
     assert not (out / "trials").exists() and _states(out / "optuna.db") == []
+
+
+def test_a_space_names_declared_architecture_options():
+    from spectratorch.pipelines.space import apply_params
+
+    base = config_from_args(build_parser().parse_args(["train", "--arch", "Hydra"]))
+    params = parse_space({"n_kernels": [4, 8], "block_units": [[2, 2]]}, base)
+    assert [p.name for p in params] == ["n_kernels", "block_units"]
+    config = apply_params(base, {"n_kernels": 4, "block_units": [2, 2]})
+    assert config.model.arch_opts == {"n_kernels": 4} and config.model.block_units == (2, 2)
+    assert "--arch-opt n_kernels=4" in train_command(config)
+    with pytest.raises(ConfigError, match="the architecture option n_kernels must be an integer >= 1"):
+        parse_space({"n_kernels": [0]}, base)
+    with pytest.raises(ConfigError, match=r"unknown flag --n-kernel;.*declare \(.*n_kernels"):
+        parse_space({"n_kernel": [4]}, base)

@@ -205,6 +205,8 @@ def test_ddp_on_two_cpu_processes(demo_file, tmp_path):
 @pytest.mark.parametrize("args,message", [
     (["--arch", "VGG99"], "unknown --arch 'VGG99'; expected one of"),
     (["--transforms", "blur"], "unknown transform(s) ['blur']"),
+    (["--arch-opt", "depth=3"], "--arch-opt depth=3: TinyVGG takes no option 'depth'; its options are batch_norm, "
+     "dropout, pool_bins, width."),
     (["--targets", "OVA", "ZZ"], "no row has the class value 'ZZ'"),
     (["--channels", "277", "123"], "unknown channel(s) ['123']"),
     (["--current-split", "5"], "--current-split must be in 0..4"),
