@@ -40,7 +40,7 @@ from spectratorch.export.onnx import (
     conv2d_layout,
     output_names,
 )
-from spectratorch.export.ood import fit_ood, preprocessed_inputs
+from spectratorch.export.ood import fit_model_ood
 from spectratorch.inference import INPUT_SPECTRA, INPUT_TABULAR, encode_metadata
 from spectratorch.training.restore import checkpoint_differences, load_module
 
@@ -143,8 +143,7 @@ def export_ensemble(checkpoints: Sequence[str | os.PathLike], out_path: str | os
     conformal = fit_conformal(np.concatenate([m.held_out[0] for m in members]),
                               np.concatenate([m.held_out[1] for m in members]), source="out-of-fold")
     (val_spectra, val_tabular), (train_spectra, train_tabular) = first.held_out[2], first.held_out[3]
-    ood = fit_ood(preprocessed_inputs(first.model, train_spectra, train_tabular),
-                  preprocessed_inputs(first.model, val_spectra, val_tabular))
+    ood = fit_model_ood(first.model, (train_spectra, train_tabular), (val_spectra, val_tabular))
     reference = _with_ood(_MeanProbabilities([_Probabilities(m.model, m.temperature) for m in members]).eval(),
                           first.model, ood)
     converted = [conv2d_layout(m.model) for m in members]

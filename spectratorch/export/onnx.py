@@ -38,7 +38,7 @@ from spectratorch.data.schema import SpectralTable
 from spectratorch.errors import CheckpointError, ConfigError, DataFormatError, SpectratorchError
 from spectratorch.export.calibration import calibration_report, softmax
 from spectratorch.export.conformal import fit_conformal
-from spectratorch.export.ood import OutlierScores, fit_ood, flatten_inputs, preprocessed_inputs
+from spectratorch.export.ood import OutlierScores, fit_model_ood, flatten_inputs
 from spectratorch.export.ood import summary as ood_summary
 from spectratorch.inference import (
     FORMAT_KEY,
@@ -299,9 +299,7 @@ def _fit_trust(model: nn.Module, val: tuple, calibration: dict, train: list, sou
         _logger.warning("no training rows to fit the outlier model on (the data is a table of held-out rows): the "
                         "model has no t2, q and outlier outputs")
         return conformal, None
-    train_spectra, train_tabular = train[0]
-    ood = fit_ood(preprocessed_inputs(model, train_spectra, train_tabular),
-                  preprocessed_inputs(model, val_spectra, val_tabular))
+    ood = fit_model_ood(model, train[0], (val_spectra, val_tabular))
     return conformal, ood
 
 

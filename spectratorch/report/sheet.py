@@ -4,7 +4,9 @@ Panels: calibration (before and after the temperature), score distribution, conf
 cutoff, one-vs-all ROC and precision-recall curves, precision, recall and F1 per class, the best cutoffs with the
 fraction of samples kept, the top error contributions by full truth (without and with the cutoff), and which
 wavelengths drive each class (mean |gradient × input| per channel and wavelength over the evaluated rows, drawn over
-the mean spectra). The title names the model and the split the sheet shows.
+the mean spectra), and, for a model with an outlier model, the T²/Q plot of the rows (Hotelling's T² against the
+Q residual on log axes, the two limits as lines, the flagged rows marked). The title names the model and the split
+the sheet shows.
 
 The sheet is one A4 landscape page at :data:`DPI` dots per inch whose smallest text is :data:`MIN_FONT_PT` points,
 so it reads on paper as well as on a screen.
@@ -33,7 +35,7 @@ from spectratorch.report.metrics import (
 from spectratorch.report.occlusion import default_window, occluded_copies, window_average
 
 __all__ = ["A4_LANDSCAPE", "DPI", "MIN_FONT_PT", "SheetData", "collect", "gradient_x_input", "axis_label",
-           "split_name", "plot_result_sheet", "write_result_sheet", "make_result_sheet"]
+           "split_name", "plot_result_sheet", "write_result_sheet", "make_result_sheet", "outlier_data"]
 
 _logger = logging.getLogger(__name__)
 _MAX_SALIENCY_ROWS = 2048
@@ -68,6 +70,8 @@ class SheetData:
         saliency_kind: what ``saliency`` is (``|gradient × input|`` or ``|occlusion drop|``), for the axis label.
         split: which rows the sheet shows, named in its title (e.g. ``test split: fold 1 of 5``).
         x_label: the spectral axis' name with its unit; empty = from the channels (:func:`axis_label`).
+        outliers: ``{"t2", "q"}`` ``[N]`` of the evaluated rows under the outlier model the export stores, with its
+            ``t2_limit``, ``q_limit`` and ``confidence`` (:func:`outlier_data`); ``None``: no T²/Q panel.
     """
 
     logits: np.ndarray
@@ -84,6 +88,7 @@ class SheetData:
     saliency_kind: str = "|gradient × input|"
     split: str = "test split"
     x_label: str = ""
+    outliers: dict | None = None
 
     def probabilities(self, calibrated: bool = True) -> np.ndarray:
         return softmax(self.logits, self.temperature if calibrated else 1.0)
@@ -231,10 +236,55 @@ def collect(module, dm, stage: str = "test", temperature: float = 1.0, title: st
     saliency_map, saliency_kind = saliency(module, spectra[sub], tabular[sub], y[sub], n_classes)
     sums = torch.zeros(n_classes, *spectra.shape[1:], dtype=torch.float64).index_add_(0, y, spectra.double())
     mean_spectra = (sums / torch.bincount(y, minlength=n_classes).clamp_min(1).view(-1, 1, 1)).numpy()
+    outliers = outlier_data(module.model, dm, spectra.cpu().numpy(), tabular.cpu().numpy())
     return SheetData(logits=logits, y=y.numpy(), full_truth=np.asarray(source.target.full_truth[rows]).astype(str),
                      labels=tuple(dm.labels), channels=tuple(dm.table.channels), axis=np.asarray(dm.table.axis),
                      mean_spectra=mean_spectra, saliency=saliency_map, temperature=temperature, title=title,
-                     saliency_kind=saliency_kind, split=split_name(dm.config, stage))
+                     saliency_kind=saliency_kind, split=split_name(dm.config, stage), outliers=outliers)
+
+
+def outlier_data(model: torch.nn.Module, dm, spectra: np.ndarray, tabular: np.ndarray) -> dict | None:
+    """T² and Q of raw rows under the outlier model the export fits on ``dm`` (training rows, limits on the
+    validation rows: :func:`spectratorch.export.ood.fit_model_ood`), or ``None`` when it cannot be fitted.
+
+    Args:
+        model: the :class:`~spectratorch.models.classifier.SpectralClassifier`.
+        dm: its data module (prepared).
+        spectra: ``[N, C, L]`` raw rows to score.
+        tabular: ``[N, T]``.
+
+    Returns:
+        ``{"t2" [N], "q" [N], "t2_limit", "q_limit", "confidence"}`` or ``None``.
+    """
+    from spectratorch.errors import ConfigError
+    from spectratorch.export.ood import fit_model_ood, ood_scores, preprocessed_inputs
+
+    fit, val = dm.stage_rows("val")
+    table, train = fit.table, dm.split.train
+    try:
+        record = fit_model_ood(model, (table.spectra[train], table.tabular[train]),
+                               (table.spectra[val], table.tabular[val]))
+    except ConfigError as err:
+        _logger.info("the result sheet has no T²/Q panel: %s", err)
+        return None
+    t2, q = ood_scores(record, preprocessed_inputs(model, spectra, tabular))
+    return {"t2": t2, "q": q, **{k: record[k] for k in ("t2_limit", "q_limit", "confidence")}}
+
+
+def _plot_outliers(ax, outliers: dict) -> None:
+    t2, q = np.asarray(outliers["t2"]), np.asarray(outliers["q"])
+    flagged = (t2 > outliers["t2_limit"]) | (q > outliers["q_limit"])
+    # reason: log axes; a Q of exactly 0 (every component kept) is drawn at the smallest positive value.
+    floor = min([v for v in (*t2[t2 > 0], *q[q > 0], outliers["t2_limit"], outliers["q_limit"]) if v > 0] or [1.0])
+    ax.scatter(np.maximum(t2[~flagged], floor), np.maximum(q[~flagged], floor), s=4, color="tab:blue", alpha=0.5,
+               lw=0, label=f"inside ({(~flagged).sum()})")
+    ax.scatter(np.maximum(t2[flagged], floor), np.maximum(q[flagged], floor), s=12, color="tab:red", marker="x",
+               lw=1, label=f"outlier ({flagged.sum()})")
+    ax.axvline(max(outliers["t2_limit"], floor), color="k", ls="--", lw=1)
+    ax.axhline(max(outliers["q_limit"], floor), color="k", ls=":", lw=1)
+    ax.set(xscale="log", yscale="log", xlabel="Hotelling's T²", ylabel="Q residual",
+           title=f"Outliers: T² vs Q (limits at {outliers['confidence']:.0%})")
+    ax.legend(loc="upper left")
 
 
 def _plot_calibration(ax, data: SheetData) -> None:
@@ -378,7 +428,10 @@ def _draw(plt, data: SheetData, cutoff, cutoffs):
                 "Per class, no cutoff")
     _plot_table(fig.add_subplot(grid[1, 3]),
                 cutoffs.rename(columns={"target": "goal"}), "Best cutoffs (chosen on validation)")
-    saliency_grid = grid[2, :3].subgridspec(1, n_channels)
+    # reason: the T²/Q panel takes the last quarter of the saliency row; a model without it keeps the old layout.
+    saliency_grid = grid[2, : 3 if data.outliers is None else 2].subgridspec(1, n_channels)
+    if data.outliers is not None:
+        _plot_outliers(fig.add_subplot(grid[2, 2]), data.outliers)
     _plot_saliency([fig.add_subplot(saliency_grid[c]) for c in range(n_channels)], data)
     errors = grid[2, 3].subgridspec(2, 1)
     short = {"full_truth": "full truth", "share_of_errors": "share", "error_rate": "rate"}

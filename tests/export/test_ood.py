@@ -44,3 +44,25 @@ def test_bad_arguments_raise():
         fit_ood(np.zeros((10, 3)), np.zeros((2, 3)), confidence=1.0)
     with pytest.raises(ConfigError, match="held-out"):
         fit_ood(np.zeros((10, 3)), np.zeros((2, 4)))
+
+
+def test_the_model_fit_preprocesses_only_the_rows_the_svd_sees(monkeypatch):
+    """fit_model_ood subsamples before preprocessing and still equals fit_ood on every row's preprocessed inputs."""
+    from spectratorch.export import ood
+    from spectratorch.models.classifier import build_classifier
+
+    rng = np.random.default_rng(2)
+    raw = _spectra(rng, 300, length=32).astype(np.float32)[:, None, :]
+    model = build_classifier("Linear", ["x"], length=32, n_tabular=0, n_classes=2, transforms=("snv",))
+    model.preprocess.fit(torch.from_numpy(raw))
+    monkeypatch.setattr(ood, "_MAX_ROWS", 120)
+    seen = []
+    original = ood.preprocessed_inputs
+    monkeypatch.setattr(ood, "preprocessed_inputs", lambda m, x, t: seen.append(len(x)) or original(m, x, t))
+    record = ood.fit_model_ood(model, (raw[:250], None), (raw[250:], None))
+    assert seen == [120, 50] and record["n_train"] == 120
+    expected = ood.fit_ood(original(model, raw[:250], None), original(model, raw[250:], None))
+    for key in ("mean", "components", "variances", "t2_limit", "q_limit"):
+        np.testing.assert_allclose(np.abs(record[key]), np.abs(expected[key]), rtol=1e-9, atol=1e-12)
+    t2, q = ood.ood_scores(record, original(model, raw[250:], None))
+    assert float(((t2 > record["t2_limit"]) | (q > record["q_limit"])).mean()) == record["held_out_flagged"]

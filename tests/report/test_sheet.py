@@ -12,6 +12,7 @@ from spectratorch.report.sheet import (
     collect,
     gradient_x_input,
     make_result_sheet,
+    plot_result_sheet,
     saliency,
     write_result_sheet,
 )
@@ -105,7 +106,19 @@ def _sheet_data(n_classes: int, n_channels: int, seed: int = 0) -> SheetData:
                      channels=("277", "380", "425", "lspr")[:n_channels], axis=np.linspace(300, 700, length),
                      mean_spectra=rng.random((n_classes, n_channels, length)),
                      saliency=rng.random((n_classes, n_channels, length)), temperature=1.2, title="VGG11 test model",
-                     baseline={"logistic regression": 0.5}, split="test split: fold 1 of 0..4 (validation: fold 0)")
+                     baseline={"logistic regression": 0.5}, split="test split: fold 1 of 0..4 (validation: fold 0)",
+                     outliers=_outliers(rng, n))
+
+
+def _outliers(rng, n: int) -> dict:
+    """T² and Q of ``n`` rows with known outliers: 5 rows over the T² limit, 3 over the Q limit, one Q of 0."""
+    t2, q = rng.uniform(0.5, 8.0, n), rng.uniform(1e-3, 0.09, n)
+    t2[:5], q[5:8], q[8] = 50.0, 1.0, 0.0
+    return {"t2": t2, "q": q, "t2_limit": 10.0, "q_limit": 0.1, "confidence": 0.99}
+
+
+def _outlier_axes(fig):
+    return [ax for ax in fig.axes if ax.get_xlabel() == "Hotelling's T²"]
 
 
 def _table_frame(table) -> list[list[str]]:
@@ -174,3 +187,56 @@ def test_report_command_end_to_end(tmp_path_factory, tmp_path):
     assert printed["cutoffs"] == pytest.approx(expected["cutoffs"], rel=1e-6)
     assert read_metadata(onnx_file)["cutoffs"] == {k: v for k, v in printed["cutoffs"].items() if v is not None}
     assert printed["cutoffs"]["default"] is not None
+
+
+def test_the_sheet_draws_the_t2_q_plot_of_its_rows():
+    data = _sheet_data(3, 3)
+    fig, _ = plot_result_sheet(data)
+    try:
+        (ax,) = _outlier_axes(fig)
+        assert ax.get_ylabel() == "Q residual" and ax.get_xscale() == ax.get_yscale() == "log"
+        assert "T² vs Q" in ax.get_title() and "99%" in ax.get_title()
+        # the two limits as lines
+        assert [line.get_xdata()[0] for line in ax.lines if line.get_xdata()[0] == line.get_xdata()[1]] == [10.0]
+        assert [line.get_ydata()[0] for line in ax.lines if line.get_ydata()[0] == line.get_ydata()[1]] == [0.1]
+        # every row drawn; the 8 over a limit marked apart, the Q of 0 still on the log axis
+        inside, flagged = (c.get_offsets() for c in ax.collections)
+        assert len(inside) == len(data.y) - 8 and len(flagged) == 8
+        assert np.all(np.asarray(inside) > 0) and sorted(np.asarray(flagged)[:, 0])[-5:] == [50.0] * 5
+        assert ax.get_legend_handles_labels()[1] == [f"inside ({len(data.y) - 8})", "outlier (8)"]
+    finally:
+        plt.close(fig)
+    data.outliers = None  # a model without an outlier model: no panel
+    fig, _ = plot_result_sheet(data)
+    try:
+        assert _outlier_axes(fig) == []
+    finally:
+        plt.close(fig)
+
+
+@pytest.mark.slow
+def test_the_sheet_shows_the_exported_outlier_model(tmp_path_factory):
+    """The T²/Q panel of a trained run is the ONNX file's outlier model on the test rows: same limits, same scores."""
+    from spectratorch.inference import Predictor
+    from spectratorch.training.restore import datamodule_from_hparams, load_module
+    from tests.export.helpers import cutoff_run
+
+    run = cutoff_run(tmp_path_factory)
+    module = load_module(run.checkpoint)
+    dm = datamodule_from_hparams(dict(module.hparams), str(run.data))
+    dm.prepare()
+    data = collect(module, dm, "test")
+    predictor = Predictor(run.onnx)
+    ood = predictor.metadata["ood"]
+    assert data.outliers["t2_limit"] == pytest.approx(ood["t2_limit"], rel=1e-6)
+    assert data.outliers["q_limit"] == pytest.approx(ood["q_limit"], rel=1e-6)
+    source, rows = dm.stage_rows("test")
+    outputs = predictor.predict_outputs(source.table.spectra[rows], source.table.tabular[rows])
+    np.testing.assert_allclose(data.outliers["t2"], outputs["t2"], rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(data.outliers["q"], outputs["q"], rtol=1e-3, atol=1e-6)
+    fig, _ = plot_result_sheet(data)
+    try:
+        (ax,) = _outlier_axes(fig)
+        assert sum(len(c.get_offsets()) for c in ax.collections) == len(rows)
+    finally:
+        plt.close(fig)
