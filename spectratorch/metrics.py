@@ -27,8 +27,8 @@ def classification_metrics(y: np.ndarray, probabilities: np.ndarray | None = Non
 
     Returns:
         ``{"loss", "accuracy", "f1", "balanced_accuracy", "auroc"}`` as floats; no ``loss`` without probabilities;
-        ``auroc`` is ``None`` without probabilities or when it is undefined (one class only). When a class has no
-        row, the AUROC is the macro mean over the classes present, their probabilities renormalised.
+        ``auroc`` is ``None`` without probabilities or when it is undefined (rows of one class only). When a class
+        has no row, the AUROC is the macro mean over the classes present, their probabilities renormalised.
 
     Example:
         >>> m = classification_metrics(np.array([0, 1, 1]), np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]]))
@@ -60,6 +60,8 @@ def _auroc(y: np.ndarray, probabilities: np.ndarray) -> float | None:
 
     k = probabilities.shape[1]
     present = np.unique(y)
+    if len(present) < 2:
+        return None
     try:
         if k == 2:
             return float(roc_auc_score(y, probabilities[:, 1]))

@@ -150,7 +150,9 @@ def fit_baselines(train: tuple[np.ndarray, np.ndarray], stages: dict[str, tuple[
                         continue
                     predicted = model.predict(xs)
                     proba = _full_proba(model, xs, n_classes) if name == "logistic_regression" else None
-                    result[stage] = classification_metrics(ys, proba, predicted, n_classes)
+                    # reason: no loss: PLS-DA has no probabilities, so the two baselines report the same keys.
+                    scores = classification_metrics(ys, proba, predicted, n_classes)
+                    result[stage] = {key: value for key, value in scores.items() if key != "loss"}
         except ValueError as err:
             _logger.warning("baseline %s could not be fitted: %s", name, err)
             results[name] = {"error": str(err)}
