@@ -48,6 +48,7 @@ def test_predicted_classes_without_probabilities():
         classification_metrics(y)
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning")  # reason: scikit-learn notes the absent class
 def test_a_class_without_rows():
     p, y = _probabilities(200, 4, seed=2)
     keep = y != 2
