@@ -114,6 +114,7 @@ def _subset(pool: Path, out: Path, n: int, seed: int) -> Path:
 def _test_accuracy(checkpoint: str, test_file: Path) -> tuple[float, int, float]:
     """Accuracy of a checkpoint on every row of the instrument-B test file, the rows, and the majority's share."""
     from spectratorch.export.calibration import softmax
+    from spectratorch.metrics import classification_metrics
     from spectratorch.models.batched import predict_logits
     from spectratorch.training.restore import datamodule_from_hparams, load_module
 
@@ -125,7 +126,7 @@ def _test_accuracy(checkpoint: str, test_file: Path) -> tuple[float, int, float]
         raise RuntimeError(f"the test file's labels {dm.labels} are not the model's {module.labels}")
     probabilities = softmax(predict_logits(module, rows.spectra, rows.tabular))
     y = rows.y.numpy()
-    return float((probabilities.argmax(1) == y).mean()), len(y), float(np.bincount(y).max() / len(y))
+    return classification_metrics(y, probabilities)["accuracy"], len(y), float(np.bincount(y).max() / len(y))
 
 
 def _train_b(config, test_file: Path) -> dict:

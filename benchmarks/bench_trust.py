@@ -96,6 +96,7 @@ def _fold(args, data: Path, foreign: Path, fold: int, out: Path) -> dict:
     from spectratorch.data.targets import resolve_target
     from spectratorch.export.conformal import membership
     from spectratorch.inference import Predictor
+    from spectratorch.metrics import classification_metrics
     from spectratorch.pipelines.run import train
 
     config = RunConfig(
@@ -128,7 +129,7 @@ def _fold(args, data: Path, foreign: Path, fold: int, out: Path) -> dict:
         flagged[name] = float(result["outlier"].mean())
     return {
         "fold": fold, "n_test": len(rows), "n_calibration": predictor.conformal["n"],
-        "test_accuracy": float((outputs["probabilities"].argmax(1) == y).mean()),
+        "test_accuracy": classification_metrics(y, outputs["probabilities"])["accuracy"],
         "coverage": float(members[np.arange(len(y)), y].mean()), "mean_set_size": float(members.sum(1).mean()),
         "false_alarm": float(outputs["outlier"].mean()), "auroc": auroc, "flagged": flagged,
         "n_components": ood["n_components"], "throughput_ratio": _throughput_ratio(predictor, spectra, tabular),
