@@ -187,8 +187,7 @@ def batched_batches(dm: SpectralDataModule, preprocess: Preprocess, device: torc
             return iter(loader)
     else:
         # reason: the table lives on the device, so the index tensor goes there and the gather runs there too.
-        source, rows = dm.stage_rows("train")
-        data = source.dataset
+        data, rows = dm.stage_arrays("train", rows=np.arange(len(dm.table))), dm.split.train
         dataset = _GatherDataset(data.spectra.to(device), data.tabular.to(device), data.y.to(device))
         sampler = IndexBatchSampler(rows, dm.config.batch_size, shuffle=True, seed=dm.config.seed, drop_last=True)
 
@@ -262,11 +261,11 @@ def run(args: argparse.Namespace, log: Callable[[str], None]) -> dict:
     log(f"generating {args.samples} samples")
     dm = make_datamodule(args.samples, args.batch_size, args.seed)
     preprocess = fitted_preprocess(dm)
-    source, rows = dm.stage_rows("train")
-    table = source.table
+    rows = dm.split.train
+    table = dm.table
     n_batches = min(args.batches, len(rows) // args.batch_size) if args.quick else args.batches
 
-    dataset = PerSampleDataset(table.spectra, table.tabular, source.target.y, rows, preprocess, args.seed)
+    dataset = PerSampleDataset(table.spectra, table.tabular, dm.target.y, rows, preprocess, args.seed)
     cpu = torch.device("cpu")
     paths = {
         "per_sample": (per_sample_batches(dataset, args.batch_size, dm.n_classes, args.workers, args.seed), cpu),

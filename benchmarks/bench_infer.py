@@ -89,7 +89,7 @@ def _engines(summary: dict, tmp: Path, threads: int, inputs: dict[int, tuple]) -
     import torch
 
     from spectratorch.export.onnx import _Probabilities, _trace, conv2d_layout, read_metadata
-    from spectratorch.inference import INPUT_SPECTRA, INPUT_TABULAR, session_options
+    from spectratorch.inference import INPUT_SPECTRA, INPUT_TABULAR, open_session, session_options
     from spectratorch.training.module import SpectralModule
 
     onnx_path = summary["files"]["onnx"]
@@ -103,9 +103,9 @@ def _engines(summary: dict, tmp: Path, threads: int, inputs: dict[int, tuple]) -
     extended = session_options(threads)
     extended.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
     sessions = {
-        "ort": ort.InferenceSession(onnx_path, session_options(threads), providers=["CPUExecutionProvider"]),
+        "ort": open_session(onnx_path, threads),
         "ort_extended": ort.InferenceSession(onnx_path, extended, providers=["CPUExecutionProvider"]),
-        "ort_conv1d": ort.InferenceSession(str(naive), session_options(threads), providers=["CPUExecutionProvider"]),
+        "ort_conv1d": open_session(naive, threads),
     }
     torch.set_num_threads(threads)
     engines = {}

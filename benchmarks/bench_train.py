@@ -294,7 +294,7 @@ def cpu_comparison(args, log: Callable[[str], None]) -> dict:
         "channels": list(CPU_CONFIG["channels"]),
         "batch_size": args.batch_size,
         "transforms": list(dm.config.transforms),
-        "train_rows": len(dm.stage_rows("train")[1]),
+        "train_rows": len(dm.split.train),
         "epochs_per_run": args.epochs,
         "rounds": args.rounds,
         "included": "index gather + train_transform + Preprocess + forward/backward/Adam step, in both loops",
@@ -345,7 +345,7 @@ def gpu_run(args, log: Callable[[str], None], device: torch.device | None = None
     module = make_module(dm, GPU_CONFIG["arch"], GPU_CONFIG["arch_kwargs"], args.seed)
     wait_epoch = args.gpu_epochs - 1
     timer = EpochTimer(device, sync_batches_in=(wait_epoch,))
-    log(f"GPU run: {args.gpu_epochs} epochs of {len(dm.stage_rows('train')[1])} rows")
+    log(f"GPU run: {args.gpu_epochs} epochs of {len(dm.split.train)} rows")
     make_trainer(args.gpu_epochs, accelerator, [timer]).fit(module, datamodule=dm)
     timed = timer.epochs[1:wait_epoch]
     epoch_s = statistics.median(e.seconds for e in timed)
@@ -360,7 +360,7 @@ def gpu_run(args, log: Callable[[str], None], device: torch.device | None = None
         "batch_size": GPU_CONFIG["batch_size"],
         "precision": resolve_precision("auto", accelerator),
         "samples_generated": args.gpu_samples,
-        "train_rows": len(dm.stage_rows("train")[1]),
+        "train_rows": len(dm.split.train),
         "epoch_s": epoch_s,
         "samples_per_s": samples / epoch_s,
         "data_wait_pct": wait_pct,

@@ -113,28 +113,20 @@ def _subset(pool: Path, out: Path, n: int, seed: int) -> Path:
 
 def _test_accuracy(checkpoint: str, test_file: Path) -> tuple[float, int, float]:
     """Accuracy of a checkpoint on every row of the instrument-B test file, the rows, and the majority's share."""
+    from spectratorch.export.calibration import softmax
+    from spectratorch.metrics import classification_metrics
+    from spectratorch.models.batched import predict_logits
     from spectratorch.training.restore import datamodule_from_hparams, load_module
 
     module = load_module(checkpoint)
     dm = datamodule_from_hparams(dict(module.hparams), str(test_file))
-    source, _ = dm.stage_rows("train")  # reason: the source holds the whole file; the split is not used here.
-    if list(source.target.labels) != list(module.labels):
-        raise RuntimeError(f"the test file's labels {source.target.labels} are not the model's {module.labels}")
-    probabilities = _probabilities(module, source, np.arange(len(source.target.y)))
-    y = source.target.y
-    return float((probabilities.argmax(1) == y).mean()), len(y), float(np.bincount(y).max() / len(y))
-
-
-def _probabilities(module, source, rows, batch_size: int = 1024) -> np.ndarray:
-    import torch
-
-    module.eval()
-    out = []
-    with torch.no_grad():
-        for index in torch.as_tensor(rows).split(batch_size):
-            batch = source.dataset[index]
-            out.append(module(batch["spectra"], batch["tabular"]).softmax(dim=1).numpy())
-    return np.concatenate(out)
+    # reason: every row of the file, not a split of it.
+    rows = dm.stage_arrays("train", rows=np.arange(len(dm.table)))
+    if list(dm.labels) != list(module.labels):
+        raise RuntimeError(f"the test file's labels {dm.labels} are not the model's {module.labels}")
+    probabilities = softmax(predict_logits(module, rows.spectra, rows.tabular))
+    y = rows.y.numpy()
+    return classification_metrics(y, probabilities)["accuracy"], len(y), float(np.bincount(y).max() / len(y))
 
 
 def _train_b(config, test_file: Path) -> dict:
@@ -190,18 +182,16 @@ def _logistic(data: Path, test_file: Path, seed: int) -> dict:
     dm = SpectralDataModule(config)
     dm.prepare()
 
-    def features(source, rows):
-        x = np.concatenate([source.dataset.spectra.numpy()[rows].reshape(len(rows), -1),
-                            source.dataset.tabular.numpy()[rows]], axis=1)
-        return x, source.target.y[rows]
+    def features(rows):
+        x = np.concatenate([rows.spectra.numpy().reshape(len(rows), -1), rows.tabular.numpy()], axis=1)
+        return x, rows.y.numpy()
 
-    x_train, y_train = features(*dm.stage_rows("train"))
-    x_val, y_val = features(*dm.stage_rows("val"))
+    x_train, y_train = features(dm.stage_arrays("train"))
+    x_val, y_val = features(dm.stage_arrays("val"))
     low, span = x_train.min(0), np.maximum(x_train.max(0) - x_train.min(0), 1e-12)
     test = SpectralDataModule(dataclasses.replace(config, data=str(test_file)))
     test.prepare()
-    source, _ = test.stage_rows("train")  # reason: the source holds the whole test file.
-    x_test, y_test = features(source, np.arange(len(source.target.y)))
+    x_test, y_test = features(test.stage_arrays("train", rows=np.arange(len(test.table))))  # reason: the whole file
     scores = {}
     for c in (0.01, 0.1, 1.0, 10.0):
         model = LogisticRegression(C=c, max_iter=2000).fit((x_train - low) / span, y_train)

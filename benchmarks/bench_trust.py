@@ -143,15 +143,14 @@ def _compare_features(checkpoint: str, data: Path, foreign: dict[str, np.ndarray
     model = module.model.float().eval()
     dm = datamodule_from_hparams(dict(module.hparams), str(data))
     dm.prepare()
-    table = dm.stage_rows("val")[0].table
-    rows = {stage: dm.stage_rows(stage)[1] for stage in ("train", "val", "test")}
+    rows = {stage: dm.stage_arrays(stage) for stage in ("train", "val", "test")}
+    arrays = {stage: (r.spectra.numpy(), r.tabular.numpy()) for stage, r in rows.items()}
     rng = np.random.default_rng(100 + fold)
     kinds = {"preprocessed": lambda x, t: preprocessed_inputs(model, x, t),
              "penultimate": lambda x, t: _penultimate(model, x, t)}
     result = {}
     for kind, features in kinds.items():
-        record = fit_ood(features(table.spectra[rows["train"]], table.tabular[rows["train"]]),
-                         features(table.spectra[rows["val"]], table.tabular[rows["val"]]))
+        record = fit_ood(features(*arrays["train"]), features(*arrays["val"]))
 
         def score(x, t, record=record, features=features):
             t2, q = ood_scores(record, features(x, t))
@@ -159,7 +158,7 @@ def _compare_features(checkpoint: str, data: Path, foreign: dict[str, np.ndarray
 
         entry = {"n_components": record["n_components"], "width": len(record["mean"])}
         for side in ("val", "test"):
-            x, t = table.spectra[rows[side]], table.tabular[rows[side]]
+            x, t = arrays[side]
             inside = score(x, t)
             others = {name: (spectra, t[rng.integers(0, len(t), len(spectra))]) for name, spectra in foreign.items()}
             others.update({name: (spectra, t) for name, spectra in _faults(x, np.random.default_rng(fold)).items()})
@@ -243,6 +242,7 @@ def _fold(args, data: Path, foreign: Path, fold: int, out: Path) -> dict:
     from spectratorch.data.targets import resolve_target
     from spectratorch.export.conformal import membership
     from spectratorch.inference import Predictor
+    from spectratorch.metrics import classification_metrics
     from spectratorch.pipelines.run import train
 
     config = RunConfig(
@@ -278,7 +278,7 @@ def _fold(args, data: Path, foreign: Path, fold: int, out: Path) -> dict:
     foreign = {"instrument_b": other.spectra, **({} if public is None else {"tecator_resampled": public})}
     return {
         "fold": fold, "n_test": len(rows), "n_calibration": predictor.conformal["n"],
-        "test_accuracy": float((outputs["probabilities"].argmax(1) == y).mean()),
+        "test_accuracy": classification_metrics(y, outputs["probabilities"])["accuracy"],
         "coverage": float(members[np.arange(len(y)), y].mean()), "mean_set_size": float(members.sum(1).mean()),
         "false_alarm": float(outputs["outlier"].mean()), "auroc": auroc, "flagged": flagged,
         "n_components": ood["n_components"], "throughput_ratio": _throughput_ratio(predictor, spectra, tabular),

@@ -46,6 +46,7 @@ __all__ = [
     "physical_cores",
     "prediction_frame",
     "predictions_csv",
+    "open_session",
     "session_options",
     "trust_columns",
     "write_predictions",
@@ -252,6 +253,43 @@ def session_options(threads: int | None = None):
     return options
 
 
+def open_session(model: str | os.PathLike | bytes, threads: int | None = None,
+                 providers: Sequence[str] | None = None):
+    """An onnxruntime session of an ONNX file (or its bytes) with :func:`session_options`: the one way the package
+    opens a model, for ``predict``, the page, the export's parity check and the ensemble's test.
+
+    Args:
+        model: an ``.onnx`` path, or the model's bytes.
+        threads: intra-op threads; ``None`` = :func:`physical_cores`.
+        providers: execution providers, best first; ``None`` = ``["CPUExecutionProvider"]``.
+
+    Returns:
+        An ``onnxruntime.InferenceSession``.
+
+    Raises:
+        DataFormatError: a missing file, or one onnxruntime cannot read.
+        ConfigError: onnxruntime is missing or ``threads`` is invalid.
+
+    Example:
+        >>> session = open_session("model.onnx", threads=1)        # doctest: +SKIP
+        >>> session.run(None, {INPUT_SPECTRA: spectra})[0]          # doctest: +SKIP
+    """
+    in_memory = isinstance(model, (bytes, bytearray))
+    name = "<in-memory model>" if in_memory else str(model)
+    if not in_memory and not Path(model).is_file():
+        raise DataFormatError(f"{name}: no such model file.")
+    ort = _onnxruntime()
+    options = session_options(threads)
+    try:
+        return ort.InferenceSession(bytes(model) if in_memory else str(model), options,
+                                    providers=list(providers or ["CPUExecutionProvider"]))
+    # reason: onnxruntime raises its own pybind classes (InvalidProtobuf, Fail...), which share no base to name.
+    except Exception as err:  # noqa: BLE001
+        raise DataFormatError(
+            f"{name}: not a readable ONNX model ({_first_line(err)}). Is the file complete? Export it again."
+        ) from None
+
+
 def _onnxruntime():
     try:
         import onnxruntime
@@ -296,18 +334,7 @@ class Predictor:
                  threads: int | None = None):
         in_memory = isinstance(model_path, (bytes, bytearray))
         self.path = Path("<in-memory model>") if in_memory else Path(model_path)
-        if not in_memory and not self.path.is_file():
-            raise DataFormatError(f"{self.path}: no such model file.")
-        ort = _onnxruntime()
-        options = session_options(threads)
-        try:
-            self.session = ort.InferenceSession(bytes(model_path) if in_memory else str(self.path), options,
-                                                providers=list(providers or ["CPUExecutionProvider"]))
-        # reason: onnxruntime raises its own pybind classes (InvalidProtobuf, Fail...), which share no base to name.
-        except Exception as err:  # noqa: BLE001
-            raise DataFormatError(
-                f"{self.path}: not a readable ONNX model ({_first_line(err)}). Is the file complete? Export it again."
-            ) from None
+        self.session = open_session(bytes(model_path) if in_memory else self.path, threads, providers)
         self.metadata = decode_metadata(self.session.get_modelmeta().custom_metadata_map, str(self.path))
         self.labels: tuple[str, ...] = tuple(str(label) for label in self.metadata["labels"])
         self.channels: tuple[str, ...] = tuple(str(c) for c in self.metadata["channels"])

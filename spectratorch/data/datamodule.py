@@ -31,7 +31,7 @@ from spectratorch.defaults import auto_batch_size
 from spectratorch.errors import TargetError
 from spectratorch.transforms import TRANSFORM_TABLE, default_transforms, transform_function
 
-__all__ = ["SpectralDataModule", "IndexBatchSampler"]
+__all__ = ["SpectralDataModule", "IndexBatchSampler", "StageArrays"]
 
 _logger = logging.getLogger(__name__)
 
@@ -100,6 +100,30 @@ class _Source:
     table: SpectralTable
     target: Target
     dataset: _GatherDataset
+
+
+@dataclass(frozen=True, eq=False)
+class StageArrays:
+    """The rows of one stage, in the order its loader (unshuffled) yields them.
+
+    Attributes:
+        spectra: raw float32 ``[N, C, L]`` (CPU).
+        tabular: raw float32 ``[N, T]`` (CPU).
+        y: int64 classes ``[N]`` (CPU), in the order of the data module's labels.
+        full_truth: ``[N]`` the finest label of each row.
+        ids: ``[N]`` the row ids.
+        rows: ``[N]`` the rows' indices in the stage's table (the training file, or the test file).
+    """
+
+    spectra: torch.Tensor
+    tabular: torch.Tensor
+    y: torch.Tensor
+    full_truth: np.ndarray
+    ids: np.ndarray
+    rows: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.rows)
 
 
 class SpectralDataModule(pl.LightningDataModule):
@@ -220,34 +244,60 @@ class SpectralDataModule(pl.LightningDataModule):
     def n_tabular(self) -> int:
         return self.table.tabular.shape[1]
 
-    def stage_rows(self, stage: str) -> tuple[_Source, np.ndarray]:
-        """The source table and row indices of ``train``, ``val`` or ``test``."""
+    def _stage_rows(self, stage: str) -> tuple[_Source, np.ndarray]:
+        """The source and row indices of ``train``, ``val`` or ``test``."""
         self.prepare()
+        if stage not in ("train", "val", "test"):
+            raise ValueError(f"stage must be 'train', 'val' or 'test'; got {stage!r}.")
         if stage == "test":
             if self._test is not self._fit:
                 return self._test, np.arange(len(self._test.target.y))
             return self._fit, self.split.test
         return self._fit, getattr(self.split, stage)
 
+    def stage_arrays(self, stage: str, rows: np.ndarray | None = None) -> StageArrays:
+        """The rows of ``train``, ``val`` or ``test``: what that stage's loader yields, gathered in one piece.
+
+        Args:
+            stage: ``"train"``, ``"val"`` or ``"test"``.
+            rows: indices into the stage's table to take instead of the stage's own rows (e.g. the training and
+                validation folds together); default: the stage's rows.
+
+        Returns:
+            :class:`StageArrays` (tensors share memory with the table where no gather is needed; do not write).
+
+        Example:
+            >>> from spectratorch.data.synthetic import make_dataset
+            >>> dm = SpectralDataModule(data=make_dataset(600, seed=0), targets=("OVA", "OK"), channels=("277",))
+            >>> val = dm.stage_arrays("val")
+            >>> val.spectra.shape == (len(dm.split.val), 1, dm.length), len(val) == len(dm.split.val)
+            (True, True)
+        """
+        source, own = self._stage_rows(stage)
+        rows = np.asarray(own if rows is None else rows, dtype=np.int64)
+        index = torch.as_tensor(rows)
+        data = source.dataset
+        return StageArrays(data.spectra.index_select(0, index), data.tabular.index_select(0, index),
+                           data.y.index_select(0, index), np.asarray(source.target.full_truth)[rows],
+                           np.asarray(source.table.ids)[rows], rows)
+
     def class_counts(self) -> dict[str, dict[str, int]]:
         """Members per class in each split."""
         counts = {}
         for stage in ("train", "val", "test"):
-            source, rows = self.stage_rows(stage)
+            source, rows = self._stage_rows(stage)
             bins = np.bincount(source.target.y[rows], minlength=self.n_classes)
             counts[stage] = {label: int(n) for label, n in zip(self.labels, bins)}
         return counts
 
     def train_arrays(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Raw training spectra ``[N, C, L]`` and tabular values ``[N, T]``, to fit the preprocessing on."""
-        source, rows = self.stage_rows("train")
-        index = torch.as_tensor(rows)
-        return source.dataset.spectra.index_select(0, index), source.dataset.tabular.index_select(0, index)
+        train = self.stage_arrays("train")
+        return train.spectra, train.tabular
 
     def train_labels(self) -> torch.Tensor:
         """Classes ``[N]`` of the training rows, in the order of :meth:`train_arrays`."""
-        source, rows = self.stage_rows("train")
-        return source.dataset.y.index_select(0, torch.as_tensor(rows))
+        return self.stage_arrays("train").y
 
     # ---- loaders -------------------------------------------------------------------------------------------
     def _rank(self) -> tuple[int, int]:
@@ -261,7 +311,7 @@ class SpectralDataModule(pl.LightningDataModule):
         return trainer.fit_loop.epoch_progress.current.processed if trainer is not None else 0
 
     def _loader(self, stage: str, shuffle: bool) -> DataLoader:
-        source, rows = self.stage_rows(stage)
+        source, rows = self._stage_rows(stage)
         rank, world = self._rank() if stage == "train" else (0, 1)
         batch_size = self.config.batch_size or auto_batch_size(len(self.split.train))
         drop_last = shuffle and len(rows) > batch_size

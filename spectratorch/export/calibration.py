@@ -19,6 +19,7 @@ from spectratorch.errors import ConfigError
 
 __all__ = [
     "calibration_report",
+    "confidence_bins",
     "expected_calibration_error",
     "fit_temperature",
     "negative_log_likelihood",
@@ -143,6 +144,17 @@ def fit_temperature(logits: np.ndarray, y: np.ndarray, tol: float = 1e-5) -> flo
     return math.exp(log_t)
 
 
+def confidence_bins(confidence: np.ndarray, n_bins: int = 15) -> np.ndarray:
+    """The bin of each top probability: ``(i / n_bins, (i + 1) / n_bins]`` is bin ``i`` (a confidence of 0 falls in
+    bin 0); the bins of :func:`expected_calibration_error` and of the result sheet's reliability curve.
+
+    Example:
+        >>> confidence_bins(np.array([0.0, 0.2, 0.21, 1.0]), n_bins=5).tolist()
+        [0, 0, 1, 4]
+    """
+    return np.clip(np.ceil(np.asarray(confidence) * n_bins).astype(np.int64) - 1, 0, n_bins - 1)
+
+
 def expected_calibration_error(probs: np.ndarray, y: np.ndarray, n_bins: int = 15) -> float:
     """Expected calibration error of the top-1 prediction, with ``n_bins`` equal-width confidence bins.
 
@@ -170,7 +182,7 @@ def expected_calibration_error(probs: np.ndarray, y: np.ndarray, n_bins: int = 1
         raise ConfigError(f"n_bins must be at least 1; got {n_bins}.")
     confidence = probs.max(axis=1)
     correct = (probs.argmax(axis=1) == y).astype(np.float64)
-    bins = np.clip(np.ceil(confidence * n_bins).astype(np.int64) - 1, 0, n_bins - 1)
+    bins = confidence_bins(confidence, n_bins)
     count = np.bincount(bins, minlength=n_bins)
     gap = np.bincount(bins, weights=correct - confidence, minlength=n_bins)
     # reason: sum over a bin of (correct - confidence) is |bin| * (accuracy - mean confidence).

@@ -49,8 +49,9 @@ from spectratorch.inference import (
     OUTPUT_PROBABILITIES,
     decode_metadata,
     encode_metadata,
-    session_options,
+    open_session,
 )
+from spectratorch.models.batched import BATCH_SIZE, run_batched
 from spectratorch.training.restore import datamodule_from_hparams, load_module
 
 __all__ = ["OPSET", "TOLERANCE", "ExportError", "conv2d_layout", "export_onnx", "read_metadata", "update_metadata"]
@@ -61,7 +62,7 @@ OPSET = 17
 TOLERANCE = 1e-4
 """Largest absolute difference of a probability between onnxruntime and torch that the export accepts."""
 
-_BATCH = 1024
+_BATCH = BATCH_SIZE
 # reason: layers that act on each position alone, so they are the same on [N, C, L] and on [N, C, 1, L].
 _POINTWISE = (nn.ReLU, nn.LeakyReLU, nn.GELU, nn.SiLU, nn.ELU, nn.Tanh, nn.Sigmoid, nn.Dropout)
 
@@ -241,16 +242,18 @@ def _data_arrays(hparams: dict, source, n_check: int, train: list | None = None)
     dm = _datamodule(hparams, source)
     dm.prepare()
     _check_description(hparams, dm.table, dm.labels)
-    fit, val = dm.stage_rows("val")
+    val = dm.stage_arrays("val")
     others = np.concatenate([dm.split.train, dm.split.test])
-    check = np.concatenate([val, others[~np.isin(others, val)]])[:n_check]
+    check = np.concatenate([val.rows, others[~np.isin(others, val.rows)]])[:n_check]
     if len(check) < n_check:
         _logger.warning("the data has only %d rows; the export check uses them all (asked for %d)", len(check),
                         n_check)
-    table = fit.table
     if train is not None:
-        train.append((table.spectra[dm.split.train], table.tabular[dm.split.train]))
-    return (table.spectra[val], table.tabular[val], fit.target.y[val]), (table.spectra[check], table.tabular[check])
+        rows = dm.stage_arrays("train")
+        train.append((rows.spectra.numpy(), rows.tabular.numpy()))
+    check_rows = dm.stage_arrays("val", rows=check)
+    return (val.spectra.numpy(), val.tabular.numpy(), val.y.numpy()), (check_rows.spectra.numpy(),
+                                                                       check_rows.tabular.numpy())
 
 
 def _json_metrics(checkpoint: Path, stem: str) -> dict:
@@ -278,12 +281,9 @@ def _run_torch(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> np.ndarray
     return _run_torch_all(model, inputs)[0]
 
 
-@torch.no_grad()
 def _run_torch_all(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> list[np.ndarray]:
     """Every output of ``model`` (one tensor or a tuple), in batches of ``_BATCH`` rows."""
-    parts = [model(*(t[start : start + _BATCH] for t in inputs)) for start in range(0, len(inputs[0]), _BATCH)]
-    parts = [part if isinstance(part, tuple) else (part,) for part in parts]
-    return [torch.cat(column).numpy() for column in zip(*parts)]
+    return [column.numpy() for column in run_batched(model, inputs, _BATCH)]
 
 
 def _fit_trust(model: nn.Module, val: tuple, calibration: dict, train: list, source: str = "validation",
@@ -369,9 +369,7 @@ def _base_metadata(hparams: dict, stem: str, metrics: dict, calibration: dict, i
 
 
 def _check_parity(path: Path, reference: nn.Module, inputs: tuple[torch.Tensor, ...], names: list[str]) -> float:
-    import onnxruntime
-
-    session = onnxruntime.InferenceSession(str(path), session_options(), providers=["CPUExecutionProvider"])
+    session = open_session(path)
     outputs = [o.name for o in session.get_outputs()]
     expected = _run_torch_all(reference, inputs)
     runs = [session.run(outputs, {n: t[s : s + _BATCH].numpy() for n, t in zip(names, inputs)})

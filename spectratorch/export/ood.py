@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from spectratorch.errors import ConfigError
+from spectratorch.models.batched import run_batched
 
 __all__ = ["CONFIDENCE", "MAX_COMPONENTS", "VARIANCE", "OutlierScores", "fit_model_ood", "fit_ood", "ood_scores",
            "preprocessed_inputs"]
@@ -170,17 +171,16 @@ def summary(record: dict) -> dict:
 def preprocessed_inputs(model: nn.Module, spectra: np.ndarray, tabular: np.ndarray | None,
                         batch: int = 1024) -> np.ndarray:
     """``[N, C * L + T]`` (float64): the model's preprocessing of raw rows, flattened, tabular values appended."""
-    parts = []
+    inputs = [torch.as_tensor(np.ascontiguousarray(spectra), dtype=torch.float32)]
+    if model.n_tabular:
+        inputs.append(torch.as_tensor(np.ascontiguousarray(tabular), dtype=torch.float32))
+
+    def flat(spectra: torch.Tensor, tabular: torch.Tensor | None = None) -> torch.Tensor:
+        return flatten_inputs(*model.preprocess(spectra, tabular)).double()
+
     # reason: the result sheet calls this with the model still on the training device.
     device = next(model.preprocess.buffers()).device
-    for start in range(0, len(spectra), batch):
-        x = torch.as_tensor(np.ascontiguousarray(spectra[start : start + batch]), dtype=torch.float32, device=device)
-        t = None
-        if model.n_tabular:
-            t = torch.as_tensor(np.ascontiguousarray(tabular[start : start + batch]), dtype=torch.float32,
-                                device=device)
-        parts.append(flatten_inputs(*model.preprocess(x, t)).double().cpu().numpy())
-    return np.concatenate(parts)
+    return run_batched(flat, inputs, batch, device)[0].numpy()
 
 
 def flatten_inputs(spectra: torch.Tensor, tabular: torch.Tensor | None) -> torch.Tensor:

@@ -29,8 +29,9 @@ from spectratorch.data.io import atomic_path
 from spectratorch.data.splits import TEST_MODES
 from spectratorch.defaults import auto_transforms
 from spectratorch.errors import ConfigError
+from spectratorch.metrics import classification_metrics
 
-__all__ = ["run_cv", "cv_name", "fold_configs", "summarise_folds", "plot_folds", "classification_metrics"]
+__all__ = ["run_cv", "cv_name", "fold_configs", "summarise_folds", "plot_folds"]
 
 _logger = logging.getLogger(__name__)
 
@@ -219,40 +220,10 @@ def _save_plot(folds: list[dict], path: Path, title: str) -> None:
     plt.close(fig)
 
 
-def classification_metrics(probabilities: np.ndarray, y: np.ndarray) -> dict:
-    """``loss`` (NLL), ``accuracy``, macro ``f1``, ``balanced_accuracy`` and macro ``auroc`` of probabilities.
-
-    Example:
-        >>> m = classification_metrics(np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]]), np.array([0, 1, 1]))
-        >>> round(m["accuracy"], 3), round(m["auroc"], 3)
-        (0.667, 1.0)
-    """
-    from sklearn.metrics import balanced_accuracy_score, f1_score, roc_auc_score
-
-    k = probabilities.shape[1]
-    predicted = probabilities.argmax(axis=1)
-    present = np.unique(y)
-    try:
-        if k == 2:
-            auroc = float(roc_auc_score(y, probabilities[:, 1]))
-        else:
-            auroc = float(roc_auc_score(y, probabilities[:, present] / probabilities[:, present].sum(1, keepdims=True),
-                                        multi_class="ovr", average="macro", labels=present))
-    except ValueError:
-        auroc = None
-    return {
-        "loss": float(-np.log(np.clip(probabilities[np.arange(len(y)), y], 1e-12, None)).mean()),
-        "accuracy": float((predicted == y).mean()),
-        "f1": float(f1_score(y, predicted, average="macro", labels=np.arange(k), zero_division=0)),
-        "balanced_accuracy": float(balanced_accuracy_score(y, predicted)),
-        "auroc": auroc,
-    }
-
-
 def _ensemble(config: RunConfig, summaries: list[dict], out_dir: Path) -> dict:
     from spectratorch.data.datamodule import SpectralDataModule
     from spectratorch.export.ensemble import export_ensemble
-    from spectratorch.inference import INPUT_SPECTRA, INPUT_TABULAR, session_options
+    from spectratorch.inference import INPUT_SPECTRA, INPUT_TABULAR, open_session
 
     stem = cv_name(config, "ens")
     checkpoints = [s["files"]["checkpoint"] for s in summaries]
@@ -262,20 +233,18 @@ def _ensemble(config: RunConfig, summaries: list[dict], out_dir: Path) -> dict:
     if external:
         dm = SpectralDataModule(dataclasses.replace(config.data, current_split=0))
         dm.prepare()
-        source, rows = dm.stage_rows("test")
-        spectra, tabular, y = source.table.spectra[rows], source.table.tabular[rows], source.target.y[rows]
+        test = dm.stage_arrays("test")
+        spectra, tabular, y = test.spectra.numpy(), test.tabular.numpy(), test.y.numpy()
     path, members = export_ensemble(checkpoints, out_dir / f"{stem}.onnx", stem)
     result["onnx"] = str(path)
     result["temperatures"] = [m.temperature for m in members]
     if external:
-        import onnxruntime
-
-        session = onnxruntime.InferenceSession(str(path), session_options(), providers=["CPUExecutionProvider"])
+        session = open_session(path)
         feeds = {INPUT_SPECTRA: np.ascontiguousarray(spectra, np.float32)}
         if len(session.get_inputs()) > 1:
             feeds[INPUT_TABULAR] = np.ascontiguousarray(tabular, np.float32)
-        ens = classification_metrics(session.run(None, feeds)[0], y)
-        folds = [classification_metrics(m.probabilities(spectra, tabular), y) for m in members]
+        ens = classification_metrics(y, session.run(None, feeds)[0])
+        folds = [classification_metrics(y, m.probabilities(spectra, tabular)) for m in members]
         mean_fold = {k: float(np.mean([f[k] for f in folds if f[k] is not None])) for k in ens if ens[k] is not None}
         comparison = {"n_test": int(len(y)), "ensemble": ens, "mean_fold": mean_fold,
                       "gain": {k: ens[k] - mean_fold[k] for k in mean_fold}}

@@ -29,6 +29,8 @@ from spectratorch.data.datamodule import SpectralDataModule
 from spectratorch.data.io import atomic_path
 from spectratorch.defaults import LARGE_TRAIN, auto_arch, resolve_defaults
 from spectratorch.errors import CheckpointError, ConfigError
+from spectratorch.export.calibration import calibration_report
+from spectratorch.models.batched import BATCH_SIZE, predict_logits, run_batched
 from spectratorch.models.registry import is_model, list_models
 from spectratorch.report.sheet import make_result_sheet
 from spectratorch.training.baseline import compare_with_baseline, fit_baselines, preprocessed_features
@@ -161,19 +163,14 @@ def _trainer(config: RunConfig, out_dir: Path, stem: str, callbacks: list) -> pl
     )
 
 
-@torch.no_grad()
 def predict_probabilities(module: SpectralModule, dm: SpectralDataModule, stage: str,
-                          batch_size: int = 1024) -> np.ndarray:
+                          batch_size: int = BATCH_SIZE) -> np.ndarray:
     """Class probabilities ``[N, K]`` of ``stage``'s rows (batched, on the module's device)."""
-    source, rows = dm.stage_rows(stage)
+    rows = dm.stage_arrays(stage)
     module.eval()
-    device = next(module.parameters()).device
-    out = []
-    for index in torch.as_tensor(rows).split(batch_size):
-        batch = source.dataset[index]
-        logits = module(batch["spectra"].to(device), batch["tabular"].to(device))
-        out.append(logits.float().softmax(dim=1).cpu())
-    return torch.cat(out).numpy() if out else np.zeros((0, dm.n_classes), np.float32)
+    outputs = run_batched(lambda s, t: module(s, t).float().softmax(dim=1), (rows.spectra, rows.tabular), batch_size,
+                          next(module.parameters()).device)
+    return outputs[0].numpy() if outputs else np.zeros((0, dm.n_classes), np.float32)
 
 
 def _write_json(path: Path, payload: dict) -> None:
@@ -197,12 +194,12 @@ def _stage_metrics(results: list[dict], stage: str) -> dict:
 
 
 def _save_test_predictions(path: Path, module: SpectralModule, dm: SpectralDataModule) -> None:
-    source, rows = dm.stage_rows("test")
+    rows = dm.stage_arrays("test")
     probabilities = predict_probabilities(module, dm, "test")
     frame = pd.DataFrame(probabilities, columns=[f"p_{label}" for label in dm.labels])
-    frame.insert(0, "truth", np.asarray(dm.labels, dtype=object)[source.target.y[rows]])
-    frame.insert(0, "full_truth", source.target.full_truth[rows])
-    frame.insert(0, "id", source.table.ids[rows])
+    frame.insert(0, "truth", np.asarray(dm.labels, dtype=object)[rows.y.numpy()])
+    frame.insert(0, "full_truth", rows.full_truth)
+    frame.insert(0, "id", rows.ids)
     with atomic_path(path) as tmp:
         frame.to_csv(tmp, index=False)
 
@@ -319,17 +316,22 @@ def train(config: RunConfig, callbacks: Sequence = (), arch_selection: dict | No
         _save_test_predictions(out_dir / f"{stem}.csv", module, dm)
     if config.train.evaluate and config.train.baseline:
         _add_baseline(summary, module, dm, config)
-    if config.train.evaluate and result_sheet:
+    sheet_wanted, onnx_wanted = config.train.evaluate and result_sheet, config.train.to_onnx and "checkpoint" in files
+    # reason: one temperature per run, fitted once: the result sheet draws the one the ONNX file stores.
+    calibration = _calibration(module, dm) if sheet_wanted or onnx_wanted else None
+    if sheet_wanted:
         baseline_test = {name: result["test"]["accuracy"] for name, result in
                          summary["metrics"].get("baseline", {}).items() if "test" in result}
         sheet = make_result_sheet(module, dm, out_dir / f"{stem} result sheet.png", stem,
-                                  tensorboard=tensorboard_writer(trainer), baseline=baseline_test)
+                                  tensorboard=tensorboard_writer(trainer), baseline=baseline_test,
+                                  temperature=calibration["temperature"])
         files["result_sheet"] = sheet.pop("result_sheet")
         summary["calibration"] = sheet
-    if config.train.to_onnx and "checkpoint" in files:
+    if onnx_wanted:
         from spectratorch.export.onnx import export_onnx, update_metadata
 
-        files["onnx"] = str(export_onnx(files["checkpoint"], out_dir / f"{stem}.onnx", dm, metrics=summary["metrics"]))
+        files["onnx"] = str(export_onnx(files["checkpoint"], out_dir / f"{stem}.onnx", dm, metrics=summary["metrics"],
+                                        calibration=calibration))
         if "calibration" in summary:
             cutoffs = {k: v for k, v in summary["calibration"]["cutoffs"].items() if v is not None}
             update_metadata(files["onnx"], cutoffs=cutoffs)
@@ -383,11 +385,15 @@ def _solved_on_small_set(config: RunConfig, dm: SpectralDataModule) -> bool:
 
 
 def _stage_features(module: SpectralModule, dm: SpectralDataModule, stage: str) -> tuple[np.ndarray, np.ndarray]:
-    source, rows = dm.stage_rows(stage)
-    index = torch.as_tensor(rows)
-    features = preprocessed_features(module.model.preprocess, source.dataset.spectra.index_select(0, index),
-                                     source.dataset.tabular.index_select(0, index))
-    return features, source.dataset.y.index_select(0, index).numpy()
+    rows = dm.stage_arrays(stage)
+    return preprocessed_features(module.model.preprocess, rows.spectra, rows.tabular), rows.y.numpy()
+
+
+def _calibration(module: SpectralModule, dm: SpectralDataModule) -> dict:
+    """The run's calibration report, fitted once on the validation rows' logits (float32, as the export runs the
+    model): the result sheet's temperature and the one the ONNX file stores."""
+    val = dm.stage_arrays("val")
+    return calibration_report(predict_logits(module.model.float(), val.spectra, val.tabular), val.y.numpy())
 
 
 def _add_baseline(summary: dict, module: SpectralModule, dm: SpectralDataModule, config: RunConfig) -> None:

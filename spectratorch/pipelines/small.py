@@ -37,6 +37,8 @@ import torch
 from spectratorch.config import RunConfig
 from spectratorch.errors import SplitError
 from spectratorch.export.calibration import fit_temperature, softmax
+from spectratorch.metrics import classification_metrics
+from spectratorch.models.batched import run_batched
 from spectratorch.models.classifier import SpectralClassifier, build_classifier
 from spectratorch.models.closed_form import (
     LOGISTIC_CS,
@@ -50,7 +52,6 @@ from spectratorch.models.closed_form import (
     ridge_head,
     squared_distances,
 )
-from spectratorch.pipelines.cv import classification_metrics
 from spectratorch.transforms import preprocess_options
 
 __all__ = ["Candidate", "CANDIDATES", "SOLVED_ARCHS", "INNER_FOLDS", "inner_folds", "choose", "fit_small"]
@@ -120,14 +121,13 @@ def _features(model: SpectralClassifier, spectra: torch.Tensor, tabular: torch.T
         if len(support) != len(spectra):
             raise RuntimeError(f"kernel support holds {len(support)} rows, expected the {len(spectra)} training rows")
         return squared_distances(support, support)
-    parts = []
-    for start in range(0, len(spectra), 512):
-        pre_spectra, pre_tabular = model.preprocess(spectra[start : start + 512], tabular[start : start + 512])
-        features = model.net.forward_features(pre_spectra).flatten(1)
-        if model.n_tabular > 0:
-            features = torch.cat([features, pre_tabular], dim=1)
-        parts.append(features.double())
-    return torch.cat(parts).numpy()
+
+    def features(spectra: torch.Tensor, tabular: torch.Tensor) -> torch.Tensor:
+        pre_spectra, pre_tabular = model.preprocess(spectra, tabular)
+        out = model.net.forward_features(pre_spectra).flatten(1)
+        return (torch.cat([out, pre_tabular], dim=1) if model.n_tabular > 0 else out).double()
+
+    return run_batched(features, (spectra, tabular), 512)[0].numpy()
 
 
 def _grid(candidate: Candidate, n_fit_min: int, x: np.ndarray) -> list:
@@ -185,7 +185,7 @@ def _score(oof: np.ndarray, y: np.ndarray, metric: str) -> dict:
     finally:
         calibration_log.setLevel(level)
     probabilities = softmax(oof, temperature)
-    metrics = classification_metrics(probabilities, y)
+    metrics = classification_metrics(y, probabilities)
     return {"temperature": temperature, "probabilities": probabilities, "metrics": metrics,
             "key": (metrics.get(metric) or 0.0, -metrics["loss"])}
 
@@ -248,8 +248,7 @@ def _with_options(candidate: Candidate, config: RunConfig) -> Candidate:
 
 
 def _training_rows(dm) -> np.ndarray:
-    source, train = dm.stage_rows("train")
-    _, val = dm.stage_rows("val")
+    train, val = dm.split.train, dm.split.val
     if dm.config.test_source == "is-val":
         return np.sort(train)
     return np.sort(np.concatenate([train, val]))
@@ -281,12 +280,8 @@ def fit_small(config: RunConfig, dm, module_kwargs, candidates=CANDIDATES) -> di
     from spectratorch.training.module import SpectralModule
 
     start = time.perf_counter()
-    source, rows = dm.stage_rows("train")
-    rows = _training_rows(dm)
-    index = torch.as_tensor(rows)
-    spectra = source.dataset.spectra.index_select(0, index)
-    tabular = source.dataset.tabular.index_select(0, index)
-    y = source.dataset.y.index_select(0, index).numpy()
+    rows = dm.stage_arrays("train", rows=_training_rows(dm))
+    spectra, tabular, y = rows.spectra, rows.tabular, rows.y.numpy()
     labels, n_classes = list(dm.labels), dm.n_classes
     n_folds = inner_folds(y, labels, len(y))
     folds = list(StratifiedKFold(n_folds, shuffle=True, random_state=config.data.seed).split(np.zeros(len(y)), y))
@@ -430,10 +425,10 @@ def train_small(config: RunConfig, dm, candidates=CANDIDATES, result_sheet: bool
     stem = model_name(config.name_fields())
     val = fitted["val_metrics"]
     test_probabilities = predict_probabilities(module, dm, "test")
-    source, test_rows = dm.stage_rows("test")
+    test_rows = dm.stage_arrays("test")
     metrics = {"val": val}
     if len(test_rows):
-        metrics["test"] = classification_metrics(test_probabilities, source.target.y[test_rows])
+        metrics["test"] = classification_metrics(test_rows.y.numpy(), test_probabilities)
     if config.train.baseline and len(test_rows):
         metrics["baseline"] = _baseline(module, dm, config.data.seed)
     checkpoint = out_dir / f"{stem}_{val['loss']:.3E}_{val['f1']:.4f}_{val['accuracy']:.4f}.ckpt"
@@ -485,8 +480,8 @@ def _baseline(module, dm, seed: int) -> dict:
 def _class_counts(dm) -> dict:
     """Members per class in the training rows (training and validation folds together) and the test rows."""
     counts = {}
-    for stage, (source, rows) in (("train", (dm.stage_rows("train")[0], _training_rows(dm))),
-                                  ("test", dm.stage_rows("test"))):
-        bins = np.bincount(source.target.y[rows], minlength=dm.n_classes)
+    for stage, rows in (("train", dm.stage_arrays("train", rows=_training_rows(dm))),
+                        ("test", dm.stage_arrays("test"))):
+        bins = np.bincount(rows.y.numpy(), minlength=dm.n_classes)
         counts[stage] = {label: int(n) for label, n in zip(dm.labels, bins)}
     return counts

@@ -1,9 +1,13 @@
-"""The numbers behind the result sheet: cutoffs, confusion with cutoffs, error contributions. numpy/pandas only."""
+"""The numbers behind the result sheet: cutoffs, confusion with cutoffs, error contributions (numpy, pandas and
+scikit-learn: no torch)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+
+from spectratorch.export.calibration import confidence_bins
+from spectratorch.metrics import per_class_metrics
 
 __all__ = ["UNCLASSIFIED", "cutoff_table", "auto_cutoff", "apply_cutoff", "confusion", "per_class_scores",
            "error_contributions", "calibration_bins"]
@@ -100,16 +104,9 @@ def per_class_scores(y: np.ndarray, predicted: np.ndarray, labels) -> pd.DataFra
         >>> scores.round(3).to_numpy().tolist()
         [['a', 2, 1.0, 0.5, 0.667], ['b', 2, 0.667, 1.0, 0.8]]
     """
-    n_classes = len(labels)
-    hits = np.bincount(y[predicted == y], minlength=n_classes).astype(float)
-    support = np.bincount(y, minlength=n_classes)
-    called = np.bincount(predicted, minlength=n_classes)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        precision = np.nan_to_num(hits / called)
-        recall = np.nan_to_num(hits / support)
-        f1 = np.nan_to_num(2 * precision * recall / (precision + recall))
-    return pd.DataFrame({"class": [str(label) for label in labels], "n": support, "precision": precision,
-                         "recall": recall, "F1": f1})
+    scores = per_class_metrics(y, predicted, len(labels))
+    return pd.DataFrame({"class": [str(label) for label in labels], "n": scores["support"],
+                         "precision": scores["precision"], "recall": scores["recall"], "F1": scores["f1"]})
 
 
 def error_contributions(y: np.ndarray, predicted: np.ndarray, full_truth: np.ndarray,
@@ -130,10 +127,11 @@ def error_contributions(y: np.ndarray, predicted: np.ndarray, full_truth: np.nda
 
 
 def calibration_bins(probabilities: np.ndarray, y: np.ndarray, n_bins: int = 15) -> pd.DataFrame:
-    """Reliability of the top probability: per equal-width bin, its mean confidence, accuracy and count."""
+    """Reliability of the top probability: per equal-width bin (those of the ECE:
+    :func:`~spectratorch.export.calibration.confidence_bins`), its mean confidence, accuracy and count."""
     confidence = probabilities.max(axis=1)
     correct = probabilities.argmax(axis=1) == y
-    bins = np.minimum((confidence * n_bins).astype(int), n_bins - 1)
+    bins = confidence_bins(confidence, n_bins)
     count = np.bincount(bins, minlength=n_bins)
     with np.errstate(invalid="ignore", divide="ignore"):
         conf = np.bincount(bins, weights=confidence, minlength=n_bins) / count

@@ -23,6 +23,7 @@ import pandas as pd
 import torch
 
 from spectratorch.export.calibration import expected_calibration_error, softmax
+from spectratorch.models.batched import predict_logits
 from spectratorch.report.metrics import (
     apply_cutoff,
     auto_cutoff,
@@ -170,23 +171,14 @@ def occlusion_sensitivity(model: torch.nn.Module, spectra: torch.Tensor, tabular
     copies, starts, stops = zip(*(occluded_copies(row, window, stride) for row in spectra.numpy()))
     per_row = n_channels * len(starts[0])
     batch = torch.from_numpy(np.concatenate([c.reshape(per_row, n_channels, length) for c in copies]))
-    probabilities = softmax(_logits(model, batch, tabular.repeat_interleave(per_row, dim=0)), 1.0)
-    base = softmax(_logits(model, spectra, tabular), 1.0)[np.arange(n), y.numpy()]
+    probabilities = softmax(predict_logits(model, batch, tabular.repeat_interleave(per_row, dim=0)), 1.0)
+    base = softmax(predict_logits(model, spectra, tabular), 1.0)[np.arange(n), y.numpy()]
     occluded = probabilities.reshape(n, per_row, -1)[np.arange(n), :, y.numpy()]  # [N, C * W]
     drops = np.abs(base[:, None] - occluded).reshape(n, n_channels, -1)
     per_point = window_average(drops, starts[0], stops[0], length)  # [N, C, L]
     total = np.zeros((n_classes, n_channels, length))
     np.add.at(total, y.numpy(), per_point)
     return total / np.maximum(np.bincount(y.numpy(), minlength=n_classes), 1)[:, None, None]
-
-
-@torch.no_grad()
-def _logits(model: torch.nn.Module, spectra: torch.Tensor, tabular: torch.Tensor, batch_size: int = 1024):
-    model.eval()
-    device = next(model.parameters()).device
-    out = [model(spectra[i : i + batch_size].to(device), tabular[i : i + batch_size].to(device)).float().cpu()
-           for i in range(0, len(spectra), batch_size)]
-    return torch.cat(out).numpy()
 
 
 def axis_label(channels) -> str:
@@ -225,19 +217,16 @@ def split_name(config, stage: str) -> str:
 
 def collect(module, dm, stage: str = "test", temperature: float = 1.0, title: str = "") -> SheetData:
     """Compute the sheet's data for ``stage``'s rows of a datamodule with a trained module."""
-    source, rows = dm.stage_rows(stage)
-    index = torch.as_tensor(rows)
-    spectra = source.dataset.spectra.index_select(0, index)
-    tabular = source.dataset.tabular.index_select(0, index)
-    y = source.dataset.y.index_select(0, index)
+    rows = dm.stage_arrays(stage)
+    spectra, tabular, y = rows.spectra, rows.tabular, rows.y
     n_classes = len(dm.labels)
-    logits = _logits(module, spectra, tabular)
+    logits = predict_logits(module, spectra, tabular)
     sub = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))[:_MAX_SALIENCY_ROWS]
     saliency_map, saliency_kind = saliency(module, spectra[sub], tabular[sub], y[sub], n_classes)
     sums = torch.zeros(n_classes, *spectra.shape[1:], dtype=torch.float64).index_add_(0, y, spectra.double())
     mean_spectra = (sums / torch.bincount(y, minlength=n_classes).clamp_min(1).view(-1, 1, 1)).numpy()
     outliers = outlier_data(module.model, dm, spectra.cpu().numpy(), tabular.cpu().numpy())
-    return SheetData(logits=logits, y=y.numpy(), full_truth=np.asarray(source.target.full_truth[rows]).astype(str),
+    return SheetData(logits=logits, y=y.numpy(), full_truth=rows.full_truth.astype(str),
                      labels=tuple(dm.labels), channels=tuple(dm.table.channels), axis=np.asarray(dm.table.axis),
                      mean_spectra=mean_spectra, saliency=saliency_map, temperature=temperature, title=title,
                      saliency_kind=saliency_kind, split=split_name(dm.config, stage), outliers=outliers)
@@ -259,11 +248,10 @@ def outlier_data(model: torch.nn.Module, dm, spectra: np.ndarray, tabular: np.nd
     from spectratorch.errors import ConfigError
     from spectratorch.export.ood import fit_model_ood, ood_scores, preprocessed_inputs
 
-    fit, val = dm.stage_rows("val")
-    table, train = fit.table, dm.split.train
+    train, val = dm.stage_arrays("train"), dm.stage_arrays("val")
     try:
-        record = fit_model_ood(model, (table.spectra[train], table.tabular[train]),
-                               (table.spectra[val], table.tabular[val]))
+        record = fit_model_ood(model, (train.spectra.numpy(), train.tabular.numpy()),
+                               (val.spectra.numpy(), val.tabular.numpy()))
     except ConfigError as err:
         _logger.info("the result sheet has no T²/Q panel: %s", err)
         return None
@@ -462,8 +450,8 @@ def write_result_sheet(data: SheetData, path: str | Path, cutoff: float | str | 
 
 
 def make_result_sheet(module, dm, path: str | Path, title: str = "", tensorboard=None,
-                      baseline: dict | None = None) -> dict:
-    """Calibrate on the validation split, choose the cutoffs there, and draw the sheet of the test split.
+                      baseline: dict | None = None, temperature: float | None = None) -> dict:
+    """Choose the cutoffs on the calibrated validation split and draw the sheet of the test split.
 
     Args:
         module: the trained :class:`~spectratorch.training.module.SpectralModule`.
@@ -472,6 +460,9 @@ def make_result_sheet(module, dm, path: str | Path, title: str = "", tensorboard
         title: the model name.
         tensorboard: a TensorBoard ``SummaryWriter`` to add the figure to, or ``None``.
         baseline: ``{name: test accuracy}`` of the linear baselines, shown beside the network's accuracy.
+        temperature: the run's temperature, fitted once on the validation split
+            (:func:`~spectratorch.export.calibration.calibration_report`), the one the ONNX file stores; default:
+            fitted here the same way (:func:`~spectratorch.export.calibration.fit_temperature`).
 
     Returns:
         ``{"result_sheet", "temperature", "ece_before", "ece_after", "cutoffs", "cutoff_table"}``; ``cutoffs`` maps
@@ -482,7 +473,8 @@ def make_result_sheet(module, dm, path: str | Path, title: str = "", tensorboard
     from spectratorch.export.calibration import fit_temperature
 
     val = collect_logits(module, dm, "val")
-    temperature = fit_temperature(val["logits"], val["y"])
+    if temperature is None:
+        temperature = fit_temperature(val["logits"], val["y"])
     cutoffs = cutoff_table(softmax(val["logits"], temperature), val["y"])
     data = collect(module, dm, "test", temperature=temperature, title=title)
     data.baseline = dict(baseline or {})
@@ -504,8 +496,5 @@ def make_result_sheet(module, dm, path: str | Path, title: str = "", tensorboard
 
 def collect_logits(module, dm, stage: str) -> dict:
     """Logits ``[N, K]`` and classes ``[N]`` of ``stage``'s rows."""
-    source, rows = dm.stage_rows(stage)
-    index = torch.as_tensor(rows)
-    logits = _logits(module, source.dataset.spectra.index_select(0, index),
-                     source.dataset.tabular.index_select(0, index))
-    return {"logits": logits, "y": source.dataset.y.index_select(0, index).numpy()}
+    rows = dm.stage_arrays(stage)
+    return {"logits": predict_logits(module, rows.spectra, rows.tabular), "y": rows.y.numpy()}

@@ -25,6 +25,8 @@ import warnings
 import numpy as np
 import torch
 
+from spectratorch.metrics import classification_metrics
+from spectratorch.models.batched import run_batched
 from spectratorch.models.logistic import fit_logistic, stratified_subsample
 
 __all__ = ["BASELINES", "fit_baselines", "compare_with_baseline", "preprocessed_features"]
@@ -50,31 +52,14 @@ def preprocessed_features(preprocess: torch.nn.Module, spectra: torch.Tensor, ta
         ``[N, C * L + T]`` float32.
     """
     preprocess = preprocess.cpu().eval()
-    parts = []
-    for start in range(0, len(spectra), batch_size):
-        s, t = preprocess(spectra[start : start + batch_size], tabular[start : start + batch_size])
-        parts.append(torch.cat([s.flatten(1), t], dim=1) if t is not None else s.flatten(1))
-    if not parts:
+    if len(spectra) == 0:
         return np.zeros((0, 0), np.float32)
-    return torch.cat(parts).numpy()
 
+    def features(spectra: torch.Tensor, tabular: torch.Tensor) -> torch.Tensor:
+        s, t = preprocess(spectra, tabular)
+        return torch.cat([s.flatten(1), t], dim=1) if t is not None else s.flatten(1)
 
-def _scores(y: np.ndarray, predicted: np.ndarray, probabilities: np.ndarray | None, n_classes: int) -> dict:
-    from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, roc_auc_score
-
-    labels = np.arange(n_classes)
-    scores = {
-        "accuracy": float(accuracy_score(y, predicted)),
-        "f1": float(f1_score(y, predicted, labels=labels, average="macro", zero_division=0)),
-        "balanced_accuracy": float(balanced_accuracy_score(y, predicted)),
-        "auroc": None,
-    }
-    if probabilities is not None and len(np.unique(y)) == n_classes and n_classes > 1:
-        if n_classes == 2:
-            scores["auroc"] = float(roc_auc_score(y, probabilities[:, 1]))
-        else:
-            scores["auroc"] = float(roc_auc_score(y, probabilities, multi_class="ovr", labels=labels))
-    return scores
+    return run_batched(features, (spectra, tabular), batch_size)[0].numpy()
 
 
 class _PLSDA:
@@ -165,7 +150,9 @@ def fit_baselines(train: tuple[np.ndarray, np.ndarray], stages: dict[str, tuple[
                         continue
                     predicted = model.predict(xs)
                     proba = _full_proba(model, xs, n_classes) if name == "logistic_regression" else None
-                    result[stage] = _scores(ys, predicted, proba, n_classes)
+                    # reason: no loss: PLS-DA has no probabilities, so the two baselines report the same keys.
+                    scores = classification_metrics(ys, proba, predicted, n_classes)
+                    result[stage] = {key: value for key, value in scores.items() if key != "loss"}
         except ValueError as err:
             _logger.warning("baseline %s could not be fitted: %s", name, err)
             results[name] = {"error": str(err)}

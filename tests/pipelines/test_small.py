@@ -288,5 +288,4 @@ def summary_y(dm):
     """The classes of the training rows, in the order the small-set protocol keeps them."""
     from spectratorch.pipelines.small import _training_rows
 
-    source, _ = dm.stage_rows("train")
-    return source.dataset.y.index_select(0, torch.as_tensor(_training_rows(dm))).numpy()
+    return dm.stage_arrays("train", rows=_training_rows(dm)).y.numpy()

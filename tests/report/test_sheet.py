@@ -230,8 +230,8 @@ def test_the_sheet_shows_the_exported_outlier_model(tmp_path_factory):
     ood = predictor.metadata["ood"]
     assert data.outliers["t2_limit"] == pytest.approx(ood["t2_limit"], rel=1e-6)
     assert data.outliers["q_limit"] == pytest.approx(ood["q_limit"], rel=1e-6)
-    source, rows = dm.stage_rows("test")
-    outputs = predictor.predict_outputs(source.table.spectra[rows], source.table.tabular[rows])
+    rows = dm.stage_arrays("test")
+    outputs = predictor.predict_outputs(rows.spectra.numpy(), rows.tabular.numpy())
     np.testing.assert_allclose(data.outliers["t2"], outputs["t2"], rtol=1e-3, atol=1e-3)
     np.testing.assert_allclose(data.outliers["q"], outputs["q"], rtol=1e-3, atol=1e-6)
     fig, _ = plot_result_sheet(data)

@@ -70,8 +70,8 @@ def test_sampler_shards_and_reshuffles():
 def test_external_test_file(demo_file, tmp_path):
     dm = SpectralDataModule(data=str(demo_file), channels=("277",), test_source=str(demo_file))
     dm.prepare()
-    source, rows = dm.stage_rows("test")
-    assert len(rows) == len(dm.table)
+    test = dm.stage_arrays("test")
+    assert len(test) == len(dm.table)
     assert len(dm.split.train) + len(dm.split.val) == len(dm.table)
 
 

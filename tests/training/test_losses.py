@@ -111,9 +111,8 @@ def _rare_class_recall(data, out, class_weights, loss="ce"):
     dm = datamodule_from_hparams(dict(module.hparams))
     hits = []
     for stage in ("val", "test"):
-        source, rows = dm.stage_rows(stage)
         predicted = predict_probabilities(module, dm, stage).argmax(1)
-        truth = source.target.y[rows]
+        truth = dm.stage_arrays(stage).y.numpy()
         hits.append(predicted[truth == 1] == 1)
     return float(np.concatenate(hits).mean()), module
 

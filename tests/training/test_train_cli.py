@@ -176,7 +176,7 @@ def test_ddp_on_two_cpu_processes(demo_file, tmp_path):
     # disjoint shards that together cover the training split (less the rows cut to make it a multiple of 2)
     dm = SpectralDataModule(DataConfig(data=str(demo_file), channels=("277", "380"), batch_size=64))
     dm.prepare()
-    train_rows = set(dm.stage_rows("train")[1].tolist())
+    train_rows = set(dm.stage_arrays("train").rows.tolist())
     shards = [set(r["rows"]) for r in ranks]
     assert len(shards[0]) == len(ranks[0]["rows"]) and len(shards[1]) == len(ranks[1]["rows"])  # one epoch, once each
     assert not shards[0] & shards[1]

@@ -1,0 +1,92 @@
+"""Classification metrics, one definition for every place that scores predictions (torch-free: numpy, scikit-learn).
+
+The run's baselines, cross-validation, the small-set protocol, the result sheet and the benchmarks all score with
+:func:`classification_metrics` and :func:`per_class_metrics`; the numbers come from scikit-learn. (The Lightning
+module logs the same metrics during training with torchmetrics, on batches on the device.)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["METRICS", "classification_metrics", "per_class_metrics"]
+
+METRICS = ("loss", "accuracy", "f1", "balanced_accuracy", "auroc")
+"""The keys of :func:`classification_metrics` (``loss`` only when it is given probabilities)."""
+
+
+def classification_metrics(y: np.ndarray, probabilities: np.ndarray | None = None, predicted: np.ndarray | None = None,
+                           n_classes: int | None = None) -> dict:
+    """``loss`` (NLL), ``accuracy``, macro ``f1``, ``balanced_accuracy`` and macro one-vs-rest ``auroc``.
+
+    Args:
+        y: int ``[N]`` true classes.
+        probabilities: ``[N, K]`` class probabilities (rows sum to 1), or ``None`` for a model that only predicts.
+        predicted: int ``[N]`` predicted classes; default: the most probable class.
+        n_classes: ``K``; default: the probabilities' columns.
+
+    Returns:
+        ``{"loss", "accuracy", "f1", "balanced_accuracy", "auroc"}`` as floats; no ``loss`` without probabilities;
+        ``auroc`` is ``None`` without probabilities or when it is undefined (rows of one class only). When a class
+        has no row, the AUROC is the macro mean over the classes present, their probabilities renormalised.
+
+    Example:
+        >>> m = classification_metrics(np.array([0, 1, 1]), np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]]))
+        >>> round(m["accuracy"], 3), round(m["auroc"], 3)
+        (0.667, 1.0)
+    """
+    from sklearn.metrics import balanced_accuracy_score, f1_score
+
+    y = np.asarray(y)
+    if predicted is None:
+        if probabilities is None:
+            raise ValueError("classification_metrics needs probabilities or predicted classes; got neither.")
+        predicted = probabilities.argmax(axis=1)
+    k = probabilities.shape[1] if n_classes is None else n_classes
+    metrics = {}
+    if probabilities is not None:
+        metrics["loss"] = float(-np.log(np.clip(probabilities[np.arange(len(y)), y], 1e-12, None)).mean())
+    metrics.update({
+        "accuracy": float((predicted == y).mean()),
+        "f1": float(f1_score(y, predicted, average="macro", labels=np.arange(k), zero_division=0)),
+        "balanced_accuracy": float(balanced_accuracy_score(y, predicted)),
+        "auroc": None if probabilities is None else _auroc(y, probabilities),
+    })
+    return metrics
+
+
+def _auroc(y: np.ndarray, probabilities: np.ndarray) -> float | None:
+    from sklearn.metrics import roc_auc_score
+
+    k = probabilities.shape[1]
+    present = np.unique(y)
+    if len(present) < 2:
+        return None
+    try:
+        if k == 2:
+            return float(roc_auc_score(y, probabilities[:, 1]))
+        if len(present) < k:
+            # reason: scikit-learn's one-vs-rest needs every class present; score the present ones, rows summing to 1.
+            probabilities = probabilities[:, present] / probabilities[:, present].sum(1, keepdims=True)
+        return float(roc_auc_score(y, probabilities, multi_class="ovr", average="macro", labels=present))
+    except ValueError:
+        return None
+
+
+def per_class_metrics(y: np.ndarray, predicted: np.ndarray, n_classes: int) -> dict[str, np.ndarray]:
+    """Precision, recall and F1 of each class, one against the rest, and its number of true rows.
+
+    Returns:
+        ``{"precision", "recall", "f1", "support"}``, each ``[K]`` (0 where undefined: scikit-learn's
+        ``zero_division=0``).
+
+    Example:
+        >>> scores = per_class_metrics(np.array([0, 0, 1, 1]), np.array([0, 1, 1, 1]), 2)
+        >>> scores["recall"].tolist(), scores["f1"].round(3).tolist()
+        ([0.5, 1.0], [0.667, 0.8])
+    """
+    from sklearn.metrics import precision_recall_fscore_support
+
+    precision, recall, f1, support = precision_recall_fscore_support(y, predicted, labels=np.arange(n_classes),
+                                                                     zero_division=0)
+    return {"precision": precision, "recall": recall, "f1": f1, "support": support}
