@@ -326,15 +326,15 @@ def fit_small(config: RunConfig, dm, module_kwargs, candidates=CANDIDATES) -> di
     refit = {}
     for arch in choice["chosen"]:
         candidate, entry = by_arch[arch], choice["candidates"][arch]
-        x = features[arch]
-        standardiser = Standardiser(x) if candidate.solver in ("logistic", "ridge") else None
-        heads, inside = ([], []) if candidate.solver == "network" else _solve(candidate, x, y, n_classes, [entry["chosen"]] if candidate.solver != "pls" else
-                               list(range(1, entry["chosen"] + 1)), standardiser, _FINAL_TOL)
         if candidate.solver == "network":
             models[arch] = _network_refit(network, spectra, tabular, y, entry["chosen"], entry["temperature"],
                                           config.data.seed, n_classes)
             refit[arch] = {"value": entry["chosen"], "alpha": None}
             continue
+        x = features[arch]
+        standardiser = Standardiser(x) if candidate.solver in ("logistic", "ridge") else None
+        heads, inside = _solve(candidate, x, y, n_classes, [entry["chosen"]] if candidate.solver != "pls" else
+                               list(range(1, entry["chosen"] + 1)), standardiser, _FINAL_TOL)
         if candidate.solver == "kernel":
             weight, bias = heads[-1]
             models[arch].net.set_head(entry["chosen"], weight / entry["temperature"], bias / entry["temperature"])
