@@ -16,6 +16,8 @@ Below the lab's large-set rule (``defaults.auto_arch``), ``--arch auto`` (and an
 3. The soft vote of the best 2..n candidates (their out-of-fold probabilities) becomes the model when it raises the
    target metric above the best single candidate's (a lower log-loss alone does not), as ``Ensemble``: one
    network, one ONNX file.
+   The CNN (``small_network.py``) joins the candidates from 2,000 training rows or with ``--time-budget``; its
+   grid is the number of epochs, its out-of-fold logits recorded after every epoch of every inner fold.
 4. The chosen heads are solved again on every training row, each divided by its out-of-fold temperature, and
    stored as an ordinary checkpoint; the calibration and the cutoffs come from the out-of-fold predictions.
 
