@@ -175,6 +175,9 @@ def _add_train_args(parser: argparse.ArgumentParser) -> None:
     _add(opt, "--max-epochs", type=int, default=None,
          help=f"maximum epochs (default: at least {MIN_EPOCHS} and about {MIN_STEPS} optimizer steps, at most "
          f"{MAX_EPOCHS})")
+    _add(opt, "--time-budget", type=float, default=None, metavar="SECONDS",
+         help="small sets (--arch auto): seconds the network candidate (VGG11) may take; it then joins the inner-CV "
+         "choice, its epochs chosen by inner CV (default: it joins from 2000 training rows; 0: never)")
     _add(opt, "--early-stop-patience", type=int, default=None,
          help=f"epochs without improvement (default: at least {MIN_PATIENCE} and about {PATIENCE_STEPS} optimizer "
          f"steps, at most {MAX_PATIENCE})")

@@ -317,6 +317,7 @@ class TrainConfig:
     lr: float | None = None
     weight_decay: float | None = None
     max_epochs: int | None = None
+    time_budget: float | None = None
     early_stop_patience: int | None = None
     scheduler_patience: int = 3
     scheduler_cooldown: int = 0
@@ -354,6 +355,7 @@ class TrainConfig:
         _check_range("--lr", self.lr, 0, 10, inclusive_low=False)
         _check_range("--weight-decay", self.weight_decay, 0, 10)
         _check_range("--max-epochs", self.max_epochs, 1, 10**6)
+        _check_range("--time-budget", self.time_budget, 0, 10**7)
         _check_range("--num-nodes", self.num_nodes, 1, 10**5)
         metric = _METRIC_ALIASES.get(self.target_metric.replace("-", "_"), self.target_metric.replace("-", "_"))
         if metric not in TARGET_METRICS:

@@ -13,8 +13,11 @@ Below the lab's large-set rule (``defaults.auto_arch``), ``--arch auto`` (and an
    inside each fit). Out-of-fold scores are turned into
    probabilities by a temperature fitted on them. The choice: the run's target metric, then the lower log-loss;
    ties keep the first (the strongest penalty, the fewest components, the simpler candidate).
-3. The soft vote of the best 2..n candidates (their out-of-fold probabilities) becomes the model when it beats the
-   best single candidate on the same criterion (architecture ``Ensemble``, one network, one ONNX file).
+3. The soft vote of the best 2..n candidates (their out-of-fold probabilities) becomes the model when it raises the
+   target metric above the best single candidate's (a lower log-loss alone does not), as ``Ensemble``: one
+   network, one ONNX file.
+   The CNN (``small_network.py``) joins the candidates from 2,000 training rows or with ``--time-budget``; its
+   grid is the number of epochs, its out-of-fold logits recorded after every epoch of every inner fold.
 4. The chosen heads are solved again on every training row, each divided by its out-of-fold temperature, and
    stored as an ordinary checkpoint; the calibration and the cutoffs come from the out-of-fold predictions.
 
@@ -174,6 +177,19 @@ def _head_inputs(candidate: Candidate, x: np.ndarray, value) -> np.ndarray:
 
 
 # ---- inner cross-validation -----------------------------------------------------------------------------------
+def _inner_oof(candidate: Candidate, x: np.ndarray, y: np.ndarray, n_classes: int, folds: list,
+               n_fit_min: int) -> tuple[np.ndarray, list]:
+    """Out-of-fold decision scores ``[G, N, K]`` of a solved candidate at every grid value, and the grid."""
+    standardiser = Standardiser(x) if candidate.solver in ("logistic", "ridge") else None
+    grid = _grid(candidate, n_fit_min, x)
+    oof = np.zeros((len(grid), len(y), n_classes))
+    for fit, held in folds:
+        heads, _ = _solve(candidate, x, y, n_classes, grid, standardiser, _INNER_TOL, rows=fit)
+        for g, head in enumerate(heads):
+            oof[g, held] = decision(_head_inputs(candidate, x[held], grid[g]), head)
+    return oof, grid
+
+
 def _score(oof: np.ndarray, y: np.ndarray, metric: str) -> dict:
     calibration_log = logging.getLogger("spectratorch.export.calibration")
     level = calibration_log.level
@@ -187,7 +203,7 @@ def _score(oof: np.ndarray, y: np.ndarray, metric: str) -> dict:
     probabilities = softmax(oof, temperature)
     metrics = classification_metrics(y, probabilities)
     return {"temperature": temperature, "probabilities": probabilities, "metrics": metrics,
-            "key": (metrics.get(metric) or 0.0, -metrics["loss"])}
+            "key": (-metrics["loss"] if metric == "loss" else metrics.get(metric) or 0.0, -metrics["loss"])}
 
 
 def choose(features: dict[str, np.ndarray], y: np.ndarray, n_classes: int, folds: list, metric: str,
@@ -209,13 +225,12 @@ def choose(features: dict[str, np.ndarray], y: np.ndarray, n_classes: int, folds
     result, n_fit_min = {}, min(len(fit) for fit, _ in folds)
     for candidate in candidates:
         x = features[candidate.arch]
-        standardiser = Standardiser(x) if candidate.solver in ("logistic", "ridge") else None
-        grid = _grid(candidate, n_fit_min, x)
-        oof = np.zeros((len(grid), len(y), n_classes))
-        for fit, held in folds:
-            heads, _ = _solve(candidate, x, y, n_classes, grid, standardiser, _INNER_TOL, rows=fit)
-            for g, head in enumerate(heads):
-                oof[g, held] = decision(_head_inputs(candidate, x[held], grid[g]), head)
+        if candidate.solver == "network":
+            # reason: a network's out-of-fold logits after every epoch come computed (small_network.py); its grid
+            # is the number of epochs.
+            oof, grid = x, list(range(1, len(x) + 1))
+        else:
+            oof, grid = _inner_oof(candidate, x, y, n_classes, folds, n_fit_min)
         scored = [_score(oof[g], y, metric) for g in range(len(grid))]
         best = max(range(len(grid)), key=lambda g: scored[g]["key"])  # reason: max keeps the first of ties
         result[candidate.arch] = {"grid": grid, "scores": [s["metrics"] for s in scored], "chosen": grid[best],
@@ -230,7 +245,12 @@ def choose(features: dict[str, np.ndarray], y: np.ndarray, n_classes: int, folds
         scored = _score(np.log(np.clip(mean, 1e-12, None)), y, metric)
         ensembles["+".join(members)] = {"metrics": scored["metrics"], "temperature": scored["temperature"],
                                         "logits": np.log(np.clip(mean, 1e-12, None)) / scored["temperature"]}
-        if scored["key"] > best_key:
+        # reason: the vote replaces the simpler model only when it raises the target metric itself; a log-loss-only
+        # gain (after a tie on the metric) does not. On 9 generated sets (make_generic_frame: 60 and 100 rows with
+        # seeds 1-4, 150 rows with seed 1; none a benchmark set), 5 outer folds each, this kept the same mean test
+        # accuracy as voting on log-loss ties (0.976) with 7 votes instead of 25, and met the best tuned classical
+        # model on 7 of 9 sets instead of 6 (inner-CV records and refits, scored on those sets' own outer folds).
+        if scored["key"][0] > best_key[0]:
             chosen, best_key = members, scored["key"]
     return {"candidates": result, "ranking": ranking, "ensembles": ensembles, "chosen": chosen}
 
@@ -288,8 +308,17 @@ def fit_small(config: RunConfig, dm, module_kwargs, candidates=CANDIDATES) -> di
     # reason: a kernel's support is every training row, so its size is an option the checkpoint rebuilds it with.
     candidates = [dataclasses.replace(c, options={**c.options, "n_support": len(y)}) if c.solver == "kernel" else c
                   for c in (_with_options(c, config) for c in candidates)]
-    models, features = {}, {}
+    from spectratorch.pipelines.small_network import NETWORK, network_joins
+
+    joins = network_joins(len(y), config.train.time_budget) if config.model.arch == "auto" else None
+    if joins:
+        candidates.append(_with_options(Candidate(NETWORK, "network"), config))
+    models, features, network = {}, {}, None
     for candidate in candidates:
+        if candidate.solver == "network":
+            network = _network_inner_cv(config, dm, module_kwargs, candidate, spectra, tabular, y, folds, joins)
+            features[candidate.arch] = network.pop("oof")
+            continue
         model = build_classifier(candidate.arch, list(dm.table.channels), dm.length, dm.n_tabular, n_classes,
                                  config.data.transforms, preprocess_options(config.data), **candidate.options)
         model.fit(spectra, tabular, seed=config.data.seed)  # reason: unsupervised parts only (no y)
@@ -300,6 +329,11 @@ def fit_small(config: RunConfig, dm, module_kwargs, candidates=CANDIDATES) -> di
     refit = {}
     for arch in choice["chosen"]:
         candidate, entry = by_arch[arch], choice["candidates"][arch]
+        if candidate.solver == "network":
+            models[arch] = _network_refit(network, spectra, tabular, y, entry["chosen"], entry["temperature"],
+                                          config.data.seed, n_classes)
+            refit[arch] = {"value": entry["chosen"], "alpha": None}
+            continue
         x = features[arch]
         standardiser = Standardiser(x) if candidate.solver in ("logistic", "ridge") else None
         heads, inside = _solve(candidate, x, y, n_classes, [entry["chosen"]] if candidate.solver != "pls" else
@@ -332,13 +366,55 @@ def fit_small(config: RunConfig, dm, module_kwargs, candidates=CANDIDATES) -> di
     module.model.load_state_dict(final.state_dict())
     module.eval()
     selection = _record(choice, refit, arch, n_folds, len(y), metric, candidates)
+    selection["network"] = ({"joined": joins, **{k: v for k, v in network.items() if k != "kwargs"}} if network
+                            else {"joined": None, "rule": "stays out below "
+                                  f"{_network_min_rows()} training rows unless --time-budget is given"})
     return {"module": module, "selection": selection, "val_metrics": val_metrics, "oof_logits": oof_logits,
             "y_train": y, "seconds": time.perf_counter() - start}
 
 
+def _network_min_rows() -> int:
+    from spectratorch.pipelines.small_network import NETWORK_MIN_ROWS
+
+    return NETWORK_MIN_ROWS
+
+
+def _network_inner_cv(config: RunConfig, dm, module_kwargs, candidate: Candidate, spectra, tabular, y, folds,
+                      joins: str) -> dict:
+    """The network's out-of-fold logits after every epoch on the inner folds, and its record (small_network.py)."""
+    from spectratorch.defaults import resolve_defaults
+    from spectratorch.pipelines.small_network import network_inner_cv
+
+    with_arch = dataclasses.replace(config, model=dataclasses.replace(config.model, arch=candidate.arch))
+    kwargs = module_kwargs(with_arch, dm)
+    kwargs.update(arch=candidate.arch, arch_kwargs=dict(candidate.options))
+    max_epochs = resolve_defaults(with_arch, len(y)).train.max_epochs
+    _logger.info("--arch auto: %s joins the choice (%s); its epochs by inner CV, at most %d", candidate.arch, joins,
+                 max_epochs)
+    oof, record = network_inner_cv(kwargs, spectra, tabular, y, dm.n_classes, folds, max_epochs, config.data.seed,
+                                   config.train.time_budget)
+    return {"oof": oof, "kwargs": kwargs, **record}
+
+
+def _network_refit(network: dict, spectra, tabular, y, epochs: int, temperature: float, seed: int,
+                   n_classes: int) -> SpectralClassifier:
+    """The network trained on every training row for the chosen epochs, its last layer divided by the temperature."""
+    from spectratorch.pipelines.small_network import train_network
+    from spectratorch.training.finetune import final_layer
+
+    start = time.perf_counter()
+    module, _, _ = train_network(network["kwargs"], spectra, tabular, y, epochs, seed)
+    _, layer = final_layer(module.model.net, n_classes)
+    with torch.no_grad():
+        layer.weight.div_(temperature)
+        layer.bias.div_(temperature)
+    network["refit_seconds"] = round(time.perf_counter() - start, 2)
+    return module.model
+
+
 def _record(choice: dict, refit: dict, arch: str, n_folds: int, n_rows: int, metric: str, candidates) -> dict:
     """What the JSON keeps: every candidate's inner-CV scores per grid value, the ensembles tried, the choice."""
-    params = {"logistic": "C", "pls": "n_components", "ridge": "alpha", "kernel": "gamma"}
+    params = {"logistic": "C", "pls": "n_components", "ridge": "alpha", "kernel": "gamma", "network": "epochs"}
     solver = {c.arch: c.solver for c in candidates}
     chosen = choice["chosen"]
     how = (f"{n_rows} training rows, inner {n_folds}-fold CV on them only: "

@@ -289,3 +289,55 @@ def summary_y(dm):
     from spectratorch.pipelines.small import _training_rows
 
     return dm.stage_arrays("train", rows=_training_rows(dm)).y.numpy()
+
+
+# ---- the network candidate ------------------------------------------------------------------------------------
+def test_network_stays_out_by_default_on_a_small_set():
+    from spectratorch.pipelines.small_network import NETWORK_MIN_ROWS, network_joins
+
+    assert network_joins(48, None) is None and network_joins(NETWORK_MIN_ROWS - 1, None) is None
+    assert network_joins(NETWORK_MIN_ROWS, None) and network_joins(48, 30.0)
+    assert network_joins(NETWORK_MIN_ROWS * 10, 0.0) is None
+
+
+@pytest.mark.slow
+def test_default_run_on_a_small_set_trains_no_network(tmp_path):
+    from spectratorch.pipelines.run import train
+
+    make_generic_frame(60, seed=9).to_pickle(tmp_path / "set.pkl")
+    summary = train(_config(tmp_path / "set.pkl", tmp_path / "out"), result_sheet=False)
+    selection = summary["arch_selection"]
+    assert set(selection["candidates"]) == {"Linear", "PLSDA", "MiniRocket", "KernelRidge"}
+    assert selection["network"]["joined"] is None
+
+
+@pytest.mark.slow
+def test_with_a_time_budget_the_network_joins_with_its_epochs_by_inner_cv(tmp_path):
+    from spectratorch.pipelines.run import train
+    from spectratorch.training.restore import load_module
+
+    make_generic_frame(40, seed=10, length=64).to_pickle(tmp_path / "set.pkl")
+    config = _config(tmp_path / "set.pkl", tmp_path / "out", n_splits=5)
+    config = RunConfig(config.data, config.model, TrainConfig(output_dir=str(tmp_path / "out"), loggers=("csv",),
+                                                              time_budget=600.0, max_epochs=3))
+    summary = train(config, result_sheet=False)
+    selection = summary["arch_selection"]
+    network = selection["candidates"]["VGG11"]
+    assert network["parameter"] == "epochs" and network["grid"] == [1, 2, 3]
+    assert len(network["inner_cv_per_value"]) == 3 and network["chosen"] in (1, 2, 3)
+    assert selection["network"]["joined"] == "--time-budget 600 s"
+    assert selection["network"]["epochs_trained"] == 3 and selection["network"]["max_epochs"] == 3
+    on_disk = json.loads(Path(summary["files"]["json"]).read_text())["arch_selection"]
+    assert on_disk["candidates"]["VGG11"]["inner_cv_per_value"] == network["inner_cv_per_value"]
+    module = load_module(summary["files"]["checkpoint"])
+    assert module.hparams["arch"] == selection["chosen"]
+
+
+def test_time_budget_refuses_a_negative_value_in_one_line(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "spectratorch.cli", "train", "--data", str(tmp_path / "x.pkl"),
+                             "--targets", "AVA", "label", "--channels", "nir", "--time-budget", "-5"],
+                            capture_output=True, text=True, cwd=ROOT,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+    assert result.returncode == 2
+    assert "--time-budget" in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
