@@ -25,12 +25,14 @@ def site(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.slow  # reason: a whole `mkdocs build` of the site and its API reference
 def test_the_site_builds_strict_with_every_page(site):
     pages = {p.stem for p in (ROOT / "doc").glob("*.md")}
     built = {p.parent.name if p.parent != site else "index" for p in site.rglob("index.html")}
     assert {page for page in pages if page != "index"} <= built
 
 
+@pytest.mark.slow  # reason: a whole `mkdocs build` of the site and its API reference
 def test_the_api_reference_is_generated_from_the_docstrings(site):
     html = (site / "api" / "index.html").read_text(encoding="utf-8")
     # a class, a function and a doctest of the torch-free predicting module, rendered from their docstrings

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import nbformat
 import pandas as pd
+import pytest
 from nbclient import NotebookClient
 
 from spectratorch.data.demo import write_demo_dataset
@@ -49,6 +50,7 @@ def test_committed_notebook_has_no_outputs_and_matches_its_builder():
     assert [(cell.cell_type, cell.source) for cell in notebook.cells] == built, "run notebooks/_build_notebook.py"
 
 
+@pytest.mark.slow  # reason: a Jupyter kernel process runs the notebook's cells
 def test_notebook_runs_on_a_small_export(tmp_path, monkeypatch):
     expected = tmp_path / "expected.pkl"
     report = write_demo_dataset(expected, n_samples=N_SAMPLES, seed=SEED, raw_dir=tmp_path / "raw")
@@ -77,6 +79,7 @@ def test_notebook_runs_on_a_small_export(tmp_path, monkeypatch):
         assert re.search(rf"<th>{rule}</th>\s*<td>\d+</td>\s*<td>\d+</td>\s*<td>{count}</td>", rules), rules
 
 
+@pytest.mark.slow  # reason: a Jupyter kernel process runs the notebook's cells
 def test_default_export_is_generated_under_the_repository_datasets(tmp_path, monkeypatch):
     monkeypatch.delenv("SPECTRATORCH_RAW_DIR", raising=False)
     monkeypatch.delenv("SPECTRATORCH_DATASET", raising=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import re
+import subprocess
 import zipfile
 
 import numpy as np
@@ -12,6 +13,7 @@ import pytest
 from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 from streamlit.testing.v1 import AppTest
 
+from spectratorch.app import isolate
 from spectratorch.app.launch import ENV_MAX_UPLOAD_MB, ENV_MODELS
 from spectratorch.app.page import MODEL_COLUMNS
 from spectratorch.cli import main
@@ -19,6 +21,26 @@ from spectratorch.data.io import read_dataset, write_dataset
 from spectratorch.inference import UNCLASSIFIED, Predictor
 
 from .conftest import EXAMPLE, PAGE
+
+
+@pytest.fixture(autouse=True)
+def reader_in_this_process(monkeypatch):
+    """The upload's reader (``python -m spectratorch.app.isolate WORK``) run by its own ``main`` in this process,
+    without the process limits: these tests check what the page shows of a read, and the same files go back and forth
+    through WORK; tests/app/test_hostile.py runs the real child process with its limits."""
+
+    class _Subprocess:
+        TimeoutExpired, DEVNULL = subprocess.TimeoutExpired, subprocess.DEVNULL
+
+        @staticmethod
+        def run(command, **kwargs):
+            assert command[1:3] == ["-m", isolate._CHILD_MODULE], command
+            with monkeypatch.context() as scope:
+                scope.setattr(isolate, "apply_limits", lambda memory_mb: None)
+                code = isolate.main([command[3]])
+            return subprocess.CompletedProcess(command, code, b"", b"")
+
+    monkeypatch.setattr(isolate, "subprocess", _Subprocess)
 
 
 @pytest.fixture

@@ -119,17 +119,22 @@ def test_resume_after_kill_matches_uninterrupted(demo_file, tmp_path):
 
 
 # reason: a launcher file, because Lightning starts rank 1 by running this process's command line again. It
-# records, per rank, the rows each training batch gathered and the files the run reported.
+# records, per rank, the rows each training batch gathered, each training batch's loss and size, the epoch's logged
+# training loss and the files and metrics the run reported. The run itself evaluates every validation and test row
+# on every rank, so its figures would agree across ranks even with no all-reduce at all; to make the reported
+# figures exist only through the sync, the evaluation after the fit (`trainer.validate`, `trainer.test`) gets half
+# of the rows on each rank (rows 0, 2, 4, ... on rank 0), as a sharded evaluation would.
 _DDP_LAUNCHER = """
 import json, sys
 import lightning.pytorch as pl
+from torch.utils.data import DataLoader
 from spectratorch.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from spectratorch.data import datamodule
 from spectratorch.pipelines.run import train
 
 data, out, record = sys.argv[1:4]
-seen, state = [], {"training": False}
-gather = datamodule._GatherDataset.__getitem__
+seen, losses, state = [], [], {"training": False}
+gather, loader = datamodule._GatherDataset.__getitem__, datamodule.SpectralDataModule._loader
 
 
 def _recording(self, index):
@@ -138,15 +143,32 @@ def _recording(self, index):
     return gather(self, index)
 
 
+def _sharded_evaluation(self, stage, shuffle):
+    trainer = self.trainer
+    if stage == "train" or trainer.state.fn == "fit":
+        return loader(self, stage, shuffle)
+    source, rows = self.stage_rows(stage)
+    rows = rows[trainer.global_rank :: trainer.world_size]
+    sampler = datamodule.IndexBatchSampler(rows, 64, False, 0, False)
+    return DataLoader(source.dataset, batch_size=None, sampler=sampler, num_workers=0)
+
+
 datamodule._GatherDataset.__getitem__ = _recording
+datamodule.SpectralDataModule._loader = _sharded_evaluation
 
 
 class Recorder(pl.Callback):
     def on_train_epoch_start(self, trainer, module):
         state["training"] = True
 
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        losses.append([float(outputs["loss"]), len(batch["y"])])
+
     def on_validation_start(self, trainer, module):
         state["training"] = False
+
+    def on_train_epoch_end(self, trainer, module):
+        state["train_loss"] = float(trainer.callback_metrics["train_loss"])
 
 
 config = RunConfig(DataConfig(data=data, channels=("277", "380"), batch_size=64),
@@ -156,8 +178,8 @@ summary = train(config, callbacks=[Recorder()])
 import torch.distributed as dist
 rank = dist.get_rank()
 with open(f"{record}/rank{rank}.json", "w") as f:
-    json.dump({"rows": seen, "files": summary["files"], "metrics": summary["metrics"],
-               "world_size": dist.get_world_size()}, f)
+    json.dump({"rows": seen, "losses": losses, "train_loss": state["train_loss"], "files": summary["files"],
+               "metrics": summary["metrics"], "world_size": dist.get_world_size()}, f)
 """
 
 
@@ -190,16 +212,25 @@ def test_ddp_on_two_cpu_processes(demo_file, tmp_path):
     assert files == sorted([best, f"{stem} last.ckpt", f"{stem}.json", f"{stem} result sheet.png"]), files
     assert len([p for p in out.iterdir() if p.is_dir()]) == 1  # the loggers' folder
     assert len(list(Path(ranks[0]["files"]["logs"]).parent.iterdir())) == 1  # one logger version
-    # synced metrics: both ranks report the same figures, equal to one process evaluating the same checkpoint
-    assert ranks[0]["metrics"]["val"] == ranks[1]["metrics"]["val"]
+    # synced training loss: each rank logs the mean over both shards' batches, not over its own
+    batches = [loss_size for r in ranks for loss_size in r["losses"]]
+    both = sum(loss * size for loss, size in batches) / sum(size for _, size in batches)
+    own = [sum(loss * size for loss, size in r["losses"]) / sum(size for _, size in r["losses"]) for r in ranks]
+    assert abs(own[0] - own[1]) > 1e-4  # the shards' own means differ, so the check below can tell
+    assert [r["train_loss"] for r in ranks] == [pytest.approx(both, rel=1e-5)] * 2
+    # synced metrics: each rank evaluated half of the rows, and both report the figures of all of them, equal to one
+    # process evaluating the same checkpoint
     single = _run(["train.py", "--data", str(demo_file), *FAST, "--load-this", ranks[0]["files"]["checkpoint"],
                    "--no-fit", "--no-baseline", "--accelerator", "cpu", "--devices", "1",
                    "--output-dir", str(tmp_path / "one")])
     assert single.returncode == 0, single.stderr[-3000:]
     alone = json.loads(next((tmp_path / "one").glob("*.json")).read_text())["metrics"]
     for stage in ("val", "test"):
-        for name, value in ranks[0]["metrics"][stage].items():
-            assert value == pytest.approx(alone[stage][name], abs=1e-5), (stage, name)
+        assert set(ranks[0]["metrics"][stage]) == set(alone[stage]) == {"loss", "accuracy", "f1", "balanced_accuracy",
+                                                                        "auroc"}
+        for rank in ranks:
+            for name, value in rank["metrics"][stage].items():
+                assert value == pytest.approx(alone[stage][name], abs=1e-5), (stage, name)
 
 
 @pytest.mark.parametrize("args,message", [
@@ -212,10 +243,21 @@ def test_ddp_on_two_cpu_processes(demo_file, tmp_path):
     (["--current-split", "5"], "--current-split must be in 0..4"),
     (["--output-dir", "/proc/nope"], "not writable"),
 ])
-def test_bad_input_one_line_no_traceback(demo_file, args, message):
-    result = _run(["train.py", "--data", str(demo_file), *FAST, *args])
+def test_bad_input_one_line_no_traceback(demo_file, capsys, args, message):
+    # reason: in this process (the command's own `main`, as `train.py` calls it): a subprocess per case would only
+    # add an interpreter start; the one below checks the real `train.py` process and its exit status.
+    from spectratorch.cli import main
+
+    assert main(["train", "--data", str(demo_file), *FAST, *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_bad_input_through_train_py_exits_2_on_one_line(demo_file):
+    result = _run(["train.py", "--data", str(demo_file), *FAST, "--targets", "OVA", "ZZ"])
     assert result.returncode == 2
-    assert message in result.stderr and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("spectratorch train: error: ")
+    assert "no row has the class value 'ZZ'" in result.stderr and "Traceback" not in result.stderr
 
 
 @pytest.mark.slow
@@ -236,9 +278,14 @@ def test_load_this_with_other_configuration(demo_file, tmp_path):
     assert first["val"]["accuracy"] == pytest.approx(again["val"]["accuracy"])
 
 
-def test_help_documents_defaults():
-    result = _run(["train.py", "--help"])
-    assert result.returncode == 0
+def test_help_documents_defaults(capsys):
+    # reason: in this process; `train.py` itself runs as a subprocess in the test above.
+    from spectratorch.cli import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(["train", "--help"])
+    assert exited.value.code == 0
+    out = capsys.readouterr().out
     for flag in ("--targets", "--n-splits", "--eps", "--mixup-alpha", "--accelerator", "--resume", "--target_codes"):
-        assert flag in result.stdout
-    assert "(default: 0.1)" in result.stdout
+        assert flag in out
+    assert "(default: 0.1)" in out
