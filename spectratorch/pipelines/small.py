@@ -119,6 +119,16 @@ def _features(model: SpectralClassifier, spectra: torch.Tensor, tabular: torch.T
         if len(support) != len(spectra):
             raise RuntimeError(f"kernel support holds {len(support)} rows, expected the {len(spectra)} training rows")
         return squared_distances(support, support)
+    take = getattr(model.net, "take_fit_features", None)
+    kept = take() if take is not None else None
+    if kept is not None and len(kept) == len(spectra):
+        # reason: fit_data saw every training row (fewer than its max_rows) and computed these features for its
+        # scaling; a random-kernel transform is most of a small-set run's time, so it is not computed twice.
+        if model.n_tabular > 0:
+            pre_tabular = [model.preprocess(spectra[start : start + 512], tabular[start : start + 512])[1]
+                           for start in range(0, len(spectra), 512)]
+            kept = torch.cat([kept, torch.cat(pre_tabular)], dim=1)
+        return kept.double().numpy()
     parts = []
     for start in range(0, len(spectra), 512):
         pre_spectra, pre_tabular = model.preprocess(spectra[start : start + 512], tabular[start : start + 512])
@@ -297,7 +307,8 @@ def fit_small(config: RunConfig, dm, module_kwargs, candidates=CANDIDATES) -> di
         model = build_classifier(candidate.arch, list(dm.table.channels), dm.length, dm.n_tabular, n_classes,
                                  config.data.transforms, {"sg_window": config.data.sg_window,
                                                           "sg_order": config.data.sg_order}, **candidate.options)
-        model.fit(spectra, tabular, seed=config.data.seed)  # reason: unsupervised parts only (no y)
+        # reason: unsupervised parts only (no y); a transform's features of these rows are kept for _features.
+        model.fit(spectra, tabular, seed=config.data.seed, keep_features=True)
         models[candidate.arch], features[candidate.arch] = model, _features(model, spectra, tabular)
     metric = config.train.target_metric.removeprefix("val_")
     choice = choose(features, y, n_classes, folds, metric, candidates)
