@@ -67,7 +67,7 @@ class SpectralClassifier(nn.Module):
 
     @torch.no_grad()
     def fit(self, spectra: torch.Tensor, tabular: torch.Tensor | None = None, y: torch.Tensor | None = None,
-            max_rows: int = 4096, seed: int = 0) -> "SpectralClassifier":
+            max_rows: int = 4096, seed: int = 0, keep_features: bool = False) -> "SpectralClassifier":
         """Fit what depends on the training data: the preprocessing, then the network's own fixed parts.
 
         Networks with a ``fit_data(spectra, tabular, y)`` method (MiniRocket's kernel biases; the closed-form start
@@ -80,6 +80,8 @@ class SpectralClassifier(nn.Module):
             y: training classes ``[N]`` (``None``: what needs them keeps its default start).
             max_rows: rows the network's ``fit_data`` sees at most.
             seed: of the subsample.
+            keep_features: ask a network whose ``fit_data`` takes ``keep_features`` to keep the features it computes
+                of those rows (``net.take_fit_features()``), so they are not computed again.
 
         Returns:
             ``self``.
@@ -91,7 +93,8 @@ class SpectralClassifier(nn.Module):
             sub_tabular = tabular.index_select(0, rows) if tabular is not None and self.n_tabular else None
             was_training = self.preprocess.training
             inputs = self.preprocess.eval()(spectra.index_select(0, rows), sub_tabular)
-            fit_data(*inputs, y=None if y is None else torch.as_tensor(y).index_select(0, rows))
+            kwargs = {"keep_features": True} if keep_features and _takes(fit_data, "keep_features") else {}
+            fit_data(*inputs, y=None if y is None else torch.as_tensor(y).index_select(0, rows), **kwargs)
             self.preprocess.train(was_training)
         return self
 
@@ -99,6 +102,12 @@ class SpectralClassifier(nn.Module):
         """Map raw spectra ``[N, C, L]`` and tabular ``[N, T]`` (``None`` when ``T == 0``) to logits ``[N, K]``."""
         spectra, tabular = self.preprocess(spectra, tabular)
         return self.net(spectra, tabular)
+
+
+def _takes(function, name: str) -> bool:
+    import inspect
+
+    return name in inspect.signature(function).parameters
 
 
 def build_classifier(

@@ -241,7 +241,7 @@ def _targets(y: np.ndarray, n_classes: int) -> np.ndarray:
     return 2.0 * np.eye(n_classes)[y] - 1.0
 
 
-def kernel_ridge_loo(kernel: np.ndarray, targets: np.ndarray, alphas=KERNEL_ALPHAS) -> np.ndarray:
+def kernel_ridge_loo(kernel: np.ndarray, targets: np.ndarray, alphas=KERNEL_ALPHAS, eigen=None) -> np.ndarray:
     """Mean squared leave-one-out error of kernel ridge (unpenalised intercept) for every alpha, from one ``eigh``.
 
     Ridge in the kernel's feature space with an unpenalised intercept predicts ``ŷ = S y`` with the hat matrix
@@ -252,11 +252,12 @@ def kernel_ridge_loo(kernel: np.ndarray, targets: np.ndarray, alphas=KERNEL_ALPH
         kernel: ``[N, N]`` kernel matrix of the rows.
         targets: ``[N, K]``.
         alphas: the L2 strengths.
+        eigen: ``_centred_eigen(kernel)`` when the caller has it (default: computed here).
 
     Returns:
         ``[len(alphas)]`` mean over rows and targets of the squared leave-one-out residuals.
     """
-    _, values, vectors, _ = _centred_eigen(np.asarray(kernel, dtype=np.float64))
+    _, values, vectors, _ = eigen or _centred_eigen(np.asarray(kernel, dtype=np.float64))
     targets = np.asarray(targets, dtype=np.float64)
     n = len(targets)
     centred_targets = targets - targets.mean(0)
@@ -290,9 +291,10 @@ def kernel_ridge_head(kernel: np.ndarray, y: np.ndarray, n_classes: int, alphas=
     """
     kernel = np.asarray(kernel, dtype=np.float64)
     targets = _targets(np.asarray(y), n_classes)
-    alpha = float(alphas[int(np.argmin(kernel_ridge_loo(kernel, targets, alphas)))]) if len(alphas) > 1 \
+    eigen = _centred_eigen(kernel)  # reason: one eigh for the leave-one-out path and the fit
+    alpha = float(alphas[int(np.argmin(kernel_ridge_loo(kernel, targets, alphas, eigen)))]) if len(alphas) > 1 \
         else float(alphas[0])
-    _, values, vectors, row_mean = _centred_eigen(kernel)
+    _, values, vectors, row_mean = eigen
     dual = vectors @ ((vectors.T @ (targets - targets.mean(0))) / (values + alpha)[:, None])  # [N, K]
     bias = targets.mean(0) - row_mean @ dual
     return (dual.T, bias), alpha

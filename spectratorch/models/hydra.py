@@ -114,6 +114,7 @@ class HydraNet(nn.Module):
         self.register_buffer("feature_mean", torch.zeros(self.num_features))
         self.register_buffer("feature_scale", torch.ones(self.num_features))
         self.dropout = nn.Dropout(dropout)
+        self._fit_features: torch.Tensor | None = None
         self.head = nn.Linear(self.num_features + n_tabular, n_classes)
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
@@ -156,30 +157,43 @@ class HydraNet(nn.Module):
         return torch.cat([self._counts(spectra[start : start + batch_size])
                           for start in range(0, max(len(spectra), 1), batch_size)])
 
+    def take_fit_features(self) -> torch.Tensor | None:
+        """``forward_features`` of the rows the last ``fit_data(..., keep_features=True)`` saw, handed over once.
+
+        Returns:
+            ``[N, F]`` scaled features, or ``None`` (none kept, or already taken).
+        """
+        features, self._fit_features = self._fit_features, None
+        return features
+
     def _scale(self, counts: torch.Tensor) -> torch.Tensor:
         root = counts.clamp_min(0).sqrt()
         return (root - self.feature_mean) * (root != 0).to(root.dtype) / self.feature_scale
 
     @torch.no_grad()
     def fit_data(self, spectra: torch.Tensor, tabular: torch.Tensor | None = None,
-                 y: torch.Tensor | None = None) -> "HydraNet":
+                 y: torch.Tensor | None = None, keep_features: bool = False) -> "HydraNet":
         """Fit the sparse scaling on training spectra, then (given ``y``) start the head from their logistic regression.
 
         Args:
             spectra: preprocessed training spectra ``[N, C, L]``.
             tabular: preprocessed tabular values ``[N, T]`` (``None`` when ``T == 0``); used for the head only.
             y: their classes ``[N]`` (``None`` keeps the zero start).
+            keep_features: keep the scaled features of ``spectra`` (computed here for the scaling) until
+                :meth:`take_fit_features` hands them over, so a caller needing them does not transform again.
 
         Returns:
             ``self``.
         """
-        root = self.transform(spectra).clamp_min(0).sqrt()
+        counts = self.transform(spectra)
+        root = counts.clamp_min(0).sqrt()
         zeros = (root == 0).to(root.dtype).mean(0)
         self.feature_mean.copy_(root.mean(0))
         spread = root.std(0, correction=int(len(root) > 1))
         self.feature_scale.copy_(spread + zeros**_SPARSE_EXPONENT + _SPARSE_EPSILON)
+        features = self._scale(counts)
+        self._fit_features = features if keep_features else None
         if y is not None:
-            features = self._scale(root**2)
             if self.n_tabular > 0:
                 features = torch.cat([features, tabular], dim=1)
             c = set_logistic_head(self.head, features, y, self.seed)

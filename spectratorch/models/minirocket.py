@@ -42,6 +42,7 @@ _logger = logging.getLogger(__name__)
 _KERNEL_LENGTH = 9
 _N_KERNELS = 84  # reason: C(9, 3) choices of the three positions that weigh 2
 _GOLDEN = (math.sqrt(5) + 1) / 2
+_STEP = 2.0**-100  # reason: see MiniRocketNet._ppv
 
 
 def _base_kernels() -> torch.Tensor:
@@ -128,6 +129,7 @@ class MiniRocketNet(nn.Module):
         self.register_buffer("feature_mean", torch.zeros(self.num_features))
         self.register_buffer("feature_scale", torch.ones(self.num_features))
         self.dropout = nn.Dropout(dropout)
+        self._fit_features: torch.Tensor | None = None
         self.fc = nn.Linear(self.num_features + n_tabular, n_classes)
         nn.init.zeros_(self.fc.weight)
         nn.init.zeros_(self.fc.bias)
@@ -154,7 +156,7 @@ class MiniRocketNet(nn.Module):
 
     @torch.no_grad()
     def fit_data(self, spectra: torch.Tensor, tabular: torch.Tensor | None = None,
-                 y: torch.Tensor | None = None) -> "MiniRocketNet":
+                 y: torch.Tensor | None = None, keep_features: bool = False) -> "MiniRocketNet":
         """Set the biases from training spectra, then the features' mean and spread, then (given ``y``) the head.
 
         Args:
@@ -162,6 +164,8 @@ class MiniRocketNet(nn.Module):
             tabular: preprocessed tabular values ``[N, T]`` (``None`` when ``T == 0``); used for the head only.
             y: their classes ``[N]``: the head starts from their logistic regression on the standardised features
                 (lbfgs, C by cross-validation), as the paper's classifier does; ``None`` keeps the zero start.
+            keep_features: keep the standardised features of ``spectra`` (computed here for the scaling) until
+                :meth:`take_fit_features` hands them over, so a caller needing them does not transform again.
 
         Returns:
             ``self``.
@@ -171,8 +175,9 @@ class MiniRocketNet(nn.Module):
         for i in range(len(self.dilations)):
             count = self.features_per_kernel[i]
             rows = torch.randint(len(spectra), (_N_KERNELS,), generator=generator)
-            out = self._convolve(spectra[rows], i)  # [84 spectra, 84 kernels, L]
-            own = out[torch.arange(_N_KERNELS), torch.arange(_N_KERNELS)]  # kernel k on spectrum k
+            # reason: kernel k on its own spectrum k only, as one grouped convolution (not all 84 on all 84).
+            own = F.conv1d(spectra[rows].flatten(0, 1)[None], getattr(self, f"weight_{i}"), groups=_N_KERNELS,
+                           padding=(_KERNEL_LENGTH // 2) * self.dilations[i], dilation=self.dilations[i])[0]
             steps = torch.arange(offset + 1, offset + _N_KERNELS * count + 1, dtype=torch.float64)
             quantiles = torch.frac(steps * _GOLDEN).view(_N_KERNELS, count).to(own.dtype)
             getattr(self, f"bias_{i}").copy_(_row_quantiles(own, quantiles))
@@ -180,13 +185,23 @@ class MiniRocketNet(nn.Module):
         features = self.transform(spectra)
         self.feature_mean.copy_(features.mean(0))
         self.feature_scale.copy_(features.std(0, correction=int(len(features) > 1)).clamp_min(1e-3))
+        features = (features - self.feature_mean) / self.feature_scale
+        self._fit_features = features if keep_features else None
         if y is not None:
-            features = (features - self.feature_mean) / self.feature_scale
             if self.n_tabular > 0:
                 features = torch.cat([features, tabular], dim=1)
             c = set_logistic_head(self.fc, features, y, self.seed)
             _logger.info("MiniRocket: head started from the logistic regression of %d training rows (C=%g)", len(y), c)
         return self
+
+    def take_fit_features(self) -> torch.Tensor | None:
+        """``forward_features`` of the rows the last ``fit_data(..., keep_features=True)`` saw, handed over once.
+
+        Returns:
+            ``[N, F]`` standardised features, or ``None`` (none kept, or already taken).
+        """
+        features, self._fit_features = self._fit_features, None
+        return features
 
     @torch.no_grad()
     def transform(self, spectra: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
@@ -194,31 +209,54 @@ class MiniRocketNet(nn.Module):
 
         Args:
             spectra: preprocessed spectra ``[N, C, L]``.
-            batch_size: rows per pass (default: about 2**21 convolution outputs per pass).
+            batch_size: rows per pass (default: about 2**21 kernel responses per pass).
 
         Returns:
             The features, not standardised, in the reference's order (dilation, then kernel, then bias).
         """
-        # reason: passes that stay in cache are faster: on 100 x 2000 spectra (4000 features), 8 rows per pass took
-        # 1.5 s of CPU, 64 rows 2.6 s.
-        batch_size = batch_size or max(1, 2**21 // (_N_KERNELS * spectra.shape[-1]))
-        return torch.cat([self._ppv(spectra[start : start + batch_size])
+        batch_size = batch_size or self._rows_per_pass(spectra.shape[-1])
+        halves = self._halves()
+        return torch.cat([self._ppv(spectra[start : start + batch_size], halves)
                           for start in range(0, max(len(spectra), 1), batch_size)])
 
-    def _ppv(self, spectra: torch.Tensor) -> torch.Tensor:
-        parts = []
+    def _rows_per_pass(self, length: int) -> int:
+        # reason: passes whose responses stay in cache are faster: on 2000-point spectra (10,000 features, one
+        # thread), 2 rows per pass (about 2**21 responses against their biases per dilation) took 105 us per row and
+        # dilation, 1 row 147 us.
+        responses_per_dilation = self.num_features * length // len(self.dilations)
+        return max(1, 2**21 // responses_per_dilation)
+
+    def _halves(self) -> list[tuple[tuple[torch.Tensor, torch.Tensor], ...]]:
+        """Per dilation, ``((weight, bias) padded, (weight, bias) inside)``: weights ``[kernels, C * 9]``
+        (channel-major taps), biases ``[kernels, features per kernel]``."""
+        halves = []
         for i in range(len(self.dilations)):
-            padded, inside, order = _padding_split(i)
-            weight, bias = getattr(self, f"weight_{i}")[padded + inside], getattr(self, f"bias_{i}")[padded + inside]
-            out = self._convolve(spectra, i, weight)
-            edge = (_KERNEL_LENGTH // 2) * self.dilations[i]
-            halves = (out[:, : len(padded)], out[:, len(padded) :, edge : out.shape[2] - edge])
+            padded, inside, _ = _padding_split(i)
+            weight, bias = getattr(self, f"weight_{i}").flatten(1), getattr(self, f"bias_{i}")
+            halves.append(tuple((weight[rows], bias[rows]) for rows in (padded, inside)))
+        return halves
+
+    def _ppv(self, spectra: torch.Tensor, halves: list | None = None) -> torch.Tensor:
+        halves = self._halves() if halves is None else halves
+        length = spectra.shape[-1]
+        parts = []
+        for i, dilation in enumerate(self.dilations):
+            _, _, order = _padding_split(i)
+            edge = (_KERNEL_LENGTH // 2) * dilation
+            # reason: the nine taps of every position as a matrix [N, C * 9, L], so each half is one matrix product
+            # (as fast as oneDNN's dilated conv1d here, and the inside half skips the padded positions).
+            padded = F.pad(spectra, (edge, edge))
+            taps = torch.stack([padded[..., j * dilation : j * dilation + length] for j in range(_KERNEL_LENGTH)], 2)
+            taps = taps.flatten(1, 2)
             ppv = []
-            for half, rows in zip(halves, (bias[: len(padded)], bias[len(padded) :]), strict=True):
-                # reason: a few biases per kernel and dilation, so one comparison per bias is cheaper than sorting
-                # the positions (measured), and it is the same graph in torch and in ONNX (no searchsorted there).
-                per_bias = [(half > rows[:, j : j + 1]).to(out.dtype).mean(2) for j in range(rows.shape[1])]
-                ppv.append(torch.stack(per_bias, dim=2))
+            for (weight, bias), columns in zip(halves[i], (taps, taps[..., edge : length - edge]), strict=True):
+                responses = torch.matmul(weight, columns)  # [N, kernels, positions]
+                # reason: the proportion above each bias as a sum of floats: clamp(r - b, 0, step) is 0 or step for
+                # every float32 difference (none lies in (0, 2**-100) but zero), and a broadcast subtraction, a clamp
+                # and a sum for all biases at once ran 3x faster than a comparison and a mean per bias on a CPU
+                # (measured); all export to ONNX (Sub, Clip, ReduceSum).
+                above = (responses[:, :, None, :] - bias[None, :, :, None]).clamp_(0.0, _STEP).sum(3)
+                ppv.append(above * (1.0 / (_STEP * columns.shape[-1])))
             parts.append(torch.cat(ppv, dim=1)[:, order].flatten(1))
         return torch.cat(parts, dim=1)
 

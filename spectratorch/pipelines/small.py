@@ -125,6 +125,16 @@ def _features(model: SpectralClassifier, spectra: torch.Tensor, tabular: torch.T
             raise RuntimeError(f"kernel support holds {len(support)} rows, expected the {len(spectra)} training rows")
         return squared_distances(support, support)
 
+    take = getattr(model.net, "take_fit_features", None)
+    kept = take() if take is not None else None
+    if kept is not None and len(kept) == len(spectra):
+        # reason: fit_data saw every training row (fewer than its max_rows) and computed these features for its
+        # scaling; a random-kernel transform is most of a small-set run's time, so it is not computed twice.
+        if model.n_tabular > 0:
+            (pre_tabular,) = run_batched(lambda s, t: model.preprocess(s, t)[1], (spectra, tabular), 512)
+            kept = torch.cat([kept, pre_tabular], dim=1)
+        return kept.double().numpy()
+
     def features(spectra: torch.Tensor, tabular: torch.Tensor) -> torch.Tensor:
         pre_spectra, pre_tabular = model.preprocess(spectra, tabular)
         out = model.net.forward_features(pre_spectra).flatten(1)
@@ -321,7 +331,8 @@ def fit_small(config: RunConfig, dm, module_kwargs, candidates=CANDIDATES) -> di
             continue
         model = build_classifier(candidate.arch, list(dm.table.channels), dm.length, dm.n_tabular, n_classes,
                                  config.data.transforms, preprocess_options(config.data), **candidate.options)
-        model.fit(spectra, tabular, seed=config.data.seed)  # reason: unsupervised parts only (no y)
+        # reason: unsupervised parts only (no y); a transform's features of these rows are kept for _features.
+        model.fit(spectra, tabular, seed=config.data.seed, keep_features=True)
         models[candidate.arch], features[candidate.arch] = model, _features(model, spectra, tabular)
     metric = config.train.target_metric.removeprefix("val_")
     choice = choose(features, y, n_classes, folds, metric, candidates)

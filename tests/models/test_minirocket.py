@@ -35,3 +35,45 @@ def test_kernels_and_biases_follow_the_seed():
 def test_dilations_reach_the_axis_and_sum_to_the_features():
     dilations, counts = minirocket_dilations(150, 840)
     assert dilations[0] == 1 and max(dilations) * 8 <= 149 and sum(counts) == 10
+
+
+class _Features(torch.nn.Module):
+    """The PPV transform alone, so an export shows the features themselves (the head starts at zero)."""
+
+    def __init__(self, net: MiniRocketNet):
+        super().__init__()
+        self.net = net
+
+    def forward(self, spectra: torch.Tensor) -> torch.Tensor:
+        return self.net._ppv(spectra)
+
+
+def test_onnx_transform_and_logits_equal_torch(tmp_path):
+    import warnings
+
+    import numpy as np
+    import onnxruntime
+
+    x = _spectra(n=40, channels=3, length=180)
+    net = MiniRocketNet(3, 180, 0, 3, n_features=840).fit_data(x).eval()
+    torch.nn.init.normal_(net.fc.weight, std=0.1)
+    inputs = _spectra(n=7, channels=3, length=180, seed=3)
+    for module, name in ((_Features(net), "features"), (net, "logits")):
+        path = tmp_path / f"{name}.onnx"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # reason: the TorchScript exporter says it is deprecated on every call
+            torch.onnx.export(module, (x[:2],), str(path), dynamo=False, opset_version=17, input_names=["spectra"],
+                              output_names=[name], dynamic_axes={"spectra": {0: "batch"}, name: {0: "batch"}})
+        (got,) = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(
+            None, {"spectra": inputs.numpy()})
+        with torch.no_grad():
+            expected = module(inputs).numpy()
+        if name == "features":
+            # reason: the same sums in another order may put a response within rounding of its bias on the other
+            # side: at most a few features of the 7 x 840, by one position.
+            assert got.shape == (7, net.num_features)
+            for reference in (expected, net.transform(inputs, batch_size=3).numpy()):
+                assert (np.abs(got - reference) > 1e-6).mean() <= 1e-3
+                assert np.abs(got - reference).max() <= 1 / (180 - 8 * max(net.dilations)) + 1e-6
+        else:
+            np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
