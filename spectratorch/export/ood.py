@@ -88,7 +88,8 @@ def ood_scores(record: dict, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return (scores**2 / np.asarray(record["variances"])).sum(axis=1), ((centred - scores @ components.T) ** 2).sum(1)
 
 
-def fit_ood(train: np.ndarray, held_out: np.ndarray, confidence: float = CONFIDENCE, seed: int = 0) -> dict:
+def fit_ood(train: np.ndarray, held_out: np.ndarray, confidence: float = CONFIDENCE, seed: int = 0,
+            log: bool = True) -> dict:
     """Fit the PCA on training rows and the T² and Q limits on held-out rows.
 
     Args:
@@ -96,6 +97,8 @@ def fit_ood(train: np.ndarray, held_out: np.ndarray, confidence: float = CONFIDE
         held_out: ``[M, D]`` preprocessed held-out inputs (validation rows), ``M >= 1``.
         confidence: the flag's stated confidence, in (0.5, 1).
         seed: of the subsample when ``N`` exceeds 20,000 rows.
+        log: say the fitted model in one INFO line (the export does; the result sheet, which draws the same model,
+            does not say it again).
 
     Returns:
         JSON-serialisable ``{"mean", "components", "variances", "t2_limit", "q_limit", "confidence",
@@ -127,8 +130,9 @@ def fit_ood(train: np.ndarray, held_out: np.ndarray, confidence: float = CONFIDE
     record.update(t2_limit=t2_limit, q_limit=q_limit, confidence=confidence, n_components=k,
                   explained=float(explained[k - 1]), n_train=len(train), n_held_out=len(held_out),
                   held_out_flagged=flagged, inputs="preprocessed")
-    _logger.info("outlier model: %d components (%.3f of the variance), T² limit %.4g, Q limit %.4g; %.3f of %d "
-                 "held-out rows flagged", k, explained[k - 1], t2_limit, q_limit, flagged, len(held_out))
+    _logger.log(logging.INFO if log else logging.DEBUG,
+                "outlier model: %d components (%.3f of the variance), T² limit %.4g, Q limit %.4g; %.3f of %d "
+                "held-out rows flagged", k, explained[k - 1], t2_limit, q_limit, flagged, len(held_out))
     return record
 
 
@@ -140,7 +144,7 @@ def _subsample(n: int, seed: int) -> np.ndarray:
 
 
 def fit_model_ood(model: nn.Module, train: tuple, held_out: tuple, confidence: float = CONFIDENCE,
-                  seed: int = 0) -> dict:
+                  seed: int = 0, log: bool = True) -> dict:
     """:func:`fit_ood` on a model's preprocessed inputs: what the export stores and the result sheet draws.
 
     Only the training rows the SVD sees (at most 20,000, the same seeded subsample as :func:`fit_ood`'s) are
@@ -152,6 +156,7 @@ def fit_model_ood(model: nn.Module, train: tuple, held_out: tuple, confidence: f
         held_out: ``(spectra [M, C, L], tabular [M, T])`` raw held-out rows (numpy), for the limits.
         confidence: the flag's stated confidence.
         seed: of the subsample.
+        log: as :func:`fit_ood`'s.
 
     Returns:
         The record of :func:`fit_ood`.
@@ -159,7 +164,7 @@ def fit_model_ood(model: nn.Module, train: tuple, held_out: tuple, confidence: f
     rows = _subsample(len(train[0]), seed)
     tabular = None if train[1] is None else train[1][rows]
     return fit_ood(preprocessed_inputs(model, train[0][rows], tabular), preprocessed_inputs(model, *held_out),
-                   confidence, seed)
+                   confidence, seed, log)
 
 
 def summary(record: dict) -> dict:

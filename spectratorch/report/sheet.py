@@ -251,7 +251,7 @@ def outlier_data(model: torch.nn.Module, dm, spectra: np.ndarray, tabular: np.nd
     train, val = dm.stage_arrays("train"), dm.stage_arrays("val")
     try:
         record = fit_model_ood(model, (train.spectra.numpy(), train.tabular.numpy()),
-                               (val.spectra.numpy(), val.tabular.numpy()))
+                               (val.spectra.numpy(), val.tabular.numpy()), log=False)
     except ConfigError as err:
         _logger.info("the result sheet has no T²/Q panel: %s", err)
         return None

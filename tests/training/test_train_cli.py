@@ -147,7 +147,7 @@ def _sharded_evaluation(self, stage, shuffle):
     trainer = self.trainer
     if stage == "train" or trainer.state.fn == "fit":
         return loader(self, stage, shuffle)
-    source, rows = self.stage_rows(stage)
+    source, rows = self._stage_rows(stage)
     rows = rows[trainer.global_rank :: trainer.world_size]
     sampler = datamodule.IndexBatchSampler(rows, 64, False, 0, False)
     return DataLoader(source.dataset, batch_size=None, sampler=sampler, num_workers=0)
