@@ -169,12 +169,11 @@ def _compare_features(checkpoint: str, data: Path, foreign: dict[str, np.ndarray
     return result
 
 
-def _set_coverage(summary: dict, data: Path, coverage: float) -> tuple[np.ndarray, np.ndarray]:
-    """Per test row of one exported run: is its true class in its set, and the set's size."""
+def _test_rows(summary: dict, data: Path):
+    """One exported run's ``(predictor, table, test rows of the table, their classes in the model's label order)``."""
     import pandas as pd
 
     from spectratorch.data.targets import resolve_target
-    from spectratorch.export.conformal import membership
     from spectratorch.inference import Predictor
 
     predictor = Predictor(summary["files"]["onnx"])
@@ -182,8 +181,15 @@ def _set_coverage(summary: dict, data: Path, coverage: float) -> tuple[np.ndarra
     test_ids = pd.read_csv(summary["files"]["test_predictions"])["id"].astype(str)
     rows = pd.Index(table.ids.astype(str)).get_indexer(test_ids)
     target = resolve_target(table.meta, summary["config"]["data"]["targets"])
-    labels = list(predictor.labels)
-    y = np.array([labels.index(label) for label in np.asarray(target.labels, dtype=object)[target.y[rows]]])
+    truth = np.asarray(target.labels, dtype=object)[target.y[rows]]
+    return predictor, table, rows, pd.Index(list(predictor.labels)).get_indexer(truth)
+
+
+def _set_coverage(summary: dict, data: Path, coverage: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per test row of one exported run: is its true class in its set, and the set's size."""
+    from spectratorch.export.conformal import membership
+
+    predictor, table, rows, y = _test_rows(summary, data)
     probabilities = predictor.predict_outputs(table.spectra[rows], table.tabular[rows], names=["probabilities"])
     members = membership(probabilities["probabilities"], predictor.conformal, coverage)
     return members[np.arange(len(y)), y], members.sum(1)
@@ -241,10 +247,7 @@ def _throughput_ratio(predictor, spectra, tabular, rounds: int = 15) -> float:
 
 
 def _fold(args, data: Path, foreign: Path, fold: int, out: Path) -> dict:
-    import pandas as pd
-
     from spectratorch.config import DataConfig, ModelConfig, RunConfig, TrainConfig
-    from spectratorch.data.targets import resolve_target
     from spectratorch.export.conformal import membership
     from spectratorch.inference import Predictor
     from spectratorch.metrics import classification_metrics
@@ -257,13 +260,7 @@ def _fold(args, data: Path, foreign: Path, fold: int, out: Path) -> dict:
                     to_onnx=True, save_test_preds=True),
     )
     summary = train(config)
-    predictor = Predictor(summary["files"]["onnx"])
-    table = predictor.load(data)
-    test_ids = pd.read_csv(summary["files"]["test_predictions"])["id"].astype(str)
-    rows = pd.Index(table.ids.astype(str)).get_indexer(test_ids)
-    target = resolve_target(table.meta, summary["config"]["data"]["targets"])
-    labels = list(predictor.labels)
-    y = np.array([labels.index(label) for label in np.asarray(target.labels, dtype=object)[target.y[rows]]])
+    predictor, table, rows, y = _test_rows(summary, data)
     spectra, tabular = table.spectra[rows], table.tabular[rows]
     outputs = predictor.predict_outputs(spectra, tabular)
     members = membership(outputs["probabilities"], predictor.conformal, args.coverage)
