@@ -166,6 +166,48 @@ def test_planted_leak_test_rows_change_no_choice_and_no_weight(tmp_path):
 
 
 @pytest.mark.slow
+def test_baselines_are_the_linear_candidates_refit_as_scikit_learn_fits_them(tmp_path):
+    from sklearn.cross_decomposition import PLSRegression
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    from spectratorch.data.datamodule import SpectralDataModule
+    from spectratorch.pipelines.run import train
+    from spectratorch.training.baseline import preprocessed_features
+    from spectratorch.training.restore import load_module
+
+    make_generic_frame(60, seed=5).to_pickle(tmp_path / "train.pkl")
+    make_generic_frame(40, seed=6).to_pickle(tmp_path / "test.pkl")
+    config = _config(tmp_path / "train.pkl", tmp_path / "out", tmp_path / "test.pkl")
+    summary = train(config, result_sheet=False)
+    baseline, candidates = summary["metrics"]["baseline"], summary["arch_selection"]["candidates"]
+    # the baselines are the Linear and PLSDA candidates at the values their inner CV chose
+    assert baseline["logistic_regression"]["C"] == candidates["Linear"]["chosen"]
+    assert baseline["pls_da"]["n_components"] == candidates["PLSDA"]["chosen"]
+    assert baseline["logistic_regression"]["n_train"] == 60 == baseline["pls_da"]["n_train"]
+    # ... refit on every training row and scored on the test rows exactly as scikit-learn would
+    dm = SpectralDataModule(config.data)
+    dm.prepare()
+    preprocess = load_module(summary["files"]["checkpoint"]).model.preprocess
+    fit_rows = dm.stage_arrays("train", rows=np.sort(np.concatenate([dm.split.train, dm.split.val])))
+    test_rows = dm.stage_arrays("test")
+    x_fit, x_test = (preprocessed_features(preprocess, r.spectra, r.tabular).astype(np.float64)
+                     for r in (fit_rows, test_rows))
+    y_fit, y_test = fit_rows.y.numpy(), test_rows.y.numpy()
+    scaler = StandardScaler().fit(x_fit)
+    logistic = LogisticRegression(C=baseline["logistic_regression"]["C"], tol=1e-10, max_iter=10_000)
+    logistic.fit(scaler.transform(x_fit), y_fit)
+    proba = logistic.predict_proba(scaler.transform(x_test))
+    assert baseline["logistic_regression"]["test"]["accuracy"] == pytest.approx((proba.argmax(1) == y_test).mean())
+    from sklearn.metrics import roc_auc_score
+
+    assert baseline["logistic_regression"]["test"]["auroc"] == pytest.approx(
+        roc_auc_score(y_test, proba, multi_class="ovr"), abs=1e-4)
+    pls = PLSRegression(n_components=baseline["pls_da"]["n_components"], scale=False).fit(x_fit, np.eye(3)[y_fit])
+    assert baseline["pls_da"]["test"]["accuracy"] == pytest.approx((pls.predict(x_test).argmax(1) == y_test).mean())
+
+
+@pytest.mark.slow
 def test_cv_is_the_standard_k_fold_estimate(tmp_path):
     from spectratorch.data.splits import fold_assignment
     from spectratorch.pipelines.cv import run_cv
