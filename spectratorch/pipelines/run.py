@@ -245,10 +245,9 @@ def train(config: RunConfig, callbacks: Sequence = (), arch_selection: dict | No
     dm = datamodule if datamodule is not None else SpectralDataModule(config.data)
     config = dm.with_data_defaults(config)
     if _solved_on_small_set(config, dm):
-        from spectratorch.pipelines.small import CANDIDATES, train_small
+        from spectratorch.pipelines.small import solved_candidate, train_small
 
-        return train_small(config, dm, [c for c in CANDIDATES if c.arch == config.model.arch],
-                           result_sheet=result_sheet)
+        return train_small(config, dm, [solved_candidate(config.model.arch)], result_sheet=result_sheet)
     config = resolve_defaults(config, len(dm.split.train))
     dm.config = config.data
     stem = model_name(config.name_fields())
@@ -375,7 +374,7 @@ def _train_auto(config: RunConfig) -> dict:
 
 
 def _solved_on_small_set(config: RunConfig, dm: SpectralDataModule) -> bool:
-    """An explicit solved head (Linear, PLSDA, MiniRocket) trained from scratch on fewer than ``LARGE_TRAIN``
+    """An explicit solved head (Linear, PLSDA, MiniRocket, KernelRidge, Hydra) trained from scratch on fewer than ``LARGE_TRAIN``
     training rows: solved in closed form by the small-set protocol, no Adam epochs."""
     from spectratorch.pipelines.small import SOLVED_ARCHS
 

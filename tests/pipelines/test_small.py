@@ -383,3 +383,54 @@ def test_time_budget_refuses_a_negative_value_in_one_line(tmp_path):
     assert result.returncode == 2
     assert "--time-budget" in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_hydra_named_on_a_small_set_gets_its_ridge_head_solved_and_exported(tmp_path):
+    import onnxruntime
+    from sklearn.linear_model import RidgeClassifierCV
+    from sklearn.preprocessing import StandardScaler
+
+    from spectratorch.models.closed_form import RIDGE_ALPHAS
+    from spectratorch.pipelines.run import train
+    from spectratorch.training.restore import load_module
+
+    make_generic_frame(60, seed=9).to_pickle(tmp_path / "set.pkl")
+    config = _config(tmp_path / "set.pkl", tmp_path / "out")
+    config = RunConfig(config.data, ModelConfig(arch="Hydra", arch_opts={"n_groups": 16}),
+                       TrainConfig(output_dir=str(tmp_path / "out"), to_onnx=True, loggers=("csv",)))
+    summary = train(config, result_sheet=False)
+    selection = summary["arch_selection"]
+    assert selection["protocol"] == "inner-cv" and selection["chosen"] == "Hydra"
+    assert selection["candidates"]["Hydra"]["solver"] == "ridge" and "alpha" in selection["candidates"]["Hydra"]
+    module = load_module(summary["files"]["checkpoint"]).eval()
+    net = module.model.net
+    assert module.hparams["arch_kwargs"]["n_groups"] == 16
+    # the head is RidgeClassifierCV's on the standardised Hydra features of every training row, over the temperature
+    x = torch.tensor(pd.read_pickle(tmp_path / "set.pkl").iloc[:, :-1].to_numpy(np.float32))[:, None]
+    y = summary_y_from(tmp_path / "set.pkl", config)
+    with torch.no_grad():
+        fit_spectra = x[y["rows"]]
+        features = net.forward_features(module.model.preprocess(fit_spectra, None)[0]).double().numpy()
+    reference = RidgeClassifierCV(alphas=RIDGE_ALPHAS).fit(StandardScaler().fit_transform(features), y["y"])
+    assert selection["candidates"]["Hydra"]["alpha"] == reference.alpha_
+    with torch.no_grad():
+        expected = module(x, None).softmax(1).numpy()
+    session = onnxruntime.InferenceSession(summary["files"]["onnx"], providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(session.run(None, {"data_spectra": x.numpy()})[0], expected, atol=1e-5)
+    temperature = selection["candidates"]["Hydra"]["temperature"]
+    with torch.no_grad():
+        ours = module.model.net.head(torch.from_numpy(features).float()).double().numpy() * temperature
+    np.testing.assert_allclose(ours, reference.decision_function(StandardScaler().fit(features).transform(features)),
+                               atol=1e-3)
+
+
+def summary_y_from(path, config):
+    """The training rows (in the protocol's order) and their classes of ``config``'s split."""
+    from spectratorch.data.datamodule import SpectralDataModule
+    from spectratorch.pipelines.small import _training_rows
+
+    dm = SpectralDataModule(config.data)
+    dm.prepare()
+    rows = _training_rows(dm)
+    return {"rows": torch.as_tensor(rows), "y": dm.stage_arrays("train", rows=rows).y.numpy()}
