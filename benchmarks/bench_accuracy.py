@@ -10,8 +10,8 @@ is committed): install them without their dependencies, ``pip install --no-deps 
 - ``tecator``: NIR transmittance of meat (Tecator, from sktime): 215 spectra, 100 points; the fat content in
   tertiles gives 3 classes.
 - ``generic-60``, ``generic-200``, ``generic-400``: the generated sets of ``check_small_data.py``
-  (``make_generic_frame(n, 0)``, 200 points, 3 classes); ``generic-1000x2000``: 1,000 spectra of 2,000 points
-  (the speed goal).
+  (``make_generic_frame(n, 0)``, 200 points, 3 classes); ``generic-1000x2000`` and ``generic-2000x2000``: 1,000
+  and 2,000 spectra of 2,000 points (the speed goals).
 
 For each set: ``spectratorch cv --data X --targets AVA label --channels C --tabular --n-splits 5`` (default flags
 otherwise, its own process, timed from start to end), whose fold ``k`` tests fold ``k + 1`` and trains on the other
@@ -24,7 +24,7 @@ CV of those rows: PLS-DA (components 1..20), logistic regression (standardised, 
 
 ``--quick`` runs on a small generated set instead, 3 folds (the smoke test). Last stdout line: one JSON object,
 with the goals: the recipe at or above the best classical model on every set; a 5-fold cv in at most 60 s for
-at most 1,000 spectra x 2,000 points.
+at most 1,000 spectra x 2,000 points, 3 minutes for 2,000.
 """
 
 from __future__ import annotations
@@ -108,8 +108,9 @@ def _generic(n: int, length: int = 200):
 
 SETS = {"coffee-ucr": load_coffee_ucr, "coffee-origin": load_coffee_origin, "tecator": load_tecator,
         "generic-60": _generic(60), "generic-200": _generic(200), "generic-400": _generic(400),
-        "generic-1000x2000": _generic(1000, 2000)}
-SPEED_SET = "generic-1000x2000"
+        "generic-1000x2000": _generic(1000, 2000), "generic-2000x2000": _generic(2000, 2000)}
+# reason: the issue's speed goals: a 5-fold cv of at most 1,000 spectra x 2,000 points in 60 s, of 2,000 in 3 minutes.
+SPEED_GOALS = {"generic-1000x2000": 60, "generic-2000x2000": 180}
 
 
 def _reference_minirocket(x_fit: np.ndarray, seed: int):
@@ -246,10 +247,11 @@ def main() -> None:
     n_splits = 3 if args.quick else args.n_splits
     worst = min(row["recipe_minus_best"] for row in rows)
     goals = {"at_or_above_best_classical": {"goal": ">= 0 on every set", "value": worst, "met": worst >= 0}}
-    speed = [row for row in rows if row["set"] == SPEED_SET]
-    if speed:
-        goals["cv_seconds_1000x2000"] = {"goal": "<= 60", "value": speed[0]["cv_seconds"],
-                                         "met": speed[0]["cv_seconds"] <= 60}
+    for row in rows:
+        if row["set"] in SPEED_GOALS:
+            limit = SPEED_GOALS[row["set"]]
+            goals[f"cv_seconds_{row['set'].removeprefix('generic-')}"] = {
+                "goal": f"<= {limit}", "value": row["cv_seconds"], "met": row["cv_seconds"] <= limit}
     print(json.dumps({"benchmark": "accuracy", "quick": args.quick,
                       "metric": f"test accuracy, mean over {n_splits} folds",
                       "recipe": "spectratorch cv --data X --targets AVA label --channels C --tabular",
