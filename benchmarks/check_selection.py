@@ -1,0 +1,353 @@
+"""How the small-set protocol chooses its model: selection rules and candidate variants against tuned classical models.
+
+Development evidence for ``pipelines/small.py``'s ``choose`` (never run on the benchmark sets of
+``bench_accuracy.py``). On generated sets (``make_generic_frame(n, seed)``, seeds from 1), for every outer fold of a
+stratified 5-fold split (the folds of ``spectratorch cv``), :func:`~spectratorch.pipelines.small.fit_small` runs
+in-process once; its candidates' features of the training rows and of the test rows are kept, and then, with no
+further feature computation:
+
+- every candidate (and every variant of one: the logistic head with its standardisation fitted per inner fold, a
+  tighter tolerance, an extra preprocessing) is scored by the same inner folds at every grid value and refitted on
+  all training rows at every grid value;
+- each selection rule (the target metric and its tie-break, which candidates and whether a soft vote) picks its
+  model from the inner-CV records alone, and its test accuracy is read;
+- the tuned classical models (scikit-learn's PLS-DA, logistic regression and RBF SVM, each by ``GridSearchCV`` on
+  the same training rows, as in ``bench_accuracy.py``) are scored on the same test rows.
+
+    python benchmarks/check_selection.py [--sets 60:1 100:2 ...] [--n-splits 5] [--quick]
+
+``--sets`` takes ``n:seed[:length]``. Last stdout line: one JSON object (per set and overall: mean test accuracy of
+every rule and classical model, and on how many sets each rule is at or above the best classical model).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import statistics
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+# reason: seeds from 1 only (seed 0 makes the benchmark's generic sets); sizes 60..300 as the small-set protocol sees.
+DEFAULT_SETS = ("60:1", "60:2", "60:3", "60:4", "100:1", "100:2", "100:3", "150:1", "150:2", "200:1", "300:1")
+QUICK_SETS = ("60:1",)
+LOGISTIC_CS = tuple(float(c) for c in np.logspace(-3, 3, 7))
+
+
+# ---- one outer fold: fit_small once, keep every candidate's features ---------------------------------------------
+def _outer_fold(path: Path, n_splits: int, fold: int, seed: int, out: Path, extra_linear: tuple[str, ...]) -> dict:
+    """fit_small on the training rows of ``fold``; the candidates' features of the training and test rows."""
+    import torch
+
+    from spectratorch.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+    from spectratorch.data.datamodule import SpectralDataModule
+    from spectratorch.defaults import auto_transforms, resolve_defaults
+    from spectratorch.models.classifier import build_classifier
+    from spectratorch.pipelines import small
+    from spectratorch.pipelines.run import _module_kwargs
+    from spectratorch.transforms import preprocess_options
+
+    config = RunConfig(DataConfig(data=str(path), targets=("AVA", "label"), channels=("nir",), tabular=(),
+                                  n_splits=n_splits, current_split=fold, seed=seed),
+                       ModelConfig(), TrainConfig(output_dir=str(out)))
+    dm = SpectralDataModule(config.data)
+    config = dm.with_data_defaults(config)
+    config = dataclasses.replace(config, data=dataclasses.replace(
+        config.data, transforms=auto_transforms(config.data.channels)))
+    dm.config = config.data
+    seen, captured = [], {}
+    original_features, original_choose = small._features, small.choose
+
+    def features(model, spectra, tabular):
+        seen.append(model)
+        return original_features(model, spectra, tabular)
+
+    def choose(features, y, n_classes, folds, metric, candidates=small.CANDIDATES):
+        captured.update(features=features, y=y, n_classes=n_classes, folds=folds, metric=metric,
+                        candidates=list(candidates))
+        return original_choose(features, y, n_classes, folds, metric, candidates)
+
+    small._features, small.choose = features, choose
+    try:
+        fitted = small.fit_small(config, dm, lambda c, d: _module_kwargs(resolve_defaults(
+            c, len(small._training_rows(d))), d))
+    finally:
+        small._features, small.choose = original_features, original_choose
+    test = dm.stage_arrays("test")
+    train = dm.stage_arrays("train", rows=small._training_rows(dm))
+    with torch.no_grad():
+        recipe_test = fitted["module"].model(test.spectra, test.tabular).argmax(1).numpy()
+    solved = [c for c in captured["candidates"] if c.solver != "network"]
+    test_features = {}
+    for candidate, model in zip(solved, seen):
+        test_features[candidate.arch] = _test_features(model, test.spectra, test.tabular)
+    # reason: preprocessing variants of the logistic head (extra candidates), fitted on the training rows only.
+    train_features = dict(captured["features"])
+    for transform in extra_linear:
+        name = f"Linear[{transform}]"
+        model = build_classifier("Linear", list(dm.table.channels), dm.length, dm.n_tabular, dm.n_classes,
+                                 (transform,), preprocess_options(config.data))
+        model.fit(train.spectra, train.tabular, seed=seed)
+        train_features[name] = small._features(model, train.spectra, train.tabular)
+        test_features[name] = small._features(model, test.spectra, test.tabular)
+    flat = dm.table.spectra.reshape(len(dm.table), -1).astype(np.float64)
+    fit_rows = small._training_rows(dm)
+    return {"train": train_features, "test": test_features, "y": captured["y"], "y_test": test.y.numpy(),
+            "n_classes": captured["n_classes"], "folds": captured["folds"], "metric": captured["metric"],
+            "recipe_test": recipe_test, "recipe_chosen": fitted["selection"]["chosen"],
+            "raw_train": flat[fit_rows], "raw_test": flat[dm.split.test], "seconds": fitted["seconds"]}
+
+
+def _test_features(model, spectra, tabular) -> np.ndarray:
+    import torch
+
+    from spectratorch.models.closed_form import squared_distances
+    from spectratorch.pipelines.small import _features
+
+    if hasattr(model.net, "support"):
+        with torch.no_grad():
+            pre_spectra, pre_tabular = model.preprocess(spectra, tabular)
+            z = model.net.standardise(pre_spectra, pre_tabular if model.n_tabular else None).double().numpy()
+        return squared_distances(z, model.net.support.double().numpy())
+    return _features(model, spectra, tabular)
+
+
+# ---- candidates and their variants: inner-CV scores and test logits at every grid value -------------------------
+def _variant_oof(kind: str, x: np.ndarray, y: np.ndarray, n_classes: int, folds: list, x_test: np.ndarray):
+    """Logistic variants: out-of-fold ``[G, N, K]`` and test decision scores ``[G, M, K]`` over LOGISTIC_CS."""
+    from spectratorch.models.closed_form import Standardiser, decision, logistic_path
+
+    grid = list(LOGISTIC_CS)
+    tol = 1e-4 if kind == "tol" else 1e-3
+    oof = np.zeros((len(grid), len(y), n_classes))
+    whole = Standardiser(x)
+    for fit, held in folds:
+        standardiser = Standardiser(x[fit]) if kind == "fold_std" else whole
+        heads = logistic_path(x[fit], y[fit], n_classes, cs=grid, tol=tol, standardiser=standardiser)
+        for g, head in enumerate(heads):
+            oof[g, held] = decision(x[held], head)
+    heads = logistic_path(x, y, n_classes, cs=grid, tol=1e-4, standardiser=whole)
+    return grid, oof, np.stack([decision(x_test, head) for head in heads])
+
+
+def _candidate_tables(fold: dict) -> dict:
+    """``{name: {"grid", "scores": [G] metrics dicts, "temperature": [G], "probabilities": [G, N, K],
+    "test_logits": [G, M, K]}}`` for every candidate and variant."""
+    from spectratorch.models.closed_form import Standardiser, decision
+    from spectratorch.pipelines.small import CANDIDATES, _head_inputs, _inner_oof, _score, _solve
+
+    y, n_classes, folds = fold["y"], fold["n_classes"], fold["folds"]
+    n_fit_min = min(len(fit) for fit, _ in folds)
+    tables = {}
+    by_arch = {c.arch: c for c in CANDIDATES}
+    for name, x in fold["train"].items():
+        x_test = fold["test"][name]
+        if name in by_arch:
+            candidate = by_arch[name]
+            oof, grid = _inner_oof(candidate, x, y, n_classes, folds, n_fit_min)
+            standardiser = Standardiser(x) if candidate.solver in ("logistic", "ridge") else None
+            heads, _ = _solve(candidate, x, y, n_classes, grid, standardiser, 1e-4)
+            test = np.stack([decision(_head_inputs(candidate, x_test, grid[g]), heads[g]) for g in range(len(grid))])
+            tables[name] = (grid, oof, test)
+        else:
+            tables[name] = _variant_oof("plain", x, y, n_classes, folds, x_test)
+    for kind in ("fold_std", "tol"):
+        tables[f"Linear<{kind}>"] = _variant_oof(kind, fold["train"]["Linear"], y, n_classes, folds,
+                                                 fold["test"]["Linear"])
+    out = {}
+    for name, (grid, oof, test) in tables.items():
+        scored = [_score(oof[g], y, "f1") for g in range(len(grid))]
+        out[name] = {"grid": grid, "scores": [s["metrics"] for s in scored],
+                     "temperature": [s["temperature"] for s in scored],
+                     "probabilities": [s["probabilities"] for s in scored], "test_logits": test}
+    return out
+
+
+# ---- selection rules -------------------------------------------------------------------------------------------
+def _key(metrics: dict, primary: str) -> tuple:
+    if primary == "loss":
+        return (-metrics["loss"],)
+    return (metrics[primary], -metrics["loss"])
+
+
+def _pick_value(table: dict, primary: str, ties: str) -> int:
+    """The grid index a candidate keeps: the best ``primary``; ties by lower log-loss or the first (strongest)."""
+    keys = [_key(s, primary) for s in table["scores"]]
+    if ties == "first":
+        best = max(k[0] for k in keys)
+        return next(g for g, k in enumerate(keys) if k[0] >= best - 1e-12)
+    return max(range(len(keys)), key=lambda g: keys[g])
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(-1, keepdims=True)
+
+
+def _value(value) -> str:
+    return f"{value:.3g}" if isinstance(value, (int, float)) else str(value)
+
+
+def _apply_rule(tables: dict, y: np.ndarray, rule: dict) -> tuple[str, np.ndarray]:
+    """A rule's model and its test probabilities ``[M, K]``, chosen from the inner-CV records only."""
+    from spectratorch.metrics import classification_metrics
+
+    primary, ties, ensemble = rule["primary"], rule.get("ties", "loss"), rule.get("ensemble", "metric")
+    names = [n for n in rule["candidates"] if n in tables]
+    picked = {n: _pick_value(tables[n], primary, ties) for n in names}
+    keyed = {n: _key(tables[n]["scores"][picked[n]], primary) for n in names}
+    ranking = sorted(names, key=lambda n: keyed[n], reverse=True)  # reason: sorted is stable: earlier wins ties
+
+    def test_probabilities(members):
+        return np.mean([_softmax(tables[n]["test_logits"][picked[n]] / tables[n]["temperature"][picked[n]])
+                        for n in members], axis=0)
+
+    chosen, best = [ranking[0]], keyed[ranking[0]]
+    if ensemble != "never":
+        for size in range(2, len(ranking) + 1):
+            members = ranking[:size]
+            mean = np.mean([tables[n]["probabilities"][picked[n]] for n in members], axis=0)
+            key = _key(classification_metrics(y, mean), primary)
+            better = key[0] > best[0] + 1e-12 if ensemble == "metric" else key > best
+            if better:
+                chosen, best = members, key
+    label = "+".join(f"{n}@{_value(tables[n]['grid'][picked[n]])}" for n in chosen)
+    return label, test_probabilities(chosen)
+
+
+BASE = ("Linear", "PLSDA", "MiniRocket", "KernelRidge")
+RULES = {
+    "current (f1, ties loss, vote on metric)": {"primary": "f1", "candidates": BASE},
+    "accuracy, ties loss": {"primary": "accuracy", "candidates": BASE},
+    "accuracy, ties strongest penalty": {"primary": "accuracy", "ties": "first", "candidates": BASE},
+    "f1, ties strongest penalty": {"primary": "f1", "ties": "first", "candidates": BASE},
+    "log-loss": {"primary": "loss", "candidates": BASE},
+    "f1, no vote": {"primary": "f1", "ensemble": "never", "candidates": BASE},
+    "f1, vote on metric then loss": {"primary": "f1", "ensemble": "key", "candidates": BASE},
+    "f1, Linear std per inner fold": {"primary": "f1", "candidates": ("Linear<fold_std>",) + BASE[1:]},
+    "f1, Linear inner tol 1e-4": {"primary": "f1", "candidates": ("Linear<tol>",) + BASE[1:]},
+    "f1, + Linear[snv]": {"primary": "f1", "candidates": BASE + ("Linear[snv]",)},
+    "f1, + Linear[sg1]": {"primary": "f1", "candidates": BASE + ("Linear[sg1]",)},
+    "f1, + Linear[snv], Linear[sg1]": {"primary": "f1", "candidates": BASE + ("Linear[snv]", "Linear[sg1]")},
+    "single Linear": {"primary": "f1", "candidates": ("Linear",)},
+    "single Linear<fold_std>": {"primary": "f1", "candidates": ("Linear<fold_std>",)},
+    "single Linear<tol>": {"primary": "f1", "candidates": ("Linear<tol>",)},
+    "single Linear (accuracy, ties strongest)": {"primary": "accuracy", "ties": "first", "candidates": ("Linear",)},
+    "single KernelRidge": {"primary": "f1", "candidates": ("KernelRidge",)},
+    "single PLSDA": {"primary": "f1", "candidates": ("PLSDA",)},
+    "single MiniRocket": {"primary": "f1", "candidates": ("MiniRocket",)},
+}
+
+
+# ---- the classical models (as bench_accuracy.py, without MiniRocket) ----------------------------------------------
+def _classical(x_fit: np.ndarray, y_fit: np.ndarray, x_test: np.ndarray, seed: int) -> dict:
+    from sklearn.cross_decomposition import PLSRegression
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GridSearchCV, StratifiedKFold
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC
+
+    cv = StratifiedKFold(min(5, int(np.bincount(y_fit)[np.bincount(y_fit) > 0].min())), shuffle=True,
+                         random_state=seed)
+    classes = np.unique(y_fit)
+    onehot = (y_fit[:, None] == classes[None, :]).astype(float)
+    n_max = max(1, min(20, len(x_fit) * 4 // 5 - 1))
+    hits = np.zeros(n_max)
+    for train, held in cv.split(x_fit, y_fit):
+        for k in range(1, n_max + 1):
+            model = PLSRegression(n_components=min(k, len(train) - 1), scale=False).fit(x_fit[train], onehot[train])
+            hits[k - 1] += (model.predict(x_fit[held]).argmax(1) == np.searchsorted(classes, y_fit[held])).sum()
+    pls = PLSRegression(n_components=int(hits.argmax()) + 1, scale=False).fit(x_fit, onehot)
+    logistic = GridSearchCV(make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000)),
+                            {"logisticregression__C": np.logspace(-3, 3, 7)}, cv=cv).fit(x_fit, y_fit)
+    svm = GridSearchCV(make_pipeline(StandardScaler(), SVC(kernel="rbf")),
+                       {"svc__C": np.logspace(-1, 3, 5), "svc__gamma": ["scale", 1e-4, 1e-3, 1e-2]}, cv=cv)
+    svm.fit(x_fit, y_fit)
+    return {"pls_da": classes[pls.predict(x_test).argmax(1)], "logistic_regression": logistic.predict(x_test),
+            "rbf_svm": svm.predict(x_test),
+            "_logistic_C": float(logistic.best_params_["logisticregression__C"])}
+
+
+CLASSICAL = ("pls_da", "logistic_regression", "rbf_svm")
+
+
+# ---- a set, the run -------------------------------------------------------------------------------------------
+def run_set(spec: str, n_splits: int, seed: int, extra_linear: tuple[str, ...], verbose: bool) -> dict:
+    from spectratorch.data.generic import make_generic_frame
+
+    parts = [int(p) for p in spec.split(":")]
+    n, data_seed, length = parts[0], parts[1], parts[2] if len(parts) > 2 else 200
+    if data_seed == 0:
+        raise SystemExit("check_selection: seed 0 makes the benchmark's generated sets; use seeds from 1")
+    rules = {name: rule for name, rule in RULES.items()
+             if all(c in BASE or c.startswith("Linear<") or c.removeprefix("Linear[").rstrip("]") in extra_linear
+                    for c in rule["candidates"])}
+    acc = {k: [] for k in ("recipe", *rules, *CLASSICAL)}
+    picks = {k: [] for k in rules}
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"generic-{n}-{data_seed}.pkl"
+        make_generic_frame(n, data_seed, length=length).to_pickle(path)
+        for fold_index in range(n_splits):
+            fold = _outer_fold(path, n_splits, fold_index, seed, Path(tmp) / "out", extra_linear)
+            y_test = fold["y_test"]
+            acc["recipe"].append(float((fold["recipe_test"] == y_test).mean()))
+            tables = _candidate_tables(fold)
+            for name, rule in rules.items():
+                label, probabilities = _apply_rule(tables, fold["y"], rule)
+                acc[name].append(float((probabilities.argmax(1) == y_test).mean()))
+                picks[name].append(label)
+            classical = _classical(fold["raw_train"], fold["y"], fold["raw_test"], seed)
+            for name in CLASSICAL:
+                acc[name].append(float((classical[name] == y_test).mean()))
+            if verbose:
+                print(json.dumps({"set": spec, "fold": fold_index, "recipe_chosen": fold["recipe_chosen"],
+                                  "sklearn_logistic_C": classical["_logistic_C"],
+                                  **{k: round(v[-1], 3) for k, v in acc.items()},
+                                  "picks": {k: v[-1] for k, v in picks.items()}}), flush=True)
+    row = {"set": f"make_generic_frame({n}, {data_seed}, length={length})", "folds": n_splits,
+           "seconds": round(time.perf_counter() - start, 1),
+           "accuracy": {k: round(statistics.mean(v), 4) for k, v in acc.items()}}
+    row["best_classical"] = max(row["accuracy"][k] for k in CLASSICAL)
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sets", nargs="+", default=list(DEFAULT_SETS), help="n:seed[:length], seeds from 1")
+    parser.add_argument("--n-splits", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--extra-linear", nargs="*", default=["snv", "sg1"],
+                        help="preprocessings of the logistic head tried as extra candidates")
+    parser.add_argument("--quick", action="store_true", help="one 60-row set, 3 folds, no extra preprocessing")
+    parser.add_argument("--verbose", action="store_true", help="one line per outer fold")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    warnings.filterwarnings("ignore")
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric", "spectratorch"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    sets, n_splits, extra = (QUICK_SETS, 3, ()) if args.quick else (args.sets, args.n_splits, tuple(args.extra_linear))
+    rows = []
+    for spec in sets:
+        rows.append(run_set(spec, n_splits, args.seed, extra, args.verbose))
+        print(json.dumps(rows[-1]), flush=True)
+    names = list(rows[0]["accuracy"])
+    summary = {name: {"mean_accuracy": round(statistics.mean(r["accuracy"][name] for r in rows), 4),
+                      "sets_at_or_above_best_classical": sum(r["accuracy"][name] >= r["best_classical"] - 1e-9
+                                                             for r in rows)}
+               for name in names}
+    print(json.dumps({"benchmark": "selection", "quick": args.quick, "sets": [r["set"] for r in rows],
+                      "metric": f"test accuracy, mean over {n_splits} outer folds", "rows": rows,
+                      "summary": summary}))
+
+
+if __name__ == "__main__":
+    main()
