@@ -37,12 +37,16 @@ import numpy as np
 # reason: seeds from 1 only (seed 0 makes the benchmark's generic sets); sizes 60..300 as the small-set protocol sees.
 DEFAULT_SETS = ("60:1", "60:2", "60:3", "60:4", "100:1", "100:2", "100:3", "150:1", "150:2", "200:1", "300:1")
 QUICK_SETS = ("60:1",)
+FRESH_SEED_OFFSET = 10_000
 LOGISTIC_CS = tuple(float(c) for c in np.logspace(-3, 3, 7))
+WIDE_CS = tuple(float(c) for c in np.logspace(-3, 5, 9))
 
 
 # ---- one outer fold: fit_small once, keep every candidate's features ---------------------------------------------
-def _outer_fold(path: Path, n_splits: int, fold: int, seed: int, out: Path, extra_linear: tuple[str, ...]) -> dict:
-    """fit_small on the training rows of ``fold``; the candidates' features of the training and test rows."""
+def _outer_fold(path: Path, n_splits: int, fold: int, seed: int, out: Path, extra_linear: tuple[str, ...],
+                test_source: str = "like-val", lab: bool = False) -> dict:
+    """fit_small on the training rows of ``fold`` (every row with an external ``test_source``); the candidates'
+    features of the training and test rows."""
     import torch
 
     from spectratorch.config import DataConfig, ModelConfig, RunConfig, TrainConfig
@@ -53,8 +57,9 @@ def _outer_fold(path: Path, n_splits: int, fold: int, seed: int, out: Path, extr
     from spectratorch.pipelines.run import _module_kwargs
     from spectratorch.transforms import preprocess_options
 
-    config = RunConfig(DataConfig(data=str(path), targets=("AVA", "label"), channels=("nir",), tabular=(),
-                                  n_splits=n_splits, current_split=fold, seed=seed),
+    targets, channels = (("AVA", "IN"), None) if lab else (("AVA", "label"), ("nir",))
+    config = RunConfig(DataConfig(data=str(path), targets=targets, channels=channels, tabular=(),
+                                  n_splits=n_splits, current_split=fold, seed=seed, test_source=test_source),
                        ModelConfig(), TrainConfig(output_dir=str(out)))
     dm = SpectralDataModule(config.data)
     config = dm.with_data_defaults(config)
@@ -96,12 +101,11 @@ def _outer_fold(path: Path, n_splits: int, fold: int, seed: int, out: Path, extr
         model.fit(train.spectra, train.tabular, seed=seed)
         train_features[name] = small._features(model, train.spectra, train.tabular)
         test_features[name] = small._features(model, test.spectra, test.tabular)
-    flat = dm.table.spectra.reshape(len(dm.table), -1).astype(np.float64)
-    fit_rows = small._training_rows(dm)
     return {"train": train_features, "test": test_features, "y": captured["y"], "y_test": test.y.numpy(),
             "n_classes": captured["n_classes"], "folds": captured["folds"], "metric": captured["metric"],
             "recipe_test": recipe_test, "recipe_chosen": fitted["selection"]["chosen"],
-            "raw_train": flat[fit_rows], "raw_test": flat[dm.split.test], "seconds": fitted["seconds"]}
+            "raw_train": train.spectra.reshape(len(train.y), -1).double().numpy(),
+            "raw_test": test.spectra.reshape(len(test.y), -1).double().numpy(), "seconds": fitted["seconds"]}
 
 
 def _test_features(model, spectra, tabular) -> np.ndarray:
@@ -123,8 +127,8 @@ def _variant_oof(kind: str, x: np.ndarray, y: np.ndarray, n_classes: int, folds:
     """Logistic variants: out-of-fold ``[G, N, K]`` and test decision scores ``[G, M, K]`` over LOGISTIC_CS."""
     from spectratorch.models.closed_form import Standardiser, decision, logistic_path
 
-    grid = list(LOGISTIC_CS)
-    tol = 1e-4 if kind == "tol" else 1e-3
+    grid = list(WIDE_CS if kind == "wide" else LOGISTIC_CS)
+    tol = 1e-3 if kind == "tol1e-3" else 1e-4
     oof = np.zeros((len(grid), len(y), n_classes))
     whole = Standardiser(x)
     for fit, held in folds:
@@ -157,7 +161,7 @@ def _candidate_tables(fold: dict) -> dict:
             tables[name] = (grid, oof, test)
         else:
             tables[name] = _variant_oof("plain", x, y, n_classes, folds, x_test)
-    for kind in ("fold_std", "tol"):
+    for kind in ("fold_std", "tol1e-3", "tol1e-4", "wide"):
         tables[f"Linear<{kind}>"] = _variant_oof(kind, fold["train"]["Linear"], y, n_classes, folds,
                                                  fold["test"]["Linear"])
     out = {}
@@ -204,6 +208,15 @@ def _apply_rule(tables: dict, y: np.ndarray, rule: dict) -> tuple[str, np.ndarra
     picked = {n: _pick_value(tables[n], primary, ties) for n in names}
     keyed = {n: _key(tables[n]["scores"][picked[n]], primary) for n in names}
     ranking = sorted(names, key=lambda n: keyed[n], reverse=True)  # reason: sorted is stable: earlier wins ties
+    margin = rule.get("margin", None)
+    if margin is not None:
+        # reason: a later (less simple) candidate replaces the earlier only when it beats it by more than `margin`
+        # held-out rows' worth of the metric; the rest of the ranking by the key.
+        first = names[0]
+        for n in names[1:]:
+            if keyed[n][0] > keyed[first][0] + margin / len(y):
+                first = n
+        ranking = [first] + [n for n in ranking if n != first]
 
     def test_probabilities(members):
         return np.mean([_softmax(tables[n]["test_logits"][picked[n]] / tables[n]["temperature"][picked[n]])
@@ -215,7 +228,7 @@ def _apply_rule(tables: dict, y: np.ndarray, rule: dict) -> tuple[str, np.ndarra
             members = ranking[:size]
             mean = np.mean([tables[n]["probabilities"][picked[n]] for n in members], axis=0)
             key = _key(classification_metrics(y, mean), primary)
-            better = key[0] > best[0] + 1e-12 if ensemble == "metric" else key > best
+            better = key[0] > best[0] + (margin or 0) / len(y) + 1e-12 if ensemble == "metric" else key > best
             if better:
                 chosen, best = members, key
     label = "+".join(f"{n}@{_value(tables[n]['grid'][picked[n]])}" for n in chosen)
@@ -230,15 +243,22 @@ RULES = {
     "f1, ties strongest penalty": {"primary": "f1", "ties": "first", "candidates": BASE},
     "log-loss": {"primary": "loss", "candidates": BASE},
     "f1, no vote": {"primary": "f1", "ensemble": "never", "candidates": BASE},
+    "f1, later candidate by > 0 rows": {"primary": "f1", "margin": 0, "candidates": BASE},
+    "f1, later candidate by > 1 row": {"primary": "f1", "margin": 1, "candidates": BASE},
+    "f1, later candidate by > 2 rows": {"primary": "f1", "margin": 2, "candidates": BASE},
     "f1, vote on metric then loss": {"primary": "f1", "ensemble": "key", "candidates": BASE},
-    "f1, Linear std per inner fold": {"primary": "f1", "candidates": ("Linear<fold_std>",) + BASE[1:]},
-    "f1, Linear inner tol 1e-4": {"primary": "f1", "candidates": ("Linear<tol>",) + BASE[1:]},
+    "f1, Linear inner tol 1e-3": {"primary": "f1", "candidates": ("Linear<tol1e-3>",) + BASE[1:]},
+    "f1, Linear inner tol 1e-4": {"primary": "f1", "candidates": ("Linear<tol1e-4>",) + BASE[1:]},
+    "f1, Linear tol 1e-4, std per inner fold": {"primary": "f1", "candidates": ("Linear<fold_std>",) + BASE[1:]},
+    "f1, Linear tol 1e-4, C to 1e5": {"primary": "f1", "candidates": ("Linear<wide>",) + BASE[1:]},
     "f1, + Linear[snv]": {"primary": "f1", "candidates": BASE + ("Linear[snv]",)},
     "f1, + Linear[sg1]": {"primary": "f1", "candidates": BASE + ("Linear[sg1]",)},
     "f1, + Linear[snv], Linear[sg1]": {"primary": "f1", "candidates": BASE + ("Linear[snv]", "Linear[sg1]")},
     "single Linear": {"primary": "f1", "candidates": ("Linear",)},
+    "single Linear<tol1e-3>": {"primary": "f1", "candidates": ("Linear<tol1e-3>",)},
+    "single Linear<tol1e-4>": {"primary": "f1", "candidates": ("Linear<tol1e-4>",)},
     "single Linear<fold_std>": {"primary": "f1", "candidates": ("Linear<fold_std>",)},
-    "single Linear<tol>": {"primary": "f1", "candidates": ("Linear<tol>",)},
+    "single Linear<wide>": {"primary": "f1", "candidates": ("Linear<wide>",)},
     "single Linear (accuracy, ties strongest)": {"primary": "accuracy", "ties": "first", "candidates": ("Linear",)},
     "single KernelRidge": {"primary": "f1", "candidates": ("KernelRidge",)},
     "single PLSDA": {"primary": "f1", "candidates": ("PLSDA",)},
@@ -280,11 +300,19 @@ CLASSICAL = ("pls_da", "logistic_regression", "rbf_svm")
 
 
 # ---- a set, the run -------------------------------------------------------------------------------------------
-def run_set(spec: str, n_splits: int, seed: int, extra_linear: tuple[str, ...], verbose: bool) -> dict:
+def run_set(spec: str, n_splits: int, seed: int, extra_linear: tuple[str, ...], verbose: bool,
+            fresh_test: int = 0) -> dict:
     from spectratorch.data.generic import make_generic_frame
+    from spectratorch.data.synthetic import make_dataset
 
-    parts = [int(p) for p in spec.split(":")]
+    lab = spec.startswith("lab:")
+    parts = [int(p) for p in spec.removeprefix("lab:").split(":")]
     n, data_seed, length = parts[0], parts[1], parts[2] if len(parts) > 2 else 200
+
+    def make(rows: int, frame_seed: int):
+        # reason: the lab generator's four intensities (AVA IN) on its four channels, artefacts included.
+        return make_dataset(rows, frame_seed) if lab else make_generic_frame(rows, frame_seed, length=length)
+
     if data_seed == 0:
         raise SystemExit("check_selection: seed 0 makes the benchmark's generated sets; use seeds from 1")
     rules = {name: rule for name, rule in RULES.items()
@@ -295,9 +323,15 @@ def run_set(spec: str, n_splits: int, seed: int, extra_linear: tuple[str, ...], 
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"generic-{n}-{data_seed}.pkl"
-        make_generic_frame(n, data_seed, length=length).to_pickle(path)
-        for fold_index in range(n_splits):
-            fold = _outer_fold(path, n_splits, fold_index, seed, Path(tmp) / "out", extra_linear)
+        make(n, data_seed).to_pickle(path)
+        test_source = "like-val"
+        if fresh_test:
+            # reason: the generator's classes are fixed, so another seed draws fresh rows of the same distribution:
+            # a test set of thousands of rows measures a rule on one training set with little noise.
+            test_source = str(Path(tmp) / "fresh-test.pkl")
+            make(fresh_test, FRESH_SEED_OFFSET + data_seed).to_pickle(test_source)
+        for fold_index in range(1 if fresh_test else n_splits):
+            fold = _outer_fold(path, n_splits, fold_index, seed, Path(tmp) / "out", extra_linear, test_source, lab)
             y_test = fold["y_test"]
             acc["recipe"].append(float((fold["recipe_test"] == y_test).mean()))
             tables = _candidate_tables(fold)
@@ -313,7 +347,10 @@ def run_set(spec: str, n_splits: int, seed: int, extra_linear: tuple[str, ...], 
                                   "sklearn_logistic_C": classical["_logistic_C"],
                                   **{k: round(v[-1], 3) for k, v in acc.items()},
                                   "picks": {k: v[-1] for k, v in picks.items()}}), flush=True)
-    row = {"set": f"make_generic_frame({n}, {data_seed}, length={length})", "folds": n_splits,
+    name = "make_dataset({}, {})" if lab else "make_generic_frame({}, {}, length=%d)" % length
+    row = {"set": name.format(n, data_seed),
+           "test": f"{name.format(fresh_test, FRESH_SEED_OFFSET + data_seed)} (fresh rows)" if fresh_test else
+           f"outer {n_splits}-fold",
            "seconds": round(time.perf_counter() - start, 1),
            "accuracy": {k: round(statistics.mean(v), 4) for k, v in acc.items()}}
     row["best_classical"] = max(row["accuracy"][k] for k in CLASSICAL)
@@ -327,6 +364,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--extra-linear", nargs="*", default=["snv", "sg1"],
                         help="preprocessings of the logistic head tried as extra candidates")
+    parser.add_argument("--fresh-test", type=int, default=0, metavar="M",
+                        help="train on every row of a set, test on M fresh rows of the same generator instead of "
+                             "outer folds")
     parser.add_argument("--quick", action="store_true", help="one 60-row set, 3 folds, no extra preprocessing")
     parser.add_argument("--verbose", action="store_true", help="one line per outer fold")
     args = parser.parse_args()
@@ -337,7 +377,7 @@ def main() -> None:
     sets, n_splits, extra = (QUICK_SETS, 3, ()) if args.quick else (args.sets, args.n_splits, tuple(args.extra_linear))
     rows = []
     for spec in sets:
-        rows.append(run_set(spec, n_splits, args.seed, extra, args.verbose))
+        rows.append(run_set(spec, n_splits, args.seed, extra, args.verbose, 0 if args.quick else args.fresh_test))
         print(json.dumps(rows[-1]), flush=True)
     names = list(rows[0]["accuracy"])
     summary = {name: {"mean_accuracy": round(statistics.mean(r["accuracy"][name] for r in rows), 4),
@@ -345,7 +385,8 @@ def main() -> None:
                                                              for r in rows)}
                for name in names}
     print(json.dumps({"benchmark": "selection", "quick": args.quick, "sets": [r["set"] for r in rows],
-                      "metric": f"test accuracy, mean over {n_splits} outer folds", "rows": rows,
+                      "metric": f"test accuracy on {args.fresh_test} fresh rows" if args.fresh_test and not args.quick
+                      else f"test accuracy, mean over {n_splits} outer folds", "rows": rows,
                       "summary": summary}))
 
 

@@ -65,7 +65,13 @@ _logger = logging.getLogger(__name__)
 # folds rank the candidates as well at 60 % of the cost (the 1,000-spectra speed goal).
 INNER_FOLDS = 5
 _FEWER_FOLDS_ABOVE = 500
-_INNER_TOL, _FINAL_TOL = 1e-3, 1e-4
+# reason: the logistic path is warm-started from the previous C; at 1e-3 Newton-CG stopped at once at the weak
+# penalties, so C = 1000 scored as C = 100 (inner CV of tecator's training rows, 5 sets of 172: 0.924-0.959 at
+# C = 1000 against 0.948-0.971 for scikit-learn's lbfgs; 1e-4 matches it). On 16 generated sets
+# (make_generic_frame, 60-200 rows, seeds 1-8; 1,500 fresh rows of the generator as the test set,
+# benchmarks/check_selection.py --fresh-test 1500) the recipe's test accuracy moved +0.0002 (2 sets up, none down);
+# the inner CV of 800 x 2,000 generated spectra took 0.75 s instead of 0.68 s.
+_INNER_TOL, _FINAL_TOL = 1e-4, 1e-4
 
 
 @dataclass(frozen=True)
