@@ -180,9 +180,14 @@ def _key(metrics: dict, primary: str) -> tuple:
     return (metrics[primary], -metrics["loss"])
 
 
-def _pick_value(table: dict, primary: str, ties: str) -> int:
-    """The grid index a candidate keeps: the best ``primary``; ties by lower log-loss or the first (strongest)."""
+def _pick_value(table: dict, primary: str, ties: str, tolerance: float = 0.0) -> int:
+    """The grid index a candidate keeps: the best ``primary``; ties (within ``tolerance``) by lower log-loss or the
+    first (strongest)."""
     keys = [_key(s, primary) for s in table["scores"]]
+    if tolerance:
+        best = max(k[0] for k in keys)
+        near = [g for g, k in enumerate(keys) if k[0] >= best - tolerance - 1e-12]
+        return min(near, key=lambda g: table["scores"][g]["loss"])
     if ties == "first":
         best = max(k[0] for k in keys)
         return next(g for g, k in enumerate(keys) if k[0] >= best - 1e-12)
@@ -205,9 +210,14 @@ def _apply_rule(tables: dict, y: np.ndarray, rule: dict) -> tuple[str, np.ndarra
 
     primary, ties, ensemble = rule["primary"], rule.get("ties", "loss"), rule.get("ensemble", "metric")
     names = [n for n in rule["candidates"] if n in tables]
-    picked = {n: _pick_value(tables[n], primary, ties) for n in names}
+    tolerance = rule.get("tolerance", 0) / len(y)
+    picked = {n: _pick_value(tables[n], primary, ties, tolerance) for n in names}
     keyed = {n: _key(tables[n]["scores"][picked[n]], primary) for n in names}
     ranking = sorted(names, key=lambda n: keyed[n], reverse=True)  # reason: sorted is stable: earlier wins ties
+    if tolerance:
+        # reason: candidates within `tolerance` of the best metric are tied; the lowest log-loss among them leads.
+        near = [n for n in ranking if keyed[n][0] >= keyed[ranking[0]][0] - tolerance - 1e-12]
+        ranking = sorted(near, key=lambda n: -keyed[n][1]) + [n for n in ranking if n not in near]
     margin = rule.get("margin", None)
     if margin is not None:
         # reason: a later (less simple) candidate replaces the earlier only when it beats it by more than `margin`
@@ -243,6 +253,9 @@ RULES = {
     "f1, ties strongest penalty": {"primary": "f1", "ties": "first", "candidates": BASE},
     "log-loss": {"primary": "loss", "candidates": BASE},
     "f1, no vote": {"primary": "f1", "ensemble": "never", "candidates": BASE},
+    "f1 within 1 row, then loss": {"primary": "f1", "tolerance": 1, "candidates": BASE},
+    "f1 within 2 rows, then loss": {"primary": "f1", "tolerance": 2, "candidates": BASE},
+    "log-loss, + Linear[snv]": {"primary": "loss", "candidates": BASE + ("Linear[snv]",)},
     "f1, later candidate by > 0 rows": {"primary": "f1", "margin": 0, "candidates": BASE},
     "f1, later candidate by > 1 row": {"primary": "f1", "margin": 1, "candidates": BASE},
     "f1, later candidate by > 2 rows": {"primary": "f1", "margin": 2, "candidates": BASE},
@@ -299,6 +312,12 @@ def _classical(x_fit: np.ndarray, y_fit: np.ndarray, x_test: np.ndarray, seed: i
 CLASSICAL = ("pls_da", "logistic_regression", "rbf_svm")
 
 
+def _f1(y: np.ndarray, predicted: np.ndarray) -> float:
+    from sklearn.metrics import f1_score
+
+    return float(f1_score(y, predicted, average="macro"))
+
+
 # ---- a set, the run -------------------------------------------------------------------------------------------
 def run_set(spec: str, n_splits: int, seed: int, extra_linear: tuple[str, ...], verbose: bool,
             fresh_test: int = 0) -> dict:
@@ -320,6 +339,7 @@ def run_set(spec: str, n_splits: int, seed: int, extra_linear: tuple[str, ...], 
                     for c in rule["candidates"])}
     acc = {k: [] for k in ("recipe", *rules, *CLASSICAL)}
     picks = {k: [] for k in rules}
+    f1 = {k: [] for k in acc}
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"generic-{n}-{data_seed}.pkl"
@@ -334,14 +354,17 @@ def run_set(spec: str, n_splits: int, seed: int, extra_linear: tuple[str, ...], 
             fold = _outer_fold(path, n_splits, fold_index, seed, Path(tmp) / "out", extra_linear, test_source, lab)
             y_test = fold["y_test"]
             acc["recipe"].append(float((fold["recipe_test"] == y_test).mean()))
+            f1["recipe"].append(_f1(y_test, fold["recipe_test"]))
             tables = _candidate_tables(fold)
             for name, rule in rules.items():
                 label, probabilities = _apply_rule(tables, fold["y"], rule)
                 acc[name].append(float((probabilities.argmax(1) == y_test).mean()))
+                f1[name].append(_f1(y_test, probabilities.argmax(1)))
                 picks[name].append(label)
             classical = _classical(fold["raw_train"], fold["y"], fold["raw_test"], seed)
             for name in CLASSICAL:
                 acc[name].append(float((classical[name] == y_test).mean()))
+                f1[name].append(_f1(y_test, classical[name]))
             if verbose:
                 print(json.dumps({"set": spec, "fold": fold_index, "recipe_chosen": fold["recipe_chosen"],
                                   "sklearn_logistic_C": classical["_logistic_C"],
@@ -352,7 +375,8 @@ def run_set(spec: str, n_splits: int, seed: int, extra_linear: tuple[str, ...], 
            "test": f"{name.format(fresh_test, FRESH_SEED_OFFSET + data_seed)} (fresh rows)" if fresh_test else
            f"outer {n_splits}-fold",
            "seconds": round(time.perf_counter() - start, 1),
-           "accuracy": {k: round(statistics.mean(v), 4) for k, v in acc.items()}}
+           "accuracy": {k: round(statistics.mean(v), 4) for k, v in acc.items()},
+           "macro_f1": {k: round(statistics.mean(v), 4) for k, v in f1.items()}}
     row["best_classical"] = max(row["accuracy"][k] for k in CLASSICAL)
     return row
 
