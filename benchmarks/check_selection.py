@@ -1,23 +1,29 @@
 """How the small-set protocol chooses its model: selection rules and candidate variants against tuned classical models.
 
 Development evidence for ``pipelines/small.py``'s ``choose`` (never run on the benchmark sets of
-``bench_accuracy.py``). On generated sets (``make_generic_frame(n, seed)``, seeds from 1), for every outer fold of a
-stratified 5-fold split (the folds of ``spectratorch cv``), :func:`~spectratorch.pipelines.small.fit_small` runs
-in-process once; its candidates' features of the training rows and of the test rows are kept, and then, with no
-further feature computation:
+``bench_accuracy.py``: no seed 0). Sets: ``N:SEED[:LENGTH]`` is ``make_generic_frame(N, SEED, length=LENGTH)`` (target
+``AVA label``, channel ``nir``); ``lab:N:SEED`` is the lab generator's ``make_dataset(N, SEED)`` (target ``AVA IN``,
+its four channels). For every outer fold of a stratified 5-fold split (the folds of ``spectratorch cv``), or with
+``--fresh-test M`` once on every row with ``M`` fresh rows of the same generator as the test set (another seed draws
+from the same distribution: far less noise than 12 test rows), :func:`~spectratorch.pipelines.small.fit_small` runs
+in-process once; its candidates' features of the training and test rows are kept, and then, with no further
+feature computation:
 
-- every candidate (and every variant of one: the logistic head with its standardisation fitted per inner fold, a
-  tighter tolerance, an extra preprocessing) is scored by the same inner folds at every grid value and refitted on
-  all training rows at every grid value;
-- each selection rule (the target metric and its tie-break, which candidates and whether a soft vote) picks its
-  model from the inner-CV records alone, and its test accuracy is read;
+- every candidate (and variants of the logistic head: its standardisation fitted per inner fold, another
+  tolerance, a wider ``C`` grid, an extra preprocessing such as ``snv``) is scored by the same inner folds at every
+  grid value and refitted on all training rows at every grid value;
+- each selection rule (the target metric and its tie-break, which candidates, whether a soft vote) picks its model
+  from the inner-CV records alone; its test accuracy and macro f1 are read;
 - the tuned classical models (scikit-learn's PLS-DA, logistic regression and RBF SVM, each by ``GridSearchCV`` on
   the same training rows, as in ``bench_accuracy.py``) are scored on the same test rows.
 
-    python benchmarks/check_selection.py [--sets 60:1 100:2 ...] [--n-splits 5] [--quick]
+``recipe`` is the model fit_small itself returned; ``current (...)`` re-applies the rule of ``choose`` before the
+two-row tie (exact metric ties by log-loss).
 
-``--sets`` takes ``n:seed[:length]``. Last stdout line: one JSON object (per set and overall: mean test accuracy of
-every rule and classical model, and on how many sets each rule is at or above the best classical model).
+    python benchmarks/check_selection.py [--sets 60:1 100:2 lab:150:1 ...] [--fresh-test 1500] [--quick]
+
+Last stdout line: one JSON object (per set and overall: mean test accuracy and macro f1 of every rule and classical
+model, and on how many sets each is at or above the best classical model in accuracy).
 """
 
 from __future__ import annotations
@@ -36,7 +42,7 @@ import numpy as np
 
 # reason: seeds from 1 only (seed 0 makes the benchmark's generic sets); sizes 60..300 as the small-set protocol sees.
 DEFAULT_SETS = ("60:1", "60:2", "60:3", "60:4", "100:1", "100:2", "100:3", "150:1", "150:2", "200:1", "300:1")
-QUICK_SETS = ("60:1",)
+QUICK_SETS = ("45:1",)
 FRESH_SEED_OFFSET = 10_000
 LOGISTIC_CS = tuple(float(c) for c in np.logspace(-3, 3, 7))
 WIDE_CS = tuple(float(c) for c in np.logspace(-3, 5, 9))
@@ -391,7 +397,8 @@ def main() -> None:
     parser.add_argument("--fresh-test", type=int, default=0, metavar="M",
                         help="train on every row of a set, test on M fresh rows of the same generator instead of "
                              "outer folds")
-    parser.add_argument("--quick", action="store_true", help="one 60-row set, 3 folds, no extra preprocessing")
+    parser.add_argument("--quick", action="store_true",
+                        help="one 45-row set, 3 folds, no extra preprocessing (the smoke test)")
     parser.add_argument("--verbose", action="store_true", help="one line per outer fold")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -405,6 +412,7 @@ def main() -> None:
         print(json.dumps(rows[-1]), flush=True)
     names = list(rows[0]["accuracy"])
     summary = {name: {"mean_accuracy": round(statistics.mean(r["accuracy"][name] for r in rows), 4),
+                      "mean_macro_f1": round(statistics.mean(r["macro_f1"][name] for r in rows), 4),
                       "sets_at_or_above_best_classical": sum(r["accuracy"][name] >= r["best_classical"] - 1e-9
                                                              for r in rows)}
                for name in names}
