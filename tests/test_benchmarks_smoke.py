@@ -70,6 +70,7 @@ CHECKS = {
                        {"samples", "folds", "target_coverage", "mean_auroc"}),
     "bench_rocket.py": (["--quick"], {"benchmark", "shape", "ours", "aeon", "goals"}),
     "check_small_data.py": (["--quick"], {"benchmark", "rows"}),
+    "check_selection.py": (["--quick"], {"benchmark", "rows", "summary"}),
     "check_synthetic_difficulty.py": (["--n-samples", "600", "--epochs", "1", "--targets", "OVA OK"],
                                       {"n_samples", "OVA OK"}),
 }

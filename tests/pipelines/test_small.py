@@ -82,6 +82,43 @@ def test_ridge_head_is_scikit_learns_ridge_classifier_cv(n_classes):
     np.testing.assert_array_equal(decision(x_new, head).argmax(1), reference.predict(scaler.transform(x_new)))
 
 
+def test_inner_cv_logistic_path_reaches_the_weak_penalties_own_optimum():
+    from spectratorch.pipelines.small import _INNER_TOL
+
+    # reason: warm-started from C = 100, a loose tolerance left C = 1000 near C = 100's solution (30 % off here).
+    x, y, _ = spectra_like(90, 300, 3, 0, bump=lambda y: 0.05 * y)
+    exact = logistic_path(x, y, 3, cs=(1000.0,), tol=1e-10, max_iter=1000)[0]
+    inner = logistic_path(x, y, 3, tol=_INNER_TOL)[LOGISTIC_CS.index(1000.0)]
+
+    def centred(head):
+        scores = decision(x, head)
+        return scores - scores.mean(1, keepdims=True)
+
+    assert np.abs(centred(inner) - centred(exact)).max() < 0.2 * np.abs(centred(exact)).max()
+
+
+def test_metric_ties_within_two_rows_go_to_the_lower_log_loss():
+    from spectratorch.pipelines.small import Candidate, choose
+
+    # reason: precomputed out-of-fold logits (the network solver's input) make the two candidates' records exact:
+    # A is right on 48 of 50 rows, two of them confidently wrong; B on 47, its errors mild (lower log-loss).
+    n = 50
+    y = np.arange(n) % 2
+
+    def logits(margins):
+        out = np.zeros((1, n, 2))
+        out[0, np.arange(n), y] = margins
+        return out
+
+    a, b = np.full(n, 1.0), np.full(n, 3.0)
+    a[[0, 1]], b[[0, 1]], b[2] = -20.0, -1.0, -3.0
+    result = choose({"A": logits(a), "B": logits(b)}, y, 2, [(np.arange(n), np.arange(n))], "f1",
+                    [Candidate("A", "network"), Candidate("B", "network")])
+    assert result["candidates"]["A"]["metrics"]["f1"] > result["candidates"]["B"]["metrics"]["f1"]
+    assert result["candidates"]["A"]["metrics"]["loss"] > result["candidates"]["B"]["metrics"]["loss"]
+    assert result["chosen"] == ["B"] and result["ranking"] == ["B", "A"]
+
+
 def test_row_space_basis_keeps_every_fit_on_a_subset_exact():
     from sklearn.linear_model import LogisticRegression
 

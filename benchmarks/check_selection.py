@@ -1,0 +1,426 @@
+"""How the small-set protocol chooses its model: selection rules and candidate variants against tuned classical models.
+
+Development evidence for ``pipelines/small.py``'s ``choose`` (never run on the benchmark sets of
+``bench_accuracy.py``: no seed 0). Sets: ``N:SEED[:LENGTH]`` is ``make_generic_frame(N, SEED, length=LENGTH)`` (target
+``AVA label``, channel ``nir``); ``lab:N:SEED`` is the lab generator's ``make_dataset(N, SEED)`` (target ``AVA IN``,
+its four channels). For every outer fold of a stratified 5-fold split (the folds of ``spectratorch cv``), or with
+``--fresh-test M`` once on every row with ``M`` fresh rows of the same generator as the test set (another seed draws
+from the same distribution: far less noise than 12 test rows), :func:`~spectratorch.pipelines.small.fit_small` runs
+in-process once; its candidates' features of the training and test rows are kept, and then, with no further
+feature computation:
+
+- every candidate (and variants of the logistic head: its standardisation fitted per inner fold, another
+  tolerance, a wider ``C`` grid, an extra preprocessing such as ``snv``) is scored by the same inner folds at every
+  grid value and refitted on all training rows at every grid value;
+- each selection rule (the target metric and its tie-break, which candidates, whether a soft vote) picks its model
+  from the inner-CV records alone; its test accuracy and macro f1 are read;
+- the tuned classical models (scikit-learn's PLS-DA, logistic regression and RBF SVM, each by ``GridSearchCV`` on
+  the same training rows, as in ``bench_accuracy.py``) are scored on the same test rows.
+
+``recipe`` is the model fit_small itself returned; ``current (...)`` re-applies the rule of ``choose`` before the
+two-row tie (exact metric ties by log-loss).
+
+    python benchmarks/check_selection.py [--sets 60:1 100:2 lab:150:1 ...] [--fresh-test 1500] [--quick]
+
+Last stdout line: one JSON object (per set and overall: mean test accuracy and macro f1 of every rule and classical
+model, and on how many sets each is at or above the best classical model in accuracy).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import statistics
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+# reason: seeds from 1 only (seed 0 makes the benchmark's generic sets); sizes 60..300 as the small-set protocol sees.
+DEFAULT_SETS = ("60:1", "60:2", "60:3", "60:4", "100:1", "100:2", "100:3", "150:1", "150:2", "200:1", "300:1")
+QUICK_SETS = ("45:1",)
+FRESH_SEED_OFFSET = 10_000
+LOGISTIC_CS = tuple(float(c) for c in np.logspace(-3, 3, 7))
+WIDE_CS = tuple(float(c) for c in np.logspace(-3, 5, 9))
+
+
+# ---- one outer fold: fit_small once, keep every candidate's features ---------------------------------------------
+def _outer_fold(path: Path, n_splits: int, fold: int, seed: int, out: Path, extra_linear: tuple[str, ...],
+                test_source: str = "like-val", lab: bool = False) -> dict:
+    """fit_small on the training rows of ``fold`` (every row with an external ``test_source``); the candidates'
+    features of the training and test rows."""
+    import torch
+
+    from spectratorch.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+    from spectratorch.data.datamodule import SpectralDataModule
+    from spectratorch.defaults import auto_transforms, resolve_defaults
+    from spectratorch.models.classifier import build_classifier
+    from spectratorch.pipelines import small
+    from spectratorch.pipelines.run import _module_kwargs
+    from spectratorch.transforms import preprocess_options
+
+    targets, channels = (("AVA", "IN"), None) if lab else (("AVA", "label"), ("nir",))
+    config = RunConfig(DataConfig(data=str(path), targets=targets, channels=channels, tabular=(),
+                                  n_splits=n_splits, current_split=fold, seed=seed, test_source=test_source),
+                       ModelConfig(), TrainConfig(output_dir=str(out)))
+    dm = SpectralDataModule(config.data)
+    config = dm.with_data_defaults(config)
+    config = dataclasses.replace(config, data=dataclasses.replace(
+        config.data, transforms=auto_transforms(config.data.channels)))
+    dm.config = config.data
+    seen, captured = [], {}
+    original_features, original_choose = small._features, small.choose
+
+    def features(model, spectra, tabular):
+        seen.append(model)
+        return original_features(model, spectra, tabular)
+
+    def choose(features, y, n_classes, folds, metric, candidates=small.CANDIDATES):
+        captured.update(features=features, y=y, n_classes=n_classes, folds=folds, metric=metric,
+                        candidates=list(candidates))
+        return original_choose(features, y, n_classes, folds, metric, candidates)
+
+    small._features, small.choose = features, choose
+    try:
+        fitted = small.fit_small(config, dm, lambda c, d: _module_kwargs(resolve_defaults(
+            c, len(small._training_rows(d))), d))
+    finally:
+        small._features, small.choose = original_features, original_choose
+    test = dm.stage_arrays("test")
+    train = dm.stage_arrays("train", rows=small._training_rows(dm))
+    with torch.no_grad():
+        recipe_test = fitted["module"].model(test.spectra, test.tabular).argmax(1).numpy()
+    solved = [c for c in captured["candidates"] if c.solver != "network"]
+    test_features = {}
+    for candidate, model in zip(solved, seen):
+        test_features[candidate.arch] = _test_features(model, test.spectra, test.tabular)
+    # reason: preprocessing variants of the logistic head (extra candidates), fitted on the training rows only.
+    train_features = dict(captured["features"])
+    for transform in extra_linear:
+        name = f"Linear[{transform}]"
+        model = build_classifier("Linear", list(dm.table.channels), dm.length, dm.n_tabular, dm.n_classes,
+                                 (transform,), preprocess_options(config.data))
+        model.fit(train.spectra, train.tabular, seed=seed)
+        train_features[name] = small._features(model, train.spectra, train.tabular)
+        test_features[name] = small._features(model, test.spectra, test.tabular)
+    return {"train": train_features, "test": test_features, "y": captured["y"], "y_test": test.y.numpy(),
+            "n_classes": captured["n_classes"], "folds": captured["folds"], "metric": captured["metric"],
+            "recipe_test": recipe_test, "recipe_chosen": fitted["selection"]["chosen"],
+            "raw_train": train.spectra.reshape(len(train.y), -1).double().numpy(),
+            "raw_test": test.spectra.reshape(len(test.y), -1).double().numpy(), "seconds": fitted["seconds"]}
+
+
+def _test_features(model, spectra, tabular) -> np.ndarray:
+    import torch
+
+    from spectratorch.models.closed_form import squared_distances
+    from spectratorch.pipelines.small import _features
+
+    if hasattr(model.net, "support"):
+        with torch.no_grad():
+            pre_spectra, pre_tabular = model.preprocess(spectra, tabular)
+            z = model.net.standardise(pre_spectra, pre_tabular if model.n_tabular else None).double().numpy()
+        return squared_distances(z, model.net.support.double().numpy())
+    return _features(model, spectra, tabular)
+
+
+# ---- candidates and their variants: inner-CV scores and test logits at every grid value -------------------------
+def _variant_oof(kind: str, x: np.ndarray, y: np.ndarray, n_classes: int, folds: list, x_test: np.ndarray):
+    """Logistic variants: out-of-fold ``[G, N, K]`` and test decision scores ``[G, M, K]`` over LOGISTIC_CS."""
+    from spectratorch.models.closed_form import Standardiser, decision, logistic_path
+
+    grid = list(WIDE_CS if kind == "wide" else LOGISTIC_CS)
+    tol = 1e-3 if kind == "tol1e-3" else 1e-4
+    oof = np.zeros((len(grid), len(y), n_classes))
+    whole = Standardiser(x)
+    for fit, held in folds:
+        standardiser = Standardiser(x[fit]) if kind == "fold_std" else whole
+        heads = logistic_path(x[fit], y[fit], n_classes, cs=grid, tol=tol, standardiser=standardiser)
+        for g, head in enumerate(heads):
+            oof[g, held] = decision(x[held], head)
+    heads = logistic_path(x, y, n_classes, cs=grid, tol=1e-4, standardiser=whole)
+    return grid, oof, np.stack([decision(x_test, head) for head in heads])
+
+
+def _candidate_tables(fold: dict) -> dict:
+    """``{name: {"grid", "scores": [G] metrics dicts, "temperature": [G], "probabilities": [G, N, K],
+    "test_logits": [G, M, K]}}`` for every candidate and variant."""
+    from spectratorch.models.closed_form import Standardiser, decision
+    from spectratorch.pipelines.small import CANDIDATES, _head_inputs, _inner_oof, _score, _solve
+
+    y, n_classes, folds = fold["y"], fold["n_classes"], fold["folds"]
+    n_fit_min = min(len(fit) for fit, _ in folds)
+    tables = {}
+    by_arch = {c.arch: c for c in CANDIDATES}
+    for name, x in fold["train"].items():
+        x_test = fold["test"][name]
+        if name in by_arch:
+            candidate = by_arch[name]
+            oof, grid = _inner_oof(candidate, x, y, n_classes, folds, n_fit_min)
+            standardiser = Standardiser(x) if candidate.solver in ("logistic", "ridge") else None
+            heads, _ = _solve(candidate, x, y, n_classes, grid, standardiser, 1e-4)
+            test = np.stack([decision(_head_inputs(candidate, x_test, grid[g]), heads[g]) for g in range(len(grid))])
+            tables[name] = (grid, oof, test)
+        else:
+            tables[name] = _variant_oof("plain", x, y, n_classes, folds, x_test)
+    for kind in ("fold_std", "tol1e-3", "tol1e-4", "wide"):
+        tables[f"Linear<{kind}>"] = _variant_oof(kind, fold["train"]["Linear"], y, n_classes, folds,
+                                                 fold["test"]["Linear"])
+    out = {}
+    for name, (grid, oof, test) in tables.items():
+        scored = [_score(oof[g], y, "f1") for g in range(len(grid))]
+        out[name] = {"grid": grid, "scores": [s["metrics"] for s in scored],
+                     "temperature": [s["temperature"] for s in scored],
+                     "probabilities": [s["probabilities"] for s in scored], "test_logits": test}
+    return out
+
+
+# ---- selection rules -------------------------------------------------------------------------------------------
+def _key(metrics: dict, primary: str) -> tuple:
+    if primary == "loss":
+        return (-metrics["loss"],)
+    return (metrics[primary], -metrics["loss"])
+
+
+def _pick_value(table: dict, primary: str, ties: str, tolerance: float = 0.0) -> int:
+    """The grid index a candidate keeps: the best ``primary``; ties (within ``tolerance``) by lower log-loss or the
+    first (strongest)."""
+    keys = [_key(s, primary) for s in table["scores"]]
+    if tolerance:
+        best = max(k[0] for k in keys)
+        near = [g for g, k in enumerate(keys) if k[0] >= best - tolerance - 1e-12]
+        return min(near, key=lambda g: table["scores"][g]["loss"])
+    if ties == "first":
+        best = max(k[0] for k in keys)
+        return next(g for g, k in enumerate(keys) if k[0] >= best - 1e-12)
+    return max(range(len(keys)), key=lambda g: keys[g])
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(-1, keepdims=True)
+
+
+def _value(value) -> str:
+    return f"{value:.3g}" if isinstance(value, (int, float)) else str(value)
+
+
+def _apply_rule(tables: dict, y: np.ndarray, rule: dict) -> tuple[str, np.ndarray]:
+    """A rule's model and its test probabilities ``[M, K]``, chosen from the inner-CV records only."""
+    from spectratorch.metrics import classification_metrics
+
+    primary, ties, ensemble = rule["primary"], rule.get("ties", "loss"), rule.get("ensemble", "metric")
+    names = [n for n in rule["candidates"] if n in tables]
+    tolerance = rule.get("tolerance", 0) / len(y)
+    picked = {n: _pick_value(tables[n], primary, ties, tolerance) for n in names}
+    keyed = {n: _key(tables[n]["scores"][picked[n]], primary) for n in names}
+    ranking = sorted(names, key=lambda n: keyed[n], reverse=True)  # reason: sorted is stable: earlier wins ties
+    if tolerance:
+        # reason: candidates within `tolerance` of the best metric are tied; the lowest log-loss among them leads.
+        near = [n for n in ranking if keyed[n][0] >= keyed[ranking[0]][0] - tolerance - 1e-12]
+        ranking = sorted(near, key=lambda n: -keyed[n][1]) + [n for n in ranking if n not in near]
+    margin = rule.get("margin", None)
+    if margin is not None:
+        # reason: a later (less simple) candidate replaces the earlier only when it beats it by more than `margin`
+        # held-out rows' worth of the metric; the rest of the ranking by the key.
+        first = names[0]
+        for n in names[1:]:
+            if keyed[n][0] > keyed[first][0] + margin / len(y):
+                first = n
+        ranking = [first] + [n for n in ranking if n != first]
+
+    def test_probabilities(members):
+        return np.mean([_softmax(tables[n]["test_logits"][picked[n]] / tables[n]["temperature"][picked[n]])
+                        for n in members], axis=0)
+
+    chosen, best = [ranking[0]], keyed[ranking[0]]
+    if ensemble != "never":
+        for size in range(2, len(ranking) + 1):
+            members = ranking[:size]
+            mean = np.mean([tables[n]["probabilities"][picked[n]] for n in members], axis=0)
+            key = _key(classification_metrics(y, mean), primary)
+            better = key[0] > best[0] + (margin or 0) / len(y) + 1e-12 if ensemble == "metric" else key > best
+            if better:
+                chosen, best = members, key
+    label = "+".join(f"{n}@{_value(tables[n]['grid'][picked[n]])}" for n in chosen)
+    return label, test_probabilities(chosen)
+
+
+BASE = ("Linear", "PLSDA", "MiniRocket", "KernelRidge")
+RULES = {
+    "current (f1, ties loss, vote on metric)": {"primary": "f1", "candidates": BASE},
+    "accuracy, ties loss": {"primary": "accuracy", "candidates": BASE},
+    "accuracy, ties strongest penalty": {"primary": "accuracy", "ties": "first", "candidates": BASE},
+    "f1, ties strongest penalty": {"primary": "f1", "ties": "first", "candidates": BASE},
+    "log-loss": {"primary": "loss", "candidates": BASE},
+    "f1, no vote": {"primary": "f1", "ensemble": "never", "candidates": BASE},
+    "f1 within 1 row, then loss": {"primary": "f1", "tolerance": 1, "candidates": BASE},
+    "f1 within 2 rows, then loss": {"primary": "f1", "tolerance": 2, "candidates": BASE},
+    "log-loss, + Linear[snv]": {"primary": "loss", "candidates": BASE + ("Linear[snv]",)},
+    "f1, later candidate by > 0 rows": {"primary": "f1", "margin": 0, "candidates": BASE},
+    "f1, later candidate by > 1 row": {"primary": "f1", "margin": 1, "candidates": BASE},
+    "f1, later candidate by > 2 rows": {"primary": "f1", "margin": 2, "candidates": BASE},
+    "f1, vote on metric then loss": {"primary": "f1", "ensemble": "key", "candidates": BASE},
+    "f1, Linear inner tol 1e-3": {"primary": "f1", "candidates": ("Linear<tol1e-3>",) + BASE[1:]},
+    "f1, Linear inner tol 1e-4": {"primary": "f1", "candidates": ("Linear<tol1e-4>",) + BASE[1:]},
+    "f1, Linear tol 1e-4, std per inner fold": {"primary": "f1", "candidates": ("Linear<fold_std>",) + BASE[1:]},
+    "f1, Linear tol 1e-4, C to 1e5": {"primary": "f1", "candidates": ("Linear<wide>",) + BASE[1:]},
+    "f1, + Linear[snv]": {"primary": "f1", "candidates": BASE + ("Linear[snv]",)},
+    "f1, + Linear[sg1]": {"primary": "f1", "candidates": BASE + ("Linear[sg1]",)},
+    "f1, + Linear[snv], Linear[sg1]": {"primary": "f1", "candidates": BASE + ("Linear[snv]", "Linear[sg1]")},
+    "single Linear": {"primary": "f1", "candidates": ("Linear",)},
+    "single Linear<tol1e-3>": {"primary": "f1", "candidates": ("Linear<tol1e-3>",)},
+    "single Linear<tol1e-4>": {"primary": "f1", "candidates": ("Linear<tol1e-4>",)},
+    "single Linear<fold_std>": {"primary": "f1", "candidates": ("Linear<fold_std>",)},
+    "single Linear<wide>": {"primary": "f1", "candidates": ("Linear<wide>",)},
+    "single Linear (accuracy, ties strongest)": {"primary": "accuracy", "ties": "first", "candidates": ("Linear",)},
+    "single KernelRidge": {"primary": "f1", "candidates": ("KernelRidge",)},
+    "single PLSDA": {"primary": "f1", "candidates": ("PLSDA",)},
+    "single MiniRocket": {"primary": "f1", "candidates": ("MiniRocket",)},
+}
+
+
+# ---- the classical models (as bench_accuracy.py, without MiniRocket) ----------------------------------------------
+def _classical(x_fit: np.ndarray, y_fit: np.ndarray, x_test: np.ndarray, seed: int) -> dict:
+    from sklearn.cross_decomposition import PLSRegression
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GridSearchCV, StratifiedKFold
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC
+
+    cv = StratifiedKFold(min(5, int(np.bincount(y_fit)[np.bincount(y_fit) > 0].min())), shuffle=True,
+                         random_state=seed)
+    classes = np.unique(y_fit)
+    onehot = (y_fit[:, None] == classes[None, :]).astype(float)
+    n_max = max(1, min(20, len(x_fit) * 4 // 5 - 1))
+    hits = np.zeros(n_max)
+    for train, held in cv.split(x_fit, y_fit):
+        for k in range(1, n_max + 1):
+            model = PLSRegression(n_components=min(k, len(train) - 1), scale=False).fit(x_fit[train], onehot[train])
+            hits[k - 1] += (model.predict(x_fit[held]).argmax(1) == np.searchsorted(classes, y_fit[held])).sum()
+    pls = PLSRegression(n_components=int(hits.argmax()) + 1, scale=False).fit(x_fit, onehot)
+    logistic = GridSearchCV(make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000)),
+                            {"logisticregression__C": np.logspace(-3, 3, 7)}, cv=cv).fit(x_fit, y_fit)
+    svm = GridSearchCV(make_pipeline(StandardScaler(), SVC(kernel="rbf")),
+                       {"svc__C": np.logspace(-1, 3, 5), "svc__gamma": ["scale", 1e-4, 1e-3, 1e-2]}, cv=cv)
+    svm.fit(x_fit, y_fit)
+    return {"pls_da": classes[pls.predict(x_test).argmax(1)], "logistic_regression": logistic.predict(x_test),
+            "rbf_svm": svm.predict(x_test),
+            "_logistic_C": float(logistic.best_params_["logisticregression__C"])}
+
+
+CLASSICAL = ("pls_da", "logistic_regression", "rbf_svm")
+
+
+def _f1(y: np.ndarray, predicted: np.ndarray) -> float:
+    from sklearn.metrics import f1_score
+
+    return float(f1_score(y, predicted, average="macro"))
+
+
+# ---- a set, the run -------------------------------------------------------------------------------------------
+def run_set(spec: str, n_splits: int, seed: int, extra_linear: tuple[str, ...], verbose: bool,
+            fresh_test: int = 0) -> dict:
+    from spectratorch.data.generic import make_generic_frame
+    from spectratorch.data.synthetic import make_dataset
+
+    lab = spec.startswith("lab:")
+    parts = [int(p) for p in spec.removeprefix("lab:").split(":")]
+    n, data_seed, length = parts[0], parts[1], parts[2] if len(parts) > 2 else 200
+
+    def make(rows: int, frame_seed: int):
+        # reason: the lab generator's four intensities (AVA IN) on its four channels, artefacts included.
+        return make_dataset(rows, frame_seed) if lab else make_generic_frame(rows, frame_seed, length=length)
+
+    if data_seed == 0:
+        raise SystemExit("check_selection: seed 0 makes the benchmark's generated sets; use seeds from 1")
+    rules = {name: rule for name, rule in RULES.items()
+             if all(c in BASE or c.startswith("Linear<") or c.removeprefix("Linear[").rstrip("]") in extra_linear
+                    for c in rule["candidates"])}
+    acc = {k: [] for k in ("recipe", *rules, *CLASSICAL)}
+    picks = {k: [] for k in rules}
+    f1 = {k: [] for k in acc}
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"generic-{n}-{data_seed}.pkl"
+        make(n, data_seed).to_pickle(path)
+        test_source = "like-val"
+        if fresh_test:
+            # reason: the generator's classes are fixed, so another seed draws fresh rows of the same distribution:
+            # a test set of thousands of rows measures a rule on one training set with little noise.
+            test_source = str(Path(tmp) / "fresh-test.pkl")
+            make(fresh_test, FRESH_SEED_OFFSET + data_seed).to_pickle(test_source)
+        for fold_index in range(1 if fresh_test else n_splits):
+            fold = _outer_fold(path, n_splits, fold_index, seed, Path(tmp) / "out", extra_linear, test_source, lab)
+            y_test = fold["y_test"]
+            acc["recipe"].append(float((fold["recipe_test"] == y_test).mean()))
+            f1["recipe"].append(_f1(y_test, fold["recipe_test"]))
+            tables = _candidate_tables(fold)
+            for name, rule in rules.items():
+                label, probabilities = _apply_rule(tables, fold["y"], rule)
+                acc[name].append(float((probabilities.argmax(1) == y_test).mean()))
+                f1[name].append(_f1(y_test, probabilities.argmax(1)))
+                picks[name].append(label)
+            classical = _classical(fold["raw_train"], fold["y"], fold["raw_test"], seed)
+            for name in CLASSICAL:
+                acc[name].append(float((classical[name] == y_test).mean()))
+                f1[name].append(_f1(y_test, classical[name]))
+            if verbose:
+                print(json.dumps({"set": spec, "fold": fold_index, "recipe_chosen": fold["recipe_chosen"],
+                                  "sklearn_logistic_C": classical["_logistic_C"],
+                                  **{k: round(v[-1], 3) for k, v in acc.items()},
+                                  "picks": {k: v[-1] for k, v in picks.items()}}), flush=True)
+    name = "make_dataset({}, {})" if lab else "make_generic_frame({}, {}, length=%d)" % length
+    row = {"set": name.format(n, data_seed),
+           "test": f"{name.format(fresh_test, FRESH_SEED_OFFSET + data_seed)} (fresh rows)" if fresh_test else
+           f"outer {n_splits}-fold",
+           "seconds": round(time.perf_counter() - start, 1),
+           "accuracy": {k: round(statistics.mean(v), 4) for k, v in acc.items()},
+           "macro_f1": {k: round(statistics.mean(v), 4) for k, v in f1.items()}}
+    row["best_classical"] = max(row["accuracy"][k] for k in CLASSICAL)
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sets", nargs="+", default=list(DEFAULT_SETS), help="n:seed[:length], seeds from 1")
+    parser.add_argument("--n-splits", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--extra-linear", nargs="*", default=["snv", "sg1"],
+                        help="preprocessings of the logistic head tried as extra candidates")
+    parser.add_argument("--fresh-test", type=int, default=0, metavar="M",
+                        help="train on every row of a set, test on M fresh rows of the same generator instead of "
+                             "outer folds")
+    parser.add_argument("--quick", action="store_true",
+                        help="one 45-row set, 3 folds, no extra preprocessing (the smoke test)")
+    parser.add_argument("--verbose", action="store_true", help="one line per outer fold")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    warnings.filterwarnings("ignore")
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric", "spectratorch"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    sets, n_splits, extra = (QUICK_SETS, 3, ()) if args.quick else (args.sets, args.n_splits, tuple(args.extra_linear))
+    rows = []
+    for spec in sets:
+        rows.append(run_set(spec, n_splits, args.seed, extra, args.verbose, 0 if args.quick else args.fresh_test))
+        print(json.dumps(rows[-1]), flush=True)
+    names = list(rows[0]["accuracy"])
+    summary = {name: {"mean_accuracy": round(statistics.mean(r["accuracy"][name] for r in rows), 4),
+                      "mean_macro_f1": round(statistics.mean(r["macro_f1"][name] for r in rows), 4),
+                      "sets_at_or_above_best_classical": sum(r["accuracy"][name] >= r["best_classical"] - 1e-9
+                                                             for r in rows)}
+               for name in names}
+    print(json.dumps({"benchmark": "selection", "quick": args.quick, "sets": [r["set"] for r in rows],
+                      "metric": f"test accuracy on {args.fresh_test} fresh rows" if args.fresh_test and not args.quick
+                      else f"test accuracy, mean over {n_splits} outer folds", "rows": rows,
+                      "summary": summary}))
+
+
+if __name__ == "__main__":
+    main()
