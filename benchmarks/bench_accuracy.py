@@ -199,7 +199,9 @@ def run_set(name: str, frame: pd.DataFrame, channel: str, n_splits: int, seed: i
         chosen = []
         for fold in summary["folds"]:
             fold_json = json.loads(Path(fold["json"]).read_text())
-            chosen.append(fold_json["arch_selection"]["chosen"])
+            selection = fold_json["arch_selection"]
+            members = selection.get("members", [selection["chosen"]])
+            chosen.append(selection["chosen"] if len(members) > 1 else members[0])
         start = time.perf_counter()
         for fold in range(n_splits):
             data = DataConfig(data=str(path), targets=("AVA", "label"), channels=(channel,), tabular=(),

@@ -96,12 +96,18 @@ def test_save_load_onnx_and_predictor_inputs(fitted, xy, tmp_path):
     fitted.to_onnx(tmp_path / "model.onnx")
     predictor = Predictor(tmp_path / "model.onnx")
     np.testing.assert_allclose(predictor.axis, np.sort(X.columns.astype(float)))
-    from_frame = predictor.predict(X)
-    from_array = predictor.predict(X[sorted(X.columns, key=float)].to_numpy())
+    from_frame = predictor.predict(X, cutoff=None)
+    from_array = predictor.predict(X[sorted(X.columns, key=float)].to_numpy(), cutoff=None)
     X.assign(label=y).to_csv(tmp_path / "x.csv", index=False)
-    from_file = predictor.predict(tmp_path / "x.csv")
+    from_file = predictor.predict(tmp_path / "x.csv", cutoff=None)
     for frame in (from_frame, from_array, from_file):
         assert frame["label"].tolist() == fitted.predict(X).tolist()
+    # with the model's own cutoff, exactly the rows whose top probability is under it are left unclassified
+    cutoff = predictor.resolve_cutoff("auto")
+    unsure = fitted.predict_proba(X).max(axis=1) < (cutoff if cutoff is not None else 0.0)
+    with_cutoff = predictor.predict(X)
+    assert ((with_cutoff["label"] == "unclassified").to_numpy() == unsure).all()
+    assert with_cutoff["label"][~unsure].tolist() == fitted.predict(X)[~unsure].tolist()
     np.testing.assert_allclose(from_frame[[f"p_{c}" for c in fitted.classes_]].to_numpy(), fitted.predict_proba(X),
                                atol=1e-6)
     with pytest.raises(ValueError, match="expected a dataset path, a folder of exports, a DataFrame or a numpy"):

@@ -262,7 +262,7 @@ def test_cv_is_the_standard_k_fold_estimate(tmp_path):
         assert sum(summary["class_counts"]["train"].values()) == 60 - (folds == test_fold).sum()  # (k - 1) / k
         assert summary["arch_selection"]["training_rows"] == 60 - (folds == test_fold).sum()
         tested[folds == test_fold] += 1
-        assert set(summary["arch_selection"]["candidates"]) == {"Linear", "PLSDA", "MiniRocket", "KernelRidge"}
+        assert set(summary["arch_selection"]["candidates"]) == {"Linear", "PLSDA", "MiniRocket", "KernelRidge", "Linear[snv]"}
         for candidate in summary["arch_selection"]["candidates"].values():
             assert len(candidate["inner_cv_per_value"]) == len(candidate["grid"])
         # every run reports its own linear baselines, fitted on the same training rows, scored on the same test rows
@@ -300,7 +300,7 @@ def test_ensemble_is_one_onnx_file_like_a_single_model(tmp_path, monkeypatch):
                                                               loggers=("csv",)))
     dm = SpectralDataModule(config.data)
     dm.prepare()
-    summary = small.train_small(config, dm, result_sheet=False)
+    summary = small.train_small(config, dm, candidates=small.CANDIDATES, result_sheet=False)
     selection = summary["arch_selection"]
     assert selection["chosen"] == "Ensemble" and len(selection["members"]) == 2
     assert summary["name"].startswith("Ensemble y=")
@@ -386,7 +386,7 @@ def test_default_run_on_a_small_set_trains_no_network(tmp_path):
     make_generic_frame(60, seed=9).to_pickle(tmp_path / "set.pkl")
     summary = train(_config(tmp_path / "set.pkl", tmp_path / "out"), result_sheet=False)
     selection = summary["arch_selection"]
-    assert set(selection["candidates"]) == {"Linear", "PLSDA", "MiniRocket", "KernelRidge"}
+    assert set(selection["candidates"]) == {"Linear", "PLSDA", "MiniRocket", "KernelRidge", "Linear[snv]"}
     assert selection["network"]["joined"] is None
 
 
@@ -471,3 +471,59 @@ def summary_y_from(path, config):
     dm.prepare()
     rows = _training_rows(dm)
     return {"rows": torch.as_tensor(rows), "y": dm.stage_arrays("train", rows=rows).y.numpy()}
+
+
+@pytest.mark.slow
+def test_a_chosen_preprocessing_variant_travels_in_checkpoint_name_and_onnx(tmp_path):
+    import onnxruntime
+
+    from spectratorch.data.datamodule import SpectralDataModule
+    from spectratorch.pipelines import small
+    from spectratorch.training.restore import load_module
+
+    make_generic_frame(60, seed=9).to_pickle(tmp_path / "set.pkl")
+    config = _config(tmp_path / "set.pkl", tmp_path / "out")
+    config = RunConfig(config.data, config.model, TrainConfig(output_dir=str(tmp_path / "out"), to_onnx=True,
+                                                              loggers=("csv",)))
+    dm = SpectralDataModule(config.data)
+    dm.prepare()
+    (variant,) = small.PREPROCESSING_VARIANTS
+    assert variant.name == "Linear[snv]"
+    summary = small.train_small(config, dm, candidates=[variant], result_sheet=False)
+    assert summary["arch_selection"]["members"] == ["Linear[snv]"] and summary["arch_selection"]["chosen"] == "Linear"
+    assert summary["arch_selection"]["transforms"] == ["snv"]
+    assert "t=('snv',)" in summary["name"] and list(summary["config"]["data"]["transforms"]) == ["snv"]
+    module = load_module(summary["files"]["checkpoint"]).eval()
+    assert list(module.hparams["transforms"]) == ["snv"]
+    frame = pd.read_pickle(tmp_path / "set.pkl")
+    spectra = torch.tensor(frame.iloc[:, :-1].to_numpy(np.float32))[:, None]
+    # the model's first layer applies SNV: every spectrum centred and scaled to unit spread before the scaling
+    with torch.no_grad():
+        transformed = module.model.preprocess.apply_transforms(spectra)
+        expected = module(spectra, None).softmax(1).numpy()
+    np.testing.assert_allclose(transformed.mean(-1).numpy(), 0, atol=1e-5)
+    np.testing.assert_allclose(transformed.std(-1, correction=0).numpy(), 1, atol=1e-3)
+    session = onnxruntime.InferenceSession(summary["files"]["onnx"], providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(session.run(None, {"data_spectra": spectra.numpy()})[0], expected, atol=1e-5)
+
+
+def test_an_ensemble_only_joins_candidates_with_the_same_first_layer():
+    from spectratorch.pipelines.small import Candidate, choose
+
+    # reason: three candidates, each wrong on its own rows, so any two-member vote beats each alone; the second best
+    # (B) has other transforms, so the vote can only be A+C.
+    n = 60
+    y = np.arange(n) % 2
+
+    def logits(wrong):
+        out = np.zeros((1, n, 2))
+        out[0, np.arange(n), y] = 2.0
+        out[0, wrong, y[wrong]] = -1.0
+        return out
+
+    features = {"A": logits(np.arange(0, 6)), "B[snv]": logits(np.arange(6, 13)), "C": logits(np.arange(13, 21))}
+    candidates = [Candidate("A", "network"), Candidate("B", "network", transforms=("snv",)),
+                  Candidate("C", "network")]
+    result = choose(features, y, 2, [(np.arange(n), np.arange(n))], "accuracy", candidates)
+    assert result["ranking"][:2] == ["A", "B[snv]"]
+    assert set(result["ensembles"]) == {"A+C"} and result["chosen"] == ["A", "C"]

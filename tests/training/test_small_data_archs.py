@@ -62,13 +62,15 @@ def test_arch_auto_chooses_by_inner_cv_and_says_how(generic_file, tmp_path):
     summary_path = next(p for p in out.glob("*.json"))
     summary = json.loads(summary_path.read_text())
     selection = summary["arch_selection"]
-    assert set(selection["candidates"]) == {"Linear", "PLSDA", "MiniRocket", "KernelRidge"}
-    scores = {arch: c["inner_cv"]["f1"] for arch, c in selection["candidates"].items()}
+    assert set(selection["candidates"]) == {"Linear", "PLSDA", "MiniRocket", "KernelRidge", "Linear[snv]"}
+    scores = {name: c["inner_cv"]["f1"] for name, c in selection["candidates"].items()}
     chosen = selection["chosen"]
     if chosen == "Ensemble":
         assert selection["ensembles"]["+".join(selection["members"])]["f1"] >= max(scores.values())
     else:
-        assert scores[chosen] == max(scores.values())
+        # within two training rows' worth of the best inner-CV F1 (a tie, broken by the lower log-loss)
+        assert scores[selection["members"][0]] >= max(scores.values()) - 2 / selection["training_rows"] - 1e-12
+        assert selection["candidates"][selection["members"][0]]["arch"] == chosen
     assert summary["name"].startswith(f"{chosen} y=") and summary["config"]["model"]["arch"] == chosen
     assert f"model: {summary['name']}" in result.stdout
     assert "--arch auto: 192 training rows, inner 5-fold CV on them only" in result.stderr
