@@ -262,7 +262,8 @@ def test_cv_is_the_standard_k_fold_estimate(tmp_path):
         assert sum(summary["class_counts"]["train"].values()) == 60 - (folds == test_fold).sum()  # (k - 1) / k
         assert summary["arch_selection"]["training_rows"] == 60 - (folds == test_fold).sum()
         tested[folds == test_fold] += 1
-        assert set(summary["arch_selection"]["candidates"]) == {"Linear", "PLSDA", "MiniRocket", "KernelRidge", "Linear[snv]"}
+        assert set(summary["arch_selection"]["candidates"]) == {"Linear", "PLSDA", "MiniRocket", "KernelRidge",
+                                                                "Linear[snv]"}
         for candidate in summary["arch_selection"]["candidates"].values():
             assert len(candidate["inner_cv_per_value"]) == len(candidate["grid"])
         # every run reports its own linear baselines, fitted on the same training rows, scored on the same test rows
