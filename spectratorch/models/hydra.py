@@ -152,6 +152,9 @@ class HydraNet(nn.Module):
         Returns:
             The features in the reference's order (dilation, spectrum/difference, max/min, group, kernel).
         """
+        return self._counts_in_passes(spectra, batch_size)
+
+    def _counts_in_passes(self, spectra: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
         width = self.weight.shape[2] * spectra.shape[-1]
         batch_size = batch_size or max(1, _PASS_ELEMENTS // width)
         return torch.cat([self._counts(spectra[start : start + batch_size])
@@ -202,7 +205,9 @@ class HydraNet(nn.Module):
 
     def forward_features(self, spectra: torch.Tensor) -> torch.Tensor:
         """Spectra ``[N, C, L]`` -> scaled Hydra features ``[N, F]``, what ``head`` reads."""
-        return self._scale(self._counts(spectra))
+        # reason: a few rows per pass, as `transform` (memory bounded on large batches); an export traces one pass.
+        tracing = torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling()
+        return self._scale(self._counts(spectra) if tracing else self._counts_in_passes(spectra))
 
     def forward_head(self, features: torch.Tensor, tabular: torch.Tensor | None = None) -> torch.Tensor:
         """Features ``[N, F]`` and tabular ``[N, T]`` -> logits ``[N, K]``."""

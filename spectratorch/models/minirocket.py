@@ -214,6 +214,9 @@ class MiniRocketNet(nn.Module):
         Returns:
             The features, not standardised, in the reference's order (dilation, then kernel, then bias).
         """
+        return self._ppv_in_passes(spectra, batch_size)
+
+    def _ppv_in_passes(self, spectra: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
         batch_size = batch_size or self._rows_per_pass(spectra.shape[-1])
         halves = self._halves()
         return torch.cat([self._ppv(spectra[start : start + batch_size], halves)
@@ -262,7 +265,12 @@ class MiniRocketNet(nn.Module):
 
     def forward_features(self, spectra: torch.Tensor) -> torch.Tensor:
         """Spectra ``[N, C, L]`` -> standardised PPV features ``[N, F]``."""
-        return (self._ppv(spectra) - self.feature_mean) / self.feature_scale
+        # reason: a few rows per pass, as `transform`, so a batch's responses against every bias stay in cache and
+        # its memory bounded (a 200-row batch of 2,000-point spectra in one pass took 6 GB); an export traces one
+        # pass over the whole (dynamic) batch.
+        tracing = torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling()
+        ppv = self._ppv(spectra) if tracing else self._ppv_in_passes(spectra)
+        return (ppv - self.feature_mean) / self.feature_scale
 
     def forward_head(self, features: torch.Tensor, tabular: torch.Tensor | None = None) -> torch.Tensor:
         """Features ``[N, F]`` and tabular ``[N, T]`` -> logits ``[N, K]``."""
