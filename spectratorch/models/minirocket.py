@@ -268,8 +268,12 @@ class MiniRocketNet(nn.Module):
         # reason: a few rows per pass, as `transform`, so a batch's responses against every bias stay in cache and
         # its memory bounded (a 200-row batch of 2,000-point spectra in one pass took 6 GB); an export traces one
         # pass over the whole (dynamic) batch.
+        # The proportions are step functions of the spectra (zero gradient almost everywhere), so they are computed
+        # without autograd: a model holding MiniRocket keeps no graph of its responses (a vote with a linear member
+        # took gigabytes for its saliency), and MiniRocket alone has no gradient in its spectra.
         tracing = torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling()
-        ppv = self._ppv(spectra) if tracing else self._ppv_in_passes(spectra)
+        with torch.no_grad():
+            ppv = self._ppv(spectra) if tracing else self._ppv_in_passes(spectra)
         return (ppv - self.feature_mean) / self.feature_scale
 
     def forward_head(self, features: torch.Tensor, tabular: torch.Tensor | None = None) -> torch.Tensor:

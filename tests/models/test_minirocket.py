@@ -24,6 +24,22 @@ def test_features_are_proportions_spread_by_the_quantile_biases():
     torch.testing.assert_close(standardised.mean(0), torch.zeros(net.num_features), atol=1e-4, rtol=0)
 
 
+def test_forward_keeps_no_graph_of_the_responses_and_passes_rows_in_chunks():
+    # reason: the proportions are step functions; with autograd a vote holding MiniRocket kept every response of a
+    # saliency batch (gigabytes); in passes of a few rows, a large batch gives the same features as one pass.
+    x = _spectra(n=40).requires_grad_(True)
+    net = MiniRocketNet(2, 150, 0, 3, n_features=840).fit_data(x.detach())
+    features = net.forward_features(x)
+    assert not features.requires_grad and features.grad_fn is None
+    logits = net(x)
+    assert logits.requires_grad  # the head still trains
+    (gradient,) = torch.autograd.grad(logits.sum(), x, allow_unused=True)
+    assert gradient is None  # so the result sheet draws occlusion for it, not a zero gradient
+    one_pass = (net._ppv(x.detach()) - net.feature_mean) / net.feature_scale
+    torch.testing.assert_close(net._ppv_in_passes(x.detach(), batch_size=3), net._ppv(x.detach()), rtol=0, atol=0)
+    torch.testing.assert_close(features, one_pass, rtol=0, atol=0)
+
+
 def test_kernels_and_biases_follow_the_seed():
     x = _spectra()
     a, b = (MiniRocketNet(2, 150, 0, 3, n_features=840, seed=s).fit_data(x) for s in (0, 0))
