@@ -16,7 +16,7 @@ METRICS = ("loss", "accuracy", "f1", "balanced_accuracy", "auroc")
 
 
 def classification_metrics(y: np.ndarray, probabilities: np.ndarray | None = None, predicted: np.ndarray | None = None,
-                           n_classes: int | None = None) -> dict:
+                           n_classes: int | None = None, only: tuple[str, ...] | None = None) -> dict:
     """``loss`` (NLL), ``accuracy``, macro ``f1``, ``balanced_accuracy`` and macro one-vs-rest ``auroc``.
 
     Args:
@@ -24,6 +24,8 @@ def classification_metrics(y: np.ndarray, probabilities: np.ndarray | None = Non
         probabilities: ``[N, K]`` class probabilities (rows sum to 1), or ``None`` for a model that only predicts.
         predicted: int ``[N]`` predicted classes; default: the most probable class.
         n_classes: ``K``; default: the probabilities' columns.
+        only: compute these keys of :data:`METRICS` (and ``loss``) and leave the others out; ``None``: all (a
+            search over many candidates scores each on its target metric alone).
 
     Returns:
         ``{"loss", "accuracy", "f1", "balanced_accuracy", "auroc"}`` as floats; no ``loss`` without probabilities;
@@ -46,12 +48,13 @@ def classification_metrics(y: np.ndarray, probabilities: np.ndarray | None = Non
     metrics = {}
     if probabilities is not None:
         metrics["loss"] = float(-np.log(np.clip(probabilities[np.arange(len(y)), y], 1e-12, None)).mean())
-    metrics.update({
-        "accuracy": float((predicted == y).mean()),
-        "f1": float(f1_score(y, predicted, average="macro", labels=np.arange(k), zero_division=0)),
-        "balanced_accuracy": float(balanced_accuracy_score(y, predicted)),
-        "auroc": None if probabilities is None else _auroc(y, probabilities),
-    })
+    scores = {
+        "accuracy": lambda: float((predicted == y).mean()),
+        "f1": lambda: float(f1_score(y, predicted, average="macro", labels=np.arange(k), zero_division=0)),
+        "balanced_accuracy": lambda: float(balanced_accuracy_score(y, predicted)),
+        "auroc": lambda: None if probabilities is None else _auroc(y, probabilities),
+    }
+    metrics.update({name: score() for name, score in scores.items() if only is None or name in only})
     return metrics
 
 

@@ -88,3 +88,14 @@ def test_the_baselines_score_with_the_same_function():
     assert set(test) == {"accuracy", "f1", "balanced_accuracy", "auroc"} and test["auroc"] is None
     logistic = out["logistic_regression"]["test"]
     assert set(logistic) == set(test) and logistic["auroc"] is not None and 0.5 < logistic["accuracy"] <= 1
+
+
+def test_only_computes_the_metrics_asked_for_with_the_same_values():
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 3, 50)
+    probabilities = rng.dirichlet(np.ones(3), 50)
+    full = classification_metrics(y, probabilities)
+    for name in ("accuracy", "f1", "balanced_accuracy", "auroc"):
+        part = classification_metrics(y, probabilities, only=(name,))
+        assert set(part) == {"loss", name} and part[name] == full[name] and part["loss"] == full["loss"]
+    assert set(classification_metrics(y, probabilities, only=())) == {"loss"}

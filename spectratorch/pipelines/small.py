@@ -250,7 +250,7 @@ def _inner_oof(candidate: Candidate, x: np.ndarray, y: np.ndarray, n_classes: in
     return oof, grid
 
 
-def _score(oof: np.ndarray, y: np.ndarray, metric: str) -> dict:
+def _score(oof: np.ndarray, y: np.ndarray, metric: str, full: bool = True) -> dict:
     calibration_log = logging.getLogger("spectratorch.export.calibration")
     level = calibration_log.level
     # reason: a grid value that separates the rows perfectly puts the temperature at its bound; that is expected
@@ -261,7 +261,7 @@ def _score(oof: np.ndarray, y: np.ndarray, metric: str) -> dict:
     finally:
         calibration_log.setLevel(level)
     probabilities = softmax(oof, temperature)
-    metrics = classification_metrics(y, probabilities)
+    metrics = classification_metrics(y, probabilities, only=None if full else (metric,))
     return {"temperature": temperature, "probabilities": probabilities, "metrics": metrics,
             "key": (-metrics["loss"] if metric == "loss" else metrics.get(metric) or 0.0, -metrics["loss"])}
 
@@ -302,10 +302,12 @@ def choose(features: dict[str, np.ndarray], y: np.ndarray, n_classes: int, folds
             oof, grid = x, list(range(1, len(x) + 1))
         else:
             oof, grid = _inner_oof(candidate, x, y, n_classes, folds, n_fit_min)
-        scored = [_score(oof[g], y, metric) for g in range(len(grid))]
+        # reason: each grid value on its target metric and log-loss alone; every metric for the value kept.
+        scored = [_score(oof[g], y, metric, full=False) for g in range(len(grid))]
         best = _best(scored, tolerance)
+        metrics = classification_metrics(y, scored[best]["probabilities"])
         result[candidate.name] = {"grid": grid, "scores": [s["metrics"] for s in scored], "chosen": grid[best],
-                                  "temperature": scored[best]["temperature"], "metrics": scored[best]["metrics"],
+                                  "temperature": scored[best]["temperature"], "metrics": metrics,
                                   "probabilities": scored[best]["probabilities"], "key": scored[best]["key"],
                                   "logits": oof[best] / scored[best]["temperature"]}
     ranking = sorted(result, key=lambda arch: result[arch]["key"], reverse=True)
