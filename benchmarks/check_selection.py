@@ -149,7 +149,7 @@ def _variant_oof(kind: str, x: np.ndarray, y: np.ndarray, n_classes: int, folds:
 def _candidate_tables(fold: dict) -> dict:
     """``{name: {"grid", "scores": [G] metrics dicts, "temperature": [G], "probabilities": [G, N, K],
     "test_logits": [G, M, K]}}`` for every candidate and variant."""
-    from spectratorch.models.closed_form import Standardiser, decision
+    from spectratorch.models.closed_form import decision
     from spectratorch.pipelines.small import CANDIDATES, _head_inputs, _inner_oof, _score, _solve
 
     y, n_classes, folds = fold["y"], fold["n_classes"], fold["folds"]
@@ -160,8 +160,7 @@ def _candidate_tables(fold: dict) -> dict:
         x_test = fold["test"][name]
         if name in by_arch:
             candidate = by_arch[name]
-            oof, grid = _inner_oof(candidate, x, y, n_classes, folds, n_fit_min)
-            standardiser = Standardiser(x) if candidate.solver in ("logistic", "ridge") else None
+            oof, grid, standardiser = _inner_oof(candidate, x, y, n_classes, folds, n_fit_min)
             heads, _ = _solve(candidate, x, y, n_classes, grid, standardiser, 1e-4)
             test = np.stack([decision(_head_inputs(candidate, x_test, grid[g]), heads[g]) for g in range(len(grid))])
             tables[name] = (grid, oof, test)

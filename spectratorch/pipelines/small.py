@@ -238,8 +238,9 @@ def _head_inputs(candidate: Candidate, x: np.ndarray, value) -> np.ndarray:
 
 # ---- inner cross-validation -----------------------------------------------------------------------------------
 def _inner_oof(candidate: Candidate, x: np.ndarray, y: np.ndarray, n_classes: int, folds: list,
-               n_fit_min: int) -> tuple[np.ndarray, list]:
-    """Out-of-fold decision scores ``[G, N, K]`` of a solved candidate at every grid value, and the grid."""
+               n_fit_min: int) -> tuple[np.ndarray, list, Standardiser | None]:
+    """Out-of-fold decision scores ``[G, N, K]`` of a solved candidate at every grid value, the grid, and the
+    standardiser of every training row (reused by the refit)."""
     standardiser = Standardiser(x) if candidate.solver in ("logistic", "ridge") else None
     grid = _grid(candidate, n_fit_min, x)
     oof = np.zeros((len(grid), len(y), n_classes))
@@ -247,7 +248,7 @@ def _inner_oof(candidate: Candidate, x: np.ndarray, y: np.ndarray, n_classes: in
         heads, _ = _solve(candidate, x, y, n_classes, grid, standardiser, _INNER_TOL, rows=fit)
         for g, head in enumerate(heads):
             oof[g, held] = decision(_head_inputs(candidate, x[held], grid[g]), head)
-    return oof, grid
+    return oof, grid, standardiser
 
 
 def _score(oof: np.ndarray, y: np.ndarray, metric: str, full: bool = True) -> dict:
@@ -299,9 +300,9 @@ def choose(features: dict[str, np.ndarray], y: np.ndarray, n_classes: int, folds
         if candidate.solver == "network":
             # reason: a network's out-of-fold logits after every epoch come computed (small_network.py); its grid
             # is the number of epochs.
-            oof, grid = x, list(range(1, len(x) + 1))
+            oof, grid, standardiser = x, list(range(1, len(x) + 1)), None
         else:
-            oof, grid = _inner_oof(candidate, x, y, n_classes, folds, n_fit_min)
+            oof, grid, standardiser = _inner_oof(candidate, x, y, n_classes, folds, n_fit_min)
         # reason: each grid value on its target metric and log-loss alone; every metric for the value kept.
         scored = [_score(oof[g], y, metric, full=False) for g in range(len(grid))]
         best = _best(scored, tolerance)
@@ -309,7 +310,7 @@ def choose(features: dict[str, np.ndarray], y: np.ndarray, n_classes: int, folds
         result[candidate.name] = {"grid": grid, "scores": [s["metrics"] for s in scored], "chosen": grid[best],
                                   "temperature": scored[best]["temperature"], "metrics": metrics,
                                   "probabilities": scored[best]["probabilities"], "key": scored[best]["key"],
-                                  "logits": oof[best] / scored[best]["temperature"]}
+                                  "logits": oof[best] / scored[best]["temperature"], "standardiser": standardiser}
     ranking = sorted(result, key=lambda arch: result[arch]["key"], reverse=True)
     top = result[ranking[0]]["key"][0]
     near = [arch for arch in ranking if result[arch]["key"][0] >= top - tolerance - 1e-12]
@@ -427,7 +428,7 @@ def fit_small(config: RunConfig, dm, module_kwargs, candidates=CANDIDATES) -> di
             refit[arch] = {"value": entry["chosen"], "alpha": None}
             continue
         x = features[arch]
-        standardiser = Standardiser(x) if candidate.solver in ("logistic", "ridge") else None
+        standardiser = entry["standardiser"]
         heads, inside = _solve(candidate, x, y, n_classes, [entry["chosen"]] if candidate.solver != "pls" else
                                list(range(1, entry["chosen"] + 1)), standardiser, _FINAL_TOL)
         if candidate.solver == "kernel":
@@ -490,7 +491,7 @@ def _linear_baselines(choice: dict, by_name: dict, models: dict, features: dict,
             head = refit[arch]["head"]
         else:
             x = features[arch]
-            standardiser = Standardiser(x) if candidate.solver == "logistic" else None
+            standardiser = entry["standardiser"]
             grid = [entry["chosen"]] if candidate.solver == "logistic" else list(range(1, entry["chosen"] + 1))
             head = _solve(candidate, x, y, n_classes, grid, standardiser, _FINAL_TOL)[0][-1]
         out[name] = {"model": models[arch], "head": head, "solver": candidate.solver,
