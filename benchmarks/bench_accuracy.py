@@ -130,10 +130,11 @@ def _reference_minirocket(x_fit: np.ndarray, seed: int):
     return (lambda x: np.asarray(rocket.transform(x[:, None, :].astype(np.float32)))), "aeon"
 
 
-def _classical(x_fit: np.ndarray, y_fit: np.ndarray, x_test: np.ndarray, seed: int) -> tuple[dict, str]:
-    """The four classical models, hyperparameters by stratified 5-fold CV of the fit rows; test predictions."""
+def tuned_classical(x_fit: np.ndarray, y_fit: np.ndarray, x_test: np.ndarray, seed: int) -> dict:
+    """PLS-DA, logistic regression and RBF SVM, hyperparameters by stratified 5-fold CV of the fit rows; their test
+    predictions (and ``_logistic_C``, the C chosen). Also used by ``check_selection.py``."""
     from sklearn.cross_decomposition import PLSRegression
-    from sklearn.linear_model import LogisticRegression, RidgeClassifierCV
+    from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import GridSearchCV, StratifiedKFold
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -155,15 +156,22 @@ def _classical(x_fit: np.ndarray, y_fit: np.ndarray, x_test: np.ndarray, seed: i
     svm = GridSearchCV(make_pipeline(StandardScaler(), SVC(kernel="rbf")),
                        {"svc__C": np.logspace(-1, 3, 5), "svc__gamma": ["scale", 1e-4, 1e-3, 1e-2]}, cv=cv)
     svm.fit(x_fit, y_fit)
+    return {"pls_da": classes[pls.predict(x_test).argmax(1)], "logistic_regression": logistic.predict(x_test),
+            "rbf_svm": svm.predict(x_test), "_logistic_C": float(logistic.best_params_["logisticregression__C"])}
+
+
+def _classical(x_fit: np.ndarray, y_fit: np.ndarray, x_test: np.ndarray, seed: int) -> tuple[dict, str]:
+    """The four classical models, hyperparameters by stratified 5-fold CV of the fit rows; test predictions."""
+    from sklearn.linear_model import RidgeClassifierCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    predicted = tuned_classical(x_fit, y_fit, x_test, seed)
+    predicted.pop("_logistic_C")
     features, source = _reference_minirocket(x_fit, seed)
     ridge = make_pipeline(StandardScaler(), RidgeClassifierCV(alphas=np.logspace(-3, 3, 10)))
-    rocket_test = ridge.fit(features(x_fit), y_fit).predict(features(x_test))
-    return {
-        "pls_da": classes[pls.predict(x_test).argmax(1)],
-        "logistic_regression": logistic.predict(x_test),
-        "rbf_svm": svm.predict(x_test),
-        "minirocket_ridge": rocket_test,
-    }, source
+    predicted["minirocket_ridge"] = ridge.fit(features(x_fit), y_fit).predict(features(x_test))
+    return predicted, source
 
 
 def _cv(path: Path, channel: str, n_splits: int, seed: int, out: Path) -> tuple[dict, float]:

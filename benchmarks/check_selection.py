@@ -284,34 +284,12 @@ RULES = {
 }
 
 
-# ---- the classical models (as bench_accuracy.py, without MiniRocket) ----------------------------------------------
+# ---- the classical models (bench_accuracy.py's, without MiniRocket) ------------------------------------------------
 def _classical(x_fit: np.ndarray, y_fit: np.ndarray, x_test: np.ndarray, seed: int) -> dict:
-    from sklearn.cross_decomposition import PLSRegression
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import GridSearchCV, StratifiedKFold
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-    from sklearn.svm import SVC
+    # reason: the same tuned models as the benchmark's; this script's folder is on the path when it runs.
+    from bench_accuracy import tuned_classical
 
-    cv = StratifiedKFold(min(5, int(np.bincount(y_fit)[np.bincount(y_fit) > 0].min())), shuffle=True,
-                         random_state=seed)
-    classes = np.unique(y_fit)
-    onehot = (y_fit[:, None] == classes[None, :]).astype(float)
-    n_max = max(1, min(20, len(x_fit) * 4 // 5 - 1))
-    hits = np.zeros(n_max)
-    for train, held in cv.split(x_fit, y_fit):
-        for k in range(1, n_max + 1):
-            model = PLSRegression(n_components=min(k, len(train) - 1), scale=False).fit(x_fit[train], onehot[train])
-            hits[k - 1] += (model.predict(x_fit[held]).argmax(1) == np.searchsorted(classes, y_fit[held])).sum()
-    pls = PLSRegression(n_components=int(hits.argmax()) + 1, scale=False).fit(x_fit, onehot)
-    logistic = GridSearchCV(make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000)),
-                            {"logisticregression__C": np.logspace(-3, 3, 7)}, cv=cv).fit(x_fit, y_fit)
-    svm = GridSearchCV(make_pipeline(StandardScaler(), SVC(kernel="rbf")),
-                       {"svc__C": np.logspace(-1, 3, 5), "svc__gamma": ["scale", 1e-4, 1e-3, 1e-2]}, cv=cv)
-    svm.fit(x_fit, y_fit)
-    return {"pls_da": classes[pls.predict(x_test).argmax(1)], "logistic_regression": logistic.predict(x_test),
-            "rbf_svm": svm.predict(x_test),
-            "_logistic_C": float(logistic.best_params_["logisticregression__C"])}
+    return tuned_classical(x_fit, y_fit, x_test, seed)
 
 
 CLASSICAL = ("pls_da", "logistic_regression", "rbf_svm")

@@ -322,23 +322,30 @@ def test_ensemble_is_one_onnx_file_like_a_single_model(tmp_path, monkeypatch):
     assert meta["calibration"]["source"].startswith("out-of-fold")
 
 
-@pytest.mark.slow
-def test_kernel_ridge_candidate_is_solved_checkpointed_and_exported(tmp_path):
-    import onnxruntime
-
+def _exported_small_run(tmp_path, candidate, seed=9):
+    """``train_small`` with one candidate on ``make_generic_frame(60, seed)``, ONNX written; ``(summary, dm)``."""
     from spectratorch.data.datamodule import SpectralDataModule
-    from spectratorch.models.closed_form import kernel_ridge_head, squared_distances
     from spectratorch.pipelines import small
-    from spectratorch.training.restore import load_module
 
-    make_generic_frame(60, seed=9).to_pickle(tmp_path / "set.pkl")
+    make_generic_frame(60, seed=seed).to_pickle(tmp_path / "set.pkl")
     config = _config(tmp_path / "set.pkl", tmp_path / "out")
     config = RunConfig(config.data, config.model, TrainConfig(output_dir=str(tmp_path / "out"), to_onnx=True,
                                                               loggers=("csv",)))
     dm = SpectralDataModule(config.data)
     dm.prepare()
+    return small.train_small(config, dm, candidates=[candidate], result_sheet=False), dm
+
+
+@pytest.mark.slow
+def test_kernel_ridge_candidate_is_solved_checkpointed_and_exported(tmp_path):
+    import onnxruntime
+
+    from spectratorch.models.closed_form import kernel_ridge_head, squared_distances
+    from spectratorch.pipelines import small
+    from spectratorch.training.restore import load_module
+
     candidate = next(c for c in small.CANDIDATES if c.arch == "KernelRidge")
-    summary = small.train_small(config, dm, candidates=[candidate], result_sheet=False)
+    summary, dm = _exported_small_run(tmp_path, candidate)
     selection = summary["arch_selection"]
     entry = selection["candidates"]["KernelRidge"]
     assert selection["chosen"] == "KernelRidge" and entry["parameter"] == "gamma" and len(entry["grid"]) == 7
@@ -478,19 +485,12 @@ def summary_y_from(path, config):
 def test_a_chosen_preprocessing_variant_travels_in_checkpoint_name_and_onnx(tmp_path):
     import onnxruntime
 
-    from spectratorch.data.datamodule import SpectralDataModule
     from spectratorch.pipelines import small
     from spectratorch.training.restore import load_module
 
-    make_generic_frame(60, seed=9).to_pickle(tmp_path / "set.pkl")
-    config = _config(tmp_path / "set.pkl", tmp_path / "out")
-    config = RunConfig(config.data, config.model, TrainConfig(output_dir=str(tmp_path / "out"), to_onnx=True,
-                                                              loggers=("csv",)))
-    dm = SpectralDataModule(config.data)
-    dm.prepare()
     (variant,) = small.PREPROCESSING_VARIANTS
     assert variant.name == "Linear[snv]"
-    summary = small.train_small(config, dm, candidates=[variant], result_sheet=False)
+    summary, _ = _exported_small_run(tmp_path, variant)
     assert summary["arch_selection"]["members"] == ["Linear[snv]"] and summary["arch_selection"]["chosen"] == "Linear"
     assert summary["arch_selection"]["transforms"] == ["snv"]
     assert "t=('snv',)" in summary["name"] and list(summary["config"]["data"]["transforms"]) == ["snv"]
