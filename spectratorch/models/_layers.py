@@ -31,6 +31,12 @@ __all__ = [
 _logger = logging.getLogger(__name__)
 
 
+def is_exporting() -> bool:
+    """Whether the forward pass is being traced or compiled (an ONNX export, ``torch.jit.trace``, ``torch.compile``):
+    input checks and Python-level chunking are left out of the recorded graph."""
+    return torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling()
+
+
 def check_int(name: str, value, caller: str, minimum: int = 1) -> None:
     """Raise if an argument is not an integer of at least ``minimum``.
 

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from spectratorch.errors import ConfigError
-from spectratorch.models._layers import check_int, check_io, dropout_option
+from spectratorch.models._layers import check_int, check_io, dropout_option, is_exporting
 from spectratorch.models.logistic import set_logistic_head
 from spectratorch.models.registry import register_model
 from spectratorch.options import Option
@@ -206,8 +206,7 @@ class HydraNet(nn.Module):
     def forward_features(self, spectra: torch.Tensor) -> torch.Tensor:
         """Spectra ``[N, C, L]`` -> scaled Hydra features ``[N, F]``, what ``head`` reads."""
         # reason: a few rows per pass, as `transform` (memory bounded on large batches); an export traces one pass.
-        tracing = torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling()
-        return self._scale(self._counts(spectra) if tracing else self._counts_in_passes(spectra))
+        return self._scale(self._counts(spectra) if is_exporting() else self._counts_in_passes(spectra))
 
     def forward_head(self, features: torch.Tensor, tabular: torch.Tensor | None = None) -> torch.Tensor:
         """Features ``[N, F]`` and tabular ``[N, T]`` -> logits ``[N, K]``."""

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from spectratorch.errors import ConfigError
-from spectratorch.models._layers import check_int, check_io, dropout_option
+from spectratorch.models._layers import check_int, check_io, dropout_option, is_exporting
 from spectratorch.models.logistic import set_logistic_head
 from spectratorch.models.registry import register_model
 from spectratorch.options import Option
@@ -265,15 +265,14 @@ class MiniRocketNet(nn.Module):
 
     def forward_features(self, spectra: torch.Tensor) -> torch.Tensor:
         """Spectra ``[N, C, L]`` -> standardised PPV features ``[N, F]``."""
-        # reason: a few rows per pass, as `transform`, so a batch's responses against every bias stay in cache and
-        # its memory bounded (a 200-row batch of 2,000-point spectra in one pass took 6 GB); an export traces one
-        # pass over the whole (dynamic) batch.
-        # The proportions are step functions of the spectra (zero gradient almost everywhere), so they are computed
-        # without autograd: a model holding MiniRocket keeps no graph of its responses (a vote with a linear member
-        # took gigabytes for its saliency), and MiniRocket alone has no gradient in its spectra.
-        tracing = torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling()
+        # reason: a few rows per pass, as `transform`, so a pass's responses against every bias ([rows, kernels,
+        # biases, positions] floats) stay in cache and its memory bounded; an export traces one pass over the whole
+        # (dynamic) batch. The proportions are step functions of the spectra (zero gradient almost everywhere), so
+        # they are computed without autograd: a model holding MiniRocket keeps no graph of its responses (a vote with
+        # a linear member kept them all for its saliency: 7 to 8 GB in the 5-fold cv of 1,000 x 2,000 spectra, 1 GB
+        # without), and MiniRocket alone has no gradient in its spectra.
         with torch.no_grad():
-            ppv = self._ppv(spectra) if tracing else self._ppv_in_passes(spectra)
+            ppv = self._ppv(spectra) if is_exporting() else self._ppv_in_passes(spectra)
         return (ppv - self.feature_mean) / self.feature_scale
 
     def forward_head(self, features: torch.Tensor, tabular: torch.Tensor | None = None) -> torch.Tensor:

@@ -18,7 +18,7 @@ from torch import nn
 
 from spectratorch.errors import ConfigError
 from spectratorch.models._asls import AsymmetricLeastSquares
-from spectratorch.models._layers import check_int
+from spectratorch.models._layers import check_int, is_exporting
 from spectratorch.transforms import TRANSFORM_TABLE, in_model, transform_function, transform_options
 
 __all__ = ["Preprocess", "SIMULATE_POINTS", "INFERENCE_TRANSFORMS", "simulate", "snv", "savgol", "msc", "emsc", "als",
@@ -224,7 +224,7 @@ class Preprocess(nn.Module):
                 "a fitted state_dict, before using it."
             )
         # reason: an export records the graph, not these checks; under tracing they would only warn.
-        if not (torch.jit.is_tracing() or torch.compiler.is_compiling()):
+        if not is_exporting():
             self._check_inputs(spectra, tabular)
         spectra = (self.apply_transforms(spectra) - self._spectra_center) * self._spectra_factor
         if self.n_tabular > 0:

@@ -76,6 +76,8 @@ _FEWER_FOLDS_ABOVE = 500
 # inner CV of 800 x 2,000 generated spectra took 0.75 s instead of 0.68 s.
 _INNER_TOL, _FINAL_TOL = 1e-4, 1e-4
 _TIE_ROWS = 2
+# the grid parameter of each solver, as the JSON and the console name it
+_PARAMETER = {"logistic": "C", "pls": "n_components", "ridge": "alpha", "kernel": "gamma", "network": "epochs"}
 
 
 @dataclass(frozen=True)
@@ -305,17 +307,14 @@ def choose(features: dict[str, np.ndarray], y: np.ndarray, n_classes: int, folds
             oof, grid, standardiser = _inner_oof(candidate, x, y, n_classes, folds, n_fit_min)
         # reason: each grid value on its target metric and log-loss alone; every metric for the value kept.
         scored = [_score(oof[g], y, metric, full=False) for g in range(len(grid))]
-        best = _best(scored, tolerance)
+        best = _ranked([s["key"] for s in scored], tolerance)[0]
         metrics = classification_metrics(y, scored[best]["probabilities"])
         result[candidate.name] = {"grid": grid, "scores": [s["metrics"] for s in scored], "chosen": grid[best],
                                   "temperature": scored[best]["temperature"], "metrics": metrics,
                                   "probabilities": scored[best]["probabilities"], "key": scored[best]["key"],
                                   "logits": oof[best] / scored[best]["temperature"], "standardiser": standardiser}
-    ranking = sorted(result, key=lambda arch: result[arch]["key"], reverse=True)
-    top = result[ranking[0]]["key"][0]
-    near = [arch for arch in ranking if result[arch]["key"][0] >= top - tolerance - 1e-12]
-    ranking = sorted(near, key=lambda arch: result[arch]["key"][1], reverse=True) + \
-        [arch for arch in ranking if arch not in near]
+    names = list(result)
+    ranking = [names[i] for i in _ranked([result[name]["key"] for name in names], tolerance)]
     chosen, best_key, ensembles = [ranking[0]], result[ranking[0]]["key"], {}
     transforms = {c.name: c.transforms for c in candidates}
     voters = [name for name in ranking if transforms[name] == transforms[ranking[0]]]
@@ -335,12 +334,13 @@ def choose(features: dict[str, np.ndarray], y: np.ndarray, n_classes: int, folds
     return {"candidates": result, "ranking": ranking, "ensembles": ensembles, "chosen": chosen}
 
 
-def _best(scored: list, tolerance: float) -> int:
-    """The grid value kept: the lowest log-loss among those within ``tolerance`` of the best metric (the first of
-    ties)."""
-    top = max(s["key"][0] for s in scored)
-    near = [g for g, s in enumerate(scored) if s["key"][0] >= top - tolerance - 1e-12]
-    return max(near, key=lambda g: scored[g]["key"][1])  # reason: max keeps the first of ties
+def _ranked(keys: list[tuple[float, float]], tolerance: float) -> list[int]:
+    """Indices of ``(metric, -log-loss)`` keys, best first: those within ``tolerance`` of the best metric by the
+    lower log-loss, then the others by their key. Sorting is stable, so exact ties keep the first (the strongest
+    penalty, the fewest components, the earlier candidate)."""
+    order = sorted(range(len(keys)), key=lambda i: keys[i], reverse=True)
+    near = [i for i in order if keys[i][0] >= keys[order[0]][0] - tolerance - 1e-12]
+    return sorted(near, key=lambda i: keys[i][1], reverse=True) + [i for i in order if i not in near]
 
 
 # ---- the run --------------------------------------------------------------------------------------------------
@@ -420,23 +420,21 @@ def fit_small(config: RunConfig, dm, module_kwargs, candidates=CANDIDATES) -> di
     choice = choose(features, y, n_classes, folds, metric, candidates)
     by_name = {c.name: c for c in candidates}
     refit = {}
-    for arch in choice["chosen"]:  # reason: a candidate's name (Linear[snv]) is its architecture's in most cases
-        candidate, entry = by_name[arch], choice["candidates"][arch]
+    for name in choice["chosen"]:
+        candidate, entry = by_name[name], choice["candidates"][name]
         if candidate.solver == "network":
-            models[arch] = _network_refit(network, spectra, tabular, y, entry["chosen"], entry["temperature"],
+            models[name] = _network_refit(network, spectra, tabular, y, entry["chosen"], entry["temperature"],
                                           config.data.seed, n_classes)
-            refit[arch] = {"value": entry["chosen"], "alpha": None}
+            refit[name] = {"value": entry["chosen"], "alpha": None}
             continue
-        x = features[arch]
-        standardiser = entry["standardiser"]
-        heads, inside = _solve(candidate, x, y, n_classes, [entry["chosen"]] if candidate.solver != "pls" else
-                               list(range(1, entry["chosen"] + 1)), standardiser, _FINAL_TOL)
+        heads, inside = _solve(candidate, features[name], y, n_classes, [entry["chosen"]] if candidate.solver != "pls"
+                               else list(range(1, entry["chosen"] + 1)), entry["standardiser"], _FINAL_TOL)
         if candidate.solver == "kernel":
             weight, bias = heads[-1]
-            models[arch].net.set_head(entry["chosen"], weight / entry["temperature"], bias / entry["temperature"])
+            models[name].net.set_head(entry["chosen"], weight / entry["temperature"], bias / entry["temperature"])
         else:
-            _set_head(models[arch].net, heads[-1], entry["temperature"])
-        refit[arch] = {"value": entry["chosen"], "head": heads[-1],
+            _set_head(models[name].net, heads[-1], entry["temperature"])
+        refit[name] = {"value": entry["chosen"], "head": heads[-1],
                        "alpha": inside[-1] if candidate.solver in ("ridge", "kernel") else None}
     if len(choice["chosen"]) == 1:
         name = choice["chosen"][0]
@@ -490,12 +488,10 @@ def _linear_baselines(choice: dict, by_name: dict, models: dict, features: dict,
         if arch in refit:
             head = refit[arch]["head"]
         else:
-            x = features[arch]
-            standardiser = entry["standardiser"]
             grid = [entry["chosen"]] if candidate.solver == "logistic" else list(range(1, entry["chosen"] + 1))
-            head = _solve(candidate, x, y, n_classes, grid, standardiser, _FINAL_TOL)[0][-1]
+            head = _solve(candidate, features[arch], y, n_classes, grid, entry["standardiser"], _FINAL_TOL)[0][-1]
         out[name] = {"model": models[arch], "head": head, "solver": candidate.solver,
-                     "parameter": {"logistic": "C", "pls": "n_components"}[candidate.solver],
+                     "parameter": _PARAMETER[candidate.solver],
                      "value": entry["chosen"], "n_train": len(y), "seconds": time.perf_counter() - start}
     return out
 
@@ -541,9 +537,9 @@ def _network_refit(network: dict, spectra, tabular, y, epochs: int, temperature:
 
 def _record(choice: dict, refit: dict, arch: str, n_folds: int, n_rows: int, metric: str, candidates) -> dict:
     """What the JSON keeps: every candidate's inner-CV scores per grid value, the ensembles tried, the choice."""
-    params = {"logistic": "C", "pls": "n_components", "ridge": "alpha", "kernel": "gamma", "network": "epochs"}
-    solver = {c.name: c.solver for c in candidates}
+    params = _PARAMETER
     by_name = {c.name: c for c in candidates}
+    solver = {name: c.solver for name, c in by_name.items()}
     chosen = choice["chosen"]
     how = (f"{n_rows} training rows, inner {n_folds}-fold CV on them only: "
            + ", ".join(f"{a} {choice['candidates'][a]['metrics'][metric]:.3f}" for a in choice["ranking"])
