@@ -29,7 +29,6 @@ TRAINING = [
     "scikit-learn>=1.3",
     "tensorboard>=2.12",
     "matplotlib>=3.6",
-    "seaborn>=0.12",
 ]
 # reason: tests/test_notebook.py runs notebooks/exploratory_analysis.ipynb top to bottom in a kernel.
 NOTEBOOK_RUN = ["nbformat>=5.1", "nbclient>=0.6", "ipykernel>=6"]
