@@ -320,8 +320,10 @@ def _add_experiment_parsers(sub) -> None:
     _add(group, "--ensemble", action="store_true",
          help="also export '<stem with ens-N>.onnx', the mean of the folds' calibrated probabilities, and compare it "
          "with the mean fold on the test file (--test-source FILE)")
-    _add(group, "--fold-workers", type=int, default=1,
-         help="folds trained at once, each in its own process (on GPUs listed in --devices: one per GPU)")
+    _add(group, "--fold-workers", default="auto",
+         help="folds trained at once, each in its own process on its share of the cores (on GPUs listed in --devices: "
+         "one per GPU); auto: on the CPU, the first fold alone, then one process per core when its time says that "
+         "is faster (a process takes about 8 s to start)")
     _add_tune_parser(sub)
 
 

@@ -4,7 +4,9 @@
 writes ``<stem with cv-N>.json``: every fold's validation and test metrics, their mean and standard deviation, and
 ``<stem with cv-N> folds.png``, the per-fold metrics. A fold whose JSON is already in the output directory (made
 with the same settings) is not trained again, so an interrupted CV resumes where it stopped. Folds run one after
-another, or ``workers`` at a time in separate processes (on GPUs, one GPU each).
+another, or ``workers`` at a time in separate processes (on GPUs, one GPU each; on the CPU, each process on its share
+of the cores). With ``workers="auto"`` (the default) on the CPU, the first fold runs here and times the set: when it
+is long enough for processes to pay for their start (:func:`auto_workers`), the other folds run one process per core.
 
 With ``ensemble=True`` the folds' best checkpoints become one ONNX file, ``<stem with ens-N>.onnx``
 (:func:`spectratorch.export.ensemble.export_ensemble`), and its test metrics are compared with the mean fold's on
@@ -18,6 +20,8 @@ import dataclasses
 import json
 import logging
 import multiprocessing
+import os
+import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -31,7 +35,7 @@ from spectratorch.defaults import auto_transforms
 from spectratorch.errors import ConfigError
 from spectratorch.metrics import classification_metrics
 
-__all__ = ["run_cv", "cv_name", "fold_configs", "summarise_folds", "plot_folds"]
+__all__ = ["run_cv", "cv_name", "fold_configs", "summarise_folds", "plot_folds", "WORKER_START_S", "auto_workers"]
 
 _logger = logging.getLogger(__name__)
 
@@ -39,6 +43,11 @@ _logger = logging.getLogger(__name__)
 _OUTPUT_FIELDS = {"project", "output_dir", "load_this", "fit", "evaluate", "to_onnx", "save_test_preds", "resume",
                   "accelerator", "devices", "precision", "strategy", "num_nodes", "loggers", "mlflow_uri"}
 _PLOTTED = ("accuracy", "f1", "balanced_accuracy", "auroc")
+# reason: a fold process starts in about 8 s on a 2-core CPU (importing torch and Lightning: `python -c "import
+# spectratorch.pipelines.run"` took 8.0 s), and a fold on one core of two took about 1.15x its time on both (the
+# 5-fold cv of 1,000 x 2,000 generated spectra: 72 s one fold after another, 52 s in two processes from the start).
+WORKER_START_S = 8.0
+ONE_CORE_SLOWDOWN = 1.15
 
 
 def cv_name(config: RunConfig, split: str = "cv") -> str:
@@ -92,6 +101,36 @@ def _finished(config: RunConfig) -> dict | None:
     return summary
 
 
+def auto_workers(fold_seconds: float, remaining: int, cores: int) -> int:
+    """Processes for the folds left under ``--fold-workers auto`` on the CPU: one per core (at most one per fold)
+    when that is estimated faster than one fold after another here, else 1.
+
+    Estimated: ``remaining`` folds of ``fold_seconds`` each here, against :data:`WORKER_START_S` plus
+    ``ceil(remaining / processes)`` rounds of folds :data:`ONE_CORE_SLOWDOWN` times slower.
+
+    Example:
+        >>> auto_workers(10.0, 4, 2), auto_workers(3.0, 4, 2), auto_workers(10.0, 2, 2), auto_workers(30.0, 1, 2)
+        (2, 1, 2, 1)
+    """
+    processes = min(remaining, cores)
+    if processes < 2:
+        return 1
+    parallel = WORKER_START_S + -(-remaining // processes) * ONE_CORE_SLOWDOWN * fold_seconds
+    return processes if parallel < remaining * fold_seconds else 1
+
+
+def _parse_workers(workers) -> int | str:
+    if workers == "auto":
+        return workers
+    try:
+        value = int(workers)
+    except (TypeError, ValueError):
+        value = 0
+    if value < 1 or str(value) != str(workers).strip():
+        raise ConfigError(f"--fold-workers must be 'auto' or a whole number of at least 1; got {workers!r}.")
+    return value
+
+
 def _train_folds(config_dicts: list[dict], device: str | None) -> list[dict]:
     """Train folds one after another (in a worker process when CV runs folds in parallel)."""
     from spectratorch.pipelines.run import train
@@ -105,9 +144,19 @@ def _train_folds(config_dicts: list[dict], device: str | None) -> list[dict]:
     return summaries
 
 
-def _worker(config_dicts: list[dict], device: str | None) -> list[dict]:
+def _worker(config_dicts: list[dict], device: str | None, threads: int | None = None) -> list[dict]:
     # reason: a spawned process starts with no logging set up; it reports like the CLI that started it.
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    if threads is not None:
+        # reason: each CPU process on its share of the cores; two processes of two threads each on two cores ran
+        # several times slower than one after another.
+        import torch
+        from threadpoolctl import threadpool_limits
+
+        torch.set_num_threads(threads)
+        threadpool_limits(threads)
+        _logger.info("fold process %d: fold(s) %s on %d thread(s)", os.getpid(),
+                     [values["data"]["current_split"] for values in config_dicts], threads)
     return _train_folds(config_dicts, device)
 
 
@@ -131,13 +180,46 @@ def _gpu_slots(config: RunConfig) -> list[str]:
 
 
 def _run_folds(todo: list[RunConfig], slots: list[str | None]) -> list[dict]:
+    """Train ``todo``: here when one slot (or one fold), else one process per slot: a GPU's folds in its own process,
+    CPU folds one at a time to whichever process is free, each process on its share of the cores."""
+    from spectratorch.training.hardware import usable_cpus
+
     if len(slots) <= 1 or len(todo) <= 1:
         return _train_folds([c.to_dict() for c in todo], slots[0] if slots else None)
-    groups = [[c.to_dict() for c in todo[i :: len(slots)]] for i in range(len(slots))]
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=len(slots), mp_context=context) as pool:
-        futures = [pool.submit(_worker, group, slot) for group, slot in zip(groups, slots) if group]
+        if slots[0] is not None:
+            groups = [[c.to_dict() for c in todo[i :: len(slots)]] for i in range(len(slots))]
+            futures = [pool.submit(_worker, group, slot) for group, slot in zip(groups, slots) if group]
+        else:
+            threads = max(1, usable_cpus() // len(slots))
+            futures = [pool.submit(_worker, [c.to_dict()], None, threads) for c in todo]
         return [summary for future in futures for summary in future.result()]
+
+
+def _train_all(config: RunConfig, todo: list[RunConfig], workers: int | str) -> list[dict]:
+    """Every fold of ``todo``: one process per GPU listed, ``workers`` processes, or under ``auto`` on the CPU the
+    first fold here and the others by :func:`auto_workers`."""
+    from spectratorch.training.hardware import trains_on_cpu, usable_cpus
+
+    slots = _gpu_slots(config)
+    if slots:
+        return _run_folds(todo, slots)
+    if workers != "auto":
+        return _run_folds(todo, [None] * workers)
+    if not todo or not trains_on_cpu(config.train.accelerator):
+        return _train_folds([c.to_dict() for c in todo], None)
+    import spectratorch.pipelines.run  # noqa: F401  # reason: a process pays its imports once; the fold is timed alone.
+
+    start = time.perf_counter()
+    summaries = _train_folds([todo[0].to_dict()], None)
+    seconds = time.perf_counter() - start
+    n = auto_workers(seconds, len(todo) - 1, usable_cpus())
+    if n > 1:
+        _logger.info("fold %d took %.0f s: the %d others run %d at a time, each process on %d core(s) "
+                     "(--fold-workers auto)", todo[0].data.current_split, seconds, len(todo) - 1, n,
+                     max(1, usable_cpus() // n))
+    return summaries + _run_folds(todo[1:], [None] * n)
 
 
 def _flat_stages(metrics: dict) -> dict:
@@ -259,23 +341,23 @@ def _ensemble(config: RunConfig, summaries: list[dict], out_dir: Path) -> dict:
     return result
 
 
-def run_cv(config: RunConfig, ensemble: bool = False, workers: int = 1) -> dict:
+def run_cv(config: RunConfig, ensemble: bool = False, workers: int | str = "auto") -> dict:
     """Train every fold of ``config``, write the CV summary and plot, and optionally the ensemble.
 
     Args:
         config: the run's configuration (its ``current_split`` is ignored).
         ensemble: also export the folds as one ONNX file and compare it with the mean fold on the test file.
-        workers: folds trained at once on a CPU (each in its own process); on several GPUs (``--devices 0,1``)
-            one process per GPU.
+        workers: folds trained at once on a CPU, each in its own process on its share of the cores; ``"auto"``: the
+            first fold here, then :func:`auto_workers`. On several GPUs (``--devices 0,1``): one process per GPU.
 
     Returns:
         The summary written to ``<stem with cv-N>.json``.
 
     Raises:
-        ConfigError: a fold in the output directory made with other settings, or ``workers < 1``.
+        ConfigError: a fold in the output directory made with other settings, or ``workers`` neither ``"auto"`` nor
+            a whole number of at least 1.
     """
-    if workers < 1:
-        raise ConfigError(f"--fold-workers must be at least 1; got {workers}.")
+    workers = _parse_workers(workers)
     if config.data.transforms is None:
         # reason: resolved now, as each run would, so the folds' file names are known before they are trained.
         config = dataclasses.replace(config, data=dataclasses.replace(
@@ -287,8 +369,7 @@ def run_cv(config: RunConfig, ensemble: bool = False, workers: int = 1) -> dict:
     todo = [c for c in configs if c.data.current_split not in done]
     if done:
         _logger.info("folds %s already trained in %s; skipped", sorted(done), out_dir)
-    slots: list[str | None] = _gpu_slots(config) or [None] * workers
-    for summary in _run_folds(todo, slots):
+    for summary in _train_all(config, todo, workers):
         done[summary["config"]["data"]["current_split"]] = summary
     summaries = [done[k] for k in sorted(done)]
     folds = [{"split": k, "name": s["name"], "metrics": s["metrics"], "json": s["files"].get("json")}

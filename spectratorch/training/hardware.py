@@ -13,12 +13,19 @@ import torch
 from spectratorch.config import TrainConfig, parse_devices
 from spectratorch.errors import ConfigError
 
-__all__ = ["check_hardware", "usable_cpus"]
+__all__ = ["check_hardware", "usable_cpus", "trains_on_cpu"]
 
 
 def usable_cpus() -> int:
     """The CPUs this process may run on (its affinity mask where the system has one)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def trains_on_cpu(accelerator: str) -> bool:
+    """Whether ``--accelerator`` resolves to the CPU here (``cpu``, or ``auto`` with no CUDA or Apple GPU)."""
+    if accelerator == "cpu":
+        return True
+    return accelerator == "auto" and not torch.cuda.is_available() and not torch.backends.mps.is_available()
 
 
 def _on_gpu(accelerator: str) -> bool:
