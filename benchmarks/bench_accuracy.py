@@ -18,7 +18,8 @@ otherwise, its own process, timed from start to end), whose fold ``k`` tests fol
 four. The classical models get the same four folds and the same test fold, each tuned by a stratified 5-fold inner
 CV of those rows: PLS-DA (components 1..20), logistic regression (standardised, C in 1e-3..1e3), RBF SVM
 (standardised, C x gamma), and MiniRocket (aeon's reference implementation, 10,000 kernels) + standardisation +
-``RidgeClassifierCV``. Mean test accuracy over the folds and wall time per set.
+``RidgeClassifierCV``. Mean test accuracy over the folds and wall time per set, and the recipe paired with the best
+classical model on the same test rows (``paired_with_best``: rows only one of them got right, McNemar p-value).
 
     python benchmarks/bench_accuracy.py [--sets coffee-ucr tecator] [--n-splits 5] [--quick]
 
@@ -175,14 +176,15 @@ def _classical(x_fit: np.ndarray, y_fit: np.ndarray, x_test: np.ndarray, seed: i
 
 
 def _cv(path: Path, channel: str, n_splits: int, seed: int, out: Path) -> tuple[dict, float]:
-    """``spectratorch cv`` with default flags, in its own process; its summary and wall time."""
+    """``spectratorch cv`` with default flags (and ``--save-test-preds``, an output only), in its own process; its
+    summary and wall time."""
     import os
     import subprocess
     import sys
 
     command = [sys.executable, "-m", "spectratorch.cli", "cv", "--data", str(path), "--targets", "AVA", "label",
                "--channels", channel, "--tabular", "--n-splits", str(n_splits), "--seed", str(seed),
-               "--output-dir", str(out)]
+               "--output-dir", str(out), "--save-test-preds"]
     root = Path(__file__).resolve().parents[1]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
     start = time.perf_counter()
@@ -211,6 +213,7 @@ def run_set(name: str, frame: pd.DataFrame, channel: str, n_splits: int, seed: i
             members = selection.get("members", [selection["chosen"]])
             chosen.append(selection["chosen"] if len(members) > 1 else members[0])
         start = time.perf_counter()
+        right = {k: [] for k in ("recipe", *CLASSICAL)}
         for fold in range(n_splits):
             data = DataConfig(data=str(path), targets=("AVA", "label"), channels=(channel,), tabular=(),
                               n_splits=n_splits, current_split=fold, seed=seed)
@@ -222,6 +225,8 @@ def run_set(name: str, frame: pd.DataFrame, channel: str, n_splits: int, seed: i
             predicted, source = _classical(flat[fit_rows], y[fit_rows], flat[dm.split.test], seed)
             for model, values in predicted.items():
                 scores[model].append(float((values == y[dm.split.test]).mean()))
+                right[model].append(values == y[dm.split.test])
+            right["recipe"].append(_recipe_right(summary["folds"][fold], dm))
             print(json.dumps({"set": name, "fold": fold, "arch": chosen[fold], "default_recipe": round(recipe[fold], 3),
                               **{k: round(v[-1], 3) for k, v in scores.items()}}), flush=True)
         classical_seconds = time.perf_counter() - start
@@ -233,7 +238,38 @@ def run_set(name: str, frame: pd.DataFrame, channel: str, n_splits: int, seed: i
     best = max(CLASSICAL, key=lambda k: row[k])
     row["best_classical"] = best
     row["recipe_minus_best"] = round(row["default_recipe"] - row[best], 3)
+    row["paired_with_best"] = paired(np.concatenate(right["recipe"]), np.concatenate(right[best]))
     return row
+
+
+def _recipe_right(fold: dict, dm) -> np.ndarray:
+    """Whether the recipe's fold classified each of ``dm``'s test rows right, in ``dm.split.test`` order (from the
+    fold's ``--save-test-preds`` file, matched by row id)."""
+    fold_json = json.loads(Path(fold["json"]).read_text())
+    frame = pd.read_csv(fold_json["files"]["test_predictions"], dtype={"id": str, "truth": str})
+    columns = [c for c in frame.columns if c.startswith("p_")]
+    predicted = np.asarray([c[2:] for c in columns])[frame[columns].to_numpy().argmax(1)]
+    by_id = dict(zip(frame["id"], predicted == frame["truth"].to_numpy()))
+    ids = dm.stage_arrays("test").ids
+    if len(by_id) != len(ids):
+        raise SystemExit(f"bench_accuracy: fold {fold['split']} predicted {len(by_id)} test rows, expected {len(ids)}")
+    return np.asarray([by_id[str(i)] for i in ids])
+
+
+def paired(recipe: np.ndarray, best: np.ndarray) -> dict:
+    """The recipe against the best classical model on the same test rows: the rows only one of them got right, and
+    the exact two-sided McNemar p-value (a binomial test on those rows).
+
+    Example:
+        >>> paired(np.array([True, True, False, True]), np.array([True, False, True, False]))
+        {'recipe_only': 2, 'best_only': 1, 'p_mcnemar': 1.0}
+    """
+    from scipy.stats import binomtest
+
+    recipe_only, best_only = int((recipe & ~best).sum()), int((~recipe & best).sum())
+    n = recipe_only + best_only
+    p = binomtest(min(recipe_only, best_only), n, 0.5).pvalue if n else 1.0
+    return {"recipe_only": recipe_only, "best_only": best_only, "p_mcnemar": round(float(p), 3)}
 
 
 def main() -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import multiprocessing
 import os
 import time
@@ -115,7 +116,7 @@ def auto_workers(fold_seconds: float, remaining: int, cores: int) -> int:
     processes = min(remaining, cores)
     if processes < 2:
         return 1
-    parallel = WORKER_START_S + -(-remaining // processes) * ONE_CORE_SLOWDOWN * fold_seconds
+    parallel = WORKER_START_S + math.ceil(remaining / processes) * ONE_CORE_SLOWDOWN * fold_seconds
     return processes if parallel < remaining * fold_seconds else 1
 
 
@@ -148,8 +149,8 @@ def _worker(config_dicts: list[dict], device: str | None, threads: int | None = 
     # reason: a spawned process starts with no logging set up; it reports like the CLI that started it.
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     if threads is not None:
-        # reason: each CPU process on its share of the cores; two processes of two threads each on two cores ran
-        # several times slower than one after another.
+        # reason: each CPU process on its share of the cores: more threads than cores, across processes, make torch's
+        # threads wait on each other.
         import torch
         from threadpoolctl import threadpool_limits
 
