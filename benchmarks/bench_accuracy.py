@@ -206,9 +206,8 @@ def run_set(name: str, frame: pd.DataFrame, channel: str, n_splits: int, seed: i
         frame.to_pickle(path)
         summary, seconds = _cv(path, channel, n_splits, seed, Path(tmp) / "cv")
         recipe = [fold["metrics"]["test"]["accuracy"] for fold in summary["folds"]]
-        chosen = []
-        for fold in summary["folds"]:
-            fold_json = json.loads(Path(fold["json"]).read_text())
+        chosen, fold_jsons = [], [json.loads(Path(fold["json"]).read_text()) for fold in summary["folds"]]
+        for fold_json in fold_jsons:
             selection = fold_json["arch_selection"]
             members = selection.get("members", [selection["chosen"]])
             chosen.append(selection["chosen"] if len(members) > 1 else members[0])
@@ -226,7 +225,7 @@ def run_set(name: str, frame: pd.DataFrame, channel: str, n_splits: int, seed: i
             for model, values in predicted.items():
                 scores[model].append(float((values == y[dm.split.test]).mean()))
                 right[model].append(values == y[dm.split.test])
-            right["recipe"].append(_recipe_right(summary["folds"][fold], dm))
+            right["recipe"].append(_recipe_right(fold_jsons[fold], dm))
             print(json.dumps({"set": name, "fold": fold, "arch": chosen[fold], "default_recipe": round(recipe[fold], 3),
                               **{k: round(v[-1], 3) for k, v in scores.items()}}), flush=True)
         classical_seconds = time.perf_counter() - start
@@ -242,17 +241,17 @@ def run_set(name: str, frame: pd.DataFrame, channel: str, n_splits: int, seed: i
     return row
 
 
-def _recipe_right(fold: dict, dm) -> np.ndarray:
-    """Whether the recipe's fold classified each of ``dm``'s test rows right, in ``dm.split.test`` order (from the
-    fold's ``--save-test-preds`` file, matched by row id)."""
-    fold_json = json.loads(Path(fold["json"]).read_text())
+def _recipe_right(fold_json: dict, dm) -> np.ndarray:
+    """Whether the recipe's fold (its JSON summary) classified each of ``dm``'s test rows right, in ``dm.split.test``
+    order (from the fold's ``--save-test-preds`` file, matched by row id)."""
     frame = pd.read_csv(fold_json["files"]["test_predictions"], dtype={"id": str, "truth": str})
     columns = [c for c in frame.columns if c.startswith("p_")]
     predicted = np.asarray([c[2:] for c in columns])[frame[columns].to_numpy().argmax(1)]
     by_id = dict(zip(frame["id"], predicted == frame["truth"].to_numpy()))
     ids = dm.stage_arrays("test").ids
     if len(by_id) != len(ids):
-        raise SystemExit(f"bench_accuracy: fold {fold['split']} predicted {len(by_id)} test rows, expected {len(ids)}")
+        raise SystemExit(f"bench_accuracy: {fold_json['name']} predicted {len(by_id)} test rows, expected "
+                         f"{len(ids)}")
     return np.asarray([by_id[str(i)] for i in ids])
 
 

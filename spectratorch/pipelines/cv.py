@@ -46,7 +46,8 @@ _OUTPUT_FIELDS = {"project", "output_dir", "load_this", "fit", "evaluate", "to_o
 _PLOTTED = ("accuracy", "f1", "balanced_accuracy", "auroc")
 # reason: a fold process starts in about 8 s on a 2-core CPU (importing torch and Lightning: `python -c "import
 # spectratorch.pipelines.run"` took 8.0 s), and a fold on one core of two took about 1.15x its time on both (the
-# 5-fold cv of 1,000 x 2,000 generated spectra: 72 s one fold after another, 52 s in two processes from the start).
+# 5-fold cv of 1,000 x 2,000 generated spectra: 72 s one fold after another, 52 s in two processes of one thread
+# from the start).
 WORKER_START_S = 8.0
 ONE_CORE_SLOWDOWN = 1.15
 
@@ -217,9 +218,8 @@ def _train_all(config: RunConfig, todo: list[RunConfig], workers: int | str) -> 
     seconds = time.perf_counter() - start
     n = auto_workers(seconds, len(todo) - 1, usable_cpus())
     if n > 1:
-        _logger.info("fold %d took %.0f s: the %d others run %d at a time, each process on %d core(s) "
-                     "(--fold-workers auto)", todo[0].data.current_split, seconds, len(todo) - 1, n,
-                     max(1, usable_cpus() // n))
+        _logger.info("fold %d took %.0f s: the %d others run %d at a time (--fold-workers auto)",
+                     todo[0].data.current_split, seconds, len(todo) - 1, n)
     return summaries + _run_folds(todo[1:], [None] * n)
 
 

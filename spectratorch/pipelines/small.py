@@ -537,7 +537,6 @@ def _network_refit(network: dict, spectra, tabular, y, epochs: int, temperature:
 
 def _record(choice: dict, refit: dict, arch: str, n_folds: int, n_rows: int, metric: str, candidates) -> dict:
     """What the JSON keeps: every candidate's inner-CV scores per grid value, the ensembles tried, the choice."""
-    params = _PARAMETER
     by_name = {c.name: c for c in candidates}
     solver = {name: c.solver for name, c in by_name.items()}
     chosen = choice["chosen"]
@@ -545,7 +544,8 @@ def _record(choice: dict, refit: dict, arch: str, n_folds: int, n_rows: int, met
            + ", ".join(f"{a} {choice['candidates'][a]['metrics'][metric]:.3f}" for a in choice["ranking"])
            + (f"; soft vote of {'+'.join(chosen)} {choice['ensembles']['+'.join(chosen)]['metrics'][metric]:.3f}"
               if len(chosen) > 1 else "") + f" ({metric}) -> {arch}"
-           + "".join(f", {a} {params[solver[a]]}={refit[a]['alpha'] if solver[a] == 'ridge' else refit[a]['value']:g}"
+           + "".join(f", {a} {_PARAMETER[solver[a]]}="
+                     f"{refit[a]['alpha'] if solver[a] == 'ridge' else refit[a]['value']:g}"
                      + (f" alpha={refit[a]['alpha']:g}" if solver[a] == "kernel" else "") for a in chosen))
     return {
         "rule": how,
@@ -558,7 +558,7 @@ def _record(choice: dict, refit: dict, arch: str, n_folds: int, n_rows: int, met
         "training_rows": n_rows,
         "candidates": {
             a: {"arch": by_name[a].arch, "transforms": list(by_name[a].transforms), "solver": solver[a],
-                "parameter": params[solver[a]], "grid": c["grid"], "chosen": c["chosen"],
+                "parameter": _PARAMETER[solver[a]], "grid": c["grid"], "chosen": c["chosen"],
                 "temperature": c["temperature"], "inner_cv": c["metrics"],
                 "inner_cv_per_value": [{metric: s.get(metric), "loss": s["loss"]} for s in c["scores"]],
                 **({"alpha": refit[a]["alpha"]} if a in refit and refit[a]["alpha"] is not None else {})}
