@@ -209,6 +209,10 @@ def _value(value) -> str:
     return f"{value:.3g}" if isinstance(value, (int, float)) else str(value)
 
 
+def _transforms_of(name: str) -> str:
+    return name.partition("[")[2]
+
+
 def _apply_rule(tables: dict, y: np.ndarray, rule: dict) -> tuple[str, np.ndarray]:
     """A rule's model and its test probabilities ``[M, K]``, chosen from the inner-CV records only."""
     from spectratorch.metrics import classification_metrics
@@ -238,9 +242,14 @@ def _apply_rule(tables: dict, y: np.ndarray, rule: dict) -> tuple[str, np.ndarra
                         for n in members], axis=0)
 
     chosen, best = [ranking[0]], keyed[ranking[0]]
+    voters = ranking
+    if rule.get("vote") == "same-transforms":
+        # reason: the vote of choose() before members carried their own transforms: only the candidates with the
+        # first-ranked one's preprocessing (the part of the name in brackets).
+        voters = [n for n in ranking if _transforms_of(n) == _transforms_of(ranking[0])]
     if ensemble != "never":
-        for size in range(2, len(ranking) + 1):
-            members = ranking[:size]
+        for size in range(2, len(voters) + 1):
+            members = voters[:size]
             mean = np.mean([tables[n]["probabilities"][picked[n]] for n in members], axis=0)
             key = _key(classification_metrics(y, mean), primary)
             better = key[0] > best[0] + (margin or 0) / len(y) + 1e-12 if ensemble == "metric" else key > best
@@ -272,6 +281,10 @@ RULES = {
     "f1, + Linear[snv]": {"primary": "f1", "candidates": BASE + ("Linear[snv]",)},
     "f1, + Linear[sg1]": {"primary": "f1", "candidates": BASE + ("Linear[sg1]",)},
     "f1, + Linear[snv], Linear[sg1]": {"primary": "f1", "candidates": BASE + ("Linear[snv]", "Linear[sg1]")},
+    "f1 within 2 rows, + Linear[snv], vote within one preprocessing": {
+        "primary": "f1", "tolerance": 2, "vote": "same-transforms", "candidates": BASE + ("Linear[snv]",)},
+    "f1 within 2 rows, + Linear[snv], vote across preprocessings": {
+        "primary": "f1", "tolerance": 2, "candidates": BASE + ("Linear[snv]",)},
     "single Linear": {"primary": "f1", "candidates": ("Linear",)},
     "single Linear<tol1e-3>": {"primary": "f1", "candidates": ("Linear<tol1e-3>",)},
     "single Linear<tol1e-4>": {"primary": "f1", "candidates": ("Linear<tol1e-4>",)},

@@ -5,6 +5,11 @@ Pickle is the lab's fast format, but unpickling can run code: ``.pkl`` files go 
 pandas' compiled code sees it, and refuses anything else before it is called. Parquet runs no code and is the format
 to exchange data with strangers.
 
+A CSV file may be separated by commas, semicolons or tabs, and a semicolon- or tab-separated one may write decimal
+commas (``0,412``), as spreadsheets set to a European locale export it: the separator is the one the header holds
+most of, the decimal mark is a comma when the first data rows' numbers have one and none has a point; a header number
+such as ``900,5`` then reads as 900.5.
+
 CSV and Excel files have no index of their own: the first column is the sample id in the lab's layout
 (``<channel>_<x>`` columns, as :func:`write_dataset` writes them); in a plain table (bare-number spectral columns)
 only when it looks like one (a blank header, a name such as ``id`` or ``sample``, or distinct text values), else the
@@ -16,10 +21,12 @@ numpy/pandas only: no torch, so the torch-free inference path shares this module
 from __future__ import annotations
 
 import csv
+import itertools
 import logging
 import mmap
 import os
 import pickle
+import re
 import tempfile
 import zipfile
 from contextlib import contextmanager
@@ -31,7 +38,7 @@ import pandas as pd
 from spectratorch.data.unpickle import load_frame_pickle
 from spectratorch.errors import DataFormatError
 
-__all__ = ["DATASET_SUFFIXES", "read_dataset", "read_dataset_mapped", "write_dataset", "atomic_path",
+__all__ = ["DATASET_SUFFIXES", "read_dataset", "read_dataset_mapped", "write_dataset", "atomic_path", "csv_dialect",
            "safe_load_pickle"]
 
 _logger = logging.getLogger(__name__)
@@ -42,6 +49,12 @@ _ID_NAMES = frozenset({"id", "ids", "sample", "sample_id", "sampleid", "sample i
 
 # reason: an in-band buffer at least this large is read as a view of the file's mapping instead of a copy.
 MAP_BUFFERS_FROM = 64 * 2**20
+
+_SEPARATORS = (",", ";", "\t")
+_DECIMAL_COMMA = re.compile(r"^\s*[-+]?\d*,\d+([eE][-+]?\d+)?\s*$")
+_DECIMAL_POINT = re.compile(r"^\s*[-+]?\d*\.\d+([eE][-+]?\d+)?\s*$")
+# reason: enough rows to see a decimal mark in a table whose first values are whole numbers.
+_SNIFF_ROWS = 5
 
 
 def safe_load_pickle(path: str | os.PathLike) -> object:
@@ -151,18 +164,51 @@ def _read(path: Path, map_from: int | None) -> tuple[pd.DataFrame, Callable[[], 
         _require_openpyxl(path)
         df = _with_id_column(_read_with(lambda p: pd.read_excel(p, engine="openpyxl"), path, "Excel (.xlsx)"))
     else:
-        _check_csv(path)
-        df = _with_id_column(_read_with(pd.read_csv, path, "CSV"))
+        separator, decimal = csv_dialect(path)
+        _check_csv(path, separator)
+        df = _read_with(lambda p: pd.read_csv(p, sep=separator, decimal=decimal), path, "CSV")
+        if decimal == ",":
+            df = df.rename(columns=lambda name: name.replace(",", ".") if _DECIMAL_COMMA.match(name) else name)
+        df = _with_id_column(df)
     if not isinstance(df, pd.DataFrame):
         raise DataFormatError(f"{path}: expected a pandas DataFrame, found a {type(df).__name__}.")
     return df, release
 
 
-def _check_csv(path: Path) -> None:
+def csv_dialect(path: str | os.PathLike) -> tuple[str, str]:
+    """The separator and decimal mark of a CSV file (see the module's docstring).
+
+    Returns:
+        ``(separator, decimal)``: ``(",", ".")``, or ``(";" or "\\t", "." or ",")``.
+
+    Example:
+        >>> import os, tempfile
+        >>> path = os.path.join(tempfile.mkdtemp(), "d.csv")
+        >>> _ = open(path, "w").write("id;label;900;901\\na;x;0,41;0,42\\n")
+        >>> csv_dialect(path)
+        (';', ',')
+    """
+    with open(path, newline="", encoding="utf-8", errors="replace") as file:
+        header = file.readline()
+        counts = {separator: header.count(separator) for separator in _SEPARATORS}
+        separator = max(_SEPARATORS, key=lambda s: counts[s])  # reason: max keeps the first (",") on a tie
+        if separator == "," or counts[separator] == 0:
+            return ",", "."
+        fields = [field for row in itertools.islice(csv.reader(file, delimiter=separator), _SNIFF_ROWS)
+                  for field in row]
+    commas = any(_DECIMAL_COMMA.match(field) for field in fields)
+    points = any(_DECIMAL_POINT.match(field) for field in fields)
+    decimal = "," if commas and not points else "."
+    _logger.info("%s: read as %s-separated values with decimal %s", path, "tab" if separator == "\t" else "semicolon",
+                 "commas" if decimal == "," else "points")
+    return separator, decimal
+
+
+def _check_csv(path: Path, separator: str = ",") -> None:
     """Refuse what pandas would silently repair: a repeated column name (read as ``name.1``) and a short row (a file
     cut mid-row, its missing fields read as NaN)."""
     with open(path, newline="", encoding="utf-8", errors="replace") as file:
-        reader = csv.reader(file)
+        reader = csv.reader(file, delimiter=separator)
         header = next(reader, [])
         seen: set[str] = set()
         for name in header:

@@ -11,7 +11,7 @@ from spectratorch.data.generic import make_generic_frame
 from spectratorch.data.io import read_dataset, write_dataset
 from spectratorch.data.resolve import default_targets, label_candidates
 from spectratorch.data.schema import PLAIN_CHANNEL, is_plain_layout, load_table, spectral_columns
-from spectratorch.errors import SchemaError, TargetError
+from spectratorch.errors import DataFormatError, SchemaError, TargetError
 from tests.conftest import make_frame
 
 
@@ -54,6 +54,29 @@ def test_plain_files_read_as_one_channel(tmp_path, suffix, descending, caplog):
     np.testing.assert_allclose(table.spectra[:, 0], ordered, rtol=1e-6)
     assert table.meta.columns.tolist() == ["label"] and table.ids.tolist() == list(range(len(df)))
     assert "read as one channel 'spectrum'" in caplog.text
+
+
+@pytest.mark.parametrize("separator, decimal", [(";", ","), ("\t", ","), (";", "."), ("\t", ".")])
+def test_semicolon_and_tab_files_with_decimal_commas_read_as_the_comma_file(tmp_path, separator, decimal, caplog):
+    df = plain_frame(with_id=True)
+    df.to_csv(tmp_path / "plain.csv", index=False)
+    if decimal == ",":
+        # reason: a spreadsheet in a European locale writes the wavelengths of the header with a comma too.
+        df = df.rename(columns=lambda c: c.replace(".", ","))
+    df.to_csv(tmp_path / "local.csv", index=False, sep=separator, decimal=decimal)
+    with caplog.at_level(logging.INFO, logger="spectratorch"):
+        local = read_dataset(tmp_path / "local.csv")
+    pd.testing.assert_frame_equal(local, read_dataset(tmp_path / "plain.csv"))
+    name = {";": "semicolon", "\t": "tab"}[separator]
+    assert f"read as {name}-separated values with decimal {'commas' if decimal == ',' else 'points'}" in caplog.text
+
+
+def test_a_semicolon_file_of_whole_numbers_and_a_short_row(tmp_path):
+    (tmp_path / "whole.csv").write_text("id;label;900;901\na;x;1;2\nb;y;3;4\n")
+    assert read_dataset(tmp_path / "whole.csv").to_dict("list") == {"label": ["x", "y"], "900": [1, 3], "901": [2, 4]}
+    (tmp_path / "short.csv").write_text("id;label;900;901\na;x;0,5;0,25\nb;y;0,5\n")
+    with pytest.raises(DataFormatError, match="line 3 has 3 fields, the header 4"):
+        read_dataset(tmp_path / "short.csv")
 
 
 def test_an_id_column_becomes_the_index_and_a_label_column_does_not(tmp_path):
