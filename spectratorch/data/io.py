@@ -8,7 +8,7 @@ to exchange data with strangers.
 A CSV file may be separated by commas, semicolons or tabs, and a semicolon- or tab-separated one may write decimal
 commas (``0,412``), as spreadsheets set to a European locale export it: the separator is the one the header holds
 most of, the decimal mark is a comma when the first data rows' numbers have one and none has a point; a header number
-such as ``900,5`` then reads as 900.5.
+such as ``900,5`` then reads as 900.5. Text is UTF-8, else Windows-1252 (a Western spreadsheet's "CSV").
 
 CSV and Excel files have no index of their own: the first column is the sample id in the lab's layout
 (``<channel>_<x>`` columns, as :func:`write_dataset` writes them); in a plain table (bare-number spectral columns)
@@ -166,7 +166,7 @@ def _read(path: Path, map_from: int | None) -> tuple[pd.DataFrame, Callable[[], 
     else:
         separator, decimal = csv_dialect(path)
         _check_csv(path, separator)
-        df = _read_with(lambda p: pd.read_csv(p, sep=separator, decimal=decimal), path, "CSV")
+        df = _read_with(lambda p: _read_csv(p, separator, decimal), path, "CSV")
         if decimal == ",":
             df = df.rename(columns=lambda name: name.replace(",", ".") if _DECIMAL_COMMA.match(name) else name)
         df = _with_id_column(df)
@@ -202,6 +202,18 @@ def csv_dialect(path: str | os.PathLike) -> tuple[str, str]:
     _logger.info("%s: read as %s-separated values with decimal %s", path, "tab" if separator == "\t" else "semicolon",
                  "commas" if decimal == "," else "points")
     return separator, decimal
+
+
+def _read_csv(path: Path, separator: str, decimal: str) -> pd.DataFrame:
+    """UTF-8 (with or without a byte-order mark), else Windows-1252, as a Western-locale spreadsheet saves text; an
+    empty column that a separator at the end of every line makes (``Unnamed: N``, no value) is dropped."""
+    try:
+        df = pd.read_csv(path, sep=separator, decimal=decimal)
+    except UnicodeDecodeError:
+        df = pd.read_csv(path, sep=separator, decimal=decimal, encoding="cp1252")
+        _logger.info("%s: not UTF-8 text, read as Windows-1252", path)
+    empty = [name for name in df.columns if str(name).startswith("Unnamed: ") and df[name].isna().all()]
+    return df.drop(columns=empty)
 
 
 def _check_csv(path: Path, separator: str = ",") -> None:

@@ -71,6 +71,18 @@ def test_semicolon_and_tab_files_with_decimal_commas_read_as_the_comma_file(tmp_
     assert f"read as {name}-separated values with decimal {'commas' if decimal == ',' else 'points'}" in caplog.text
 
 
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "cp1252"])
+def test_accented_labels_in_a_windows_or_bom_file_and_a_trailing_separator(tmp_path, encoding):
+    df = plain_frame(with_id=True)
+    df["label"] = df["label"].map(dict(zip(sorted(df["label"].unique()), ["crème", "érable", "sirop"])))
+    df.to_csv(tmp_path / "plain.csv", index=False)
+    (tmp_path / "other.csv").write_bytes(
+        "".join(line + ",\n" for line in (tmp_path / "plain.csv").read_text().splitlines()).encode(encoding))
+    other = read_dataset(tmp_path / "other.csv")
+    pd.testing.assert_frame_equal(other, read_dataset(tmp_path / "plain.csv"))
+    assert set(other["label"]) == {"crème", "érable", "sirop"} and other.index.name == "id"
+
+
 def test_a_semicolon_file_of_whole_numbers_and_a_short_row(tmp_path):
     (tmp_path / "whole.csv").write_text("id;label;900;901\na;x;1;2\nb;y;3;4\n")
     assert read_dataset(tmp_path / "whole.csv").to_dict("list") == {"label": ["x", "y"], "900": [1, 3], "901": [2, 4]}
