@@ -255,6 +255,10 @@ def handle_rare_classes(
         SplitError: a class is too small and ``policy`` is ``"error"``, or nothing usable is left.
     """
     counts = target.counts()
+    if len(counts) < 2:
+        raise SplitError(f"the target {' '.join(target.code)} has one class in the data, "
+                         f"{', '.join(f'{label!r} ({n} rows)' for label, n in counts.items()) or 'none'}; a classifier "
+                         "needs at least 2. Check the label column (or name another with --targets AVA <column>).")
     threshold = n_splits if policy != "other" or min_samples is None else max(min_samples, n_splits)
     rare = [label for label, n in counts.items() if n < threshold]
     keep = np.ones(len(target.y), dtype=bool)

@@ -100,3 +100,18 @@ def test_rare_classes():
     assert bundled.labels == ("a", "b", "other") and keep.all() and bundled.counts()["other"] == 5
     same, keep = handle_rare_classes(target, 2)
     assert same is target and keep.all()
+
+
+def test_one_class_is_one_line_and_exit_2(tmp_path, capsys):
+    from spectratorch.cli import main
+    from spectratorch.data.generic import make_generic_frame
+
+    frame = make_generic_frame(30, seed=1, length=40).assign(label="ok")
+    frame.to_csv(tmp_path / "one.csv")
+    with pytest.raises(SplitError, match=r"one class in the data, 'ok' \(30 rows\); a classifier needs at least 2"):
+        handle_rare_classes(resolve_target(frame[["label"]], ("AVA", "label")), 5)
+    capsys.readouterr()
+    assert main(["train", "--data", str(tmp_path / "one.csv"), "--output-dir", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "one class in the data" in err.strip().splitlines()[-1]
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*.json"))
