@@ -11,7 +11,8 @@ feature computation:
 
 - every candidate (and variants of the logistic head: its standardisation fitted per inner fold, another
   tolerance, a wider ``C`` grid, an extra preprocessing such as ``snv``) is scored by the same inner folds at every
-  grid value and refitted on all training rows at every grid value;
+  grid value and refitted on all training rows at every grid value; so is a solved head ``--arch auto`` does not
+  try (``--extra-arch Hydra``);
 - each selection rule (the target metric and its tie-break, which candidates, whether a soft vote) picks its model
   from the inner-CV records alone; its test accuracy and macro f1 are read;
 - the tuned classical models (scikit-learn's PLS-DA, logistic regression and RBF SVM, each by ``GridSearchCV`` on
@@ -20,7 +21,8 @@ feature computation:
 ``recipe`` is the model fit_small itself returned; ``current (...)`` re-applies the rule of ``choose`` before the
 two-row tie (exact metric ties by log-loss).
 
-    python benchmarks/check_selection.py [--sets 60:1 100:2 lab:150:1 ...] [--fresh-test 1500] [--quick]
+    python benchmarks/check_selection.py [--sets 60:1 100:2 lab:150:1 ...] [--fresh-test 1500]
+        [--extra-linear snv sg1] [--extra-arch Hydra] [--quick]
 
 Last stdout line: one JSON object (per set and overall: mean test accuracy and macro f1 of every rule and classical
 model, and on how many sets each is at or above the best classical model in accuracy).
@@ -50,7 +52,7 @@ WIDE_CS = tuple(float(c) for c in np.logspace(-3, 5, 9))
 
 # ---- one outer fold: fit_small once, keep every candidate's features ---------------------------------------------
 def _outer_fold(path: Path, n_splits: int, fold: int, seed: int, out: Path, extra_linear: tuple[str, ...],
-                test_source: str = "like-val", lab: bool = False) -> dict:
+                test_source: str = "like-val", lab: bool = False, extra_arch: tuple[str, ...] = ()) -> dict:
     """fit_small on the training rows of ``fold`` (every row with an external ``test_source``); the candidates'
     features of the training and test rows."""
     import torch
@@ -107,6 +109,13 @@ def _outer_fold(path: Path, n_splits: int, fold: int, seed: int, out: Path, extr
         model.fit(train.spectra, train.tabular, seed=seed)
         train_features[name] = small._features(model, train.spectra, train.tabular)
         test_features[name] = small._features(model, test.spectra, test.tabular)
+    # reason: solved heads --arch auto does not try (Hydra), on the run's own transforms, as fit_small builds them.
+    for arch in extra_arch:
+        model = build_classifier(arch, list(dm.table.channels), dm.length, dm.n_tabular, dm.n_classes,
+                                 config.data.transforms, preprocess_options(config.data))
+        model.fit(train.spectra, train.tabular, seed=seed, keep_features=True)
+        train_features[arch] = small._features(model, train.spectra, train.tabular)
+        test_features[arch] = _test_features(model, test.spectra, test.tabular)
     return {"train": train_features, "test": test_features, "y": captured["y"], "y_test": test.y.numpy(),
             "n_classes": captured["n_classes"], "folds": captured["folds"], "metric": captured["metric"],
             "recipe_test": recipe_test, "recipe_chosen": fitted["selection"]["chosen"],
@@ -150,12 +159,12 @@ def _candidate_tables(fold: dict) -> dict:
     """``{name: {"grid", "scores": [G] metrics dicts, "temperature": [G], "probabilities": [G, N, K],
     "test_logits": [G, M, K]}}`` for every candidate and variant."""
     from spectratorch.models.closed_form import decision
-    from spectratorch.pipelines.small import CANDIDATES, _head_inputs, _inner_oof, _score, _solve
+    from spectratorch.pipelines.small import CANDIDATES, OPTIONAL_CANDIDATES, _head_inputs, _inner_oof, _score, _solve
 
     y, n_classes, folds = fold["y"], fold["n_classes"], fold["folds"]
     n_fit_min = min(len(fit) for fit, _ in folds)
     tables = {}
-    by_arch = {c.arch: c for c in CANDIDATES}
+    by_arch = {c.arch: c for c in CANDIDATES + OPTIONAL_CANDIDATES}
     for name, x in fold["train"].items():
         x_test = fold["test"][name]
         if name in by_arch:
@@ -283,6 +292,9 @@ RULES = {
     "f1, + Linear[snv], Linear[sg1]": {"primary": "f1", "candidates": BASE + ("Linear[snv]", "Linear[sg1]")},
     "f1 within 2 rows, + Linear[snv], vote within one preprocessing": {
         "primary": "f1", "tolerance": 2, "vote": "same-transforms", "candidates": BASE + ("Linear[snv]",)},
+    "f1 within 2 rows, + Linear[snv], + Hydra, vote within one preprocessing": {
+        "primary": "f1", "tolerance": 2, "vote": "same-transforms", "candidates": BASE + ("Linear[snv]", "Hydra")},
+    "single Hydra": {"primary": "f1", "candidates": ("Hydra",)},
     "f1 within 2 rows, + Linear[snv], vote across preprocessings": {
         "primary": "f1", "tolerance": 2, "candidates": BASE + ("Linear[snv]",)},
     "single Linear": {"primary": "f1", "candidates": ("Linear",)},
@@ -316,7 +328,7 @@ def _f1(y: np.ndarray, predicted: np.ndarray) -> float:
 
 # ---- a set, the run -------------------------------------------------------------------------------------------
 def run_set(spec: str, n_splits: int, seed: int, extra_linear: tuple[str, ...], verbose: bool,
-            fresh_test: int = 0) -> dict:
+            fresh_test: int = 0, extra_arch: tuple[str, ...] = ()) -> dict:
     from spectratorch.data.generic import make_generic_frame
     from spectratorch.data.synthetic import make_dataset
 
@@ -331,8 +343,8 @@ def run_set(spec: str, n_splits: int, seed: int, extra_linear: tuple[str, ...], 
     if data_seed == 0:
         raise SystemExit("check_selection: seed 0 makes the benchmark's generated sets; use seeds from 1")
     rules = {name: rule for name, rule in RULES.items()
-             if all(c in BASE or c.startswith("Linear<") or c.removeprefix("Linear[").rstrip("]") in extra_linear
-                    for c in rule["candidates"])}
+             if all(c in BASE or c in extra_arch or c.startswith("Linear<")
+                    or c.removeprefix("Linear[").rstrip("]") in extra_linear for c in rule["candidates"])}
     acc = {k: [] for k in ("recipe", *rules, *CLASSICAL)}
     picks = {k: [] for k in rules}
     f1 = {k: [] for k in acc}
@@ -347,7 +359,8 @@ def run_set(spec: str, n_splits: int, seed: int, extra_linear: tuple[str, ...], 
             test_source = str(Path(tmp) / "fresh-test.pkl")
             make(fresh_test, FRESH_SEED_OFFSET + data_seed).to_pickle(test_source)
         for fold_index in range(1 if fresh_test else n_splits):
-            fold = _outer_fold(path, n_splits, fold_index, seed, Path(tmp) / "out", extra_linear, test_source, lab)
+            fold = _outer_fold(path, n_splits, fold_index, seed, Path(tmp) / "out", extra_linear, test_source, lab,
+                               extra_arch)
             y_test = fold["y_test"]
             acc["recipe"].append(float((fold["recipe_test"] == y_test).mean()))
             f1["recipe"].append(_f1(y_test, fold["recipe_test"]))
@@ -384,6 +397,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--extra-linear", nargs="*", default=["snv", "sg1"],
                         help="preprocessings of the logistic head tried as extra candidates")
+    parser.add_argument("--extra-arch", nargs="*", default=[], choices=["Hydra"],
+                        help="solved heads --arch auto does not try, scored as extra candidates")
     parser.add_argument("--fresh-test", type=int, default=0, metavar="M",
                         help="train on every row of a set, test on M fresh rows of the same generator instead of "
                              "outer folds")
@@ -398,7 +413,8 @@ def main() -> None:
     sets, n_splits, extra = (QUICK_SETS, 3, ()) if args.quick else (args.sets, args.n_splits, tuple(args.extra_linear))
     rows = []
     for spec in sets:
-        rows.append(run_set(spec, n_splits, args.seed, extra, args.verbose, 0 if args.quick else args.fresh_test))
+        rows.append(run_set(spec, n_splits, args.seed, extra, args.verbose, 0 if args.quick else args.fresh_test,
+                            () if args.quick else tuple(args.extra_arch)))
         print(json.dumps(rows[-1]), flush=True)
     names = list(rows[0]["accuracy"])
     summary = {name: {"mean_accuracy": round(statistics.mean(r["accuracy"][name] for r in rows), 4),

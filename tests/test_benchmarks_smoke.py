@@ -23,7 +23,8 @@ EXPECTED = {
         "goals": {"at_or_above_best_classical"},
         "optional_gpu": None,
         "positive": ["rows.0.samples", "rows.0.default_recipe", "rows.0.pls_da", "rows.0.minirocket_ridge",
-                     "rows.0.paired_with_best.p_mcnemar"],
+                     "rows.0.paired_with_best.p_mcnemar", "rows.0.classical_by_inner_cv.accuracy",
+                     "rows.0.classical_by_inner_cv.paired.p_mcnemar"],
     },
     "bench_data.py": {
         "top": {"benchmark", "torch", "batch_shape", "per_sample", "batched_cpu", "batched_cpu_normal", "ratio",
