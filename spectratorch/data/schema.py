@@ -398,6 +398,21 @@ def _finite_rows(spectra: np.ndarray, tabular: np.ndarray) -> np.ndarray:
     return finite
 
 
+def _worst_columns(spectra: np.ndarray, tabular: np.ndarray, channels: Sequence[str], axis: np.ndarray,
+                   tabular_columns: Sequence[str], show: int = 3) -> str:
+    """Where rows' NaN or inf values are: the (at most ``show``) spectral points and tabular columns in the most rows.
+
+    Example:
+        >>> spectra = np.array([[[np.nan, 1.0, np.inf]], [[np.nan, 1.0, 2.0]]])
+        >>> _worst_columns(spectra, np.zeros((2, 0)), ["nir"], np.array([900.0, 901.0, 902.0]), [])
+        'most at nir 900 (2 rows), nir 902 (1 row)'
+    """
+    counts = [*(~np.isfinite(spectra)).sum(0).reshape(-1), *(~np.isfinite(tabular)).sum(0)]
+    names = [f"{channel} {x:g}" for channel in channels for x in axis] + list(tabular_columns)
+    order = [i for i in np.argsort(-np.asarray(counts), kind="stable")[:show] if counts[i]]
+    return "most at " + ", ".join(f"{names[i]} ({counts[i]} row{'s' if counts[i] > 1 else ''})" for i in order)
+
+
 def load_table(
     source,
     channels: Sequence[str] | str | None = None,
@@ -470,15 +485,19 @@ def load_table(
         meta = meta.copy(deep=True)
     finite = _finite_rows(spectra, tab)
     report["non_finite"] = int((~finite).sum())
+    where = ""
     if report["non_finite"]:
+        where = _worst_columns(spectra[~finite], tab[~finite], channels, axis, tabular_columns)
         _logger.warning(
-            "%d rows have NaN or inf in the selected channels or tabular columns; they are dropped (e.g. ids %s)",
+            "%d rows have NaN or inf in the selected channels or tabular columns; they are dropped (e.g. ids %s; %s)",
             report["non_finite"],
             list(ids[~finite][:5]),
+            where,
         )
         spectra, tab, ids, meta = spectra[finite], tab[finite], ids[finite], meta.iloc[np.flatnonzero(finite)]
     if len(ids) == 0:
-        raise SchemaError("no rows left: every row has NaN or inf in the selected channels or tabular columns.")
+        raise SchemaError(f"no rows left: every row has NaN or inf in the selected channels or tabular columns "
+                          f"({where}); drop or fill those columns.")
     ranges = {c: (groups[c][0][0], groups[c][-1][0]) for c in channels}
     return SpectralTable(spectra, tab, ids, meta, channels, axis, tabular_columns, ranges, report)
 

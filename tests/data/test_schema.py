@@ -66,8 +66,17 @@ def test_nan_rows_reported_and_dropped(frame, caplog):
     assert table.report["non_finite"] == 2
     assert frame.index[3] not in table.ids and frame.index[7] not in table.ids
     assert "NaN or inf" in caplog.text
+    assert f"most at {frame.columns[0].replace('_', ' ')} (1 row), greffon_transmittance (1 row)" in caplog.text
     # NaN in a channel that is not selected does not matter
     assert len(load_table(frame, channels=["380"], tabular=None)) == len(frame)
+
+
+def test_an_empty_column_is_named_when_no_row_is_left(frame):
+    empty = [c for c in frame.columns if c.startswith("380_")][5]
+    frame[empty] = np.nan
+    expected = f"no rows left: .*most at 380 {empty[4:]} \\({len(frame)} rows\\)\\); drop or fill those columns"
+    with pytest.raises(SchemaError, match=expected):
+        load_table(frame, channels=["277", "380"])
 
 
 def test_filters(frame):
