@@ -6,9 +6,11 @@ pandas' compiled code sees it, and refuses anything else before it is called. Pa
 to exchange data with strangers.
 
 A CSV file may be separated by commas, semicolons or tabs, and a semicolon- or tab-separated one may write decimal
-commas (``0,412``), as spreadsheets set to a European locale export it: the separator is the one the header holds
-most of, the decimal mark is a comma when the first data rows' numbers have one and none has a point; a header number
-such as ``900,5`` then reads as 900.5. Text is UTF-8, else Windows-1252 (a Western spreadsheet's "CSV").
+commas (``0,412``), as spreadsheets set to a European locale export it: the separator is the one that splits most of
+the first lines into the same number of fields (a tab or semicolon before a comma on a tie), the decimal mark is a
+comma when the first data rows' numbers have one and none has a point; a header number such as ``900,5`` then reads
+as 900.5. Text is UTF-8, else Windows-1252 (a Western spreadsheet's "CSV"). Lines of notes before the header (one or
+two fields, as some instruments write their settings) are skipped.
 
 CSV and Excel files have no index of their own: the first column is the sample id in the lab's layout
 (``<channel>_<x>`` columns, as :func:`write_dataset` writes them); in a plain table (bare-number spectral columns)
@@ -20,6 +22,7 @@ numpy/pandas only: no torch, so the torch-free inference path shares this module
 
 from __future__ import annotations
 
+import collections
 import csv
 import itertools
 import logging
@@ -31,15 +34,15 @@ import tempfile
 import zipfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import pandas as pd
 
 from spectratorch.data.unpickle import load_frame_pickle
 from spectratorch.errors import DataFormatError
 
-__all__ = ["DATASET_SUFFIXES", "read_dataset", "read_dataset_mapped", "write_dataset", "atomic_path", "csv_dialect",
-           "safe_load_pickle"]
+__all__ = ["DATASET_SUFFIXES", "read_dataset", "read_dataset_mapped", "write_dataset", "atomic_path", "CsvDialect",
+           "csv_dialect", "safe_load_pickle"]
 
 _logger = logging.getLogger(__name__)
 
@@ -50,11 +53,16 @@ _ID_NAMES = frozenset({"id", "ids", "sample", "sample_id", "sampleid", "sample i
 # reason: an in-band buffer at least this large is read as a view of the file's mapping instead of a copy.
 MAP_BUFFERS_FROM = 64 * 2**20
 
-_SEPARATORS = (",", ";", "\t")
+_SEPARATORS = ("\t", ";", ",")
 _DECIMAL_COMMA = re.compile(r"^\s*[-+]?\d*,\d+([eE][-+]?\d+)?\s*$")
 _DECIMAL_POINT = re.compile(r"^\s*[-+]?\d*\.\d+([eE][-+]?\d+)?\s*$")
-# reason: enough rows to see a decimal mark in a table whose first values are whole numbers.
+# reason: enough rows to see a decimal mark in a table whose first values are whole numbers, and enough lines to see
+# past the notes some instruments write before the table (a title, a date, the instrument's settings).
 _SNIFF_ROWS = 5
+_SNIFF_LINES = 40
+# reason: a line of notes is a text ("Instrument: NIR-1") or a name and a value ("Date;2024-05-01"); a wider short line
+# is more likely a damaged header, which is refused rather than skipped.
+_NOTE_FIELDS = 2
 
 
 def safe_load_pickle(path: str | os.PathLike) -> object:
@@ -164,10 +172,10 @@ def _read(path: Path, map_from: int | None) -> tuple[pd.DataFrame, Callable[[], 
         _require_openpyxl(path)
         df = _with_id_column(_read_with(lambda p: pd.read_excel(p, engine="openpyxl"), path, "Excel (.xlsx)"))
     else:
-        separator, decimal = csv_dialect(path)
-        _check_csv(path, separator)
-        df = _read_with(lambda p: _read_csv(p, separator, decimal), path, "CSV")
-        if decimal == ",":
+        dialect = csv_dialect(path)
+        _check_csv(path, dialect)
+        df = _read_with(lambda p: _read_csv(p, dialect), path, "CSV")
+        if dialect.decimal == ",":
             df = df.rename(columns=lambda name: name.replace(",", ".") if _DECIMAL_COMMA.match(name) else name)
         df = _with_id_column(df)
     if not isinstance(df, pd.DataFrame):
@@ -175,52 +183,75 @@ def _read(path: Path, map_from: int | None) -> tuple[pd.DataFrame, Callable[[], 
     return df, release
 
 
-def csv_dialect(path: str | os.PathLike) -> tuple[str, str]:
-    """The separator and decimal mark of a CSV file (see the module's docstring).
+class CsvDialect(NamedTuple):
+    """How a CSV file is written: its separator, its decimal mark, and the lines of notes before its header."""
 
-    Returns:
-        ``(separator, decimal)``: ``(",", ".")``, or ``(";" or "\\t", "." or ",")``.
+    separator: str = ","
+    decimal: str = "."
+    skip: int = 0
+
+
+def csv_dialect(path: str | os.PathLike) -> CsvDialect:
+    """The separator, decimal mark and lines of notes before the header of a CSV file (see the module's docstring).
 
     Example:
         >>> import os, tempfile
         >>> path = os.path.join(tempfile.mkdtemp(), "d.csv")
-        >>> _ = open(path, "w").write("id;label;900;901\\na;x;0,41;0,42\\n")
+        >>> _ = open(path, "w").write("Instrument: NIR-1\\nid;label;900;901\\na;x;0,41;0,42\\n")
         >>> csv_dialect(path)
-        (';', ',')
+        CsvDialect(separator=';', decimal=',', skip=1)
     """
     with open(path, newline="", encoding="utf-8", errors="replace") as file:
-        header = file.readline()
-        counts = {separator: header.count(separator) for separator in _SEPARATORS}
-        separator = max(_SEPARATORS, key=lambda s: counts[s])  # reason: max keeps the first (",") on a tie
-        if separator == "," or counts[separator] == 0:
-            return ",", "."
-        fields = [field for row in itertools.islice(csv.reader(file, delimiter=separator), _SNIFF_ROWS)
-                  for field in row]
-    commas = any(_DECIMAL_COMMA.match(field) for field in fields)
-    points = any(_DECIMAL_POINT.match(field) for field in fields)
-    decimal = "," if commas and not points else "."
-    _logger.info("%s: read as %s-separated values with decimal %s", path, "tab" if separator == "\t" else "semicolon",
-                 "commas" if decimal == "," else "points")
-    return separator, decimal
+        lines = list(itertools.islice(file, _SNIFF_LINES))
+    layouts = {separator: _layout(lines, separator) for separator in _SEPARATORS}
+    # reason: the separator that splits the most lines into the same number of fields (more than one); on a tie a tab
+    # or semicolon, since a file separated by them may hold commas as decimal marks, not the other way round.
+    separator = max(_SEPARATORS, key=lambda s: (layouts[s][1] > 1, layouts[s][2], layouts[s][1]))
+    widths, width, _ = layouts[separator]
+    skip = next((i for i, w in enumerate(widths) if w == width), 0)
+    if any(w > _NOTE_FIELDS for w in widths[:skip]):
+        skip = 0  # reason: not notes before a table; _check_csv names the line that does not fit
+    decimal = "."
+    if separator != ",":
+        fields = [f for row in csv.reader(lines[skip + 1 : skip + 1 + _SNIFF_ROWS], delimiter=separator) for f in row]
+        commas = any(_DECIMAL_COMMA.match(field) for field in fields)
+        decimal = "," if commas and not any(_DECIMAL_POINT.match(field) for field in fields) else "."
+        _logger.info("%s: read as %s-separated values with decimal %s", path,
+                     "tab" if separator == "\t" else "semicolon", "commas" if decimal == "," else "points")
+    if skip:
+        _logger.info("%s: the %d line(s) before the table's header skipped (%r...)", path, skip, lines[0].strip()[:40])
+    return CsvDialect(separator, decimal, skip)
 
 
-def _read_csv(path: Path, separator: str, decimal: str) -> pd.DataFrame:
+def _layout(lines: list[str], separator: str) -> tuple[list[int], int, int]:
+    """Fields per line split by ``separator``, the most common number of fields (blank lines aside), and how many
+    lines have it."""
+    widths = [len(row) for row in csv.reader(lines, delimiter=separator)]
+    counts = collections.Counter(w for w in widths if w) or collections.Counter([0])
+    width, count = max(counts.items(), key=lambda item: (item[1], item[0]))
+    return widths, width, count
+
+
+def _read_csv(path: Path, dialect: CsvDialect) -> pd.DataFrame:
     """UTF-8 (with or without a byte-order mark), else Windows-1252, as a Western-locale spreadsheet saves text; an
     empty column that a separator at the end of every line makes (``Unnamed: N``, no value) is dropped."""
+    options = {"sep": dialect.separator, "decimal": dialect.decimal, "skiprows": dialect.skip}
     try:
-        df = pd.read_csv(path, sep=separator, decimal=decimal)
+        df = pd.read_csv(path, **options)
     except UnicodeDecodeError:
-        df = pd.read_csv(path, sep=separator, decimal=decimal, encoding="cp1252")
+        df = pd.read_csv(path, encoding="cp1252", **options)
         _logger.info("%s: not UTF-8 text, read as Windows-1252", path)
     empty = [name for name in df.columns if str(name).startswith("Unnamed: ") and df[name].isna().all()]
     return df.drop(columns=empty)
 
 
-def _check_csv(path: Path, separator: str = ",") -> None:
+def _check_csv(path: Path, dialect: CsvDialect = CsvDialect()) -> None:
     """Refuse what pandas would silently repair: a repeated column name (read as ``name.1``) and a short row (a file
     cut mid-row, its missing fields read as NaN)."""
     with open(path, newline="", encoding="utf-8", errors="replace") as file:
-        reader = csv.reader(file, delimiter=separator)
+        reader = csv.reader(file, delimiter=dialect.separator)
+        for _ in range(dialect.skip):
+            next(reader, None)
         header = next(reader, [])
         seen: set[str] = set()
         for name in header:

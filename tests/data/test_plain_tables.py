@@ -71,6 +71,15 @@ def test_semicolon_and_tab_files_with_decimal_commas_read_as_the_comma_file(tmp_
     assert f"read as {name}-separated values with decimal {'commas' if decimal == ',' else 'points'}" in caplog.text
 
 
+def test_decimal_commas_under_a_header_of_points(tmp_path):
+    # reason: as many commas as semicolons on every data row; the header (points) has none.
+    df = plain_frame(with_id=True)
+    df.to_csv(tmp_path / "plain.csv", index=False)
+    df.to_csv(tmp_path / "local.csv", index=False, sep=";", decimal=",")
+    assert (tmp_path / "local.csv").read_text().splitlines()[1].count(",") >= 60
+    pd.testing.assert_frame_equal(read_dataset(tmp_path / "local.csv"), read_dataset(tmp_path / "plain.csv"))
+
+
 @pytest.mark.parametrize("encoding", ["utf-8-sig", "cp1252"])
 def test_accented_labels_in_a_windows_or_bom_file_and_a_trailing_separator(tmp_path, encoding):
     df = plain_frame(with_id=True)
@@ -81,6 +90,22 @@ def test_accented_labels_in_a_windows_or_bom_file_and_a_trailing_separator(tmp_p
     other = read_dataset(tmp_path / "other.csv")
     pd.testing.assert_frame_equal(other, read_dataset(tmp_path / "plain.csv"))
     assert set(other["label"]) == {"crème", "érable", "sirop"} and other.index.name == "id"
+
+
+def test_notes_before_the_header_are_skipped_and_a_damaged_header_is_refused(tmp_path, caplog):
+    df = plain_frame(with_id=True)
+    df.to_csv(tmp_path / "plain.csv", index=False)
+    table = (tmp_path / "plain.csv").read_text()
+    (tmp_path / "notes.csv").write_text("Instrument: NIR-1\nDate;2024-05-01\n\n" + table.replace(",", ";"))
+    with caplog.at_level(logging.INFO, logger="spectratorch"):
+        notes = read_dataset(tmp_path / "notes.csv")
+    pd.testing.assert_frame_equal(notes, read_dataset(tmp_path / "plain.csv"))
+    assert "the 3 line(s) before the table's header skipped ('Instrument: NIR-1'" in caplog.text
+    # reason: a header that lost fields is not notes: the line that does not fit it is named, nothing is guessed.
+    header, rest = table.split("\n", 1)
+    (tmp_path / "damaged.csv").write_text(",".join(header.split(",")[:3]) + "\n" + rest)
+    with pytest.raises(DataFormatError, match="line 2 has 62 fields, the header 3"):
+        read_dataset(tmp_path / "damaged.csv")
 
 
 def test_a_semicolon_file_of_whole_numbers_and_a_short_row(tmp_path):
