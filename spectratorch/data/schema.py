@@ -407,7 +407,11 @@ def _worst_columns(spectra: np.ndarray, tabular: np.ndarray, channels: Sequence[
         >>> _worst_columns(spectra, np.zeros((2, 0)), ["nir"], np.array([900.0, 901.0, 902.0]), [])
         'most at nir 900 (2 rows), nir 902 (1 row)'
     """
-    counts = [*(~np.isfinite(spectra)).sum(0).reshape(-1), *(~np.isfinite(tabular)).sum(0)]
+    bad = np.zeros(spectra.shape[1:], dtype=np.int64)
+    for start in range(0, len(spectra), _CHUNK_ROWS):
+        # reason: a chunk at a time, as _finite_rows: no copy of the spectra.
+        bad += (~np.isfinite(spectra[start : start + _CHUNK_ROWS])).sum(0)
+    counts = [*bad.reshape(-1).tolist(), *(~np.isfinite(tabular)).sum(0).tolist()]
     names = [f"{channel} {x:g}" for channel in channels for x in axis] + list(tabular_columns)
     order = [i for i in np.argsort(-np.asarray(counts), kind="stable")[:show] if counts[i]]
     return "most at " + ", ".join(f"{names[i]} ({counts[i]} row{'s' if counts[i] > 1 else ''})" for i in order)
@@ -487,7 +491,7 @@ def load_table(
     report["non_finite"] = int((~finite).sum())
     where = ""
     if report["non_finite"]:
-        where = _worst_columns(spectra[~finite], tab[~finite], channels, axis, tabular_columns)
+        where = _worst_columns(spectra, tab, channels, axis, tabular_columns)
         _logger.warning(
             "%d rows have NaN or inf in the selected channels or tabular columns; they are dropped (e.g. ids %s; %s)",
             report["non_finite"],
