@@ -8,7 +8,7 @@ import pytest
 
 from spectratorch.config import DataConfig
 from spectratorch.data.generic import make_generic_frame
-from spectratorch.data.io import read_dataset, write_dataset
+from spectratorch.data.io import csv_dialect, read_dataset, write_dataset
 from spectratorch.data.resolve import default_targets, label_candidates
 from spectratorch.data.schema import PLAIN_CHANNEL, is_plain_layout, load_table, spectral_columns
 from spectratorch.errors import DataFormatError, SchemaError, TargetError
@@ -78,6 +78,14 @@ def test_decimal_commas_under_a_header_of_points(tmp_path):
     df.to_csv(tmp_path / "local.csv", index=False, sep=";", decimal=",")
     assert (tmp_path / "local.csv").read_text().splitlines()[1].count(",") >= 60
     pd.testing.assert_frame_equal(read_dataset(tmp_path / "local.csv"), read_dataset(tmp_path / "plain.csv"))
+
+
+def test_a_comma_file_whose_labels_hold_a_semicolon_stays_a_comma_file(tmp_path):
+    df = plain_frame(with_id=True)
+    df["label"] = df["label"] + ";lot 1"
+    df.to_csv(tmp_path / "plain.csv", index=False)
+    assert csv_dialect(tmp_path / "plain.csv") == (",", ".", 0)
+    assert read_dataset(tmp_path / "plain.csv")["label"].tolist() == df["label"].tolist()
 
 
 @pytest.mark.parametrize("encoding", ["utf-8-sig", "cp1252"])
