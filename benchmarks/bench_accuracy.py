@@ -270,7 +270,7 @@ def _recipe_right(fold_json: dict, dm) -> np.ndarray:
     columns = [c for c in frame.columns if c.startswith("p_")]
     predicted = np.asarray([c[2:] for c in columns])[frame[columns].to_numpy().argmax(1)]
     by_id = dict(zip(frame["id"], predicted == frame["truth"].to_numpy()))
-    ids = dm.stage_arrays("test").ids
+    ids = dm.table.ids[dm.split.test]
     if len(by_id) != len(ids):
         raise SystemExit(f"bench_accuracy: {fold_json['name']} predicted {len(by_id)} test rows, expected "
                          f"{len(ids)}")

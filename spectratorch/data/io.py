@@ -174,10 +174,7 @@ def _read(path: Path, map_from: int | None) -> tuple[pd.DataFrame, Callable[[], 
     else:
         dialect = csv_dialect(path)
         _check_csv(path, dialect)
-        df = _read_with(lambda p: _read_csv(p, dialect), path, "CSV")
-        if dialect.decimal == ",":
-            df = df.rename(columns=lambda name: name.replace(",", ".") if _DECIMAL_COMMA.match(name) else name)
-        df = _with_id_column(df)
+        df = _with_id_column(_read_with(lambda p: _read_csv(p, dialect), path, "CSV"))
     if not isinstance(df, pd.DataFrame):
         raise DataFormatError(f"{path}: expected a pandas DataFrame, found a {type(df).__name__}.")
     return df, release
@@ -234,7 +231,8 @@ def _layout(lines: list[str], separator: str) -> tuple[list[int], int, int]:
 
 def _read_csv(path: Path, dialect: CsvDialect) -> pd.DataFrame:
     """UTF-8 (with or without a byte-order mark), else Windows-1252, as a Western-locale spreadsheet saves text; an
-    empty column that a separator at the end of every line makes (``Unnamed: N``, no value) is dropped."""
+    empty column that a separator at the end of every line makes (``Unnamed: N``, no value) is dropped, and with
+    decimal commas a header number such as ``900,5`` reads as ``900.5``."""
     options = {"sep": dialect.separator, "decimal": dialect.decimal, "skiprows": dialect.skip}
     try:
         df = pd.read_csv(path, **options)
@@ -242,10 +240,13 @@ def _read_csv(path: Path, dialect: CsvDialect) -> pd.DataFrame:
         df = pd.read_csv(path, encoding="cp1252", **options)
         _logger.info("%s: not UTF-8 text, read as Windows-1252", path)
     empty = [name for name in df.columns if str(name).startswith("Unnamed: ") and df[name].isna().all()]
-    return df.drop(columns=empty)
+    df = df.drop(columns=empty)
+    if dialect.decimal == ",":
+        df = df.rename(columns=lambda name: name.replace(",", ".") if _DECIMAL_COMMA.match(name) else name)
+    return df
 
 
-def _check_csv(path: Path, dialect: CsvDialect = CsvDialect()) -> None:
+def _check_csv(path: Path, dialect: CsvDialect) -> None:
     """Refuse what pandas would silently repair: a repeated column name (read as ``name.1``) and a short row (a file
     cut mid-row, its missing fields read as NaN)."""
     with open(path, newline="", encoding="utf-8", errors="replace") as file:

@@ -323,8 +323,8 @@ def choose(features: dict[str, np.ndarray], y: np.ndarray, n_classes: int, folds
     # vote across preprocessings (Linear[snv] beside the others) was not worth a first layer per member: on 32
     # development sets (benchmarks/check_selection.py --fresh-test 1500 --extra-linear snv, its two "f1 within 2
     # rows" rules: make_generic_frame 60-200 rows seeds 41-50, 120 rows of 1,000 points seeds 51-52; make_dataset
-    # 150-300 rows seeds 11-14) it changed test accuracy by -0.0011 (5 sets up, 4 down; -0.027 on 2 of the 7 lab
-    # generator's sets).
+    # 150-300 rows seeds 11-14) it changed test accuracy by -0.0011 (5 sets up, 4 down; -0.026 and -0.027 on 2 of
+    # the 7 lab generator's sets).
     voters = [name for name in ranking if transforms[name] == transforms[ranking[0]]]
     for size in range(2, len(voters) + 1):
         members = voters[:size]
