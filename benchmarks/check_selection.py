@@ -13,13 +13,14 @@ feature computation:
   tolerance, a wider ``C`` grid, an extra preprocessing such as ``snv``) is scored by the same inner folds at every
   grid value and refitted on all training rows at every grid value; so is a solved head ``--arch auto`` does not
   try (``--extra-arch Hydra``);
-- each selection rule (the target metric and its tie-break, which candidates, whether a soft vote) picks its model
-  from the inner-CV records alone; its test accuracy and macro f1 are read;
+- each selection rule (the target metric and its tie-break, which candidates, whether a soft vote, how many draws
+  of the inner folds its scores average: ``repeats``, other draws with seeds ``seed + 1``...) picks its model from
+  the inner-CV records alone; its test accuracy and macro f1 are read;
 - the tuned classical models (scikit-learn's PLS-DA, logistic regression and RBF SVM, each by ``GridSearchCV`` on
   the same training rows, as in ``bench_accuracy.py``) are scored on the same test rows.
 
-``recipe`` is the model fit_small itself returned; ``current (...)`` re-applies the rule of ``choose`` before the
-two-row tie (exact metric ties by log-loss).
+``recipe`` is the model fit_small itself returned (with the preprocessing variants, as ``train_small`` runs it);
+``current (...)`` re-applies the rule of ``choose`` before the two-row tie (exact metric ties by log-loss).
 
     python benchmarks/check_selection.py [--sets 60:1 100:2 lab:150:1 ...] [--fresh-test 1500]
         [--extra-linear snv sg1] [--extra-arch Hydra] [--quick]
@@ -89,7 +90,7 @@ def _outer_fold(path: Path, n_splits: int, fold: int, seed: int, out: Path, extr
     small._features, small.choose = features, choose
     try:
         fitted = small.fit_small(config, dm, lambda c, d: _module_kwargs(resolve_defaults(
-            c, len(small._training_rows(d))), d))
+            c, len(small._training_rows(d))), d), small.with_variants(small.CANDIDATES, config.data.transforms))
     finally:
         small._features, small.choose = original_features, original_choose
     test = dm.stage_arrays("test")
@@ -99,11 +100,13 @@ def _outer_fold(path: Path, n_splits: int, fold: int, seed: int, out: Path, extr
     solved = [c for c in captured["candidates"] if c.solver != "network"]
     test_features = {}
     for candidate, model in zip(solved, seen):
-        test_features[candidate.arch] = _test_features(model, test.spectra, test.tabular)
+        test_features[candidate.name] = _test_features(model, test.spectra, test.tabular)
     # reason: preprocessing variants of the logistic head (extra candidates), fitted on the training rows only.
     train_features = dict(captured["features"])
     for transform in extra_linear:
         name = f"Linear[{transform}]"
+        if name in train_features:
+            continue
         model = build_classifier("Linear", list(dm.table.channels), dm.length, dm.n_tabular, dm.n_classes,
                                  (transform,), preprocess_options(config.data))
         model.fit(train.spectra, train.tabular, seed=seed)
@@ -155,17 +158,20 @@ def _variant_oof(kind: str, x: np.ndarray, y: np.ndarray, n_classes: int, folds:
     return grid, oof, np.stack([decision(x_test, head) for head in heads])
 
 
-def _candidate_tables(fold: dict) -> dict:
+def _candidate_tables(fold: dict, folds: list | None = None, names=None) -> dict:
     """``{name: {"grid", "scores": [G] metrics dicts, "temperature": [G], "probabilities": [G, N, K],
-    "test_logits": [G, M, K]}}`` for every candidate and variant."""
+    "test_logits": [G, M, K]}}`` for every candidate and variant (``names`` only, when given), scored by the inner
+    folds ``folds`` (default: fit_small's)."""
     from spectratorch.models.closed_form import decision
     from spectratorch.pipelines.small import CANDIDATES, OPTIONAL_CANDIDATES, _head_inputs, _inner_oof, _score, _solve
 
-    y, n_classes, folds = fold["y"], fold["n_classes"], fold["folds"]
+    y, n_classes, folds = fold["y"], fold["n_classes"], folds or fold["folds"]
     n_fit_min = min(len(fit) for fit, _ in folds)
     tables = {}
     by_arch = {c.arch: c for c in CANDIDATES + OPTIONAL_CANDIDATES}
     for name, x in fold["train"].items():
+        if names is not None and name not in names:
+            continue
         x_test = fold["test"][name]
         if name in by_arch:
             candidate = by_arch[name]
@@ -175,7 +181,7 @@ def _candidate_tables(fold: dict) -> dict:
             tables[name] = (grid, oof, test)
         else:
             tables[name] = _variant_oof("plain", x, y, n_classes, folds, x_test)
-    for kind in ("fold_std", "tol1e-3", "tol1e-4", "wide"):
+    for kind in ("fold_std", "tol1e-3", "tol1e-4", "wide") if names is None else ():
         tables[f"Linear<{kind}>"] = _variant_oof(kind, fold["train"]["Linear"], y, n_classes, folds,
                                                  fold["test"]["Linear"])
     out = {}
@@ -185,6 +191,16 @@ def _candidate_tables(fold: dict) -> dict:
                      "temperature": [s["temperature"] for s in scored],
                      "probabilities": [s["probabilities"] for s in scored], "test_logits": test}
     return out
+
+
+def _repeated_tables(fold: dict, repeats: int, seed: int, names: set) -> list[dict]:
+    """The tables of ``names`` scored by ``repeats - 1`` other draws of the inner folds (seeds ``seed + 1``...): the
+    same number of stratified folds as fit_small's."""
+    from sklearn.model_selection import StratifiedKFold
+
+    y, n_folds = fold["y"], len(fold["folds"])
+    return [_candidate_tables(fold, list(StratifiedKFold(n_folds, shuffle=True, random_state=seed + r).split(
+        np.zeros(len(y)), y)), names) for r in range(1, repeats)]
 
 
 # ---- selection rules -------------------------------------------------------------------------------------------
@@ -222,10 +238,31 @@ def _transforms_of(name: str) -> str:
     return name.partition("[")[2]
 
 
-def _apply_rule(tables: dict, y: np.ndarray, rule: dict) -> tuple[str, np.ndarray]:
-    """A rule's model and its test probabilities ``[M, K]``, chosen from the inner-CV records only."""
+def _averaged(repeats: list[dict]) -> dict:
+    """One table per candidate whose grid values' metrics and temperatures are the means over the repeats of the
+    inner CV (each repeat: its own random inner folds)."""
+    merged = {}
+    for name, table in repeats[0].items():
+        if not all(name in r for r in repeats):
+            continue
+        runs = [r[name] for r in repeats]
+        merged[name] = {**table,
+                        "scores": [{k: statistics.mean(run["scores"][g][k] for run in runs)
+                                    for k, v in table["scores"][g].items() if isinstance(v, float)}
+                                   for g in range(len(table["grid"]))],
+                        "temperature": [statistics.mean(run["temperature"][g] for run in runs)
+                                        for g in range(len(table["grid"]))]}
+    return merged
+
+
+def _apply_rule(tables: dict, y: np.ndarray, rule: dict, repeats: list[dict] = ()) -> tuple[str, np.ndarray]:
+    """A rule's model and its test probabilities ``[M, K]``, chosen from the inner-CV records only; with
+    ``rule["repeats"]`` = R, from the mean over ``tables`` and the first R - 1 of ``repeats`` (other inner folds)."""
     from spectratorch.metrics import classification_metrics
 
+    runs = [tables, *list(repeats)[: rule.get("repeats", 1) - 1]]
+    if len(runs) > 1:
+        tables = _averaged(runs)
     primary, ties, ensemble = rule["primary"], rule.get("ties", "loss"), rule.get("ensemble", "metric")
     names = [n for n in rule["candidates"] if n in tables]
     tolerance = rule.get("tolerance", 0) / len(y)
@@ -259,8 +296,9 @@ def _apply_rule(tables: dict, y: np.ndarray, rule: dict) -> tuple[str, np.ndarra
     if ensemble != "never":
         for size in range(2, len(voters) + 1):
             members = voters[:size]
-            mean = np.mean([tables[n]["probabilities"][picked[n]] for n in members], axis=0)
-            key = _key(classification_metrics(y, mean), primary)
+            keys = [_key(classification_metrics(y, np.mean([run[n]["probabilities"][picked[n]] for n in members],
+                                                           axis=0)), primary) for run in runs]
+            key = tuple(statistics.mean(k[i] for k in keys) for i in range(len(keys[0])))
             better = key[0] > best[0] + (margin or 0) / len(y) + 1e-12 if ensemble == "metric" else key > best
             if better:
                 chosen, best = members, key
@@ -297,6 +335,15 @@ RULES = {
     "single Hydra": {"primary": "f1", "candidates": ("Hydra",)},
     "f1 within 2 rows, + Linear[snv], vote across preprocessings": {
         "primary": "f1", "tolerance": 2, "candidates": BASE + ("Linear[snv]",)},
+    "f1 within 2 rows, + Linear[snv], vote within one preprocessing, inner CV repeated 3x": {
+        "primary": "f1", "tolerance": 2, "vote": "same-transforms", "candidates": BASE + ("Linear[snv]",),
+        "repeats": 3},
+    "f1 within 2 rows, + Linear[snv], vote within one preprocessing, inner CV repeated 5x": {
+        "primary": "f1", "tolerance": 2, "vote": "same-transforms", "candidates": BASE + ("Linear[snv]",),
+        "repeats": 5},
+    "f1 within 2 rows, + Linear[snv], vote within one preprocessing, inner CV repeated 10x": {
+        "primary": "f1", "tolerance": 2, "vote": "same-transforms", "candidates": BASE + ("Linear[snv]",),
+        "repeats": 10},
     "single Linear": {"primary": "f1", "candidates": ("Linear",)},
     "single Linear<tol1e-3>": {"primary": "f1", "candidates": ("Linear<tol1e-3>",)},
     "single Linear<tol1e-4>": {"primary": "f1", "candidates": ("Linear<tol1e-4>",)},
@@ -365,8 +412,10 @@ def run_set(spec: str, n_splits: int, seed: int, extra_linear: tuple[str, ...], 
             acc["recipe"].append(float((fold["recipe_test"] == y_test).mean()))
             f1["recipe"].append(_f1(y_test, fold["recipe_test"]))
             tables = _candidate_tables(fold)
+            repeats = _repeated_tables(fold, max((r.get("repeats", 1) for r in rules.values()), default=1), seed,
+                                       {c for r in rules.values() if r.get("repeats", 1) > 1 for c in r["candidates"]})
             for name, rule in rules.items():
-                label, probabilities = _apply_rule(tables, fold["y"], rule)
+                label, probabilities = _apply_rule(tables, fold["y"], rule, repeats)
                 acc[name].append(float((probabilities.argmax(1) == y_test).mean()))
                 f1[name].append(_f1(y_test, probabilities.argmax(1)))
                 picks[name].append(label)
