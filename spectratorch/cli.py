@@ -134,7 +134,8 @@ def _add_train_args(parser: argparse.ArgumentParser) -> None:
     _add(data, "--n-splits", type=int, default=d.n_splits, help="number of stratified folds")
     _add(data, "--current-split", type=int, default=d.current_split, help="the validation fold")
     _add(data, "--test-source", default=d.test_source,
-         help="like-val (the next fold), is-val (the validation fold) or the path of a test file")
+         help="like-val (the next fold), is-val (the validation fold), none (no test rows: the final model, "
+         "trained on every row on a small set) or the path of a test file")
     _add(data, "--seed", type=int, default=d.seed, help="seed of the split, the weights and the augmentations")
     _add(data, "--rare-classes", choices=["error", "drop", "other"], default=d.rare_classes,
          help="what to do with classes smaller than --n-splits")

@@ -1,8 +1,9 @@
 """A scikit-learn classifier on spectra: :class:`SpectraClassifier`.
 
 ``fit(X, y)`` writes the spectra and labels as a dataset in the package's schema and trains it with the same
-recipe as ``spectratorch train`` (:func:`spectratorch.pipelines.run.train`: the architecture choice of ``arch="auto"``,
-the data-adaptive defaults, the validation fold, calibration), then keeps the exported ONNX model in memory.
+recipe as ``spectratorch train --test-source none`` (:func:`spectratorch.pipelines.run.train`: the architecture
+choice of ``arch="auto"``, the data-adaptive defaults, calibration; no row is held out as a test set: on a small set
+every row trains the model, as in scikit-learn's own ``fit``), then keeps the exported ONNX model in memory.
 ``predict_proba`` runs that ONNX model with onnxruntime, so what the estimator predicts is what the exported file
 predicts. ``save``/``load`` write and read one ONNX file; ``to_onnx`` writes the plain model that ``spectratorch
 predict`` and the inspectors' page take.
@@ -57,8 +58,10 @@ class SpectraClassifier(ClassifierMixin, BaseEstimator):
         batch_size: ``--batch-size``.
         transforms: ``--transforms`` (e.g. ``("snv",)``); ``None``: the recipe's default.
         eps: ``--eps``, label smoothing.
-        n_splits: one fold in ``n_splits`` is the validation fold (early stopping, checkpoint, calibration); the
-            model trains on the others. Lowered to the smallest class's count when a class is smaller.
+        n_splits: for a network trained by Adam (the lab's large sets), one fold in ``n_splits`` is the validation
+            fold (early stopping, checkpoint, calibration) and the model trains on the others; the small-set
+            protocol trains on every row and chooses by inner CV. Lowered to the smallest class's count when a
+            class is smaller.
         seed: ``--seed``.
         output_dir: keep the run's files (checkpoint, JSON, logs) here; ``None``: a temporary folder, removed.
         threads: onnxruntime threads for prediction; ``None``: the physical cores.
@@ -167,7 +170,7 @@ class SpectraClassifier(ClassifierMixin, BaseEstimator):
         layout = self._layout
         return RunConfig(
             DataConfig(data=data, targets=("AVA", _LABEL), channels=tuple(layout["channels"]), tabular=(),
-                       n_splits=n_splits, current_split=0, test_source="is-val", seed=self.seed,
+                       n_splits=n_splits, current_split=0, test_source="none", seed=self.seed,
                        batch_size=self.batch_size, transforms=self.transforms),
             ModelConfig(arch=self.arch),
             TrainConfig(eps=self.eps, lr=self.lr, weight_decay=self.weight_decay, max_epochs=self.max_epochs,

@@ -84,6 +84,16 @@ def test_fit_predict_on_a_dataframe_of_wavelengths(fitted, xy):
 
 
 @pytest.mark.slow
+def test_auto_fit_trains_on_every_row_as_scikit_learn_does(xy):
+    X, y = xy
+    clf = SpectraClassifier().fit(X.iloc[:60], y.iloc[:60])
+    # the small-set protocol: no row held out as a test set; the choice by inner CV of all 60
+    assert clf.summary_["arch_selection"]["training_rows"] == 60
+    assert sum(clf.summary_["class_counts"]["train"].values()) == 60 and "test" not in clf.summary_["metrics"]
+    assert clf.score(X.iloc[60:], y.iloc[60:]) > 0.9
+
+
+@pytest.mark.slow
 def test_save_load_onnx_and_predictor_inputs(fitted, xy, tmp_path):
     from spectratorch.inference import Predictor
 

@@ -7,7 +7,9 @@ smaller than ``n_splits`` is folded into its class, so every class still spreads
 - ``like-val`` (default): the next fold, ``(current_split + 1) % n_splits``, so with 5 splits the proportions are
   60:20:20 and the test figures were never used to pick the checkpoint;
 - ``is-val``: the validation fold itself;
-- ``external``: another file; every fold but the validation one trains.
+- ``external``: another file; every fold but the validation one trains;
+- ``none``: no test rows; every fold but the validation one trains (the final model of a set whose accuracy was
+  estimated by ``spectratorch cv``; the small-set protocol trains on the validation fold too).
 
 The same seed gives the same indices on any machine (numpy's ``RandomState`` stream, no hashing of strings).
 """
@@ -23,7 +25,7 @@ from spectratorch.errors import SplitError
 
 __all__ = ["TEST_MODES", "Split", "fold_assignment", "make_split"]
 
-TEST_MODES = ("like-val", "is-val", "external")
+TEST_MODES = ("like-val", "is-val", "external", "none")
 
 
 @dataclass(frozen=True, eq=False)
@@ -103,7 +105,7 @@ def make_split(
         n_splits: number of folds.
         current_split: the validation fold, ``0 <= current_split < n_splits``.
         seed: the shuffle seed.
-        test: ``like-val``, ``is-val`` or ``external`` (see the module docstring).
+        test: ``like-val``, ``is-val``, ``external`` or ``none`` (see the module docstring).
 
     Returns:
         The :class:`Split`, each array sorted.

@@ -355,10 +355,14 @@ def run_cv(config: RunConfig, ensemble: bool = False, workers: int | str = "auto
         The summary written to ``<stem with cv-N>.json``.
 
     Raises:
-        ConfigError: a fold in the output directory made with other settings, or ``workers`` neither ``"auto"`` nor
-            a whole number of at least 1.
+        ConfigError: a fold in the output directory made with other settings, ``workers`` neither ``"auto"`` nor
+            a whole number of at least 1, or ``--test-source none``.
     """
     workers = _parse_workers(workers)
+    if config.data.test_source == "none":
+        raise ConfigError("spectratorch cv tests every fold on rows it did not train on; --test-source none leaves "
+                          "none. Use like-val, is-val or a test file (none is for the final model: spectratorch "
+                          "train).")
     if config.data.transforms is None:
         # reason: resolved now, as each run would, so the folds' file names are known before they are trained.
         config = dataclasses.replace(config, data=dataclasses.replace(

@@ -297,9 +297,12 @@ def train(config: RunConfig, callbacks: Sequence = (), arch_selection: dict | No
     if finetune is not None:
         summary["parent"] = finetune.lineage["parent"]
         summary["finetune"] = finetune.record()
+    # reason: --test-source none leaves no test rows (the final model of a set cv has estimated): nothing to test.
+    tested = config.data.test_source != "none"
     if config.train.evaluate:
         summary["metrics"]["val"] = _stage_metrics(trainer.validate(module, datamodule=dm, verbose=False), "val")
-        summary["metrics"]["test"] = _stage_metrics(trainer.test(module, datamodule=dm, verbose=False), "test")
+        if tested:
+            summary["metrics"]["test"] = _stage_metrics(trainer.test(module, datamodule=dm, verbose=False), "test")
     if not trainer.is_global_zero:
         return summary
     files = summary["files"]
@@ -310,12 +313,13 @@ def train(config: RunConfig, callbacks: Sequence = (), arch_selection: dict | No
         files["checkpoint"] = str(config.train.load_this)
     if log_dir(trainer):
         files["logs"] = log_dir(trainer)
-    if config.train.save_test_preds:
+    if config.train.save_test_preds and tested:
         files["test_predictions"] = str(out_dir / f"{stem}.csv")
         _save_test_predictions(out_dir / f"{stem}.csv", module, dm)
-    if config.train.evaluate and config.train.baseline:
+    if config.train.evaluate and config.train.baseline and tested:
         _add_baseline(summary, module, dm, config)
-    sheet_wanted, onnx_wanted = config.train.evaluate and result_sheet, config.train.to_onnx and "checkpoint" in files
+    sheet_wanted = config.train.evaluate and result_sheet and tested
+    onnx_wanted = config.train.to_onnx and "checkpoint" in files
     # reason: one temperature per run, fitted once: the result sheet draws the one the ONNX file stores.
     calibration = _calibration(module, dm) if sheet_wanted or onnx_wanted else None
     if sheet_wanted:

@@ -591,22 +591,29 @@ def save_checkpoint(module, path: Path) -> Path:
 
 
 # ---- outputs: what `spectratorch train` writes for a small set ------------------------------------------------
-def _result_sheet(module, dm, path: Path, stem: str, oof_logits: np.ndarray, y_train: np.ndarray) -> dict:
-    """The result sheet of the test rows, its cutoffs chosen on the out-of-fold predictions of the training rows."""
+def _cutoffs(oof_logits: np.ndarray, y_train: np.ndarray):
+    """The cutoff table, chosen on the out-of-fold predictions of the training rows (no test row needed), and the
+    calibration record that carries it."""
+    from spectratorch.report.sheet import auto_cutoff, cutoff_table
+
+    cutoffs = cutoff_table(softmax(oof_logits), y_train)
+    return cutoffs, {"temperature": 1.0, "source": "out-of-fold predictions of the training rows",
+                     "cutoffs": {"default": auto_cutoff(cutoffs),
+                                 **{f"accuracy_{row.target:.2f}": row.cutoff for row in cutoffs.itertuples()}},
+                     "cutoff_table": cutoffs.to_dict("records")}
+
+
+def _result_sheet(module, dm, path: Path, stem: str, cutoffs) -> dict:
+    """The result sheet of the test rows with the cutoffs of :func:`_cutoffs`; the calibration error on them."""
     import matplotlib.pyplot as plt
 
     from spectratorch.export.calibration import expected_calibration_error
-    from spectratorch.report.sheet import auto_cutoff, collect, cutoff_table, write_result_sheet
+    from spectratorch.report.sheet import collect, write_result_sheet
 
-    cutoffs = cutoff_table(softmax(oof_logits), y_train)
     data = collect(module, dm, "test", temperature=1.0, title=stem)
-    fig, cutoffs = write_result_sheet(data, path, "auto", cutoffs)
+    fig, _ = write_result_sheet(data, path, "auto", cutoffs)
     plt.close(fig)
-    return {"result_sheet": str(path), "temperature": 1.0, "source": "out-of-fold predictions of the training rows",
-            "ece_after": expected_calibration_error(data.probabilities(True), data.y),
-            "cutoffs": {"default": auto_cutoff(cutoffs),
-                        **{f"accuracy_{row.target:.2f}": row.cutoff for row in cutoffs.itertuples()}},
-            "cutoff_table": cutoffs.to_dict("records")}
+    return {"result_sheet": str(path), "ece_after": expected_calibration_error(data.probabilities(True), data.y)}
 
 
 def train_small(config: RunConfig, dm, candidates=None, result_sheet: bool = True) -> dict:
@@ -646,11 +653,13 @@ def train_small(config: RunConfig, dm, candidates=None, result_sheet: bool = Tru
                               selection["training_rows"])
     stem = model_name(config.name_fields())
     val = fitted["val_metrics"]
-    test_probabilities = predict_probabilities(module, dm, "test")
     test_rows = dm.stage_arrays("test")
     metrics = {"val": val}
     if len(test_rows):
-        metrics["test"] = classification_metrics(test_rows.y.numpy(), test_probabilities)
+        metrics["test"] = classification_metrics(test_rows.y.numpy(), predict_probabilities(module, dm, "test"))
+    else:
+        _logger.info("no test rows (--test-source none): the model is trained on every row; its estimate is the "
+                     "inner CV's (metrics.val)")
     if config.train.baseline and len(test_rows):
         metrics["baseline"] = _baseline(module, dm, config.data.seed, fitted["baselines"], test_rows)
     checkpoint = out_dir / f"{stem}_{val['loss']:.3E}_{val['f1']:.4f}_{val['accuracy']:.4f}.ckpt"
@@ -660,14 +669,14 @@ def train_small(config: RunConfig, dm, candidates=None, result_sheet: bool = Tru
                "filters_removed": dm.table.report, "arch_selection": selection, "metrics": metrics,
                "files": {"checkpoint": str(checkpoint)}, "seconds_fit": round(fitted["seconds"], 2)}
     files = summary["files"]
-    if config.train.save_test_preds:
+    if config.train.save_test_preds and len(test_rows):
         files["test_predictions"] = str(out_dir / f"{stem}.csv")
         _save_test_predictions(out_dir / f"{stem}.csv", module, dm)
+    cutoffs, summary["calibration"] = _cutoffs(fitted["oof_logits"], fitted["y_train"])
     if result_sheet and len(test_rows):
-        sheet = _result_sheet(module, dm, out_dir / f"{stem} result sheet.png", stem, fitted["oof_logits"],
-                              fitted["y_train"])
+        sheet = _result_sheet(module, dm, out_dir / f"{stem} result sheet.png", stem, cutoffs)
         files["result_sheet"] = sheet.pop("result_sheet")
-        summary["calibration"] = sheet
+        summary["calibration"].update(sheet)
     if config.train.to_onnx:
         from spectratorch.export.onnx import export_onnx, read_metadata, update_metadata
 
@@ -676,9 +685,8 @@ def train_small(config: RunConfig, dm, candidates=None, result_sheet: bool = Tru
         files["onnx"] = str(export_onnx(checkpoint, out_dir / f"{stem}.onnx", dm, metrics=metrics,
                                         calibration=report,
                                         out_of_fold=(softmax(fitted["oof_logits"]), fitted["y_train"])))
-        if "calibration" in summary:
-            cutoffs = {k: v for k, v in summary["calibration"]["cutoffs"].items() if v is not None}
-            update_metadata(files["onnx"], cutoffs=cutoffs)
+        update_metadata(files["onnx"], cutoffs={k: v for k, v in summary["calibration"]["cutoffs"].items()
+                                                if v is not None})
         exported = read_metadata(files["onnx"])
         # reason: the conformal calibration and the outlier model's limits travel in the ONNX; the JSON repeats them.
         summary["trust"] = {"conformal": exported.get("conformal"), "ood": exported.get("ood")}

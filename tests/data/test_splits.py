@@ -39,6 +39,8 @@ def test_is_val_and_external():
     assert np.array_equal(is_val.test, is_val.val) and len(is_val.train) == len(y) - len(is_val.val)
     ext = make_split(y, truth, 5, 2, 3, "external")
     assert len(ext.test) == 0 and len(ext.train) + len(ext.val) == len(y)
+    none = make_split(y, truth, 5, 2, 3, "none")  # reason: the final model: no test rows at all
+    assert len(none.test) == 0 and np.array_equal(none.train, ext.train) and np.array_equal(none.val, ext.val)
 
 
 def test_same_seed_same_indices_other_seed_others():

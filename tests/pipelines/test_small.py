@@ -277,6 +277,28 @@ def test_cv_is_the_standard_k_fold_estimate(tmp_path):
 
 
 @pytest.mark.slow
+def test_test_source_none_trains_the_final_model_on_every_row(tmp_path):
+    from spectratorch.errors import ConfigError
+    from spectratorch.export.onnx import read_metadata
+    from spectratorch.pipelines.cv import run_cv
+    from spectratorch.pipelines.run import train
+
+    make_generic_frame(60, seed=5).to_pickle(tmp_path / "set.pkl")
+    config = _config(tmp_path / "set.pkl", tmp_path / "out", test_source="none")
+    config = RunConfig(config.data, config.model, TrainConfig(output_dir=str(tmp_path / "out"), to_onnx=True,
+                                                              loggers=("csv",)))
+    summary = train(config)
+    assert summary["arch_selection"]["training_rows"] == 60 == sum(summary["class_counts"]["train"].values())
+    assert set(summary["metrics"]) == {"val"} and "result_sheet" not in summary["files"]
+    # the cutoffs come from the out-of-fold predictions, so the model carries them without a test set
+    meta = read_metadata(summary["files"]["onnx"])
+    assert meta["cutoffs"] == {k: v for k, v in summary["calibration"]["cutoffs"].items() if v is not None}
+    assert meta["cutoffs"]["accuracy_0.90"] > 0
+    with pytest.raises(ConfigError, match="--test-source none leaves none"):
+        run_cv(config)
+
+
+@pytest.mark.slow
 def test_ensemble_is_one_onnx_file_like_a_single_model(tmp_path, monkeypatch):
     import onnxruntime
 
