@@ -5,6 +5,7 @@ a child that dies of a signal (a crash in compiled code) is reported, not fatal 
 """
 
 import contextlib
+import importlib
 import io
 import json
 import os
@@ -13,6 +14,13 @@ import sys
 import torch  # noqa: F401  reason: imported once before forking, so each child starts at once
 
 from spectratorch import cli
+
+# reason: the verbs import these when they run; imported once here, a child does not spend its first 3 s on them
+# (40 commands of test_verbs.py took 151 s with each child importing them itself).
+for _module in ("lightning.pytorch", "matplotlib.pyplot", "pyarrow", "scipy.optimize", "sklearn.model_selection",
+                "onnxruntime", "spectratorch.pipelines.run", "spectratorch.pipelines.cv", "spectratorch.export.onnx",
+                "spectratorch.report.sheet", "spectratorch.inference"):
+    importlib.import_module(_module)
 
 
 def _child(argv: list[str], out: int) -> None:
