@@ -296,6 +296,12 @@ def test_test_source_none_trains_the_final_model_on_every_row(tmp_path):
     assert meta["cutoffs"]["accuracy_0.90"] > 0
     with pytest.raises(ConfigError, match="--test-source none leaves none"):
         run_cv(config)
+    # a network trained by Adam keeps its validation fold (early stopping, calibration) and tests nothing
+    network = RunConfig(config.data, ModelConfig(arch="TinyVGG"),
+                        TrainConfig(output_dir=str(tmp_path / "net"), max_epochs=1, to_onnx=True, loggers=("csv",)))
+    summary = train(network)
+    assert set(summary["metrics"]) == {"val"} and sum(summary["class_counts"]["train"].values()) == 48
+    assert {"onnx", "checkpoint"} <= set(summary["files"]) and "result_sheet" not in summary["files"]
 
 
 @pytest.mark.slow
