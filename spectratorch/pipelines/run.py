@@ -316,8 +316,8 @@ def train(config: RunConfig, callbacks: Sequence = (), arch_selection: dict | No
     if config.train.save_test_preds and tested:
         files["test_predictions"] = str(out_dir / f"{stem}.csv")
         _save_test_predictions(out_dir / f"{stem}.csv", module, dm)
-    if config.train.evaluate and config.train.baseline and tested:
-        _add_baseline(summary, module, dm, config)
+    if config.train.evaluate and config.train.baseline:
+        _add_baseline(summary, module, dm, config, tested)
     sheet_wanted = config.train.evaluate and result_sheet and tested
     onnx_wanted = config.train.to_onnx and "checkpoint" in files
     # reason: one temperature per run, fitted once: the result sheet draws the one the ONNX file stores.
@@ -399,9 +399,11 @@ def _calibration(module: SpectralModule, dm: SpectralDataModule) -> dict:
     return calibration_report(predict_logits(module.model.float(), val.spectra, val.tabular), val.y.numpy())
 
 
-def _add_baseline(summary: dict, module: SpectralModule, dm: SpectralDataModule, config: RunConfig) -> None:
-    """Fit the linear baselines on the network's own inputs and rows; say plainly when the network is worse."""
-    stages = {stage: _stage_features(module, dm, stage) for stage in ("val", "test")}
+def _add_baseline(summary: dict, module: SpectralModule, dm: SpectralDataModule, config: RunConfig,
+                  tested: bool = True) -> None:
+    """Fit the linear baselines on the network's own inputs and rows, scored on the validation fold and (``tested``)
+    the test rows; say plainly when the network is worse."""
+    stages = {stage: _stage_features(module, dm, stage) for stage in (("val", "test") if tested else ("val",))}
     baseline = fit_baselines(_stage_features(module, dm, "train"), stages, dm.n_classes, seed=config.data.seed)
     summary["metrics"]["baseline"] = baseline
     metric = config.train.target_metric.removeprefix("val_")

@@ -502,7 +502,8 @@ def _linear_baselines(choice: dict, by_name: dict, models: dict, features: dict,
             head = _solve(candidate, features[arch], y, n_classes, grid, entry["standardiser"], _FINAL_TOL)[0][-1]
         out[name] = {"model": models[arch], "head": head, "solver": candidate.solver,
                      "parameter": _PARAMETER[candidate.solver],
-                     "value": entry["chosen"], "n_train": len(y), "seconds": time.perf_counter() - start}
+                     "value": entry["chosen"], "n_train": len(y), "inner_cv": entry["metrics"],
+                     "seconds": time.perf_counter() - start}
     return out
 
 
@@ -662,6 +663,12 @@ def train_small(config: RunConfig, dm, candidates=None, result_sheet: bool = Tru
                      "inner CV's (metrics.val)")
     if config.train.baseline and len(test_rows):
         metrics["baseline"] = _baseline(module, dm, config.data.seed, fitted["baselines"], test_rows)
+    elif config.train.baseline and fitted["baselines"] is not None:
+        # reason: no test rows: the baselines' estimate is their inner CV, as the model's is (the same folds).
+        metrics["baseline"] = {name: {"val": {k: v for k, v in fit["inner_cv"].items() if k != "loss"},
+                                      fit["parameter"]: fit["value"], "n_train": int(fit["n_train"]),
+                                      "chosen_by": "inner CV of the training rows"}
+                               for name, fit in fitted["baselines"].items()}
     checkpoint = out_dir / f"{stem}_{val['loss']:.3E}_{val['f1']:.4f}_{val['accuracy']:.4f}.ckpt"
     save_checkpoint(module, checkpoint)
     summary = {"name": stem, "version": __version__, "config": config.to_dict(), "labels": list(dm.labels),

@@ -289,7 +289,12 @@ def test_test_source_none_trains_the_final_model_on_every_row(tmp_path):
                                                               loggers=("csv",)))
     summary = train(config)
     assert summary["arch_selection"]["training_rows"] == 60 == sum(summary["class_counts"]["train"].values())
-    assert set(summary["metrics"]) == {"val"} and "result_sheet" not in summary["files"]
+    assert set(summary["metrics"]) == {"val", "baseline"} and "result_sheet" not in summary["files"]
+    # the baselines beside it: the Linear and PLSDA candidates' inner CV, on the same folds as the model's
+    baseline, candidates = summary["metrics"]["baseline"], summary["arch_selection"]["candidates"]
+    assert set(baseline) == {"logistic_regression", "pls_da"} and "test" not in baseline["pls_da"]
+    assert baseline["logistic_regression"]["val"]["f1"] == candidates["Linear"]["inner_cv"]["f1"]
+    assert baseline["pls_da"]["val"]["accuracy"] == candidates["PLSDA"]["inner_cv"]["accuracy"]
     # the cutoffs come from the out-of-fold predictions, so the model carries them without a test set
     meta = read_metadata(summary["files"]["onnx"])
     assert meta["cutoffs"] == {k: v for k, v in summary["calibration"]["cutoffs"].items() if v is not None}
@@ -300,7 +305,9 @@ def test_test_source_none_trains_the_final_model_on_every_row(tmp_path):
     network = RunConfig(config.data, ModelConfig(arch="TinyVGG"),
                         TrainConfig(output_dir=str(tmp_path / "net"), max_epochs=1, to_onnx=True, loggers=("csv",)))
     summary = train(network)
-    assert set(summary["metrics"]) == {"val"} and sum(summary["class_counts"]["train"].values()) == 48
+    assert set(summary["metrics"]) == {"val", "baseline"} and sum(summary["class_counts"]["train"].values()) == 48
+    assert set(summary["metrics"]["baseline"]["logistic_regression"]) >= {"val"}
+    assert "test" not in summary["metrics"]["baseline"]["logistic_regression"]
     assert {"onnx", "checkpoint"} <= set(summary["files"]) and "result_sheet" not in summary["files"]
 
 
