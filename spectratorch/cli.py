@@ -406,6 +406,8 @@ def _cv_table(result: dict) -> str:
         lines.append(f"ensemble on the test file ({test['n_test']} rows): " + ", ".join(
             f"{name} {test['ensemble'][name]:.4f} ({test['gain'][name]:+.4f} vs mean fold)"
             for name in (*names, "loss") if name in test["gain"]))
+    lines.append("the model to ship: spectratorch train with the same flags and --test-source none (no test rows; "
+                 "on a small set every row trains it)")
     return "\n".join(lines)
 
 
