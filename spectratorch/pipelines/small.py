@@ -595,13 +595,11 @@ def save_checkpoint(module, path: Path) -> Path:
 def _cutoffs(oof_logits: np.ndarray, y_train: np.ndarray):
     """The cutoff table, chosen on the out-of-fold predictions of the training rows (no test row needed), and the
     calibration record that carries it."""
-    from spectratorch.report.sheet import auto_cutoff, cutoff_table
+    from spectratorch.report.metrics import cutoff_table, named_cutoffs
 
     cutoffs = cutoff_table(softmax(oof_logits), y_train)
     return cutoffs, {"temperature": 1.0, "source": "out-of-fold predictions of the training rows",
-                     "cutoffs": {"default": auto_cutoff(cutoffs),
-                                 **{f"accuracy_{row.target:.2f}": row.cutoff for row in cutoffs.itertuples()}},
-                     "cutoff_table": cutoffs.to_dict("records")}
+                     "cutoffs": named_cutoffs(cutoffs), "cutoff_table": cutoffs.to_dict("records")}
 
 
 def _result_sheet(module, dm, path: Path, stem: str, cutoffs) -> dict:

@@ -9,8 +9,8 @@ import pandas as pd
 from spectratorch.export.calibration import confidence_bins
 from spectratorch.metrics import per_class_metrics
 
-__all__ = ["UNCLASSIFIED", "cutoff_table", "auto_cutoff", "apply_cutoff", "confusion", "per_class_scores",
-           "error_contributions", "calibration_bins"]
+__all__ = ["UNCLASSIFIED", "cutoff_table", "auto_cutoff", "named_cutoffs", "apply_cutoff", "confusion",
+           "per_class_scores", "error_contributions", "calibration_bins"]
 
 UNCLASSIFIED = "unclassified"
 _TARGET_ACCURACIES = (0.90, 0.95, 0.98, 0.99)
@@ -75,6 +75,12 @@ def auto_cutoff(table: pd.DataFrame, target: float = 0.95) -> float | None:
     """The cutoff that reaches ``target`` accuracy in ``cutoff_table``'s output (``None`` when unreachable)."""
     match = table[table["target"] == target]
     return None if match.empty else float(match["cutoff"].iloc[0])
+
+
+def named_cutoffs(table: pd.DataFrame) -> dict:
+    """``cutoff_table``'s output by name, as ``spectratorch predict --cutoff NAME`` reads them: ``default`` (95 %
+    accuracy, ``None`` when unreachable) and ``accuracy_0.90`` ..., each a probability."""
+    return {"default": auto_cutoff(table), **{f"accuracy_{row.target:.2f}": row.cutoff for row in table.itertuples()}}
 
 
 def confusion(y: np.ndarray, predicted: np.ndarray, labels, kept: np.ndarray | None = None) -> pd.DataFrame:

@@ -31,6 +31,7 @@ from spectratorch.report.metrics import (
     confusion,
     cutoff_table,
     error_contributions,
+    named_cutoffs,
     per_class_scores,
 )
 from spectratorch.report.occlusion import default_window, occluded_copies, window_average
@@ -490,9 +491,7 @@ def make_result_sheet(module, dm, path: str | Path, title: str = "", tensorboard
         "temperature": float(temperature),
         "ece_before": expected_calibration_error(data.probabilities(False), data.y),
         "ece_after": expected_calibration_error(data.probabilities(True), data.y),
-        # reason: named cutoffs, each a probability, as `spectratorch predict --cutoff NAME` reads them.
-        "cutoffs": {"default": auto_cutoff(cutoffs),
-                    **{f"accuracy_{row.target:.2f}": row.cutoff for row in cutoffs.itertuples()}},
+        "cutoffs": named_cutoffs(cutoffs),
         "cutoff_table": cutoffs.to_dict("records"),
     }
 
