@@ -153,8 +153,8 @@ def _add_train_args(parser: argparse.ArgumentParser) -> None:
     model = parser.add_argument_group("model")
     _add(model, "--arch", default=m.arch,
          help=f"architecture: {_MODEL_NAMES}, or auto (VGG11 on the lab's channels with >= 2000 training rows; "
-         "otherwise Linear, PLSDA, MiniRocket, KernelRidge or a soft vote, chosen by inner CV of all non-test rows and "
-         "refit on them: doc/small-data.md)")
+         "otherwise Linear (also after snv or sg1), PLSDA, MiniRocket, KernelRidge or a soft vote, chosen by inner "
+         "CV of all non-test rows and refit on them: doc/small-data.md)")
     _add(model, "--width", type=float, default=m.width,
          help=f"channel multiplier of VGG/ResNetV2 (default: {CPU_WIDTH}, CPU-sized; 1.0 = full size, for a GPU)")
     _add(model, "--n-features", type=int, default=None, help="MiniRocket: random-kernel features (default 4000)")

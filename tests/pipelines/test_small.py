@@ -263,7 +263,7 @@ def test_cv_is_the_standard_k_fold_estimate(tmp_path):
         assert summary["arch_selection"]["training_rows"] == 60 - (folds == test_fold).sum()
         tested[folds == test_fold] += 1
         assert set(summary["arch_selection"]["candidates"]) == {"Linear", "PLSDA", "MiniRocket", "KernelRidge",
-                                                                "Linear[snv]"}
+                                                                "Linear[snv]", "Linear[sg1]"}
         for candidate in summary["arch_selection"]["candidates"].values():
             assert len(candidate["inner_cv_per_value"]) == len(candidate["grid"])
         # every run reports its own linear baselines, fitted on the same training rows, scored on the same test rows
@@ -429,7 +429,8 @@ def test_default_run_on_a_small_set_trains_no_network(tmp_path):
     make_generic_frame(60, seed=9).to_pickle(tmp_path / "set.pkl")
     summary = train(_config(tmp_path / "set.pkl", tmp_path / "out"), result_sheet=False)
     selection = summary["arch_selection"]
-    assert set(selection["candidates"]) == {"Linear", "PLSDA", "MiniRocket", "KernelRidge", "Linear[snv]"}
+    assert set(selection["candidates"]) == {"Linear", "PLSDA", "MiniRocket", "KernelRidge", "Linear[snv]",
+                                            "Linear[sg1]"}
     assert selection["network"]["joined"] is None
 
 
@@ -517,30 +518,50 @@ def summary_y_from(path, config):
 
 
 @pytest.mark.slow
-def test_a_chosen_preprocessing_variant_travels_in_checkpoint_name_and_onnx(tmp_path):
+@pytest.mark.parametrize("transform", ["snv", "sg1"])
+def test_a_chosen_preprocessing_variant_travels_in_checkpoint_name_and_onnx(tmp_path, transform):
     import onnxruntime
+    from scipy.signal import savgol_filter
 
     from spectratorch.pipelines import small
     from spectratorch.training.restore import load_module
 
-    (variant,) = small.PREPROCESSING_VARIANTS
-    assert variant.name == "Linear[snv]"
+    assert [v.name for v in small.PREPROCESSING_VARIANTS] == ["Linear[snv]", "Linear[sg1]"]
+    variant = next(v for v in small.PREPROCESSING_VARIANTS if v.transforms == (transform,))
     summary, _ = _exported_small_run(tmp_path, variant)
-    assert summary["arch_selection"]["members"] == ["Linear[snv]"] and summary["arch_selection"]["chosen"] == "Linear"
-    assert summary["arch_selection"]["transforms"] == ["snv"]
-    assert "t=('snv',)" in summary["name"] and list(summary["config"]["data"]["transforms"]) == ["snv"]
+    assert summary["arch_selection"]["members"] == [variant.name] and summary["arch_selection"]["chosen"] == "Linear"
+    assert summary["arch_selection"]["transforms"] == [transform]
+    assert f"t=('{transform}',)" in summary["name"] and list(summary["config"]["data"]["transforms"]) == [transform]
     module = load_module(summary["files"]["checkpoint"]).eval()
-    assert list(module.hparams["transforms"]) == ["snv"]
+    assert list(module.hparams["transforms"]) == [transform]
     frame = pd.read_pickle(tmp_path / "set.pkl")
     spectra = torch.tensor(frame.iloc[:, :-1].to_numpy(np.float32))[:, None]
-    # the model's first layer applies SNV: every spectrum centred and scaled to unit spread before the scaling
     with torch.no_grad():
         transformed = module.model.preprocess.apply_transforms(spectra)
         expected = module(spectra, None).softmax(1).numpy()
-    np.testing.assert_allclose(transformed.mean(-1).numpy(), 0, atol=1e-5)
-    np.testing.assert_allclose(transformed.std(-1, correction=0).numpy(), 1, atol=1e-3)
+    if transform == "snv":
+        # the model's first layer applies SNV: every spectrum centred and scaled to unit spread before the scaling
+        np.testing.assert_allclose(transformed.mean(-1).numpy(), 0, atol=1e-5)
+        np.testing.assert_allclose(transformed.std(-1, correction=0).numpy(), 1, atol=1e-3)
+    else:
+        # ... or the Savitzky-Golay first derivative (window 11, order 2), scipy's away from the padded edges
+        reference = savgol_filter(spectra.double().numpy(), 11, 2, deriv=1, axis=-1)
+        np.testing.assert_allclose(transformed.numpy()[..., 5:-5], reference[..., 5:-5], atol=1e-4)
     session = onnxruntime.InferenceSession(summary["files"]["onnx"], providers=["CPUExecutionProvider"])
     np.testing.assert_allclose(session.run(None, {"data_spectra": spectra.numpy()})[0], expected, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_a_variant_whose_transform_does_not_fit_the_spectra_is_left_out_and_said(tmp_path, caplog):
+    from spectratorch.pipelines.run import train
+
+    # reason: 9 points: MiniRocket's shortest spectrum, shorter than sg1's default window of 11.
+    make_generic_frame(40, seed=3, length=9).to_pickle(tmp_path / "short.pkl")
+    with caplog.at_level(logging.WARNING):
+        summary = train(_config(tmp_path / "short.pkl", tmp_path / "out"), result_sheet=False)
+    assert set(summary["arch_selection"]["candidates"]) == {"Linear", "PLSDA", "MiniRocket", "KernelRidge",
+                                                            "Linear[snv]"}
+    assert "Linear[sg1] is not a candidate on these spectra" in caplog.text and "length=9" in caplog.text
 
 
 def test_an_ensemble_only_joins_candidates_with_the_same_first_layer():
