@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import logging
 import statistics
@@ -95,7 +96,7 @@ def _outer_fold(path: Path, n_splits: int, fold: int, seed: int, out: Path, extr
     small._features, small.choose = features, choose
     try:
         fitted = small.fit_small(config, dm, lambda c, d: _module_kwargs(resolve_defaults(
-            c, len(small._training_rows(d))), d), small.with_variants(small.CANDIDATES, config.data.transforms))
+            c, len(small._training_rows(d))), d), small.with_variants(small.CANDIDATES, config, dm))
     finally:
         small._features, small.choose = original_features, original_choose
     test = dm.stage_arrays("test")
@@ -411,12 +412,18 @@ REAL_SETS = {"collagen": _collagen, "tablet": _shootout("tablet"), "corn": _shoo
              "tablet2": _shootout("tablet", 2), "corn2": _shootout("corn", 2), "corn3": _shootout("corn", 3)}
 
 
+@functools.lru_cache(maxsize=None)
+def _real_frame(name: str):
+    """A real set and its channel, read once per process (a batch draws from the same set many times)."""
+    return REAL_SETS[name]()
+
+
 def _real_split(name: str, n: int, seed: int, folder: Path) -> tuple[Path, str, str]:
     """``n`` rows of a real set drawn by ``seed`` (stratified) as the training set, every other row as its test file:
     ``(training path, test path, channel)``."""
     from sklearn.model_selection import train_test_split
 
-    frame, channel = REAL_SETS[name]()
+    frame, channel = _real_frame(name)
     if not 0 < n < len(frame):
         raise SystemExit(f"check_selection: {name} has {len(frame)} rows; draw between 1 and {len(frame) - 1}")
     train, test = train_test_split(frame, train_size=n, stratify=frame["label"], random_state=seed)
@@ -449,9 +456,10 @@ def run_set(spec: str, n_splits: int, seed: int, extra_linear: tuple[str, ...], 
     from spectratorch.data.generic import make_generic_frame
     from spectratorch.data.synthetic import make_dataset
 
-    real = spec.split(":")[0] if spec.split(":")[0] in REAL_SETS else None
-    lab = spec.startswith("lab:")
-    parts = [int(p) for p in spec.removeprefix("lab:").removeprefix(f"{real}:").split(":")]
+    kind, _, rest = spec.partition(":")
+    real = kind if kind in REAL_SETS else None
+    lab = kind == "lab"
+    parts = [int(p) for p in (rest if real or lab else spec).split(":")]
     n, data_seed, length = parts[0], parts[1], parts[2] if len(parts) > 2 else 200
 
     def make(rows: int, frame_seed: int):

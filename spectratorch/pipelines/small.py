@@ -141,25 +141,23 @@ PREPROCESSING_VARIANTS = (Candidate("Linear", "logistic", transforms=("snv",)),
                           Candidate("Linear", "logistic", transforms=("sg1",)))
 
 
-def with_variants(candidates, transforms) -> list[Candidate]:
-    """``candidates`` and each :data:`PREPROCESSING_VARIANTS` entry whose transforms ``transforms`` lacks."""
-    return [*candidates, *(v for v in PREPROCESSING_VARIANTS if not set(v.transforms) <= set(transforms))]
-
-
-def _set_up(candidates, config: RunConfig, dm) -> list[Candidate]:
-    """``candidates`` less the preprocessing variants whose transforms cannot be set up on this data (``sg1``'s
-    window longer than the spectrum), each left out with one line saying why."""
-    kept = []
-    for candidate in candidates:
-        if candidate in PREPROCESSING_VARIANTS:
-            try:
-                Preprocess(list(dm.table.channels), dm.length, dm.n_tabular,
-                           transforms=(*config.data.transforms, *candidate.transforms),
-                           **preprocess_options(config.data))
-            except ConfigError as error:
-                _logger.warning("%s is not a candidate on these spectra: %s", candidate.name, error)
-                continue
-        kept.append(candidate)
+def with_variants(candidates, config: RunConfig, dm) -> list[Candidate]:
+    """``candidates`` and each :data:`PREPROCESSING_VARIANTS` entry whose transforms the run's lack and can be set up
+    on ``dm``'s spectra; a variant that cannot (``sg1``'s window longer than the spectrum) is left out with one line
+    saying why."""
+    transforms = tuple(config.data.transforms)
+    kept = list(candidates)
+    for variant in PREPROCESSING_VARIANTS:
+        if set(variant.transforms) <= set(transforms):
+            continue
+        try:
+            # reason: the transform's own setup checks its options against the data (a window at most the length).
+            Preprocess(list(dm.table.channels), dm.length, dm.n_tabular, transforms=(*transforms, *variant.transforms),
+                       **preprocess_options(config.data))
+        except ConfigError as error:
+            _logger.warning("%s is not a candidate on these spectra: %s", variant.name, error)
+            continue
+        kept.append(variant)
     return kept
 
 
@@ -664,8 +662,7 @@ def train_small(config: RunConfig, dm, candidates=None, result_sheet: bool = Tru
     if candidates is None:
         # reason: a run on its channels' default transforms also tries the preprocessing variants; transforms the
         # user set are kept as given.
-        candidates = (_set_up(with_variants(CANDIDATES, config.data.transforms), config, dm)
-                      if tuple(config.data.transforms) == defaults else CANDIDATES)
+        candidates = with_variants(CANDIDATES, config, dm) if tuple(config.data.transforms) == defaults else CANDIDATES
     dm.config = config.data
     out_dir = config.train.out_dir
     fitted = fit_small(config, dm, lambda c, d: _module_kwargs(resolve_defaults(c, len(_training_rows(d))), d),
