@@ -322,9 +322,10 @@ def _add_experiment_parsers(sub) -> None:
          help="also export '<stem with ens-N>.onnx', the mean of the folds' calibrated probabilities, and compare it "
          "with the mean fold on the test file (--test-source FILE)")
     _add(group, "--fold-workers", default="auto",
-         help="folds trained at once, each in its own process on its share of the cores (on GPUs listed in --devices: "
-         "one per GPU); auto: on the CPU, the first fold alone, then one process per core when its time says that "
-         "is faster (a process takes about 8 s to start)")
+         help="folds trained at once: on the CPU this process and N-1 more share them, each on its share of the "
+         "cores (on GPUs listed in --devices: one process per GPU); auto: on the CPU, one process per core from the "
+         "start for a data file of 2 MB or more, else the first fold alone, then one process per core when its "
+         "time says that is faster (a process takes about 8 s to start)")
     _add_tune_parser(sub)
 
 

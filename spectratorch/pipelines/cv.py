@@ -4,9 +4,11 @@
 writes ``<stem with cv-N>.json``: every fold's validation and test metrics, their mean and standard deviation, and
 ``<stem with cv-N> folds.png``, the per-fold metrics. A fold whose JSON is already in the output directory (made
 with the same settings) is not trained again, so an interrupted CV resumes where it stopped. Folds run one after
-another, or ``workers`` at a time in separate processes (on GPUs, one GPU each; on the CPU, each process on its share
-of the cores). With ``workers="auto"`` (the default) on the CPU, the first fold runs here and times the set: when it
-is long enough for processes to pay for their start (:func:`auto_workers`), the other folds run one process per core.
+another, or ``workers`` at a time (on GPUs, one process per GPU; on the CPU, this process and ``workers - 1`` more
+share the folds, each on its share of the cores: :mod:`spectratorch.pipelines.shared_folds`). With ``workers="auto"``
+(the default) on the CPU, a large data file (:func:`shares_from_start`) is shared by one process per core from the
+start; otherwise the first fold runs here and times the set, and when it is long enough for processes to pay for
+their start (:func:`auto_workers`), the other folds are shared by one process per core.
 
 With ``ensemble=True`` the folds' best checkpoints become one ONNX file, ``<stem with ens-N>.onnx``
 (:func:`spectratorch.export.ensemble.export_ensemble`), and its test metrics are compared with the mean fold's on
@@ -19,9 +21,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import math
 import multiprocessing
-import os
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -36,7 +36,8 @@ from spectratorch.defaults import auto_transforms
 from spectratorch.errors import ConfigError
 from spectratorch.metrics import classification_metrics
 
-__all__ = ["run_cv", "cv_name", "fold_configs", "summarise_folds", "plot_folds", "WORKER_START_S", "auto_workers"]
+__all__ = ["run_cv", "cv_name", "fold_configs", "summarise_folds", "plot_folds", "WORKER_START_S", "auto_workers",
+           "shares_from_start", "SHARE_FROM_START_BYTES"]
 
 _logger = logging.getLogger(__name__)
 
@@ -50,6 +51,13 @@ _PLOTTED = ("accuracy", "f1", "balanced_accuracy", "auroc")
 # from the start).
 WORKER_START_S = 8.0
 ONE_CORE_SLOWDOWN = 1.15
+# reason: from about 500,000 spectral values (2 MB of float32 in a pickle or parquet file; a CSV of the same values
+# is about 2.6 times larger) a fold of the small-set protocol takes several seconds, so a process started with the
+# first fold takes folds the first would otherwise train after it. Measured on generated sets (5-fold cv, 2-core CPU,
+# doc/small-data.md): 250 x 2,000 spectra (2.0 MB) 21.5, 23.4, 19.9 s shared from the start against 30.6, 27.6 s with
+# the first fold timed; 1,000 x 2,000: 48-52 s against 55-59 s; 2,000 x 2,000: 144.5 against 141.8 s. Smaller files
+# keep the first fold's timing (auto_workers), which keeps quick sets in one process. The file is not read to decide.
+SHARE_FROM_START_BYTES = 2_000_000
 
 
 def cv_name(config: RunConfig, split: str = "cv") -> str:
@@ -104,21 +112,41 @@ def _finished(config: RunConfig) -> dict | None:
 
 
 def auto_workers(fold_seconds: float, remaining: int, cores: int) -> int:
-    """Processes for the folds left under ``--fold-workers auto`` on the CPU: one per core (at most one per fold)
-    when that is estimated faster than one fold after another here, else 1.
+    """Processes (this one included) for the folds left under ``--fold-workers auto`` on the CPU: one per core (at
+    most one per fold) when that is estimated faster than one fold after another here, else 1.
 
-    Estimated: ``remaining`` folds of ``fold_seconds`` each here, against :data:`WORKER_START_S` plus
-    ``ceil(remaining / processes)`` rounds of folds :data:`ONE_CORE_SLOWDOWN` times slower.
+    Estimated: this process goes on at once and each other process joins after :data:`WORKER_START_S`; every fold
+    then takes :data:`ONE_CORE_SLOWDOWN` times ``fold_seconds`` and goes to the first process free. The folds are
+    done when the last one ends, against ``remaining * fold_seconds`` here alone.
 
     Example:
-        >>> auto_workers(10.0, 4, 2), auto_workers(3.0, 4, 2), auto_workers(10.0, 2, 2), auto_workers(30.0, 1, 2)
+        >>> auto_workers(10.0, 4, 2), auto_workers(1.0, 4, 2), auto_workers(10.0, 2, 2), auto_workers(30.0, 1, 2)
         (2, 1, 2, 1)
     """
     processes = min(remaining, cores)
     if processes < 2:
         return 1
-    parallel = WORKER_START_S + math.ceil(remaining / processes) * ONE_CORE_SLOWDOWN * fold_seconds
-    return processes if parallel < remaining * fold_seconds else 1
+    free = [0.0] + [WORKER_START_S] * (processes - 1)
+    last = 0.0
+    for _ in range(remaining):
+        first = free.index(min(free))
+        free[first] += ONE_CORE_SLOWDOWN * fold_seconds
+        last = max(last, free[first])
+    return processes if last < remaining * fold_seconds else 1
+
+
+def shares_from_start(config: RunConfig, folds: int, cores: int) -> bool:
+    """Whether ``--fold-workers auto`` starts the other processes with the first fold: on the CPU, with two folds and
+    two cores or more, when the data file holds at least :data:`SHARE_FROM_START_BYTES`.
+
+    Example:
+        >>> from spectratorch.config import DataConfig
+        >>> shares_from_start(RunConfig(DataConfig(data=__file__)), folds=5, cores=2)  # a small file
+        False
+    """
+    path = Path(config.data.data) if config.data.data else None
+    return (folds > 1 and cores > 1 and path is not None and path.is_file()
+            and path.stat().st_size >= SHARE_FROM_START_BYTES)
 
 
 def _parse_workers(workers) -> int | str:
@@ -133,33 +161,25 @@ def _parse_workers(workers) -> int | str:
     return value
 
 
-def _train_folds(config_dicts: list[dict], device: str | None) -> list[dict]:
-    """Train folds one after another (in a worker process when CV runs folds in parallel)."""
+def _train_fold(values: dict, device: str | None = None) -> dict:
+    """Train the fold of configuration ``values`` (on ``device`` when given)."""
     from spectratorch.pipelines.run import train
 
-    summaries = []
-    for values in config_dicts:
-        config = RunConfig.from_dict(values)
-        if device is not None:
-            config = dataclasses.replace(config, train=dataclasses.replace(config.train, devices=device))
-        summaries.append(train(config))
-    return summaries
+    config = RunConfig.from_dict(values)
+    if device is not None:
+        config = dataclasses.replace(config, train=dataclasses.replace(config.train, devices=device))
+    return train(config)
 
 
-def _worker(config_dicts: list[dict], device: str | None, threads: int | None = None) -> list[dict]:
+def _import_training() -> None:
+    """What a fold process imports before its first fold."""
+    import spectratorch.pipelines.run  # noqa: F401
+
+
+def _gpu_worker(config_dicts: list[dict], device: str) -> list[dict]:
     # reason: a spawned process starts with no logging set up; it reports like the CLI that started it.
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    if threads is not None:
-        # reason: each CPU process on its share of the cores: more threads than cores, across processes, make torch's
-        # threads wait on each other.
-        import torch
-        from threadpoolctl import threadpool_limits
-
-        torch.set_num_threads(threads)
-        threadpool_limits(threads)
-        _logger.info("fold process %d: fold(s) %s on %d thread(s)", os.getpid(),
-                     [values["data"]["current_split"] for values in config_dicts], threads)
-    return _train_folds(config_dicts, device)
+    return [_train_fold(values, device) for values in config_dicts]
 
 
 def _gpu_slots(config: RunConfig) -> list[str]:
@@ -181,46 +201,60 @@ def _gpu_slots(config: RunConfig) -> list[str]:
     return [f"[{i}]" for i in ids] if len(ids) > 1 else []
 
 
-def _run_folds(todo: list[RunConfig], slots: list[str | None]) -> list[dict]:
-    """Train ``todo``: here when one slot (or one fold), else one process per slot: a GPU's folds in its own process,
-    CPU folds one at a time to whichever process is free, each process on its share of the cores."""
-    from spectratorch.training.hardware import usable_cpus
-
-    if len(slots) <= 1 or len(todo) <= 1:
-        return _train_folds([c.to_dict() for c in todo], slots[0] if slots else None)
+def _on_gpus(todo: list[RunConfig], slots: list[str]) -> list[dict]:
+    """Train ``todo`` one process per GPU, each GPU's folds in its own process."""
+    if len(todo) <= 1:
+        return [_train_fold(c.to_dict(), slots[0]) for c in todo]
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=len(slots), mp_context=context) as pool:
-        if slots[0] is not None:
-            groups = [[c.to_dict() for c in todo[i :: len(slots)]] for i in range(len(slots))]
-            futures = [pool.submit(_worker, group, slot) for group, slot in zip(groups, slots) if group]
-        else:
-            threads = max(1, usable_cpus() // len(slots))
-            futures = [pool.submit(_worker, [c.to_dict()], None, threads) for c in todo]
-        return [summary for future in futures for summary in future.result()]
+        groups = [[c.to_dict() for c in todo[i :: len(slots)]] for i in range(len(slots))]
+        futures = [pool.submit(_gpu_worker, group, slot) for group, slot in zip(groups, slots) if group]
+        summaries = [summary for future in futures for summary in future.result()]
+    order = {c.data.current_split: i for i, c in enumerate(todo)}
+    return sorted(summaries, key=lambda s: order[s["config"]["data"]["current_split"]])
+
+
+def _shared(todo: list[RunConfig], processes: int) -> list[dict]:
+    """Train ``todo`` here, or shared by ``processes`` processes (this one included) on their share of the cores."""
+    from spectratorch.pipelines.shared_folds import share_folds
+    from spectratorch.training.hardware import usable_cpus
+
+    processes = min(processes, len(todo))
+    if processes <= 1:
+        return [_train_fold(c.to_dict()) for c in todo]
+    labels = [f"fold {c.data.current_split}" for c in todo]
+    return share_folds([c.to_dict() for c in todo], labels, _train_fold, processes,
+                       threads=max(1, usable_cpus() // processes), warm_up=_import_training)
 
 
 def _train_all(config: RunConfig, todo: list[RunConfig], workers: int | str) -> list[dict]:
-    """Every fold of ``todo``: one process per GPU listed, ``workers`` processes, or under ``auto`` on the CPU the
-    first fold here and the others by :func:`auto_workers`."""
+    """Every fold of ``todo``, in order: one process per GPU listed; ``workers`` processes; or under ``auto`` on the
+    CPU, shared by one process per core from the start when the data file is large (:func:`shares_from_start`),
+    else the first fold here alone, timed, and the others by :func:`auto_workers`."""
     from spectratorch.training.hardware import trains_on_cpu, usable_cpus
 
     slots = _gpu_slots(config)
     if slots:
-        return _run_folds(todo, slots)
+        return _on_gpus(todo, slots)
     if workers != "auto":
-        return _run_folds(todo, [None] * workers)
+        return _shared(todo, workers)
     if not todo or not trains_on_cpu(config.train.accelerator):
-        return _train_folds([c.to_dict() for c in todo], None)
-    import spectratorch.pipelines.run  # noqa: F401  # reason: a process pays its imports once; the fold is timed alone.
-
+        return [_train_fold(c.to_dict()) for c in todo]
+    cores = usable_cpus()
+    if shares_from_start(config, len(todo), cores):
+        processes = min(len(todo), cores)
+        _logger.info("%s is large: its %d folds are shared by %d processes from the start (--fold-workers auto)",
+                     Path(config.data.data).name, len(todo), processes)
+        return _shared(todo, processes)
+    _import_training()  # reason: a process pays its imports once; the fold is timed alone.
     start = time.perf_counter()
-    summaries = _train_folds([todo[0].to_dict()], None)
+    summaries = [_train_fold(todo[0].to_dict())]
     seconds = time.perf_counter() - start
-    n = auto_workers(seconds, len(todo) - 1, usable_cpus())
+    n = auto_workers(seconds, len(todo) - 1, cores)
     if n > 1:
-        _logger.info("fold %d took %.0f s: the %d others run %d at a time (--fold-workers auto)",
+        _logger.info("fold %d took %.0f s: the %d others are shared by %d processes (--fold-workers auto)",
                      todo[0].data.current_split, seconds, len(todo) - 1, n)
-    return summaries + _run_folds(todo[1:], [None] * n)
+    return summaries + _shared(todo[1:], n)
 
 
 def _flat_stages(metrics: dict) -> dict:

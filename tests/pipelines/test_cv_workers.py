@@ -1,6 +1,7 @@
-"""`cv`'s fold processes: the auto rule, each process on its share of the cores, the same folds as one by one."""
+"""`cv`'s fold processes: the auto rules, the folds shared with a helper process, the same folds as one by one."""
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -22,48 +23,72 @@ def _fold_metrics(result):
 
 
 @pytest.mark.slow
-def test_auto_runs_the_other_folds_in_processes_after_a_slow_first_fold(tmp_path, monkeypatch, caplog, capfd):
+def test_auto_shares_the_other_folds_with_a_process_after_a_slow_first_fold(tmp_path, monkeypatch, caplog, capfd):
     import spectratorch.pipelines.cv as cv
     import spectratorch.training.hardware as hardware
+    from tests.pipelines import fold_jobs
 
     make_generic_frame(60, seed=7).to_pickle(tmp_path / "set.pkl")
     one_by_one = cv.run_cv(_config(tmp_path / "set.pkl", tmp_path / "one"), workers=1)
-    assert "at a time" not in caplog.text
+    assert "shared by" not in caplog.text
 
-    # a first fold "slower" than the threshold, on two cores: folds 1 and 2 go to two processes of one thread each
+    # a first fold "slower" than the threshold, on two cores: folds 1 and 2 are shared by this process and a helper of
+    # one thread; here fold 1 waits until the helper has trained fold 2, so both processes train a fold.
     monkeypatch.setattr(cv, "WORKER_START_S", -1e6)
     monkeypatch.setattr(hardware, "usable_cpus", lambda: 2)
+    monkeypatch.setattr(cv, "_train_fold", fold_jobs.cv_fold_after_the_others)
+    monkeypatch.setenv("FOLD_JOBS_PARENT", str(os.getpid()))
     with caplog.at_level("INFO", logger="spectratorch.pipelines.cv"):
-        parallel = cv.run_cv(_config(tmp_path / "set.pkl", tmp_path / "auto"), workers="auto")
-    assert "the 2 others run 2 at a time" in caplog.text
+        shared = cv.run_cv(_config(tmp_path / "set.pkl", tmp_path / "auto"), workers="auto")
+    assert "fold 0 took" in caplog.text and "the 2 others are shared by 2 processes" in caplog.text
     children = capfd.readouterr().err
-    assert "fold(s) [1] on 1 thread(s)" in children and "fold(s) [2] on 1 thread(s)" in children
-    assert "fold(s) [0]" not in children  # the first fold ran here
+    assert "fold 2 on 1 thread(s)" in children
+    assert "fold 0 on" not in children and "fold 1 on" not in children  # both trained here
 
-    assert [f["split"] for f in parallel["folds"]] == [0, 1, 2]
-    ours, reference = _fold_metrics(parallel), _fold_metrics(one_by_one)
+    assert [f["split"] for f in shared["folds"]] == [0, 1, 2]
+    ours, reference = _fold_metrics(shared), _fold_metrics(one_by_one)
     for split, metrics in reference.items():
         assert ours[split] == pytest.approx(metrics, abs=1e-6), split
 
 
-def test_auto_workers_rule():
-    from spectratorch.pipelines.cv import ONE_CORE_SLOWDOWN, WORKER_START_S, auto_workers
+def test_a_large_data_file_is_shared_from_the_start_and_a_small_one_is_not(tmp_path, monkeypatch):
+    import spectratorch.pipelines.cv as cv
 
-    # 4 folds left on 2 cores: 2 rounds in processes against 4 folds here
-    even = WORKER_START_S / (4 - 2 * ONE_CORE_SLOWDOWN)
-    assert auto_workers(even * 1.01, 4, 2) == 2
-    assert auto_workers(even * 0.99, 4, 2) == 1  # quick folds: starting processes would cost more
-    assert auto_workers(1e6, 1, 8) == 1  # one fold left
-    assert auto_workers(1e6, 4, 1) == 1  # one core
-    assert auto_workers(1e6, 4, 16) == 4  # at most one process per fold
-    assert auto_workers(1e6, 5, 2) == 2
+    path = tmp_path / "set.pkl"
+    make_generic_frame(30, seed=1).to_pickle(path)
+    config = _config(path, tmp_path / "out")
+    assert not cv.shares_from_start(config, folds=3, cores=2)
+    monkeypatch.setattr(cv, "SHARE_FROM_START_BYTES", path.stat().st_size)
+    assert cv.shares_from_start(config, folds=3, cores=2)
+    assert not cv.shares_from_start(config, folds=3, cores=1)  # one core: nothing to share
+    assert not cv.shares_from_start(config, folds=1, cores=2)  # one fold left
 
 
-def test_the_help_states_the_start_time_the_rule_assumes():
-    from spectratorch.pipelines.cv import WORKER_START_S
+def test_auto_workers_rule(monkeypatch):
+    import spectratorch.pipelines.cv as cv
+
+    monkeypatch.setattr(cv, "WORKER_START_S", 8.0)
+    monkeypatch.setattr(cv, "ONE_CORE_SLOWDOWN", 1.15)
+    # 4 folds of 10 s left on 2 cores: this process 0-11.5-23, the helper from 8 s: 8-19.5-31, all done at 31 < 40
+    assert cv.auto_workers(10.0, 4, 2) == 2
+    # of 2 s: this process ends all 4 at 9.2 s (2.3 s each on one core), after the 8 s they take one by one here
+    assert cv.auto_workers(2.0, 4, 2) == 1
+    assert cv.auto_workers(1e6, 1, 8) == 1  # one fold left
+    assert cv.auto_workers(1e6, 4, 1) == 1  # one core
+    assert cv.auto_workers(1e6, 4, 16) == 4  # at most one process per fold
+    assert cv.auto_workers(1e6, 5, 2) == 2
+
+
+def test_the_help_and_the_docs_state_the_start_time_and_the_file_size_the_rules_assume():
+    from spectratorch.pipelines.cv import SHARE_FROM_START_BYTES, WORKER_START_S
 
     result = run_cli(["cv", "--help"], block_torch=False)
-    assert f"a process takes about {WORKER_START_S:g} s to start" in " ".join(result.stdout.split())
+    shown = " ".join(result.stdout.split())
+    assert f"a process takes about {WORKER_START_S:g} s to start" in shown
+    assert f"for a data file of {SHARE_FROM_START_BYTES / 1e6:g} MB or more" in shown
+    doc = " ".join((Path(__file__).parents[2] / "doc" / "cv.md").read_text().split())
+    assert f"takes about {WORKER_START_S:g} s to start" in doc
+    assert f"a data file of {SHARE_FROM_START_BYTES / 1e6:g} MB or more" in doc
 
 
 @pytest.mark.parametrize("value", ["0", "two", "1.5"])

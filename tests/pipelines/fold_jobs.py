@@ -1,0 +1,76 @@
+"""Jobs for `share_folds`' tests: module-level (a spawned helper imports them by name) and light (no torch here).
+
+Each job is a dict with ``dir`` (a folder the processes share) and ``parent`` (the pid of the test's process). The
+first job started claims ``dir/first`` and waits until the others have run, so the other process(es) must take them.
+"""
+
+import os
+import time
+from pathlib import Path
+
+_WAIT_S = 120.0
+
+
+def _first(job: dict) -> bool:
+    try:
+        os.close(os.open(Path(job["dir"]) / "first", os.O_CREAT | os.O_EXCL))
+        return True
+    except FileExistsError:
+        return False
+
+
+def _wait_for(path: Path, count: int = 1) -> None:
+    deadline = time.monotonic() + _WAIT_S
+    while len(list(path.parent.glob(path.name))) < count and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def pid_after_the_others(job: dict) -> dict:
+    """The first job waits until the others are done; every job answers its index and the pid that ran it."""
+    folder = Path(job["dir"])
+    if _first(job):
+        _wait_for(folder / "done-*", job["n"] - 1)
+    else:
+        (folder / f"done-{job['index']}").touch()
+    return {"index": job["index"], "pid": os.getpid()}
+
+
+def fails_in_a_helper(job: dict) -> int:
+    """The first job waits until a helper has failed; a job run by a helper raises ValueError."""
+    folder = Path(job["dir"])
+    if _first(job):
+        _wait_for(folder / "failed")
+    elif os.getpid() != job["parent"]:
+        (folder / "failed").touch()
+        raise ValueError(f"job {job['index']} is bad")
+    return job["index"]
+
+
+def killed_in_a_helper(job: dict) -> int:
+    """The first job waits until a helper is about to be killed; a helper's job ends its process (exit code 3)."""
+    folder = Path(job["dir"])
+    if _first(job):
+        _wait_for(folder / "killed")
+    elif os.getpid() != job["parent"]:
+        (folder / "killed").touch()
+        os._exit(3)
+    return job["index"]
+
+
+def slow_start() -> None:
+    """A helper's start that never ends in a test's time."""
+    time.sleep(_WAIT_S)
+
+
+def cv_fold_after_the_others(values: dict) -> dict:
+    """A real cv fold (``spectratorch.pipelines.run.train``); in the test's process, while a helper runs, it first
+    waits until every other fold has written its JSON, so the helper trains them."""
+    import multiprocessing
+
+    from spectratorch.config import RunConfig
+    from spectratorch.pipelines.run import train
+
+    config = RunConfig.from_dict(values)
+    if os.getpid() == int(os.environ["FOLD_JOBS_PARENT"]) and multiprocessing.active_children():
+        _wait_for(Path(config.train.out_dir) / "*.json", config.data.n_splits - 1)
+    return train(config)

@@ -1,0 +1,41 @@
+"""`share_folds`: the folds shared between this process and helpers, real spawned processes, errors brought back."""
+
+import os
+import time
+
+import pytest
+
+from spectratorch.pipelines.shared_folds import share_folds
+from tests.pipelines import fold_jobs
+
+
+def _jobs(tmp_path, n):
+    return [{"index": i, "n": n, "dir": str(tmp_path), "parent": os.getpid()} for i in range(n)]
+
+
+def _labels(n):
+    return [f"fold {i}" for i in range(n)]
+
+
+def test_a_helper_takes_the_folds_while_this_process_is_busy_and_the_results_keep_their_order(tmp_path):
+    results = share_folds(_jobs(tmp_path, 4), _labels(4), fold_jobs.pid_after_the_others, processes=2, threads=1)
+    assert [r["index"] for r in results] == [0, 1, 2, 3]
+    pids = {r["pid"] for r in results}
+    assert os.getpid() in pids and len(pids) == 2  # this process ran one (the first), the helper the three others
+
+
+def test_a_helper_still_starting_when_every_fold_is_taken_is_stopped_without_waiting(tmp_path):
+    start = time.perf_counter()
+    results = share_folds(list(range(5)), _labels(5), abs, processes=3, threads=1, warm_up=fold_jobs.slow_start)
+    assert results == [0, 1, 2, 3, 4]
+    assert time.perf_counter() - start < fold_jobs._WAIT_S / 2
+
+
+def test_an_error_in_a_helper_reaches_the_caller_as_itself(tmp_path):
+    with pytest.raises(ValueError, match=r"^job \d is bad$"):
+        share_folds(_jobs(tmp_path, 3), _labels(3), fold_jobs.fails_in_a_helper, processes=2, threads=1)
+
+
+def test_a_helper_killed_with_a_fold_is_named_not_waited_for(tmp_path):
+    with pytest.raises(RuntimeError, match=r"the process training fold \d stopped before it finished \(exit code 3\)"):
+        share_folds(_jobs(tmp_path, 3), _labels(3), fold_jobs.killed_in_a_helper, processes=2, threads=1)
