@@ -87,7 +87,12 @@ def share_folds(jobs: Sequence, labels: Sequence[str], run: Callable, processes:
             if helper.is_alive():
                 helper.terminate()
         for helper in helpers:
-            helper.join()
+            # reason: a helper stopped during a job still sends its error; should the pipe be full (this process
+            # reads no more after an error), it would wait for ever to exit.
+            helper.join(timeout=_POLL_S * 10)
+            if helper.is_alive():
+                helper.kill()
+                helper.join()
     return [results[i] for i in range(len(jobs))]
 
 
