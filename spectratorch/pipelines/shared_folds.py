@@ -69,8 +69,12 @@ def share_folds(jobs: Sequence, labels: Sequence[str], run: Callable, processes:
         [1, 2, 3]
     """
     context = multiprocessing.get_context("spawn")
-    taken = context.Value("i", 0)
-    messages = context.Queue()
+    try:
+        taken, messages = context.Value("i", 0), context.Queue()
+    except (OSError, ImportError) as err:
+        # reason: some systems have no shared semaphores (no /dev/shm, e.g. some containers): one after another.
+        _logger.warning("the folds run one after another: this system cannot share them between processes (%s)", err)
+        return [run(job) for job in jobs]
     helpers = [context.Process(target=_helper, args=(list(jobs), list(labels), run, taken, messages, threads, warm_up),
                                name=f"spectratorch fold helper {i + 1}") for i in range(processes - 1)]
     for helper in helpers:

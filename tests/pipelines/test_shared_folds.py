@@ -39,3 +39,19 @@ def test_an_error_in_a_helper_reaches_the_caller_as_itself(tmp_path):
 def test_a_helper_killed_with_a_fold_is_named_not_waited_for(tmp_path):
     with pytest.raises(RuntimeError, match=r"the process training fold \d stopped before it finished \(exit code 3\)"):
         share_folds(_jobs(tmp_path, 3), _labels(3), fold_jobs.killed_in_a_helper, processes=2, threads=1)
+
+
+def test_a_system_that_cannot_share_between_processes_runs_the_folds_here_and_says_so(monkeypatch, caplog):
+    import spectratorch.pipelines.shared_folds as shared
+
+    class NoSemaphores:
+        def Value(self, *args):  # noqa: N802  # reason: the name multiprocessing's context has
+            raise OSError(38, "Function not implemented")
+
+        def Process(self, *args, **kwargs):  # noqa: N802
+            raise AssertionError("no process may start")
+
+    monkeypatch.setattr(shared.multiprocessing, "get_context", lambda method: NoSemaphores())
+    with caplog.at_level("WARNING", logger="spectratorch.pipelines.shared_folds"):
+        assert share_folds([3, -4], _labels(2), abs, processes=2, threads=1) == [3, 4]
+    assert "the folds run one after another: this system cannot share them between processes" in caplog.text
