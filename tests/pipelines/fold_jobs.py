@@ -35,25 +35,17 @@ def pid_after_the_others(job: dict) -> dict:
     return {"index": job["index"], "pid": os.getpid()}
 
 
-def fails_in_a_helper(job: dict) -> int:
-    """The first job waits until a helper has failed; a job run by a helper raises ValueError."""
+def ends_in_a_helper(job: dict) -> int:
+    """The first job waits until a helper's job has ended badly: it raises ValueError (``job["end"] == "raise"``) or
+    ends its process with exit code 3 (``"exit"``)."""
     folder = Path(job["dir"])
     if _first(job):
-        _wait_for(folder / "failed")
+        _wait_for(folder / "ended")
     elif os.getpid() != job["parent"]:
-        (folder / "failed").touch()
+        (folder / "ended").touch()
+        if job["end"] == "exit":
+            os._exit(3)
         raise ValueError(f"job {job['index']} is bad")
-    return job["index"]
-
-
-def killed_in_a_helper(job: dict) -> int:
-    """The first job waits until a helper is about to be killed; a helper's job ends its process (exit code 3)."""
-    folder = Path(job["dir"])
-    if _first(job):
-        _wait_for(folder / "killed")
-    elif os.getpid() != job["parent"]:
-        (folder / "killed").touch()
-        os._exit(3)
     return job["index"]
 
 

@@ -9,8 +9,8 @@ from spectratorch.pipelines.shared_folds import share_folds
 from tests.pipelines import fold_jobs
 
 
-def _jobs(tmp_path, n):
-    return [{"index": i, "n": n, "dir": str(tmp_path), "parent": os.getpid()} for i in range(n)]
+def _jobs(tmp_path, n, **more):
+    return [{"index": i, "n": n, "dir": str(tmp_path), "parent": os.getpid(), **more} for i in range(n)]
 
 
 def _labels(n):
@@ -33,12 +33,12 @@ def test_a_helper_still_starting_when_every_fold_is_taken_is_stopped_without_wai
 
 def test_an_error_in_a_helper_reaches_the_caller_as_itself(tmp_path):
     with pytest.raises(ValueError, match=r"^job \d is bad$"):
-        share_folds(_jobs(tmp_path, 3), _labels(3), fold_jobs.fails_in_a_helper, processes=2, threads=1)
+        share_folds(_jobs(tmp_path, 3, end="raise"), _labels(3), fold_jobs.ends_in_a_helper, processes=2, threads=1)
 
 
 def test_a_helper_killed_with_a_fold_is_named_not_waited_for(tmp_path):
     with pytest.raises(RuntimeError, match=r"the process training fold \d stopped before it finished \(exit code 3\)"):
-        share_folds(_jobs(tmp_path, 3), _labels(3), fold_jobs.killed_in_a_helper, processes=2, threads=1)
+        share_folds(_jobs(tmp_path, 3, end="exit"), _labels(3), fold_jobs.ends_in_a_helper, processes=2, threads=1)
 
 
 def test_a_system_that_cannot_share_between_processes_runs_the_folds_here_and_says_so(monkeypatch, caplog):
