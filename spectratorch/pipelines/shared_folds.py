@@ -15,6 +15,7 @@ import pickle
 import queue
 import signal
 import sys
+import traceback
 from contextlib import contextmanager
 from typing import Callable, Sequence
 
@@ -71,20 +72,24 @@ def share_folds(jobs: Sequence, labels: Sequence[str], run: Callable, processes:
     context = multiprocessing.get_context("spawn")
     try:
         taken, messages = context.Value("i", 0), context.Queue()
+        # reason: which process holds each job, written with the take itself (a message could be lost with a killed
+        # process).
+        owners = context.Array("i", len(jobs), lock=False)
     except (OSError, ImportError) as err:
         # reason: some systems have no shared semaphores (no /dev/shm, e.g. some containers): one after another.
         _logger.warning("the folds run one after another: this system cannot share them between processes (%s)", err)
         return [run(job) for job in jobs]
-    helpers = [context.Process(target=_helper, args=(list(jobs), list(labels), run, taken, messages, threads, warm_up),
-                               name=f"spectratorch fold helper {i + 1}") for i in range(processes - 1)]
+    shared = (list(jobs), list(labels), run, taken, owners, messages, threads, warm_up)
+    helpers = [context.Process(target=_helper, args=shared, name=f"spectratorch fold helper {i + 1}")
+               for i in range(processes - 1)]
     for helper in helpers:
         helper.start()
     results = {}
     try:
         with limited_threads(threads):
-            while (index := _take(taken, len(jobs))) is not None:
+            while (index := _take(taken, owners)) is not None:
                 results[index] = run(jobs[index])
-        _collect(results, labels, messages, helpers)
+        _collect(results, labels, owners, messages, helpers)
     finally:
         _take_all(taken, len(jobs))
         for helper in helpers:
@@ -100,13 +105,14 @@ def share_folds(jobs: Sequence, labels: Sequence[str], run: Callable, processes:
     return [results[i] for i in range(len(jobs))]
 
 
-def _take(taken, n: int) -> int | None:
-    """The next job no process has taken, or ``None`` when all are taken."""
+def _take(taken, owners) -> int | None:
+    """The next job no process has taken, now this process's, or ``None`` when all are taken."""
     with taken.get_lock():
         index = taken.value
-        if index >= n:
+        if index >= len(owners):
             return None
         taken.value = index + 1
+        owners[index] = os.getpid()
         return index
 
 
@@ -115,44 +121,39 @@ def _take_all(taken, n: int) -> None:
         taken.value = n
 
 
-def _collect(results: dict, labels: Sequence[str], messages, helpers: list) -> None:
+def _collect(results: dict, labels: Sequence[str], owners, messages, helpers: list) -> None:
     """Wait for the jobs the helpers took, into ``results``; raise a job's error, or name the jobs a stopped helper
     held."""
-    holders: dict[int, int] = {}
     suspect: list[int] = []
     while len(results) < len(labels):
         try:
             kind, index, value = messages.get(timeout=_POLL_S)
         except queue.Empty:
             exits = {helper.pid: helper.exitcode for helper in helpers}
-            all_stopped = all(code is not None for code in exits.values())
-            lost = [i for i in range(len(labels)) if i not in results
-                    and (exits.get(holders.get(i)) is not None or (i not in holders and all_stopped))]
+            lost = [i for i in range(len(labels)) if i not in results and exits.get(owners[i]) is not None]
             # reason: a helper's last message may arrive just after the check that found it stopped: a job is
             # reported lost only when two checks in a row find it so.
             if lost and lost == suspect:
-                codes = sorted({exits.get(holders.get(i)) for i in lost} - {None})
+                codes = sorted({exits[owners[i]] for i in lost})
                 raise RuntimeError(f"the process training {', '.join(labels[i] for i in lost)} stopped before it "
-                                   f"finished (exit code {', '.join(map(str, codes)) or 'unknown'}); run cv again to "
-                                   "train it (the folds done are kept)")
+                                   f"finished (exit code {', '.join(map(str, codes))}); run cv again to train it (the "
+                                   "folds done are kept)")
             suspect = lost
             continue
-        if kind == "took":
-            holders[index] = value
-        elif kind == "done":
+        if kind == "done":
             results[index] = value
         else:
             raise value
 
 
-def _helper(jobs: list, labels: list, run: Callable, taken, messages, threads: int, warm_up: Callable | None) -> None:
+def _helper(jobs: list, labels: list, run: Callable, taken, owners, messages, threads: int,
+            warm_up: Callable | None) -> None:
     # reason: a spawned process starts with no logging set up; it reports like the CLI that started it.
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     with limited_threads(threads):
         if warm_up is not None:
             warm_up()
-        while (index := _take(taken, len(jobs))) is not None:
-            messages.put(("took", index, os.getpid()))
+        while (index := _take(taken, owners)) is not None:
             _logger.info("fold process %d: %s on %d thread(s)", os.getpid(), labels[index], threads)
             # reason: stopped by terminate() (SIGTERM) during a job: leave as on an error, so a file being written
             # keeps its old content. Outside a job it simply ends.
@@ -160,6 +161,8 @@ def _helper(jobs: list, labels: list, run: Callable, taken, messages, threads: i
             try:
                 result = run(jobs[index])
             except BaseException as err:  # noqa: BLE001  # reason: any error reaches the process that waits for it
+                # reason: where it happened travels with it (shown with a traceback, not in a one-line error).
+                err.add_note(f"in fold process {os.getpid()}:\n{traceback.format_exc().rstrip()}")
                 messages.put(("error", index, _sendable(err)))
                 return
             finally:
@@ -177,4 +180,7 @@ def _sendable(err: BaseException) -> BaseException:
         pickle.loads(pickle.dumps(err))
         return err
     except Exception:  # noqa: BLE001  # reason: whatever makes it unpicklable, its text still travels
-        return RuntimeError(f"{type(err).__name__}: {err}")
+        plain = RuntimeError(f"{type(err).__name__}: {err}")
+        for note in getattr(err, "__notes__", ()):
+            plain.add_note(note)
+        return plain

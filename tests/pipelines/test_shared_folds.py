@@ -31,9 +31,11 @@ def test_a_helper_still_starting_when_every_fold_is_taken_is_stopped_without_wai
     assert time.perf_counter() - start < fold_jobs._WAIT_S / 2
 
 
-def test_an_error_in_a_helper_reaches_the_caller_as_itself(tmp_path):
-    with pytest.raises(ValueError, match=r"^job \d is bad$"):
+def test_an_error_in_a_helper_reaches_the_caller_as_itself_with_where_it_happened(tmp_path):
+    with pytest.raises(ValueError, match=r"^job \d is bad") as raised:
         share_folds(_jobs(tmp_path, 3, end="raise"), _labels(3), fold_jobs.ends_in_a_helper, processes=2, threads=1)
+    (note,) = raised.value.__notes__
+    assert note.startswith("in fold process ") and "fold_jobs.py" in note and "ValueError: job" in note
 
 
 def test_a_helper_killed_with_a_fold_is_named_not_waited_for(tmp_path):
