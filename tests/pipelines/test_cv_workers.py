@@ -79,6 +79,16 @@ def test_auto_workers_rule(monkeypatch):
     assert cv.auto_workers(1e6, 5, 2) == 2
 
 
+def test_the_docs_state_the_first_fold_time_from_which_the_others_are_shared():
+    from spectratorch.pipelines.cv import auto_workers
+
+    # 4 folds left on 2 cores, with the module's own constants
+    assert auto_workers(2.8, 4, 2) == 1 and auto_workers(3.0, 4, 2) == 2
+    docs = Path(__file__).parents[2] / "doc"
+    for page in ("cv.md", "small-data.md"):
+        assert "about 2.9 s" in " ".join((docs / page).read_text().split()), page
+
+
 def test_the_help_and_the_docs_state_the_start_time_and_the_file_size_the_rules_assume():
     from spectratorch.pipelines.cv import SHARE_FROM_START_BYTES, WORKER_START_S
 
