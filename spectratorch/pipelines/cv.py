@@ -56,9 +56,9 @@ ONE_CORE_SLOWDOWN = 1.15
 # first fold takes folds the first would otherwise train after it. Measured on generated sets (5-fold cv, 2-core CPU,
 # doc/small-data.md): 250 x 2,000 spectra (2.0 MB) 21.5, 23.4, 19.9 s shared from the start against 30.6, 27.6 s with
 # the first fold timed; 1,000 x 2,000: 48-52 s against 55-59 s. 2,000 x 2,000 lost 2-9 % (144.5, 131.0 against
-# 141.8, 120.4 s): its folds use two threads well (the first fold alone took 30 s on both cores, about 45 s on one), and 5
-# folds on 2 processes leave the last fold alone on one thread. Smaller files keep the first fold's timing
-# (auto_workers), which keeps quick sets in one process. The file is not read to decide.
+# 141.8, 120.4 s): its folds use two threads well (the first fold alone took 30 s on both cores, about 45 s on
+# one), and 5 folds on 2 processes leave the last fold alone on one thread. Smaller files keep the first fold's
+# timing (auto_workers), which keeps quick sets in one process. The file is not read to decide.
 SHARE_FROM_START_BYTES = 2_000_000
 
 
