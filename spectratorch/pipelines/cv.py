@@ -178,6 +178,11 @@ def _import_training() -> None:
     import spectratorch.pipelines.run  # noqa: F401
 
 
+def _one_by_one(todo: list[RunConfig], device: str | None = None) -> list[dict]:
+    """Train ``todo`` here, one fold after another."""
+    return [_train_fold(c.to_dict(), device) for c in todo]
+
+
 def _gpu_worker(config_dicts: list[dict], device: str) -> list[dict]:
     # reason: a spawned process starts with no logging set up; it reports like the CLI that started it.
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
@@ -206,14 +211,12 @@ def _gpu_slots(config: RunConfig) -> list[str]:
 def _on_gpus(todo: list[RunConfig], slots: list[str]) -> list[dict]:
     """Train ``todo`` one process per GPU, each GPU's folds in its own process."""
     if len(todo) <= 1:
-        return [_train_fold(c.to_dict(), slots[0]) for c in todo]
+        return _one_by_one(todo, slots[0])
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=len(slots), mp_context=context) as pool:
         groups = [[c.to_dict() for c in todo[i :: len(slots)]] for i in range(len(slots))]
         futures = [pool.submit(_gpu_worker, group, slot) for group, slot in zip(groups, slots) if group]
-        summaries = [summary for future in futures for summary in future.result()]
-    order = {c.data.current_split: i for i, c in enumerate(todo)}
-    return sorted(summaries, key=lambda s: order[s["config"]["data"]["current_split"]])
+        return [summary for future in futures for summary in future.result()]
 
 
 def _shared(todo: list[RunConfig], processes: int) -> list[dict]:
@@ -223,15 +226,15 @@ def _shared(todo: list[RunConfig], processes: int) -> list[dict]:
 
     processes = min(processes, len(todo))
     if processes <= 1:
-        return [_train_fold(c.to_dict()) for c in todo]
+        return _one_by_one(todo)
     labels = [f"fold {c.data.current_split}" for c in todo]
     return share_folds([c.to_dict() for c in todo], labels, _train_fold, processes,
                        threads=max(1, usable_cpus() // processes), warm_up=_import_training)
 
 
 def _train_all(config: RunConfig, todo: list[RunConfig], workers: int | str) -> list[dict]:
-    """Every fold of ``todo``, in order: one process per GPU listed; ``workers`` processes; or under ``auto`` on the
-    CPU, shared by one process per core from the start when the data file is large (:func:`shares_from_start`),
+    """Every fold of ``todo``, in any order: one process per GPU listed; ``workers`` processes; or under ``auto`` on
+    the CPU, shared by one process per core from the start when the data file is large (:func:`shares_from_start`),
     else the first fold here alone, timed, and the others by :func:`auto_workers`."""
     from spectratorch.training.hardware import trains_on_cpu, usable_cpus
 
@@ -241,7 +244,7 @@ def _train_all(config: RunConfig, todo: list[RunConfig], workers: int | str) -> 
     if workers != "auto":
         return _shared(todo, workers)
     if not todo or not trains_on_cpu(config.train.accelerator):
-        return [_train_fold(c.to_dict()) for c in todo]
+        return _one_by_one(todo)
     cores = usable_cpus()
     if shares_from_start(config, len(todo), cores):
         processes = min(len(todo), cores)

@@ -23,7 +23,7 @@ def _fold_metrics(result):
 
 
 @pytest.mark.slow
-def test_auto_shares_the_other_folds_with_a_process_after_a_slow_first_fold(tmp_path, monkeypatch, caplog, capfd):
+def test_auto_shares_the_folds_after_a_slow_first_fold_or_from_the_start(tmp_path, monkeypatch, caplog, capfd):
     import spectratorch.pipelines.cv as cv
     import spectratorch.training.hardware as hardware
     from tests.pipelines import fold_jobs
@@ -45,10 +45,22 @@ def test_auto_shares_the_other_folds_with_a_process_after_a_slow_first_fold(tmp_
     assert "fold 2 on 1 thread(s)" in children
     assert "fold 0 on" not in children and "fold 1 on" not in children  # both trained here
 
-    assert [f["split"] for f in shared["folds"]] == [0, 1, 2]
-    ours, reference = _fold_metrics(shared), _fold_metrics(one_by_one)
-    for split, metrics in reference.items():
-        assert ours[split] == pytest.approx(metrics, abs=1e-6), split
+    # a "large" file: the helper starts with the first fold; fold 0 waits here until the helper has trained 1 and 2
+    caplog.clear()
+    monkeypatch.setattr(cv, "SHARE_FROM_START_BYTES", 0)
+    with caplog.at_level("INFO", logger="spectratorch.pipelines.cv"):
+        from_start = cv.run_cv(_config(tmp_path / "set.pkl", tmp_path / "large"), workers="auto")
+    assert "set.pkl is large: its 3 folds are shared by 2 processes from the start" in caplog.text
+    assert "fold 0 took" not in caplog.text
+    children = capfd.readouterr().err
+    assert "fold 1 on 1 thread(s)" in children and "fold 2 on 1 thread(s)" in children and "fold 0 on" not in children
+
+    reference = _fold_metrics(one_by_one)
+    for result in (shared, from_start):
+        assert [f["split"] for f in result["folds"]] == [0, 1, 2]
+        ours = _fold_metrics(result)
+        for split, metrics in reference.items():
+            assert ours[split] == pytest.approx(metrics, abs=1e-6), split
 
 
 def test_a_large_data_file_is_shared_from_the_start_and_a_small_one_is_not(tmp_path, monkeypatch):

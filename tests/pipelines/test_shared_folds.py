@@ -28,7 +28,7 @@ def test_a_helper_still_starting_when_every_fold_is_taken_is_stopped_without_wai
     start = time.perf_counter()
     results = share_folds(list(range(5)), _labels(5), abs, processes=3, threads=1, warm_up=fold_jobs.slow_start)
     assert results == [0, 1, 2, 3, 4]
-    assert time.perf_counter() - start < fold_jobs._WAIT_S / 2
+    assert time.perf_counter() - start < 5  # stopped at once, not killed after share_folds' 10 s wait
 
 
 def test_an_error_in_a_helper_reaches_the_caller_as_itself_with_where_it_happened(tmp_path):
