@@ -81,23 +81,24 @@ def _outer_fold(path: Path, n_splits: int, fold: int, seed: int, out: Path, extr
         config.data, transforms=auto_transforms(config.data.channels)))
     dm.config = config.data
     seen, captured = [], {}
-    original_features, original_choose = small._features, small.choose
+    original_build, original_choose = small.build_classifier, small.choose
 
-    def features(model, spectra, tabular):
-        seen.append(model)
-        return original_features(model, spectra, tabular)
+    def build(*args, **kwargs):
+        # reason: fit_small builds one model per solved candidate, in their order (then an ensemble, if chosen).
+        seen.append(original_build(*args, **kwargs))
+        return seen[-1]
 
     def choose(features, y, n_classes, folds, metric, candidates=small.CANDIDATES):
         captured.update(features=features, y=y, n_classes=n_classes, folds=folds, metric=metric,
                         candidates=list(candidates))
         return original_choose(features, y, n_classes, folds, metric, candidates)
 
-    small._features, small.choose = features, choose
+    small.build_classifier, small.choose = build, choose
     try:
         fitted = small.fit_small(config, dm, lambda c, d: _module_kwargs(resolve_defaults(
             c, len(small._training_rows(d))), d), small.with_variants(small.CANDIDATES, config, dm))
     finally:
-        small._features, small.choose = original_features, original_choose
+        small.build_classifier, small.choose = original_build, original_choose
     test = dm.stage_arrays("test")
     train = dm.stage_arrays("train", rows=small._training_rows(dm))
     with torch.no_grad():
@@ -113,14 +114,15 @@ def _outer_fold(path: Path, n_splits: int, fold: int, seed: int, out: Path, extr
         if name in train_features:
             continue
         model = build_classifier("Linear", list(dm.table.channels), dm.length, dm.n_tabular, dm.n_classes,
-                                 (transform,), preprocess_options(config.data))
+                                 tuple(transform.split("+")), preprocess_options(config.data))
         model.fit(train.spectra, train.tabular, seed=seed)
         train_features[name] = small._features(model, train.spectra, train.tabular)
         test_features[name] = small._features(model, test.spectra, test.tabular)
-    for transform in extra_linear:
-        # reason: PLSDA's inputs are Linear's (the preprocessed spectrum), so its variant reuses them.
-        train_features[f"PLSDA[{transform}]"] = train_features[f"Linear[{transform}]"]
-        test_features[f"PLSDA[{transform}]"] = test_features[f"Linear[{transform}]"]
+    # reason: PLSDA's and LDA's inputs are Linear's (the preprocessed spectrum), so their variants reuse them.
+    for name in ("LDA", *(f"{arch}[{t}]" for arch in ("PLSDA", "LDA") for t in extra_linear)):
+        if name not in train_features:
+            linear = name.replace(name.partition("[")[0], "Linear", 1)
+            train_features[name], test_features[name] = train_features[linear], test_features[linear]
     # reason: solved heads --arch auto does not try (Hydra), on the run's own transforms, as fit_small builds them.
     for arch in extra_arch:
         model = build_classifier(arch, list(dm.table.channels), dm.length, dm.n_tabular, dm.n_classes,
@@ -354,6 +356,12 @@ RULES = {
     "f1 within 2 rows, + Linear[snv], vote within one preprocessing, inner CV repeated 10x": {
         "primary": "f1", "tolerance": 2, "vote": "same-transforms", "candidates": BASE + ("Linear[snv]",),
         "repeats": 10},
+    **{f"f1 within 2 rows, + Linear[snv], Linear[sg1], {extra}, vote within one preprocessing": {
+        "primary": "f1", "tolerance": 2, "vote": "same-transforms",
+        "candidates": BASE + ("Linear[snv]", "Linear[sg1]") + tuple(extra.split(", "))}
+       for extra in ("LDA", "LDA, LDA[snv], LDA[sg1]", "Linear[snv+sg1]")},
+    "single LDA": {"primary": "f1", "candidates": ("LDA",)},
+    "single LDA[sg1]": {"primary": "f1", "candidates": ("LDA[sg1]",)},
     **{f"f1 within 2 rows, + Linear[snv], {extra}, vote within one preprocessing": {
         "primary": "f1", "tolerance": 2, "vote": "same-transforms",
         "candidates": BASE + ("Linear[snv]",) + tuple(extra.split(", "))}
@@ -468,7 +476,7 @@ def run_set(spec: str, n_splits: int, seed: int, extra_linear: tuple[str, ...], 
     if data_seed == 0:
         raise SystemExit("check_selection: seed 0 makes the benchmark's generated sets; use seeds from 1")
     rules = {name: rule for name, rule in RULES.items()
-             if all(c in BASE or c in extra_arch or c.startswith("Linear<")
+             if all(c in BASE + ("LDA",) or c in extra_arch or c.startswith("Linear<")
                     or _transforms_of(c).rstrip("]") in extra_linear for c in rule["candidates"])}
     acc = {k: [] for k in ("recipe", *rules, *CLASSICAL)}
     picks = {k: [] for k in rules}

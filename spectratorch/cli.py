@@ -153,8 +153,8 @@ def _add_train_args(parser: argparse.ArgumentParser) -> None:
     model = parser.add_argument_group("model")
     _add(model, "--arch", default=m.arch,
          help=f"architecture: {_MODEL_NAMES}, or auto (VGG11 on the lab's channels with >= 2000 training rows; "
-         "otherwise Linear (also after snv or sg1), PLSDA, MiniRocket, KernelRidge or a soft vote, chosen by inner "
-         "CV of all non-test rows and refit on them: doc/small-data.md)")
+         "otherwise Linear or LDA (also after snv or sg1), PLSDA, MiniRocket, KernelRidge or a soft vote, chosen by "
+         "inner CV of all non-test rows and refit on them: doc/small-data.md)")
     _add(model, "--width", type=float, default=m.width,
          help=f"channel multiplier of VGG/ResNetV2 (default: {CPU_WIDTH}, CPU-sized; 1.0 = full size, for a GPU)")
     _add(model, "--n-features", type=int, default=None, help="MiniRocket: random-kernel features (default 4000)")
@@ -600,7 +600,11 @@ def _run_convert(args) -> int:
 
 def _run_export(args) -> int:
     from spectratorch.export.onnx import export_onnx
+    from spectratorch.outputs import check_output_file
 
+    if args.output is not None:
+        inputs = {"the checkpoint": args.checkpoint, **({"the data": args.data} if args.data else {})}
+        check_output_file(args.output, inputs, example=f"{Path(args.checkpoint).stem}.onnx")
     path = export_onnx(args.checkpoint, args.output, args.data, n_check=args.n_check)
     print(f"wrote {path}")
     return 0
@@ -634,10 +638,14 @@ def _run_app(args) -> int:
 def _run_report(args) -> int:
     from spectratorch.contract import model_name, parse_model_name
     from spectratorch.export.onnx import update_metadata
+    from spectratorch.outputs import check_output_file
     from spectratorch.report.sheet import make_result_sheet
     from spectratorch.training.restore import datamodule_from_hparams, load_module
 
     checkpoint = Path(args.checkpoint)
+    if args.output is not None:
+        inputs = {"the checkpoint": checkpoint, **({"the data": args.data} if args.data else {})}
+        check_output_file(args.output, inputs, example="result sheet.png")
     module = load_module(checkpoint)
     stem = model_name(dataclasses.asdict(parse_model_name(checkpoint)))
     dm = datamodule_from_hparams(dict(module.hparams), args.data)

@@ -21,7 +21,7 @@ __all__ = ["LAB_CHANNELS", "ARCH_CANDIDATES", "LARGE_TRAIN", "auto_arch", "auto_
 # spectra, no fixed choice wins everywhere (measured on public NIR/FTIR sets), so the candidates are compared.
 LARGE_TRAIN = 2000
 # reason: the solved heads the small-set protocol compares by inner CV (spectratorch/pipelines/small.py).
-ARCH_CANDIDATES = ("Linear", "PLSDA", "MiniRocket", "KernelRidge")
+ARCH_CANDIDATES = ("Linear", "PLSDA", "MiniRocket", "KernelRidge", "LDA")
 # reason: named, so that `--help` states the values the functions below use.
 CPU_WIDTH = 0.25
 MIN_BATCH, MAX_BATCH = 16, 256

@@ -119,13 +119,15 @@ def remove_leftovers(directory: str | os.PathLike) -> list[Path]:
     return removed
 
 
-def check_output_file(path: str | os.PathLike, inputs: dict[str, str | os.PathLike], option: str = "-o") -> Path:
+def check_output_file(path: str | os.PathLike, inputs: dict[str, str | os.PathLike], option: str = "-o",
+                      example: str = "predictions.csv") -> Path:
     """Refuse an output file that would overwrite an input, is a folder, is empty, or cannot be written.
 
     Args:
         path: the output file asked for.
         inputs: ``{what: path}`` of the command's inputs (the model, the data).
         option: the flag, for messages.
+        example: a file name the messages suggest.
 
     Returns:
         The path.
@@ -137,18 +139,18 @@ def check_output_file(path: str | os.PathLike, inputs: dict[str, str | os.PathLi
         >>> check_output_file("data.csv", {"the data": "data.csv"})
         Traceback (most recent call last):
         ...
-        spectratorch.errors.ConfigError: -o data.csv is the data itself; write the predictions to another file.
+        spectratorch.errors.ConfigError: -o data.csv is the data itself; write to another file.
     """
     text = os.fspath(path)
     if not text.strip():
-        raise ConfigError(f"{option} is empty; give the file to write, e.g. {option} predictions.csv.")
+        raise ConfigError(f"{option} is empty; give the file to write, e.g. {option} {example}.")
     path = Path(text)
     resolved = path.resolve()
     for what, source in inputs.items():
         if resolved == Path(source).resolve():
-            raise ConfigError(f"{option} {text} is {what} itself; write the predictions to another file.")
+            raise ConfigError(f"{option} {text} is {what} itself; write to another file.")
     if path.is_dir():
-        raise ConfigError(f"{option} {text} is a folder; give a file name, e.g. {option} {path / 'predictions.csv'}.")
+        raise ConfigError(f"{option} {text} is a folder; give a file name, e.g. {option} '{path / example}'.")
     parent = next(p for p in (resolved.parent, *resolved.parent.parents) if p.exists())
     if not parent.is_dir():
         raise ConfigError(f"{option} {text} cannot be written: {parent} is a file, not a folder; choose another file.")

@@ -39,7 +39,7 @@ from typing import Callable, NamedTuple
 import pandas as pd
 
 from spectratorch.data.unpickle import load_frame_pickle
-from spectratorch.errors import DataFormatError
+from spectratorch.errors import ConfigError, DataFormatError
 
 __all__ = ["DATASET_SUFFIXES", "read_dataset", "read_dataset_mapped", "write_dataset", "atomic_path", "CsvDialect",
            "csv_dialect", "safe_load_pickle"]
@@ -316,8 +316,14 @@ def atomic_path(path: str | os.PathLike):
     """Yield a temporary path beside ``path``; rename it to ``path`` only if the block succeeds.
 
     Nothing is left half-written: on an error the temporary file is removed and ``path`` keeps its old content.
+
+    Raises:
+        ConfigError: ``path`` is a directory (nothing is written).
     """
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{path} is a directory; expected the path of a file to write, e.g. {path / 'name'}.onnx "
+                          "for export, .csv for predict")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)

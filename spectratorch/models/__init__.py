@@ -1,13 +1,14 @@
 """Networks for spectra and tabular features, the preprocessing layer, and the registry that names them.
 
 Importing this package registers every architecture (``VGG11``, ``VGG16``, ``TinyVGG``, ``ResNetV2``, ``Linear``,
-``MiniRocket``, ``Hydra``, ``PLSDA``, ``KernelRidge``, ``Ensemble``).
+``MiniRocket``, ``Hydra``, ``PLSDA``, ``LDA``, ``KernelRidge``, ``Ensemble``).
 """
 
 from spectratorch.models.classifier import SpectralClassifier, build_classifier
 from spectratorch.models.ensemble import Ensemble, EnsembleNet
 from spectratorch.models.hydra import Hydra, HydraNet
 from spectratorch.models.kernel import KernelRidge, KernelRidgeNet
+from spectratorch.models.lda import LDA, LDAClassifier
 from spectratorch.models.linear import Linear, LinearClassifier
 from spectratorch.models.minirocket import MiniRocket, MiniRocketNet
 from spectratorch.models.plsda import PLSDA, PLSDAClassifier
@@ -24,6 +25,8 @@ __all__ = [
     "INFERENCE_TRANSFORMS",
     "KernelRidge",
     "KernelRidgeNet",
+    "LDA",
+    "LDAClassifier",
     "Linear",
     "LinearClassifier",
     "MiniRocket",

@@ -378,7 +378,7 @@ def _train_auto(config: RunConfig) -> dict:
 
 
 def _solved_on_small_set(config: RunConfig, dm: SpectralDataModule) -> bool:
-    """An explicit solved head (Linear, PLSDA, MiniRocket, KernelRidge, Hydra) trained from scratch on fewer than
+    """An explicit solved head (Linear, PLSDA, LDA, MiniRocket, KernelRidge, Hydra) trained from scratch on fewer than
     ``LARGE_TRAIN`` training rows: solved in closed form by the small-set protocol, no Adam epochs."""
     from spectratorch.pipelines.small import SOLVED_ARCHS
 

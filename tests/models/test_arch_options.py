@@ -12,6 +12,7 @@ from spectratorch.models import registry
 from spectratorch.models.ensemble import EnsembleNet
 from spectratorch.models.hydra import HydraNet
 from spectratorch.models.kernel import KernelRidgeNet
+from spectratorch.models.lda import LDAClassifier
 from spectratorch.models.linear import LinearClassifier
 from spectratorch.models.minirocket import MiniRocketNet
 from spectratorch.models.plsda import PLSDAClassifier
@@ -21,7 +22,7 @@ from spectratorch.options import Option
 
 NETWORKS = {"VGG11": VGG, "VGG16": VGG, "TinyVGG": VGG, "ResNetV2": PreActResNet, "Linear": LinearClassifier,
             "MiniRocket": MiniRocketNet, "Hydra": HydraNet, "KernelRidge": KernelRidgeNet, "PLSDA": PLSDAClassifier,
-            "Ensemble": EnsembleNet}
+            "LDA": LDAClassifier, "Ensemble": EnsembleNet}
 _LAYOUT = ("cfg", "n_channels", "length", "n_tabular", "n_classes")
 
 

@@ -21,6 +21,7 @@ from spectratorch.models.closed_form import (
     RIDGE_ALPHAS,
     Standardiser,
     decision,
+    lda_path,
     logistic_path,
     pls_path,
     ridge_head,
@@ -62,6 +63,32 @@ def test_pls_heads_are_scikit_learns_pls_regression(n_classes):
     for k in (1, 4, 12):
         reference = PLSRegression(n_components=k, scale=False).fit(x, np.eye(n_classes)[y])
         np.testing.assert_allclose(decision(x_new, heads[k - 1]), reference.predict(x_new), atol=1e-5)
+
+
+@pytest.mark.parametrize("n_features", [300, 40])
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_lda_heads_are_scikit_learns_shrinkage_lda(n_classes, n_features):
+    from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+    from sklearn.preprocessing import StandardScaler
+
+    x, y, x_new = _spectra_like(n_features=n_features, n_classes=n_classes)
+    # reason: unequal classes, so the priors (the class shares) count.
+    keep = (y != 0) | (np.arange(len(y)) % (2 * n_classes) == n_classes)
+    x, y = x[keep], y[keep]
+    scaler, shrinkages, fit = StandardScaler().fit(x), (0.001, 0.1, 0.9), np.arange(len(y)) % 3 > 0
+    # every row, and (as in an inner fold) two thirds of them standardised as every row is
+    paths = [(lda_path(x, y, n_classes, shrinkages=shrinkages), slice(None)),
+             (lda_path(x[fit], y[fit], n_classes, shrinkages=shrinkages, standardiser=Standardiser(x)), fit)]
+    for (s, head), rows in [((s, h), rows) for heads, rows in paths for s, h in zip(shrinkages, heads)]:
+        reference = LinearDiscriminantAnalysis(solver="lsqr", shrinkage=s).fit(scaler.transform(x[rows]), y[rows])
+        ours, expected = decision(x_new, head), reference.decision_function(scaler.transform(x_new))
+        if n_classes == 2:
+            ours = ours[:, 1] - ours[:, 0]
+        else:
+            expected = expected - expected.mean(1, keepdims=True)
+        np.testing.assert_allclose(ours, expected, rtol=1e-6, atol=1e-6 * np.abs(expected).max())
+        np.testing.assert_allclose(softmax(decision(x_new, head)), reference.predict_proba(scaler.transform(x_new)),
+                                   atol=1e-6)
 
 
 @pytest.mark.parametrize("n_classes", [2, 3])
@@ -263,7 +290,8 @@ def test_cv_is_the_standard_k_fold_estimate(tmp_path):
         assert summary["arch_selection"]["training_rows"] == 60 - (folds == test_fold).sum()
         tested[folds == test_fold] += 1
         assert set(summary["arch_selection"]["candidates"]) == {"Linear", "PLSDA", "MiniRocket", "KernelRidge",
-                                                                "Linear[snv]", "Linear[sg1]"}
+                                                                "LDA", "Linear[snv]", "Linear[sg1]", "LDA[snv]",
+                                                                "LDA[sg1]"}
         for candidate in summary["arch_selection"]["candidates"].values():
             assert len(candidate["inner_cv_per_value"]) == len(candidate["grid"])
         # every run reports its own linear baselines, fitted on the same training rows, scored on the same test rows
@@ -429,8 +457,8 @@ def test_default_run_on_a_small_set_trains_no_network(tmp_path):
     make_generic_frame(60, seed=9).to_pickle(tmp_path / "set.pkl")
     summary = train(_config(tmp_path / "set.pkl", tmp_path / "out"), result_sheet=False)
     selection = summary["arch_selection"]
-    assert set(selection["candidates"]) == {"Linear", "PLSDA", "MiniRocket", "KernelRidge", "Linear[snv]",
-                                            "Linear[sg1]"}
+    assert set(selection["candidates"]) == {"Linear", "PLSDA", "MiniRocket", "KernelRidge", "LDA", "Linear[snv]",
+                                            "Linear[sg1]", "LDA[snv]", "LDA[sg1]"}
     assert selection["network"]["joined"] is None
 
 
@@ -506,6 +534,48 @@ def test_hydra_named_on_a_small_set_gets_its_ridge_head_solved_and_exported(tmp_
                                atol=1e-3)
 
 
+@pytest.mark.slow
+def test_lda_and_plsda_named_on_a_small_set_keep_a_given_value_and_are_solved_and_exported(tmp_path):
+    import onnxruntime
+    from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+    from sklearn.preprocessing import StandardScaler
+
+    from spectratorch.pipelines.run import train
+    from spectratorch.training.restore import load_module
+
+    make_generic_frame(60, seed=9).to_pickle(tmp_path / "set.pkl")
+    base = _config(tmp_path / "set.pkl", tmp_path / "out")
+    x = torch.tensor(pd.read_pickle(tmp_path / "set.pkl").iloc[:, :-1].to_numpy(np.float32))[:, None]
+    y = summary_y_from(tmp_path / "set.pkl", base)
+    for arch, option, value in (("LDA", "shrinkage", 0.3), ("PLSDA", "n_components", 3), ("LDA", "shrinkage", None)):
+        out = tmp_path / f"out-{arch}-{value}"
+        config = RunConfig(base.data, ModelConfig(arch=arch, arch_opts={option: value} if value else {}),
+                           TrainConfig(output_dir=str(out), to_onnx=True, loggers=("csv",)))
+        summary = train(config, result_sheet=False)
+        entry = summary["arch_selection"]["candidates"][arch]
+        # a value given is the model's, not searched; without one the inner CV chooses among the grid
+        assert entry["grid"] == ([value] if value else [0.9, 0.6, 0.3, 0.1, 0.03, 0.01, 0.001])
+        chosen = entry["chosen"]
+        module = load_module(summary["files"]["checkpoint"]).eval()
+        with torch.no_grad():
+            features = module.model.preprocess(x[y["rows"]], None)[0].flatten(1).double().numpy()
+            logits = module(x[y["rows"]], None).double().numpy() * entry["temperature"]
+        if arch == "LDA":
+            scaler = StandardScaler().fit(features)
+            reference = LinearDiscriminantAnalysis(solver="lsqr", shrinkage=chosen).fit(scaler.transform(features),
+                                                                                        y["y"])
+            expected = reference.decision_function(scaler.transform(features))
+            expected = expected - expected.mean(1, keepdims=True)
+            np.testing.assert_allclose(logits, expected, atol=2e-4 * np.abs(expected).max())
+        else:
+            assert chosen == value
+            np.testing.assert_allclose(logits, decision(features, pls_path(features, y["y"], 3, 3)[-1]), atol=1e-4)
+        session = onnxruntime.InferenceSession(summary["files"]["onnx"], providers=["CPUExecutionProvider"])
+        with torch.no_grad():
+            np.testing.assert_allclose(session.run(None, {"data_spectra": x.numpy()})[0],
+                                       module(x, None).softmax(1).numpy(), atol=1e-5)
+
+
 def summary_y_from(path, config):
     """The training rows (in the protocol's order) and their classes of ``config``'s split."""
     from spectratorch.data.datamodule import SpectralDataModule
@@ -518,18 +588,18 @@ def summary_y_from(path, config):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("transform", ["snv", "sg1"])
-def test_a_chosen_preprocessing_variant_travels_in_checkpoint_name_and_onnx(tmp_path, transform):
+@pytest.mark.parametrize(("arch", "transform"), [("Linear", "snv"), ("Linear", "sg1"), ("LDA", "sg1")])
+def test_a_chosen_preprocessing_variant_travels_in_checkpoint_name_and_onnx(tmp_path, arch, transform):
     import onnxruntime
     from scipy.signal import savgol_filter
 
     from spectratorch.pipelines import small
     from spectratorch.training.restore import load_module
 
-    assert [v.name for v in small.PREPROCESSING_VARIANTS] == ["Linear[snv]", "Linear[sg1]"]
-    variant = next(v for v in small.PREPROCESSING_VARIANTS if v.transforms == (transform,))
+    assert [v.name for v in small.PREPROCESSING_VARIANTS] == ["Linear[snv]", "Linear[sg1]", "LDA[snv]", "LDA[sg1]"]
+    variant = next(v for v in small.PREPROCESSING_VARIANTS if v.transforms == (transform,) and v.arch == arch)
     summary, _ = _exported_small_run(tmp_path, variant)
-    assert summary["arch_selection"]["members"] == [variant.name] and summary["arch_selection"]["chosen"] == "Linear"
+    assert summary["arch_selection"]["members"] == [variant.name] and summary["arch_selection"]["chosen"] == arch
     assert summary["arch_selection"]["transforms"] == [transform]
     assert f"t=('{transform}',)" in summary["name"] and list(summary["config"]["data"]["transforms"]) == [transform]
     module = load_module(summary["files"]["checkpoint"]).eval()
@@ -560,8 +630,9 @@ def test_a_variant_whose_transform_does_not_fit_the_spectra_is_left_out_and_said
     with caplog.at_level(logging.WARNING):
         summary = train(_config(tmp_path / "short.pkl", tmp_path / "out"), result_sheet=False)
     assert set(summary["arch_selection"]["candidates"]) == {"Linear", "PLSDA", "MiniRocket", "KernelRidge",
-                                                            "Linear[snv]"}
+                                                            "LDA", "Linear[snv]", "LDA[snv]"}
     assert "Linear[sg1] is not a candidate on these spectra" in caplog.text and "length=9" in caplog.text
+    assert "LDA[sg1] is not a candidate on these spectra" in caplog.text
 
 
 def test_an_ensemble_only_joins_candidates_with_the_same_first_layer():

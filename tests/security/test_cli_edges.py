@@ -48,6 +48,35 @@ def test_predict_refuses_outputs_it_must_not_write(data, tmp_path):
     assert data.read_bytes() == before
 
 
+def test_export_and_report_refuse_a_folder_or_their_input_as_output_before_reading_it(data, tmp_path):
+    checkpoint = tmp_path / "m.ckpt"
+    checkpoint.write_bytes(b"not read: the output is refused first")
+    cases = {
+        "export to a folder": (["export", str(checkpoint), "-o", str(tmp_path)], "is a folder; give a file name, "
+                               f"e.g. -o '{tmp_path / 'm.onnx'}'"),
+        "export over its checkpoint": (["export", str(checkpoint), "-o", str(checkpoint)], "is the checkpoint itself"),
+        "export over its data": (["export", str(checkpoint), "--data", str(data), "-o", str(data)],
+                                 "is the data itself"),
+        "report to a folder": (["report", str(checkpoint), "-o", str(tmp_path)], "is a folder"),
+    }
+    before = checkpoint.read_bytes(), data.read_bytes()
+    results = run_cli_many([argv for argv, _ in cases.values()], tmp_path)
+    for (what, (_, match)), result in zip(cases.items(), results):
+        assert_one_line_refusal(result, what, match)
+    assert (checkpoint.read_bytes(), data.read_bytes()) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.ckpt"]
+
+
+def test_a_write_over_a_folder_is_refused_and_leaves_it_as_it_was(tmp_path):
+    from spectratorch.data.io import atomic_path
+
+    (tmp_path / "keep").write_text("x")
+    with pytest.raises(ConfigError, match="is a directory; expected the path of a file"):
+        with atomic_path(tmp_path):
+            pass
+    assert [p.name for p in tmp_path.iterdir()] == ["keep"]
+
+
 def _train(data, out, *flags) -> list[str]:
     return ["train", "--data", str(data), "--channels", "277", "380", "--arch", "TinyVGG", "--output-dir", str(out),
             *flags]

@@ -62,8 +62,8 @@ def test_arch_auto_chooses_by_inner_cv_and_says_how(generic_file, tmp_path):
     summary_path = next(p for p in out.glob("*.json"))
     summary = json.loads(summary_path.read_text())
     selection = summary["arch_selection"]
-    assert set(selection["candidates"]) == {"Linear", "PLSDA", "MiniRocket", "KernelRidge", "Linear[snv]",
-                                            "Linear[sg1]"}
+    assert set(selection["candidates"]) == {"Linear", "PLSDA", "MiniRocket", "KernelRidge", "LDA", "Linear[snv]",
+                                            "Linear[sg1]", "LDA[snv]", "LDA[sg1]"}
     scores = {name: c["inner_cv"]["f1"] for name, c in selection["candidates"].items()}
     chosen = selection["chosen"]
     if chosen == "Ensemble":
