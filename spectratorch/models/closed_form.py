@@ -27,7 +27,7 @@ import warnings
 import numpy as np
 
 __all__ = ["LOGISTIC_CS", "RIDGE_ALPHAS", "KERNEL_ALPHAS", "KERNEL_GAMMAS", "MAX_PLS_COMPONENTS", "Standardiser",
-           "LDA_SHRINKAGES", "logistic_path", "pls_path", "lda_path", "ridge_head", "squared_distances",
+           "LDA_SHRINKAGES", "cv_hits", "logistic_path", "pls_path", "lda_path", "ridge_head", "squared_distances",
            "kernel_gammas", "kernel_ridge_loo", "kernel_ridge_head", "as_two_logits", "decision"]
 
 # reason: the grid scikit-learn users search by default for C (powers of ten around 1, as in the baseline); it
@@ -189,6 +189,35 @@ def pls_path(x: np.ndarray, y: np.ndarray, n_classes: int, max_components: int =
         coef = (rotation @ q[:, :k].T).T  # [K, F]
         heads.append((coef, y_mean - coef @ x_mean))
     return heads
+
+
+def cv_hits(x: np.ndarray, y: np.ndarray, n_classes: int, path, n_folds: int = 5, seed: int = 0) -> np.ndarray | None:
+    """Right predictions of every head of ``path(x_fit, y_fit)`` over a stratified ``n_folds`` CV of the rows.
+
+    Args:
+        x: ``[N, F]`` features.
+        y: ``[N]`` classes.
+        n_classes: ``K``.
+        path: ``(x, y) -> [(weight, bias), ...]``, one head per grid value.
+        n_folds: folds (fewer when a class has fewer rows).
+        seed: of the folds.
+
+    Returns:
+        ``[G]`` counts (a fold whose path is shorter, as PLS's on few rows, adds nothing to the later values), or
+        ``None`` when a class has a single row (no CV).
+    """
+    from sklearn.model_selection import StratifiedKFold
+
+    counts = np.bincount(y, minlength=n_classes)
+    folds = min(n_folds, int(counts[counts > 0].min()))
+    if folds < 2:
+        return None
+    hits = np.zeros(0)
+    for fit, held in StratifiedKFold(folds, shuffle=True, random_state=seed).split(x, y):
+        right = np.array([(decision(x[held], h).argmax(1) == y[held]).sum() for h in path(x[fit], y[fit])], float)
+        hits = np.pad(hits, (0, max(0, len(right) - len(hits))))
+        hits[: len(right)] += right
+    return hits
 
 
 def lda_path(x: np.ndarray, y: np.ndarray, n_classes: int, shrinkages=LDA_SHRINKAGES,

@@ -14,7 +14,7 @@ import torch
 
 from spectratorch.errors import ConfigError
 from spectratorch.models._layers import dropout_option
-from spectratorch.models.closed_form import LDA_SHRINKAGES, decision, lda_path
+from spectratorch.models.closed_form import LDA_SHRINKAGES, cv_hits, lda_path
 from spectratorch.models.linear import LinearClassifier
 from spectratorch.models.registry import register_model
 from spectratorch.options import Option
@@ -38,17 +38,8 @@ def choose_lda_shrinkage(x: np.ndarray, y: np.ndarray, n_classes: int, n_folds: 
     Returns:
         The shrinkage, the strongest among ties.
     """
-    from sklearn.model_selection import StratifiedKFold
-
-    counts = np.bincount(y, minlength=n_classes)
-    folds = min(n_folds, int(counts[counts > 0].min()))
-    if folds < 2:
-        return LDA_SHRINKAGES[len(LDA_SHRINKAGES) // 2]
-    hits = np.zeros(len(LDA_SHRINKAGES))
-    for fit, held in StratifiedKFold(folds, shuffle=True, random_state=seed).split(x, y):
-        for k, head in enumerate(lda_path(x[fit], y[fit], n_classes)):
-            hits[k] += (decision(x[held], head).argmax(1) == y[held]).sum()
-    return float(LDA_SHRINKAGES[int(hits.argmax())])
+    hits = cv_hits(x, y, n_classes, lambda x_fit, y_fit: lda_path(x_fit, y_fit, n_classes), n_folds, seed)
+    return float(LDA_SHRINKAGES[len(LDA_SHRINKAGES) // 2 if hits is None else int(hits.argmax())])
 
 
 def _check_shrinkage(value) -> None:
@@ -89,14 +80,10 @@ class LDAClassifier(LinearClassifier):
         """Set the layer to the LDA of the training rows (shrinkage by CV unless given); ``y=None``: no change."""
         if y is None:
             return self
-        features = self.forward_features(spectra)
-        if self.n_tabular > 0:
-            features = torch.cat([features, tabular], dim=1)
-        x, labels = features.double().cpu().numpy(), y.cpu().numpy()
+        x, labels = self.head_inputs(spectra, tabular).double().cpu().numpy(), y.cpu().numpy()
         shrinkage = self.shrinkage or choose_lda_shrinkage(x, labels, self.n_classes)
         weight, bias = lda_path(x, labels, self.n_classes, shrinkages=(shrinkage,))[0]
-        self.fc.weight.copy_(torch.from_numpy(weight))
-        self.fc.bias.copy_(torch.from_numpy(bias))
+        self.set_fc(weight, bias)
         _logger.info("LDA: shrinkage %g, solved on %d training rows", shrinkage, len(labels))
         return self
 

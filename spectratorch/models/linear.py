@@ -9,6 +9,7 @@ run's weight decay (``--weight-decay``, default ``DEFAULT_WEIGHT_DECAY`` for thi
 
 import logging
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -70,12 +71,20 @@ class LinearClassifier(nn.Module):
             ``self``.
         """
         if y is not None:
-            features = self.forward_features(spectra)
-            if self.n_tabular > 0:
-                features = torch.cat([features, tabular], dim=1)
-            c = set_logistic_head(self.fc, features, y)
+            c = set_logistic_head(self.fc, self.head_inputs(spectra, tabular), y)
             _logger.info("Linear: started from the logistic regression of %d training rows (C=%g)", len(y), c)
         return self
+
+    def head_inputs(self, spectra: torch.Tensor, tabular: torch.Tensor | None) -> torch.Tensor:
+        """What ``fc`` multiplies: preprocessed spectra ``[N, C, L]`` and tabular ``[N, T]`` -> ``[N, C * L + T]``."""
+        features = self.forward_features(spectra)
+        return torch.cat([features, tabular], dim=1) if self.n_tabular > 0 else features
+
+    def set_fc(self, weight: np.ndarray, bias: np.ndarray) -> None:
+        """Set ``fc`` to a solved head ``(weight [K, F], bias [K])``."""
+        with torch.no_grad():
+            self.fc.weight.copy_(torch.from_numpy(weight))
+            self.fc.bias.copy_(torch.from_numpy(bias))
 
     def forward_features(self, spectra: torch.Tensor) -> torch.Tensor:
         """Spectra ``[N, C, L]`` -> features ``[N, C * L]``."""

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from spectratorch.models._layers import check_int, dropout_option
-from spectratorch.models.closed_form import MAX_PLS_COMPONENTS, decision, pls_path
+from spectratorch.models.closed_form import cv_hits, pls_path
 from spectratorch.models.linear import LinearClassifier
 from spectratorch.models.registry import register_model
 from spectratorch.options import Option
@@ -36,17 +36,8 @@ def choose_pls_components(x: np.ndarray, y: np.ndarray, n_classes: int, n_folds:
     Returns:
         The count, fewest first among ties.
     """
-    from sklearn.model_selection import StratifiedKFold
-
-    counts = np.bincount(y, minlength=n_classes)
-    folds = min(n_folds, int(counts[counts > 0].min()))
-    if folds < 2:
-        return 1
-    hits = np.zeros(MAX_PLS_COMPONENTS)
-    for fit, held in StratifiedKFold(folds, shuffle=True, random_state=seed).split(x, y):
-        for k, head in enumerate(pls_path(x[fit], y[fit], n_classes)):
-            hits[k] += (decision(x[held], head).argmax(1) == y[held]).sum()
-    return int(hits.argmax()) + 1
+    hits = cv_hits(x, y, n_classes, lambda x_fit, y_fit: pls_path(x_fit, y_fit, n_classes), n_folds, seed)
+    return 1 if hits is None else int(hits.argmax()) + 1
 
 
 class PLSDAClassifier(LinearClassifier):
@@ -83,14 +74,10 @@ class PLSDAClassifier(LinearClassifier):
         """Set the layer to the PLS-DA of the training rows (components by CV unless given); ``y=None``: no change."""
         if y is None:
             return self
-        features = self.forward_features(spectra)
-        if self.n_tabular > 0:
-            features = torch.cat([features, tabular], dim=1)
-        x, labels = features.double().cpu().numpy(), y.cpu().numpy()
+        x, labels = self.head_inputs(spectra, tabular).double().cpu().numpy(), y.cpu().numpy()
         k = self.n_components or choose_pls_components(x, labels, self.n_classes)
         weight, bias = pls_path(x, labels, self.n_classes, max_components=k)[-1]
-        self.fc.weight.copy_(torch.from_numpy(weight))
-        self.fc.bias.copy_(torch.from_numpy(bias))
+        self.set_fc(weight, bias)
         _logger.info("PLSDA: %d components, solved on %d training rows", k, len(labels))
         return self
 
