@@ -377,10 +377,19 @@ def _check_parity(path: Path, reference: nn.Module, inputs: tuple[torch.Tensor, 
     got = [np.concatenate(column) for column in zip(*runs)]
     difference = float(np.abs(got[0] - expected[0]).max())
     if not difference <= TOLERANCE:
-        raise ExportError(
-            f"the exported model does not match the checkpoint: max |onnxruntime - torch| = {difference:.3g} on "
-            f"{len(got[0])} samples (tolerance {TOLERANCE:g}); no file was written."
-        )
+        # reason: torch and onnxruntime round float32 sums in different orders; with large logits (a weakly
+        # penalised linear head after SNV: Tecator's 215 spectra, 1.2e-4) that alone can pass the tolerance. The
+        # float64 run of the same model says which is rounding: onnxruntime is accepted when it is as close to it as
+        # torch's own float32 run (twice its error, plus the tolerance).
+        exact = _run_torch_all(copy.deepcopy(reference).double(), tuple(t.double() for t in inputs))[0]
+        own, exported = float(np.abs(expected[0] - exact).max()), float(np.abs(got[0] - exact).max())
+        if not exported <= TOLERANCE + 2 * own:
+            raise ExportError(
+                f"the exported model does not match the checkpoint: max |onnxruntime - torch| = {difference:.3g} on "
+                f"{len(got[0])} samples (tolerance {TOLERANCE:g}; against float64, onnxruntime {exported:.3g}, "
+                f"torch {own:.3g}); no file was written.")
+        _logger.info("onnxruntime and torch differ by %.3g, float32 rounding: against float64 torch is off by %.3g, "
+                     "onnxruntime by %.3g", difference, own, exported)
     if len(outputs) > 1:
         _check_ood_parity(dict(zip(outputs, got)), dict(zip(outputs, expected)), reference.ood)
     return difference
