@@ -322,8 +322,7 @@ def atomic_path(path: str | os.PathLike):
     """
     path = Path(path)
     if path.is_dir():
-        raise ConfigError(f"{path} is a directory; expected the path of a file to write, e.g. {path / 'name'}.onnx "
-                          "for export, .csv for predict")
+        raise ConfigError(f"{path} is a directory; expected the path of a file to write")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)

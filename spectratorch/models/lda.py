@@ -12,7 +12,6 @@ import logging
 import numpy as np
 import torch
 
-from spectratorch.errors import ConfigError
 from spectratorch.models._layers import dropout_option
 from spectratorch.models.closed_form import LDA_SHRINKAGES, cv_hits, lda_path
 from spectratorch.models.linear import LinearClassifier
@@ -42,9 +41,8 @@ def choose_lda_shrinkage(x: np.ndarray, y: np.ndarray, n_classes: int, n_folds: 
     return float(LDA_SHRINKAGES[len(LDA_SHRINKAGES) // 2 if hits is None else int(hits.argmax())])
 
 
-def _check_shrinkage(value) -> None:
-    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1):
-        raise ConfigError(f"The 'shrinkage' parameter of LDA must be a number in (0, 1]. Got {value!r} instead.")
+_SHRINKAGE = Option("shrinkage", float, None, "LDA covariance shrinkage in (0, 1] (default: chosen by inner CV)", low=0,
+                    high=1, low_open=True)
 
 
 class LDAClassifier(LinearClassifier):
@@ -71,8 +69,7 @@ class LDAClassifier(LinearClassifier):
     def __init__(self, n_channels: int, length: int, n_tabular: int, n_classes: int, shrinkage: float | None = None,
                  dropout: float = 0.0):
         super().__init__(n_channels, length, n_tabular, n_classes, dropout)
-        _check_shrinkage(shrinkage)
-        self.shrinkage = shrinkage
+        self.shrinkage = _SHRINKAGE.check(shrinkage, "the 'shrinkage' parameter of LDA")
 
     @torch.no_grad()
     def fit_data(self, spectra: torch.Tensor, tabular: torch.Tensor | None = None,
@@ -88,9 +85,7 @@ class LDAClassifier(LinearClassifier):
         return self
 
 
-@register_model(options=(Option("shrinkage", float, None, "LDA covariance shrinkage in (0, 1] (default: chosen by "
-                                "inner CV)", low=0, high=1, low_open=True),
-                         dropout_option(0.0, "the inputs")))
+@register_model(options=(_SHRINKAGE, dropout_option(0.0, "the inputs")))
 def LDA(n_channels: int, length: int, n_tabular: int, n_classes: int, **kwargs) -> LDAClassifier:
     """LDA: shrinkage linear discriminant analysis on every point of every channel (and the tabular values).
 

@@ -236,17 +236,16 @@ def _transformed(model: SpectralClassifier, spectra: torch.Tensor, tabular: torc
 
 def _grid(candidate: Candidate, n_fit_min: int, x: np.ndarray) -> list:
     n_features = x.shape[1]
+    # reason: a value given as the grid parameter's option (--arch-opt n_components=3) is the model's, not searched.
+    given = candidate.options.get(_PARAMETER[candidate.solver])
     if candidate.solver == "kernel":
         return kernel_gammas(x)
     if candidate.solver == "logistic":
         return list(LOGISTIC_CS)
     if candidate.solver == "pls":
-        given = candidate.options.get("n_components")
-        # reason: a count given with --n-components is the model's (capped by the inner folds' rows), not searched.
-        most = max(1, min(MAX_PLS_COMPONENTS, n_fit_min - 1, n_features))
+        most = max(1, min(MAX_PLS_COMPONENTS, n_fit_min - 1, n_features))  # reason: capped by the inner folds' rows
         return [min(given, most)] if given else list(range(1, most + 1))
     if candidate.solver == "lda":
-        given = candidate.options.get("shrinkage")
         return [float(given)] if given else list(LDA_SHRINKAGES)
     return ["loo"]
 

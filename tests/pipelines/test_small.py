@@ -17,6 +17,7 @@ from spectratorch.data.generic import make_generic_frame
 from spectratorch.errors import SplitError
 from spectratorch.export.calibration import softmax
 from spectratorch.models.closed_form import (
+    LDA_SHRINKAGES,
     LOGISTIC_CS,
     RIDGE_ALPHAS,
     Standardiser,
@@ -554,7 +555,7 @@ def test_lda_and_plsda_named_on_a_small_set_keep_a_given_value_and_are_solved_an
         summary = train(config, result_sheet=False)
         entry = summary["arch_selection"]["candidates"][arch]
         # a value given is the model's, not searched; without one the inner CV chooses among the grid
-        assert entry["grid"] == ([value] if value else [0.9, 0.6, 0.3, 0.1, 0.03, 0.01, 0.001])
+        assert entry["grid"] == ([value] if value else list(LDA_SHRINKAGES))
         chosen = entry["chosen"]
         module = load_module(summary["files"]["checkpoint"]).eval()
         with torch.no_grad():
