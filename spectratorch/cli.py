@@ -402,6 +402,7 @@ def _cv_table(result: dict) -> str:
 
     lines += [row(str(fold["split"]), fold["metrics"]) for fold in result["folds"]]
     lines += [row(key, result[key]) for key in ("mean", "std")]
+    lines += _cv_baselines(result, names)
     test = (result.get("ensemble") or {}).get("test")
     if test:
         lines.append(f"ensemble on the test file ({test['n_test']} rows): " + ", ".join(
@@ -410,6 +411,24 @@ def _cv_table(result: dict) -> str:
     lines.append("the model to ship: spectratorch train with the same flags and --test-source none (no test rows; "
                  "on a small set every row trains it)")
     return "\n".join(lines)
+
+
+def _cv_baselines(result: dict, names: dict) -> list[str]:
+    """One line per linear baseline fitted beside the folds: its mean over the same test rows, and how the recipe's
+    mean test accuracy compares with the best of them."""
+    prefix, suffix = "baseline_", "_test"
+    baselines = {key[len(prefix):-len(suffix)]: metrics for key, metrics in result["mean"].items()
+                 if key.startswith(prefix) and key.endswith(suffix) and metrics}
+    lines = [f"baseline {model} test (mean, same folds): " + ", ".join(
+        f"{short} {metrics[name]:.4f}" for name, short in names.items() if metrics.get(name) is not None)
+        for model, metrics in baselines.items()]
+    scored = {model: m["accuracy"] for model, m in baselines.items() if m.get("accuracy") is not None}
+    recipe = result["mean"].get("test", {}).get("accuracy")
+    if scored and recipe is not None:
+        best = max(scored, key=scored.get)
+        lines.append(f"mean test accuracy: this recipe {recipe:.4f}, best linear baseline {scored[best]:.4f} ({best}), "
+                     f"{recipe - scored[best]:+.4f}")
+    return lines
 
 
 def _add_export_parser(sub) -> None:

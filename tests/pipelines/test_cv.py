@@ -58,6 +58,12 @@ def test_cv_trains_every_fold_skips_done_ones_and_exports_an_ensemble(demo_file,
             assert summary["std"][stage][name] == pytest.approx(np.std(values, ddof=1))
     assert (out / f"{STEM.format('cv')} folds.png").stat().st_size > 10_000
     assert f"cv: {STEM.format('cv')}" in result.stdout and " mean " in result.stdout
+    # the linear baselines of the same test rows are on the console beside the recipe, not only in the JSON
+    logistic = summary["mean"]["baseline_logistic_regression_test"]["accuracy"]
+    assert f"baseline logistic_regression test (mean, same folds): acc {logistic:.4f}" in result.stdout
+    best = max(summary["mean"][f"baseline_{m}_test"]["accuracy"] for m in ("logistic_regression", "pls_da"))
+    assert (f"mean test accuracy: this recipe {summary['mean']['test']['accuracy']:.4f}, best linear baseline "
+            f"{best:.4f}") in result.stdout
 
     # the ensemble: one ONNX named ens-3, same inputs/outputs/metadata as a single model, torch-free
     ens = Path(summary["ensemble"]["onnx"])
