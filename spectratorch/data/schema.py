@@ -495,7 +495,7 @@ def load_table(
         _logger.warning(
             "%d rows have NaN or inf in the selected channels or tabular columns; they are dropped (e.g. ids %s; %s)",
             report["non_finite"],
-            list(ids[~finite][:5]),
+            ids[~finite][:5].tolist(),
             where,
         )
         spectra, tab, ids, meta = spectra[finite], tab[finite], ids[finite], meta.iloc[np.flatnonzero(finite)]

@@ -71,6 +71,15 @@ def test_nan_rows_reported_and_dropped(frame, caplog):
     assert len(load_table(frame, channels=["380"], tabular=None)) == len(frame)
 
 
+def test_numbered_rows_with_nan_are_named_by_their_numbers(frame, caplog):
+    # a plain table without an id column numbers its rows: the warning names them as numbers, not numpy reprs
+    frame = frame.reset_index(drop=True)
+    frame.iloc[3, 0] = np.nan
+    frame.iloc[7, 1] = np.nan
+    assert len(load_table(frame)) == len(frame) - 2
+    assert "e.g. ids [3, 7];" in caplog.text and "np." not in caplog.text
+
+
 def test_an_empty_column_is_named_when_no_row_is_left(frame):
     empty = [c for c in frame.columns if c.startswith("380_")][5]
     frame[empty] = np.nan
