@@ -25,8 +25,9 @@ training rows with limits on the validation fold). On the fold's test split (nev
 
 ``--coverage-sets`` (default: the public sets of ``bench_accuracy.py`` and ``generic-200``) also runs, for each set,
 the 5 folds of ``spectratorch cv --data X --targets AVA label --channels C --tabular`` (default flags, exported) and
-reports the empirical coverage of the label sets at ``--coverage`` and the mean set size on the test folds (every
-row is tested once), next to the demo folds' numbers.
+reports the empirical coverage of the label sets at ``--coverage``, the mean set size and the share of test rows
+flagged ``outlier`` (``false_alarm``: the test rows are of the same kind, so the stated 1 %) on the test folds
+(every row is tested once), next to the demo folds' numbers.
 
 Usage::
 
@@ -185,14 +186,15 @@ def _test_rows(summary: dict, data: Path):
     return predictor, table, rows, pd.Index(list(predictor.labels)).get_indexer(truth)
 
 
-def _set_coverage(summary: dict, data: Path, coverage: float) -> tuple[np.ndarray, np.ndarray]:
-    """Per test row of one exported run: is its true class in its set, and the set's size."""
+def _set_coverage(summary: dict, data: Path, coverage: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per test row of one exported run: is its true class in its set, the set's size, and is it flagged
+    ``outlier``."""
     from spectratorch.export.conformal import membership
 
     predictor, table, rows, y = _test_rows(summary, data)
-    probabilities = predictor.predict_outputs(table.spectra[rows], table.tabular[rows], names=["probabilities"])
-    members = membership(probabilities["probabilities"], predictor.conformal, coverage)
-    return members[np.arange(len(y)), y], members.sum(1)
+    outputs = predictor.predict_outputs(table.spectra[rows], table.tabular[rows], names=["probabilities", "outlier"])
+    members = membership(outputs["probabilities"], predictor.conformal, coverage)
+    return members[np.arange(len(y)), y], members.sum(1), np.asarray(outputs["outlier"], dtype=bool)
 
 
 def _public_coverage(name: str, coverage: float, out: Path) -> dict:
@@ -211,7 +213,7 @@ def _public_coverage(name: str, coverage: float, out: Path) -> dict:
         return {"set": name, "skipped": str(missing)}
     path = out / f"{name}.pkl"
     frame.to_pickle(path)
-    hits, sizes, chosen = [], [], []
+    hits, sizes, flags, chosen = [], [], [], []
     for fold in range(5):
         config = RunConfig(
             DataConfig(data=str(path), targets=("AVA", "label"), channels=(channel,), tabular=(), current_split=fold),
@@ -220,13 +222,14 @@ def _public_coverage(name: str, coverage: float, out: Path) -> dict:
                         save_test_preds=True, baseline=False),
         )
         summary = train(config)
-        hit, size = _set_coverage(summary, path, coverage)
+        hit, size, flag = _set_coverage(summary, path, coverage)
         hits.append(hit)
         sizes.append(size)
+        flags.append(flag)
         chosen.append(summary["config"]["model"]["arch"])
-    hits, sizes = np.concatenate(hits), np.concatenate(sizes)
+    hits, sizes, flags = np.concatenate(hits), np.concatenate(sizes), np.concatenate(flags)
     return {"set": name, "n_test": len(hits), "coverage": float(hits.mean()), "mean_set_size": float(sizes.mean()),
-            "n_classes": int(frame["label"].nunique()), "arch": chosen}
+            "false_alarm": float(flags.mean()), "n_classes": int(frame["label"].nunique()), "arch": chosen}
 
 
 def _throughput_ratio(predictor, spectra, tabular, rounds: int = 15) -> float:

@@ -9,7 +9,9 @@ describe the inputs and the classes (see :data:`spectratorch.inference.METADATA_
 
 Steps: load the checkpoint; rebuild its data (or take the one given) and check it matches; fit the temperature on
 the validation logits, the conformal label sets on the calibrated validation probabilities
-(:mod:`spectratorch.export.conformal`) and the outlier model on the training rows (limits on the validation rows);
+(:mod:`spectratorch.export.conformal`) and the outlier model on the training rows (limits on the validation rows;
+with out-of-fold predictions, a model that trained on its validation rows too, on every training row's out-of-fold
+scores);
 convert the 1D convolution trunk to the equivalent 2D layout (onnxruntime's fastest
 convolutions are 2D); trace with the TorchScript exporter (opset 17); ``onnx.checker``; then onnxruntime against
 torch on at least ``n_check`` real samples. The file appears only when every step passed.
@@ -289,7 +291,8 @@ def _run_torch_all(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> list[n
 def _fit_trust(model: nn.Module, val: tuple, calibration: dict, train: list, source: str = "validation",
                calibration_probabilities: np.ndarray | None = None) -> tuple[dict, dict | None]:
     """The conformal record (calibrated validation probabilities) and the outlier model (``None`` without training
-    rows)."""
+    rows); with ``source="out-of-fold"`` the validation rows trained the model, and the outlier model's limits come
+    from the out-of-fold scores of the training and validation rows together."""
     val_spectra, val_tabular, val_y = val
     if calibration_probabilities is None:
         logits = _run_torch(model, _inputs(model, val_spectra, val_tabular))
@@ -299,8 +302,12 @@ def _fit_trust(model: nn.Module, val: tuple, calibration: dict, train: list, sou
         _logger.warning("no training rows to fit the outlier model on (the data is a table of held-out rows): the "
                         "model has no t2, q and outlier outputs")
         return conformal, None
-    ood = fit_model_ood(model, train[0], (val_spectra, val_tabular))
-    return conformal, ood
+    if source == "out-of-fold":
+        # reason: the validation rows trained this model too (the small-set protocol): the PCA sees every training
+        # row and its limits come from their out-of-fold scores, not from rows the model has seen.
+        rows = tuple(np.concatenate([part, held]) for part, held in zip(train[0], (val_spectra, val_tabular)))
+        return conformal, fit_model_ood(model, rows, None)
+    return conformal, fit_model_ood(model, train[0], (val_spectra, val_tabular))
 
 
 def _trace(model: nn.Module, example: tuple[torch.Tensor, ...], input_names: list[str],

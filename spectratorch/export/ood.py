@@ -11,7 +11,10 @@ variance (at most ``MAX_COMPONENTS``). For a new row ``x`` (centred on the train
 The limits are the empirical quantiles of ``t2`` and ``q`` on held-out rows (the validation fold), each at
 ``1 - (1 - confidence) / 2``, so that ``outlier = t2 > t2_limit or q > q_limit`` flags at most about
 ``1 - confidence`` of in-distribution spectra (a union bound over the two tests). Empirical limits on held-out rows
-need no normality assumption and do not inherit the optimism of the training rows' own residuals.
+need no normality assumption and do not inherit the optimism of the training rows' own residuals. A model that
+trained on every row it has (the small-set protocol) has no such rows: :func:`fit_ood_out_of_fold` fits the PCA on
+all of them and takes the limits from their out-of-fold ``t2`` and ``q`` (each row scored by a PCA of the other
+folds), as cross-validated limits in chemometrics are.
 
 :class:`OutlierScores` computes the three outputs as tensor operations, so they are ONNX nodes next to the
 probabilities; :func:`fit_ood` fits it (numpy SVD).
@@ -28,8 +31,8 @@ from torch import nn
 from spectratorch.errors import ConfigError
 from spectratorch.models.batched import run_batched
 
-__all__ = ["CONFIDENCE", "MAX_COMPONENTS", "VARIANCE", "OutlierScores", "fit_model_ood", "fit_ood", "ood_scores",
-           "preprocessed_inputs"]
+__all__ = ["CONFIDENCE", "MAX_COMPONENTS", "VARIANCE", "OOF_FOLDS", "OutlierScores", "fit_model_ood", "fit_ood",
+           "fit_ood_out_of_fold", "ood_scores", "preprocessed_inputs"]
 
 _logger = logging.getLogger(__name__)
 
@@ -45,6 +48,9 @@ VARIANCE = 0.99
 MAX_COMPONENTS = 20
 # reason: rows the SVD sees at most (a seeded subsample): the lab's training split would otherwise cost minutes.
 _MAX_ROWS = 20000
+# reason: the folds of the out-of-fold limits, as the small-set protocol's inner CV (each PCA sees 4/5 of the rows,
+# nearly the final one's); not chosen on any set.
+OOF_FOLDS = 5
 
 
 class OutlierScores(nn.Module):
@@ -102,37 +108,96 @@ def fit_ood(train: np.ndarray, held_out: np.ndarray, confidence: float = CONFIDE
 
     Returns:
         JSON-serialisable ``{"mean", "components", "variances", "t2_limit", "q_limit", "confidence",
-        "n_components", "explained", "n_train", "n_held_out", "held_out_flagged", "inputs"}``.
+        "n_components", "explained", "n_train", "n_held_out", "held_out_flagged", "inputs", "limits_from"}``.
 
     Raises:
         ConfigError: an invalid confidence or too few rows.
     """
-    if not 0.5 < confidence < 1.0:
-        raise ConfigError(f"the outlier confidence must be in (0.5, 1); got {confidence!r}.")
+    _check_confidence(confidence)
     train, held_out = np.asarray(train, dtype=np.float64), np.asarray(held_out, dtype=np.float64)
     if train.ndim != 2 or len(train) < 3 or held_out.ndim != 2 or len(held_out) < 1 \
             or held_out.shape[1] != train.shape[1]:
         raise ConfigError(f"the outlier model needs >= 3 training rows and >= 1 held-out row of the same width; got "
                           f"{train.shape} and {held_out.shape}.")
     train = train[_subsample(len(train), seed)]
+    record, explained = _pca(train)
+    return _with_limits(record, *ood_scores(record, held_out), confidence, explained, len(train),
+                        "validation rows", log)
+
+
+def fit_ood_out_of_fold(train: np.ndarray, confidence: float = CONFIDENCE, seed: int = 0, log: bool = True,
+                        n_folds: int = OOF_FOLDS) -> dict:
+    """Fit the PCA on every training row and the T² and Q limits on their out-of-fold scores: the rows of each of
+    ``n_folds`` shuffled folds are scored by a PCA of the other folds with as many components as the final one.
+
+    For a model that trained on every row it has: the rows the final PCA saw would get optimistic (noise-fitted)
+    scores, and there is no other row to set the limits on.
+
+    Args:
+        train: ``[N, D]`` preprocessed training inputs, ``N >= 2 * n_folds``.
+        confidence, seed, log: as :func:`fit_ood`'s (``seed`` also shuffles the folds).
+        n_folds: of the out-of-fold scores.
+
+    Returns:
+        The record of :func:`fit_ood`; ``n_held_out`` is ``N`` (every row scored out of fold).
+
+    Example:
+        >>> rng = np.random.default_rng(0)
+        >>> train = rng.normal(size=(200, 3)) @ rng.normal(size=(3, 8)) + rng.normal(0, 0.1, (200, 8))
+        >>> record = fit_ood_out_of_fold(train, log=False)
+        >>> record["n_held_out"], record["limits_from"]
+        (200, '5-fold out-of-fold scores of the training rows')
+    """
+    _check_confidence(confidence)
+    train = np.asarray(train, dtype=np.float64)
+    if train.ndim != 2 or len(train) < 2 * n_folds:
+        raise ConfigError(f"the outlier model's out-of-fold limits need >= {2 * n_folds} training rows; got "
+                          f"{train.shape}.")
+    train = train[_subsample(len(train), seed)]
+    record, explained = _pca(train)
+    t2, q = np.empty(len(train)), np.empty(len(train))
+    folds = np.random.default_rng(seed).permutation(len(train)) % n_folds
+    for fold in range(n_folds):
+        held = folds == fold
+        fitted, _ = _pca(train[~held], record["n_components"])
+        t2[held], q[held] = ood_scores(fitted, train[held])
+    return _with_limits(record, t2, q, confidence, explained, len(train),
+                        f"{n_folds}-fold out-of-fold scores of the training rows", log)
+
+
+def _check_confidence(confidence: float) -> None:
+    if not 0.5 < confidence < 1.0:
+        raise ConfigError(f"the outlier confidence must be in (0.5, 1); got {confidence!r}.")
+
+
+def _pca(train: np.ndarray, n_components: int | None = None) -> tuple[dict, float]:
+    """The PCA record (``mean``, ``components``, ``variances``, ``n_components``) of ``train`` with the components
+    that explain ``VARIANCE`` of its variance (at most ``MAX_COMPONENTS``), or ``n_components`` of them when given
+    (fewer when the rows cannot carry them); and the share of the variance they explain."""
     mean = train.mean(axis=0)
     _, singular, vt = np.linalg.svd(train - mean, full_matrices=False)
     variances = singular**2 / (len(train) - 1)
     explained = np.cumsum(variances) / max(variances.sum(), np.finfo(float).tiny)
-    k = int(min(np.searchsorted(explained, VARIANCE) + 1, MAX_COMPONENTS, len(train) - 1, train.shape[1]))
+    k = int(min(np.searchsorted(explained, VARIANCE) + 1, MAX_COMPONENTS) if n_components is None else n_components)
+    k = min(k, len(train) - 1, train.shape[1])
     # reason: a component of zero variance (constant inputs) would divide by zero; it carries nothing anyway.
     k = max(1, min(k, int((variances > variances[0] * 1e-12).sum())))
-    record = {"mean": mean.tolist(), "components": vt[:k].T.tolist(), "variances": variances[:k].tolist()}
-    t2, q = ood_scores(record, held_out)
+    return ({"mean": mean.tolist(), "components": vt[:k].T.tolist(), "variances": variances[:k].tolist(),
+             "n_components": k}, float(explained[k - 1]))
+
+
+def _with_limits(record: dict, t2: np.ndarray, q: np.ndarray, confidence: float, explained: float, n_train: int,
+                 limits_from: str, log: bool) -> dict:
+    """``record`` with the limits at the ``1 - (1 - confidence) / 2`` quantiles of the held-out ``t2`` and ``q``."""
     level = 1.0 - (1.0 - confidence) / 2.0
     t2_limit, q_limit = float(np.quantile(t2, level, method="higher")), float(np.quantile(q, level, method="higher"))
     flagged = float(((t2 > t2_limit) | (q > q_limit)).mean())
-    record.update(t2_limit=t2_limit, q_limit=q_limit, confidence=confidence, n_components=k,
-                  explained=float(explained[k - 1]), n_train=len(train), n_held_out=len(held_out),
-                  held_out_flagged=flagged, inputs="preprocessed")
+    record.update(t2_limit=t2_limit, q_limit=q_limit, confidence=confidence, explained=explained, n_train=n_train,
+                  n_held_out=len(t2), held_out_flagged=flagged, inputs="preprocessed", limits_from=limits_from)
     _logger.log(logging.INFO if log else logging.DEBUG,
-                "outlier model: %d components (%.3f of the variance), T² limit %.4g, Q limit %.4g; %.3f of %d "
-                "held-out rows flagged", k, explained[k - 1], t2_limit, q_limit, flagged, len(held_out))
+                "outlier model: %d components (%.3f of the variance), T² limit %.4g, Q limit %.4g, from the %s; "
+                "%.3f of %d held-out rows flagged", record["n_components"], explained, t2_limit, q_limit, limits_from,
+                flagged, len(t2))
     return record
 
 
@@ -143,7 +208,7 @@ def _subsample(n: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(n, _MAX_ROWS, replace=False))
 
 
-def fit_model_ood(model: nn.Module, train: tuple, held_out: tuple, confidence: float = CONFIDENCE,
+def fit_model_ood(model: nn.Module, train: tuple, held_out: tuple | None, confidence: float = CONFIDENCE,
                   seed: int = 0, log: bool = True) -> dict:
     """:func:`fit_ood` on a model's preprocessed inputs: what the export stores and the result sheet draws.
 
@@ -153,7 +218,9 @@ def fit_model_ood(model: nn.Module, train: tuple, held_out: tuple, confidence: f
     Args:
         model: a :class:`~spectratorch.models.classifier.SpectralClassifier` (its ``preprocess`` is used).
         train: ``(spectra [N, C, L], tabular [N, T])`` raw training rows (numpy).
-        held_out: ``(spectra [M, C, L], tabular [M, T])`` raw held-out rows (numpy), for the limits.
+        held_out: ``(spectra [M, C, L], tabular [M, T])`` raw held-out rows (numpy), for the limits; ``None``: the
+            model trained on every row it has, and the limits come from the training rows' out-of-fold scores
+            (:func:`fit_ood_out_of_fold`).
         confidence: the flag's stated confidence.
         seed: of the subsample.
         log: as :func:`fit_ood`'s.
@@ -163,8 +230,10 @@ def fit_model_ood(model: nn.Module, train: tuple, held_out: tuple, confidence: f
     """
     rows = _subsample(len(train[0]), seed)
     tabular = None if train[1] is None else train[1][rows]
-    return fit_ood(preprocessed_inputs(model, train[0][rows], tabular), preprocessed_inputs(model, *held_out),
-                   confidence, seed, log)
+    inputs = preprocessed_inputs(model, train[0][rows], tabular)
+    if held_out is None:
+        return fit_ood_out_of_fold(inputs, confidence, seed, log)
+    return fit_ood(inputs, preprocessed_inputs(model, *held_out), confidence, seed, log)
 
 
 def summary(record: dict) -> dict:

@@ -670,7 +670,7 @@ def _result_sheet(module, dm, path: Path, stem: str, cutoffs) -> dict:
     from spectratorch.export.calibration import expected_calibration_error
     from spectratorch.report.sheet import collect, write_result_sheet
 
-    data = collect(module, dm, "test", temperature=1.0, title=stem)
+    data = collect(module, dm, "test", temperature=1.0, title=stem, out_of_fold=True)
     fig, _ = write_result_sheet(data, path, "auto", cutoffs)
     plt.close(fig)
     return {"result_sheet": str(path), "ece_after": expected_calibration_error(data.probabilities(True), data.y)}

@@ -216,8 +216,10 @@ def split_name(config, stage: str) -> str:
     return f"test split: the file {Path(source).name}"
 
 
-def collect(module, dm, stage: str = "test", temperature: float = 1.0, title: str = "") -> SheetData:
-    """Compute the sheet's data for ``stage``'s rows of a datamodule with a trained module."""
+def collect(module, dm, stage: str = "test", temperature: float = 1.0, title: str = "",
+            out_of_fold: bool = False) -> SheetData:
+    """Compute the sheet's data for ``stage``'s rows of a datamodule with a trained module (``out_of_fold``: its
+    outlier model as :func:`outlier_data`'s)."""
     rows = dm.stage_arrays(stage)
     spectra, tabular, y = rows.spectra, rows.tabular, rows.y
     n_classes = len(dm.labels)
@@ -226,14 +228,15 @@ def collect(module, dm, stage: str = "test", temperature: float = 1.0, title: st
     saliency_map, saliency_kind = saliency(module, spectra[sub], tabular[sub], y[sub], n_classes)
     sums = torch.zeros(n_classes, *spectra.shape[1:], dtype=torch.float64).index_add_(0, y, spectra.double())
     mean_spectra = (sums / torch.bincount(y, minlength=n_classes).clamp_min(1).view(-1, 1, 1)).numpy()
-    outliers = outlier_data(module.model, dm, spectra.cpu().numpy(), tabular.cpu().numpy())
+    outliers = outlier_data(module.model, dm, spectra.cpu().numpy(), tabular.cpu().numpy(), out_of_fold)
     return SheetData(logits=logits, y=y.numpy(), full_truth=rows.full_truth.astype(str),
                      labels=tuple(dm.labels), channels=tuple(dm.table.channels), axis=np.asarray(dm.table.axis),
                      mean_spectra=mean_spectra, saliency=saliency_map, temperature=temperature, title=title,
                      saliency_kind=saliency_kind, split=split_name(dm.config, stage), outliers=outliers)
 
 
-def outlier_data(model: torch.nn.Module, dm, spectra: np.ndarray, tabular: np.ndarray) -> dict | None:
+def outlier_data(model: torch.nn.Module, dm, spectra: np.ndarray, tabular: np.ndarray,
+                 out_of_fold: bool = False) -> dict | None:
     """T² and Q of raw rows under the outlier model the export fits on ``dm`` (training rows, limits on the
     validation rows: :func:`spectratorch.export.ood.fit_model_ood`), or ``None`` when it cannot be fitted.
 
@@ -242,6 +245,8 @@ def outlier_data(model: torch.nn.Module, dm, spectra: np.ndarray, tabular: np.nd
         dm: its data module (prepared).
         spectra: ``[N, C, L]`` raw rows to score.
         tabular: ``[N, T]``.
+        out_of_fold: the model trained on the validation rows too (the small-set protocol): the PCA sees the
+            training and validation rows and its limits are their out-of-fold scores', as the export fits it then.
 
     Returns:
         ``{"t2" [N], "q" [N], "t2_limit", "q_limit", "confidence"}`` or ``None``.
@@ -250,9 +255,12 @@ def outlier_data(model: torch.nn.Module, dm, spectra: np.ndarray, tabular: np.nd
     from spectratorch.export.ood import fit_model_ood, ood_scores, preprocessed_inputs
 
     train, val = dm.stage_arrays("train"), dm.stage_arrays("val")
+    rows = (train.spectra.numpy(), train.tabular.numpy())
+    held_out = (val.spectra.numpy(), val.tabular.numpy())
+    if out_of_fold:
+        rows, held_out = tuple(np.concatenate(pair) for pair in zip(rows, held_out)), None
     try:
-        record = fit_model_ood(model, (train.spectra.numpy(), train.tabular.numpy()),
-                               (val.spectra.numpy(), val.tabular.numpy()), log=False)
+        record = fit_model_ood(model, rows, held_out, log=False)
     except ConfigError as err:
         _logger.info("the result sheet has no T²/Q panel: %s", err)
         return None

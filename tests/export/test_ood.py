@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from spectratorch.errors import ConfigError
-from spectratorch.export.ood import OutlierScores, fit_ood
+from spectratorch.export.ood import OutlierScores, fit_ood, fit_ood_out_of_fold, ood_scores
 
 
 def _spectra(rng, n, length=80):
@@ -66,3 +66,52 @@ def test_the_model_fit_preprocesses_only_the_rows_the_svd_sees(monkeypatch):
         np.testing.assert_allclose(np.abs(record[key]), np.abs(expected[key]), rtol=1e-9, atol=1e-12)
     t2, q = ood.ood_scores(record, original(model, raw[250:], None))
     assert float(((t2 > record["t2_limit"]) | (q > record["q_limit"])).mean()) == record["held_out_flagged"]
+
+
+def _noisy(rng, n, length=300):
+    """Two bands under noise that dominates the variance (20 components explain well under 99 % of it)."""
+    return _spectra(rng, n, length) + rng.normal(0.0, 0.3, (n, length))
+
+
+def test_out_of_fold_limits_are_the_quantiles_of_scores_by_pcas_of_the_other_folds():
+    from sklearn.decomposition import PCA
+
+    rng = np.random.default_rng(3)
+    train = _noisy(rng, 150)
+    record = fit_ood_out_of_fold(train, seed=4)
+    k = record["n_components"]
+    t2, q = np.empty(len(train)), np.empty(len(train))
+    folds = np.random.default_rng(4).permutation(len(train)) % 5
+    for fold in range(5):
+        held = folds == fold
+        pca = PCA(k, svd_solver="full").fit(train[~held])  # reason: the reference PCA, not our SVD
+        centred = train[held] - pca.mean_
+        t = centred @ pca.components_.T
+        t2[held] = (t**2 / pca.explained_variance_).sum(1)
+        q[held] = ((centred - t @ pca.components_) ** 2).sum(1)
+    assert record["t2_limit"] == pytest.approx(np.quantile(t2, 0.995, method="higher"), rel=1e-6)
+    assert record["q_limit"] == pytest.approx(np.quantile(q, 0.995, method="higher"), rel=1e-6)
+    # the model itself is the PCA of every row
+    reference = PCA(k, svd_solver="full").fit(train)
+    np.testing.assert_allclose(record["mean"], reference.mean_)
+    np.testing.assert_allclose(record["variances"], reference.explained_variance_, rtol=1e-8)
+    assert record["n_held_out"] == record["n_train"] == 150
+
+
+def test_out_of_fold_limits_hold_their_rate_on_new_spectra_where_a_small_validation_fold_cannot():
+    """60 training rows: limits on a validation fold of 12 are the largest of 12 scores, exceeded by about 2 / 13 of
+    new spectra; the out-of-fold limits of all 60 rows stay near the stated 1 %."""
+    oof, held_out = [], []
+    for seed in range(3):
+        rng = np.random.default_rng(100 + seed)
+        train, new = _spectra(rng, 60, 300), _spectra(rng, 2000, 300)
+        fits = ((oof, fit_ood_out_of_fold(train, seed=seed)), (held_out, fit_ood(train[:48], train[48:])))
+        for rates, record in fits:
+            t2, q = ood_scores(record, new)
+            rates.append(float(((t2 > record["t2_limit"]) | (q > record["q_limit"])).mean()))
+    assert np.mean(oof) <= 0.035 and np.mean(held_out) >= 0.08, (oof, held_out)
+
+
+def test_out_of_fold_limits_need_rows_for_every_fold():
+    with pytest.raises(ConfigError, match="out-of-fold limits need >= 10 training rows"):
+        fit_ood_out_of_fold(np.zeros((9, 3)))

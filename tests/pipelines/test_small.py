@@ -344,7 +344,6 @@ def test_test_source_none_trains_the_final_model_on_every_row(tmp_path):
 def test_ensemble_is_one_onnx_file_like_a_single_model(tmp_path, monkeypatch):
     import onnxruntime
 
-    from spectratorch.data.datamodule import SpectralDataModule
     from spectratorch.export.onnx import read_metadata
     from spectratorch.inference import METADATA_KEYS
     from spectratorch.pipelines import small
@@ -360,11 +359,7 @@ def test_ensemble_is_one_onnx_file_like_a_single_model(tmp_path, monkeypatch):
 
     monkeypatch.setattr(small, "choose", vote_of_the_best_two)
     make_generic_frame(60, seed=8).to_pickle(tmp_path / "set.pkl")
-    config = _config(tmp_path / "set.pkl", tmp_path / "out")
-    config = RunConfig(config.data, config.model, TrainConfig(output_dir=str(tmp_path / "out"), to_onnx=True,
-                                                              loggers=("csv",)))
-    dm = SpectralDataModule(config.data)
-    dm.prepare()
+    config, dm = _exporting_run(tmp_path)
     summary = small.train_small(config, dm, candidates=small.CANDIDATES, result_sheet=False)
     selection = summary["arch_selection"]
     assert selection["chosen"] == "Ensemble" and len(selection["members"]) == 2
@@ -384,20 +379,56 @@ def test_ensemble_is_one_onnx_file_like_a_single_model(tmp_path, monkeypatch):
     meta = read_metadata(summary["files"]["onnx"])
     assert set(METADATA_KEYS) <= set(meta) and meta["arch"] == "Ensemble"
     assert meta["calibration"]["source"].startswith("out-of-fold")
+    # every training row trained the model: the outlier model's limits are their out-of-fold scores'
+    assert meta["ood"]["limits_from"] == "5-fold out-of-fold scores of the training rows"
+    assert meta["ood"]["n_held_out"] == meta["ood"]["n_train"] == len(small._training_rows(dm))
 
 
-def _exported_small_run(tmp_path, candidate, seed=9):
-    """``train_small`` with one candidate on ``make_generic_frame(60, seed)``, ONNX written; ``(summary, dm)``."""
+def _exporting_run(tmp_path):
+    """The config of a run on ``tmp_path / "set.pkl"`` that writes its ONNX file, and its prepared data module."""
     from spectratorch.data.datamodule import SpectralDataModule
-    from spectratorch.pipelines import small
 
-    make_generic_frame(60, seed=seed).to_pickle(tmp_path / "set.pkl")
     config = _config(tmp_path / "set.pkl", tmp_path / "out")
     config = RunConfig(config.data, config.model, TrainConfig(output_dir=str(tmp_path / "out"), to_onnx=True,
                                                               loggers=("csv",)))
     dm = SpectralDataModule(config.data)
     dm.prepare()
+    return config, dm
+
+
+def _exported_small_run(tmp_path, candidate, seed=9):
+    """``train_small`` with one candidate on ``make_generic_frame(60, seed)``, ONNX written; ``(summary, dm)``."""
+    from spectratorch.pipelines import small
+
+    make_generic_frame(60, seed=seed).to_pickle(tmp_path / "set.pkl")
+    config, dm = _exporting_run(tmp_path)
     return small.train_small(config, dm, candidates=[candidate], result_sheet=False), dm
+
+
+@pytest.mark.slow
+def test_the_small_set_result_sheet_draws_the_exported_out_of_fold_outlier_model(tmp_path, monkeypatch):
+    """The sheet's T²/Q panel has the ONNX file's limits, which a small-set model takes out of fold."""
+    from spectratorch.export.onnx import read_metadata
+    from spectratorch.pipelines import small
+    from spectratorch.report import sheet
+
+    drawn = []
+    original = sheet.write_result_sheet
+
+    def write(data, *args, **kwargs):
+        drawn.append(data)
+        return original(data, *args, **kwargs)
+
+    monkeypatch.setattr(sheet, "write_result_sheet", write)
+    make_generic_frame(60, seed=9).to_pickle(tmp_path / "set.pkl")
+    config, dm = _exporting_run(tmp_path)
+    candidate = next(c for c in small.CANDIDATES if c.arch == "Linear")
+    summary = small.train_small(config, dm, candidates=[candidate])
+    ood = read_metadata(summary["files"]["onnx"])["ood"]
+    assert ood["limits_from"].endswith("out-of-fold scores of the training rows")
+    (data,) = drawn
+    assert data.outliers["t2_limit"] == pytest.approx(ood["t2_limit"], rel=1e-6)
+    assert data.outliers["q_limit"] == pytest.approx(ood["q_limit"], rel=1e-6)
 
 
 @pytest.mark.slow
