@@ -54,14 +54,17 @@ from spectratorch.inference import (
     open_session,
 )
 from spectratorch.models.batched import BATCH_SIZE, run_batched
-from spectratorch.training.restore import datamodule_from_hparams, load_module
+from spectratorch.training.restore import datamodule_from_hparams, load_module, read_checkpoint
 
-__all__ = ["OPSET", "TOLERANCE", "ExportError", "conv2d_layout", "export_onnx", "read_metadata", "update_metadata"]
+__all__ = ["OPSET", "TOLERANCE", "OUT_OF_FOLD_KEY", "ExportError", "conv2d_layout", "export_onnx", "out_of_fold_trust",
+           "read_metadata", "stored_out_of_fold", "update_metadata"]
 
 _logger = logging.getLogger(__name__)
 
 OPSET = 17
 TOLERANCE = 1e-4
+OUT_OF_FOLD_KEY = "out_of_fold"
+"""The checkpoint entry of a small-set model's out-of-fold predictions: ``{"logits" [N, K], "y" [N]}`` tensors."""
 """Largest absolute difference of a probability between onnxruntime and torch that the export accepts."""
 
 _BATCH = BATCH_SIZE
@@ -288,6 +291,28 @@ def _run_torch_all(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> list[n
     return [column.numpy() for column in run_batched(model, inputs, _BATCH)]
 
 
+def stored_out_of_fold(checkpoint_path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(logits [N, K], y [N])``: the out-of-fold predictions of the training rows a small-set checkpoint carries
+    (``OUT_OF_FOLD_KEY``), or ``None`` for a checkpoint with a validation fold of its own."""
+    record = read_checkpoint(checkpoint_path).get(OUT_OF_FOLD_KEY)
+    if not isinstance(record, dict):
+        return None
+    return (torch.as_tensor(record["logits"]).double().numpy(), torch.as_tensor(record["y"]).long().numpy())
+
+
+def out_of_fold_trust(logits: np.ndarray, y: np.ndarray) -> tuple[dict, tuple[np.ndarray, np.ndarray], dict]:
+    """The calibration record, the calibrated probabilities with their classes, and the named cutoffs of a model
+    that trained on every row it has, from its training rows' out-of-fold ``logits`` (the temperature fitted on them
+    is already folded into the model, so the record's is 1)."""
+    from spectratorch.report.metrics import cutoff_table, named_cutoffs
+
+    report = calibration_report(logits, y)
+    report.update(temperature=1.0, source="out-of-fold predictions of the training rows (folded into the model)")
+    probabilities = softmax(logits)
+    cutoffs = named_cutoffs(cutoff_table(probabilities, y))
+    return report, (probabilities, y), {name: value for name, value in cutoffs.items() if value is not None}
+
+
 def _fit_trust(model: nn.Module, val: tuple, calibration: dict, train: list, source: str = "validation",
                calibration_probabilities: np.ndarray | None = None) -> tuple[dict, dict | None]:
     """The conformal record (calibrated validation probabilities) and the outlier model (``None`` without training
@@ -419,7 +444,7 @@ def _check_ood_parity(got: dict, expected: dict, ood: OutlierScores) -> None:
 
 def export_onnx(checkpoint_path: str | os.PathLike, out_path: str | os.PathLike | None = None,
                 datamodule_or_table=None, n_check: int = 256, *, metrics: dict | None = None,
-                calibration: dict | None = None, out_of_fold: tuple | None = None) -> Path:
+                calibration: dict | None = None) -> Path:
     """Export a checkpoint as ``<stem>.onnx``: preprocessing, network and calibrated softmax in one file.
 
     Args:
@@ -431,10 +456,10 @@ def export_onnx(checkpoint_path: str | os.PathLike, out_path: str | os.PathLike 
             (all its rows; they should be held out from training). Default: the checkpoint's training data.
         n_check: samples on which onnxruntime must match torch (validation rows first, then others).
         metrics: the metrics to record; default: ``metrics`` of ``<stem>.json`` beside the checkpoint.
-        calibration: a calibration report already made (its ``temperature`` is used), e.g. from out-of-fold
-            predictions when the validation rows trained the model; default: fitted on the validation rows.
-        out_of_fold: ``(probabilities [N, K], y [N])``, calibrated out-of-fold predictions of the training rows, to
-            fit the conformal sets on when the validation rows trained the model; default: the validation rows.
+        calibration: a calibration report already made (its ``temperature`` is used); default: fitted on the
+            validation rows. A checkpoint of the small-set protocol, which trained on its validation rows too,
+            carries its training rows' out-of-fold predictions: the calibration record, the conformal sets, the
+            outlier limits and the cutoffs then come from them (:func:`out_of_fold_trust`), whoever exports it.
 
     Returns:
         The path of the ONNX file.
@@ -461,22 +486,28 @@ def export_onnx(checkpoint_path: str | os.PathLike, out_path: str | os.PathLike 
     model = module.model.float().eval()
     train: list = []
     val, (check_spectra, check_tabular) = _data_arrays(hparams, datamodule_or_table, n_check, train)
-    if calibration is None:
-        calibration = calibration_report(_run_torch(model, _inputs(model, val[0], val[1])), val[2])
-    if out_of_fold is None:
+    # reason: rows given as a table are held out, and calibrate as they are; otherwise a small-set model's own
+    # validation rows trained it, and its out-of-fold predictions stand in for them.
+    held_out_table = isinstance(datamodule_or_table, SpectralTable)
+    stored = None if calibration is not None or held_out_table else stored_out_of_fold(checkpoint_path)
+    cutoffs = {}
+    if stored is None:
+        if calibration is None:
+            calibration = calibration_report(_run_torch(model, _inputs(model, val[0], val[1])), val[2])
         conformal, ood = _fit_trust(model, val, calibration, train)
     else:
-        # reason: the validation rows trained this model; its conformal sets come from out-of-fold predictions.
-        probabilities, y = out_of_fold
-        conformal, ood = _fit_trust(model, (*val[:2], np.asarray(y)), calibration, train, source="out-of-fold",
-                                    calibration_probabilities=np.asarray(probabilities))
+        # reason: the validation rows trained this model; its trust records come from out-of-fold predictions.
+        calibration, (probabilities, y), cutoffs = out_of_fold_trust(*stored)
+        conformal, ood = _fit_trust(model, (*val[:2], y), calibration, train, source="out-of-fold",
+                                    calibration_probabilities=probabilities)
     reference = _with_ood(_Probabilities(model, calibration["temperature"]).eval(), model, ood)
     converted = conv2d_layout(model)
     exported = _with_ood(_Probabilities(converted, calibration["temperature"]).eval(), converted, ood)
     names = [INPUT_SPECTRA, INPUT_TABULAR][: len(model.input_names)]
     proto = _trace(exported, model.example_inputs(2), names, output_names(ood))
     metrics = _json_metrics(checkpoint_path, stem) if metrics is None else metrics
-    _set_props(proto, encode_metadata(_metadata(hparams, stem, metrics, calibration, names, conformal, ood)))
+    _set_props(proto, encode_metadata({**_metadata(hparams, stem, metrics, calibration, names, conformal, ood),
+                                       **({"cutoffs": cutoffs} if cutoffs else {})}))
     proto.doc_string = stem
     try:
         onnx.checker.check_model(proto)

@@ -639,14 +639,20 @@ def _record(choice: dict, refit: dict, arch: str, n_folds: int, n_rows: int, met
     }
 
 
-def save_checkpoint(module, path: Path) -> Path:
-    """Write ``module`` as a checkpoint that ``SpectralModule.load_from_checkpoint`` reads."""
+def save_checkpoint(module, path: Path, out_of_fold: tuple[np.ndarray, np.ndarray] | None = None) -> Path:
+    """Write ``module`` as a checkpoint that ``SpectralModule.load_from_checkpoint`` reads; ``out_of_fold``: the
+    training rows' out-of-fold ``(logits, y)``, which the export's calibration, label sets, outlier limits and
+    cutoffs come from (they travel with the model, so ``spectratorch export`` makes the same file as the run)."""
     import lightning
 
     from spectratorch.data.io import atomic_path
+    from spectratorch.export.onnx import OUT_OF_FOLD_KEY
 
     payload = {"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams), "epoch": 0,
                "global_step": 0, "pytorch-lightning_version": lightning.__version__}
+    if out_of_fold is not None:
+        payload[OUT_OF_FOLD_KEY] = {"logits": torch.as_tensor(np.asarray(out_of_fold[0], dtype=np.float64)),
+                                    "y": torch.as_tensor(np.asarray(out_of_fold[1], dtype=np.int64))}
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
     return path
@@ -689,7 +695,6 @@ def train_small(config: RunConfig, dm, candidates=None, result_sheet: bool = Tru
     from spectratorch._version import __version__
     from spectratorch.contract import model_name
     from spectratorch.defaults import auto_transforms, resolve_defaults
-    from spectratorch.export.calibration import calibration_report
     from spectratorch.pipelines.run import _module_kwargs, _save_test_predictions, _write_json, predict_probabilities
 
     defaults = tuple(auto_transforms(config.data.channels))
@@ -728,7 +733,7 @@ def train_small(config: RunConfig, dm, candidates=None, result_sheet: bool = Tru
                                       "chosen_by": "inner CV of the training rows"}
                                for name, fit in fitted["baselines"].items()}
     checkpoint = out_dir / f"{stem}_{val['loss']:.3E}_{val['f1']:.4f}_{val['accuracy']:.4f}.ckpt"
-    save_checkpoint(module, checkpoint)
+    save_checkpoint(module, checkpoint, (fitted["oof_logits"], fitted["y_train"]))
     summary = {"name": stem, "version": __version__, "config": config.to_dict(), "labels": list(dm.labels),
                "description": dm.table.describe(), "class_counts": _class_counts(dm),
                "filters_removed": dm.table.report, "arch_selection": selection, "metrics": metrics,
@@ -743,15 +748,11 @@ def train_small(config: RunConfig, dm, candidates=None, result_sheet: bool = Tru
         files["result_sheet"] = sheet.pop("result_sheet")
         summary["calibration"].update(sheet)
     if config.train.to_onnx:
-        from spectratorch.export.onnx import export_onnx, read_metadata, update_metadata
+        from spectratorch.export.onnx import export_onnx, read_metadata
 
-        report = calibration_report(fitted["oof_logits"], fitted["y_train"])
-        report.update(temperature=1.0, source="out-of-fold predictions of the training rows (folded into the model)")
-        files["onnx"] = str(export_onnx(checkpoint, out_dir / f"{stem}.onnx", dm, metrics=metrics,
-                                        calibration=report,
-                                        out_of_fold=(softmax(fitted["oof_logits"]), fitted["y_train"])))
-        update_metadata(files["onnx"], cutoffs={k: v for k, v in summary["calibration"]["cutoffs"].items()
-                                                if v is not None})
+        # reason: the checkpoint carries the out-of-fold predictions: the export takes its calibration, label sets,
+        # outlier limits and cutoffs from them, as `spectratorch export` of the same checkpoint does.
+        files["onnx"] = str(export_onnx(checkpoint, out_dir / f"{stem}.onnx", dm, metrics=metrics))
         exported = read_metadata(files["onnx"])
         # reason: the conformal calibration and the outlier model's limits travel in the ONNX; the JSON repeats them.
         summary["trust"] = {"conformal": exported.get("conformal"), "ood": exported.get("ood")}

@@ -432,6 +432,32 @@ def test_the_small_set_result_sheet_draws_the_exported_out_of_fold_outlier_model
 
 
 @pytest.mark.slow
+def test_spectratorch_export_of_a_small_set_checkpoint_makes_the_runs_own_file(tmp_path):
+    """The out-of-fold predictions travel in the checkpoint: `spectratorch export` takes the calibration, label sets,
+    outlier limits and cutoffs from them, not from validation rows that trained the model."""
+    import onnxruntime
+
+    from spectratorch.export.onnx import read_metadata
+    from spectratorch.pipelines import small
+    from tests.export.helpers import run_cli
+
+    candidate = next(c for c in small.CANDIDATES if c.arch == "Linear")
+    summary, dm = _exported_small_run(tmp_path, candidate)
+    again = tmp_path / "again.onnx"
+    result = run_cli(["export", summary["files"]["checkpoint"], "-o", again], block_torch=False, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    run, exported = read_metadata(summary["files"]["onnx"]), read_metadata(again)
+    assert exported == run
+    assert exported["calibration"]["source"].startswith("out-of-fold") and exported["cutoffs"]
+    assert exported["conformal"]["n"] == exported["ood"]["n_held_out"] == len(small._training_rows(dm))
+    rows = dm.stage_arrays("test").spectra.numpy()
+    outputs = [onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(
+        None, {"data_spectra": rows}) for path in (summary["files"]["onnx"], again)]
+    for got, expected in zip(*outputs):
+        np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.slow
 def test_kernel_ridge_candidate_is_solved_checkpointed_and_exported(tmp_path):
     import onnxruntime
 
