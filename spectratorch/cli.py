@@ -656,7 +656,7 @@ def _run_app(args) -> int:
 
 def _run_report(args) -> int:
     from spectratorch.contract import model_name, parse_model_name
-    from spectratorch.export.onnx import update_metadata
+    from spectratorch.export.onnx import stored_out_of_fold, update_metadata
     from spectratorch.outputs import check_output_file
     from spectratorch.report.sheet import make_result_sheet
     from spectratorch.training.restore import datamodule_from_hparams, load_module
@@ -669,7 +669,8 @@ def _run_report(args) -> int:
     stem = model_name(dataclasses.asdict(parse_model_name(checkpoint)))
     dm = datamodule_from_hparams(dict(module.hparams), args.data)
     dm.prepare()
-    sheet = make_result_sheet(module, dm, args.output or checkpoint.with_name(f"{stem} result sheet.png"), stem)
+    sheet = make_result_sheet(module, dm, args.output or checkpoint.with_name(f"{stem} result sheet.png"), stem,
+                              out_of_fold=stored_out_of_fold(checkpoint))
     onnx_path = checkpoint.with_name(f"{stem}.onnx")
     if onnx_path.is_file():
         update_metadata(onnx_path, cutoffs={k: v for k, v in sheet["cutoffs"].items() if v is not None})

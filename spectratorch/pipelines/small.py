@@ -659,27 +659,23 @@ def save_checkpoint(module, path: Path, out_of_fold: tuple[np.ndarray, np.ndarra
 
 
 # ---- outputs: what `spectratorch train` writes for a small set ------------------------------------------------
-def _cutoffs(oof_logits: np.ndarray, y_train: np.ndarray):
-    """The cutoff table, chosen on the out-of-fold predictions of the training rows (no test row needed), and the
-    calibration record that carries it."""
+def _cutoffs(oof_logits: np.ndarray, y_train: np.ndarray) -> dict:
+    """The calibration record of a small-set run: temperature 1 (folded into the model) and the cutoffs chosen on
+    the out-of-fold predictions of the training rows (no test row needed)."""
     from spectratorch.report.metrics import cutoff_table, named_cutoffs
 
     cutoffs = cutoff_table(softmax(oof_logits), y_train)
-    return cutoffs, {"temperature": 1.0, "source": "out-of-fold predictions of the training rows",
-                     "cutoffs": named_cutoffs(cutoffs), "cutoff_table": cutoffs.to_dict("records")}
+    return {"temperature": 1.0, "source": "out-of-fold predictions of the training rows",
+            "cutoffs": named_cutoffs(cutoffs), "cutoff_table": cutoffs.to_dict("records")}
 
 
-def _result_sheet(module, dm, path: Path, stem: str, cutoffs) -> dict:
-    """The result sheet of the test rows with the cutoffs of :func:`_cutoffs`; the calibration error on them."""
-    import matplotlib.pyplot as plt
+def _result_sheet(module, dm, path: Path, stem: str, out_of_fold: tuple[np.ndarray, np.ndarray]) -> dict:
+    """The result sheet of the test rows, its cutoffs and temperature from the training rows' out-of-fold
+    predictions (as ``spectratorch report`` of the checkpoint draws it); the calibration error on the test rows."""
+    from spectratorch.report.sheet import make_result_sheet
 
-    from spectratorch.export.calibration import expected_calibration_error
-    from spectratorch.report.sheet import collect, write_result_sheet
-
-    data = collect(module, dm, "test", temperature=1.0, title=stem, out_of_fold=True)
-    fig, _ = write_result_sheet(data, path, "auto", cutoffs)
-    plt.close(fig)
-    return {"result_sheet": str(path), "ece_after": expected_calibration_error(data.probabilities(True), data.y)}
+    sheet = make_result_sheet(module, dm, path, stem, out_of_fold=out_of_fold)
+    return {"result_sheet": sheet["result_sheet"], "ece_after": sheet["ece_after"]}
 
 
 def train_small(config: RunConfig, dm, candidates=None, result_sheet: bool = True) -> dict:
@@ -742,9 +738,10 @@ def train_small(config: RunConfig, dm, candidates=None, result_sheet: bool = Tru
     if config.train.save_test_preds and len(test_rows):
         files["test_predictions"] = str(out_dir / f"{stem}.csv")
         _save_test_predictions(out_dir / f"{stem}.csv", module, dm)
-    cutoffs, summary["calibration"] = _cutoffs(fitted["oof_logits"], fitted["y_train"])
+    summary["calibration"] = _cutoffs(fitted["oof_logits"], fitted["y_train"])
     if result_sheet and len(test_rows):
-        sheet = _result_sheet(module, dm, out_dir / f"{stem} result sheet.png", stem, cutoffs)
+        sheet = _result_sheet(module, dm, out_dir / f"{stem} result sheet.png", stem,
+                              (fitted["oof_logits"], fitted["y_train"]))
         files["result_sheet"] = sheet.pop("result_sheet")
         summary["calibration"].update(sheet)
     if config.train.to_onnx:

@@ -462,7 +462,8 @@ def write_result_sheet(data: SheetData, path: str | Path, cutoff: float | str | 
 
 
 def make_result_sheet(module, dm, path: str | Path, title: str = "", tensorboard=None,
-                      baseline: dict | None = None, temperature: float | None = None) -> dict:
+                      baseline: dict | None = None, temperature: float | None = None,
+                      out_of_fold: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
     """Choose the cutoffs on the calibrated validation split and draw the sheet of the test split.
 
     Args:
@@ -475,6 +476,10 @@ def make_result_sheet(module, dm, path: str | Path, title: str = "", tensorboard
         temperature: the run's temperature, fitted once on the validation split
             (:func:`~spectratorch.export.calibration.calibration_report`), the one the ONNX file stores; default:
             fitted here the same way (:func:`~spectratorch.export.calibration.fit_temperature`).
+        out_of_fold: ``(logits [N, K], y [N])``, the out-of-fold predictions of the training rows of a model that
+            trained on its validation rows too (the small-set protocol; its checkpoint carries them): the cutoffs
+            come from them, the temperature is 1 (already folded into the model), and the T²/Q panel has the
+            export's out-of-fold limits.
 
     Returns:
         ``{"result_sheet", "temperature", "ece_before", "ece_after", "cutoffs", "cutoff_table"}``; ``cutoffs`` maps
@@ -484,11 +489,14 @@ def make_result_sheet(module, dm, path: str | Path, title: str = "", tensorboard
 
     from spectratorch.export.calibration import fit_temperature
 
-    val = collect_logits(module, dm, "val")
+    if out_of_fold is not None:
+        val, temperature = {"logits": np.asarray(out_of_fold[0]), "y": np.asarray(out_of_fold[1])}, 1.0
+    else:
+        val = collect_logits(module, dm, "val")
     if temperature is None:
         temperature = fit_temperature(val["logits"], val["y"])
     cutoffs = cutoff_table(softmax(val["logits"], temperature), val["y"])
-    data = collect(module, dm, "test", temperature=temperature, title=title)
+    data = collect(module, dm, "test", temperature=temperature, title=title, out_of_fold=out_of_fold is not None)
     data.baseline = dict(baseline or {})
     fig, cutoffs = write_result_sheet(data, path, "auto", cutoffs)
     if tensorboard is not None:

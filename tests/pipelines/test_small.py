@@ -432,9 +432,9 @@ def test_the_small_set_result_sheet_draws_the_exported_out_of_fold_outlier_model
 
 
 @pytest.mark.slow
-def test_spectratorch_export_of_a_small_set_checkpoint_makes_the_runs_own_file(tmp_path):
+def test_export_and_report_of_a_small_set_checkpoint_make_the_runs_own_file_and_sheet(tmp_path):
     """The out-of-fold predictions travel in the checkpoint: `spectratorch export` takes the calibration, label sets,
-    outlier limits and cutoffs from them, not from validation rows that trained the model."""
+    outlier limits and cutoffs from them, not from validation rows that trained the model; `report` too."""
     import onnxruntime
 
     from spectratorch.export.onnx import read_metadata
@@ -455,6 +455,12 @@ def test_spectratorch_export_of_a_small_set_checkpoint_makes_the_runs_own_file(t
         None, {"data_spectra": rows}) for path in (summary["files"]["onnx"], again)]
     for got, expected in zip(*outputs):
         np.testing.assert_array_equal(got, expected)
+    # `spectratorch report` redraws the sheet from the same out-of-fold predictions and keeps the file's cutoffs
+    result = run_cli(["report", summary["files"]["checkpoint"]], block_torch=False, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    sheet = json.loads(result.stdout.strip().splitlines()[-1])
+    assert sheet["temperature"] == 1.0
+    assert read_metadata(summary["files"]["onnx"])["cutoffs"] == run["cutoffs"]
 
 
 @pytest.mark.slow
