@@ -7,8 +7,10 @@ temperature ``T_k``, fitted on its own validation fold. The metadata's ``split``
 (the members are calibrated one by one) and ``calibration`` lists the members' reports; ``members`` names them.
 The conformal label sets are fitted on the members' out-of-fold probabilities (each member on its own validation
 fold, which it did not train on); the outlier outputs are those of the first member (its preprocessing, its training
-rows, limits on its validation fold). The file appears only once ``onnx.checker`` and onnxruntime-against-torch (on
-real rows) have passed.
+rows, limits on its validation fold). A member of the small-set protocol trained on its validation fold too: its
+checkpoint's out-of-fold predictions of its training rows stand in for that fold (temperature 1, already folded in),
+and the first member's outlier limits are out of fold over its training rows, as its own export's are. The file
+appears only once ``onnx.checker`` and onnxruntime-against-torch (on real rows) have passed.
 """
 
 from __future__ import annotations
@@ -38,7 +40,9 @@ from spectratorch.export.onnx import (
     _trace,
     _with_ood,
     conv2d_layout,
+    out_of_fold_trust,
     output_names,
+    stored_out_of_fold,
 )
 from spectratorch.export.ood import fit_model_ood
 from spectratorch.inference import INPUT_SPECTRA, INPUT_TABULAR, encode_metadata
@@ -67,7 +71,8 @@ class EnsembleMember:
                  held_out: tuple | None = None):
         self.checkpoint, self.model, self.hparams, self.calibration = checkpoint, model, hparams, calibration
         # reason: (calibrated validation probabilities, validation y, validation rows, training rows) for the
-        # ensemble's conformal sets and outlier model.
+        # ensemble's conformal sets and outlier model; a small-set member, which trained on its validation rows,
+        # has its out-of-fold probabilities, no held-out rows (None) and every training row instead.
         self.held_out = held_out
 
     @property
@@ -105,9 +110,15 @@ def load_members(checkpoints: Sequence[str | os.PathLike], n_check: int = 256) -
         train: list = []
         (val_spectra, val_tabular, val_y), rows = _data_arrays(hparams, None, n_check, train)
         check = rows if check is None else check
-        logits = _run_torch(model, _inputs(model, val_spectra, val_tabular))
-        report = calibration_report(logits, val_y)
-        held_out = (softmax(logits, report["temperature"]), val_y, (val_spectra, val_tabular), train[0])
+        stored = stored_out_of_fold(path)
+        if stored is None:
+            logits = _run_torch(model, _inputs(model, val_spectra, val_tabular))
+            report = calibration_report(logits, val_y)
+            held_out = (softmax(logits, report["temperature"]), val_y, (val_spectra, val_tabular), train[0])
+        else:
+            report, (probabilities, y), _ = out_of_fold_trust(*stored)
+            rows = tuple(np.concatenate(pair) for pair in zip(train[0], (val_spectra, val_tabular)))
+            held_out = (probabilities, y, None, rows)
         members.append(EnsembleMember(path, model, hparams, report, held_out))
     _check_members(members)
     return members, check
@@ -142,8 +153,7 @@ def export_ensemble(checkpoints: Sequence[str | os.PathLike], out_path: str | os
     names = [INPUT_SPECTRA, INPUT_TABULAR][: len(first.model.input_names)]
     conformal = fit_conformal(np.concatenate([m.held_out[0] for m in members]),
                               np.concatenate([m.held_out[1] for m in members]), source="out-of-fold")
-    (val_spectra, val_tabular), (train_spectra, train_tabular) = first.held_out[2], first.held_out[3]
-    ood = fit_model_ood(first.model, (train_spectra, train_tabular), (val_spectra, val_tabular))
+    ood = fit_model_ood(first.model, first.held_out[3], first.held_out[2])
     reference = _with_ood(_MeanProbabilities([_Probabilities(m.model, m.temperature) for m in members]).eval(),
                           first.model, ood)
     converted = [conv2d_layout(m.model) for m in members]

@@ -461,6 +461,17 @@ def test_export_and_report_of_a_small_set_checkpoint_make_the_runs_own_file_and_
     sheet = json.loads(result.stdout.strip().splitlines()[-1])
     assert sheet["temperature"] == 1.0
     assert read_metadata(summary["files"]["onnx"])["cutoffs"] == run["cutoffs"]
+    # an ensemble of small-set folds (`cv --ensemble`) takes its members' out-of-fold predictions the same way
+    from spectratorch.export.ensemble import export_ensemble
+    from spectratorch.inference import Predictor
+
+    path, members = export_ensemble([summary["files"]["checkpoint"]] * 2, tmp_path / "ens.onnx", "ens", n_check=32)
+    assert [m.temperature for m in members] == [1.0, 1.0]
+    ensemble = Predictor(path)
+    assert ensemble.conformal["n"] == 2 * len(small._training_rows(dm))
+    assert ensemble.metadata["ood"] == run["ood"]
+    got = ensemble.predict_outputs(rows, np.zeros((len(rows), 0), np.float32))
+    np.testing.assert_allclose(got["t2"], outputs[0][1], rtol=1e-4)
 
 
 @pytest.mark.slow
