@@ -63,9 +63,9 @@ _logger = logging.getLogger(__name__)
 
 OPSET = 17
 TOLERANCE = 1e-4
+"""Largest absolute difference of a probability between onnxruntime and torch that the export accepts."""
 OUT_OF_FOLD_KEY = "out_of_fold"
 """The checkpoint entry of a small-set model's out-of-fold predictions: ``{"logits" [N, K], "y" [N]}`` tensors."""
-"""Largest absolute difference of a probability between onnxruntime and torch that the export accepts."""
 
 _BATCH = BATCH_SIZE
 # reason: layers that act on each position alone, so they are the same on [N, C, L] and on [N, C, 1, L].

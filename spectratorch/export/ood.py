@@ -134,9 +134,9 @@ def fit_ood_out_of_fold(train: np.ndarray, confidence: float = CONFIDENCE, seed:
     scores, and there is no other row to set the limits on.
 
     Args:
-        train: ``[N, D]`` preprocessed training inputs, ``N >= 2 * n_folds``.
+        train: ``[N, D]`` preprocessed training inputs, ``N >= 3``.
         confidence, seed, log: as :func:`fit_ood`'s (``seed`` also shuffles the folds).
-        n_folds: of the out-of-fold scores.
+        n_folds: of the out-of-fold scores (at most ``N``: leave-one-out on the fewest rows).
 
     Returns:
         The record of :func:`fit_ood`; ``n_held_out`` is ``N`` (every row scored out of fold).
@@ -150,11 +150,11 @@ def fit_ood_out_of_fold(train: np.ndarray, confidence: float = CONFIDENCE, seed:
     """
     _check_confidence(confidence)
     train = np.asarray(train, dtype=np.float64)
-    if train.ndim != 2 or len(train) < 2 * n_folds:
-        raise ConfigError(f"the outlier model's out-of-fold limits need >= {2 * n_folds} training rows; got "
-                          f"{train.shape}.")
+    if train.ndim != 2 or len(train) < 3:
+        raise ConfigError(f"the outlier model's out-of-fold limits need >= 3 training rows; got {train.shape}.")
     train = train[_subsample(len(train), seed)]
     record, explained = _pca(train)
+    n_folds = min(n_folds, len(train))
     t2, q = np.empty(len(train)), np.empty(len(train))
     folds = np.random.default_rng(seed).permutation(len(train)) % n_folds
     for fold in range(n_folds):
@@ -192,7 +192,8 @@ def _pca(train: np.ndarray, n_components: int | None = None) -> tuple[dict, floa
     # reason: a component of (nearly) zero variance (constant inputs) would divide by zero and carries nothing; the
     # bound is above the rounding of a Gram matrix's eigenvalues (about 1e-16 of the largest).
     k = max(1, min(k, int((variances > variances[0] * 1e-10).sum())))
-    components = centred.T @ (vectors[:, :k] / np.sqrt(values[:k])) if by_rows else vectors[:, :k]
+    scale = np.sqrt(np.maximum(values[:k], np.finfo(float).tiny))
+    components = centred.T @ (vectors[:, :k] / scale) if by_rows else vectors[:, :k]
     return ({"mean": mean.tolist(), "components": components.tolist(), "variances": variances[:k].tolist(),
              "n_components": k}, float(explained[k - 1]))
 

@@ -112,6 +112,10 @@ def test_out_of_fold_limits_hold_their_rate_on_new_spectra_where_a_small_validat
     assert np.mean(oof) <= 0.035 and np.mean(held_out) >= 0.08, (oof, held_out)
 
 
-def test_out_of_fold_limits_need_rows_for_every_fold():
-    with pytest.raises(ConfigError, match="out-of-fold limits need >= 10 training rows"):
-        fit_ood_out_of_fold(np.zeros((9, 3)))
+def test_out_of_fold_limits_on_the_fewest_rows_leave_one_out_and_need_three():
+    rng = np.random.default_rng(6)
+    record = fit_ood_out_of_fold(_spectra(rng, 4, length=20))
+    assert record["n_held_out"] == 4 and record["limits_from"].startswith("4-fold")
+    assert np.isfinite([record["t2_limit"], record["q_limit"]]).all()
+    with pytest.raises(ConfigError, match="out-of-fold limits need >= 3 training rows"):
+        fit_ood_out_of_fold(np.zeros((2, 3)))
