@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from spectratorch.contract import differences
 from spectratorch.data.io import atomic_path
 from spectratorch.errors import ConfigError
 from spectratorch.export.calibration import calibration_report, softmax
@@ -46,7 +47,7 @@ from spectratorch.export.onnx import (
 )
 from spectratorch.export.ood import fit_model_ood
 from spectratorch.inference import INPUT_SPECTRA, INPUT_TABULAR, encode_metadata
-from spectratorch.training.restore import checkpoint_differences, load_module
+from spectratorch.training.restore import load_module
 
 __all__ = ["EnsembleMember", "export_ensemble"]
 
@@ -85,13 +86,26 @@ class EnsembleMember:
         return _run_torch(_Probabilities(self.model, self.temperature).eval(), _inputs(self.model, spectra, tabular))
 
 
+# reason: what the members must share is what the file takes and answers; each member carries its own
+# preprocessing and network, so folds that chose different models (the small-set protocol) still average.
+_SHARED = ("channels", "axis", "tabular_columns", "labels")
+
+
 def _check_members(members: list[EnsembleMember]) -> None:
     first = members[0]
     for member in members[1:]:
-        differ = checkpoint_differences(member.hparams, first.hparams)
+        differ = differences(member.hparams, first.hparams, _SHARED, names=("checkpoint", "the first"))
         if differ:
             raise ExportError(f"{member.checkpoint.name} differs from {first.checkpoint.name} ({'; '.join(differ)}); "
-                              "an ensemble needs models of one configuration.")
+                              "an ensemble needs models that take the same inputs and answer the same classes.")
+
+
+def _described(members: list[EnsembleMember]) -> dict:
+    """The metadata's ``arch`` and ``transforms`` of the ensemble: the first member's when all agree, else every
+    member's architecture joined by ``+`` and every transform any member applies (in order of appearance)."""
+    archs = list(dict.fromkeys(str(m.hparams["arch"]) for m in members))
+    transforms = list(dict.fromkeys(str(t) for m in members for t in (m.hparams.get("transforms") or [])))
+    return {"arch": "+".join(archs), "transforms": transforms}
 
 
 def load_members(checkpoints: Sequence[str | os.PathLike], n_check: int = 256) -> tuple[list[EnsembleMember], tuple]:
@@ -129,7 +143,8 @@ def export_ensemble(checkpoints: Sequence[str | os.PathLike], out_path: str | os
     """Write one ONNX file averaging the calibrated probabilities of the folds' checkpoints.
 
     Args:
-        checkpoints: the best checkpoint of every fold (one configuration).
+        checkpoints: the best checkpoint of every fold (one run configuration; the folds may have chosen different
+            models).
         out_path: the ``.onnx`` file.
         stem: the ensemble's name (``... ens-5 ...``), recorded in the metadata.
         n_check: rows on which onnxruntime must match torch.
@@ -140,7 +155,8 @@ def export_ensemble(checkpoints: Sequence[str | os.PathLike], out_path: str | os
 
     Raises:
         ConfigError: fewer than 2 checkpoints.
-        ExportError: members of different configurations, or a failed check (then no file is written).
+        ExportError: members that take other inputs or answer other classes, or a failed check (then no file is
+            written).
 
     Example:
         >>> export_ensemble(fold_checkpoints, "out/VGG11 ... ens-5 s=42 eps=0.1.onnx", stem)  # doctest: +SKIP
@@ -162,7 +178,7 @@ def export_ensemble(checkpoints: Sequence[str | os.PathLike], out_path: str | os
     proto = _trace(exported, first.model.example_inputs(2), names, output_names(ood))
     calibration = {"temperature": 1.0, "members": [m.calibration for m in members]}
     meta = _metadata(first.hparams, stem, metrics or {}, calibration, names, conformal, ood)
-    meta.update(split="ens", members=[m.checkpoint.name for m in members])
+    meta.update(split="ens", members=[m.checkpoint.name for m in members], **_described(members))
     _set_props(proto, encode_metadata(meta))
     proto.doc_string = stem
     try:

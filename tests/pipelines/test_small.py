@@ -475,6 +475,38 @@ def test_export_and_report_of_a_small_set_checkpoint_make_the_runs_own_file_and_
 
 
 @pytest.mark.slow
+def test_an_ensemble_of_folds_that_chose_different_models_averages_them(tmp_path):
+    """`cv --ensemble` on a small set: the folds may choose different models; each member carries its own
+    preprocessing, so the file is the mean of their probabilities. Members that answer other classes are refused."""
+    from spectratorch.export.ensemble import EnsembleMember, _check_members, export_ensemble
+    from spectratorch.export.onnx import ExportError
+    from spectratorch.inference import Predictor
+    from spectratorch.pipelines import small
+
+    runs = {}
+    for arch in ("Linear", "LDA"):
+        (tmp_path / arch).mkdir()
+        candidate = next(c for c in small.CANDIDATES if c.arch == arch)
+        runs[arch], dm = _exported_small_run(tmp_path / arch, candidate)
+    path, _ = export_ensemble([runs[a]["files"]["checkpoint"] for a in runs], tmp_path / "ens.onnx", "ens",
+                              n_check=32)
+    ensemble = Predictor(path)
+    assert ensemble.metadata["arch"] == "Linear+LDA"
+    rows = dm.stage_arrays("test").spectra.numpy()
+    tabular = np.zeros((len(rows), 0), np.float32)
+    singles = [Predictor(runs[a]["files"]["onnx"]).predict_outputs(rows, tabular)["probabilities"] for a in runs]
+    np.testing.assert_allclose(ensemble.predict_outputs(rows, tabular)["probabilities"], np.mean(singles, axis=0),
+                               atol=1e-5)
+    hparams = {"channels": ["nir"], "axis": [1.0, 2.0], "tabular_columns": [], "labels": ["a", "b"], "arch": "X"}
+    members = [EnsembleMember(Path(name), None, h, {}) for name, h in
+               (("one.ckpt", hparams), ("two.ckpt", {**hparams, "arch": "Y"}), ("three.ckpt", {**hparams,
+                                                                                  "labels": ["a", "c"]}))]
+    _check_members(members[:2])
+    with pytest.raises(ExportError, match="three.ckpt differs from one.ckpt .labels"):
+        _check_members([members[0], members[2]])
+
+
+@pytest.mark.slow
 def test_kernel_ridge_candidate_is_solved_checkpointed_and_exported(tmp_path):
     import onnxruntime
 
