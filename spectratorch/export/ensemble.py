@@ -73,7 +73,7 @@ class EnsembleMember:
         self.checkpoint, self.model, self.hparams, self.calibration = checkpoint, model, hparams, calibration
         # reason: (calibrated validation probabilities, validation y, validation rows, training rows) for the
         # ensemble's conformal sets and outlier model; a small-set member, which trained on its validation rows,
-        # has its out-of-fold probabilities, no held-out rows (None) and every training row instead.
+        # has its out-of-fold probabilities instead.
         self.held_out = held_out
 
     @property
@@ -131,8 +131,7 @@ def load_members(checkpoints: Sequence[str | os.PathLike], n_check: int = 256) -
             held_out = (softmax(logits, report["temperature"]), val_y, (val_spectra, val_tabular), train[0])
         else:
             report, (probabilities, y), _ = out_of_fold_trust(*stored)
-            rows = tuple(np.concatenate(pair) for pair in zip(train[0], (val_spectra, val_tabular)))
-            held_out = (probabilities, y, None, rows)
+            held_out = (probabilities, y, (val_spectra, val_tabular), train[0])
         members.append(EnsembleMember(path, model, hparams, report, held_out))
     _check_members(members)
     return members, check
@@ -169,7 +168,8 @@ def export_ensemble(checkpoints: Sequence[str | os.PathLike], out_path: str | os
     names = [INPUT_SPECTRA, INPUT_TABULAR][: len(first.model.input_names)]
     conformal = fit_conformal(np.concatenate([m.held_out[0] for m in members]),
                               np.concatenate([m.held_out[1] for m in members]), source="out-of-fold")
-    ood = fit_model_ood(first.model, first.held_out[3], first.held_out[2])
+    ood = fit_model_ood(first.model, first.held_out[3], first.held_out[2],
+                        out_of_fold=first.calibration.get("source", "").startswith("out-of-fold"))
     reference = _with_ood(_MeanProbabilities([_Probabilities(m.model, m.temperature) for m in members]).eval(),
                           first.model, ood)
     converted = [conv2d_layout(m.model) for m in members]

@@ -327,12 +327,9 @@ def _fit_trust(model: nn.Module, val: tuple, calibration: dict, train: list, sou
         _logger.warning("no training rows to fit the outlier model on (the data is a table of held-out rows): the "
                         "model has no t2, q and outlier outputs")
         return conformal, None
-    if source == "out-of-fold":
-        # reason: the validation rows trained this model too (the small-set protocol): the PCA sees every training
-        # row and its limits come from their out-of-fold scores, not from rows the model has seen.
-        rows = tuple(np.concatenate([part, held]) for part, held in zip(train[0], (val_spectra, val_tabular)))
-        return conformal, fit_model_ood(model, rows, None)
-    return conformal, fit_model_ood(model, train[0], (val_spectra, val_tabular))
+    # reason: out of fold, the validation rows trained this model too (the small-set protocol): the PCA sees every
+    # training row and its limits come from their out-of-fold scores, not from rows the model has seen.
+    return conformal, fit_model_ood(model, train[0], (val_spectra, val_tabular), out_of_fold=source == "out-of-fold")
 
 
 def _trace(model: nn.Module, example: tuple[torch.Tensor, ...], input_names: list[str],

@@ -220,8 +220,8 @@ def _subsample(n: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(n, _MAX_ROWS, replace=False))
 
 
-def fit_model_ood(model: nn.Module, train: tuple, held_out: tuple | None, confidence: float = CONFIDENCE,
-                  seed: int = 0, log: bool = True) -> dict:
+def fit_model_ood(model: nn.Module, train: tuple, held_out: tuple, confidence: float = CONFIDENCE,
+                  seed: int = 0, log: bool = True, out_of_fold: bool = False) -> dict:
     """:func:`fit_ood` on a model's preprocessed inputs: what the export stores and the result sheet draws.
 
     Only the training rows the SVD sees (at most 20,000, the same seeded subsample as :func:`fit_ood`'s) are
@@ -230,20 +230,22 @@ def fit_model_ood(model: nn.Module, train: tuple, held_out: tuple | None, confid
     Args:
         model: a :class:`~spectratorch.models.classifier.SpectralClassifier` (its ``preprocess`` is used).
         train: ``(spectra [N, C, L], tabular [N, T])`` raw training rows (numpy).
-        held_out: ``(spectra [M, C, L], tabular [M, T])`` raw held-out rows (numpy), for the limits; ``None``: the
-            model trained on every row it has, and the limits come from the training rows' out-of-fold scores
-            (:func:`fit_ood_out_of_fold`).
+        held_out: ``(spectra [M, C, L], tabular [M, T])`` raw held-out rows (numpy), for the limits.
         confidence: the flag's stated confidence.
         seed: of the subsample.
         log: as :func:`fit_ood`'s.
+        out_of_fold: the model trained on the ``held_out`` rows too (the small-set protocol): the PCA sees both
+            parts, and the limits come from their out-of-fold scores (:func:`fit_ood_out_of_fold`).
 
     Returns:
         The record of :func:`fit_ood`.
     """
+    if out_of_fold:
+        train = tuple(None if part is None else np.concatenate([part, held]) for part, held in zip(train, held_out))
     rows = _subsample(len(train[0]), seed)
     tabular = None if train[1] is None else train[1][rows]
     inputs = preprocessed_inputs(model, train[0][rows], tabular)
-    if held_out is None:
+    if out_of_fold:
         return fit_ood_out_of_fold(inputs, confidence, seed, log)
     return fit_ood(inputs, preprocessed_inputs(model, *held_out), confidence, seed, log)
 

@@ -255,12 +255,9 @@ def outlier_data(model: torch.nn.Module, dm, spectra: np.ndarray, tabular: np.nd
     from spectratorch.export.ood import fit_model_ood, ood_scores, preprocessed_inputs
 
     train, val = dm.stage_arrays("train"), dm.stage_arrays("val")
-    rows = (train.spectra.numpy(), train.tabular.numpy())
-    held_out = (val.spectra.numpy(), val.tabular.numpy())
-    if out_of_fold:
-        rows, held_out = tuple(np.concatenate(pair) for pair in zip(rows, held_out)), None
     try:
-        record = fit_model_ood(model, rows, held_out, log=False)
+        record = fit_model_ood(model, (train.spectra.numpy(), train.tabular.numpy()),
+                               (val.spectra.numpy(), val.tabular.numpy()), log=False, out_of_fold=out_of_fold)
     except ConfigError as err:
         _logger.info("the result sheet has no T²/Q panel: %s", err)
         return None
