@@ -47,7 +47,8 @@ def classification_metrics(y: np.ndarray, probabilities: np.ndarray | None = Non
     k = probabilities.shape[1] if n_classes is None else n_classes
     metrics = {}
     if probabilities is not None:
-        metrics["loss"] = float(-np.log(np.clip(probabilities[np.arange(len(y)), y], 1e-12, None)).mean())
+        # reason: + 0.0 turns the -0.0 of certain right answers (-log 1) into 0.0, so a log line never says "-0.0000".
+        metrics["loss"] = float(-np.log(np.clip(probabilities[np.arange(len(y)), y], 1e-12, None)).mean()) + 0.0
     scores = {
         "accuracy": lambda: float((predicted == y).mean()),
         "f1": lambda: float(f1_score(y, predicted, average="macro", labels=np.arange(k), zero_division=0)),

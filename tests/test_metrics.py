@@ -99,3 +99,9 @@ def test_only_computes_the_metrics_asked_for_with_the_same_values():
         part = classification_metrics(y, probabilities, only=(name,))
         assert set(part) == {"loss", name} and part[name] == full[name] and part["loss"] == full["loss"]
     assert set(classification_metrics(y, probabilities, only=())) == {"loss"}
+
+
+def test_certain_right_answers_have_a_loss_of_plus_zero():
+    """-log 1 is -0.0, which a log line printed as "loss -0.0000"."""
+    m = classification_metrics(np.array([0, 1]), np.array([[1.0, 0.0], [0.0, 1.0]]))
+    assert f"{m['loss']:.4f}" == "0.0000"
