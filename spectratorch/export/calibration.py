@@ -137,11 +137,23 @@ def fit_temperature(logits: np.ndarray, y: np.ndarray, tol: float = 1e-5) -> flo
             fb = loss(b)
     log_t = (low + high) / 2.0
     if min(abs(log_t - _LOG_T_BOUNDS[0]), abs(log_t - _LOG_T_BOUNDS[1])) < 1e-3:
-        _logger.warning("the fitted temperature %.3g is at the bound of the search; the model's validation logits "
-                        "look degenerate", math.exp(log_t))
+        _logger.warning(_at_bound(log_t, logits, y))
     if loss(log_t) > loss(0.0):
         return 1.0
     return math.exp(log_t)
+
+
+def _at_bound(log_t: float, logits: np.ndarray, y: np.ndarray) -> str:
+    """Why the temperature sits at a bound of its search, in one line."""
+    right = int((logits.argmax(1) == y).sum())
+    at = f"the fitted temperature {math.exp(log_t):.3g} is the {{}} bound of its search: {right} of the {len(y)} rows "
+    if log_t < 0 and right == len(y):
+        return (at.format("lower") + "it is fitted on are all classified right, so nothing limits how sharp the "
+                "probabilities get; they are close to 0 and 1 (more rows would calibrate them)")
+    if log_t > 0:
+        return (at.format("upper") + "it is fitted on are classified right: the logits say little or nothing right "
+                "about their classes, so the probabilities are close to uniform")
+    return at.format("lower") + "it is fitted on are classified right, and the logits are far too flat"
 
 
 def confidence_bins(confidence: np.ndarray, n_bins: int = 15) -> np.ndarray:
@@ -189,13 +201,15 @@ def expected_calibration_error(probs: np.ndarray, y: np.ndarray, n_bins: int = 1
     return float(np.abs(gap[count > 0]).sum() / len(y))
 
 
-def calibration_report(logits: np.ndarray, y: np.ndarray, n_bins: int = 15) -> dict:
+def calibration_report(logits: np.ndarray, y: np.ndarray, n_bins: int = 15, temperature: float | None = None) -> dict:
     """Fit the temperature and measure NLL and ECE before and after.
 
     Args:
         logits: ``[N, K]`` validation logits.
         y: ``[N]`` validation class indices.
         n_bins: ECE bins.
+        temperature: the temperature to measure instead of fitting one (``1.0`` for logits whose temperature is
+            already applied).
 
     Returns:
         ``{"temperature", "n_samples", "nll_before", "nll_after", "ece_before", "ece_after", "n_bins"}``.
@@ -206,7 +220,8 @@ def calibration_report(logits: np.ndarray, y: np.ndarray, n_bins: int = 15) -> d
         (True, True)
     """
     logits, y = _check_logits(logits, y)
-    temperature = fit_temperature(logits, y)
+    if temperature is None:
+        temperature = fit_temperature(logits, y)
     report = {
         "temperature": temperature,
         "n_samples": len(y),

@@ -306,8 +306,10 @@ def out_of_fold_trust(logits: np.ndarray, y: np.ndarray) -> tuple[dict, tuple[np
     is already folded into the model, so the record's is 1)."""
     from spectratorch.report.metrics import cutoff_table, named_cutoffs
 
-    report = calibration_report(logits, y)
-    report.update(temperature=1.0, source="out-of-fold predictions of the training rows (folded into the model)")
+    # reason: the logits are already divided by the temperature their inner CV fitted, which the model applies;
+    # a second fit would describe probabilities the model does not give.
+    report = calibration_report(logits, y, temperature=1.0)
+    report.update(source="out-of-fold predictions of the training rows (folded into the model)")
     probabilities = softmax(logits)
     cutoffs = named_cutoffs(cutoff_table(probabilities, y))
     return report, (probabilities, y), {name: value for name, value in cutoffs.items() if value is not None}

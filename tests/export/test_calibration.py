@@ -76,3 +76,15 @@ def test_bad_shapes_raise():
         fit_temperature(np.zeros((3, 2)), np.array([0, 1, 2]))
     with pytest.raises(ConfigError, match="probs"):
         expected_calibration_error(np.zeros(3), np.zeros(3, dtype=int))
+
+
+def test_a_temperature_at_a_bound_says_why(caplog):
+    y = np.array([0, 1, 0, 1, 0, 1])
+    separated = np.stack([1.0 - y, y.astype(float)], axis=1)
+    with caplog.at_level("WARNING", logger="spectratorch.export.calibration"):
+        assert fit_temperature(separated, y) == pytest.approx(0.05, rel=1e-2)
+    assert "lower bound of its search: 6 of the 6 rows it is fitted on are all classified right" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="spectratorch.export.calibration"):
+        assert fit_temperature(-separated, y) == pytest.approx(20, rel=1e-2)
+    assert "upper bound of its search: 0 of the 6 rows" in caplog.text and "close to uniform" in caplog.text

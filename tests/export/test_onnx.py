@@ -222,3 +222,17 @@ def test_every_registered_model_exports_exactly(name):
     session = onnxruntime.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
     got = session.run(None, {"data_spectra": x.numpy(), "data_tabular": t.numpy()})[0]
     np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_out_of_fold_record_describes_the_models_own_probabilities(caplog):
+    """The stored out-of-fold logits already carry the model's temperature: the record measures them as they are,
+    not after a second temperature (which, on rows all classified right, sat at its bound with a warning)."""
+    y = np.array([0, 1, 2] * 4)
+    logits = np.eye(3)[y] * 3.0
+    with caplog.at_level(logging.WARNING, logger="spectratorch.export.calibration"):
+        report, (probabilities, _), _ = export_module.out_of_fold_trust(logits, y)
+    assert "bound" not in caplog.text
+    nll = float(-np.log(softmax(logits)[np.arange(len(y)), y]).mean())
+    assert report["temperature"] == 1.0
+    assert report["nll_after"] == pytest.approx(nll) and report["nll_before"] == pytest.approx(nll)
+    np.testing.assert_allclose(probabilities, softmax(logits))
