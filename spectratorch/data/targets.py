@@ -267,8 +267,11 @@ def handle_rare_classes(
     if policy == "error":
         listed = ", ".join(f"{label!r} ({counts[label]})" for label in rare)
         raise SplitError(
-            f"class(es) {listed} have fewer members than n_splits={n_splits}; drop them with `--rare-classes drop`, "
-            f"or bundle small classes with `--rare-classes other --min-samples N`."
+            f"class(es) {listed} have fewer members than n_splits={n_splits}; "
+            + (f"split in fewer folds (`--n-splits {fewest}`), " if (fewest := min(counts[lb] for lb in rare)) >= 2
+               else "")
+            + "drop them with `--rare-classes drop`, or bundle small classes with `--rare-classes other "
+            "--min-samples N`."
         )
     if policy == "drop":
         rare_idx = [target.labels.index(label) for label in rare]

@@ -92,8 +92,12 @@ def test_lab_code_on_generic_data():
 def test_rare_classes():
     meta = pd.DataFrame({"label": ["a"] * 10 + ["b"] * 10 + ["c"] * 2 + ["d"] * 3})
     target = resolve_target(meta, ("AVA", "label"))
-    with pytest.raises(SplitError, match=r"'c' \(2\), 'd' \(3\).*--rare-classes drop"):
+    with pytest.raises(SplitError, match=r"'c' \(2\), 'd' \(3\).*`--n-splits 2`.*--rare-classes drop"):
         handle_rare_classes(target, 5)
+    single = resolve_target(pd.DataFrame({"label": ["a"] * 10 + ["b"]}), ("AVA", "label"))
+    with pytest.raises(SplitError, match="'b' \\(1\\)") as refused:
+        handle_rare_classes(single, 5)
+    assert "--n-splits" not in str(refused.value)
     dropped, keep = handle_rare_classes(target, 5, "drop")
     assert dropped.labels == ("a", "b") and keep.sum() == 20 and dropped.counts() == {"a": 10, "b": 10}
     bundled, keep = handle_rare_classes(target, 5, "other", min_samples=4)
