@@ -345,11 +345,6 @@ def _frame(spectra: np.ndarray, layout: dict, labels: np.ndarray) -> pd.DataFram
     return frame
 
 
-def _small_data_check(record: logging.LogRecord) -> bool:
-    # reason: the export checks onnxruntime on every row when there are fewer than it asks for; nothing to act on.
-    return "the export check uses them all" not in str(record.msg)
-
-
 @contextlib.contextmanager
 def _quiet(verbose: bool):
     """Without ``verbose``: no progress bars and no info lines during a fit; warnings still reach the console."""
@@ -367,8 +362,6 @@ def _quiet(verbose: bool):
         package.addHandler(handler)
     for logger in quieted:
         logger.setLevel(logging.WARNING)
-    export = logging.getLogger("spectratorch.export.onnx")
-    export.addFilter(_small_data_check)
     try:
         # reason: Lightning draws its bars on stdout or stderr depending on the release; both are silenced.
         with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
@@ -376,6 +369,5 @@ def _quiet(verbose: bool):
     finally:
         for logger, level in zip(quieted, levels):
             logger.setLevel(level)
-        export.removeFilter(_small_data_check)
         if handler is not None:
             package.removeHandler(handler)
