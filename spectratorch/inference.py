@@ -42,10 +42,12 @@ __all__ = [
     "UNCLASSIFIED",
     "Predictor",
     "decode_metadata",
+    "describe_scores",
     "encode_metadata",
     "physical_cores",
     "prediction_frame",
     "predictions_csv",
+    "scores_against_labels",
     "open_session",
     "session_options",
     "trust_columns",
@@ -612,6 +614,23 @@ class Predictor:
         threshold(self.conformal, coverage)
         return float(coverage)
 
+    def truth(self, table: SpectralTable) -> np.ndarray | None:
+        """The table's true classes as indices into the model's labels (-1: a class the model does not know), or
+        ``None`` when the table has no labels for the model's target."""
+        from spectratorch.data.targets import resolve_target
+        from spectratorch.errors import SpectratorchError
+
+        code = self.metadata.get("targets")
+        if not code or table.meta.shape[1] == 0:
+            return None
+        try:
+            target = resolve_target(table.meta, code)
+        except SpectratorchError:
+            return None
+        labels = list(self.labels)
+        remap = np.array([labels.index(label) if label in labels else -1 for label in target.labels], dtype=np.int64)
+        return remap[target.y]
+
     def predict(self, data, top_k: int = 2, cutoff: str | float | None = "auto", batch_size: int = 1024,
                 coverage: float | None = None) -> pd.DataFrame:
         """Predict every usable sample of a dataset file, a folder of exports, a DataFrame or an array of spectra.
@@ -633,7 +652,9 @@ class Predictor:
 
         Returns:
             One row per predicted sample (see :func:`prediction_frame`, then :func:`trust_columns`);
-            ``frame.attrs["skipped"]`` holds how many rows each check skipped.
+            ``frame.attrs["skipped"]`` holds how many rows each check skipped, ``frame.attrs["cutoff"]`` the cutoff
+            applied and ``frame.attrs["against_labels"]`` the scores against the data's own labels
+            (:func:`scores_against_labels`; ``None`` without them).
 
         Raises:
             DataFormatError, SchemaError: unreadable data or data that does not fit the model.
@@ -648,7 +669,48 @@ class Predictor:
         frame = prediction_frame(outputs[OUTPUT_PROBABILITIES], table.ids, self.labels, top_k, threshold)
         frame = trust_columns(frame, self, outputs, coverage)
         frame.attrs["skipped"] = dict(table.report)
+        kept = (frame["label"] != UNCLASSIFIED).to_numpy()
+        frame.attrs["cutoff"] = threshold
+        frame.attrs["against_labels"] = scores_against_labels(outputs[OUTPUT_PROBABILITIES].argmax(axis=1),
+                                                              self.truth(table), kept)
         return frame
+
+
+def scores_against_labels(predicted: np.ndarray, truth: np.ndarray | None, kept: np.ndarray) -> dict | None:
+    """How right the predictions are against the data's own labels.
+
+    Args:
+        predicted: ``[N]`` most probable classes.
+        truth: ``[N]`` true classes (-1: a class the model does not know), or ``None``.
+        kept: ``[N]`` whether each prediction is over the cutoff (all ``True`` without one).
+
+    Returns:
+        ``{"labelled", "right", "accuracy", "kept", "right_kept", "unknown"}`` (counts of the rows of known classes,
+        and the accuracy over them), or ``None`` when no row has a class the model knows.
+
+    Example:
+        >>> scores_against_labels(np.array([0, 1, 1, 0]), np.array([0, 1, 0, -1]), np.array([True, True, False, True]))
+        {'labelled': 3, 'right': 2, 'accuracy': 0.6666666666666666, 'kept': 2, 'right_kept': 2, 'unknown': 1}
+    """
+    if truth is None or not (truth >= 0).any():
+        return None
+    known = truth >= 0
+    right = predicted[known] == truth[known]
+    kept = np.asarray(kept, dtype=bool)[known]
+    return {"labelled": int(known.sum()), "right": int(right.sum()), "accuracy": float(right.mean()),
+            "kept": int(kept.sum()), "right_kept": int(right[kept].sum()), "unknown": int((~known).sum())}
+
+
+def describe_scores(scores: dict, cutoff: float | None) -> str:
+    """:func:`scores_against_labels` in one line, e.g. ``against the file's labels: accuracy 0.950 (19 of 20)``."""
+    text = f"against the file's labels: accuracy {scores['accuracy']:.3f} ({scores['right']} of {scores['labelled']})"
+    if cutoff and scores["kept"] < scores["labelled"]:
+        share = scores["kept"] / scores["labelled"]
+        text += (f"; over the cutoff {cutoff:.3f}: " + (f"{scores['right_kept'] / scores['kept']:.3f} "
+                 if scores["kept"] else "") + f"({scores['right_kept']} of the {scores['kept']} kept, {share:.1%})")
+    if scores["unknown"]:
+        text += f"; {scores['unknown']} rows of classes the model does not know left out"
+    return text
 
 
 def _check_probability(value, name: str) -> float:

@@ -11,6 +11,7 @@ from onnx import TensorProto, helper
 
 from spectratorch.cli import main
 from spectratorch.data.io import read_dataset, write_dataset
+from spectratorch.data.targets import resolve_target
 from spectratorch.errors import ConfigError, DataFormatError, SchemaError
 from spectratorch.inference import UNCLASSIFIED, Predictor, physical_cores, prediction_frame
 from tests.export.helpers import ROOT, run_cli, trained_run
@@ -53,7 +54,15 @@ def test_predict_cli_without_torch_matches_the_predictor(run, predictor, tmp_pat
     assert frame["label"].tolist() == in_process["label"].tolist()
     np.testing.assert_allclose(frame[["p_The rest", "p_OK"]].sum(axis=1), 1.0, atol=1e-5)
     assert len(frame) == len(read_dataset(run.data))
-    assert result.stdout.strip() == f"wrote {out}: {len(frame)} samples"
+    wrote, scored = result.stdout.strip().splitlines()
+    assert wrote == f"wrote {out}: {len(frame)} samples"
+    # the data carries the model's target (OVA OK): the command scores itself against it
+    truth = resolve_target(predictor.load(run.data).meta, ("OVA", "OK"))
+    right = int((frame["top1_label"].to_numpy() == np.asarray(truth.labels)[truth.y]).sum())
+    kept = frame["label"] != UNCLASSIFIED
+    assert scored.startswith(f"against the file's labels: accuracy {right / len(frame):.3f} ({right} of {len(frame)})")
+    if not kept.all():
+        assert f"of the {int(kept.sum())} kept, {kept.mean():.1%})" in scored
 
 
 def test_predict_table_equals_predict_arrays_in_any_batch_size(predictor, run):
@@ -176,3 +185,11 @@ def test_predictor_errors_are_typed(run, tmp_path):
     with pytest.raises(ConfigError, match="threads"):
         Predictor(run.onnx, threads=0)
     assert physical_cores() >= 1
+
+
+def test_unlabelled_data_gets_no_score_line(run, tmp_path, capsys):
+    df = read_dataset(run.data).drop(columns=["greffon_defaut_severite", "greffon_defaut_type"]).iloc[:30]
+    write_dataset(df, tmp_path / "unlabelled.pkl")
+    assert main(["predict", str(run.onnx), str(tmp_path / "unlabelled.pkl"), "-o", str(tmp_path / "p.csv")]) == 0
+    out = capsys.readouterr().out
+    assert "wrote" in out and "against the file's labels" not in out

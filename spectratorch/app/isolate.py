@@ -186,24 +186,6 @@ def apply_limits(memory_mb: int) -> None:
         resource.setrlimit(kind, (value, hard))
 
 
-def truth_indices(predictor, table) -> np.ndarray | None:
-    """The table's true classes as indices into the model's labels (-1: a class the model does not know), or
-    ``None`` when the table has no labels for the model's target."""
-    from spectratorch.data.targets import resolve_target
-    from spectratorch.errors import SpectratorchError
-
-    code = predictor.metadata.get("targets")
-    if not code or table.meta.shape[1] == 0:
-        return None
-    try:
-        target = resolve_target(table.meta, code)
-    except SpectratorchError:
-        return None
-    labels = list(predictor.labels)
-    remap = np.array([labels.index(label) if label in labels else -1 for label in target.labels], dtype=np.int64)
-    return remap[target.y]
-
-
 def _plain_ids(ids: np.ndarray) -> np.ndarray:
     # reason: .npy without pickle holds numbers and fixed-width text only; other ids travel as their text.
     ids = np.asarray(ids)
@@ -223,7 +205,7 @@ def _work(work: Path, request: dict) -> dict:
         table = predictor.load(source)
         predictor._check_table(table)
         outputs = predictor.predict_outputs(table.spectra, table.tabular)
-        truth = truth_indices(predictor, table)
+        truth = predictor.truth(table)
     except MemoryError:
         return {"error": "memory"}
     arrays = {"spectra": table.spectra, "tabular": table.tabular, "ids": _plain_ids(table.ids), "truth": truth,

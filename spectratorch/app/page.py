@@ -38,6 +38,7 @@ from spectratorch.inference import (
     Predictor,
     prediction_frame,
     predictions_csv,
+    scores_against_labels,
     trust_columns,
 )
 from spectratorch.report.metrics import confusion
@@ -231,14 +232,16 @@ def _show_scores(predictor: Predictor, probabilities: np.ndarray, frame: pd.Data
                  cutoff: float) -> None:
     known = truth >= 0
     y, predicted = truth[known], probabilities[known].argmax(axis=1)
-    kept = (frame["label"] != UNCLASSIFIED).to_numpy()[known]
+    kept = (frame["label"] != UNCLASSIFIED).to_numpy()
+    scores = scores_against_labels(probabilities.argmax(axis=1), truth, kept)
+    kept = kept[known]
     st.markdown("**Against the file's labels**")
-    text = f"Accuracy **{(predicted == y).mean():.3f}** on {known.sum()} labelled samples"
-    if cutoff > 0 and kept.any():
-        text += (f"; with the cutoff {cutoff:.3f}: **{(predicted[kept] == y[kept]).mean():.3f}** on the "
-                 f"{kept.mean():.1%} kept")
-    if not known.all():
-        text += f"; {int((~known).sum())} samples of classes the model does not know are left out"
+    text = f"Accuracy **{scores['accuracy']:.3f}** on {scores['labelled']} labelled samples"
+    if cutoff > 0 and scores["kept"]:
+        text += (f"; with the cutoff {cutoff:.3f}: **{scores['right_kept'] / scores['kept']:.3f}** on the "
+                 f"{scores['kept'] / scores['labelled']:.1%} kept")
+    if scores["unknown"]:
+        text += f"; {scores['unknown']} samples of classes the model does not know are left out"
     st.markdown(text + ".")
     matrix = confusion(y, predicted, predictor.labels, kept if cutoff > 0 else None)
     st.table(matrix.rename_axis("truth \\ predicted"))
