@@ -15,7 +15,7 @@ of the training and test rows are kept, and then, with no further feature comput
 - every candidate (and variants of the logistic head: its standardisation fitted per inner fold, another
   tolerance, a wider ``C`` grid, an extra preprocessing such as ``snv``) is scored by the same inner folds at every
   grid value and refitted on all training rows at every grid value; so is a solved head ``--arch auto`` does not
-  try (``--extra-arch Hydra``);
+  try (``--extra-arch Hydra``), or the RBF kernel after a preprocessing (``--extra-arch 'KernelRidge[snv]'``);
 - each selection rule (the target metric and its tie-break, which candidates, whether a soft vote, how many draws
   of the inner folds its scores average: ``repeats``, other draws with seeds ``seed + 1``...) picks its model from
   the inner-CV records alone; its test accuracy and macro f1 are read;
@@ -26,7 +26,7 @@ of the training and test rows are kept, and then, with no further feature comput
 ``current (...)`` re-applies the rule of ``choose`` before the two-row tie (exact metric ties by log-loss).
 
     python benchmarks/check_selection.py [--sets 60:1 100:2 lab:150:1 ...] [--fresh-test 1500]
-        [--extra-linear snv sg1] [--extra-arch Hydra] [--quick]
+        [--extra-linear snv sg1] [--extra-arch Hydra KernelRidge[snv]] [--quick]
 
 Last stdout line: one JSON object (per set and overall: mean test accuracy and macro f1 of every rule and classical
 model, and on how many sets each is at or above the best classical model in accuracy).
@@ -124,12 +124,15 @@ def _outer_fold(path: Path, n_splits: int, fold: int, seed: int, out: Path, extr
             linear = name.replace(name.partition("[")[0], "Linear", 1)
             train_features[name], test_features[name] = train_features[linear], test_features[linear]
     # reason: solved heads --arch auto does not try (Hydra), on the run's own transforms, as fit_small builds them.
-    for arch in extra_arch:
+    # A name with a preprocessing in brackets (``KernelRidge[snv]``) adds it to the run's transforms.
+    for name in extra_arch:
+        arch, extra = name.partition("[")[0], tuple(t for t in name.partition("[")[2].rstrip("]").split("+") if t)
+        options = {"n_support": len(train.y)} if arch == "KernelRidge" else {}
         model = build_classifier(arch, list(dm.table.channels), dm.length, dm.n_tabular, dm.n_classes,
-                                 config.data.transforms, preprocess_options(config.data))
+                                 (*config.data.transforms, *extra), preprocess_options(config.data), **options)
         model.fit(train.spectra, train.tabular, seed=seed, keep_features=True)
-        train_features[arch] = small._features(model, train.spectra, train.tabular)
-        test_features[arch] = _test_features(model, test.spectra, test.tabular)
+        train_features[name] = small._features(model, train.spectra, train.tabular)
+        test_features[name] = _test_features(model, test.spectra, test.tabular)
     return {"train": train_features, "test": test_features, "y": captured["y"], "y_test": test.y.numpy(),
             "n_classes": captured["n_classes"], "folds": captured["folds"], "metric": captured["metric"],
             "recipe_test": recipe_test, "recipe_chosen": fitted["selection"]["chosen"],
@@ -367,6 +370,17 @@ RULES = {
         "candidates": BASE + ("Linear[snv]",) + tuple(extra.split(", "))}
        for extra in ("Linear[sg1]", "Linear[sg2]", "Linear[msc]", "PLSDA[snv]", "PLSDA[sg1]",
                      "Linear[sg1], PLSDA[sg1]", "PLSDA[snv], PLSDA[sg1]")},
+    **{f"f1 within 2 rows, + Linear[snv], Linear[sg1], LDA, LDA[snv], LDA[sg1], {extra}, vote within one "
+       "preprocessing": {
+           "primary": "f1", "tolerance": 2, "vote": "same-transforms",
+           "candidates": BASE + ("Linear[snv]", "Linear[sg1]", "LDA", "LDA[snv]", "LDA[sg1]")
+           + tuple(extra.split(", "))}
+       for extra in ("KernelRidge[snv]", "KernelRidge[sg1]", "KernelRidge[snv], KernelRidge[sg1]")},
+    "single KernelRidge[snv]": {"primary": "f1", "candidates": ("KernelRidge[snv]",)},
+    **{f"f1 within 2 rows, + Linear[snv], Linear[sg1], LDA, LDA[snv], LDA[sg1], vote within one preprocessing, inner "
+       f"CV repeated {n}x": {
+           "primary": "f1", "tolerance": 2, "vote": "same-transforms", "repeats": n,
+           "candidates": BASE + ("Linear[snv]", "Linear[sg1]", "LDA", "LDA[snv]", "LDA[sg1]")} for n in (3, 5)},
     "accuracy within 2 rows, + Linear[snv], vote within one preprocessing": {
         "primary": "accuracy", "tolerance": 2, "vote": "same-transforms", "candidates": BASE + ("Linear[snv]",)},
     "single Linear": {"primary": "f1", "candidates": ("Linear",)},
@@ -477,7 +491,8 @@ def run_set(spec: str, n_splits: int, seed: int, extra_linear: tuple[str, ...], 
         raise SystemExit("check_selection: seed 0 makes the benchmark's generated sets; use seeds from 1")
     rules = {name: rule for name, rule in RULES.items()
              if all(c in BASE + ("LDA",) or c in extra_arch or c.startswith("Linear<")
-                    or _transforms_of(c).rstrip("]") in extra_linear for c in rule["candidates"])}
+                    or (c.partition("[")[0] in ("Linear", "PLSDA", "LDA")
+                        and _transforms_of(c).rstrip("]") in extra_linear) for c in rule["candidates"])}
     acc = {k: [] for k in ("recipe", *rules, *CLASSICAL)}
     picks = {k: [] for k in rules}
     f1 = {k: [] for k in acc}
@@ -541,7 +556,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--extra-linear", nargs="*", default=["snv", "sg1"],
                         help="preprocessings of the logistic head tried as extra candidates")
-    parser.add_argument("--extra-arch", nargs="*", default=[], choices=["Hydra"],
+    parser.add_argument("--extra-arch", nargs="*", default=[],
+                        choices=["Hydra", "KernelRidge[snv]", "KernelRidge[sg1]"],
                         help="solved heads --arch auto does not try, scored as extra candidates")
     parser.add_argument("--fresh-test", type=int, default=0, metavar="M",
                         help="train on every row of a set, test on M fresh rows of the same generator instead of "
