@@ -377,6 +377,10 @@ RULES = {
            + tuple(extra.split(", "))}
        for extra in ("KernelRidge[snv]", "KernelRidge[sg1]", "KernelRidge[snv], KernelRidge[sg1]")},
     "single KernelRidge[snv]": {"primary": "f1", "candidates": ("KernelRidge[snv]",)},
+    **{f"f1 within 2 rows, + Linear[snv], Linear[sg1], LDA, LDA[snv], LDA[sg1], vote within one preprocessing, "
+       f"Linear unless beaten by > {m} rows": {
+           "primary": "f1", "tolerance": 2, "vote": "same-transforms", "margin": m,
+           "candidates": BASE + ("Linear[snv]", "Linear[sg1]", "LDA", "LDA[snv]", "LDA[sg1]")} for m in (1, 2, 3)},
     **{f"f1 within 2 rows, + Linear[snv], Linear[sg1], LDA, LDA[snv], LDA[sg1], vote within one preprocessing, inner "
        f"CV repeated {n}x": {
            "primary": "f1", "tolerance": 2, "vote": "same-transforms", "repeats": n,
