@@ -74,6 +74,7 @@ class SheetData:
         x_label: the spectral axis' name with its unit; empty = from the channels (:func:`axis_label`).
         outliers: ``{"t2", "q"}`` ``[N]`` of the evaluated rows under the outlier model the export stores, with its
             ``t2_limit``, ``q_limit`` and ``confidence`` (:func:`outlier_data`); ``None``: no T²/Q panel.
+        cutoffs_from: where the cutoffs were chosen (``on validation``, ``out of fold``), for the table's title.
     """
 
     logits: np.ndarray
@@ -91,6 +92,7 @@ class SheetData:
     split: str = "test split"
     x_label: str = ""
     outliers: dict | None = None
+    cutoffs_from: str = "on validation"
 
     def probabilities(self, calibrated: bool = True) -> np.ndarray:
         return softmax(self.logits, self.temperature if calibrated else 1.0)
@@ -194,23 +196,27 @@ def axis_label(channels) -> str:
     return "x (spectral axis, as in the column names)"
 
 
-def split_name(config, stage: str) -> str:
+def split_name(config, stage: str, out_of_fold: bool = False) -> str:
     """Which rows ``stage`` is under a data configuration, in words, for the sheet's title.
 
     Args:
         config: a :class:`~spectratorch.config.DataConfig` (``n_splits``, ``current_split``, ``test_source``).
         stage: ``"val"`` or ``"test"``.
+        out_of_fold: the model trained on the validation fold too (the small-set protocol), which is then not named.
 
     Example:
         >>> from types import SimpleNamespace
         >>> split_name(SimpleNamespace(n_splits=5, current_split=0, test_source="like-val"), "test")
         'test split: fold 1 of 0..4 (validation: fold 0)'
+        >>> split_name(SimpleNamespace(n_splits=5, current_split=0, test_source="like-val"), "test", out_of_fold=True)
+        'test split: fold 1 of 0..4 (every other fold trained the model)'
     """
     n, current, source = config.n_splits, config.current_split, str(config.test_source)
     if stage == "val":
         return f"validation split: fold {current} of 0..{n - 1}"
     if source == "like-val":
-        return f"test split: fold {(current + 1) % n} of 0..{n - 1} (validation: fold {current})"
+        held = "every other fold trained the model" if out_of_fold else f"validation: fold {current}"
+        return f"test split: fold {(current + 1) % n} of 0..{n - 1} ({held})"
     if source == "is-val":
         return f"test split = the validation fold {current} of 0..{n - 1}"
     return f"test split: the file {Path(source).name}"
@@ -232,7 +238,8 @@ def collect(module, dm, stage: str = "test", temperature: float = 1.0, title: st
     return SheetData(logits=logits, y=y.numpy(), full_truth=rows.full_truth.astype(str),
                      labels=tuple(dm.labels), channels=tuple(dm.table.channels), axis=np.asarray(dm.table.axis),
                      mean_spectra=mean_spectra, saliency=saliency_map, temperature=temperature, title=title,
-                     saliency_kind=saliency_kind, split=split_name(dm.config, stage), outliers=outliers)
+                     saliency_kind=saliency_kind, split=split_name(dm.config, stage, out_of_fold), outliers=outliers,
+                     cutoffs_from="out of fold" if out_of_fold else "on validation")
 
 
 def outlier_data(model: torch.nn.Module, dm, spectra: np.ndarray, tabular: np.ndarray,
@@ -324,7 +331,7 @@ def _plot_confusion(ax, table: pd.DataFrame, title: str) -> None:
 
 
 def _plot_curves(ax_roc, ax_pr, data: SheetData) -> None:
-    from sklearn.metrics import auc, precision_recall_curve, roc_curve
+    from sklearn.metrics import auc, average_precision_score, precision_recall_curve, roc_curve
 
     p = data.probabilities()
     classes = range(1, 2) if len(data.labels) == 2 else range(len(data.labels))
@@ -335,13 +342,34 @@ def _plot_curves(ax_roc, ax_pr, data: SheetData) -> None:
         fpr, tpr, _ = roc_curve(hit, p[:, k])
         ax_roc.plot(fpr, tpr, lw=1, label=f"{data.labels[k]} ({auc(fpr, tpr):.3f})")
         precision, recall, _ = precision_recall_curve(hit, p[:, k])
-        ax_pr.plot(recall, precision, lw=1, label=f"{data.labels[k]} ({hit.mean():.2f} base)")
+        ax_pr.plot(recall, precision, lw=1, label=f"{data.labels[k]} ({average_precision_score(hit, p[:, k]):.3f} AP, "
+                                                  f"{hit.mean():.2f} base)")
     ax_roc.plot([0, 1], [0, 1], color="0.6", lw=1, ls="--")
     ax_roc.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC, one vs all (AUC)")
-    ax_pr.set(xlabel="recall", ylabel="precision", title="Precision-recall, one vs all", ylim=(0, 1.02))
-    for ax in (ax_roc, ax_pr):
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(loc="lower right" if ax is ax_roc else "lower left")
+    ax_pr.set(xlabel="recall", ylabel="precision", title="Precision-recall, one vs all (AP)", ylim=(0, 1.02))
+    _class_legend(ax_roc, "lower right", "AUC")
+    _class_legend(ax_pr, "lower left", "AP")
+
+
+# reason: at 8 pt on A4 a legend of more entries covers its panel and the next (15 classes covered three panels).
+_MAX_LEGEND = 8
+_HARDEST = 5
+
+
+def _class_legend(ax, loc: str, score: str = "") -> None:
+    """One entry per class up to ``_MAX_LEGEND`` classes; beyond, the ``_HARDEST`` lowest by the ``score`` that ends
+    each label in brackets (none without a score: the panel's title says how many classes)."""
+    handles, labels = ax.get_legend_handles_labels()
+    if not handles:
+        return
+    if len(handles) <= _MAX_LEGEND:
+        ax.legend(loc=loc)
+        return
+    if score:
+        scores = [float(label.rsplit("(", 1)[1].split()[0].rstrip(")")) for label in labels]
+        order = np.argsort(scores, kind="stable")[:_HARDEST]
+        ax.legend([handles[i] for i in order], [labels[i] for i in order], loc=loc,
+                  title=f"lowest {score}, {_HARDEST} of {len(handles)} classes")
 
 
 def _plot_table(ax, frame: pd.DataFrame, title: str) -> None:
@@ -382,7 +410,9 @@ def _plot_saliency(axes, data: SheetData) -> None:
         if c == shown - 1:
             twin.set_ylabel(f"{data.saliency_kind} (shaded)")
         if c == 0:
-            ax.legend(loc="best")
+            _class_legend(ax, "best")
+            if len(data.labels) > _MAX_LEGEND:
+                ax.set_title(f"{ax.get_title()} ({len(data.labels)} classes)")
 
 
 def plot_result_sheet(data: SheetData, cutoff: float | str | None = "auto", cutoffs: pd.DataFrame | None = None):
@@ -424,7 +454,7 @@ def _draw(plt, data: SheetData, cutoff, cutoffs):
     _plot_table(fig.add_subplot(grid[1, 2]), per_class_scores(data.y, predicted, data.labels),
                 "Per class, no cutoff")
     _plot_table(fig.add_subplot(grid[1, 3]),
-                cutoffs.rename(columns={"target": "goal"}), "Best cutoffs (chosen on validation)")
+                cutoffs.rename(columns={"target": "goal"}), f"Best cutoffs (chosen {data.cutoffs_from})")
     # reason: the T²/Q panel takes the last quarter of the saliency row; a model without it keeps the old layout.
     saliency_grid = grid[2, : 3 if data.outliers is None else 2].subgridspec(1, n_channels)
     if data.outliers is not None:

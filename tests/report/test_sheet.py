@@ -1,4 +1,5 @@
 import json
+from types import SimpleNamespace
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -14,6 +15,7 @@ from spectratorch.report.sheet import (
     make_result_sheet,
     plot_result_sheet,
     saliency,
+    split_name,
     write_result_sheet,
 )
 
@@ -238,5 +240,43 @@ def test_the_sheet_shows_the_exported_outlier_model(tmp_path_factory):
     try:
         (ax,) = _outlier_axes(fig)
         assert sum(len(c.get_offsets()) for c in ax.collections) == len(rows)
+    finally:
+        plt.close(fig)
+
+
+def test_many_classes_keep_every_legend_inside_its_panel(tmp_path):
+    """15 classes (a Raman set of strains, say): a legend of every class covered its panel and the next ones."""
+    from sklearn.metrics import roc_auc_score
+
+    data = _sheet_data(15, 1)
+    fig, _ = write_result_sheet(data, tmp_path / "sheet.png")
+    try:
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        legends = [(ax, ax.get_legend()) for ax in fig.axes if ax.get_legend() is not None]
+        assert legends
+        for ax, legend in legends:
+            box, frame = legend.get_window_extent(renderer), ax.get_window_extent(renderer)
+            assert frame.x0 - 1 <= box.x0 and box.x1 <= frame.x1 + 1
+            assert frame.y0 - 1 <= box.y0 and box.y1 <= frame.y1 + 1
+        roc = next(legend for ax, legend in legends if ax.get_title().startswith("ROC"))
+        p = data.probabilities()
+        aucs = [roc_auc_score(data.y == k, p[:, k]) for k in range(15)]
+        hardest = [data.labels[k] for k in np.argsort(aucs, kind="stable")[:5]]
+        assert [t.get_text().rsplit(" (", 1)[0] for t in roc.get_texts()] == hardest
+        assert roc.get_title().get_text() == "lowest AUC, 5 of 15 classes"
+    finally:
+        plt.close(fig)
+
+
+def test_a_small_set_sheet_names_where_its_cutoffs_come_from():
+    config = SimpleNamespace(n_splits=5, current_split=2, test_source="like-val")
+    assert split_name(config, "test", out_of_fold=True) == ("test split: fold 3 of 0..4 "
+                                                           "(every other fold trained the model)")
+    data = _sheet_data(3, 1)
+    data.cutoffs_from = "out of fold"
+    fig, _ = plot_result_sheet(data)
+    try:
+        assert "Best cutoffs (chosen out of fold)" in {ax.get_title() for ax in fig.axes}
     finally:
         plt.close(fig)
