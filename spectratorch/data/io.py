@@ -60,6 +60,10 @@ _DECIMAL_POINT = re.compile(r"^\s*[-+]?\d*\.\d+([eE][-+]?\d+)?\s*$")
 # past the notes some instruments write before the table (a title, a date, the instrument's settings).
 _SNIFF_ROWS = 5
 _SNIFF_LINES = 40
+# reason: one line of a spectrum of thousands of points is 100k+ characters, and a separator tried while sniffing reads
+# it as one field: over the csv module's default limit (131,072), which stopped a 7,000-point FTIR file with a
+# traceback. 2**31 - 1 is the largest limit every platform's C long takes.
+_MAX_FIELD = 2**31 - 1
 # reason: a line of notes is a text ("Instrument: NIR-1") or a name and a value ("Date;2024-05-01"); a wider short line
 # is more likely a damaged header, which is refused rather than skipped.
 _NOTE_FIELDS = 2
@@ -200,6 +204,21 @@ def csv_dialect(path: str | os.PathLike) -> CsvDialect:
     """
     with open(path, newline="", encoding="utf-8", errors="replace") as file:
         lines = list(itertools.islice(file, _SNIFF_LINES))
+    with _wide_fields():
+        return _dialect(path, lines)
+
+
+@contextmanager
+def _wide_fields():
+    """The csv module's field size limit raised to :data:`_MAX_FIELD` for the duration, then restored."""
+    previous = csv.field_size_limit(_MAX_FIELD)
+    try:
+        yield
+    finally:
+        csv.field_size_limit(previous)
+
+
+def _dialect(path, lines: list[str]) -> CsvDialect:
     layouts = {separator: _layout(lines, separator) for separator in _SEPARATORS}
     # reason: the separator that splits the most lines into the same number of fields (more than one); on a tie a tab
     # or semicolon, since a file separated by them may hold commas as decimal marks, not the other way round.
@@ -249,7 +268,7 @@ def _read_csv(path: Path, dialect: CsvDialect) -> pd.DataFrame:
 def _check_csv(path: Path, dialect: CsvDialect) -> None:
     """Refuse what pandas would silently repair: a repeated column name (read as ``name.1``) and a short row (a file
     cut mid-row, its missing fields read as NaN)."""
-    with open(path, newline="", encoding="utf-8", errors="replace") as file:
+    with open(path, newline="", encoding="utf-8", errors="replace") as file, _wide_fields():
         reader = csv.reader(file, delimiter=dialect.separator)
         for _ in range(dialect.skip):
             next(reader, None)

@@ -71,6 +71,24 @@ def test_semicolon_and_tab_files_with_decimal_commas_read_as_the_comma_file(tmp_
     assert f"read as {name}-separated values with decimal {'commas' if decimal == ',' else 'points'}" in caplog.text
 
 
+@pytest.mark.parametrize("separator, decimal", [(",", "."), (";", ",")])
+def test_a_spectrum_of_thousands_of_points_reads(tmp_path, separator, decimal):
+    """One line of 8,000 points is over 131,072 characters: one field to the csv module when it tries another
+    separator, which stopped the reading with a traceback past its default field size limit."""
+    import csv
+
+    rng = np.random.default_rng(0)
+    axis = np.linspace(4000, 400, 8000)
+    df = pd.DataFrame(rng.random((6, 8000)), columns=[f"{x:.4f}" for x in axis])
+    df.insert(0, "label", ["a", "b"] * 3)
+    assert len(df.iloc[0].to_csv(sep=separator)) > 131_072
+    limit = csv.field_size_limit()
+    df.to_csv(tmp_path / "wide.csv", index=False, sep=separator, decimal=decimal)
+    table = load_table(read_dataset(tmp_path / "wide.csv"))
+    assert table.spectra.shape == (6, 1, 8000) and csv.field_size_limit() == limit
+    np.testing.assert_allclose(table.spectra[:, 0, :], df.drop(columns="label").to_numpy()[:, ::-1], rtol=1e-6)
+
+
 def test_decimal_commas_under_a_header_of_points(tmp_path):
     # reason: as many commas as semicolons on every data row; the header (points) has none.
     df = plain_frame(with_id=True)
