@@ -246,12 +246,24 @@ def _check_ids(df: pd.DataFrame) -> None:
         )
 
 
+def _transposed_hint(index: pd.Index) -> str:
+    """A hint when the rows look like the points of a spectral axis (one spectrum per column: an instrument's export
+    of several samples side by side)."""
+    numeric = len(index) >= 10 and pd.api.types.is_numeric_dtype(index) and not pd.api.types.is_bool_dtype(index)
+    if not numeric or not index.is_unique or not (index.is_monotonic_increasing or index.is_monotonic_decreasing):
+        return ""
+    return (f" Its first column runs from {index[0]:g} to {index[-1]:g} over {len(index)} rows, like a spectral axis: "
+            "if each column is one sample, transpose the table (one spectrum per row), e.g. in pandas "
+            "`pd.read_csv(path, index_col=0).T.to_csv(new_path)`.")
+
+
 def _select_channels(df: pd.DataFrame, groups: dict, channels: Sequence[str] | str | None) -> tuple[str, ...]:
     if not groups:
         shown = ", ".join(repr(str(c)) for c in list(df.columns)[:5]) + (", ..." if df.shape[1] > 5 else "")
         raise SchemaError(
             "no spectral column: expected column names that are numbers (one channel: '1100', '1100.5', ...) or "
-            f"<channel>_<x> ('nir_1100', '277_295', ...); the first columns are {shown or '(none)'}."
+            f"<channel>_<x> ('nir_1100', '277_295', ...); the first columns are {shown or '(none)'}"
+            + ("" if shown.endswith("...") else ".") + _transposed_hint(df.index)
         )
     if isinstance(channels, str) and channels == "default":
         return LAB_DEFAULT_CHANNELS if set(LAB_DEFAULT_CHANNELS) <= set(groups) else tuple(groups)

@@ -179,6 +179,23 @@ def test_a_header_of_neither_layout_is_one_line_naming_the_columns_and_both_layo
     assert "\n" not in message
     assert "'wl1100', 'wl1102', 'label'" in message
     assert "numbers" in message and "<channel>_<x>" in message
+    assert "transpose" not in message
+
+
+def test_one_spectrum_per_column_is_told_to_transpose(tmp_path):
+    """An export of several samples side by side: the axis down the first column, one column per sample."""
+    df = plain_frame(12, seed=2)
+    df.index = [f"s{i}" for i in range(len(df))]
+    side_by_side = df.drop(columns="label").T
+    side_by_side.index = side_by_side.index.astype(float)
+    side_by_side.index.name = "wavenumber"
+    side_by_side.to_csv(tmp_path / "columns.csv")
+    with pytest.raises(SchemaError) as err:
+        load_table(read_dataset(tmp_path / "columns.csv"))
+    message = str(err.value)
+    assert "\n" not in message and "the first columns are 's0', 's1', 's2', 's3', 's4', ... Its" in message
+    assert f"runs from {side_by_side.index[0]:g} to {side_by_side.index[-1]:g} over 60 rows" in message
+    assert "transpose the table (one spectrum per row)" in message
 
 
 def test_default_target_is_the_one_text_column():
