@@ -236,6 +236,29 @@ def _resolve_ova(meta: pd.DataFrame, lab: LabLabels | None, code: tuple[str, ...
     raise TargetError(f"no row has the class value {value!r}; the data has {found}.")
 
 
+# reason: a longer list of rare classes makes the one error line unreadable (a measured value gave 60 "classes").
+_LISTED = 10
+
+
+def _measured_hint(target: Target, counts: dict) -> str:
+    """The first words of the rare-class refusal when the target looks like a measured quantity, not classes: more
+    than 10 distinct numbers, most of them on one row each."""
+    def number(label: str) -> bool:
+        try:
+            float(label)
+        except ValueError:
+            return False
+        return True
+
+    singles = sum(n == 1 for n in counts.values())
+    if len(counts) <= _LISTED or singles * 2 <= len(counts) or not all(number(str(lb)) for lb in counts):
+        return ""
+    column = target.code[-1] if target.code else "the target"
+    return (f"{column!r} holds {len(counts)} distinct numbers in {len(target.y)} rows, {singles} of them on one row "
+            "each: a measured value, not classes? spectratorch classifies; bin the value into classes first, e.g. "
+            f"tertiles with pandas `pd.qcut(frame[{column!r}], 3, labels=['low', 'mid', 'high'])`. ")
+
+
 def handle_rare_classes(
     target: Target, n_splits: int, policy: str = "error", min_samples: int | None = None
 ) -> tuple[Target, np.ndarray]:
@@ -265,8 +288,11 @@ def handle_rare_classes(
     if not rare:
         return target, keep
     if policy == "error":
-        listed = ", ".join(f"{label!r} ({counts[label]})" for label in rare)
+        listed = ", ".join(f"{label!r} ({counts[label]})" for label in rare[:_LISTED])
+        if len(rare) > _LISTED:
+            listed += f", ... ({len(rare)} classes in all)"
         raise SplitError(
+            _measured_hint(target, counts) +
             f"class(es) {listed} have fewer members than n_splits={n_splits}; "
             + (f"split in fewer folds (`--n-splits {fewest}`), " if (fewest := min(counts[lb] for lb in rare)) >= 2
                else "")

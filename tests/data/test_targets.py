@@ -1,3 +1,4 @@
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -119,3 +120,19 @@ def test_one_class_is_one_line_and_exit_2(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "Traceback" not in err and "one class in the data" in err.strip().splitlines()[-1]
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*.json"))
+
+
+def test_a_measured_value_as_target_is_told_to_bin_it_in_a_short_line():
+    fat = np.round(np.random.default_rng(0).uniform(2, 30, 60), 2)
+    target = resolve_target(pd.DataFrame({"fat": fat}), ("AVA", "fat"))
+    with pytest.raises(SplitError) as refused:
+        handle_rare_classes(target, 5)
+    message = str(refused.value)
+    assert message.startswith(f"'fat' holds {len(set(fat))} distinct numbers in 60 rows")
+    assert "pd.qcut(frame['fat'], 3" in message and f"({len(set(fat))} classes in all)" in message
+    assert len(message) < 700
+    # a few real classes with few rows each get no such hint
+    few = resolve_target(pd.DataFrame({"label": ["1", "2", "3"] * 3 + ["4"] * 10}), ("AVA", "label"))
+    with pytest.raises(SplitError) as refused:
+        handle_rare_classes(few, 5)
+    assert "measured value" not in str(refused.value)
