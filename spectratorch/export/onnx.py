@@ -251,7 +251,8 @@ def _data_arrays(hparams: dict, source, n_check: int, train: list | None = None)
     others = np.concatenate([dm.split.train, dm.split.test])
     check = np.concatenate([val.rows, others[~np.isin(others, val.rows)]])[:n_check]
     if len(check) < n_check:
-        _logger.warning("the data has only %d rows; the export check uses them all (asked for %d)", len(check),
+        # reason: info, not a warning: a small set is no fault, and checking on every row it has is all one can do.
+        _logger.info("the data has only %d rows; the export check uses them all (asked for %d)", len(check),
                         n_check)
     if train is not None:
         rows = dm.stage_arrays("train")
