@@ -43,7 +43,10 @@ __all__ = [
 _logger = logging.getLogger(__name__)
 
 SPECTRAL_COLUMN = re.compile(r"^(?P<channel>[^_]+)_(?P<x>[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?)$")
-BARE_NUMBER = re.compile(r"^\s*(?P<x>[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?)\s*$")
+# reason: how instruments and tools write a bare axis value: R's read.csv prefixes an X to a name that starts with a
+# digit (X900.5), and some exports add the unit (900 nm, 4000 cm-1, 2.5 µm).
+BARE_NUMBER = re.compile(r"^\s*X?(?P<x>[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?)\s*"
+                         r"((?i:nm|cm-1|cm\^-1|cm⁻¹|1/cm|µm|um))?\s*$")
 PLAIN_CHANNEL = "spectrum"
 """The channel name of a plain table's bare-number columns."""
 # reason: the lab's recipe was tuned on these three fluorescence channels; `--channels` defaults to them on data that
@@ -137,7 +140,8 @@ def spectral_columns(columns: Sequence) -> dict[str, list[tuple[float, str]]]:
     """Group spectral column names by channel, each list sorted by x.
 
     Columns named ``<channel>_<x>`` form their channels. When there is none, bare-number columns (``1100``,
-    ``"1100.5"``, ascending or descending) form one channel, :data:`PLAIN_CHANNEL`.
+    ``"1100.5"``, ascending or descending; R's ``X1100.5`` and a unit such as ``1100 nm`` or ``4000 cm-1`` too) form
+    one channel, :data:`PLAIN_CHANNEL`.
 
     Args:
         columns: column names; the others are ignored.
@@ -150,6 +154,10 @@ def spectral_columns(columns: Sequence) -> dict[str, list[tuple[float, str]]]:
         {'277': [(299.0, '277_299'), (300.0, '277_300')], 'lspr': [(450.5, 'lspr_450.5')]}
         >>> spectral_columns(["label", "1100.5", "1100", 1099])
         {'spectrum': [(1099.0, 1099), (1100.0, '1100'), (1100.5, '1100.5')]}
+        >>> spectral_columns(["X900", "X900.5", "label"])
+        {'spectrum': [(900.0, 'X900'), (900.5, 'X900.5')]}
+        >>> spectral_columns(["4000 cm-1", "3998 cm-1"])
+        {'spectrum': [(3998.0, '3998 cm-1'), (4000.0, '4000 cm-1')]}
     """
     groups: dict[str, list[tuple[float, str]]] = {}
     for column in columns:

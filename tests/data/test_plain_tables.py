@@ -89,6 +89,20 @@ def test_a_spectrum_of_thousands_of_points_reads(tmp_path, separator, decimal):
     np.testing.assert_allclose(table.spectra[:, 0, :], df.drop(columns="label").to_numpy()[:, ::-1], rtol=1e-6)
 
 
+@pytest.mark.parametrize("header", ["X{}", "{} nm", "{}nm", "{} cm-1"])
+def test_axis_headers_as_r_and_instruments_write_them_read_as_bare_numbers(tmp_path, header):
+    """R's read.csv writes X900.5 for 900.5; some exports add the unit."""
+    df = plain_frame(with_id=True)
+    df.to_csv(tmp_path / "plain.csv", index=False)
+    named = df.rename(columns=lambda c: header.format(c) if c not in ("index", "label") else c)
+    assert "label" in named.columns and named.columns[-1] != df.columns[-1]
+    named.to_csv(tmp_path / "named.csv", index=False)
+    table, plain = load_table(read_dataset(tmp_path / "named.csv")), load_table(read_dataset(tmp_path / "plain.csv"))
+    assert table.channels == plain.channels == (PLAIN_CHANNEL,)
+    np.testing.assert_array_equal(table.axis, plain.axis)
+    np.testing.assert_array_equal(table.spectra, plain.spectra)
+
+
 def test_decimal_commas_under_a_header_of_points(tmp_path):
     # reason: as many commas as semicolons on every data row; the header (points) has none.
     df = plain_frame(with_id=True)
