@@ -702,7 +702,14 @@ def scores_against_labels(predicted: np.ndarray, truth: np.ndarray | None, kept:
 
 
 def describe_scores(scores: dict, cutoff: float | None) -> str:
-    """:func:`scores_against_labels` in one line, e.g. ``against the file's labels: accuracy 0.950 (19 of 20)``."""
+    """:func:`scores_against_labels` in one line.
+
+    Example:
+        >>> scores = scores_against_labels(np.array([0, 1, 1, 0]), np.array([0, 1, 0, -1]), np.array([1, 1, 0, 1]))
+        >>> describe_scores(scores, 0.9)
+        "against the file's labels: accuracy 0.667 (2 of 3); over the cutoff 0.900: 1.000 (2 of the 2 kept, 66.7%); \
+1 rows of classes the model does not know left out"
+    """
     text = f"against the file's labels: accuracy {scores['accuracy']:.3f} ({scores['right']} of {scores['labelled']})"
     if cutoff and scores["kept"] < scores["labelled"]:
         share = scores["kept"] / scores["labelled"]

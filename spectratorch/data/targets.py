@@ -243,15 +243,9 @@ _LISTED = 10
 def _measured_hint(target: Target, counts: dict) -> str:
     """The first words of the rare-class refusal when the target looks like a measured quantity, not classes: more
     than 10 distinct numbers, most of them on one row each."""
-    def number(label: str) -> bool:
-        try:
-            float(label)
-        except ValueError:
-            return False
-        return True
-
     singles = sum(n == 1 for n in counts.values())
-    if len(counts) <= _LISTED or singles * 2 <= len(counts) or not all(number(str(lb)) for lb in counts):
+    numbers = pd.to_numeric(pd.Series([str(label) for label in counts]), errors="coerce")
+    if len(counts) <= _LISTED or singles * 2 <= len(counts) or numbers.isna().any():
         return ""
     column = target.code[-1] if target.code else "the target"
     return (f"{column!r} holds {len(counts)} distinct numbers in {len(target.y)} rows, {singles} of them on one row "
@@ -291,12 +285,11 @@ def handle_rare_classes(
         listed = ", ".join(f"{label!r} ({counts[label]})" for label in rare[:_LISTED])
         if len(rare) > _LISTED:
             listed += f", ... ({len(rare)} classes in all)"
+        fewest = min(counts[label] for label in rare)
+        fewer_folds = f"split in fewer folds (`--n-splits {fewest}`), " if fewest >= 2 else ""
         raise SplitError(
-            _measured_hint(target, counts) +
-            f"class(es) {listed} have fewer members than n_splits={n_splits}; "
-            + (f"split in fewer folds (`--n-splits {fewest}`), " if (fewest := min(counts[lb] for lb in rare)) >= 2
-               else "")
-            + "drop them with `--rare-classes drop`, or bundle small classes with `--rare-classes other "
+            f"{_measured_hint(target, counts)}class(es) {listed} have fewer members than n_splits={n_splits}; "
+            f"{fewer_folds}drop them with `--rare-classes drop`, or bundle small classes with `--rare-classes other "
             "--min-samples N`."
         )
     if policy == "drop":

@@ -335,20 +335,22 @@ def _plot_curves(ax_roc, ax_pr, data: SheetData) -> None:
 
     p = data.probabilities()
     classes = range(1, 2) if len(data.labels) == 2 else range(len(data.labels))
+    aucs, aps = [], []
     for k in classes:
         hit = data.y == k
         if hit.all() or not hit.any():
             continue
         fpr, tpr, _ = roc_curve(hit, p[:, k])
-        ax_roc.plot(fpr, tpr, lw=1, label=f"{data.labels[k]} ({auc(fpr, tpr):.3f})")
+        aucs.append(auc(fpr, tpr))
+        ax_roc.plot(fpr, tpr, lw=1, label=f"{data.labels[k]} ({aucs[-1]:.3f})")
         precision, recall, _ = precision_recall_curve(hit, p[:, k])
-        ax_pr.plot(recall, precision, lw=1, label=f"{data.labels[k]} ({average_precision_score(hit, p[:, k]):.3f} AP, "
-                                                  f"{hit.mean():.2f} base)")
+        aps.append(average_precision_score(hit, p[:, k]))
+        ax_pr.plot(recall, precision, lw=1, label=f"{data.labels[k]} ({aps[-1]:.3f} AP, {hit.mean():.2f} base)")
     ax_roc.plot([0, 1], [0, 1], color="0.6", lw=1, ls="--")
     ax_roc.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC, one vs all (AUC)")
     ax_pr.set(xlabel="recall", ylabel="precision", title="Precision-recall, one vs all (AP)", ylim=(0, 1.02))
-    _class_legend(ax_roc, "lower right", "AUC")
-    _class_legend(ax_pr, "lower left", "AP")
+    _class_legend(ax_roc, "lower right", aucs, "AUC")
+    _class_legend(ax_pr, "lower left", aps, "AP")
 
 
 # reason: at 8 pt on A4 a legend of more entries covers its panel and the next (15 classes covered three panels).
@@ -356,17 +358,16 @@ _MAX_LEGEND = 8
 _HARDEST = 5
 
 
-def _class_legend(ax, loc: str, score: str = "") -> None:
-    """One entry per class up to ``_MAX_LEGEND`` classes; beyond, the ``_HARDEST`` lowest by the ``score`` that ends
-    each label in brackets (none without a score: the panel's title says how many classes)."""
+def _class_legend(ax, loc: str, scores: list[float] | None = None, score: str = "") -> None:
+    """One entry per class up to ``_MAX_LEGEND`` classes; beyond, the ``_HARDEST`` with the lowest ``scores`` (one per
+    line, in the order drawn), or none without scores (the panel's title says how many classes)."""
     handles, labels = ax.get_legend_handles_labels()
     if not handles:
         return
     if len(handles) <= _MAX_LEGEND:
         ax.legend(loc=loc)
         return
-    if score:
-        scores = [float(label.rsplit("(", 1)[1].split()[0].rstrip(")")) for label in labels]
+    if scores is not None:
         order = np.argsort(scores, kind="stable")[:_HARDEST]
         ax.legend([handles[i] for i in order], [labels[i] for i in order], loc=loc,
                   title=f"lowest {score}, {_HARDEST} of {len(handles)} classes")
