@@ -95,8 +95,9 @@ def _check_logits(logits: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.nda
 def fit_temperature(logits: np.ndarray, y: np.ndarray, tol: float = 1e-5) -> float:
     """The temperature ``T`` in [0.05, 20] that minimises the NLL of ``softmax(logits / T)``.
 
-    The search never returns a ``T`` whose NLL is higher than that of ``T = 1``: if it did not improve on the
-    uncalibrated model (rounding on an already calibrated one), 1.0 is returned.
+    The search never returns a ``T`` whose NLL is not lower than that of ``T = 1``: if it did not improve on the
+    uncalibrated model (rounding on an already calibrated one, or logits the same for every class), 1.0 is returned,
+    without a warning about the bounds.
 
     Args:
         logits: ``[N, K]`` validation logits.
@@ -136,10 +137,10 @@ def fit_temperature(logits: np.ndarray, y: np.ndarray, tol: float = 1e-5) -> flo
             b = low + _GOLDEN * (high - low)
             fb = loss(b)
     log_t = (low + high) / 2.0
+    if loss(log_t) >= loss(0.0):
+        return 1.0
     if min(abs(log_t - _LOG_T_BOUNDS[0]), abs(log_t - _LOG_T_BOUNDS[1])) < 1e-3:
         _logger.warning(_at_bound(log_t, logits, y))
-    if loss(log_t) > loss(0.0):
-        return 1.0
     return math.exp(log_t)
 
 

@@ -88,3 +88,10 @@ def test_a_temperature_at_a_bound_says_why(caplog):
     with caplog.at_level("WARNING", logger="spectratorch.export.calibration"):
         assert fit_temperature(-separated, y) == pytest.approx(20, rel=1e-2)
     assert "upper bound of its search: 0 of the 6 rows" in caplog.text and "close to uniform" in caplog.text
+
+
+def test_logits_that_no_temperature_changes_keep_one_without_a_warning(caplog):
+    # every class the same logit: any T gives the same NLL, so the search ends at a bound that is no better than 1
+    with caplog.at_level("WARNING", logger="spectratorch.export.calibration"):
+        assert fit_temperature(np.full((6, 3), 2.0), np.array([0, 1, 2, 0, 1, 2])) == 1.0
+    assert caplog.text == ""
