@@ -75,6 +75,11 @@ def test_arch_auto_chooses_by_inner_cv_and_says_how(generic_file, tmp_path):
     assert summary["name"].startswith(f"{chosen} y=") and summary["config"]["model"]["arch"] == chosen
     assert f"model: {summary['name']}" in result.stdout
     assert "--arch auto: 192 training rows, inner 5-fold CV on them only" in result.stderr
+    # the line ends with the choice: each member with its chosen value (an ensemble: 'Ensemble of ...')
+    choice = result.stderr.split("inner 5-fold CV on them only")[1].splitlines()[0].split(" -> ")[1]
+    members = [f"{m} ({selection['candidates'][m]['parameter']}=" for m in selection["members"]]
+    assert choice.startswith("Ensemble of " + members[0] if chosen == "Ensemble" else members[0]), choice
+    assert all(m in choice for m in members), choice
     # the JSON's validation metrics are the final model's inner-CV (out-of-fold) metrics on the training rows
     assert summary["metrics"]["val"]["f1"] <= 1.0 and summary["metrics"]["test"]["accuracy"] > 0.8
     assert Path(summary["files"]["checkpoint"]).parent == out
