@@ -13,9 +13,10 @@ as 900.5. Text is UTF-8, else Windows-1252 (a Western spreadsheet's "CSV"). Line
 two fields, as some instruments write their settings) are skipped.
 
 CSV and Excel files have no index of their own: the first column is the sample id in the lab's layout
-(``<channel>_<x>`` columns, as :func:`write_dataset` writes them); in a plain table (bare-number spectral columns)
-only when it looks like one (a blank header, a name such as ``id`` or ``sample``, or distinct text values), else the
-rows are numbered from 0.
+(``<channel>_<x>`` columns, as :func:`write_dataset` writes them) unless it is itself a numeric ``<channel>_<x>``
+column of a channel the other columns continue (a table written without its ids); in a plain table (bare-number
+spectral columns) only when it looks like one (a blank header, a name such as ``id`` or ``sample``, or distinct text
+values), else the rows are numbered from 0.
 
 numpy/pandas only: no torch, so the torch-free inference path shares this module.
 """
@@ -300,13 +301,19 @@ def _require_openpyxl(path: Path) -> None:
 
 def _with_id_column(df: pd.DataFrame) -> pd.DataFrame:
     """Make the first column the index when it holds the sample ids (see the module's docstring)."""
-    from spectratorch.data.schema import BARE_NUMBER, is_plain_layout
+    from spectratorch.data.schema import BARE_NUMBER, SPECTRAL_COLUMN, is_plain_layout
 
     if df.shape[1] == 0:
         return df
     first = df.columns[0]
     name = str(first)
     blank = name.startswith("Unnamed: 0") or not name.strip()
+    spectral = SPECTRAL_COLUMN.match(name)
+    if spectral and pd.api.types.is_numeric_dtype(df[first]) and any(
+            (m := SPECTRAL_COLUMN.match(str(c))) and m["channel"] == spectral["channel"] for c in df.columns[1:]):
+        # reason: a lab-layout table written without its ids (``to_csv(index=False)``) starts with a spectral
+        # column of a channel the others continue; it stays a column, so no wavelength is lost.
+        return df
     if is_plain_layout(df.columns):
         values = df[first]
         text_ids = (not pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)

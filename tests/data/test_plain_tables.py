@@ -177,6 +177,21 @@ def test_the_lab_layout_reads_as_before(tmp_path, frame):
     assert load_table(three, channels="default").channels == ("277", "380", "425")
 
 
+@pytest.mark.parametrize("suffix", [".csv", ".xlsx"])
+def test_the_lab_layout_without_its_ids_keeps_its_first_wavelength(tmp_path, suffix):
+    # `make_generic_frame(...).to_csv(path, index=False)`: the first column is nir_900.00, a spectrum's first point
+    frame = make_generic_frame(12, length=20)
+    path = tmp_path / f"no_ids{suffix}"
+    frame.to_csv(path, index=False) if suffix == ".csv" else frame.to_excel(path, index=False)
+    back = read_dataset(path)
+    assert back.columns.tolist() == frame.columns.tolist() and back.index.tolist() == list(range(12))
+    assert load_table(back, channels="default").spectra.shape == (12, 1, 20)
+    # an id column before the spectra is still the index
+    with_ids = frame.reset_index(names="id")
+    with_ids.to_csv(tmp_path / "ids.csv", index=False)
+    assert read_dataset(tmp_path / "ids.csv").columns.tolist() == frame.columns.tolist()
+
+
 def test_xlsx_round_trip(tmp_path):
     df = make_generic_frame(12, length=20)
     write_dataset(df, tmp_path / "d.xlsx")
