@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import shlex
 
 import pandas as pd
 
@@ -96,5 +97,14 @@ def resolve_data_defaults(config, table: SpectralTable):
             said.append(f"channels {' '.join(table.channels)} (every channel of the data)")
     if said:
         tabular = ", ".join(table.tabular_columns) if table.tabular_columns else "none"
+        text, candidates = label_candidates(table.meta)
+        target = (changes.get("targets") or config.targets)[-1]
+        unused = [c for c in candidates if c not in text and c != target]
+        if unused and not table.tabular_columns and target in candidates:
+            # reason: a numeric column may be a feature the user wants, or the reference value the classes come
+            # from (a leak): it is never used unasked, but the user learns that it is there.
+            shown = ", ".join(repr(c) for c in unused[:5]) + (f" and {len(unused) - 5} more" if len(unused) > 5 else "")
+            tabular += (f" (numeric columns not used: {shown}; --tabular {shlex.quote(unused[0])} would add one as a "
+                        "feature)")
         _logger.info("defaults from the data: %s; tabular columns: %s", "; ".join(said), tabular)
     return dataclasses.replace(config, **changes) if changes else config

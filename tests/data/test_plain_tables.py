@@ -253,7 +253,21 @@ def test_the_data_module_follows_a_plain_table(caplog):
     assert dm.config.targets == ("AVA", "label") and dm.config.channels == (PLAIN_CHANNEL,)
     assert dm.labels == ("pure", "rich", "shifted") and dm.n_tabular == 0
     assert "defaults from the data: target AVA label (the one text column); channels spectrum" in caplog.text
-    assert "tabular columns: none" in caplog.text
+    assert "tabular columns: none" in caplog.text and "numeric columns not used" not in caplog.text
+
+
+def test_numeric_columns_left_out_are_named_with_how_to_use_one(caplog):
+    from spectratorch.data.datamodule import SpectralDataModule
+
+    frame = plain_frame(60)
+    frame.insert(0, "Fat %", np.arange(60.0))
+    frame.insert(0, "Sample No.", np.arange(1, 61))
+    dm = SpectralDataModule(data=frame)
+    with caplog.at_level(logging.INFO, logger="spectratorch"):
+        dm.prepare()
+    assert dm.n_tabular == 0  # never used unasked: such a column may be the value the classes were cut from
+    assert ("tabular columns: none (numeric columns not used: 'Sample No.', 'Fat %'; --tabular 'Sample No.' would "
+            "add one as a feature)") in caplog.text
 
 
 def test_the_data_module_keeps_the_lab_defaults_on_lab_data():
