@@ -303,6 +303,11 @@ def _apply_rule(tables: dict, y: np.ndarray, rule: dict, repeats: list[dict] = (
                         for n in members], axis=0)
 
     chosen, best = [ranking[0]], keyed[ranking[0]]
+    if rule.get("vote") == "all":
+        # reason: no choice among the candidates: the mean of every one's calibrated probabilities.
+        chosen = ranking
+        label = "+".join(f"{n}@{_value(tables[n]['grid'][picked[n]])}" for n in chosen)
+        return label, test_probabilities(chosen)
     voters = ranking
     if rule.get("vote") == "same-transforms":
         # reason: the vote of choose() before members carried their own transforms: only the candidates with the
@@ -385,6 +390,15 @@ RULES = {
        f"CV repeated {n}x": {
            "primary": "f1", "tolerance": 2, "vote": "same-transforms", "repeats": n,
            "candidates": BASE + ("Linear[snv]", "Linear[sg1]", "LDA", "LDA[snv]", "LDA[sg1]")} for n in (3, 5)},
+    "f1 within 2 rows, + Linear[snv], Linear[sg1], LDA, LDA[snv], LDA[sg1], vote across preprocessings": {
+        "primary": "f1", "tolerance": 2,
+        "candidates": BASE + ("Linear[snv]", "Linear[sg1]", "LDA", "LDA[snv]", "LDA[sg1]")},
+    "soft vote of every candidate (+ Linear[snv], Linear[sg1], LDA, LDA[snv], LDA[sg1])": {
+        "primary": "f1", "tolerance": 2, "vote": "all",
+        "candidates": BASE + ("Linear[snv]", "Linear[sg1]", "LDA", "LDA[snv]", "LDA[sg1]")},
+    "soft vote of the linear candidates (Linear, LDA, PLSDA; + [snv], [sg1] of the first two)": {
+        "primary": "f1", "tolerance": 2, "vote": "all",
+        "candidates": ("Linear", "PLSDA", "Linear[snv]", "Linear[sg1]", "LDA", "LDA[snv]", "LDA[sg1]")},
     "accuracy within 2 rows, + Linear[snv], vote within one preprocessing": {
         "primary": "accuracy", "tolerance": 2, "vote": "same-transforms", "candidates": BASE + ("Linear[snv]",)},
     "single Linear": {"primary": "f1", "candidates": ("Linear",)},
