@@ -21,7 +21,7 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from spectratorch.contract import same_axis
+from spectratorch.contract import AXIS_TOLERANCE, same_axis
 from spectratorch.errors import SchemaError
 
 __all__ = [
@@ -456,7 +456,8 @@ def load_table(
         tabular: tabular feature columns; ``"default"`` = ``greffon_transmittance`` where present; ``None`` or
             ``()`` = none.
         filters: row filters; ``None`` = :class:`RowFilter` defaults (drop ``integration_oob`` rows).
-        expected_axis: when given, the union axis must equal it (a model's axis), else an error says how it differs.
+        expected_axis: when given, the union axis must equal it (a model's axis), else an error says how it differs;
+            an axis that holds every one of its points and more (a wider range) gives those points only.
 
     Returns:
         The table.
@@ -492,6 +493,8 @@ def load_table(
         _logger.info("spectral columns are bare numbers: %d columns, %g..%g, read as one channel %r",
                      len(xs), xs[0], xs[-1], PLAIN_CHANNEL)
     axis = _union_axis(groups, channels)
+    if expected_axis is not None and len(axis) > len(expected_axis):
+        groups, axis = _at_points(groups, channels, axis, np.asarray(expected_axis, dtype=float))
     _check_channels(groups, channels, axis)
     tabular_columns = _resolve_tabular(df, tabular)
     df, report = apply_filters(df, filters or RowFilter())
@@ -524,6 +527,23 @@ def load_table(
                           f"({where}); drop or fill those columns.")
     ranges = {c: (groups[c][0][0], groups[c][-1][0]) for c in channels}
     return SpectralTable(spectra, tab, ids, meta, channels, axis, tabular_columns, ranges, report)
+
+
+def _at_points(groups: dict, channels: tuple[str, ...], axis: np.ndarray,
+               expected: np.ndarray) -> tuple[dict, np.ndarray]:
+    """The channels' columns at the points of ``expected`` when ``axis`` holds all of them (within the tolerance of
+    :func:`~spectratorch.contract.same_axis`), and the axis they make; else ``groups`` and ``axis`` unchanged."""
+    tolerance = AXIS_TOLERANCE * max(1.0, float(np.abs(expected).max())) if expected.size else 0.0
+    nearest = np.clip(np.searchsorted(axis, expected), 1, len(axis) - 1)
+    nearest = np.where(np.abs(axis[nearest - 1] - expected) <= np.abs(axis[nearest] - expected), nearest - 1, nearest)
+    if not expected.size or np.abs(axis[nearest] - expected).max() > tolerance:
+        return groups, axis
+    # reason: the points are the model's own (the same x values), so nothing is interpolated; the rest is unused.
+    keep = set(axis[nearest].tolist())
+    taken = {**groups, **{c: [(x, name) for x, name in groups[c] if x in keep] for c in channels}}
+    _logger.info("the data's axis has %d points (%g..%g); the model's %d points (%g..%g) are taken from it",
+                 len(axis), axis[0], axis[-1], len(expected), expected[0], expected[-1])
+    return taken, _union_axis(taken, channels)
 
 
 def _check_axis(axis: np.ndarray, expected: np.ndarray) -> None:

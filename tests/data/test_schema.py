@@ -126,6 +126,20 @@ def test_expected_axis(frame):
         load_table(frame, expected_axis=np.arange(301, 321))
 
 
+def test_a_wider_axis_gives_the_model_its_own_points(frame, caplog):
+    # the data runs 300..319; a model of 305..314 (every other point: 305, 307, ...) takes exactly those columns
+    expected = np.arange(305, 315, 2)
+    with caplog.at_level("INFO", logger="spectratorch"):
+        table = load_table(frame, expected_axis=expected)
+    assert table.axis.tolist() == expected.tolist()
+    np.testing.assert_array_equal(table.spectra[:, 0], frame[[f"277_{x}" for x in expected]].to_numpy())
+    np.testing.assert_array_equal(table.spectra[:, 1], frame[[f"380_{x}" for x in expected]].to_numpy())
+    assert "the data's axis has 20 points (300..319); the model's 5 points (305..313) are taken from it" in caplog.text
+    # a model point the data lacks: refused as before, nothing interpolated
+    with pytest.raises(SchemaError, match="expects 3"):
+        load_table(frame, expected_axis=[305.0, 305.5, 306.0])
+
+
 def test_subset_keeps_alignment(frame):
     table = load_table(frame)
     part = table.subset(np.array([5, 2]))

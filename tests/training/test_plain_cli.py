@@ -49,6 +49,16 @@ def test_train_then_predict_with_no_data_flags(plain_csv, tmp_path):
     assert len(frame) == len(truth) and frame["id"].tolist() == list(range(len(truth)))
     assert (frame["label"] == truth).mean() > 0.8
 
+    # the same spectra exported over a wider range (two more points at each end): the model takes its own points
+    plain = pd.read_csv(plain_csv)
+    points = [c for c in plain.columns if c != "label"]
+    wider = plain.assign(**{"1800": 0.5, "1790": 0.5, "850": 0.5, "860": 0.5})
+    wider[["label", "1800", "1790", *points, "860", "850"]].to_csv(tmp_path / "wider.csv", index=False)
+    again = _cli("predict", summary["files"]["onnx"], tmp_path / "wider.csv", "-o", tmp_path / "wider preds.csv")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert f"the data's axis has {len(points) + 4} points (850..1800); the model's {len(points)} points" in again.stderr
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "wider preds.csv"), frame)
+
 
 @pytest.mark.slow
 def test_cv_with_no_data_flags(plain_csv, tmp_path):
