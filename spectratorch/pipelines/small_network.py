@@ -98,7 +98,7 @@ def _epoch_recorder(held: tuple | None, stop_after: list):
 
 
 def train_network(module_kwargs: dict, spectra: torch.Tensor, tabular: torch.Tensor, y: np.ndarray, epochs: int,
-                  seed: int, held: tuple | None = None, on_first_epoch=None):
+                  seed: int, held: tuple | None = None, on_first_epoch=None, on_epoch=None):
     """Train a ``SpectralModule`` by the ordinary Lightning loop for ``epochs`` epochs on these rows.
 
     Args:
@@ -108,6 +108,7 @@ def train_network(module_kwargs: dict, spectra: torch.Tensor, tabular: torch.Ten
         seed: of the weights and the batch order.
         held: ``(spectra, tabular)`` scored after every epoch, or ``None``.
         on_first_epoch: ``seconds -> epochs`` called after the first epoch; may lower the epochs.
+        on_epoch: called with no argument after every epoch (a progress bar's update).
 
     Returns:
         ``(module, [held logits [M, K] per epoch], [seconds per epoch])``.
@@ -124,17 +125,29 @@ def train_network(module_kwargs: dict, spectra: torch.Tensor, tabular: torch.Ten
 
     class FirstEpoch(pl.Callback):
         def on_train_epoch_end(self, trainer, pl_module) -> None:
+            if on_epoch is not None:
+                on_epoch()
             if on_first_epoch is not None and len(recorder.seconds) == 1:
                 stop_after[0] = max(1, min(stop_after[0], on_first_epoch(recorder.seconds[0])))
                 trainer.should_stop = trainer.should_stop or stop_after[0] <= 1
 
-    trainer = pl.Trainer(max_epochs=epochs, accelerator="auto", devices=1, logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
-                         limit_val_batches=0, callbacks=[recorder, FirstEpoch()])
-    with warnings.catch_warnings():
-        # reason: the inner folds' held rows are scored by the recorder, so there is no validation loop on purpose.
-        warnings.filterwarnings("ignore", message=r".*validation_step.*val_dataloader")
-        trainer.fit(module, _loader(spectra, tabular, y, seed))
+    lightning_logger = logging.getLogger("lightning.pytorch")
+    level = lightning_logger.level
+    # reason: one trainer per inner fold and one for the refit; their device and stop lines would repeat 4 to 6
+    # times.
+    lightning_logger.setLevel(max(level, logging.WARNING))
+    try:
+        trainer = pl.Trainer(max_epochs=epochs, accelerator="auto", devices=1, logger=False,
+                             enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                             num_sanity_val_steps=0, limit_val_batches=0, callbacks=[recorder, FirstEpoch()])
+        with warnings.catch_warnings():
+            # reason: the inner folds' held rows are scored by the recorder, so there is no validation loop on
+            # purpose; Lightning's own deprecation of a torch internal would repeat on every fit.
+            warnings.filterwarnings("ignore", message=r".*validation_step.*val_dataloader")
+            warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+            trainer.fit(module, _loader(spectra, tabular, y, seed))
+    finally:
+        lightning_logger.setLevel(level)
     module.eval()
     return module.cpu(), recorder.logits, recorder.seconds
 
@@ -147,24 +160,41 @@ def network_inner_cv(module_kwargs: dict, spectra: torch.Tensor, tabular: torch.
     With ``time_budget``, the first epoch of the first inner fold is timed, and ``E`` is capped so that
     ``len(folds)`` inner trainings and the refit (on ``len(folds) / (len(folds) - 1)`` times the rows) fit in it.
     """
+    from tqdm.auto import tqdm
+
     start = time.perf_counter()
     epochs = [max_epochs]
+    k = len(folds)
+    bar = tqdm(total=k * max_epochs, desc="network inner CV", unit="epoch", leave=False)
 
     def cap(seconds: float) -> int:
-        if time_budget is None:
-            return epochs[0]
-        k = len(folds)
+        # reason: an epoch on the whole training set costs k / (k - 1) times one on an inner fold's fit rows.
         per_epoch_all = seconds * (k + k / max(k - 1, 1))
-        epochs[0] = max(1, min(epochs[0], int(math.floor(time_budget / max(per_epoch_all, 1e-9)))))
+        if time_budget is not None:
+            epochs[0] = max(1, min(epochs[0], int(math.floor(time_budget / max(per_epoch_all, 1e-9)))))
+        bar.total = k * epochs[0]
+        bar.refresh()
+        # reason: on a CPU the network's inner CV can take an hour where the solved heads take seconds: say so early.
+        _logger.info("the network's first epoch on %d rows took %.1f s: its %d inner folds and its refit (at most %d "
+                     "epochs each) take up to about %s%s", len(folds[0][0]), seconds, k, epochs[0],
+                     _duration(per_epoch_all * epochs[0]),
+                     "" if time_budget is not None else "; --time-budget SECONDS caps them, --time-budget 0 leaves "
+                     "the network out")
         return epochs[0]
 
     per_fold = []
-    for i, (fit, held) in enumerate(folds):
-        fit_index, held_index = torch.as_tensor(fit), torch.as_tensor(held)
-        _, logits, seconds = train_network(module_kwargs, spectra[fit_index], tabular[fit_index], y[fit], epochs[0],
-                                           seed, held=(spectra[held_index], tabular[held_index]),
-                                           on_first_epoch=cap if i == 0 else None)
-        per_fold.append((held, logits[: epochs[0]], seconds))
+    try:
+        for i, (fit, held) in enumerate(folds):
+            fit_index, held_index = torch.as_tensor(fit), torch.as_tensor(held)
+            _, logits, seconds = train_network(module_kwargs, spectra[fit_index], tabular[fit_index], y[fit],
+                                               epochs[0], seed, held=(spectra[held_index], tabular[held_index]),
+                                               on_first_epoch=cap if i == 0 else None, on_epoch=bar.update)
+            per_fold.append((held, logits[: epochs[0]], seconds))
+            # reason: a fold that stopped early leaves its unused epochs on the bar; it moves on to the next fold.
+            bar.n = min(bar.total, (i + 1) * epochs[0])
+            bar.refresh()
+    finally:
+        bar.close()
     n_epochs = min(len(logits) for _, logits, _ in per_fold)
     oof = np.zeros((n_epochs, len(y), n_classes))
     for held, logits, _ in per_fold:
@@ -173,3 +203,17 @@ def network_inner_cv(module_kwargs: dict, spectra: torch.Tensor, tabular: torch.
               "epoch_seconds": round(float(np.mean([s for _, _, sec in per_fold for s in sec])), 3),
               "inner_cv_seconds": round(time.perf_counter() - start, 2)}
     return oof, record
+
+
+def _duration(seconds: float) -> str:
+    """``"40 s"``, ``"12 min"``, ``"2.5 h"``.
+
+    Example:
+        >>> _duration(40.2), _duration(725.0), _duration(9000.0)
+        ('40 s', '12 min', '2.5 h')
+    """
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"

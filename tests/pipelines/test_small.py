@@ -3,6 +3,7 @@
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -570,7 +571,7 @@ def test_default_run_on_a_small_set_trains_no_network(tmp_path):
 
 
 @pytest.mark.slow
-def test_with_a_time_budget_the_network_joins_with_its_epochs_by_inner_cv(tmp_path):
+def test_with_a_time_budget_the_network_joins_with_its_epochs_by_inner_cv(tmp_path, caplog, capsys):
     from spectratorch.pipelines.run import train
     from spectratorch.training.restore import load_module
 
@@ -578,7 +579,12 @@ def test_with_a_time_budget_the_network_joins_with_its_epochs_by_inner_cv(tmp_pa
     config = _config(tmp_path / "set.pkl", tmp_path / "out", n_splits=5)
     config = RunConfig(config.data, config.model, TrainConfig(output_dir=str(tmp_path / "out"), loggers=("csv",),
                                                               time_budget=600.0, max_epochs=3))
-    summary = train(config, result_sheet=False)
+    with caplog.at_level("INFO", logger="spectratorch"):
+        summary = train(config, result_sheet=False)
+    # how long the network will take is said after its first epoch, and a bar counts its epochs
+    assert re.search(r"the network's first epoch on \d+ rows took [\d.]+ s: its \d inner folds and its refit \(at "
+                     r"most 3 epochs each\) take up to about \d+ s", caplog.text), caplog.text
+    assert "network inner CV" in capsys.readouterr().err
     selection = summary["arch_selection"]
     network = selection["candidates"]["VGG11"]
     assert network["parameter"] == "epochs" and network["grid"] == [1, 2, 3]
