@@ -150,6 +150,9 @@ class SpectralDataModule(pl.LightningDataModule):
             config = dataclasses.replace(config, **kwargs)
         self.config = config
         self._frame = data if data is not None and not isinstance(data, (str, Path)) else None
+        # reason: a checkpoint's data module (export, report) takes the model's points from a wider file, as predict
+        # does; set by training.restore.datamodule_from_hparams.
+        self.model_axis: np.ndarray | None = None
         self._fit: _Source | None = None
         self._test: _Source | None = None
         self.split: Split | None = None
@@ -163,7 +166,8 @@ class SpectralDataModule(pl.LightningDataModule):
         if source is None:
             source = ensure_demo_data(self.config.data_path)
         channels = "default" if self.config.channels is None else self.config.channels
-        return load_table(source, channels, self.config.tabular, self._filters(), expected_axis)
+        return load_table(source, channels, self.config.tabular, self._filters(), expected_axis,
+                          model_axis=self.model_axis)
 
     def prepare(self) -> None:
         """Load the table, resolve the target and split it (idempotent; called by ``setup``)."""

@@ -443,6 +443,7 @@ def load_table(
     tabular: Sequence[str] | str | None = "default",
     filters: RowFilter | None = None,
     expected_axis: Sequence[float] | None = None,
+    model_axis: Sequence[float] | None = None,
 ) -> SpectralTable:
     """Turn a dataset file or DataFrame into a :class:`SpectralTable`.
 
@@ -458,6 +459,8 @@ def load_table(
         filters: row filters; ``None`` = :class:`RowFilter` defaults (drop ``integration_oob`` rows).
         expected_axis: when given, the union axis must equal it (a model's axis), else an error says how it differs;
             an axis that holds every one of its points and more (a wider range) gives those points only.
+        model_axis: a model's axis whose points are taken, as for ``expected_axis``, from an axis that holds every
+            one of them and more; any other axis is kept as it is (the caller compares it with the model's).
 
     Returns:
         The table.
@@ -493,8 +496,9 @@ def load_table(
         _logger.info("spectral columns are bare numbers: %d columns, %g..%g, read as one channel %r",
                      len(xs), xs[0], xs[-1], PLAIN_CHANNEL)
     axis = _union_axis(groups, channels)
-    if expected_axis is not None and len(axis) > len(expected_axis):
-        groups, axis = _at_points(groups, channels, axis, np.asarray(expected_axis, dtype=float))
+    points = expected_axis if expected_axis is not None else model_axis
+    if points is not None and len(axis) > len(points):
+        groups, axis = _at_points(groups, channels, axis, np.asarray(points, dtype=float))
     _check_channels(groups, channels, axis)
     tabular_columns = _resolve_tabular(df, tabular)
     df, report = apply_filters(df, filters or RowFilter())

@@ -8,6 +8,7 @@ import pickle
 import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from spectratorch.config import DataConfig
@@ -119,10 +120,15 @@ def datamodule_from_hparams(hparams: dict, source=None) -> SpectralDataModule:
             )
         return SpectralDataModule(config)
     if isinstance(source, (str, os.PathLike)):
-        return SpectralDataModule(dataclasses.replace(config, data=str(source)))
-    if isinstance(source, pd.DataFrame):
-        return SpectralDataModule(config, data=source)
-    raise ConfigError(f"data must be a SpectralDataModule, a DataFrame or a path; got {type(source).__name__}.")
+        dm = SpectralDataModule(dataclasses.replace(config, data=str(source)))
+    elif isinstance(source, pd.DataFrame):
+        dm = SpectralDataModule(config, data=source)
+    else:
+        raise ConfigError(f"data must be a SpectralDataModule, a DataFrame or a path; got {type(source).__name__}.")
+    if hparams.get("axis") is not None:
+        # reason: a file of the model's points and more (a wider export) gives the model its own points.
+        dm.model_axis = np.asarray(hparams["axis"], dtype=float)
+    return dm
 
 
 def checkpoint_differences(hparams: dict, expected: dict) -> list[str]:

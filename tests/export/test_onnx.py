@@ -17,7 +17,7 @@ from spectratorch.export.onnx import ExportError, conv2d_layout, export_onnx, re
 from spectratorch.inference import METADATA_KEYS, Predictor
 from spectratorch.models import build_classifier, list_models
 from spectratorch.models.registry import model_options
-from tests.export.helpers import cutoff_run, run_cli, trained_run
+from tests.export.helpers import CHANNELS, cutoff_run, run_cli, trained_run
 
 
 @pytest.fixture(scope="module")
@@ -155,6 +155,19 @@ def test_parity_check_accepts_what_is_float32_rounding_against_float64(run, tmp_
     with caplog.at_level(logging.INFO, logger="spectratorch.export.onnx"):
         export_onnx(run.checkpoint, out, run.data)
     assert out.is_file() and "float32 rounding" in caplog.text
+
+
+@pytest.mark.slow
+def test_export_takes_the_models_points_from_a_wider_file(run, tmp_path, caplog):
+    # the same rows exported over a wider range (one more point past each end of every channel), as predict takes it
+    frame = pd.read_pickle(run.data)
+    xs = sorted({float(c.split("_")[1]) for c in frame.columns if c.split("_")[0] in CHANNELS})
+    extra = {f"{c}_{x:g}": 0.5 for c in CHANNELS for x in (xs[0] - 10, xs[-1] + 10)}
+    wider = frame.assign(**extra)
+    with caplog.at_level(logging.INFO, logger="spectratorch"):
+        out = export_onnx(run.checkpoint, tmp_path / "wider.onnx", wider)
+    assert f"the model's {len(xs)} points" in caplog.text
+    assert read_metadata(out)["axis"] == read_metadata(run.onnx)["axis"]
 
 
 def test_missing_training_data_asks_for_data(run, tmp_path, capsys):
