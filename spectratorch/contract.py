@@ -31,9 +31,8 @@ from spectratorch.errors import ConfigError, SchemaError
 from spectratorch.options import format_value
 from spectratorch.transforms import option_readers, train_only
 
-__all__ = ["NameParts", "model_name", "parse_model_name", "AXIS_TOLERANCE", "INPUT_KEYS", "same_axis", "describe_axis",
-           "inference_transforms", "differences",
-           "label_remap"]
+__all__ = ["NameParts", "model_name", "parse_model_name", "AXIS_TOLERANCE", "INPUT_KEYS", "axis_tolerance",
+           "same_axis", "describe_axis", "inference_transforms", "differences", "label_remap"]
 
 _FILE_SUFFIXES = (".onnx", ".ckpt", ".json", ".csv", ".png")
 _HEAD = re.compile(r"^(?P<arch>[^\s=]+) y=")
@@ -174,6 +173,18 @@ _FLAGS = {"arch": "--arch", "channels": "--channels", "tabular_columns": "--tabu
 # reason: a preprocessing option changes the model only when a transform that reads it is in the model.
 
 
+def axis_tolerance(want: Sequence[float]) -> float:
+    """How far an x may lie from ``want``'s and still be the same point: :data:`AXIS_TOLERANCE` of its largest |x|
+    (or of 1).
+
+    Example:
+        >>> axis_tolerance([1000.0, 2500.0]), axis_tolerance([0.1, 0.5])
+        (0.0025, 1e-06)
+    """
+    want = np.asarray(want if want is not None else [], float)
+    return AXIS_TOLERANCE * (max(1.0, float(np.abs(want).max())) if want.size else 1.0)
+
+
 def same_axis(have: Sequence[float], want: Sequence[float]) -> bool:
     """Whether two axes have the same points, within :data:`AXIS_TOLERANCE`.
 
@@ -185,8 +196,7 @@ def same_axis(have: Sequence[float], want: Sequence[float]) -> bool:
     want = np.asarray(want if want is not None else [], float)
     if have.shape != want.shape:
         return False
-    scale = max(1.0, float(np.abs(want).max())) if want.size else 1.0
-    return bool(np.allclose(have, want, rtol=0, atol=AXIS_TOLERANCE * scale))
+    return bool(np.allclose(have, want, rtol=0, atol=axis_tolerance(want)))
 
 
 def describe_axis(axis: Sequence[float]) -> str:

@@ -21,7 +21,7 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from spectratorch.contract import AXIS_TOLERANCE, same_axis
+from spectratorch.contract import axis_tolerance, same_axis
 from spectratorch.errors import SchemaError
 
 __all__ = [
@@ -537,10 +537,9 @@ def _at_points(groups: dict, channels: tuple[str, ...], axis: np.ndarray,
                expected: np.ndarray) -> tuple[dict, np.ndarray]:
     """The channels' columns at the points of ``expected`` when ``axis`` holds all of them (within the tolerance of
     :func:`~spectratorch.contract.same_axis`), and the axis they make; else ``groups`` and ``axis`` unchanged."""
-    tolerance = AXIS_TOLERANCE * max(1.0, float(np.abs(expected).max())) if expected.size else 0.0
     nearest = np.clip(np.searchsorted(axis, expected), 1, len(axis) - 1)
     nearest = np.where(np.abs(axis[nearest - 1] - expected) <= np.abs(axis[nearest] - expected), nearest - 1, nearest)
-    if not expected.size or np.abs(axis[nearest] - expected).max() > tolerance:
+    if not expected.size or np.abs(axis[nearest] - expected).max() > axis_tolerance(expected):
         return groups, axis
     # reason: the points are the model's own (the same x values), so nothing is interpolated; the rest is unused.
     keep = set(axis[nearest].tolist())

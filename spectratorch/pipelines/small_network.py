@@ -115,6 +115,7 @@ def train_network(module_kwargs: dict, spectra: torch.Tensor, tabular: torch.Ten
     """
     import lightning.pytorch as pl
 
+    from spectratorch.training.loggers import quiet_lightning
     from spectratorch.training.module import SpectralModule
 
     pl.seed_everything(seed, workers=True, verbose=False)
@@ -131,6 +132,7 @@ def train_network(module_kwargs: dict, spectra: torch.Tensor, tabular: torch.Ten
                 stop_after[0] = max(1, min(stop_after[0], on_first_epoch(recorder.seconds[0])))
                 trainer.should_stop = trainer.should_stop or stop_after[0] <= 1
 
+    quiet_lightning()
     lightning_logger = logging.getLogger("lightning.pytorch")
     level = lightning_logger.level
     # reason: one trainer per inner fold and one for the refit; their device and stop lines would repeat 4 to 6
@@ -142,9 +144,8 @@ def train_network(module_kwargs: dict, spectra: torch.Tensor, tabular: torch.Ten
                              num_sanity_val_steps=0, limit_val_batches=0, callbacks=[recorder, FirstEpoch()])
         with warnings.catch_warnings():
             # reason: the inner folds' held rows are scored by the recorder, so there is no validation loop on
-            # purpose; Lightning's own deprecation of a torch internal would repeat on every fit.
+            # purpose.
             warnings.filterwarnings("ignore", message=r".*validation_step.*val_dataloader")
-            warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
             trainer.fit(module, _loader(spectra, tabular, y, seed))
     finally:
         lightning_logger.setLevel(level)
@@ -167,7 +168,7 @@ def network_inner_cv(module_kwargs: dict, spectra: torch.Tensor, tabular: torch.
     k = len(folds)
     bar = tqdm(total=k * max_epochs, desc="network inner CV", unit="epoch", leave=False)
 
-    def cap(seconds: float) -> int:
+    def after_first_epoch(seconds: float) -> int:
         # reason: an epoch on the whole training set costs k / (k - 1) times one on an inner fold's fit rows.
         per_epoch_all = seconds * (k + k / max(k - 1, 1))
         if time_budget is not None:
@@ -188,7 +189,8 @@ def network_inner_cv(module_kwargs: dict, spectra: torch.Tensor, tabular: torch.
             fit_index, held_index = torch.as_tensor(fit), torch.as_tensor(held)
             _, logits, seconds = train_network(module_kwargs, spectra[fit_index], tabular[fit_index], y[fit],
                                                epochs[0], seed, held=(spectra[held_index], tabular[held_index]),
-                                               on_first_epoch=cap if i == 0 else None, on_epoch=bar.update)
+                                               on_first_epoch=after_first_epoch if i == 0 else None,
+                                               on_epoch=bar.update)
             per_fold.append((held, logits[: epochs[0]], seconds))
             # reason: a fold that stopped early leaves its unused epochs on the bar; it moves on to the next fold.
             bar.n = min(bar.total, (i + 1) * epochs[0])

@@ -127,7 +127,7 @@ def test_expected_axis(frame):
 
 
 def test_a_wider_axis_gives_the_model_its_own_points(frame, caplog):
-    # the data runs 300..319; a model of 305..314 (every other point: 305, 307, ...) takes exactly those columns
+    # the data runs 300..319; a model of every other point from 305 to 313 takes exactly those columns
     expected = np.arange(305, 315, 2)
     with caplog.at_level("INFO", logger="spectratorch"):
         table = load_table(frame, expected_axis=expected)
