@@ -515,6 +515,9 @@ def load_table(
         # reason: nothing returned may view a file's mapping (it would change with the file).
         meta = meta.copy(deep=True)
     finite = _finite_rows(spectra, tab)
+    if not finite.all() and points is None:
+        spectra, groups, axis = _without_empty_points(spectra, groups, channels, axis)
+        finite = _finite_rows(spectra, tab)
     report["non_finite"] = int((~finite).sum())
     where = ""
     if report["non_finite"]:
@@ -547,6 +550,35 @@ def _at_points(groups: dict, channels: tuple[str, ...], axis: np.ndarray,
     _logger.info("the data's axis has %d points (%g..%g); the model's %d points (%g..%g) are taken from it",
                  len(axis), axis[0], axis[-1], len(expected), expected[0], expected[-1])
     return taken, _union_axis(taken, channels)
+
+
+def _without_empty_points(spectra: np.ndarray, groups: dict, channels: tuple[str, ...],
+                          axis: np.ndarray) -> tuple[np.ndarray, dict, np.ndarray]:
+    """The spectra, groups and axis without the points that hold no finite value in any row of any channel (an
+    empty column of an export, a trailing delimiter's column); unchanged when there is none.
+
+    Example:
+        >>> spectra = np.array([[[1.0, np.nan, 2.0]], [[3.0, np.nan, np.nan]]], dtype=np.float32)
+        >>> groups = {"nir": [(900.0, "900"), (901.0, "901"), (902.0, "902")]}
+        >>> kept, groups, axis = _without_empty_points(spectra, groups, ("nir",), np.array([900.0, 901.0, 902.0]))
+        >>> kept.tolist(), axis.tolist(), [name for _, name in groups["nir"]]
+        ([[[1.0, 2.0]], [[3.0, nan]]], [900.0, 902.0], ['900', '902'])
+    """
+    held = np.zeros(spectra.shape[1:], dtype=bool)
+    for start in range(0, len(spectra), _CHUNK_ROWS):
+        held |= np.isfinite(spectra[start : start + _CHUNK_ROWS]).any(0)
+    # reason: a point is left out only when no channel holds it in any row: a value missing in one channel only is
+    # a gap in that channel's spectra, and its rows are dropped as any row with NaN.
+    empty = ~held.any(0)
+    kept = set(axis[~empty].tolist())
+    if not empty.any() or not all(any(x in kept for x, _ in groups[c]) for c in channels):
+        # reason: a channel left with no point is no channel; its rows are dropped as before, and the error says so.
+        return spectra, groups, axis
+    names = [name for c in channels for x, name in groups[c] if x not in kept]
+    _logger.warning("%d spectral column(s) hold no value in any row and are left out: %s%s", len(names),
+                    ", ".join(repr(n) for n in names[:5]), " ..." if len(names) > 5 else "")
+    groups = {**groups, **{c: [(x, name) for x, name in groups[c] if x in kept] for c in channels}}
+    return np.ascontiguousarray(spectra[:, :, ~empty]), groups, axis[~empty]
 
 
 def _check_axis(axis: np.ndarray, expected: np.ndarray) -> None:

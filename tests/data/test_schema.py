@@ -174,3 +174,26 @@ def test_a_mapped_pickle_gives_the_same_table_and_nothing_viewing_the_file(tmp_p
         while isinstance(array, np.ndarray) and array.base is not None:
             array = array.base
         assert not (isinstance(array, memoryview) and not isinstance(array.obj, (bytes, bytearray)))
+
+
+def test_columns_empty_in_every_row_are_left_out_and_named(caplog):
+    # an export's empty column (a trailing separator, a wavelength the instrument skipped) holds no value in any row:
+    # the point is left out with a warning, and no row is lost
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame(rng.normal(size=(6, 5)), columns=["900", "902", "904", "906", "908"])
+    df.insert(0, "label", list("abcabc"))
+    df["904"] = np.nan
+    df["910"] = np.nan
+    table = load_table(df, tabular=None)
+    assert len(table) == 6 and table.report["non_finite"] == 0
+    assert table.axis.tolist() == [900.0, 902.0, 906.0, 908.0]
+    np.testing.assert_array_equal(table.spectra[:, 0], df[["900", "902", "906", "908"]].to_numpy(np.float32))
+    assert "2 spectral column(s) hold no value in any row and are left out: '904', '910'" in caplog.text
+    # predicting: the model's points are taken from the file that still has its empty columns
+    assert len(load_table(df, tabular=None, expected_axis=table.axis)) == 6
+    # a model's axis is never shortened: there the rows with the empty column are dropped as any row with NaN
+    with pytest.raises(SchemaError, match="no rows left"):
+        load_table(df, tabular=None, expected_axis=[900.0, 902.0, 904.0, 906.0, 908.0])
+    # a value in one row keeps the point; that row alone is kept whole, the others are dropped
+    df.loc[0, "910"] = 1.0
+    assert load_table(df, tabular=None).axis.tolist() == [900.0, 902.0, 906.0, 908.0, 910.0]
