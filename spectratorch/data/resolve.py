@@ -25,6 +25,12 @@ _logger = logging.getLogger(__name__)
 LAB_DEFAULT_TARGETS = ("OVA", "OK")
 # reason: the lab's bookkeeping columns are never a label.
 _NOT_LABELS = frozenset({OOB_COLUMN, DATE_COLUMN})
+# reason: the names scikit-learn's datasets, R's and most chemometrics exports give the class column.
+_LABEL_NAMES = frozenset({"label", "labels", "class", "classes", "target", "y", "category"})
+
+
+def _listed(columns: list[str], but: str) -> str:
+    return ", ".join(repr(c) for c in columns if c != but)
 
 
 def label_candidates(meta: pd.DataFrame) -> tuple[list[str], list[str]]:
@@ -70,7 +76,16 @@ def default_targets(meta: pd.DataFrame) -> tuple[tuple[str, ...], str]:
     if not candidates:
         raise TargetError("the data has no label column (every column is spectral); add a column of class labels, "
                           "e.g. 'label'.")
-    several = text or candidates
+    # reason: a text column whose every value differs (sample names, times of measurement) names rows, not classes;
+    # of several text columns, the one named as labels usually are is the label. Either choice is said on the console.
+    repeating = [c for c in text if meta[c].nunique(dropna=True) < len(meta)]
+    named = [c for c in repeating if c.strip().lower() in _LABEL_NAMES]
+    if len(named) == 1:
+        return ("AVA", named[0]), f"the text column named {named[0]!r}; the others: {_listed(text, named[0])}"
+    if len(text) > 1 and len(repeating) == 1:
+        return ("AVA", repeating[0]), (f"the one text column whose values repeat; in {_listed(text, repeating[0])} "
+                                       "every row has a value of its own")
+    several = [*repeating, *(c for c in text if c not in repeating)] or candidates
     raise TargetError(f"the data has {len(several)} {'text' if text else 'label'} columns {several}; say which one "
                       f"holds the classes: `--targets AVA {several[0]}` (targets=['AVA', {several[0]!r}] in Python).")
 

@@ -243,6 +243,21 @@ def test_two_text_columns_and_no_target_is_one_line_listing_them():
     assert "\n" not in message and "['variety', 'origin']" in message and "--targets AVA variety" in message
 
 
+def test_of_several_text_columns_the_one_named_as_labels_or_the_one_whose_values_repeat_is_the_target():
+    rows = {"sample": ["s1", "s2", "s3", "s4"], "operator": ["ann", "bob", "ann", "ann"], "Label ": list("abab")}
+    code, reason = default_targets(pd.DataFrame(rows))
+    assert code == ("AVA", "Label ") and reason == "the text column named 'Label '; the others: 'sample', 'operator'"
+    # no column named as labels: the one whose values repeat (sample names and times name rows, not classes)
+    rows = {"sample": ["s1", "s2", "s3", "s4"], "measured": ["9:01", "9:02", "9:03", "9:04"], "variety": list("abab")}
+    code, reason = default_targets(pd.DataFrame(rows))
+    assert code == ("AVA", "variety") and "in 'sample', 'measured' every row has a value of its own" in reason
+    # a column named as labels whose every value differs is no label; two repeating columns stay a question, and the
+    # example names a repeating one
+    rows = {"label": ["s1", "s2", "s3", "s4"], "origin": list("aabb"), "variety": list("abab")}
+    with pytest.raises(TargetError, match=r"\['origin', 'variety', 'label'\]; .*`--targets AVA origin`"):
+        default_targets(pd.DataFrame(rows))
+
+
 def test_the_data_module_follows_a_plain_table(caplog):
     from spectratorch.data.datamodule import SpectralDataModule
 
