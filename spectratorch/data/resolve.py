@@ -82,6 +82,11 @@ def default_targets(meta: pd.DataFrame) -> tuple[tuple[str, ...], str]:
     named = [c for c in repeating if c.strip().lower() in _LABEL_NAMES]
     if len(named) == 1:
         return ("AVA", named[0]), f"the text column named {named[0]!r}; the others: {_listed(text, named[0])}"
+    named = [c for c in candidates if not text and c.strip().lower() in _LABEL_NAMES]
+    if len(named) == 1:
+        # reason: class codes (0, 1, 2) beside numeric measurements; the name says which is the label.
+        others = _listed(candidates, named[0])
+        return ("AVA", named[0]), f"the column named {named[0]!r}; the other numeric ones: {others}"
     if len(text) > 1 and len(repeating) == 1:
         return ("AVA", repeating[0]), (f"the one text column whose values repeat; in {_listed(text, repeating[0])} "
                                        "every row has a value of its own")

@@ -251,6 +251,9 @@ def test_of_several_text_columns_the_one_named_as_labels_or_the_one_whose_values
     rows = {"sample": ["s1", "s2", "s3", "s4"], "measured": ["9:01", "9:02", "9:03", "9:04"], "variety": list("abab")}
     code, reason = default_targets(pd.DataFrame(rows))
     assert code == ("AVA", "variety") and "in 'sample', 'measured' every row has a value of its own" in reason
+    # class codes beside numeric measurements: the name says which is the label
+    code, reason = default_targets(pd.DataFrame({"batch": [1, 2, 1, 2], "class": [0, 1, 1, 0], "temp": [20.1] * 4}))
+    assert code == ("AVA", "class") and reason == "the column named 'class'; the other numeric ones: 'batch', 'temp'"
     # a column named as labels whose every value differs is no label; two repeating columns stay a question, and the
     # example names a repeating one
     rows = {"label": ["s1", "s2", "s3", "s4"], "origin": list("aabb"), "variety": list("abab")}
