@@ -178,7 +178,7 @@ def _add_train_args(parser: argparse.ArgumentParser) -> None:
          f"{MAX_EPOCHS})")
     _add(opt, "--time-budget", type=float, default=None, metavar="SECONDS",
          help="small sets (--arch auto): seconds the network candidate (VGG11) may take; it then joins the inner-CV "
-         "choice, its epochs chosen by inner CV (default: it joins from 2000 training rows; 0: never)")
+         "choice, its epochs chosen by inner CV (default: it joins from 2000 training rows on a GPU; 0: never)")
     _add(opt, "--early-stop-patience", type=int, default=None,
          help=f"epochs without improvement (default: at least {MIN_PATIENCE} and about {PATIENCE_STEPS} optimizer "
          f"steps, at most {MAX_PATIENCE})")

@@ -17,7 +17,7 @@ Below the lab's large-set rule (``defaults.auto_arch``), ``--arch auto`` (and an
 3. The soft vote of the best 2..n candidates (their out-of-fold probabilities) becomes the model when it raises the
    target metric above the first-ranked candidate's (a lower log-loss alone does not), as ``Ensemble``: one
    network, one ONNX file.
-   The CNN (``small_network.py``) joins the candidates from 2,000 training rows or with ``--time-budget``; its
+   The CNN (``small_network.py``) joins the candidates from 2,000 training rows on a GPU or with ``--time-budget``; its
    grid is the number of epochs, its out-of-fold logits recorded after every epoch of every inner fold.
 4. The chosen heads are solved again on every training row, each divided by its out-of-fold temperature, and
    stored as an ordinary checkpoint; the calibration and the cutoffs come from the out-of-fold predictions.
@@ -461,9 +461,15 @@ def fit_small(config: RunConfig, dm, module_kwargs, candidates=CANDIDATES) -> di
     # reason: a kernel's support is every training row, so its size is an option the checkpoint rebuilds it with.
     candidates = [dataclasses.replace(c, options={**c.options, "n_support": len(y)}) if c.solver == "kernel" else c
                   for c in (_with_options(c, config) for c in candidates)]
-    from spectratorch.pipelines.small_network import NETWORK, network_joins
+    from spectratorch.pipelines.small_network import NETWORK, network_joins, network_stays_out
+    from spectratorch.training.hardware import trains_on_cpu
 
-    joins = network_joins(len(y), config.train.time_budget) if config.model.arch == "auto" else None
+    on_cpu = trains_on_cpu(config.train.accelerator)
+    joins = network_joins(len(y), config.train.time_budget, on_cpu) if config.model.arch == "auto" else None
+    stays_out = (None if joins else f"--arch {config.model.arch}" if config.model.arch != "auto"
+                 else network_stays_out(len(y), config.train.time_budget, on_cpu))
+    if stays_out and len(y) >= _network_min_rows():
+        _logger.info("--arch auto: the network candidate (%s) stays out: %s", NETWORK, stays_out)
     if joins:
         candidates.append(_with_options(Candidate(NETWORK, "network"), config))
     models, features, network, flat = {}, {}, None, {}
@@ -534,8 +540,7 @@ def fit_small(config: RunConfig, dm, module_kwargs, candidates=CANDIDATES) -> di
     baselines = _linear_baselines(choice, by_name, models, features, refit, y, n_classes)
     selection = _record(choice, refit, arch, n_folds, len(y), metric, candidates)
     selection["network"] = ({"joined": joins, **{k: v for k, v in network.items() if k != "kwargs"}} if network
-                            else {"joined": None, "rule": "stays out below "
-                                  f"{_network_min_rows()} training rows unless --time-budget is given"})
+                            else {"joined": None, "rule": f"stays out: {stays_out}"})
     return {"module": module, "selection": selection, "val_metrics": val_metrics, "oof_logits": oof_logits,
             "y_train": y, "baselines": baselines, "transforms": transforms, "seconds": time.perf_counter() - start}
 

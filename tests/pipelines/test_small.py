@@ -1,5 +1,6 @@
 """The small-set protocol: solved heads equal their closed forms, no test row reaches a choice, k-fold CV, ONNX."""
 
+import dataclasses
 import json
 import logging
 import os
@@ -556,6 +557,9 @@ def test_network_stays_out_by_default_on_a_small_set():
     assert network_joins(48, None) is None and network_joins(NETWORK_MIN_ROWS - 1, None) is None
     assert network_joins(NETWORK_MIN_ROWS, None) and network_joins(48, 30.0)
     assert network_joins(NETWORK_MIN_ROWS * 10, 0.0) is None
+    # on a CPU the network's inner folds take about an hour on 5,000 spectra: only a budget brings it in
+    assert network_joins(NETWORK_MIN_ROWS * 10, None, on_cpu=True) is None
+    assert network_joins(NETWORK_MIN_ROWS * 10, 60.0, on_cpu=True) == "--time-budget 60 s"
 
 
 @pytest.mark.slow
@@ -568,6 +572,26 @@ def test_default_run_on_a_small_set_trains_no_network(tmp_path):
     assert set(selection["candidates"]) == {"Linear", "PLSDA", "MiniRocket", "KernelRidge", "LDA", "Linear[snv]",
                                             "Linear[sg1]", "LDA[snv]", "LDA[sg1]"}
     assert selection["network"]["joined"] is None
+    assert selection["network"]["rule"] == "stays out: below 2000 training rows; --time-budget SECONDS lets it join"
+
+
+@pytest.mark.slow
+def test_on_a_cpu_the_network_stays_out_of_a_set_large_enough_for_it_and_says_so(tmp_path, monkeypatch, caplog):
+    from spectratorch.pipelines import small_network
+    from spectratorch.pipelines.run import train
+
+    # reason: the rule's size, lowered so that a 60-spectrum set is "large enough" for the network
+    monkeypatch.setattr(small_network, "NETWORK_MIN_ROWS", 40)
+    make_generic_frame(60, seed=9, length=64).to_pickle(tmp_path / "set.pkl")
+    config = _config(tmp_path / "set.pkl", tmp_path / "out")
+    config = RunConfig(config.data, config.model, dataclasses.replace(config.train, accelerator="cpu"))
+    with caplog.at_level("INFO", logger="spectratorch"):
+        summary = train(config, result_sheet=False)
+    network = summary["arch_selection"]["network"]
+    assert network["joined"] is None and "VGG11" not in summary["arch_selection"]["candidates"]
+    assert network["rule"].startswith("stays out: the run trains on the CPU, where its inner folds take about an hour")
+    assert "--arch auto: the network candidate (VGG11) stays out: the run trains on the CPU" in caplog.text
+    assert "--time-budget SECONDS lets it join within that time" in caplog.text
 
 
 @pytest.mark.slow
