@@ -62,8 +62,8 @@ from spectratorch.models.linear import LinearClassifier
 from spectratorch.models.preprocess import Preprocess
 from spectratorch.transforms import preprocess_options
 
-__all__ = ["Candidate", "CANDIDATES", "OPTIONAL_CANDIDATES", "PREPROCESSING_VARIANTS", "SOLVED_ARCHS",
-           "solved_candidate", "with_variants", "INNER_FOLDS", "inner_folds", "choose", "fit_small"]
+__all__ = ["Candidate", "CANDIDATES", "KERNEL_MAX_ROWS", "OPTIONAL_CANDIDATES", "PREPROCESSING_VARIANTS",
+           "SOLVED_ARCHS", "solved_candidate", "with_variants", "INNER_FOLDS", "inner_folds", "choose", "fit_small"]
 
 _logger = logging.getLogger(__name__)
 
@@ -128,6 +128,12 @@ CANDIDATES = (Candidate("Linear", "logistic"), Candidate("PLSDA", "pls"), Candid
 # (benchmarks/check_selection.py --fresh-test 1500 --extra-linear snv --extra-arch Hydra, the sets of the vote's
 # reason in choose(); Hydra alone: mean test accuracy 0.787, MiniRocket alone 0.878).
 OPTIONAL_CANDIDATES = (Candidate("Hydra", "ridge"),)
+# reason: a kernel candidate's inner CV decomposes each inner fold's kernel matrix once per gamma (7 x 3 inner folds),
+# and its squared distances hold rows^2 float64 values: numpy's eigh took 1.4 s for 2,666 rows and 12.4 s for
+# 5,333 on a 2-core CPU (8-9x per doubling), and its support makes the ONNX file rows x points x 8 bytes. A default
+# train on 5,000 generated spectra of 300 points (4,000 training rows) took 71 s in all; above KERNEL_MAX_ROWS
+# training rows --arch auto leaves the kernel candidate out, and says so.
+KERNEL_MAX_ROWS = 5000
 SOLVED_ARCHS = frozenset(c.arch for c in CANDIDATES + OPTIONAL_CANDIDATES)
 
 
@@ -169,6 +175,18 @@ def with_variants(candidates, config: RunConfig, dm) -> list[Candidate]:
             continue
         kept.append(variant)
     return kept
+
+
+def _within_kernel_rows(candidates, n_rows: int) -> list[Candidate]:
+    """``candidates`` without the kernel ones above :data:`KERNEL_MAX_ROWS` training rows, said in one line."""
+    if n_rows <= KERNEL_MAX_ROWS:
+        return list(candidates)
+    left = [c.name for c in candidates if c.solver == "kernel"]
+    if left:
+        _logger.info("--arch auto: %s is not a candidate on %d training rows (more than %d: its kernel matrix and "
+                     "support grow with the rows squared); --arch KernelRidge fits it alone", ", ".join(left), n_rows,
+                     KERNEL_MAX_ROWS)
+    return [c for c in candidates if c.solver != "kernel"]
 
 
 def solved_candidate(arch: str) -> Candidate:
@@ -705,6 +723,7 @@ def train_small(config: RunConfig, dm, candidates=None, result_sheet: bool = Tru
         # reason: a run on its channels' default transforms also tries the preprocessing variants; transforms the
         # user set are kept as given.
         candidates = with_variants(CANDIDATES, config, dm) if tuple(config.data.transforms) == defaults else CANDIDATES
+        candidates = _within_kernel_rows(candidates, len(_training_rows(dm)))
     dm.config = config.data
     out_dir = config.train.out_dir
     fitted = fit_small(config, dm, lambda c, d: _module_kwargs(resolve_defaults(c, len(_training_rows(d))), d),

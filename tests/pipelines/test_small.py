@@ -576,6 +576,22 @@ def test_default_run_on_a_small_set_trains_no_network(tmp_path):
 
 
 @pytest.mark.slow
+def test_above_its_row_limit_the_kernel_candidate_is_left_out_and_said(tmp_path, monkeypatch, caplog):
+    from spectratorch.pipelines import small
+    from spectratorch.pipelines.run import train
+
+    # reason: the limit, lowered so that 48 training rows are "too many" for the kernel
+    monkeypatch.setattr(small, "KERNEL_MAX_ROWS", 40)
+    make_generic_frame(60, seed=9, length=64).to_pickle(tmp_path / "set.pkl")
+    with caplog.at_level("INFO", logger="spectratorch"):
+        summary = train(_config(tmp_path / "set.pkl", tmp_path / "out"), result_sheet=False)
+    candidates = summary["arch_selection"]["candidates"]
+    assert "KernelRidge" not in candidates and {"Linear", "LDA[snv]", "MiniRocket"} <= set(candidates)
+    assert ("--arch auto: KernelRidge is not a candidate on 48 training rows (more than 40: its kernel matrix and "
+            "support grow with the rows squared); --arch KernelRidge fits it alone") in caplog.text
+
+
+@pytest.mark.slow
 def test_on_a_cpu_the_network_stays_out_of_a_set_large_enough_for_it_and_says_so(tmp_path, monkeypatch, caplog):
     from spectratorch.pipelines import small_network
     from spectratorch.pipelines.run import train
