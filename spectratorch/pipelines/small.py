@@ -32,6 +32,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -82,6 +83,8 @@ _FEWER_FOLDS_ABOVE = 500
 # inner CV of 800 x 2,000 generated spectra took 0.75 s instead of 0.68 s.
 _INNER_TOL, _FINAL_TOL = 1e-4, 1e-4
 _TIE_ROWS = 2
+# reason: seconds before the solved heads' bar shows; a run on a few hundred rows is done before it.
+_BAR_DELAY = 5.0
 # the grid parameter of each solver, as the JSON and the console name it
 _PARAMETER = {"logistic": "C", "pls": "n_components", "lda": "shrinkage", "ridge": "alpha", "kernel": "gamma",
               "network": "epochs"}
@@ -338,7 +341,7 @@ def _score(oof: np.ndarray, y: np.ndarray, metric: str, full: bool = True) -> di
 
 
 def choose(features: dict[str, np.ndarray], y: np.ndarray, n_classes: int, folds: list, metric: str,
-           candidates=CANDIDATES) -> dict:
+           candidates=CANDIDATES, progress: Callable[[], object] | None = None) -> dict:
     """Score every candidate and grid value by inner CV; choose each candidate's value, then the model.
 
     Args:
@@ -348,6 +351,7 @@ def choose(features: dict[str, np.ndarray], y: np.ndarray, n_classes: int, folds
         folds: ``[(fit rows, held rows), ...]``, the inner folds.
         metric: ``accuracy``, ``f1``, ``balanced_accuracy``, ``auroc`` (higher is better) or ``loss``.
         candidates: the :class:`Candidate` s.
+        progress: called after each solved candidate's inner CV.
 
     Returns:
         ``{"candidates": {name: {"grid", "scores", "chosen", "temperature", "probabilities", "metrics"}},
@@ -379,6 +383,8 @@ def choose(features: dict[str, np.ndarray], y: np.ndarray, n_classes: int, folds
                                                  standardisers.get(id(x)))
             if standardiser is not None:
                 standardisers[id(x)] = standardiser
+            if progress is not None:
+                progress()
         # reason: each grid value on its target metric and log-loss alone; every metric for the value kept.
         scored = [_score(oof[g], y, metric, full=False) for g in range(len(grid))]
         best = _ranked([s["key"] for s in scored], tolerance)[0]
@@ -490,7 +496,12 @@ def fit_small(config: RunConfig, dm, module_kwargs, candidates=CANDIDATES) -> di
         _logger.info("--arch auto: the network candidate (%s) stays out: %s", NETWORK, stays_out)
     if joins:
         candidates.append(_with_options(Candidate(NETWORK, "network"), config))
+    from tqdm.auto import tqdm
+
     models, features, network, flat = {}, {}, None, {}
+    solved = sum(c.solver != "network" for c in candidates)
+    # reason: seconds on a few hundred rows, minutes on tens of thousands: the bar shows only when it is slow.
+    bar = tqdm(total=2 * solved, desc="solved heads: features, inner CV", unit="step", leave=False, delay=_BAR_DELAY)
     for candidate in candidates:
         if candidate.solver == "network":
             network = _network_inner_cv(config, dm, module_kwargs, candidate, spectra, tabular, y, folds, joins)
@@ -511,8 +522,10 @@ def fit_small(config: RunConfig, dm, module_kwargs, candidates=CANDIDATES) -> di
             features[candidate.name] = flat[key]
         else:
             features[candidate.name] = _features(model, spectra, tabular)
+        bar.update()
     metric = config.train.target_metric.removeprefix("val_")
-    choice = choose(features, y, n_classes, folds, metric, candidates)
+    choice = choose(features, y, n_classes, folds, metric, candidates, progress=bar.update)
+    bar.close()
     by_name = {c.name: c for c in candidates}
     refit = {}
     for name in choice["chosen"]:

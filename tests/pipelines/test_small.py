@@ -576,12 +576,14 @@ def test_default_run_on_a_small_set_trains_no_network(tmp_path):
 
 
 @pytest.mark.slow
-def test_above_its_row_limit_the_kernel_candidate_is_left_out_and_said(tmp_path, monkeypatch, caplog):
+def test_above_its_row_limit_the_kernel_candidate_is_left_out_and_said(tmp_path, monkeypatch, caplog, capsys):
     from spectratorch.pipelines import small
     from spectratorch.pipelines.run import train
 
-    # reason: the limit, lowered so that 48 training rows are "too many" for the kernel
+    # reason: the limit, lowered so that 48 training rows are "too many" for the kernel; the solved heads' bar shows
+    # at once instead of after seconds
     monkeypatch.setattr(small, "KERNEL_MAX_ROWS", 40)
+    monkeypatch.setattr(small, "_BAR_DELAY", 0.0)
     make_generic_frame(60, seed=9, length=64).to_pickle(tmp_path / "set.pkl")
     with caplog.at_level("INFO", logger="spectratorch"):
         summary = train(_config(tmp_path / "set.pkl", tmp_path / "out"), result_sheet=False)
@@ -589,6 +591,8 @@ def test_above_its_row_limit_the_kernel_candidate_is_left_out_and_said(tmp_path,
     assert "KernelRidge" not in candidates and {"Linear", "LDA[snv]", "MiniRocket"} <= set(candidates)
     assert ("--arch auto: KernelRidge is not a candidate on 48 training rows (more than 40: its kernel matrix and "
             "support grow with the rows squared); --arch KernelRidge fits it alone") in caplog.text
+    # a bar counts the solved heads' steps: each candidate's features, then its inner CV
+    assert re.search(r"solved heads: features, inner CV: +\d+%\|.*\| \d+/16 ", capsys.readouterr().err)
 
 
 @pytest.mark.slow
