@@ -17,8 +17,9 @@ of the training and test rows are kept, and then, with no further feature comput
   grid value and refitted on all training rows at every grid value; so is a solved head ``--arch auto`` does not
   try (``--extra-arch Hydra``), or the RBF kernel after a preprocessing (``--extra-arch 'KernelRidge[snv]'``);
 - each selection rule (the target metric and its tie-break, which candidates, whether a soft vote, how many draws
-  of the inner folds its scores average: ``repeats``, other draws with seeds ``seed + 1``...) picks its model from
-  the inner-CV records alone; its test accuracy and macro f1 are read;
+  of the inner folds its scores average: ``repeats``, other draws with seeds ``seed + 1``...; or another number of
+  inner folds: ``inner_folds``) picks its model from the inner-CV records alone; its test accuracy and macro f1 are
+  read (``--rules TEXT ...`` keeps the rules whose names hold one of the texts);
 - the tuned classical models (scikit-learn's PLS-DA, logistic regression and RBF SVM, each by ``GridSearchCV`` on
   the same training rows, as in ``bench_accuracy.py``) are scored on the same test rows.
 
@@ -26,7 +27,7 @@ of the training and test rows are kept, and then, with no further feature comput
 ``current (...)`` re-applies the rule of ``choose`` before the two-row tie (exact metric ties by log-loss).
 
     python benchmarks/check_selection.py [--sets 60:1 100:2 lab:150:1 ...] [--fresh-test 1500]
-        [--extra-linear snv sg1] [--extra-arch Hydra KernelRidge[snv]] [--quick]
+        [--extra-linear snv sg1] [--extra-arch Hydra KernelRidge[snv]] [--rules TEXT ...] [--quick]
 
 Last stdout line: one JSON object (per set and overall: mean test accuracy and macro f1 of every rule and classical
 model, and on how many sets each is at or above the best classical model in accuracy).
@@ -88,10 +89,10 @@ def _outer_fold(path: Path, n_splits: int, fold: int, seed: int, out: Path, extr
         seen.append(original_build(*args, **kwargs))
         return seen[-1]
 
-    def choose(features, y, n_classes, folds, metric, candidates=small.CANDIDATES):
+    def choose(features, y, n_classes, folds, metric, candidates=small.CANDIDATES, **options):
         captured.update(features=features, y=y, n_classes=n_classes, folds=folds, metric=metric,
                         candidates=list(candidates))
-        return original_choose(features, y, n_classes, folds, metric, candidates)
+        return original_choose(features, y, n_classes, folds, metric, candidates, **options)
 
     small.build_classifier, small.choose = build, choose
     try:
@@ -216,6 +217,17 @@ def _repeated_tables(fold: dict, repeats: int, seed: int, names: set) -> list[di
     y, n_folds = fold["y"], len(fold["folds"])
     return [_candidate_tables(fold, list(StratifiedKFold(n_folds, shuffle=True, random_state=seed + r).split(
         np.zeros(len(y)), y)), names) for r in range(1, repeats)]
+
+
+def _refolded_tables(fold: dict, n_folds: int, seed: int, names: set) -> dict:
+    """The tables of ``names`` scored by ``n_folds`` stratified inner folds (fewer when a class has fewer rows, as
+    fit_small's inner_folds does) instead of fit_small's."""
+    from sklearn.model_selection import StratifiedKFold
+
+    y = fold["y"]
+    k = int(min(n_folds, np.bincount(y).min()))
+    return _candidate_tables(fold, list(StratifiedKFold(k, shuffle=True, random_state=seed).split(np.zeros(len(y)), y)),
+                             names)
 
 
 # ---- selection rules -------------------------------------------------------------------------------------------
@@ -390,6 +402,11 @@ RULES = {
        f"CV repeated {n}x": {
            "primary": "f1", "tolerance": 2, "vote": "same-transforms", "repeats": n,
            "candidates": BASE + ("Linear[snv]", "Linear[sg1]", "LDA", "LDA[snv]", "LDA[sg1]")} for n in (3, 5)},
+    **{f"f1 within 2 rows, + Linear[snv], Linear[sg1], LDA, LDA[snv], LDA[sg1], vote within one preprocessing, inner "
+       f"10-fold CV{upto}": {
+           "primary": "f1", "tolerance": 2, "vote": "same-transforms", "inner_folds": 10, "inner_folds_max_rows": rows,
+           "candidates": BASE + ("Linear[snv]", "Linear[sg1]", "LDA", "LDA[snv]", "LDA[sg1]")}
+       for upto, rows in (("", None), (" up to 150 training rows", 150))},
     "f1 within 2 rows, + Linear[snv], Linear[sg1], LDA, LDA[snv], LDA[sg1], vote across preprocessings": {
         "primary": "f1", "tolerance": 2,
         "candidates": BASE + ("Linear[snv]", "Linear[sg1]", "LDA", "LDA[snv]", "LDA[sg1]")},
@@ -491,7 +508,7 @@ def _f1(y: np.ndarray, predicted: np.ndarray) -> float:
 
 # ---- a set, the run -------------------------------------------------------------------------------------------
 def run_set(spec: str, n_splits: int, seed: int, extra_linear: tuple[str, ...], verbose: bool,
-            fresh_test: int = 0, extra_arch: tuple[str, ...] = ()) -> dict:
+            fresh_test: int = 0, extra_arch: tuple[str, ...] = (), only: tuple[str, ...] | None = None) -> dict:
     from spectratorch.data.generic import make_generic_frame
     from spectratorch.data.synthetic import make_dataset
 
@@ -510,7 +527,8 @@ def run_set(spec: str, n_splits: int, seed: int, extra_linear: tuple[str, ...], 
     rules = {name: rule for name, rule in RULES.items()
              if all(c in BASE + ("LDA",) or c in extra_arch or c.startswith("Linear<")
                     or (c.partition("[")[0] in ("Linear", "PLSDA", "LDA")
-                        and _transforms_of(c).rstrip("]") in extra_linear) for c in rule["candidates"])}
+                        and _transforms_of(c).rstrip("]") in extra_linear) for c in rule["candidates"])
+             and (only is None or any(text in name for text in only))}
     acc = {k: [] for k in ("recipe", *rules, *CLASSICAL)}
     picks = {k: [] for k in rules}
     f1 = {k: [] for k in acc}
@@ -537,8 +555,14 @@ def run_set(spec: str, n_splits: int, seed: int, extra_linear: tuple[str, ...], 
             tables = _candidate_tables(fold)
             repeats = _repeated_tables(fold, max((r.get("repeats", 1) for r in rules.values()), default=1), seed,
                                        {c for r in rules.values() if r.get("repeats", 1) > 1 for c in r["candidates"]})
+            refolded = {k: _refolded_tables(fold, k, seed, {c for r in rules.values() if r.get("inner_folds") == k
+                                                             for c in r["candidates"]})
+                        for k in {r["inner_folds"] for r in rules.values() if "inner_folds" in r}}
             for name, rule in rules.items():
-                label, probabilities = _apply_rule(tables, fold["y"], rule, repeats)
+                own = tables
+                if "inner_folds" in rule and len(fold["y"]) <= (rule.get("inner_folds_max_rows") or len(fold["y"])):
+                    own = refolded[rule["inner_folds"]]
+                label, probabilities = _apply_rule(own, fold["y"], rule, repeats)
                 acc[name].append(float((probabilities.argmax(1) == y_test).mean()))
                 f1[name].append(_f1(y_test, probabilities.argmax(1)))
                 picks[name].append(label)
@@ -583,6 +607,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true",
                         help="one 45-row set, 3 folds, no extra preprocessing (the smoke test)")
     parser.add_argument("--verbose", action="store_true", help="one line per outer fold")
+    parser.add_argument("--rules", nargs="+", default=None, metavar="TEXT",
+                        help="only the rules whose name holds one of these texts (default: every rule)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     warnings.filterwarnings("ignore")
@@ -592,7 +618,7 @@ def main() -> None:
     rows = []
     for spec in sets:
         rows.append(run_set(spec, n_splits, args.seed, extra, args.verbose, 0 if args.quick else args.fresh_test,
-                            () if args.quick else tuple(args.extra_arch)))
+                            () if args.quick else tuple(args.extra_arch), args.rules))
         print(json.dumps(rows[-1]), flush=True)
     names = list(rows[0]["accuracy"])
     summary = {name: {"mean_accuracy": round(statistics.mean(r["accuracy"][name] for r in rows), 4),
