@@ -394,6 +394,12 @@ RULES = {
            + tuple(extra.split(", "))}
        for extra in ("KernelRidge[snv]", "KernelRidge[sg1]", "KernelRidge[snv], KernelRidge[sg1]")},
     "single KernelRidge[snv]": {"primary": "f1", "candidates": ("KernelRidge[snv]",)},
+    **{f"f1 within 2 rows, + Linear[snv], Linear[sg1], LDA, LDA[snv], LDA[sg1], {extra}, vote within one "
+       "preprocessing": {
+           "primary": "f1", "tolerance": 2, "vote": "same-transforms",
+           "candidates": BASE + ("Linear[snv]", "Linear[sg1]", "LDA", "LDA[snv]", "LDA[sg1]")
+           + tuple(extra.split(", "))}
+       for extra in ("Linear[emsc]", "Linear[emsc], LDA[emsc]")},
     **{f"f1 within 2 rows, + Linear[snv], Linear[sg1], LDA, LDA[snv], LDA[sg1], vote within one preprocessing, "
        f"Linear unless beaten by > {m} rows": {
            "primary": "f1", "tolerance": 2, "vote": "same-transforms", "margin": m,

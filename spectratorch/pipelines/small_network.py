@@ -37,10 +37,6 @@ NETWORK = "VGG11"
 # spectra and did not win (issue 16, README's earlier table); the 1,000- and 2,000-spectra speed goals (1,600
 # training rows per fold) stay below it.
 NETWORK_MIN_ROWS = LARGE_TRAIN
-# reason: on a CPU the network's inner folds and refit on 5,000 generated spectra of 300 points (2,666 rows per
-# inner fold) take about an hour (61 and 72 min estimated after the first epoch, on a 2-core CPU; doc/small-data.md,
-# "The network"), an hour per outer fold of a cv, for an accuracy on such sets that was not measured: without a GPU
-# it joins only when asked for with --time-budget.
 
 
 def network_joins(n_rows: int, time_budget: float | None, on_cpu: bool = False) -> str | None:
@@ -54,6 +50,10 @@ def network_joins(n_rows: int, time_budget: float | None, on_cpu: bool = False) 
     """
     if time_budget is not None:
         return f"--time-budget {time_budget:g} s" if time_budget > 0 else None
+    # reason: on a CPU the network's inner folds and refit on 5,000 generated spectra of 300 points (2,666 rows per
+    # inner fold) take about an hour (61 and 72 min estimated after the first epoch, on a 2-core CPU;
+    # doc/small-data.md, "The network"), an hour per outer fold of a cv, for an accuracy on such sets that was not
+    # measured: without a GPU it joins only when asked for with --time-budget.
     if n_rows < NETWORK_MIN_ROWS or on_cpu:
         return None
     return f"{n_rows} >= {NETWORK_MIN_ROWS} training rows"
