@@ -3,7 +3,7 @@
 ``cv`` on the CPU trains its folds this way. The helpers are spawned (a fresh interpreter each: the OpenMP thread
 pool torch has started here does not survive a fork) and pay their imports while this process already trains, so a
 helper still starting when every fold is taken costs no waiting: it is stopped. Each process runs on its share of
-the cores.
+the cores. The bars of a fold stay off while folds are shared (:mod:`~spectratorch.pipelines.fold_bars`).
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ import sys
 import traceback
 from contextlib import contextmanager
 from typing import Callable, Sequence
+
+from spectratorch.pipelines.fold_bars import folds_shared
 
 __all__ = ["share_folds", "limited_threads"]
 
@@ -86,7 +88,7 @@ def share_folds(jobs: Sequence, labels: Sequence[str], run: Callable, processes:
         helper.start()
     results = {}
     try:
-        with limited_threads(threads):
+        with limited_threads(threads), folds_shared():
             while (index := _take(taken, owners)) is not None:
                 results[index] = run(jobs[index])
         _collect(results, labels, owners, messages, helpers)
@@ -150,7 +152,7 @@ def _helper(jobs: list, labels: list, run: Callable, taken, owners, messages, th
             warm_up: Callable | None) -> None:
     # reason: a spawned process starts with no logging set up; it reports like the CLI that started it.
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    with limited_threads(threads):
+    with limited_threads(threads), folds_shared():
         if warm_up is not None:
             warm_up()
         while (index := _take(taken, owners)) is not None:

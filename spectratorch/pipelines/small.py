@@ -496,12 +496,13 @@ def fit_small(config: RunConfig, dm, module_kwargs, candidates=CANDIDATES) -> di
         _logger.info("--arch auto: the network candidate (%s) stays out: %s", NETWORK, stays_out)
     if joins:
         candidates.append(_with_options(Candidate(NETWORK, "network"), config))
-    from tqdm.auto import tqdm
+    from spectratorch.pipelines.fold_bars import fold_bar
 
     models, features, network, flat = {}, {}, None, {}
     solved = sum(c.solver != "network" for c in candidates)
     # reason: seconds on a few hundred rows, minutes on tens of thousands: the bar shows only when it is slow.
-    bar = tqdm(total=2 * solved, desc="solved heads: features, inner CV", unit="step", leave=False, delay=_BAR_DELAY)
+    bar = fold_bar(total=2 * solved, desc="solved heads: features, inner CV", unit="step", leave=False,
+                   delay=_BAR_DELAY)
     for candidate in candidates:
         if candidate.solver == "network":
             network = _network_inner_cv(config, dm, module_kwargs, candidate, spectra, tabular, y, folds, joins)

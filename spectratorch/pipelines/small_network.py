@@ -185,12 +185,12 @@ def network_inner_cv(module_kwargs: dict, spectra: torch.Tensor, tabular: torch.
     With ``time_budget``, the first epoch of the first inner fold is timed, and ``E`` is capped so that
     ``len(folds)`` inner trainings and the refit (on ``len(folds) / (len(folds) - 1)`` times the rows) fit in it.
     """
-    from tqdm.auto import tqdm
+    from spectratorch.pipelines.fold_bars import fold_bar
 
     start = time.perf_counter()
     epochs = [max_epochs]
     k = len(folds)
-    bar = tqdm(total=k * max_epochs, desc="network inner CV", unit="epoch", leave=False)
+    bar = fold_bar(total=k * max_epochs, desc="network inner CV", unit="epoch", leave=False)
 
     def after_first_epoch(seconds: float) -> int:
         # reason: an epoch on the whole training set costs k / (k - 1) times one on an inner fold's fit rows.

@@ -66,3 +66,13 @@ def cv_fold_after_the_others(values: dict) -> dict:
     if os.getpid() == int(os.environ["FOLD_JOBS_PARENT"]) and multiprocessing.active_children():
         _wait_for(Path(config.train.out_dir) / "*.json", config.data.n_splits - 1)
     return train(config)
+
+
+def bar_after_the_others(job: dict) -> dict:
+    """:func:`pid_after_the_others`, and whether a fold's bar, made in this job, draws nothing."""
+    from spectratorch.pipelines.fold_bars import fold_bar
+
+    bar = fold_bar(total=1, leave=False)
+    disabled = bar.disable  # reason: read before close(), which sets it
+    bar.close()
+    return {**pid_after_the_others(job), "bar_disabled": disabled}

@@ -57,3 +57,15 @@ def test_a_system_that_cannot_share_between_processes_runs_the_folds_here_and_sa
     with caplog.at_level("WARNING", logger="spectratorch.pipelines.shared_folds"):
         assert share_folds([3, -4], _labels(2), abs, processes=2, threads=1) == [3, 4]
     assert "the folds run one after another: this system cannot share them between processes" in caplog.text
+
+
+def test_a_folds_bars_draw_nothing_while_the_folds_are_shared_here_and_in_the_helper(tmp_path):
+    from spectratorch.pipelines.fold_bars import fold_bar
+
+    # two processes drawing carriage-return bars on one terminal overwrite each other's line
+    results = share_folds(_jobs(tmp_path, 4), _labels(4), fold_jobs.bar_after_the_others, processes=2, threads=1)
+    assert len({r["pid"] for r in results}) == 2
+    assert [r["bar_disabled"] for r in results] == [True] * 4
+    bar = fold_bar(total=2, leave=False)
+    assert bar.disable is False  # and draw again once the folds are done
+    bar.close()
