@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 
-__all__ = ["fold_bar", "folds_shared"]
+__all__ = ["bars_drawn", "fold_bar", "folds_shared"]
 
 _shared = False
 
@@ -33,6 +33,11 @@ def folds_shared():
         yield
     finally:
         _shared = before
+
+
+def bars_drawn() -> bool:
+    """Whether a fold's bars draw here now (not while folds are shared); a Lightning trainer's bar follows it."""
+    return not _shared
 
 
 def fold_bar(**options):

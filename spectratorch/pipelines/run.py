@@ -141,6 +141,11 @@ def _trainer(config: RunConfig, out_dir: Path, stem: str, callbacks: list) -> pl
     logger = make_loggers(config, out_dir, stem)
     devices = int(t.devices) if str(t.devices).isdigit() else t.devices
     limit = t.limit_batches
+    from spectratorch.pipelines.fold_bars import bars_drawn
+
+    # reason: in a log file (CI, nohup) a bar redrawn every batch is megabytes of noise; while cv shares its folds
+    # between processes, their bars would draw over each other's line.
+    bars = [TQDMProgressBar(refresh_rate=1 if sys.stderr.isatty() else 25)] if bars_drawn() else []
     return pl.Trainer(
         accelerator=t.accelerator,
         devices=devices,
@@ -148,9 +153,8 @@ def _trainer(config: RunConfig, out_dir: Path, stem: str, callbacks: list) -> pl
         num_nodes=t.num_nodes,
         precision=resolve_precision(t.precision, t.accelerator),
         max_epochs=t.max_epochs,
-        callbacks=[*callbacks, LearningRateMonitor(logging_interval="epoch"),
-                   # reason: in a log file (CI, nohup) a bar redrawn every batch is megabytes of noise.
-                   TQDMProgressBar(refresh_rate=1 if sys.stderr.isatty() else 25)],
+        callbacks=[*callbacks, LearningRateMonitor(logging_interval="epoch"), *bars],
+        enable_progress_bar=bool(bars),
         logger=logger,
         default_root_dir=str(out_dir),
         use_distributed_sampler=False,

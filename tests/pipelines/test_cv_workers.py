@@ -122,3 +122,15 @@ def test_bad_fold_workers_is_one_line_and_exit_2(tmp_path, value):
     assert "--fold-workers must be 'auto' or a whole number of at least 1" in result.stderr
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert not list((tmp_path / "out").glob("*.json"))
+
+
+def test_a_trainer_draws_no_bar_while_cv_shares_its_folds(tmp_path):
+    from lightning.pytorch.callbacks import TQDMProgressBar
+
+    from spectratorch.pipelines.fold_bars import folds_shared
+    from spectratorch.pipelines.run import _trainer
+
+    config = _config(tmp_path / "set.pkl", tmp_path / "out")
+    assert isinstance(_trainer(config, tmp_path / "out", "alone", []).progress_bar_callback, TQDMProgressBar)
+    with folds_shared():
+        assert _trainer(config, tmp_path / "out", "shared", []).progress_bar_callback is None
