@@ -25,7 +25,7 @@ from spectratorch.data.demo import ensure_demo_data
 from spectratorch.data.resolve import resolve_data_defaults
 from spectratorch.data.schema import RowFilter, SpectralTable, load_table
 from spectratorch.data.splits import TEST_MODES, Split, make_split
-from spectratorch.data.targets import Target, handle_rare_classes, resolve_target
+from spectratorch.data.targets import Target, handle_rare_classes, labelled_rows, resolve_target
 from spectratorch.data.transforms import one_hot
 from spectratorch.defaults import auto_batch_size
 from spectratorch.errors import TargetError
@@ -175,6 +175,7 @@ class SpectralDataModule(pl.LightningDataModule):
             return
         table = self._load(self._frame if self._frame is not None else self.config.data)
         self.config = c = resolve_data_defaults(self.config, table)
+        table = _labelled(table, c.targets, "")
         target = resolve_target(table.meta, c.targets)
         target, keep = handle_rare_classes(target, c.n_splits, c.rare_classes, c.min_samples)
         if not keep.all():
@@ -185,7 +186,7 @@ class SpectralDataModule(pl.LightningDataModule):
         self._fit = self._source(table, target)
         self._test = self._fit
         if external:
-            test_table = self._load(c.test_source, expected_axis=table.axis)
+            test_table = _labelled(self._load(c.test_source, expected_axis=table.axis), c.targets, " of the test file")
             if test_table.tabular_columns != table.tabular_columns:
                 raise TargetError(f"the test file's tabular columns {test_table.tabular_columns} differ from "
                                   f"{table.tabular_columns}.")
@@ -356,3 +357,15 @@ class SpectralDataModule(pl.LightningDataModule):
         if trainer is not None and trainer.training:
             return self.train_transform(batch)
         return batch
+
+
+def _labelled(table: SpectralTable, targets, where: str) -> SpectralTable:
+    """``table`` without the rows that have no value in the target's label column (samples not labelled yet),
+    said in one warning."""
+    keep = labelled_rows(table.meta, targets)
+    if keep.all():
+        return table
+    # reason: as rows with NaN spectra: reported and left out, never guessed; the label column is the target's.
+    _logger.warning("%d rows%s have no value in the label column %r; they are left out (e.g. ids %s)",
+                    int((~keep).sum()), where, targets[1], table.ids[~keep][:5].tolist())
+    return table.subset(keep)

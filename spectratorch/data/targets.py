@@ -167,6 +167,21 @@ def _generic_values(meta: pd.DataFrame, column: str) -> np.ndarray:
     return _type_strings(values)
 
 
+def labelled_rows(meta: pd.DataFrame, code: Sequence[str]) -> np.ndarray:
+    """Which rows have a value in the label column of target ``code`` (``AVA <column>`` or ``OVA <column>
+    <value>``); every row for the lab's codes and for a column the data lacks (:func:`resolve_target` says so).
+
+    Example:
+        >>> labelled_rows(pd.DataFrame({"label": ["a", None, "b"]}), ("AVA", "label")).tolist()
+        [True, False, True]
+    """
+    code = tuple(str(c) for c in code)
+    column = code[1] if len(code) == 2 and code[0] == "AVA" else code[1] if len(code) == 3 else None
+    if column is None or column not in meta.columns or (code[0] == "AVA" and column in AVA_CODES):
+        return np.ones(len(meta), dtype=bool)
+    return meta[column].notna().to_numpy()
+
+
 def resolve_target(meta: pd.DataFrame, code: Sequence[str]) -> Target:
     """Turn a target code into classes.
 

@@ -274,6 +274,23 @@ def test_the_data_module_follows_a_plain_table(caplog):
     assert "tabular columns: none" in caplog.text and "numeric columns not used" not in caplog.text
 
 
+def test_rows_without_a_label_are_left_out_with_a_warning_here_and_in_a_test_file(tmp_path, caplog):
+    from spectratorch.data.datamodule import SpectralDataModule
+
+    # samples not labelled yet (an empty label cell) are left out, as rows with NaN spectra are, never guessed
+    frame = plain_frame(60)
+    frame.loc[[3, 17], "label"] = None
+    frame.to_csv(tmp_path / "test.csv", index=False)
+    dm = SpectralDataModule(data=frame)
+    dm.prepare()
+    assert dm.table.ids.tolist() == [i for i in range(60) if i not in (3, 17)]
+    assert "2 rows have no value in the label column 'label'; they are left out (e.g. ids [3, 17])" in caplog.text
+    dm = SpectralDataModule(data=frame, test_source=str(tmp_path / "test.csv"))
+    dm.prepare()
+    assert len(dm.stage_arrays("test").y) == 58
+    assert "2 rows of the test file have no value in the label column 'label'" in caplog.text
+
+
 def test_numeric_columns_left_out_are_named_with_how_to_use_one(caplog):
     from spectratorch.data.datamodule import SpectralDataModule
 
