@@ -84,10 +84,12 @@ def test_a_header_of_neither_layout_is_one_error_line(tmp_path, capsys):
 
 def test_two_text_columns_and_no_targets_is_one_error_line(tmp_path):
     path = tmp_path / "two.csv"
-    df = plain_frame(30)
+    # neither column is named as labels, and the values of both repeat: which one holds the classes is asked
+    df = plain_frame(30).rename(columns={"label": "variety"})
     df.insert(1, "origin", ["north", "south", "east"] * 10)
     df.to_csv(path, index=False)
     result = _cli("train", "--data", path, *FAST, "--output-dir", tmp_path / "out")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     lines = [line for line in result.stderr.splitlines() if "error" in line]
-    assert len(lines) == 1 and "['label', 'origin']" in lines[0] and "--targets AVA label" in lines[0], result.stderr
+    assert len(lines) == 1 and "['variety', 'origin']" in lines[0] and "--targets AVA variety" in lines[0], \
+        result.stderr
