@@ -519,7 +519,9 @@ def load_table(
         spectra, groups, axis = _without_empty_points(spectra, groups, channels, axis)
         finite = _finite_rows(spectra, tab)
     report["non_finite"] = int((~finite).sum())
-    where = ""
+    where, hint = "", "drop or fill those columns"
+    if not finite.any() and len(finite):
+        hint = _empty_channels_hint(spectra, groups, channels, axis) or hint
     if report["non_finite"]:
         where = _worst_columns(spectra, tab, channels, axis, tabular_columns)
         _logger.warning(
@@ -531,7 +533,7 @@ def load_table(
         spectra, tab, ids, meta = spectra[finite], tab[finite], ids[finite], meta.iloc[np.flatnonzero(finite)]
     if len(ids) == 0:
         raise SchemaError(f"no rows left: every row has NaN or inf in the selected channels or tabular columns "
-                          f"({where}); drop or fill those columns.")
+                          f"({where}); {hint}.")
     ranges = {c: (groups[c][0][0], groups[c][-1][0]) for c in channels}
     return SpectralTable(spectra, tab, ids, meta, channels, axis, tabular_columns, ranges, report)
 
@@ -579,6 +581,23 @@ def _without_empty_points(spectra: np.ndarray, groups: dict, channels: tuple[str
                     ", ".join(repr(n) for n in names[:5]), " ..." if len(names) > 5 else "")
     groups = {**groups, **{c: [(x, name) for x, name in groups[c] if x in kept] for c in channels}}
     return np.ascontiguousarray(spectra[:, :, ~empty]), groups, axis[~empty]
+
+
+def _empty_channels_hint(spectra: np.ndarray, groups: dict, channels: tuple[str, ...], axis: np.ndarray) -> str:
+    """How to leave out the selected channels that hold no finite value in any row (over their own points), or
+    ``""`` when there is none or no channel would be left."""
+    empty = []
+    for c, channel in enumerate(channels):
+        own = np.searchsorted(axis, [x for x, _ in groups[channel]])
+        held = any(np.isfinite(spectra[start : start + _CHUNK_ROWS, c][:, own]).any()
+                   for start in range(0, len(spectra), _CHUNK_ROWS))
+        if not held:
+            empty.append(channel)
+    kept = [c for c in channels if c not in empty]
+    if not empty or not kept:
+        return ""
+    return (f"channel(s) {', '.join(repr(c) for c in empty)} hold no value in any row: leave them out with "
+            f"`--channels {' '.join(kept)}`")
 
 
 def _check_axis(axis: np.ndarray, expected: np.ndarray) -> None:

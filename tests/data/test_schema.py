@@ -197,3 +197,13 @@ def test_columns_empty_in_every_row_are_left_out_and_named(caplog):
     # a value in one row keeps the point; that row alone is kept whole, the others are dropped
     df.loc[0, "910"] = 1.0
     assert load_table(df, tabular=None).axis.tolist() == [900.0, 902.0, 906.0, 908.0, 910.0]
+
+
+def test_a_channel_empty_in_every_row_is_named_with_the_channels_to_keep():
+    df = make_frame(8, channels=("277",), xs=range(300, 320), lspr=True)
+    df[[c for c in df.columns if c.startswith("lspr_")]] = np.nan
+    # the lspr channel's own points hold nothing (its zero padding outside them is no value either)
+    with pytest.raises(SchemaError, match=r"no rows left: .*; channel\(s\) 'lspr' hold no value in any row: leave "
+                                          r"them out with `--channels 277`\.$"):
+        load_table(df, channels=None, tabular=None)
+    assert len(load_table(df, channels=["277"], tabular=None)) == 8
