@@ -37,6 +37,7 @@ __all__ = [
     "INPUT_SPECTRA",
     "INPUT_TABULAR",
     "METADATA_KEYS",
+    "NO_LABEL",
     "OUTPUT_OOD",
     "OUTPUT_PROBABILITIES",
     "UNCLASSIFIED",
@@ -93,6 +94,8 @@ OUTPUT_PROBABILITIES = "probabilities"
 OUTPUT_OOD = ("t2", "q", "outlier")
 """The outlier outputs of a model exported with an outlier model: Hotelling's T², the Q residual, the flag."""
 UNCLASSIFIED = "unclassified"
+NO_LABEL = -2
+"""The true class :meth:`Predictor.truth` gives a row with an empty label cell (-1: a class the model lacks)."""
 DEFAULT_CUTOFF_KEY = "default"
 """The entry of the metadata's ``cutoffs`` that ``cutoff="auto"`` uses."""
 
@@ -615,21 +618,24 @@ class Predictor:
         return float(coverage)
 
     def truth(self, table: SpectralTable) -> np.ndarray | None:
-        """The table's true classes as indices into the model's labels (-1: a class the model does not know), or
-        ``None`` when the table has no labels for the model's target."""
-        from spectratorch.data.targets import resolve_target
+        """The table's true classes as indices into the model's labels (-1: a class the model does not know; -2:
+        an empty label cell), or ``None`` when the table has no labels for the model's target."""
+        from spectratorch.data.targets import labelled_rows, resolve_target
         from spectratorch.errors import SpectratorchError
 
         code = self.metadata.get("targets")
         if not code or table.meta.shape[1] == 0:
             return None
+        labelled = labelled_rows(table.meta, code)
         try:
-            target = resolve_target(table.meta, code)
+            target = resolve_target(table.meta[labelled], code)
         except SpectratorchError:
             return None
         labels = list(self.labels)
         remap = np.array([labels.index(label) if label in labels else -1 for label in target.labels], dtype=np.int64)
-        return remap[target.y]
+        truth = np.full(len(labelled), NO_LABEL, dtype=np.int64)
+        truth[labelled] = remap[target.y]
+        return truth
 
     def predict(self, data, top_k: int = 2, cutoff: str | float | None = "auto", batch_size: int = 1024,
                 coverage: float | None = None) -> pd.DataFrame:
@@ -681,16 +687,19 @@ def scores_against_labels(predicted: np.ndarray, truth: np.ndarray | None, kept:
 
     Args:
         predicted: ``[N]`` most probable classes.
-        truth: ``[N]`` true classes (-1: a class the model does not know), or ``None``.
+        truth: ``[N]`` true classes (-1: a class the model does not know; -2, :data:`NO_LABEL`: no label), or
+            ``None``.
         kept: ``[N]`` whether each prediction is over the cutoff (all ``True`` without one).
 
     Returns:
-        ``{"labelled", "right", "accuracy", "kept", "right_kept", "unknown"}`` (counts of the rows of known classes,
-        and the accuracy over them), or ``None`` when no row has a class the model knows.
+        ``{"labelled", "right", "accuracy", "kept", "right_kept", "unknown", "unlabelled"}`` (counts of the rows of
+        known classes, and the accuracy over them; the rows of other classes; the rows without a label), or ``None``
+        when no row has a class the model knows.
 
     Example:
         >>> scores_against_labels(np.array([0, 1, 1, 0]), np.array([0, 1, 0, -1]), np.array([True, True, False, True]))
-        {'labelled': 3, 'right': 2, 'accuracy': 0.6666666666666666, 'kept': 2, 'right_kept': 2, 'unknown': 1}
+        {'labelled': 3, 'right': 2, 'accuracy': 0.6666666666666666, 'kept': 2, 'right_kept': 2, 'unknown': 1, \
+'unlabelled': 0}
     """
     if truth is None or not (truth >= 0).any():
         return None
@@ -698,7 +707,8 @@ def scores_against_labels(predicted: np.ndarray, truth: np.ndarray | None, kept:
     right = predicted[known] == truth[known]
     kept = np.asarray(kept, dtype=bool)[known]
     return {"labelled": int(known.sum()), "right": int(right.sum()), "accuracy": float(right.mean()),
-            "kept": int(kept.sum()), "right_kept": int(right[kept].sum()), "unknown": int((~known).sum())}
+            "kept": int(kept.sum()), "right_kept": int(right[kept].sum()), "unknown": int((truth == -1).sum()),
+            "unlabelled": int((truth == NO_LABEL).sum())}
 
 
 def describe_scores(scores: dict, cutoff: float | None) -> str:
@@ -717,6 +727,8 @@ def describe_scores(scores: dict, cutoff: float | None) -> str:
                  if scores["kept"] else "") + f"({scores['right_kept']} of the {scores['kept']} kept, {share:.1%})")
     if scores["unknown"]:
         text += f"; {scores['unknown']} rows of classes the model does not know left out"
+    if scores["unlabelled"]:
+        text += f"; {scores['unlabelled']} rows without a label left out"
     return text
 
 

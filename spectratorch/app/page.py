@@ -242,6 +242,8 @@ def _show_scores(predictor: Predictor, probabilities: np.ndarray, frame: pd.Data
                  f"{scores['kept'] / scores['labelled']:.1%} kept")
     if scores["unknown"]:
         text += f"; {scores['unknown']} samples of classes the model does not know are left out"
+    if scores["unlabelled"]:
+        text += f"; {scores['unlabelled']} samples without a label are left out"
     st.markdown(text + ".")
     matrix = confusion(y, predicted, predictor.labels, kept if cutoff > 0 else None)
     st.table(matrix.rename_axis("truth \\ predicted"))

@@ -59,6 +59,17 @@ def test_train_then_predict_with_no_data_flags(plain_csv, tmp_path):
     assert f"the data's axis has {len(points) + 4} points (850..1800); the model's {len(points)} points" in again.stderr
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "wider preds.csv"), frame)
 
+    # two samples not labelled yet: predicted all the same, scored apart
+    plain.loc[[0, 5], "label"] = None
+    plain.to_csv(tmp_path / "partly labelled.csv", index=False)
+    partly = _cli("predict", summary["files"]["onnx"], tmp_path / "partly labelled.csv", "-o", tmp_path / "p.csv")
+    assert partly.returncode == 0, partly.stderr[-3000:]
+    assert len(pd.read_csv(tmp_path / "p.csv")) == len(truth)
+    right = int((frame["label"] == truth).drop(index=[0, 5]).sum())
+    scored = partly.stdout.strip().splitlines()[-1]
+    assert scored.startswith(f"against the file's labels: accuracy {right / (len(truth) - 2):.3f} ({right} of "
+                             f"{len(truth) - 2})") and scored.endswith("; 2 rows without a label left out"), scored
+
 
 @pytest.mark.slow
 def test_cv_with_no_data_flags(plain_csv, tmp_path):
