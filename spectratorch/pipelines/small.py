@@ -485,15 +485,13 @@ def fit_small(config: RunConfig, dm, module_kwargs, candidates=CANDIDATES) -> di
     # reason: a kernel's support is every training row, so its size is an option the checkpoint rebuilds it with.
     candidates = [dataclasses.replace(c, options={**c.options, "n_support": len(y)}) if c.solver == "kernel" else c
                   for c in (_with_options(c, config) for c in candidates)]
-    from spectratorch.pipelines.small_network import NETWORK, network_joins, network_stays_out
+    from spectratorch.pipelines.small_network import NETWORK, NETWORK_MIN_ROWS, network_rule
     from spectratorch.training.hardware import trains_on_cpu
 
-    on_cpu = trains_on_cpu(config.train.accelerator)
-    joins = network_joins(len(y), config.train.time_budget, on_cpu) if config.model.arch == "auto" else None
-    stays_out = (None if joins else f"--arch {config.model.arch}" if config.model.arch != "auto"
-                 else network_stays_out(len(y), config.train.time_budget, on_cpu))
-    if stays_out and len(y) >= _network_min_rows():
-        _logger.info("--arch auto: the network candidate (%s) stays out: %s", NETWORK, stays_out)
+    joins, why = (network_rule(len(y), config.train.time_budget, trains_on_cpu(config.train.accelerator))
+                  if config.model.arch == "auto" else (False, f"--arch {config.model.arch}"))
+    if not joins and len(y) >= NETWORK_MIN_ROWS:
+        _logger.info("--arch auto: the network candidate (%s) stays out: %s", NETWORK, why)
     if joins:
         candidates.append(_with_options(Candidate(NETWORK, "network"), config))
     from spectratorch.pipelines.fold_bars import fold_bar
@@ -505,7 +503,7 @@ def fit_small(config: RunConfig, dm, module_kwargs, candidates=CANDIDATES) -> di
                    delay=_BAR_DELAY)
     for candidate in candidates:
         if candidate.solver == "network":
-            network = _network_inner_cv(config, dm, module_kwargs, candidate, spectra, tabular, y, folds, joins)
+            network = _network_inner_cv(config, dm, module_kwargs, candidate, spectra, tabular, y, folds, why)
             features[candidate.name] = network.pop("oof")
             continue
         model = build_classifier(candidate.arch, list(dm.table.channels), dm.length, dm.n_tabular, n_classes,
@@ -571,8 +569,8 @@ def fit_small(config: RunConfig, dm, module_kwargs, candidates=CANDIDATES) -> di
     module.eval()
     baselines = _linear_baselines(choice, by_name, models, features, refit, y, n_classes)
     selection = _record(choice, refit, arch, n_folds, len(y), metric, candidates)
-    selection["network"] = ({"joined": joins, **{k: v for k, v in network.items() if k != "kwargs"}} if network
-                            else {"joined": None, "rule": f"stays out: {stays_out}"})
+    selection["network"] = ({"joined": why, **{k: v for k, v in network.items() if k != "kwargs"}} if network
+                            else {"joined": None, "rule": f"stays out: {why}"})
     return {"module": module, "selection": selection, "val_metrics": val_metrics, "oof_logits": oof_logits,
             "y_train": y, "baselines": baselines, "transforms": transforms, "seconds": time.perf_counter() - start}
 
@@ -603,12 +601,6 @@ def _linear_baselines(choice: dict, by_name: dict, models: dict, features: dict,
                      "value": entry["chosen"], "n_train": len(y), "inner_cv": entry["metrics"],
                      "seconds": time.perf_counter() - start}
     return out
-
-
-def _network_min_rows() -> int:
-    from spectratorch.pipelines.small_network import NETWORK_MIN_ROWS
-
-    return NETWORK_MIN_ROWS
 
 
 def _network_inner_cv(config: RunConfig, dm, module_kwargs, candidate: Candidate, spectra, tabular, y, folds,

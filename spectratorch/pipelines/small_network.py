@@ -27,7 +27,7 @@ import torch
 from spectratorch.defaults import LARGE_TRAIN, auto_batch_size
 from spectratorch.models.batched import predict_logits
 
-__all__ = ["NETWORK", "NETWORK_MIN_ROWS", "network_joins", "network_stays_out", "network_inner_cv", "train_network"]
+__all__ = ["NETWORK", "NETWORK_MIN_ROWS", "network_rule", "network_inner_cv", "train_network"]
 
 _logger = logging.getLogger(__name__)
 
@@ -39,41 +39,29 @@ NETWORK = "VGG11"
 NETWORK_MIN_ROWS = LARGE_TRAIN
 
 
-def network_joins(n_rows: int, time_budget: float | None, on_cpu: bool = False) -> str | None:
-    """Why the network joins the choice, or ``None`` when it stays out (:func:`network_stays_out` says why).
+def network_rule(n_rows: int, time_budget: float | None, on_cpu: bool = False) -> tuple[bool, str]:
+    """Whether the network joins the choice, and why it does or does not.
 
     Example:
-        >>> network_joins(96, None), network_joins(96, 120.0), network_joins(5000, 0.0)
-        (None, '--time-budget 120 s', None)
-        >>> network_joins(2400, None), network_joins(2400, None, on_cpu=True)
-        ('2400 >= 2000 training rows', None)
+        >>> network_rule(96, None)
+        (False, 'below 2000 training rows; --time-budget SECONDS lets it join')
+        >>> network_rule(96, 120.0), network_rule(5000, 0.0)
+        ((True, '--time-budget 120 s'), (False, '--time-budget 0'))
+        >>> network_rule(2400, None), network_rule(2400, None, on_cpu=True)[1][:46]
+        ((True, '2400 >= 2000 training rows'), 'the run trains on the CPU, where its inner fol')
     """
     if time_budget is not None:
-        return f"--time-budget {time_budget:g} s" if time_budget > 0 else None
+        return (True, f"--time-budget {time_budget:g} s") if time_budget > 0 else (False, "--time-budget 0")
+    if n_rows < NETWORK_MIN_ROWS:
+        return False, f"below {NETWORK_MIN_ROWS} training rows; --time-budget SECONDS lets it join"
     # reason: on a CPU the network's inner folds and refit on 5,000 generated spectra of 300 points (2,666 rows per
     # inner fold) take about an hour (61 and 72 min estimated after the first epoch, on a 2-core CPU;
     # doc/small-data.md, "The network"), an hour per outer fold of a cv, for an accuracy on such sets that was not
     # measured: without a GPU it joins only when asked for with --time-budget.
-    if n_rows < NETWORK_MIN_ROWS or on_cpu:
-        return None
-    return f"{n_rows} >= {NETWORK_MIN_ROWS} training rows"
-
-
-def network_stays_out(n_rows: int, time_budget: float | None, on_cpu: bool = False) -> str:
-    """Why the network stays out of the choice (when :func:`network_joins` is ``None``).
-
-    Example:
-        >>> network_stays_out(96, None)
-        'below 2000 training rows; --time-budget SECONDS lets it join'
-        >>> network_stays_out(2400, None, on_cpu=True)[:70]
-        'the run trains on the CPU, where its inner folds take about an hour on'
-    """
-    if time_budget is not None:
-        return "--time-budget 0"
-    if n_rows >= NETWORK_MIN_ROWS and on_cpu:
-        return ("the run trains on the CPU, where its inner folds take about an hour on 5,000 spectra of 300 points; "
-                "--time-budget SECONDS lets it join within that time")
-    return f"below {NETWORK_MIN_ROWS} training rows; --time-budget SECONDS lets it join"
+    if on_cpu:
+        return False, ("the run trains on the CPU, where its inner folds take about an hour on 5,000 spectra of 300 "
+                       "points; --time-budget SECONDS lets it join within that time")
+    return True, f"{n_rows} >= {NETWORK_MIN_ROWS} training rows"
 
 
 class _Rows(torch.utils.data.Dataset):

@@ -552,14 +552,14 @@ def summary_y(dm):
 
 # ---- the network candidate ------------------------------------------------------------------------------------
 def test_network_stays_out_by_default_on_a_small_set():
-    from spectratorch.pipelines.small_network import NETWORK_MIN_ROWS, network_joins
+    from spectratorch.pipelines.small_network import NETWORK_MIN_ROWS, network_rule
 
-    assert network_joins(48, None) is None and network_joins(NETWORK_MIN_ROWS - 1, None) is None
-    assert network_joins(NETWORK_MIN_ROWS, None) and network_joins(48, 30.0)
-    assert network_joins(NETWORK_MIN_ROWS * 10, 0.0) is None
+    assert not network_rule(48, None)[0] and not network_rule(NETWORK_MIN_ROWS - 1, None)[0]
+    assert network_rule(NETWORK_MIN_ROWS, None)[0] and network_rule(48, 30.0)[0]
+    assert network_rule(NETWORK_MIN_ROWS * 10, 0.0) == (False, "--time-budget 0")
     # on a CPU the network's inner folds take about an hour on 5,000 spectra: only a budget brings it in
-    assert network_joins(NETWORK_MIN_ROWS * 10, None, on_cpu=True) is None
-    assert network_joins(NETWORK_MIN_ROWS * 10, 60.0, on_cpu=True) == "--time-budget 60 s"
+    assert not network_rule(NETWORK_MIN_ROWS * 10, None, on_cpu=True)[0]
+    assert network_rule(NETWORK_MIN_ROWS * 10, 60.0, on_cpu=True) == (True, "--time-budget 60 s")
 
 
 @pytest.mark.slow
