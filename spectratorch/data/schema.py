@@ -418,19 +418,24 @@ def _finite_rows(spectra: np.ndarray, tabular: np.ndarray) -> np.ndarray:
     return finite
 
 
-def _worst_columns(spectra: np.ndarray, tabular: np.ndarray, channels: Sequence[str], axis: np.ndarray,
-                   tabular_columns: Sequence[str], show: int = 3) -> str:
-    """Where rows' NaN or inf values are: the (at most ``show``) spectral points and tabular columns in the most rows.
-
-    Example:
-        >>> spectra = np.array([[[np.nan, 1.0, np.inf]], [[np.nan, 1.0, 2.0]]])
-        >>> _worst_columns(spectra, np.zeros((2, 0)), ["nir"], np.array([900.0, 901.0, 902.0]), [])
-        'most at nir 900 (2 rows), nir 902 (1 row)'
-    """
+def _nonfinite_counts(spectra: np.ndarray) -> np.ndarray:
+    """``[C, L]``: in how many rows each channel's point is NaN or inf, a chunk at a time (no copy of the spectra)."""
     bad = np.zeros(spectra.shape[1:], dtype=np.int64)
     for start in range(0, len(spectra), _CHUNK_ROWS):
-        # reason: a chunk at a time, as _finite_rows: no copy of the spectra.
         bad += (~np.isfinite(spectra[start : start + _CHUNK_ROWS])).sum(0)
+    return bad
+
+
+def _worst_columns(bad: np.ndarray, tabular: np.ndarray, channels: Sequence[str], axis: np.ndarray,
+                   tabular_columns: Sequence[str], show: int = 3) -> str:
+    """Where rows' NaN or inf values are: the (at most ``show``) spectral points (``bad``, from
+    :func:`_nonfinite_counts`) and tabular columns in the most rows.
+
+    Example:
+        >>> bad = _nonfinite_counts(np.array([[[np.nan, 1.0, np.inf]], [[np.nan, 1.0, 2.0]]]))
+        >>> _worst_columns(bad, np.zeros((2, 0)), ["nir"], np.array([900.0, 901.0, 902.0]), [])
+        'most at nir 900 (2 rows), nir 902 (1 row)'
+    """
     counts = [*bad.reshape(-1).tolist(), *(~np.isfinite(tabular)).sum(0).tolist()]
     names = [f"{channel} {x:g}" for channel in channels for x in axis] + list(tabular_columns)
     order = [i for i in np.argsort(-np.asarray(counts), kind="stable")[:show] if counts[i]]
@@ -515,15 +520,17 @@ def load_table(
         # reason: nothing returned may view a file's mapping (it would change with the file).
         meta = meta.copy(deep=True)
     finite = _finite_rows(spectra, tab)
-    if not finite.all() and points is None:
-        spectra, groups, axis = _without_empty_points(spectra, groups, channels, axis)
-        finite = _finite_rows(spectra, tab)
-    report["non_finite"] = int((~finite).sum())
     where, hint = "", "drop or fill those columns"
-    if not finite.any() and len(finite):
-        hint = _empty_channels_hint(spectra, groups, channels, axis) or hint
+    if not finite.all():
+        bad = _nonfinite_counts(spectra)
+        if points is None:
+            spectra, bad, groups, axis = _without_empty_points(spectra, bad, groups, channels, axis)
+            finite = _finite_rows(spectra, tab)
+        if not finite.any():
+            hint = _empty_channels_hint(bad, len(finite), groups, channels, axis) or hint
+    report["non_finite"] = int((~finite).sum())
     if report["non_finite"]:
-        where = _worst_columns(spectra, tab, channels, axis, tabular_columns)
+        where = _worst_columns(bad, tab, channels, axis, tabular_columns)
         _logger.warning(
             "%d rows have NaN or inf in the selected channels or tabular columns; they are dropped (e.g. ids %s; %s)",
             report["non_finite"],
@@ -554,45 +561,40 @@ def _at_points(groups: dict, channels: tuple[str, ...], axis: np.ndarray,
     return taken, _union_axis(taken, channels)
 
 
-def _without_empty_points(spectra: np.ndarray, groups: dict, channels: tuple[str, ...],
-                          axis: np.ndarray) -> tuple[np.ndarray, dict, np.ndarray]:
-    """The spectra, groups and axis without the points that hold no finite value in any row of any channel (an
-    empty column of an export, a trailing delimiter's column); unchanged when there is none.
+def _without_empty_points(spectra: np.ndarray, bad: np.ndarray, groups: dict, channels: tuple[str, ...],
+                          axis: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict, np.ndarray]:
+    """The spectra, their non-finite counts ``bad`` (:func:`_nonfinite_counts`), groups and axis without the points
+    that hold no finite value in any row of any channel (an empty column of an export, a trailing delimiter's
+    column); unchanged when there is none.
 
     Example:
         >>> spectra = np.array([[[1.0, np.nan, 2.0]], [[3.0, np.nan, np.nan]]], dtype=np.float32)
         >>> groups = {"nir": [(900.0, "900"), (901.0, "901"), (902.0, "902")]}
-        >>> kept, groups, axis = _without_empty_points(spectra, groups, ("nir",), np.array([900.0, 901.0, 902.0]))
-        >>> kept.tolist(), axis.tolist(), [name for _, name in groups["nir"]]
-        ([[[1.0, 2.0]], [[3.0, nan]]], [900.0, 902.0], ['900', '902'])
+        >>> kept, bad, groups, axis = _without_empty_points(spectra, _nonfinite_counts(spectra), groups, ("nir",),
+        ...                                                 np.array([900.0, 901.0, 902.0]))
+        >>> kept.tolist(), bad.tolist(), axis.tolist(), [name for _, name in groups["nir"]]
+        ([[[1.0, 2.0]], [[3.0, nan]]], [[0, 1]], [900.0, 902.0], ['900', '902'])
     """
-    held = np.zeros(spectra.shape[1:], dtype=bool)
-    for start in range(0, len(spectra), _CHUNK_ROWS):
-        held |= np.isfinite(spectra[start : start + _CHUNK_ROWS]).any(0)
     # reason: a point is left out only when no channel holds it in any row: a value missing in one channel only is
     # a gap in that channel's spectra, and its rows are dropped as any row with NaN.
-    empty = ~held.any(0)
+    empty = (bad == len(spectra)).all(0)
     kept = set(axis[~empty].tolist())
     if not empty.any() or not all(any(x in kept for x, _ in groups[c]) for c in channels):
         # reason: a channel left with no point is no channel; its rows are dropped as before, and the error says so.
-        return spectra, groups, axis
+        return spectra, bad, groups, axis
     names = [name for c in channels for x, name in groups[c] if x not in kept]
     _logger.warning("%d spectral column(s) hold no value in any row and are left out: %s%s", len(names),
                     ", ".join(repr(n) for n in names[:5]), " ..." if len(names) > 5 else "")
     groups = {**groups, **{c: [(x, name) for x, name in groups[c] if x in kept] for c in channels}}
-    return np.ascontiguousarray(spectra[:, :, ~empty]), groups, axis[~empty]
+    return np.ascontiguousarray(spectra[:, :, ~empty]), bad[:, ~empty], groups, axis[~empty]
 
 
-def _empty_channels_hint(spectra: np.ndarray, groups: dict, channels: tuple[str, ...], axis: np.ndarray) -> str:
-    """How to leave out the selected channels that hold no finite value in any row (over their own points), or
-    ``""`` when there is none or no channel would be left."""
-    empty = []
-    for c, channel in enumerate(channels):
-        own = np.searchsorted(axis, [x for x, _ in groups[channel]])
-        held = any(np.isfinite(spectra[start : start + _CHUNK_ROWS, c][:, own]).any()
-                   for start in range(0, len(spectra), _CHUNK_ROWS))
-        if not held:
-            empty.append(channel)
+def _empty_channels_hint(bad: np.ndarray, n_rows: int, groups: dict, channels: tuple[str, ...],
+                         axis: np.ndarray) -> str:
+    """How to leave out the selected channels whose own points are NaN or inf in every row (``bad``:
+    :func:`_nonfinite_counts`), or ``""`` when there is none or no channel would be left."""
+    empty = [channel for c, channel in enumerate(channels)
+             if (bad[c, np.searchsorted(axis, [x for x, _ in groups[channel]])] == n_rows).all()]
     kept = [c for c in channels if c not in empty]
     if not empty or not kept:
         return ""
