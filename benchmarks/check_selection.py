@@ -209,25 +209,21 @@ def _candidate_tables(fold: dict, folds: list | None = None, names=None) -> dict
     return out
 
 
-def _repeated_tables(fold: dict, repeats: int, seed: int, names: set) -> list[dict]:
-    """The tables of ``names`` scored by ``repeats - 1`` other draws of the inner folds (seeds ``seed + 1``...): the
-    same number of stratified folds as fit_small's."""
-    from sklearn.model_selection import StratifiedKFold
-
-    y, n_folds = fold["y"], len(fold["folds"])
-    return [_candidate_tables(fold, list(StratifiedKFold(n_folds, shuffle=True, random_state=seed + r).split(
-        np.zeros(len(y)), y)), names) for r in range(1, repeats)]
-
-
-def _refolded_tables(fold: dict, n_folds: int, seed: int, names: set) -> dict:
-    """The tables of ``names`` scored by ``n_folds`` stratified inner folds (fewer when a class has fewer rows, as
-    fit_small's inner_folds does) instead of fit_small's."""
+def _tables_on_folds(fold: dict, n_folds: int, seed: int, names: set) -> dict:
+    """The tables of ``names`` scored by another draw of ``n_folds`` stratified inner folds (fewer when a class has
+    fewer rows, as fit_small's inner_folds does)."""
     from sklearn.model_selection import StratifiedKFold
 
     y = fold["y"]
     k = int(min(n_folds, np.bincount(y).min()))
     return _candidate_tables(fold, list(StratifiedKFold(k, shuffle=True, random_state=seed).split(np.zeros(len(y)), y)),
                              names)
+
+
+def _repeated_tables(fold: dict, repeats: int, seed: int, names: set) -> list[dict]:
+    """The tables of ``names`` scored by ``repeats - 1`` other draws of the inner folds (seeds ``seed + 1``...): the
+    same number of stratified folds as fit_small's."""
+    return [_tables_on_folds(fold, len(fold["folds"]), seed + r, names) for r in range(1, repeats)]
 
 
 # ---- selection rules -------------------------------------------------------------------------------------------
@@ -561,7 +557,7 @@ def run_set(spec: str, n_splits: int, seed: int, extra_linear: tuple[str, ...], 
             tables = _candidate_tables(fold)
             repeats = _repeated_tables(fold, max((r.get("repeats", 1) for r in rules.values()), default=1), seed,
                                        {c for r in rules.values() if r.get("repeats", 1) > 1 for c in r["candidates"]})
-            refolded = {k: _refolded_tables(fold, k, seed, {c for r in rules.values() if r.get("inner_folds") == k
+            refolded = {k: _tables_on_folds(fold, k, seed, {c for r in rules.values() if r.get("inner_folds") == k
                                                              for c in r["candidates"]})
                         for k in {r["inner_folds"] for r in rules.values() if "inner_folds" in r}}
             for name, rule in rules.items():
