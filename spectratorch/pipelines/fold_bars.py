@@ -20,8 +20,8 @@ def folds_shared():
 
     Example:
         >>> with folds_shared():
-        ...     fold_bar(total=3).disable
-        True
+        ...     fold_bar(total=3).disable, fold_bar(total=3, disable=False).disable
+        (True, True)
         >>> bar = fold_bar(total=3, leave=False)
         >>> bar.disable
         False
@@ -44,4 +44,5 @@ def fold_bar(**options):
     """``tqdm.auto.tqdm(**options)``, drawing nothing while folds are shared (:func:`folds_shared`)."""
     from tqdm.auto import tqdm
 
-    return tqdm(disable=_shared or options.pop("disable", False), **options)
+    disable = options.pop("disable", False)
+    return tqdm(disable=_shared or disable, **options)
