@@ -38,6 +38,7 @@ __all__ = [
     "INPUT_TABULAR",
     "METADATA_KEYS",
     "NO_LABEL",
+    "UNKNOWN_CLASS",
     "OUTPUT_OOD",
     "OUTPUT_PROBABILITIES",
     "UNCLASSIFIED",
@@ -94,8 +95,10 @@ OUTPUT_PROBABILITIES = "probabilities"
 OUTPUT_OOD = ("t2", "q", "outlier")
 """The outlier outputs of a model exported with an outlier model: Hotelling's T², the Q residual, the flag."""
 UNCLASSIFIED = "unclassified"
+UNKNOWN_CLASS = -1
+"""The true class :meth:`Predictor.truth` gives a row labelled with a class the model lacks."""
 NO_LABEL = -2
-"""The true class :meth:`Predictor.truth` gives a row with an empty label cell (-1: a class the model lacks)."""
+"""The true class :meth:`Predictor.truth` gives a row with an empty label cell."""
 DEFAULT_CUTOFF_KEY = "default"
 """The entry of the metadata's ``cutoffs`` that ``cutoff="auto"`` uses."""
 
@@ -618,8 +621,9 @@ class Predictor:
         return float(coverage)
 
     def truth(self, table: SpectralTable) -> np.ndarray | None:
-        """The table's true classes as indices into the model's labels (-1: a class the model does not know; -2:
-        an empty label cell), or ``None`` when the table has no labels for the model's target."""
+        """The table's true classes as indices into the model's labels (:data:`UNKNOWN_CLASS`: a class the model
+        does not know; :data:`NO_LABEL`: an empty label cell), or ``None`` when the table has no labels for the
+        model's target."""
         from spectratorch.data.targets import labelled_rows, resolve_target
         from spectratorch.errors import SpectratorchError
 
@@ -632,7 +636,8 @@ class Predictor:
         except SpectratorchError:
             return None
         labels = list(self.labels)
-        remap = np.array([labels.index(label) if label in labels else -1 for label in target.labels], dtype=np.int64)
+        remap = np.array([labels.index(label) if label in labels else UNKNOWN_CLASS for label in target.labels],
+                         dtype=np.int64)
         truth = np.full(len(labelled), NO_LABEL, dtype=np.int64)
         truth[labelled] = remap[target.y]
         return truth
@@ -687,8 +692,8 @@ def scores_against_labels(predicted: np.ndarray, truth: np.ndarray | None, kept:
 
     Args:
         predicted: ``[N]`` most probable classes.
-        truth: ``[N]`` true classes (-1: a class the model does not know; -2, :data:`NO_LABEL`: no label), or
-            ``None``.
+        truth: ``[N]`` true classes (:data:`UNKNOWN_CLASS`, -1: a class the model does not know; :data:`NO_LABEL`,
+            -2: no label), or ``None``.
         kept: ``[N]`` whether each prediction is over the cutoff (all ``True`` without one).
 
     Returns:
@@ -707,8 +712,12 @@ def scores_against_labels(predicted: np.ndarray, truth: np.ndarray | None, kept:
     right = predicted[known] == truth[known]
     kept = np.asarray(kept, dtype=bool)[known]
     return {"labelled": int(known.sum()), "right": int(right.sum()), "accuracy": float(right.mean()),
-            "kept": int(kept.sum()), "right_kept": int(right[kept].sum()), "unknown": int((truth == -1).sum()),
-            "unlabelled": int((truth == NO_LABEL).sum())}
+            "kept": int(kept.sum()), "right_kept": int(right[kept].sum()),
+            "unknown": int((truth == UNKNOWN_CLASS).sum()), "unlabelled": int((truth == NO_LABEL).sum())}
+
+
+def _rows(n: int) -> str:
+    return f"{n} row{'s' if n != 1 else ''}"
 
 
 def describe_scores(scores: dict, cutoff: float | None) -> str:
@@ -718,7 +727,7 @@ def describe_scores(scores: dict, cutoff: float | None) -> str:
         >>> scores = scores_against_labels(np.array([0, 1, 1, 0]), np.array([0, 1, 0, -1]), np.array([1, 1, 0, 1]))
         >>> describe_scores(scores, 0.9)
         "against the file's labels: accuracy 0.667 (2 of 3); over the cutoff 0.900: 1.000 (2 of the 2 kept, 66.7%); \
-1 rows of classes the model does not know left out"
+1 row of classes the model does not know left out"
     """
     text = f"against the file's labels: accuracy {scores['accuracy']:.3f} ({scores['right']} of {scores['labelled']})"
     if cutoff and scores["kept"] < scores["labelled"]:
@@ -726,9 +735,9 @@ def describe_scores(scores: dict, cutoff: float | None) -> str:
         text += (f"; over the cutoff {cutoff:.3f}: " + (f"{scores['right_kept'] / scores['kept']:.3f} "
                  if scores["kept"] else "") + f"({scores['right_kept']} of the {scores['kept']} kept, {share:.1%})")
     if scores["unknown"]:
-        text += f"; {scores['unknown']} rows of classes the model does not know left out"
+        text += f"; {_rows(scores['unknown'])} of classes the model does not know left out"
     if scores["unlabelled"]:
-        text += f"; {scores['unlabelled']} rows without a label left out"
+        text += f"; {_rows(scores['unlabelled'])} without a label left out"
     return text
 
 

@@ -228,6 +228,10 @@ def _show_predictions(entry: ModelEntry, name: str, table: Prediction, outputs: 
     return frame
 
 
+def _samples(n: int) -> str:
+    return f"{n} sample{'s' if n != 1 else ''}"
+
+
 def _show_scores(predictor: Predictor, probabilities: np.ndarray, frame: pd.DataFrame, truth: np.ndarray,
                  cutoff: float) -> None:
     known = truth >= 0
@@ -241,9 +245,9 @@ def _show_scores(predictor: Predictor, probabilities: np.ndarray, frame: pd.Data
         text += (f"; with the cutoff {cutoff:.3f}: **{scores['right_kept'] / scores['kept']:.3f}** on the "
                  f"{scores['kept'] / scores['labelled']:.1%} kept")
     if scores["unknown"]:
-        text += f"; {scores['unknown']} samples of classes the model does not know are left out"
+        text += f"; {_samples(scores['unknown'])} of classes the model does not know left out"
     if scores["unlabelled"]:
-        text += f"; {scores['unlabelled']} samples without a label are left out"
+        text += f"; {_samples(scores['unlabelled'])} without a label left out"
     st.markdown(text + ".")
     matrix = confusion(y, predicted, predictor.labels, kept if cutoff > 0 else None)
     st.table(matrix.rename_axis("truth \\ predicted"))

@@ -20,7 +20,7 @@ from spectratorch.cli import main
 from spectratorch.data.io import read_dataset, write_dataset
 from spectratorch.inference import UNCLASSIFIED, Predictor
 
-from .conftest import EXAMPLE, PAGE
+from .conftest import EXAMPLE, PAGE, linear_model
 
 
 @pytest.fixture(autouse=True)
@@ -228,3 +228,25 @@ def test_a_model_without_our_metadata_is_refused_on_the_page(monkeypatch, mixed_
 def test_an_empty_models_folder_says_how_to_get_one(monkeypatch, tmp_path):
     at = _page(monkeypatch, tmp_path)
     assert _errors(at) == [] and "No .onnx model" in at.warning[0].value
+
+
+def test_a_partly_labelled_file_counts_its_unlabelled_and_unknown_rows_apart(monkeypatch, tmp_path):
+    folder = tmp_path / "models"
+    folder.mkdir()
+    linear_model(folder / "linear.onnx", n_points=64)
+    rng = np.random.default_rng(3)
+    spectra = rng.random((12, 64))
+    spectra[:6, 20:30] += 3  # reads as 'bump'
+    spectra[6:, 20:30] -= 3  # reads as 'flat'
+    frame = pd.DataFrame(spectra, columns=[f"nir_{1000 + k}" for k in range(64)])
+    frame.insert(0, "bump", ["bump"] * 6 + ["flat"] * 6)
+    frame.insert(0, "sample", [f"s{k}" for k in range(12)])
+    frame.loc[[0, 7], "bump"] = None
+    frame.loc[[8], "bump"] = "wavy"
+    frame.to_csv(tmp_path / "partly labelled.csv", index=False)
+    at = _upload(_page(monkeypatch, folder), tmp_path / "partly labelled.csv")
+    assert _errors(at) == []
+    text = next(m.value for m in at.markdown if m.value.startswith("Accuracy "))
+    assert text.startswith("Accuracy **1.000** on 9 labelled samples")
+    assert "; 1 sample of classes the model does not know left out" in text
+    assert "; 2 samples without a label left out." in text
