@@ -17,7 +17,15 @@ import sys
 from pathlib import Path
 
 from spectratorch._version import __version__
-from spectratorch.config import DEMO_DATA, TARGET_METRICS, DataConfig, ModelConfig, RunConfig, TrainConfig
+from spectratorch.config import (
+    DEMO_DATA,
+    RARE_CLASS_POLICIES,
+    TARGET_METRICS,
+    DataConfig,
+    ModelConfig,
+    RunConfig,
+    TrainConfig,
+)
 from spectratorch.defaults import (
     CPU_WIDTH,
     MAX_BATCH,
@@ -137,8 +145,9 @@ def _add_train_args(parser: argparse.ArgumentParser) -> None:
          help="like-val (the next fold), is-val (the validation fold), none (no test rows: the final model, "
          "trained on every row on a small set) or the path of a test file")
     _add(data, "--seed", type=int, default=d.seed, help="seed of the split, the weights and the augmentations")
-    _add(data, "--rare-classes", choices=["error", "drop", "other"], default=d.rare_classes,
-         help="what to do with classes smaller than --n-splits")
+    _add(data, "--rare-classes", choices=RARE_CLASS_POLICIES, default=d.rare_classes,
+         help="classes smaller than --n-splits: keep (with at least 3 rows each; some test folds hold none of them), "
+         "error, drop, or other (bundled)")
     _add(data, "--min-samples", type=int, default=None, help="with --rare-classes other: bundle classes under this")
     _add(data, "--batch-size", type=int, default=None,
          help=f"samples per batch (default: n_train/8 rounded down to a power of two, within {MIN_BATCH}..{MAX_BATCH})")

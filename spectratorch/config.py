@@ -31,6 +31,7 @@ __all__ = [
     "ACCELERATORS",
     "PRECISIONS",
     "MAX_SEED",
+    "RARE_CLASS_POLICIES",
     "parse_devices",
 ]
 
@@ -44,6 +45,8 @@ TARGET_METRICS = {
 }
 _METRIC_ALIASES = {"val_acc": "val_accuracy", "val_bacc": "val_balanced_accuracy"}
 DEMO_DATA = Path("datasets") / "demo.pkl"
+# what `--rare-classes` does with a class smaller than --n-splits (spectratorch/data/targets.py: handle_rare_classes)
+RARE_CLASS_POLICIES = ("keep", "error", "drop", "other")
 _TRANSFORM_OPTIONS = transform_options()
 
 
@@ -203,7 +206,7 @@ class DataConfig:
     current_split: int = 0
     test_source: str = "like-val"
     seed: int = 42
-    rare_classes: str = "error"
+    rare_classes: str = "keep"
     min_samples: int | None = None
     batch_size: int | None = None
     transforms: tuple[str, ...] | None = None
@@ -240,8 +243,9 @@ class DataConfig:
             )
         if isinstance(self.seed, bool) or not isinstance(self.seed, numbers.Integral) or not 0 <= self.seed <= MAX_SEED:
             raise ConfigError(f"--seed must be an integer in 0..{MAX_SEED}; got {self.seed!r}.")
-        if self.rare_classes not in ("error", "drop", "other"):
-            raise ConfigError(f"--rare-classes must be error, drop or other; got {self.rare_classes!r}.")
+        if self.rare_classes not in RARE_CLASS_POLICIES:
+            raise ConfigError(f"--rare-classes must be one of {', '.join(RARE_CLASS_POLICIES)}; "
+                              f"got {self.rare_classes!r}.")
         _check_range("--batch-size", self.batch_size, 1, 1 << 24)
         for name, option in transform_options().items():
             option.check(getattr(self, name, None))

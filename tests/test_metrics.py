@@ -40,7 +40,7 @@ def test_classification_metrics_are_scikit_learns(k):
 def test_predicted_classes_without_probabilities():
     p, y = _probabilities(120, 3, seed=1)
     predicted = np.roll(p.argmax(1), 1)  # reason: other predictions than the probabilities' argmax
-    m = classification_metrics(y, None, predicted, n_classes=3)
+    m = classification_metrics(y, None, predicted)
     assert "loss" not in m and m["auroc"] is None
     assert m["accuracy"] == pytest.approx(accuracy_score(y, predicted))
     assert m["f1"] == pytest.approx(f1_score(y, predicted, average="macro", labels=[0, 1, 2], zero_division=0))
@@ -56,10 +56,19 @@ def test_a_class_without_rows():
     present = [0, 1, 3]
     renormalised = p[keep][:, present] / p[keep][:, present].sum(1, keepdims=True)
     assert m["auroc"] == pytest.approx(roc_auc_score(y[keep], renormalised, multi_class="ovr", labels=present))
-    # macro F1 over every class, the absent one scoring 0 (scikit-learn's zero_division=0)
+    # the absent class, predicted for some rows, scores 0 in the macro F1 (scikit-learn's default labels)
+    assert (p[keep].argmax(1) == 2).any()
     assert m["f1"] == pytest.approx(f1_score(y[keep], p[keep].argmax(1), average="macro", labels=[0, 1, 2, 3],
                                              zero_division=0))
+    # never predicted, it has no F1 to average: a test fold without a rare class, all right, scores 1
+    right = np.eye(4)[y[keep]] * 0.7 + 0.075
+    assert classification_metrics(y[keep], right)["f1"] == 1.0
+    assert classification_metrics(y[keep], right)["balanced_accuracy"] == 1.0
     assert classification_metrics(np.zeros(5, int), np.full((5, 2), 0.5))["auroc"] is None
+    # two classes of three present: the binary AUROC of the two, their probabilities renormalised
+    two = y < 2
+    pair = p[two][:, :2] / p[two][:, :2].sum(1, keepdims=True)
+    assert classification_metrics(y[two], p[two])["auroc"] == pytest.approx(roc_auc_score(y[two], pair[:, 1]))
 
 
 def test_per_class_metrics_and_the_sheets_table_agree_with_scikit_learn():

@@ -268,23 +268,35 @@ def _measured_hint(target: Target, counts: dict) -> str:
             f"tertiles with pandas `pd.qcut(frame[{column!r}], 3, labels=['low', 'mid', 'high'])`. ")
 
 
+# reason: with 3 rows a class keeps 2 in every fold's training rows (a stratified fold tests at most one of them),
+# the fewest an inner cross-validation can choose a model on; 2 rows would leave 1 in some folds.
+KEEP_MIN_ROWS = 3
+
+
+def _listed(rare: list, counts: dict) -> str:
+    listed = ", ".join(f"{label!r} ({counts[label]})" for label in rare[:_LISTED])
+    return listed + (f", ... ({len(rare)} classes in all)" if len(rare) > _LISTED else "")
+
+
 def handle_rare_classes(
-    target: Target, n_splits: int, policy: str = "error", min_samples: int | None = None
+    target: Target, n_splits: int, policy: str = "keep", min_samples: int | None = None
 ) -> tuple[Target, np.ndarray]:
     """Deal with classes too small to appear in every fold.
 
     Args:
         target: the target.
-        n_splits: the number of folds; a class needs at least this many members.
-        policy: ``"error"`` (default), ``"drop"`` (drop the rows of such classes) or ``"other"`` (bundle every class
-            under ``min_samples`` members into one ``other`` class).
+        n_splits: the number of folds; a class with fewer members is absent from some test folds.
+        policy: ``"keep"`` (default: keep such classes with a warning when each has at least
+            :data:`KEEP_MIN_ROWS` rows, as scikit-learn's stratified k-fold does; refuse them otherwise),
+            ``"error"`` (refuse them), ``"drop"`` (drop their rows) or ``"other"`` (bundle every class under
+            ``min_samples`` members into one ``other`` class).
         min_samples: the bundling threshold for ``"other"`` (default ``n_splits``).
 
     Returns:
         The new target and the boolean mask ``[N]`` of the rows kept.
 
     Raises:
-        SplitError: a class is too small and ``policy`` is ``"error"``, or nothing usable is left.
+        SplitError: a class is too small for ``policy``, or nothing usable is left.
     """
     counts = target.counts()
     if len(counts) < 2:
@@ -296,16 +308,24 @@ def handle_rare_classes(
     keep = np.ones(len(target.y), dtype=bool)
     if not rare:
         return target, keep
+    if policy == "keep":
+        too_few = [label for label in rare if counts[label] < KEEP_MIN_ROWS]
+        if not too_few:
+            _logger.warning("class(es) %s have fewer rows than the %d folds: kept, so some test folds hold none of "
+                            "them (`--rare-classes drop|other|error` to change)",
+                            ", ".join(f"{label!r} ({counts[label]})" for label in rare), n_splits)
+            return target, keep
+        raise SplitError(f"{_measured_hint(target, counts)}class(es) {_listed(too_few, counts)} have fewer than "
+                         f"{KEEP_MIN_ROWS} rows: a model is chosen on at least 2 in every fold's training rows. Drop "
+                         "them with `--rare-classes drop`, or bundle small classes with `--rare-classes other "
+                         "--min-samples N`.")
     if policy == "error":
-        listed = ", ".join(f"{label!r} ({counts[label]})" for label in rare[:_LISTED])
-        if len(rare) > _LISTED:
-            listed += f", ... ({len(rare)} classes in all)"
         fewest = min(counts[label] for label in rare)
         fewer_folds = f"split in fewer folds (`--n-splits {fewest}`), " if fewest >= 2 else ""
         raise SplitError(
-            f"{_measured_hint(target, counts)}class(es) {listed} have fewer members than n_splits={n_splits}; "
-            f"{fewer_folds}drop them with `--rare-classes drop`, or bundle small classes with `--rare-classes other "
-            "--min-samples N`."
+            f"{_measured_hint(target, counts)}class(es) {_listed(rare, counts)} have fewer members than "
+            f"n_splits={n_splits}; {fewer_folds}drop them with `--rare-classes drop`, or bundle small classes with "
+            "`--rare-classes other --min-samples N`."
         )
     if policy == "drop":
         rare_idx = [target.labels.index(label) for label in rare]
@@ -322,7 +342,7 @@ def handle_rare_classes(
         _logger.warning("bundled the classes %s into %r", rare, OTHER_LABEL)
         result = Target(y, labels, target.full_truth, target.code)
     else:
-        raise SplitError(f"--rare-classes must be error, drop or other; got {policy!r}.")
+        raise SplitError(f"--rare-classes must be keep, error, drop or other; got {policy!r}.")
     if len(result.labels) < 2 or min(result.counts().values()) < n_splits:
         raise SplitError(f"after `--rare-classes {policy}` the classes are {result.counts()}; too few to split.")
     return result, keep

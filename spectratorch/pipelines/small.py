@@ -802,7 +802,7 @@ def _baseline(module, dm, seed: int, solved: dict | None, test_rows) -> dict:
         for name, fit in solved.items():
             logits = decision(_transformed(fit["model"], test_rows.spectra, test_rows.tabular), fit["head"])
             scores = (classification_metrics(y_test, softmax(logits)) if fit["solver"] == "logistic" else
-                      classification_metrics(y_test, None, logits.argmax(1), dm.n_classes))
+                      classification_metrics(y_test, None, logits.argmax(1)))
             # reason: no loss: PLS-DA has no probabilities, so the two baselines report the same keys (as
             # training/baseline.py does).
             out[name] = {"test": {k: v for k, v in scores.items() if k != "loss"}, fit["parameter"]: fit["value"],

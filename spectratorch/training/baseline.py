@@ -151,7 +151,7 @@ def fit_baselines(train: tuple[np.ndarray, np.ndarray], stages: dict[str, tuple[
                     predicted = model.predict(xs)
                     proba = _full_proba(model, xs, n_classes) if name == "logistic_regression" else None
                     # reason: no loss: PLS-DA has no probabilities, so the two baselines report the same keys.
-                    scores = classification_metrics(ys, proba, predicted, n_classes)
+                    scores = classification_metrics(ys, proba, predicted)
                     result[stage] = {key: value for key, value in scores.items() if key != "loss"}
         except ValueError as err:
             _logger.warning("baseline %s could not be fitted: %s", name, err)

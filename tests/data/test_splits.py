@@ -77,5 +77,13 @@ def test_errors():
         make_split(y, truth, 5, 5)
     with pytest.raises(SplitError, match="n_splits >= 3"):
         make_split(y, truth, 2, 0)
-    with pytest.raises(SplitError, match="fewer members than n_splits"):
-        make_split(np.array([0] * 10 + [1] * 2), np.zeros(12), 5)
+    with pytest.raises(SplitError, match=r"class\(es\) \[1\] \(class index\) have one member"):
+        make_split(np.array([0] * 10 + [1]), np.zeros(11), 5)
+
+
+def test_a_class_smaller_than_the_folds_lands_in_distinct_folds_without_a_warning(recwarn):
+    y = np.array([0] * 20 + [1] * 20 + [2] * 3)
+    folds = fold_assignment(y, y.astype(str), 5, seed=7)
+    assert len(set(folds[y == 2].tolist())) == 3
+    assert np.bincount(folds[y == 0]).tolist() == [4] * 5
+    assert not [w for w in recwarn if "least populated" in str(w.message)]

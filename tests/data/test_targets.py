@@ -94,10 +94,13 @@ def test_rare_classes():
     meta = pd.DataFrame({"label": ["a"] * 10 + ["b"] * 10 + ["c"] * 2 + ["d"] * 3})
     target = resolve_target(meta, ("AVA", "label"))
     with pytest.raises(SplitError, match=r"'c' \(2\), 'd' \(3\).*`--n-splits 2`.*--rare-classes drop"):
+        handle_rare_classes(target, 5, "error")
+    # the default keeps a class of 3 rows or more, and names only the classes it cannot keep
+    with pytest.raises(SplitError, match=r"^class\(es\) 'c' \(2\) have fewer than 3 rows.*--rare-classes drop"):
         handle_rare_classes(target, 5)
     single = resolve_target(pd.DataFrame({"label": ["a"] * 10 + ["b"]}), ("AVA", "label"))
     with pytest.raises(SplitError, match="'b' \\(1\\)") as refused:
-        handle_rare_classes(single, 5)
+        handle_rare_classes(single, 5, "error")
     assert "--n-splits" not in str(refused.value)
     dropped, keep = handle_rare_classes(target, 5, "drop")
     assert dropped.labels == ("a", "b") and keep.sum() == 20 and dropped.counts() == {"a": 10, "b": 10}
@@ -105,6 +108,14 @@ def test_rare_classes():
     assert bundled.labels == ("a", "b", "other") and keep.all() and bundled.counts()["other"] == 5
     same, keep = handle_rare_classes(target, 2)
     assert same is target and keep.all()
+
+
+def test_the_default_keeps_a_class_of_three_rows_and_says_so(caplog):
+    target = resolve_target(pd.DataFrame({"label": ["a"] * 10 + ["b"] * 10 + ["d"] * 3}), ("AVA", "label"))
+    with caplog.at_level("WARNING"):
+        same, keep = handle_rare_classes(target, 5)
+    assert same is target and keep.all()
+    assert "class(es) 'd' (3) have fewer rows than the 5 folds: kept" in caplog.text
 
 
 def test_one_class_is_one_line_and_exit_2(tmp_path, capsys):
@@ -132,7 +143,7 @@ def test_a_measured_value_as_target_is_told_to_bin_it_in_a_short_line():
     assert "pd.qcut(frame['fat'], 3" in message and f"({len(set(fat))} classes in all)" in message
     assert len(message) < 700
     # a few real classes with few rows each get no such hint
-    few = resolve_target(pd.DataFrame({"label": ["1", "2", "3"] * 3 + ["4"] * 10}), ("AVA", "label"))
+    few = resolve_target(pd.DataFrame({"label": ["1", "2", "3"] * 2 + ["4"] * 10}), ("AVA", "label"))
     with pytest.raises(SplitError) as refused:
         handle_rare_classes(few, 5)
     assert "measured value" not in str(refused.value)

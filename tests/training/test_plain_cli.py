@@ -104,3 +104,24 @@ def test_two_text_columns_and_no_targets_is_one_error_line(tmp_path):
     lines = [line for line in result.stderr.splitlines() if "error" in line]
     assert len(lines) == 1 and "['variety', 'origin']" in lines[0] and "--targets AVA variety" in lines[0], \
         result.stderr
+
+
+@pytest.mark.slow
+def test_cv_keeps_a_class_smaller_than_the_folds_and_scores_the_folds_without_it(tmp_path):
+    frame = plain_frame(80, seed=6)
+    small = frame["label"].value_counts().index[-1]
+    frame = frame.drop(frame.index[frame["label"] == small][3:])
+    path = tmp_path / "rare.csv"
+    frame.to_csv(path, index=False)
+    out = tmp_path / "cv"
+    result = _cli("cv", "--data", path, "--arch", "LDA", "--no-baseline", "--output-dir", out)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"class(es) '{small}' (3) have fewer rows than the 5 folds: kept" in result.stderr
+    folds = json.loads(next(out.glob("* cv-5 *.json")).read_text())["folds"]
+    assert len(folds) == 5
+    # two folds test no row of the small class: a fold all right scores 1, not a macro F1 with the absent class at 0
+    right = [fold["metrics"]["test"] for fold in folds if fold["metrics"]["test"]["accuracy"] == 1.0]
+    assert len(right) >= 3
+    assert all(test["f1"] == 1.0 and test["auroc"] == 1.0 for test in right)
+    result = _cli("cv", "--data", path, "--arch", "LDA", "--rare-classes", "error", "--output-dir", tmp_path / "e")
+    assert result.returncode == 2 and f"'{small}' (3) have fewer members than n_splits=5" in result.stderr
