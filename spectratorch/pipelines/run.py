@@ -197,9 +197,11 @@ def _stage_metrics(results: list[dict], stage: str) -> dict:
     return {name: merged.get(f"{stage}_{name}") for name in METRIC_NAMES}
 
 
-def _save_test_predictions(path: Path, module: SpectralModule, dm: SpectralDataModule) -> None:
+def _save_test_predictions(path: Path, module: SpectralModule, dm: SpectralDataModule,
+                           probabilities: np.ndarray | None = None) -> None:
     rows = dm.stage_arrays("test")
-    probabilities = predict_probabilities(module, dm, "test")
+    if probabilities is None:
+        probabilities = predict_probabilities(module, dm, "test")
     frame = pd.DataFrame(probabilities, columns=[f"p_{label}" for label in dm.labels])
     frame.insert(0, "truth", np.asarray(dm.labels, dtype=object)[rows.y.numpy()])
     frame.insert(0, "full_truth", rows.full_truth)

@@ -698,12 +698,13 @@ def _cutoffs(oof_logits: np.ndarray, y_train: np.ndarray) -> dict:
             "cutoffs": named_cutoffs(cutoffs), "cutoff_table": cutoffs.to_dict("records")}
 
 
-def _result_sheet(module, dm, path: Path, stem: str, out_of_fold: tuple[np.ndarray, np.ndarray]) -> dict:
+def _result_sheet(module, dm, path: Path, stem: str, out_of_fold: tuple[np.ndarray, np.ndarray],
+                  test_logits: np.ndarray) -> dict:
     """The result sheet of the test rows, its cutoffs and temperature from the training rows' out-of-fold
     predictions (as ``spectratorch report`` of the checkpoint draws it); the calibration error on the test rows."""
     from spectratorch.report.sheet import make_result_sheet
 
-    sheet = make_result_sheet(module, dm, path, stem, out_of_fold=out_of_fold)
+    sheet = make_result_sheet(module, dm, path, stem, out_of_fold=out_of_fold, test_logits=test_logits)
     return {"result_sheet": sheet["result_sheet"], "ece_after": sheet["ece_after"]}
 
 
@@ -720,7 +721,8 @@ def train_small(config: RunConfig, dm, candidates=None, result_sheet: bool = Tru
     from spectratorch._version import __version__
     from spectratorch.contract import model_name
     from spectratorch.defaults import auto_transforms, resolve_defaults
-    from spectratorch.pipelines.run import _module_kwargs, _save_test_predictions, _write_json, predict_probabilities
+    from spectratorch.models.batched import predict_logits
+    from spectratorch.pipelines.run import _module_kwargs, _save_test_predictions, _write_json
 
     defaults = tuple(auto_transforms(config.data.channels))
     if config.data.transforms is None:
@@ -745,8 +747,11 @@ def train_small(config: RunConfig, dm, candidates=None, result_sheet: bool = Tru
     val = fitted["val_metrics"]
     test_rows = dm.stage_arrays("test")
     metrics = {"val": val}
+    test_logits = None
     if len(test_rows):
-        metrics["test"] = classification_metrics(test_rows.y.numpy(), predict_probabilities(module, dm, "test"))
+        # reason: the test rows' logits are computed once, for the metrics, the predictions file and the sheet.
+        test_logits = predict_logits(module, test_rows.spectra, test_rows.tabular)
+        metrics["test"] = classification_metrics(test_rows.y.numpy(), softmax(test_logits))
     else:
         _logger.info("no test rows (--test-source none): the model is trained on every row; its estimate is the "
                      "inner CV's (metrics.val)")
@@ -767,11 +772,11 @@ def train_small(config: RunConfig, dm, candidates=None, result_sheet: bool = Tru
     files = summary["files"]
     if config.train.save_test_preds and len(test_rows):
         files["test_predictions"] = str(out_dir / f"{stem}.csv")
-        _save_test_predictions(out_dir / f"{stem}.csv", module, dm)
+        _save_test_predictions(out_dir / f"{stem}.csv", module, dm, softmax(test_logits))
     summary["calibration"] = _cutoffs(fitted["oof_logits"], fitted["y_train"])
     if result_sheet and len(test_rows):
         sheet = _result_sheet(module, dm, out_dir / f"{stem} result sheet.png", stem,
-                              (fitted["oof_logits"], fitted["y_train"]))
+                              (fitted["oof_logits"], fitted["y_train"]), test_logits)
         files["result_sheet"] = sheet.pop("result_sheet")
         summary["calibration"].update(sheet)
     if config.train.to_onnx:

@@ -223,13 +223,17 @@ def split_name(config, stage: str, out_of_fold: bool = False) -> str:
 
 
 def collect(module, dm, stage: str = "test", temperature: float = 1.0, title: str = "",
-            out_of_fold: bool = False) -> SheetData:
+            out_of_fold: bool = False, logits: np.ndarray | None = None) -> SheetData:
     """Compute the sheet's data for ``stage``'s rows of a datamodule with a trained module (``out_of_fold``: its
-    outlier model as :func:`outlier_data`'s)."""
+    outlier model as :func:`outlier_data`'s; ``logits``: the module's logits ``[N, K]`` of those rows when the
+    caller has them already)."""
     rows = dm.stage_arrays(stage)
     spectra, tabular, y = rows.spectra, rows.tabular, rows.y
     n_classes = len(dm.labels)
-    logits = predict_logits(module, spectra, tabular)
+    if logits is None:
+        logits = predict_logits(module, spectra, tabular)
+    elif logits.shape != (len(y), n_classes):
+        raise ValueError(f"collect: logits of shape {logits.shape} for {len(y)} rows of {n_classes} classes")
     sub = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))[:_MAX_SALIENCY_ROWS]
     saliency_map, saliency_kind = saliency(module, spectra[sub], tabular[sub], y[sub], n_classes)
     sums = torch.zeros(n_classes, *spectra.shape[1:], dtype=torch.float64).index_add_(0, y, spectra.double())
@@ -491,7 +495,8 @@ def write_result_sheet(data: SheetData, path: str | Path, cutoff: float | str | 
 
 def make_result_sheet(module, dm, path: str | Path, title: str = "", tensorboard=None,
                       baseline: dict | None = None, temperature: float | None = None,
-                      out_of_fold: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
+                      out_of_fold: tuple[np.ndarray, np.ndarray] | None = None,
+                      test_logits: np.ndarray | None = None) -> dict:
     """Choose the cutoffs on the calibrated validation split and draw the sheet of the test split.
 
     Args:
@@ -508,6 +513,7 @@ def make_result_sheet(module, dm, path: str | Path, title: str = "", tensorboard
             trained on its validation rows too (the small-set protocol; its checkpoint carries them): the cutoffs
             come from them, the temperature is 1 (already folded into the model), and the T²/Q panel has the
             export's out-of-fold limits.
+        test_logits: the module's logits ``[N, K]`` of the test rows, when the caller has computed them already.
 
     Returns:
         ``{"result_sheet", "temperature", "ece_before", "ece_after", "cutoffs", "cutoff_table"}``; ``cutoffs`` maps
@@ -524,7 +530,8 @@ def make_result_sheet(module, dm, path: str | Path, title: str = "", tensorboard
     if temperature is None:
         temperature = fit_temperature(val["logits"], val["y"])
     cutoffs = cutoff_table(softmax(val["logits"], temperature), val["y"])
-    data = collect(module, dm, "test", temperature=temperature, title=title, out_of_fold=out_of_fold is not None)
+    data = collect(module, dm, "test", temperature=temperature, title=title, out_of_fold=out_of_fold is not None,
+                   logits=test_logits)
     data.baseline = dict(baseline or {})
     fig, cutoffs = write_result_sheet(data, path, "auto", cutoffs)
     if tensorboard is not None:

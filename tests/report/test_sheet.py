@@ -93,6 +93,11 @@ def test_result_sheet_from_a_trained_run(demo_file, tmp_path):
     sheet_data = collect(module, dm, "test", temperature=2.0)
     np.testing.assert_allclose(sheet_data.probabilities().sum(1), 1, rtol=1e-5)
     assert sheet_data.saliency.shape == (4, 2, 446)
+    # logits the caller has already are the sheet's, not computed again; logits of other rows are refused
+    given = np.roll(sheet_data.logits, 1, axis=1)
+    assert collect(module, dm, "test", logits=given).logits is given
+    with pytest.raises(ValueError, match="logits of shape"):
+        collect(module, dm, "test", logits=given[1:])
     result = make_result_sheet(module, dm, tmp_path / "again.png", "t")
     assert (tmp_path / "again.png").is_file() and result["temperature"] > 0
 
