@@ -94,16 +94,19 @@ def test_lda_heads_are_scikit_learns_shrinkage_lda(n_classes, n_features):
                                    atol=1e-6)
 
 
-@pytest.mark.parametrize("n_classes", [2, 3])
-def test_ridge_head_is_scikit_learns_ridge_classifier_cv(n_classes):
+@pytest.mark.parametrize(("n_classes", "n_rows", "n_features"),
+                         [(2, 90, 300), (3, 90, 300), (3, 400, 80), (4, 400, 80)])
+def test_ridge_head_is_scikit_learns_ridge_classifier_cv(n_classes, n_rows, n_features):
     from sklearn.linear_model import RidgeClassifierCV
     from sklearn.preprocessing import StandardScaler
 
-    x, y, x_new = _spectra_like(n_classes=n_classes)
+    x, y, x_new = _spectra_like(n_rows, n_features, n_classes=n_classes)
     scaler = StandardScaler().fit(x)
     head, alpha = ridge_head(x, y, n_classes)
     reference = RidgeClassifierCV(alphas=RIDGE_ALPHAS).fit(scaler.transform(x), y)
     assert alpha == reference.alpha_
+    # reason: the grid's ends say nothing of the leave-one-out errors in between; a mid-grid alpha does.
+    assert n_rows < n_features or RIDGE_ALPHAS[0] < alpha < RIDGE_ALPHAS[-1]
     scores = reference.decision_function(scaler.transform(x_new))
     ours = decision(x_new, head)
     if n_classes == 2:  # reason: the single score z is stored as the two logits (-z/2, z/2)
