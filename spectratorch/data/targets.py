@@ -312,8 +312,7 @@ def handle_rare_classes(
         too_few = [label for label in rare if counts[label] < KEEP_MIN_ROWS]
         if not too_few:
             _logger.warning("class(es) %s have fewer rows than the %d folds: kept, so some test folds hold none of "
-                            "them (`--rare-classes drop|other|error` to change)",
-                            ", ".join(f"{label!r} ({counts[label]})" for label in rare), n_splits)
+                            "them (`--rare-classes drop|other|error` to change)", _listed(rare, counts), n_splits)
             return target, keep
         raise SplitError(f"{_measured_hint(target, counts)}class(es) {_listed(too_few, counts)} have fewer than "
                          f"{KEEP_MIN_ROWS} rows: a model is chosen on at least 2 in every fold's training rows. Drop "
