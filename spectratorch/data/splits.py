@@ -78,11 +78,11 @@ def fold_assignment(y: np.ndarray, full_truth: np.ndarray, n_splits: int = 5, se
         raise SplitError(f"n_splits must be at least 2; got {n_splits}.")
     counts = np.bincount(y)
     single = [int(c) for c, n in enumerate(counts) if n == 1]
-    if single or len(y) < n_splits:
-        raise SplitError(
-            f"class(es) {single} (class index) have one member, or the {len(y)} rows are fewer than "
-            f"n_splits={n_splits}; use `--rare-classes drop` or `--rare-classes other`."
-        )
+    if single:
+        raise SplitError(f"class(es) {single} (class index) have one member: no fold can both train and test them; "
+                         "use `--rare-classes drop` or `--rare-classes other`.")
+    if len(y) < n_splits:
+        raise SplitError(f"{len(y)} rows cannot fill n_splits={n_splits} folds; use fewer (`--n-splits`).")
     folds = np.empty(len(y), dtype=np.int64)
     splitter = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     strata = _strata(y, full_truth, n_splits)

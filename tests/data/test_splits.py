@@ -79,6 +79,8 @@ def test_errors():
         make_split(y, truth, 2, 0)
     with pytest.raises(SplitError, match=r"class\(es\) \[1\] \(class index\) have one member"):
         make_split(np.array([0] * 10 + [1]), np.zeros(11), 5)
+    with pytest.raises(SplitError, match=r"^4 rows cannot fill n_splits=5 folds"):
+        fold_assignment(np.array([0, 0, 1, 1]), np.zeros(4), 5)
 
 
 def test_a_class_smaller_than_the_folds_lands_in_distinct_folds_without_a_warning(recwarn):
