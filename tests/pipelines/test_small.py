@@ -167,11 +167,14 @@ def test_row_space_basis_keeps_every_fit_on_a_subset_exact():
 
 
 # ---- bad input ---------------------------------------------------------------------------------------------------
-def test_a_small_class_lowers_the_inner_folds_and_says_which(caplog):
+def test_a_small_class_keeps_the_inner_folds_and_says_which(caplog):
     y = np.array([0] * 20 + [1] * 20 + [2] * 3)
     with caplog.at_level(logging.WARNING):
-        assert inner_folds(y, ["a", "b", "c"], len(y)) == 3
-    assert "class 'c' has 3 training rows, fewer than 5 inner folds: 3 inner folds are used" in caplog.text
+        assert inner_folds(y, ["a", "b", "c"], len(y)) == 5
+    assert ("class 'c' has 3 training rows, fewer than the 5 inner folds: 5 inner folds are kept, and some validate "
+            "none of its rows") in caplog.text
+    with caplog.at_level(logging.WARNING):
+        assert inner_folds(np.array([0] * 20 + [1] * 2), ["a", "b"], 22) == 5
     with pytest.raises(SplitError, match="class 'c' has 1 training row"):
         inner_folds(np.array([0] * 20 + [1] * 20 + [2]), ["a", "b", "c"], 41)
 
