@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import glob
 import io
 import json
 import tempfile
@@ -54,7 +53,7 @@ def _accuracy(train: Path, test: Path, out: Path, rule: str) -> tuple[float, str
         code = main(["train", "--data", str(train), "--test-source", str(test), "--output-dir", str(out)])
     if code != 0:
         raise SystemExit(f"train failed on {train} ({rule})")
-    summary = json.loads(Path(glob.glob(str(out / "*.json"))[0]).read_text())
+    summary = json.loads(next(out.glob("*.json")).read_text())
     return summary["metrics"]["test"]["accuracy"], summary["arch_selection"]["chosen"]
 
 

@@ -756,11 +756,12 @@ def train_small(config: RunConfig, dm, candidates=None, result_sheet: bool = Tru
     val = fitted["val_metrics"]
     test_rows = dm.stage_arrays("test")
     metrics = {"val": val}
-    test_logits = None
+    test_logits = test_probabilities = None
     if len(test_rows):
         # reason: the test rows' logits are computed once, for the metrics, the predictions file and the sheet.
         test_logits = predict_logits(module, test_rows.spectra, test_rows.tabular)
-        metrics["test"] = classification_metrics(test_rows.y.numpy(), softmax(test_logits))
+        test_probabilities = softmax(test_logits)
+        metrics["test"] = classification_metrics(test_rows.y.numpy(), test_probabilities)
     else:
         _logger.info("no test rows (--test-source none): the model is trained on every row; its estimate is the "
                      "inner CV's (metrics.val)")
@@ -781,7 +782,7 @@ def train_small(config: RunConfig, dm, candidates=None, result_sheet: bool = Tru
     files = summary["files"]
     if config.train.save_test_preds and len(test_rows):
         files["test_predictions"] = str(out_dir / f"{stem}.csv")
-        _save_test_predictions(out_dir / f"{stem}.csv", module, dm, softmax(test_logits))
+        _save_test_predictions(out_dir / f"{stem}.csv", module, dm, test_probabilities)
     summary["calibration"] = _cutoffs(fitted["oof_logits"], fitted["y_train"])
     if result_sheet and len(test_rows):
         sheet = _result_sheet(module, dm, out_dir / f"{stem} result sheet.png", stem,
