@@ -75,6 +75,9 @@ def test_arch_auto_chooses_by_inner_cv_and_says_how(generic_file, tmp_path):
     assert summary["name"].startswith(f"{chosen} y=") and summary["config"]["model"]["arch"] == chosen
     assert f"model: {summary['name']}" in result.stdout
     assert "--arch auto: 192 training rows, inner 5-fold CV on them only" in result.stderr
+    # the split line counts a validation fold; the next line says the protocol trains on it
+    assert "small-set protocol: the train and val folds are its 192 training rows, no validation fold; 48 test rows" \
+        in result.stderr
     # the line ends with the choice: each member with its chosen value (an ensemble: 'Ensemble of ...')
     choice = result.stderr.split("inner 5-fold CV on them only")[1].splitlines()[0].split(" -> ")[1]
     members = [f"{m} ({selection['candidates'][m]['parameter']}=" for m in selection["members"]]
