@@ -64,8 +64,9 @@ def fold_assignment(y: np.ndarray, full_truth: np.ndarray, n_splits: int = 5, se
         int64 ``[N]``.
 
     Raises:
-        SplitError: ``n_splits`` < 2, a class of one row, or fewer rows than ``n_splits``. A class smaller than
-            ``n_splits`` is absent from some folds, as in scikit-learn's ``StratifiedKFold``.
+        SplitError: ``n_splits`` < 2, a class of one row, fewer rows than ``n_splits``, or every class smaller
+            than ``n_splits``. A class smaller than ``n_splits`` is absent from some folds, as in scikit-learn's
+            ``StratifiedKFold``.
 
     Example:
         >>> y = np.array([0, 1] * 10)
@@ -83,6 +84,11 @@ def fold_assignment(y: np.ndarray, full_truth: np.ndarray, n_splits: int = 5, se
                          "use `--rare-classes drop` or `--rare-classes other`.")
     if len(y) < n_splits:
         raise SplitError(f"{len(y)} rows cannot fill n_splits={n_splits} folds; use fewer (`--n-splits`).")
+    if counts.max() < n_splits:
+        # reason: a stratified split needs one class that reaches every fold (scikit-learn's StratifiedKFold refuses
+        # the same set with a traceback).
+        raise SplitError(f"every class has fewer rows than the {n_splits} folds (the largest has {counts.max()}); "
+                         f"use `--n-splits {max(2, int(counts.max()))}` or fewer.")
     folds = np.empty(len(y), dtype=np.int64)
     splitter = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     strata = _strata(y, full_truth, n_splits)

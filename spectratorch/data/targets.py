@@ -310,6 +310,9 @@ def handle_rare_classes(
         return target, keep
     if policy == "keep":
         too_few = [label for label in rare if counts[label] < KEEP_MIN_ROWS]
+        if len(rare) == len(counts) and not too_few:
+            # reason: no class reaches every fold: the stratified split refuses the set in one line (fold_assignment).
+            return target, keep
         if not too_few:
             _logger.warning("class(es) %s have fewer rows than the %d folds: kept, so some test folds hold none of "
                             "them (`--rare-classes drop|other|error` to change)", _listed(rare, counts), n_splits)

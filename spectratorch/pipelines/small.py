@@ -23,8 +23,9 @@ Below the lab's large-set rule (``defaults.auto_arch``), ``--arch auto`` (and an
    stored as an ordinary checkpoint; the calibration and the cutoffs come from the out-of-fold predictions.
 
 Test rows reach none of this: they are scored once, at the end. No test, no scikit-learn traceback: a class with
-fewer training rows than the inner folds lowers the number of inner folds (one line says which class); a class
-with fewer than 2 training rows is refused (:class:`~spectratorch.errors.SplitError`, exit 2).
+fewer training rows than the inner folds keeps them and is absent from some inner validation folds (one line names
+it); when every class has fewer, the inner folds are the largest class's count (one line says so); a class with
+fewer than 2 training rows is refused (:class:`~spectratorch.errors.SplitError`, exit 2).
 """
 
 from __future__ import annotations
@@ -200,7 +201,8 @@ def solved_candidate(arch: str) -> Candidate:
 
 def inner_folds(y: np.ndarray, labels, n_rows: int) -> int:
     """The number of inner folds: ``INNER_FOLDS`` (3 above 500 rows), also when a class has fewer training rows (it
-    is then in every inner fold's training rows and absent from some inner folds' validation rows; one line says so).
+    is then in every inner fold's training rows and absent from some inner folds' validation rows; one line says so);
+    fewer only when every class has fewer training rows (the largest class's count; one line says so).
 
     Raises:
         SplitError: a class with fewer than 2 training rows.
@@ -212,15 +214,22 @@ def inner_folds(y: np.ndarray, labels, n_rows: int) -> int:
         raise SplitError(f"class {labels[smallest]!r} has {counts[smallest]} training row(s); choosing a model by "
                          "inner cross-validation needs at least 2 per class. Add rows, or use --rare-classes drop "
                          "or other.")
-    if counts[smallest] < wanted:
+    # reason: a stratified split needs one class that reaches every fold.
+    n_folds = min(wanted, int(counts.max()))
+    if n_folds < wanted:
+        _logger.warning("every class has at most %d training rows: %d inner folds instead of %d", n_folds, n_folds,
+                        wanted)
+    small = [f"{labels[k]!r} ({counts[k]})" for k in np.flatnonzero(counts < n_folds)]
+    if small:
         # reason: lowering the inner folds to the small class's rows (each inner fit on half the rows when it has 2)
         # cost test accuracy on development sets: keeping them gained +0.029 (8 sets up, 0 down) and +0.005 (3 up,
         # 2 down) on two batches of 14 generated sets with a class of 3 or 4 rows, each tested on 1,500 fresh rows
         # (python benchmarks/check_rare_inner_folds.py; doc/small-data.md, "Bad input"); no benchmark set has such
         # a class.
-        _logger.warning("class %r has %d training rows, fewer than the %d inner folds: %d inner folds are kept, "
-                        "and some validate none of its rows", labels[smallest], counts[smallest], wanted, wanted)
-    return wanted
+        shown = ", ".join(small[:5]) + (f" and {len(small) - 5} more" if len(small) > 5 else "")
+        _logger.warning("class(es) %s have fewer training rows than the %d inner folds: %d inner folds are kept, "
+                        "and some validate none of their rows", shown, n_folds, n_folds)
+    return n_folds
 
 
 # ---- features and solvers -------------------------------------------------------------------------------------

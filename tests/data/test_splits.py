@@ -81,6 +81,12 @@ def test_errors():
         make_split(np.array([0] * 10 + [1]), np.zeros(11), 5)
     with pytest.raises(SplitError, match=r"^4 rows cannot fill n_splits=5 folds"):
         fold_assignment(np.array([0, 0, 1, 1]), np.zeros(4), 5)
+    # twelve classes of 4 rows: no class reaches 5 folds (scikit-learn's splitter raises a ValueError)
+    twelve = np.repeat(np.arange(12), 4)
+    with pytest.raises(SplitError, match=r"^every class has fewer rows than the 5 folds \(the largest has 4\); use "
+                                         r"`--n-splits 4` or fewer\.$"):
+        fold_assignment(twelve, twelve.astype(str), 5)
+    assert np.bincount(fold_assignment(twelve, twelve.astype(str), 4)).tolist() == [12] * 4
 
 
 def test_a_class_smaller_than_the_folds_lands_in_distinct_folds_without_a_warning(recwarn):

@@ -171,10 +171,28 @@ def test_a_small_class_keeps_the_inner_folds_and_says_which(caplog):
     y = np.array([0] * 20 + [1] * 20 + [2] * 3)
     with caplog.at_level(logging.WARNING):
         assert inner_folds(y, ["a", "b", "c"], len(y)) == 5
-    assert ("class 'c' has 3 training rows, fewer than the 5 inner folds: 5 inner folds are kept, and some validate "
-            "none of its rows") in caplog.text
+    assert ("class(es) 'c' (3) have fewer training rows than the 5 inner folds: 5 inner folds are kept, and some "
+            "validate none of their rows") in caplog.text
     with caplog.at_level(logging.WARNING):
         assert inner_folds(np.array([0] * 20 + [1] * 2), ["a", "b"], 22) == 5
+
+
+def test_every_class_smaller_than_the_inner_folds_lowers_them_to_the_largest(caplog):
+    # twelve varieties of 4 training rows each: no class reaches 5 inner folds, so a stratified split of 5 cannot be
+    y = np.repeat(np.arange(12), 4)
+    y[:2] = 11  # one class of 6 rows, one of 2
+    labels = [f"var{k:02d}" for k in range(12)]
+    with caplog.at_level(logging.WARNING):
+        assert inner_folds(y, labels, len(y)) == 5
+    y = np.repeat(np.arange(12), 4)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        n_folds = inner_folds(y, labels, len(y))
+    assert n_folds == 4
+    assert "every class has at most 4 training rows: 4 inner folds instead of 5" in caplog.text
+    from sklearn.model_selection import StratifiedKFold
+
+    assert len(list(StratifiedKFold(n_folds).split(y, y))) == 4
     with pytest.raises(SplitError, match="class 'c' has 1 training row"):
         inner_folds(np.array([0] * 20 + [1] * 20 + [2]), ["a", "b", "c"], 41)
 

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -125,3 +126,28 @@ def test_cv_keeps_a_class_smaller_than_the_folds_and_scores_the_folds_without_it
     assert all(test["f1"] == 1.0 and test["auroc"] == 1.0 for test in right)
     result = _cli("cv", "--data", path, "--arch", "LDA", "--rare-classes", "error", "--output-dir", tmp_path / "e")
     assert result.returncode == 2 and f"'{small}' (3) have fewer members than n_splits=5" in result.stderr
+
+
+@pytest.mark.slow
+def test_cv_of_many_classes_of_five_rows_lowers_the_inner_folds_and_four_rows_is_one_line(tmp_path):
+    # twelve varieties of 5 spectra: each fold trains on 4 of each, fewer than the 5 inner folds for every class
+    rng = np.random.default_rng(0)
+    axis, variety = np.arange(900, 1300, 4.0), np.repeat(np.arange(12), 5)
+    spectra = 0.5 + 0.01 * rng.standard_normal((60, len(axis)))
+    spectra += 0.3 * np.exp(-0.5 * ((axis - 920 - 25 * variety[:, None]) / 10) ** 2)
+    frame = pd.DataFrame(spectra, columns=[f"{x:g}" for x in axis])
+    frame.insert(0, "variety", [f"var{k:02d}" for k in variety])
+    path = tmp_path / "twelve.csv"
+    frame.to_csv(path, index=False)
+    out = tmp_path / "cv"
+    result = _cli("cv", "--data", path, "--arch", "LDA", "--no-baseline", "--fold-workers", "1", "--output-dir", out)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    assert "every class has at most 4 training rows: 4 inner folds instead of 5" in result.stderr
+    folds = json.loads(next(out.glob("* cv-5 *.json")).read_text())["folds"]
+    assert len(folds) == 5 and min(fold["metrics"]["test"]["accuracy"] for fold in folds) > 0.9
+    frame.groupby("variety").head(4).to_csv(path, index=False)
+    result = _cli("cv", "--data", path, "--arch", "LDA", "--output-dir", tmp_path / "four")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == ("spectratorch cv: error: every class has fewer rows than the 5 "
+                                                      "folds (the largest has 4); use `--n-splits 4` or fewer.")
