@@ -2,15 +2,18 @@
 
 On the lab's data (its label columns ``greffon_defaut_severite`` and ``greffon_defaut_type``, its channels
 ``277 380 425``) the lab's defaults apply: ``--targets OVA OK``, ``--channels 277 380 425``. On any other data the
-target is its one label column (``AVA <column>``) and the channels are every channel of the data (a plain table's
-bare-number columns are one channel, ``spectrum``); tabular columns stay off unless named. numpy/pandas only.
+target is its label column (``AVA <column>``, the rule in :func:`default_targets`) and the channels are every channel
+of the data (a plain table's bare-number columns are one channel, ``spectrum``); tabular columns stay off unless
+named. numpy/pandas only.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 import shlex
+from datetime import datetime
 
 import pandas as pd
 
@@ -27,25 +30,73 @@ LAB_DEFAULT_TARGETS = ("OVA", "OK")
 _NOT_LABELS = frozenset({OOB_COLUMN, DATE_COLUMN})
 # reason: the names scikit-learn's datasets, R's and most chemometrics exports give the class column.
 _LABEL_NAMES = frozenset({"label", "labels", "class", "classes", "target", "y", "category"})
+# reason: the dates instruments and spreadsheets write (ISO, European with dots or slashes, US); a time after the
+# date is cut off first by _TIME_PART, so each format is tried once.
+_DATE_FORMATS = ("%Y-%m-%d", "%Y/%m/%d", "%d.%m.%Y", "%d/%m/%Y", "%m/%d/%Y", "%d-%m-%Y")
+_TIME_PART = re.compile(r"[ T]\d{1,2}:\d{2}(:\d{2}(\.\d*)?)?\s*(Z|[+-]\d{2}:?\d{2})?$")
+# reason: a date column is dates throughout; its first thousand values say so as well as 300k would, at no cost.
+_DATE_SAMPLE = 1000
 
 
 def _listed(columns: list[str], but: str) -> str:
     return ", ".join(repr(c) for c in columns if c != but)
 
 
+def _is_date(value: str) -> bool:
+    day = _TIME_PART.sub("", value.strip())
+    for fmt in _DATE_FORMATS:
+        try:
+            datetime.strptime(day, fmt)
+            return True
+        except ValueError:
+            continue
+    return False
+
+
+def _holds_dates(column: pd.Series) -> bool:
+    """Whether ``column`` is dates: a datetime dtype, or text of which most non-empty values parse as dates."""
+    if pd.api.types.is_datetime64_any_dtype(column):
+        return True
+    if pd.api.types.is_numeric_dtype(column):
+        return False
+    values = column.dropna().astype(str).iloc[:_DATE_SAMPLE]
+    values = values[values.str.strip() != ""]
+    if values.empty:
+        return False
+    dates = {v for v in values.unique() if _is_date(v)}
+    return values.isin(dates).mean() > 0.5
+
+
+def _named_as_labels(meta: pd.DataFrame, candidates: list[str], text: list[str]) -> list[str]:
+    """The candidates named as labels (``label``, ``class``, ...) whose values repeat; numeric ones must be whole."""
+    named = []
+    for c in candidates:
+        values = meta[c].dropna()
+        if c.strip().lower() not in _LABEL_NAMES or values.nunique() >= len(meta):
+            continue
+        # reason: class codes are whole numbers (1, 2, 3); a measured value named `y` is a quantity, not a label.
+        if c in text or pd.api.types.is_integer_dtype(values) or bool((values % 1 == 0).all()):
+            named.append(c)
+    # reason: a text label beside its numeric codes (`label` and `class`, as scikit-learn's datasets ship them) is
+    # the same label; the text one reads better in reports.
+    return [c for c in named if c in text] if len(named) > 1 and any(c in text for c in named) else named
+
+
 def label_candidates(meta: pd.DataFrame) -> tuple[list[str], list[str]]:
     """The columns that could be the label: ``(text columns, every candidate)``.
 
     Candidates are the non-spectral, non-tabular columns that are neither dates nor the lab's bookkeeping columns;
-    text columns are the candidates whose values are not numbers.
+    text columns are the candidates whose values are not numbers. A column is dates when its dtype is a datetime
+    or most of its non-empty values read as a date (``2024-01-31``, ``31.01.2024``, ``31/01/2024``,
+    ``01/31/2024``, with or without a time after it).
 
     Example:
-        >>> meta = pd.DataFrame({"label": ["a", "b"], "batch": [1, 2], "when": pd.to_datetime(["2024", "2025"])})
+        >>> meta = pd.DataFrame({"label": ["a", "b"], "batch": [1, 2], "when": pd.to_datetime(["2024", "2025"]),
+        ...                      "Date": ["01.01.2024", "02.01.2024"]})
         >>> label_candidates(meta)
         (['label'], ['label', 'batch'])
     """
-    candidates = [c for c in meta.columns if str(c) not in _NOT_LABELS
-                  and not pd.api.types.is_datetime64_any_dtype(meta[c])]
+    candidates = [c for c in meta.columns if str(c) not in _NOT_LABELS and not _holds_dates(meta[c])]
     text = [c for c in candidates
             if not pd.api.types.is_numeric_dtype(meta[c]) or pd.api.types.is_bool_dtype(meta[c])]
     return [str(c) for c in text], [str(c) for c in candidates]
@@ -54,44 +105,55 @@ def label_candidates(meta: pd.DataFrame) -> tuple[list[str], list[str]]:
 def default_targets(meta: pd.DataFrame) -> tuple[tuple[str, ...], str]:
     """The target of data that names none, and why.
 
+    The rule, first match wins (dates and the lab's bookkeeping columns are never candidates, see
+    :func:`label_candidates`):
+
+    1. the lab's label columns: ``("OVA", "OK")``;
+    2. the one column named as labels (``label``, ``class``, ``target``, ``y``, ``category``, any case, plurals too)
+       whose values repeat, text or whole numbers (class codes ``1 2 3``), whatever other columns there are;
+    3. the one text column, or the one candidate when no column is text;
+    4. of several text columns, the one whose values repeat (a value of its own in every row names rows).
+
     Returns:
-        ``(code, reason)``: ``("OVA", "OK")`` on the lab's data; ``("AVA", <column>)`` for the one text column, or
-        for the one candidate column when no column is text.
+        ``(code, reason)``: ``("OVA", "OK")`` on the lab's data, else ``("AVA", <column>)``; ``reason`` is said on
+        the console.
 
     Raises:
-        TargetError: no candidate, or several text columns (or several numeric ones and no text); the message lists
-            them and says how to choose.
+        TargetError: no candidate, or several that the rule cannot tell apart; the message lists them and says how
+            to choose.
 
     Example:
         >>> default_targets(pd.DataFrame({"label": ["a", "b"], "batch": [1, 2]}))
         (('AVA', 'label'), 'the one text column')
+        >>> default_targets(pd.DataFrame({"Operator": ["Anna", "Bob", "Bob"], "Class": [1, 2, 1]}))
+        (('AVA', 'Class'), "the column named 'Class'; the others: 'Operator'")
     """
     if INTENSITY_COLUMN in meta.columns and TYPE_COLUMN in meta.columns:
         return LAB_DEFAULT_TARGETS, "the lab's label columns"
     text, candidates = label_candidates(meta)
-    if len(text) == 1:
-        return ("AVA", text[0]), "the one text column"
-    if not text and len(candidates) == 1:
-        return ("AVA", candidates[0]), "the one column that is not spectral"
     if not candidates:
         raise TargetError("the data has no label column (every column is spectral); add a column of class labels, "
                           "e.g. 'label'.")
-    # reason: a text column whose every value differs (sample names, times of measurement) names rows, not classes;
-    # of several text columns, the one named as labels usually are is the label. Either choice is said on the console.
+    named = _named_as_labels(meta, candidates, text)
+    if len(text) == 1 and named in ([], text):
+        return ("AVA", text[0]), "the one text column"
+    if len(candidates) == 1:
+        return ("AVA", candidates[0]), "the one column that is not spectral"
+    if len(named) == 1:
+        if named[0] in text:
+            return ("AVA", named[0]), f"the text column named {named[0]!r}; the others: {_listed(text, named[0])}"
+        # reason: class codes (1, 2, 3) beside measurements or text columns (operator, batch); the name says which
+        # is the label, and a text column beside it is no more a label for being text.
+        others = "the other numeric ones" if not text else "the others"
+        return ("AVA", named[0]), f"the column named {named[0]!r}; {others}: {_listed(candidates, named[0])}"
+    # reason: a text column whose every value differs (sample names, times of measurement) names rows, not classes.
     repeating = [c for c in text if meta[c].nunique(dropna=True) < len(meta)]
-    named = [c for c in repeating if c.strip().lower() in _LABEL_NAMES]
-    if len(named) == 1:
-        return ("AVA", named[0]), f"the text column named {named[0]!r}; the others: {_listed(text, named[0])}"
-    named = [c for c in candidates if not text and c.strip().lower() in _LABEL_NAMES]
-    if len(named) == 1:
-        # reason: class codes (0, 1, 2) beside numeric measurements; the name says which is the label.
-        others = _listed(candidates, named[0])
-        return ("AVA", named[0]), f"the column named {named[0]!r}; the other numeric ones: {others}"
     if len(text) > 1 and len(repeating) == 1:
         return ("AVA", repeating[0]), (f"the one text column whose values repeat; in {_listed(text, repeating[0])} "
                                        "every row has a value of its own")
-    several = [*repeating, *(c for c in text if c not in repeating)] or candidates
-    raise TargetError(f"the data has {len(several)} {'text' if text else 'label'} columns {several}; say which one "
+    several = named or [*repeating, *(c for c in text if c not in repeating)] or candidates
+    kind = "text" if set(several) <= set(text) else "label"
+    raise TargetError(f"the data has {len(several)} {kind} columns {several}; say which one "
                       f"holds the classes: `--targets AVA {several[0]}` (targets=['AVA', {several[0]!r}] in Python).")
 
 
@@ -119,7 +181,8 @@ def resolve_data_defaults(config, table: SpectralTable):
         tabular = ", ".join(table.tabular_columns) if table.tabular_columns else "none"
         text, candidates = label_candidates(table.meta)
         target = (changes.get("targets") or config.targets)[-1]
-        unused = [c for c in candidates if c not in text and c != target]
+        # reason: a column named as labels (a second `class`, a measured `y`) is an answer, never a feature to suggest.
+        unused = [c for c in candidates if c not in text and c != target and c.strip().lower() not in _LABEL_NAMES]
         if unused and not table.tabular_columns and target in candidates:
             # reason: a numeric column may be a feature the user wants, or the reference value the classes come
             # from (a leak): it is never used unasked, but the user learns that it is there.

@@ -312,3 +312,59 @@ def test_the_data_module_keeps_the_lab_defaults_on_lab_data():
     dm.prepare()
     assert dm.config.targets == ("OVA", "OK") and dm.config.channels == ("277", "380", "425")
     assert dm.table.tabular_columns == ("greffon_transmittance",)
+
+
+def _coded_csv(path, **columns) -> None:
+    """A plain table as a European export writes it (semicolons, decimal commas): ``Class`` 1/2/3 and ``columns``."""
+    frame = plain_frame(60)
+    frame.insert(0, "Class", frame.pop("label").map({"pure": 1, "rich": 2, "shifted": 3}))
+    for i, (name, values) in enumerate(columns.items()):
+        frame.insert(i, name, values)
+    frame.insert(0, "Sample ID", [f"S{i:03d}" for i in range(60)])
+    frame.to_csv(path, sep=";", decimal=",", index=False)
+
+
+def test_a_column_named_class_is_the_label_whatever_its_dtype_and_never_suggested_as_a_feature(tmp_path, caplog):
+    from spectratorch.data.datamodule import SpectralDataModule
+
+    # class codes 1/2/3 beside a text column: the name says which is the label, not the dtype
+    _coded_csv(tmp_path / "class_op.csv", Operator=np.random.default_rng(0).choice(["Anna", "Bob"], 60))
+    dm = SpectralDataModule(data=tmp_path / "class_op.csv")
+    with caplog.at_level(logging.INFO, logger="spectratorch"):
+        dm.prepare()
+    assert dm.config.targets == ("AVA", "Class") and dm.labels == ("1", "2", "3")
+    assert "target AVA Class (the column named 'Class'; the others: 'Operator')" in caplog.text
+    # a measured value named as labels (`y`, every value its own) is no label, and never suggested as a feature
+    frame = plain_frame(60)
+    frame.insert(1, "y", np.linspace(0.5, 9.5, 60))
+    frame.insert(1, "Fat %", np.arange(60.0))
+    frame.to_csv(tmp_path / "y.csv", index=False)
+    caplog.clear()
+    dm = SpectralDataModule(data=tmp_path / "y.csv")
+    with caplog.at_level(logging.INFO, logger="spectratorch"):
+        dm.prepare()
+    assert dm.config.targets == ("AVA", "label")
+    assert "(numeric columns not used: 'Fat %'; --tabular 'Fat %' would add one as a feature)" in caplog.text
+
+
+@pytest.mark.parametrize("fmt", ["%d.%m.%Y", "%Y-%m-%d", "%d/%m/%Y %H:%M", "%m/%d/%Y", "%Y-%m-%dT%H:%M:%S"])
+def test_a_text_column_of_dates_is_never_the_label_nor_the_one_suggested(tmp_path, fmt):
+    from spectratorch.data.datamodule import SpectralDataModule
+
+    dates = np.repeat(pd.date_range("2024-01-01 09:30", periods=30).strftime(fmt), 2)
+    _coded_csv(tmp_path / "class_date.csv", Date=dates)
+    dm = SpectralDataModule(data=tmp_path / "class_date.csv")
+    dm.prepare()
+    assert dm.config.targets == ("AVA", "Class")
+    # beside one text label the date is no second choice; beside two, the question never suggests the date
+    frame = plain_frame(60).rename(columns={"label": "variety"})
+    frame.insert(0, "date", dates)
+    frame.to_csv(tmp_path / "variety.csv", index=False)
+    dm = SpectralDataModule(data=tmp_path / "variety.csv")
+    dm.prepare()
+    assert dm.config.targets == ("AVA", "variety")
+    frame.insert(2, "origin", ["north", "south", "east"] * 20)
+    frame.to_csv(tmp_path / "origin.csv", index=False)
+    with pytest.raises(TargetError) as err:
+        SpectralDataModule(data=tmp_path / "origin.csv").prepare()
+    assert "['variety', 'origin']; say which one holds the classes: `--targets AVA variety`" in str(err.value)
