@@ -21,7 +21,7 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from spectratorch.contract import axis_tolerance, same_axis
+from spectratorch.contract import axis_tolerance, describe_axis, same_axis
 from spectratorch.errors import SchemaError
 
 __all__ = [
@@ -506,6 +506,8 @@ def load_table(
         groups, axis = _at_points(groups, channels, axis, np.asarray(points, dtype=float))
     _check_channels(groups, channels, axis)
     tabular_columns = _resolve_tabular(df, tabular)
+    if len(df) == 0:
+        raise SchemaError("the data has a header and no rows; expected one row per sample below the header.")
     df, report = apply_filters(df, filters or RowFilter())
     if len(df) == 0:
         raise SchemaError(f"no rows left after filtering (removed: {report}); relax the filters.")
@@ -603,13 +605,26 @@ def _empty_channels_hint(bad: np.ndarray, n_rows: int, groups: dict, channels: t
 
 
 def _check_axis(axis: np.ndarray, expected: np.ndarray) -> None:
-    if len(axis) != len(expected):
-        raise SchemaError(
-            f"the data's axis has {len(axis)} points ({axis[0]:g}..{axis[-1]:g}); the model expects {len(expected)} "
-            f"({expected[0]:g}..{expected[-1]:g})."
-        )
-    if not same_axis(axis, expected):
-        worst = int(np.argmax(np.abs(axis - expected)))
-        raise SchemaError(
-            f"the data's axis differs from the model's: point {worst} is {axis[worst]:g}, expected {expected[worst]:g}."
-        )
+    """Refuse an axis that is not the model's, naming the model's points the data lacks and, unless the data has more
+    points than the model, the data's points the model lacks (up to 5 of each).
+
+    Example:
+        >>> _check_axis(np.array([900.0, 901.0, 903.0]), np.array([900.0, 901.0, 902.0]))
+        Traceback (most recent call last):
+        spectratorch.errors.SchemaError: the data's axis (3 points 900..903) differs from the model's (3 points \
+900..902): the data lacks the model's point(s) 902; the model has no point 903.
+    """
+    if same_axis(axis, expected):
+        return
+    tolerance = axis_tolerance(expected)
+
+    def unmatched(points: np.ndarray, among: np.ndarray) -> str:
+        lost = points[[not np.any(np.abs(among - x) <= tolerance) for x in points]]
+        return ", ".join(f"{x:g}" for x in lost[:5]) + (f" and {len(lost) - 5} more" if len(lost) > 5 else "")
+
+    # reason: the model takes its own points from a wider axis, so a wider axis's other points are not the cause.
+    missing, extra = unmatched(expected, axis), unmatched(axis, expected) if len(axis) <= len(expected) else ""
+    parts = ([f"the data lacks the model's point(s) {missing}"] if missing else []) + (
+        [f"the model has no point {extra}"] if extra else [])
+    raise SchemaError(f"the data's axis ({describe_axis(axis)}) differs from the model's ({describe_axis(expected)})"
+                      + (": " + "; ".join(parts) if parts else "") + ".")

@@ -120,10 +120,27 @@ def test_non_numeric_spectrum(frame):
 
 
 def test_expected_axis(frame):
-    with pytest.raises(SchemaError, match="expects 21"):
+    # the data runs 300..319: the error names the model's points it lacks and its points the model lacks
+    with pytest.raises(SchemaError, match=r"^the data's axis \(20 points 300..319\) differs from the model's \(21 "
+                                          r"points 300..320\): the data lacks the model's point\(s\) 320\.$"):
         load_table(frame, expected_axis=np.arange(300, 321))
-    with pytest.raises(SchemaError, match="differs"):
+    with pytest.raises(SchemaError, match=r"the data lacks the model's point\(s\) 320; the model has no point 300\.$"):
         load_table(frame, expected_axis=np.arange(301, 321))
+    # one point missing inside the range and one beyond it: both named, not the largest shift of a point
+    expected = np.array([*range(300, 310), 309.5, *range(311, 320)], dtype=float)
+    with pytest.raises(SchemaError, match=r"lacks the model's point\(s\) 309.5; the model has no point 310\.$"):
+        load_table(frame, expected_axis=expected)
+    many = np.arange(300, 330)
+    with pytest.raises(SchemaError, match=r"point\(s\) 320, 321, 322, 323, 324 and 5 more\.$"):
+        load_table(frame, expected_axis=many)
+
+
+def test_a_header_without_rows_is_named_so_not_a_filter(frame, tmp_path):
+    path = tmp_path / "header only.csv"
+    path.write_text("label,900,901,902\n")
+    for source in (frame.iloc[:0], path):
+        with pytest.raises(SchemaError, match=r"^the data has a header and no rows; expected one row per sample"):
+            load_table(source)
 
 
 def test_a_wider_axis_gives_the_model_its_own_points(frame, caplog):
@@ -136,7 +153,7 @@ def test_a_wider_axis_gives_the_model_its_own_points(frame, caplog):
     np.testing.assert_array_equal(table.spectra[:, 1], frame[[f"380_{x}" for x in expected]].to_numpy())
     assert "the data's axis has 20 points (300..319); the model's 5 points (305..313) are taken from it" in caplog.text
     # a model point the data lacks: refused as before, nothing interpolated
-    with pytest.raises(SchemaError, match="expects 3"):
+    with pytest.raises(SchemaError, match=r"lacks the model's point\(s\) 305.5\.$"):
         load_table(frame, expected_axis=[305.0, 305.5, 306.0])
 
 
