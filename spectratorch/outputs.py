@@ -4,7 +4,7 @@
   ``<output dir>/.spectratorch.lock`` for the whole run; the file says who holds it. A second run into the same
   folder is refused with one line naming the holder; a lock left by a process that died is no lock (the system
   releases it with the process) and is taken over. Once held, the temporary files that :func:`~spectratorch.data.io.
-  atomic_path` names (``.<name>.<8 characters>.tmp``) left in the folder by a killed run are removed.
+  atomic_path` names (``.<name>.<8 characters>.spectratorch.tmp``) left in the folder by a killed run are removed.
 - :func:`check_output_file`: an output file that is one of the command's inputs, a folder, or not writable is
   refused before any work.
 
@@ -25,13 +25,18 @@ from pathlib import Path
 
 from spectratorch.errors import ConfigError
 
-__all__ = ["LOCK_NAME", "claim_output_dir", "remove_leftovers", "check_output_file"]
+__all__ = ["LOCK_NAME", "TEMPORARY_SUFFIX", "claim_output_dir", "remove_leftovers", "check_output_file"]
 
 _logger = logging.getLogger(__name__)
 
 LOCK_NAME = ".spectratorch.lock"
+TEMPORARY_SUFFIX = ".spectratorch.tmp"
+"""The end of every temporary file name of :func:`~spectratorch.data.io.atomic_path`."""
 # reason: tempfile.mkstemp's names: prefix + 8 characters of [a-z0-9_] + suffix; atomic_path's prefix is ".<name>.".
-_LEFTOVER = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")
+# The suffix names the package, so another program's temporary files are never taken for ours.
+_LEFTOVER = re.compile(r"^\..+\.[a-z0-9_]{8}" + re.escape(TEMPORARY_SUFFIX) + "$")
+# reason: the deepest folder a run writes under its output directory: trials/<study>/trial-<n> (pipelines/tune.py).
+_LEFTOVER_DEPTH = 3
 
 
 def _holder(path: Path) -> str:
@@ -96,17 +101,24 @@ def _lock(fd: int, directory: Path) -> None:
 
 
 def remove_leftovers(directory: str | os.PathLike) -> list[Path]:
-    """Remove the temporary files of :func:`~spectratorch.data.io.atomic_path` under ``directory`` (a run killed
-    mid-write leaves them; a live run's are protected by the folder's lock, so call this only while holding it).
+    """Remove the temporary files of :func:`~spectratorch.data.io.atomic_path` in ``directory`` and the folders a run
+    writes under it (a run killed mid-write leaves them; a live run's are protected by the folder's lock, so call this
+    only while holding it). A sub-folder with a lock of its own belongs to another run and is left alone, as is
+    anything deeper than a run writes.
 
     Returns:
         The files removed.
     """
+    directory = Path(directory)
     removed, size = [], 0
-    for root, _, files in os.walk(directory):
+    for root, folders, files in os.walk(directory):
+        here = Path(root)
+        depth = len(here.relative_to(directory).parts)
+        # reason: os.walk visits only the folders left in the list; another run's folder and deeper ones are not ours.
+        folders[:] = [] if depth >= _LEFTOVER_DEPTH else [f for f in folders if not (here / f / LOCK_NAME).exists()]
         for name in files:
             if _LEFTOVER.match(name):
-                path = Path(root) / name
+                path = here / name
                 try:
                     size += path.lstat().st_size
                     path.unlink()

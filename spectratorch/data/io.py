@@ -12,11 +12,18 @@ comma when the first data rows' numbers have one and none has a point; a header 
 as 900.5. Text is UTF-8, else Windows-1252 (a Western spreadsheet's "CSV"). Lines of notes before the header (one or
 two fields, as some instruments write their settings) are skipped.
 
+In a CSV or Excel file only an empty (or blank) cell is missing in a column of text: a class named ``None``, ``NA``
+or ``null`` stays a class. A column of numbers reads pandas' words for a missing value (``NaN``, ``NA``, ``nan``,
+``#N/A`` ...) as missing, as an empty cell. A header that names a column twice is refused, as pandas would rename the
+second one (``936.1``, a wavelength of its own).
+
 CSV and Excel files have no index of their own: the first column is the sample id in the lab's layout
 (``<channel>_<x>`` columns, as :func:`write_dataset` writes them) unless it is itself a numeric ``<channel>_<x>``
-column of a channel the other columns continue (a table written without its ids); in a plain table (bare-number
-spectral columns) only when it looks like one (a blank header, a name such as ``id`` or ``sample``, or distinct text
-values), else the rows are numbered from 0.
+column of a channel the other columns continue (a table written without its ids) or its values repeat under a header
+that is no id's (a label column placed first); in any other table only when it looks like one (a blank header, a name
+such as ``id`` or ``sample``, or distinct text values; in a table with no spectral header, also a column of numbers
+that runs like a spectral axis, one spectrum per column), else the rows are numbered from 0. A first column read as the
+sample id must not repeat a value.
 
 numpy/pandas only: no torch, so the torch-free inference path shares this module.
 """
@@ -41,6 +48,7 @@ import pandas as pd
 
 from spectratorch.data.unpickle import load_frame_pickle
 from spectratorch.errors import ConfigError, DataFormatError
+from spectratorch.outputs import TEMPORARY_SUFFIX
 
 __all__ = ["DATASET_SUFFIXES", "read_dataset", "read_dataset_mapped", "write_dataset", "atomic_path", "CsvDialect",
            "csv_dialect", "safe_load_pickle"]
@@ -68,6 +76,12 @@ _MAX_FIELD = 2**31 - 1
 # reason: a line of notes is a text ("Instrument: NIR-1") or a name and a value ("Date;2024-05-01"); a wider short line
 # is more likely a damaged header, which is refused rather than skipped.
 _NOTE_FIELDS = 2
+# reason: pandas' default missing-value words (the ``na_values`` of ``read_csv``/``read_excel``): still missing in a
+# column of numbers, as they were; text in any other column, where they are classes ("None" against "Low", "High").
+_MISSING_WORDS = frozenset({"#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
+                            "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"})
+# reason: as schema's hint that a table is one spectrum per column: fewer rows are monotonic by chance too often.
+_AXIS_ROWS = 10
 
 
 def safe_load_pickle(path: str | os.PathLike) -> object:
@@ -175,11 +189,12 @@ def _read(path: Path, map_from: int | None) -> tuple[pd.DataFrame, Callable[[], 
         df = _read_with(pd.read_parquet, path, "parquet")
     elif suffix == ".xlsx":
         _require_openpyxl(path)
-        df = _with_id_column(_read_with(lambda p: pd.read_excel(p, engine="openpyxl"), path, "Excel (.xlsx)"))
+        _check_header(path, _read_with(_excel_header, path, "Excel (.xlsx)"))
+        df = _with_id_column(_read_with(_read_excel, path, "Excel (.xlsx)"), path)
     else:
         dialect = csv_dialect(path)
         _check_csv(path, dialect)
-        df = _with_id_column(_read_with(lambda p: _read_csv(p, dialect), path, "CSV"))
+        df = _with_id_column(_read_with(lambda p: _read_csv(p, dialect), path, "CSV"), path)
     if not isinstance(df, pd.DataFrame):
         raise DataFormatError(f"{path}: expected a pandas DataFrame, found a {type(df).__name__}.")
     return df, release
@@ -255,15 +270,67 @@ def _read_csv(path: Path, dialect: CsvDialect) -> pd.DataFrame:
     decimal commas a header number such as ``900,5`` reads as ``900.5``."""
     options = {"sep": dialect.separator, "decimal": dialect.decimal, "skiprows": dialect.skip}
     try:
-        df = pd.read_csv(path, **options)
+        df = _read_keeping_words(lambda **more: pd.read_csv(path, **options, **more))
     except UnicodeDecodeError:
-        df = pd.read_csv(path, encoding="cp1252", **options)
+        df = _read_keeping_words(lambda **more: pd.read_csv(path, encoding="cp1252", **options, **more))
         _logger.info("%s: not UTF-8 text, read as Windows-1252", path)
     empty = [name for name in df.columns if str(name).startswith("Unnamed: ") and df[name].isna().all()]
     df = df.drop(columns=empty)
     if dialect.decimal == ",":
         df = df.rename(columns=lambda name: name.replace(",", ".") if _DECIMAL_COMMA.match(name) else name)
     return df
+
+
+def _read_excel(path: Path) -> pd.DataFrame:
+    """The first sheet, its missing cells as in a CSV file (see :func:`_read_keeping_words`)."""
+    return _read_keeping_words(lambda **more: pd.read_excel(path, engine="openpyxl", **more))
+
+
+def _excel_header(path: Path) -> list[str]:
+    """The first sheet's header row as written, blank cells left out."""
+    row = pd.read_excel(path, engine="openpyxl", header=None, nrows=1)
+    return [] if row.empty else [str(value) for value in row.iloc[0] if pd.notna(value) and str(value).strip()]
+
+
+def _read_keeping_words(read: Callable[..., pd.DataFrame]) -> pd.DataFrame:
+    """A table read by ``read`` (``pd.read_csv`` or ``pd.read_excel`` with their ``path`` and options bound) where only
+    an empty or blank cell is missing in a column of text, and a column of numbers reads as pandas reads it.
+
+    A column that holds one of pandas' missing-value words (:data:`_MISSING_WORDS`) is read again with pandas' default
+    ``na_values``: numbers there (a spectral column with ``NaN`` cells), it is taken as read again, exactly as before;
+    else it keeps its words as text (a class named ``None``).
+    """
+    df = read(keep_default_na=False, na_values=[""])
+    texts = [i for i in range(df.shape[1]) if _is_text(df.iloc[:, i])]
+    worded = [i for i in texts if df.iloc[:, i].isin(_MISSING_WORDS).any()]
+    if worded:
+        # reason: pandas' own parser for these columns (decimal commas, exponents, integers), not a second number
+        # parser of ours; the file is read a second time only when a column holds such a word.
+        again = read(usecols=worded)
+        for i, column in zip(worded, range(again.shape[1])):
+            values = again.iloc[:, column]
+            if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+                df.isetitem(i, values)
+                texts.remove(i)
+    for i in texts:
+        values = df.iloc[:, i]
+        blank = values.map(lambda value: isinstance(value, str) and not value.strip()).astype(bool)
+        if blank.any():
+            df.isetitem(i, values.mask(blank))
+    return df
+
+
+def _is_text(values: pd.Series) -> bool:
+    return pd.api.types.is_string_dtype(values) or pd.api.types.is_object_dtype(values)
+
+
+def _check_header(path: Path, header: list[str]) -> None:
+    """Refuse a repeated column name, which pandas would read as ``name.1``: a wavelength of its own."""
+    seen: set[str] = set()
+    for name in header:
+        if name in seen and name:
+            raise DataFormatError(f"{path}: the column {name!r} appears twice in the header; keep one of them.")
+        seen.add(name)
 
 
 def _check_csv(path: Path, dialect: CsvDialect) -> None:
@@ -274,11 +341,7 @@ def _check_csv(path: Path, dialect: CsvDialect) -> None:
         for _ in range(dialect.skip):
             next(reader, None)
         header = next(reader, [])
-        seen: set[str] = set()
-        for name in header:
-            if name in seen and name:
-                raise DataFormatError(f"{path}: the column {name!r} appears twice in the header; keep one of them.")
-            seen.add(name)
+        _check_header(path, header)
         for row in reader:
             if row and len(row) != len(header):
                 raise DataFormatError(
@@ -299,32 +362,65 @@ def _require_openpyxl(path: Path) -> None:
                               "`pip install openpyxl` (or save the sheet as .csv).") from None
 
 
-def _with_id_column(df: pd.DataFrame) -> pd.DataFrame:
-    """Make the first column the index when it holds the sample ids (see the module's docstring)."""
+def _with_id_column(df: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """Make the first column the index when it holds the sample ids (see the module's docstring).
+
+    Raises:
+        DataFormatError: the column read as the sample id repeats a value.
+    """
     from spectratorch.data.schema import BARE_NUMBER, SPECTRAL_COLUMN, is_plain_layout
 
     if df.shape[1] == 0:
         return df
     first = df.columns[0]
     name = str(first)
+    values = df[first]
     blank = name.startswith("Unnamed: 0") or not name.strip()
+    named_id = blank or name.strip().lower() in _ID_NAMES
     spectral = SPECTRAL_COLUMN.match(name)
-    if spectral and pd.api.types.is_numeric_dtype(df[first]) and any(
+    if spectral and pd.api.types.is_numeric_dtype(values) and any(
             (m := SPECTRAL_COLUMN.match(str(c))) and m["channel"] == spectral["channel"] for c in df.columns[1:]):
         # reason: a lab-layout table written without its ids (``to_csv(index=False)``) starts with a spectral
         # column of a channel the others continue; it stays a column, so no wavelength is lost.
         return df
-    if is_plain_layout(df.columns):
-        values = df[first]
-        text_ids = (not pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
-                    and values.notna().all() and values.is_unique)
-        is_id = blank or name.strip().lower() in _ID_NAMES or (not BARE_NUMBER.match(name) and text_ids)
-        if not is_id:
-            return df
+    if any(SPECTRAL_COLUMN.match(str(c)) for c in df.columns):
+        # reason: the lab's layout, written by write_dataset: the index comes first whatever its name or type (ids,
+        # sequence numbers); only values that repeat under another header are no ids (a label column placed first).
+        is_id = named_id or values.is_unique
+    else:
+        numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
+        text_ids = not numeric and not pd.api.types.is_bool_dtype(values) and values.notna().all() and values.is_unique
+        # reason: with no spectral header at all (neither layout: the schema refuses the table), a first column that
+        # runs like a spectral axis is an export of one spectrum per column; as the index, the schema's error says
+        # to transpose it. Any other column stays one, so the error names it among the columns.
+        axis = (not is_plain_layout(df.columns) and numeric and len(values) >= _AXIS_ROWS and values.notna().all()
+                and values.is_unique and (values.is_monotonic_increasing or values.is_monotonic_decreasing))
+        is_id = named_id or (not BARE_NUMBER.match(name) and text_ids) or axis
+    if not is_id:
+        return df
+    _check_ids(path, name if not blank else None, values)
     df = df.set_index(first)
     if blank:
         df.index.name = None
     return df
+
+
+def _check_ids(path: Path, name: str | None, values: pd.Series) -> None:
+    """Refuse a first column read as the sample id that repeats a value, in the file's terms (the schema's own check
+    speaks of a DataFrame's index)."""
+    repeated = values.duplicated()
+    if not repeated.any():
+        return
+    examples = list(dict.fromkeys(values[repeated].tolist()))[:5]
+    column = f"the first column, {name!r}," if name is not None else "the first column (no header)"
+    # reason: repeated ids may be replicate scans of one sample, rows to keep: the fix is ids of their own, or a
+    # header under which the column is no id.
+    raise DataFormatError(
+        f"{path}: {column} is read as the sample id and must be unique; {int(repeated.sum())} rows repeat the id of an "
+        f"earlier row, e.g. {examples}. Give every row an id of its own (replicate scans of one sample too, e.g. "
+        "'A-1', 'A-2'), or, if the column is not the sample id, give it another header (e.g. 'group'): it then stays "
+        "a column, the rows are numbered from 0, and `--groups group` keeps a sample's scans in one fold."
+    )
 
 
 def _read_with(reader, path: Path, kind: str) -> pd.DataFrame:
@@ -350,7 +446,7 @@ def atomic_path(path: str | os.PathLike):
     if path.is_dir():
         raise ConfigError(f"{path} is a directory; expected the path of a file to write")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMPORARY_SUFFIX, dir=path.parent)
     os.close(fd)
     # reason: mkstemp creates 0600; a dataset or a model is as readable as any file the user writes.
     umask = os.umask(0)

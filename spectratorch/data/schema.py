@@ -250,15 +250,19 @@ def _check_ids(df: pd.DataFrame) -> None:
         examples = list(dict.fromkeys(df.index[duplicated]))[:5]
         raise SchemaError(
             f"the sample ids (the DataFrame index) must be unique; {int(duplicated.sum())} are repeated, e.g. "
-            f"{examples}. Remove the duplicated rows or reset the index."
+            f"{examples}. Give every row an id of its own (replicate scans of one sample too), e.g. by resetting the "
+            "index; a column of sample names then lets --groups keep a sample's scans in one fold."
         )
 
 
 def _transposed_hint(index: pd.Index) -> str:
     """A hint when the rows look like the points of a spectral axis (one spectrum per column: an instrument's export
     of several samples side by side)."""
+    # reason: rows numbered by the reader or by pandas (0, 1, 2 ...) are no column of the file.
     numeric = len(index) >= 10 and pd.api.types.is_numeric_dtype(index) and not pd.api.types.is_bool_dtype(index)
-    if not numeric or not index.is_unique or not (index.is_monotonic_increasing or index.is_monotonic_decreasing):
+    numbered = isinstance(index, pd.RangeIndex)
+    if numbered or not numeric or not index.is_unique or not (index.is_monotonic_increasing
+                                                               or index.is_monotonic_decreasing):
         return ""
     return (f" Its first column runs from {index[0]:g} to {index[-1]:g} over {len(index)} rows, like a spectral axis: "
             "if each column is one sample, transpose the table (one spectrum per row), e.g. in pandas "

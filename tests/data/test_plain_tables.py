@@ -201,7 +201,8 @@ def test_xlsx_round_trip(tmp_path):
 
 
 def test_a_header_of_neither_layout_is_one_line_naming_the_columns_and_both_layouts():
-    df = pd.DataFrame({"wl1100": [1.0], "wl1102": [2.0], "label": ["a"]})
+    # twelve rows numbered from 0 (pandas' default index) are no spectral axis down the first column
+    df = pd.DataFrame({"wl1100": [1.0] * 12, "wl1102": [2.0] * 12, "label": ["a"] * 12})
     with pytest.raises(SchemaError) as err:
         load_table(df)
     message = str(err.value)

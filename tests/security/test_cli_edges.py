@@ -141,7 +141,7 @@ def test_a_second_run_into_a_held_folder_is_refused_and_a_dead_holders_lock_take
                               env={**os.environ, "PYTHONPATH": str(ROOT)})
     try:
         assert holder.stdout.readline().strip() == "held"
-        leftover = out / ".m.ckpt.abcd_123.tmp"
+        leftover = out / ".m.ckpt.abcd_123.spectratorch.tmp"
         leftover.write_bytes(b"a live run's half-written file")
         results = run_cli_many([_train(data, out), ["cv", *_train(data, out)[1:]]], tmp_path)
         for verb, result in zip(("train", "cv"), results):
@@ -160,9 +160,18 @@ def test_a_second_run_into_a_held_folder_is_refused_and_a_dead_holders_lock_take
 
 def test_leftover_temporary_files_of_our_naming_are_removed_and_nothing_else(tmp_path):
     (tmp_path / "arch-auto").mkdir()
-    ours = [tmp_path / ".VGG11 y=['OVA', 'OK'] last.ckpt.k2j_9x0q.tmp", tmp_path / "arch-auto" / ".m.json.abcdefgh.tmp"]
-    theirs = [tmp_path / "notes.tmp", tmp_path / ".m.json.ABCDEFGH.tmp", tmp_path / ".m.json.abc.tmp",
-              tmp_path / "m.ckpt"]
+    (tmp_path / "trials" / "study" / "trial-0001").mkdir(parents=True)
+    ours = [tmp_path / ".VGG11 y=['OVA', 'OK'] last.ckpt.k2j_9x0q.spectratorch.tmp",
+            tmp_path / "arch-auto" / ".m.json.abcdefgh.spectratorch.tmp",
+            tmp_path / "trials" / "study" / "trial-0001" / ".m.ckpt.abcdefgh.spectratorch.tmp"]
+    # another program's temporary files (the generic mkstemp naming), another run's folder, deeper than a run writes
+    (tmp_path / "other run").mkdir()
+    (tmp_path / "other run" / LOCK_NAME).write_text("{}")
+    (tmp_path / "trials" / "study" / "trial-0001" / "deeper").mkdir()
+    theirs = [tmp_path / "notes.tmp", tmp_path / ".m.json.ABCDEFGH.spectratorch.tmp", tmp_path / ".m.json.abc.tmp",
+              tmp_path / "m.ckpt", tmp_path / ".draft.k3j9x2ab.tmp", tmp_path / "arch-auto" / ".m.json.abcdefgh.tmp",
+              tmp_path / "other run" / ".m.json.abcdefgh.spectratorch.tmp",
+              tmp_path / "trials" / "study" / "trial-0001" / "deeper" / ".m.json.abcdefgh.spectratorch.tmp"]
     for path in ours + theirs:
         path.write_text("x")
     assert sorted(remove_leftovers(tmp_path)) == sorted(ours)
