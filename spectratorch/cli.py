@@ -149,6 +149,9 @@ def _add_train_args(parser: argparse.ArgumentParser) -> None:
          help="classes smaller than --n-splits: keep (with at least 3 rows each; some test folds hold none of them), "
          "error, drop, or other (bundled)")
     _add(data, "--min-samples", type=int, default=None, help="with --rare-classes other: bundle classes under this")
+    _add(data, "--groups", default=None, metavar="COLUMN",
+         help="the column naming each row's sample (replicate scans share a value): a sample's rows stay in one fold, "
+         "in the test folds and in the inner cross-validation")
     _add(data, "--batch-size", type=int, default=None,
          help=f"samples per batch (default: n_train/8 rounded down to a power of two, within {MIN_BATCH}..{MAX_BATCH})")
     aug = parser.add_argument_group("transforms")

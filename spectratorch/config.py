@@ -208,6 +208,7 @@ class DataConfig:
     seed: int = 42
     rare_classes: str = "keep"
     min_samples: int | None = None
+    groups: str | None = None
     batch_size: int | None = None
     transforms: tuple[str, ...] | None = None
     # the transforms' options: defaults and checks from the table of transforms (spectratorch/transforms.py)

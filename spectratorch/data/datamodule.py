@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -24,11 +25,11 @@ from spectratorch.contract import label_remap
 from spectratorch.data.demo import ensure_demo_data
 from spectratorch.data.resolve import resolve_data_defaults
 from spectratorch.data.schema import RowFilter, SpectralTable, load_table
-from spectratorch.data.splits import TEST_MODES, Split, make_split
+from spectratorch.data.splits import TEST_MODES, Split, check_groups, make_split, suspected_groups
 from spectratorch.data.targets import Target, handle_rare_classes, labelled_rows, resolve_target
 from spectratorch.data.transforms import one_hot
 from spectratorch.defaults import auto_batch_size
-from spectratorch.errors import TargetError
+from spectratorch.errors import ConfigError, TargetError
 from spectratorch.transforms import TRANSFORM_TABLE, default_transforms, transform_function
 
 __all__ = ["SpectralDataModule", "IndexBatchSampler", "StageArrays"]
@@ -156,6 +157,8 @@ class SpectralDataModule(pl.LightningDataModule):
         self._fit: _Source | None = None
         self._test: _Source | None = None
         self.split: Split | None = None
+        # reason: the sample of every row of the table (``--groups``), whose rows stay in one fold; None: no groups.
+        self.groups: np.ndarray | None = None
 
     # ---- loading -------------------------------------------------------------------------------------------
     def _filters(self) -> RowFilter:
@@ -181,8 +184,19 @@ class SpectralDataModule(pl.LightningDataModule):
         if not keep.all():
             table = table.subset(keep)
         external = c.test_source not in TEST_MODES
+        self.groups = _groups(table, c.groups)
+        if self.groups is not None:
+            check_groups(target.y, self.groups, c.n_splits, "folds", target.labels)
+        else:
+            for column in suspected_groups(table.meta, target.y, c.n_splits, exclude=c.targets)[:1]:
+                sizes = table.meta[column].value_counts()
+                rows = f"{sizes.min()}" if sizes.min() == sizes.max() else f"{sizes.min()} to {sizes.max()}"
+                _logger.warning("column %r holds %d values of %s rows each, each value of one class: if they name "
+                                "samples scanned more than once, a sample's scans land in both training and test "
+                                "folds and flatter the accuracy; --groups %s keeps each sample in one fold", column,
+                                len(sizes), rows, shlex.quote(column))
         self.split = make_split(target.y, target.full_truth, c.n_splits, c.current_split, c.seed,
-                                "external" if external else c.test_source)
+                                "external" if external else c.test_source, self.groups)
         self._fit = self._source(table, target)
         self._test = self._fit
         if external:
@@ -357,6 +371,25 @@ class SpectralDataModule(pl.LightningDataModule):
         if trainer is not None and trainer.training:
             return self.train_transform(batch)
         return batch
+
+
+def _groups(table: SpectralTable, column: str | None) -> np.ndarray | None:
+    """The ``--groups`` column's value of every row, as text; ``None`` without ``--groups``.
+
+    Raises:
+        ConfigError: the column is not in the data, or a row has no value in it.
+    """
+    if column is None:
+        return None
+    if column not in table.meta.columns:
+        others = [str(c) for c in table.meta.columns]
+        raise ConfigError(f"--groups {column!r}: the data has no such column; its columns besides the spectra: "
+                          f"{others[:10]}{' ...' if len(others) > 10 else ''}.")
+    values = table.meta[column]
+    if values.isna().any():
+        raise ConfigError(f"--groups {column!r}: {int(values.isna().sum())} rows have no value in it (e.g. ids "
+                          f"{table.ids[values.isna().to_numpy()][:5].tolist()}); every row needs its sample.")
+    return values.astype(str).to_numpy()
 
 
 def _labelled(table: SpectralTable, targets, where: str) -> SpectralTable:

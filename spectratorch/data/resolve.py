@@ -168,8 +168,10 @@ def resolve_data_defaults(config, table: SpectralTable):
         TargetError: see :func:`default_targets`.
     """
     changes, said = {}, []
+    # reason: the --groups column names samples, not classes: never the label, never a feature to suggest.
+    meta = table.meta.drop(columns=[config.groups], errors="ignore") if config.groups else table.meta
     if config.targets is None:
-        code, reason = default_targets(table.meta)
+        code, reason = default_targets(meta)
         changes["targets"] = code
         if code != LAB_DEFAULT_TARGETS:
             said.append(f"target {' '.join(code)} ({reason})")
@@ -179,7 +181,7 @@ def resolve_data_defaults(config, table: SpectralTable):
             said.append(f"channels {' '.join(table.channels)} (every channel of the data)")
     if said:
         tabular = ", ".join(table.tabular_columns) if table.tabular_columns else "none"
-        text, candidates = label_candidates(table.meta)
+        text, candidates = label_candidates(meta)
         target = (changes.get("targets") or config.targets)[-1]
         # reason: a column named as labels (a second `class`, a measured `y`) is an answer, never a feature to suggest.
         unused = [c for c in candidates if c not in text and c != target and c.strip().lower() not in _LABEL_NAMES]

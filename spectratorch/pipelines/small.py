@@ -199,26 +199,32 @@ def solved_candidate(arch: str) -> Candidate:
     return next(c for c in CANDIDATES + OPTIONAL_CANDIDATES if c.arch == arch)
 
 
-def inner_folds(y: np.ndarray, labels, n_rows: int) -> int:
+def inner_folds(y: np.ndarray, labels, n_rows: int, groups: np.ndarray | None = None) -> int:
     """The number of inner folds: ``INNER_FOLDS`` (3 above 500 rows), also when a class has fewer training rows (it
     is then in every inner fold's training rows and absent from some inner folds' validation rows; one line says so);
-    fewer only when every class has fewer training rows (the largest class's count; one line says so).
+    fewer only when every class has fewer training rows (the largest class's count; one line says so). With
+    ``groups`` (the sample of every training row, ``--groups``), a class's groups count instead of its rows.
 
     Raises:
-        SplitError: a class with fewer than 2 training rows.
+        SplitError: a class with fewer than 2 training rows (with groups: training rows of fewer than 2 groups).
     """
-    counts = np.bincount(y, minlength=len(labels))
+    if groups is None:
+        counts = np.bincount(y, minlength=len(labels))
+    else:
+        counts = np.array([len(np.unique(groups[y == k])) for k in range(len(labels))])
+    unit = "training row" if groups is None else "group of training rows"
     wanted = INNER_FOLDS if n_rows <= _FEWER_FOLDS_ABOVE else 3
     smallest = int(counts.argmin())
     if counts[smallest] < 2:
-        raise SplitError(f"class {labels[smallest]!r} has {counts[smallest]} training row(s); choosing a model by "
+        raise SplitError(f"class {labels[smallest]!r} has {counts[smallest]} {unit}(s); choosing a model by "
                          "inner cross-validation needs at least 2 per class. Add rows, or use --rare-classes drop "
                          "or other.")
-    # reason: a stratified split needs one class that reaches every fold.
+    # reason: a stratified split needs one class that reaches every fold (with groups: a class's groups; the data
+    # has at least as many groups as any class).
     n_folds = min(wanted, int(counts.max()))
     if n_folds < wanted:
-        _logger.warning("every class has at most %d training rows: %d inner folds instead of %d", n_folds, n_folds,
-                        wanted)
+        _logger.warning("every class has at most %d %ss: %d inner folds instead of %d", counts.max(), unit,
+                        n_folds, wanted)
     small = [f"{labels[k]!r} ({counts[k]})" for k in np.flatnonzero(counts < n_folds)]
     if small:
         # reason: lowering the inner folds to the small class's rows (each inner fit on half the rows when it has 2)
@@ -227,8 +233,8 @@ def inner_folds(y: np.ndarray, labels, n_rows: int) -> int:
         # (python benchmarks/check_rare_inner_folds.py; doc/small-data.md, "Bad input"); no benchmark set has such
         # a class.
         shown = ", ".join(small[:5]) + (f" and {len(small) - 5} more" if len(small) > 5 else "")
-        _logger.warning("class(es) %s have fewer training rows than the %d inner folds: %d inner folds are kept, "
-                        "and some validate none of their rows", shown, n_folds, n_folds)
+        _logger.warning("class(es) %s have fewer %ss than the %d inner folds: %d inner folds are kept, "
+                        "and some validate none of their rows", shown, unit, n_folds, n_folds)
     return n_folds
 
 
@@ -487,7 +493,7 @@ def fit_small(config: RunConfig, dm, module_kwargs, candidates=CANDIDATES) -> di
         :class:`~spectratorch.training.module.SpectralModule`, what was chosen and how (for the JSON), the
         out-of-fold metrics and logits of the final model on the training rows.
     """
-    from sklearn.model_selection import StratifiedKFold
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
     from spectratorch.training.module import SpectralModule
 
@@ -495,11 +501,13 @@ def fit_small(config: RunConfig, dm, module_kwargs, candidates=CANDIDATES) -> di
     rows = dm.stage_arrays("train", rows=_training_rows(dm))
     spectra, tabular, y = rows.spectra, rows.tabular, rows.y.numpy()
     labels, n_classes = list(dm.labels), dm.n_classes
-    n_folds = inner_folds(y, labels, len(y))
+    groups = None if getattr(dm, "groups", None) is None else dm.groups[_training_rows(dm)]
+    n_folds = inner_folds(y, labels, len(y), groups)
+    splitter = StratifiedKFold if groups is None else StratifiedGroupKFold
     with warnings.catch_warnings():
         # reason: a class with fewer rows than the inner folds is kept on purpose; inner_folds said so in one line.
         warnings.filterwarnings("ignore", "The least populated class", UserWarning)
-        folds = list(StratifiedKFold(n_folds, shuffle=True, random_state=config.data.seed).split(np.zeros(len(y)), y))
+        folds = list(splitter(n_folds, shuffle=True, random_state=config.data.seed).split(np.zeros(len(y)), y, groups))
     # reason: a kernel's support is every training row, so its size is an option the checkpoint rebuilds it with.
     candidates = [dataclasses.replace(c, options={**c.options, "n_support": len(y)}) if c.solver == "kernel" else c
                   for c in (_with_options(c, config) for c in candidates)]
