@@ -36,6 +36,7 @@ _logger = logging.getLogger(__name__)
 ESTIMATOR_KEY = "sklearn_estimator"
 """The ONNX metadata entry :meth:`SpectraClassifier.save` adds: classes, input layout and parameters."""
 _LABEL = "label"
+_GROUP = "sample_group"
 
 try:  # reason: scikit-learn >= 1.6 has the public function; older releases the private method.
     from sklearn.utils.validation import validate_data as _validate_data
@@ -117,20 +118,25 @@ class SpectraClassifier(ClassifierMixin, BaseEstimator):
             self._predictor = self._make_predictor()
 
     # ---- fit --------------------------------------------------------------------------------------------------
-    def fit(self, X, y):
+    def fit(self, X, y, groups=None):
         """Train on spectra ``X`` and labels ``y`` with the recipe of ``spectratorch train``.
 
         Args:
             X: a DataFrame whose columns are the spectral axis (bare numbers like ``"1100.5"``, or
                 ``<channel>_<x>``; other names are taken as points 0..L-1), or an array ``[N, L]`` or ``[N, C, L]``.
             y: ``[N]`` class labels.
+            groups: ``[N]`` the sample of every row (replicate scans of one sample share it), or ``None``: the
+                recipe's inner cross-validation keeps a sample's rows in one fold (``--groups``), so its choice is not
+                flattered by a sample's other scans. scikit-learn's ``cross_val_score(..., groups=g)`` with a
+                ``GroupKFold`` splits the outer folds the same way.
 
         Returns:
             self.
 
         Raises:
             ValueError: scikit-learn's checks (lengths differ, NaN or inf in ``X``, a 1-D ``X``, a continuous ``y``,
-                one class), a class with a single sample; all before training.
+                one class), a class with a single sample, ``groups`` of another length or with a missing value;
+                all before training.
         """
         layout = _layout(X) if isinstance(X, pd.DataFrame) else None
         X, y = _validate_data(self, X, y, allow_nd=True, dtype=np.float32, ensure_min_samples=2)
@@ -149,27 +155,38 @@ class SpectraClassifier(ClassifierMixin, BaseEstimator):
         self.input_shape_ = tuple(X.shape[1:])
         keys = _label_keys(self.classes_)
         frame = _frame(self._spectra(X), self._layout, keys[codes])
+        if groups is not None:
+            groups = pd.Series(np.asarray(groups, dtype=object).ravel())
+            if len(groups) != len(frame) or groups.isna().any():
+                raise ValueError(f"groups must hold one sample name per row of X, none missing; got {len(groups)} "
+                                 f"values ({int(groups.isna().sum())} missing) for {len(frame)} rows.")
+            frame[_GROUP] = groups.astype(str).to_numpy()
         n_splits = int(min(self.n_splits, counts.min()))
         if n_splits < self.n_splits:
             _logger.info("n_splits lowered from %d to %d: class %r has %d samples", self.n_splits, n_splits,
                          self.classes_[counts.argmin()], counts.min())
+        if groups is not None and frame[_GROUP].nunique() < n_splits:
+            _logger.info("n_splits lowered from %d to %d: there are %d groups", n_splits, frame[_GROUP].nunique(),
+                         frame[_GROUP].nunique())
+            n_splits = max(2, int(frame[_GROUP].nunique()))
         with _quiet(self.verbose), tempfile.TemporaryDirectory(prefix="spectratorch-fit-") as tmp:
             data = Path(tmp) / "data.parquet"
             frame.to_parquet(data)
             out = Path(self.output_dir) if self.output_dir is not None else Path(tmp) / "run"
-            summary = _train(self._config(str(data), out, n_splits))
+            summary = _train(self._config(str(data), out, n_splits, grouped=groups is not None))
             self.onnx_model_ = Path(summary["files"]["onnx"]).read_bytes()
         self.summary_ = summary
         self._keys = [str(k) for k in keys]
         self._predictor = self._make_predictor()
         return self
 
-    def _config(self, data: str, out: Path, n_splits: int):
+    def _config(self, data: str, out: Path, n_splits: int, grouped: bool = False):
         from spectratorch.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 
         layout = self._layout
         return RunConfig(
             DataConfig(data=data, targets=("AVA", _LABEL), channels=tuple(layout["channels"]), tabular=(),
+                       groups=_GROUP if grouped else None,
                        n_splits=n_splits, current_split=0, test_source="none", seed=self.seed,
                        batch_size=self.batch_size, transforms=self.transforms),
             ModelConfig(arch=self.arch),

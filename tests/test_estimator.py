@@ -171,3 +171,26 @@ def _checks():
 @_checks()
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
+
+
+def test_groups_of_another_length_or_with_a_gap_raise_before_training(xy, no_training):
+    X, y = xy
+    with pytest.raises(ValueError, match=r"^groups must hold one sample name per row of X, none missing; got 119 "):
+        SpectraClassifier(**FAST).fit(X, y, groups=np.arange(119))
+    with pytest.raises(ValueError, match=r"got 120 values \(1 missing\) for 120 rows"):
+        SpectraClassifier(**FAST).fit(X, y, groups=[None] + list(range(119)))
+
+
+@pytest.mark.slow
+def test_groups_keep_replicate_scans_together_in_the_inner_cv():
+    from tests.data.test_groups import replicate_frame
+
+    frame = replicate_frame()
+    X, y, probe = frame.drop(columns=["Probe", "label"]), frame["label"], frame["Probe"]
+    # the class is a random draw per sample: the inner CV's estimate is flattered only when a sample's other scans
+    # train the fold that validates it
+    leaky = SpectraClassifier(arch="LDA").fit(X, y)
+    grouped = SpectraClassifier(arch="LDA").fit(X, y, groups=probe)
+    assert leaky.summary_["metrics"]["val"]["accuracy"] > 0.9
+    assert grouped.summary_["metrics"]["val"]["accuracy"] < 0.7
+    assert grouped.summary_["config"]["data"]["groups"] == "sample_group"
