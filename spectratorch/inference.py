@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from spectratorch.contract import differences
-from spectratorch.data.io import atomic_path
+from spectratorch.data.io import DATASET_SUFFIXES, atomic_path
 from spectratorch.data.schema import RowFilter, SpectralTable, load_table
 from spectratorch.errors import ConfigError, DataFormatError, SchemaError
 
@@ -286,6 +286,10 @@ def open_session(model: str | os.PathLike | bytes, threads: int | None = None,
     name = "<in-memory model>" if in_memory else str(model)
     if not in_memory and not Path(model).is_file():
         raise DataFormatError(f"{name}: no such model file.")
+    if not in_memory and Path(model).suffix.lower() in DATASET_SUFFIXES:
+        # reason: the model and the data given the other way round; onnxruntime would say "Protobuf parsing failed".
+        raise DataFormatError(f"{name}: a dataset file, not an ONNX model; the model comes first "
+                              "(`spectratorch predict MODEL.onnx DATA`).")
     ort = _onnxruntime()
     options = session_options(threads)
     try:

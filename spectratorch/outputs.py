@@ -68,6 +68,8 @@ def claim_output_dir(directory: str | os.PathLike, command: str | None = None):
         True
     """
     directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise ConfigError(f"the output directory {directory} is a file; choose a folder with --output-dir.")
     try:
         directory.mkdir(parents=True, exist_ok=True)
         fd = os.open(directory / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)

@@ -135,6 +135,8 @@ def _bad_inputs(run, tmp_path):
     (tmp_path / "truncated.onnx").write_bytes(run.onnx.read_bytes()[:5000])
     cases["truncated model"] = (tmp_path / "truncated.onnx", run.data, "not a readable ONNX model")
     cases["missing model"] = (tmp_path / "nothing.onnx", run.data, "no such model file")
+    cases["arguments swapped"] = (run.data, run.onnx, r"a dataset file, not an ONNX model; the model comes first "
+                                                      r"\(`spectratorch predict MODEL.onnx DATA`\)")
     write_dataset(df.drop(columns=[c for c in df.columns if c.startswith("380_")]), tmp_path / "no380.pkl")
     cases["missing channel"] = (run.onnx, tmp_path / "no380.pkl", r"unknown channel\(s\) \['380'\]")
     last = max((c for c in df.columns if c.startswith(("277_", "380_"))), key=lambda c: float(c.split("_")[1]))

@@ -1,4 +1,4 @@
-"""Reading and writing dataset files (``.pkl``, ``.parquet``, ``.csv``, ``.xlsx``) safely.
+"""Reading and writing dataset files (``.pkl``, ``.parquet``, ``.csv``, ``.tsv``, ``.xlsx``) safely.
 
 Pickle is the lab's fast format, but unpickling can run code: ``.pkl`` files go through the restricted unpickler of
 :mod:`spectratorch.data.unpickle`, which admits only what a pandas DataFrame needs, checks every argument before
@@ -55,7 +55,7 @@ __all__ = ["DATASET_SUFFIXES", "read_dataset", "read_dataset_mapped", "write_dat
 
 _logger = logging.getLogger(__name__)
 
-DATASET_SUFFIXES = (".pkl", ".pickle", ".parquet", ".csv", ".xlsx")
+DATASET_SUFFIXES = (".pkl", ".pickle", ".parquet", ".csv", ".tsv", ".xlsx")
 # reason: the names instruments and spreadsheets give a sample-id column.
 _ID_NAMES = frozenset({"id", "ids", "sample", "sample_id", "sampleid", "sample id", "sample name", "name"})
 
@@ -120,11 +120,18 @@ def _load_mapped_pickle(path: Path, map_from: int) -> tuple[object, Callable[[],
 
 def _check_suffix(path: Path) -> str:
     suffix = path.suffix.lower()
+    expected = ", ".join(DATASET_SUFFIXES)
+    if path.is_dir():
+        raise DataFormatError(f"{path}: a folder; expected a dataset file ({expected}). A folder of the instrument's "
+                              "exports is made into one by `spectratorch convert`.")
+    if suffix == ".txt":
+        # reason: .txt is the instrument's own export (spectratorch convert) as often as a table saved as text.
+        raise DataFormatError(f"{path}: a .txt file; expected a dataset file ({expected}). A table of one spectrum "
+                              "per row saved as text reads once renamed .csv or .tsv; the instrument's exports are "
+                              "read by `spectratorch convert`.")
     if suffix not in DATASET_SUFFIXES:
-        raise DataFormatError(
-            f"{path}: unsupported dataset file type {suffix or '(none)'!r}; expected one of "
-            f"{', '.join(DATASET_SUFFIXES)}."
-        )
+        raise DataFormatError(f"{path}: unsupported dataset file type {suffix or '(none)'!r}; expected one of "
+                              f"{expected}.")
     return suffix
 
 
@@ -132,8 +139,8 @@ def read_dataset(path: str | os.PathLike) -> pd.DataFrame:
     """Read a dataset file into a DataFrame (one row per sample, the index is the sample id).
 
     Args:
-        path: a ``.pkl``/``.pickle`` (restricted unpickler), ``.parquet``, ``.csv`` or ``.xlsx`` file (for the last
-            two, the first column is the id as the module's docstring says).
+        path: a ``.pkl``/``.pickle`` (restricted unpickler), ``.parquet``, ``.csv``/``.tsv`` or ``.xlsx`` file (for
+            the last two, the first column is the id as the module's docstring says).
 
     Returns:
         The DataFrame as stored.
@@ -461,7 +468,7 @@ def atomic_path(path: str | os.PathLike):
 
 
 def write_dataset(df: pd.DataFrame, path: str | os.PathLike) -> None:
-    """Write a dataset atomically as ``.pkl``, ``.parquet``, ``.csv`` or ``.xlsx`` (by suffix).
+    """Write a dataset atomically as ``.pkl``, ``.parquet``, ``.csv``, ``.tsv`` (tabs) or ``.xlsx`` (by suffix).
 
     Args:
         df: one row per sample, unique index.
@@ -481,5 +488,5 @@ def write_dataset(df: pd.DataFrame, path: str | os.PathLike) -> None:
             _require_openpyxl(path)
             df.to_excel(tmp, engine="openpyxl")
         else:
-            df.to_csv(tmp)
+            df.to_csv(tmp, sep="\t" if suffix == ".tsv" else ",")
     _logger.info("wrote %s (%d rows, %d columns)", path, len(df), df.shape[1])

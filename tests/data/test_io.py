@@ -293,3 +293,20 @@ def test_a_repeated_sample_id_in_a_file_is_one_line_about_the_first_column(tmp_p
     df.rename(columns={header: "group"}).to_csv(tmp_path / "group.csv", index=False)
     back = read_dataset(tmp_path / "group.csv")
     assert back.columns[0] == "group" and back.index.tolist() == list(range(30))
+
+
+def test_a_tsv_file_reads_as_a_csv_and_a_folder_or_a_txt_file_is_one_line_saying_what_to_do(tmp_path):
+    from spectratorch.data.generic import make_generic_frame
+
+    df = make_generic_frame(12, length=20)
+    write_dataset(df, tmp_path / "d.tsv")
+    assert "\t" in (tmp_path / "d.tsv").read_text().splitlines()[0]
+    back = read_dataset(tmp_path / "d.tsv")
+    assert back.index.tolist() == df.index.tolist()
+    np.testing.assert_allclose(back.drop(columns="label").to_numpy(), df.drop(columns="label").to_numpy(), rtol=1e-6)
+    with pytest.raises(DataFormatError, match=r": a folder; expected a dataset file \(.pkl, .*\)\. A folder of the "
+                                              r"instrument's exports is made into one by `spectratorch convert`\.$"):
+        read_dataset(tmp_path)
+    (tmp_path / "d.txt").write_text((tmp_path / "d.tsv").read_text())
+    with pytest.raises(DataFormatError, match=r"a \.txt file; expected a dataset file .* renamed \.csv or \.tsv"):
+        read_dataset(tmp_path / "d.txt")

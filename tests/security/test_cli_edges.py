@@ -178,6 +178,14 @@ def test_leftover_temporary_files_of_our_naming_are_removed_and_nothing_else(tmp
     assert all(p.exists() for p in theirs)
 
 
+def test_an_output_directory_that_is_a_file_is_named_so(tmp_path):
+    (tmp_path / "out").write_text("notes")
+    with pytest.raises(ConfigError, match=r"^the output directory .*out is a file; choose a folder with --output-dir"):
+        with claim_output_dir(tmp_path / "out", "spectratorch train"):
+            pass
+    assert (tmp_path / "out").read_text() == "notes"
+
+
 def test_one_process_claims_a_folder_at_a_time(tmp_path):
     with claim_output_dir(tmp_path, "first"):
         errors = []
