@@ -45,8 +45,8 @@ def _accuracy(train: Path, test: Path, out: Path, rule: str) -> tuple[float, str
 
     original = small.inner_folds
 
-    def lowered(y, labels, n_rows):
-        return int(min(original(y, labels, n_rows), np.bincount(y, minlength=len(labels)).min()))
+    def lowered(y, labels, n_rows, groups=None):
+        return int(min(original(y, labels, n_rows, groups), np.bincount(y, minlength=len(labels)).min()))
 
     with mock.patch.object(small, "inner_folds", original if rule == "keep" else lowered), \
             contextlib.redirect_stdout(io.StringIO()):

@@ -211,7 +211,7 @@ def _candidate_tables(fold: dict, folds: list | None = None, names=None) -> dict
 
 def _tables_on_folds(fold: dict, n_folds: int, seed: int, names: set) -> dict:
     """The tables of ``names`` scored by another draw of ``n_folds`` stratified inner folds (fewer when a class has
-    fewer rows, as fit_small's inner_folds does)."""
+    fewer rows; fit_small's inner_folds now lowers them only when every class has fewer)."""
     from sklearn.model_selection import StratifiedKFold
 
     y = fold["y"]
