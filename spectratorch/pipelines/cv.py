@@ -381,6 +381,22 @@ def _ensemble(config: RunConfig, summaries: list[dict], out_dir: Path) -> dict:
     return result
 
 
+def _one_model_per_fold(config: RunConfig) -> bool:
+    """Whether every fold would train the same model: a test file, and the small-set protocol (which trains on the
+    validation fold too), so each fold trains on every row of the data."""
+    if config.data.test_source in TEST_MODES:
+        return False
+    from spectratorch.data.datamodule import SpectralDataModule
+    from spectratorch.defaults import auto_arch
+    from spectratorch.pipelines.run import _solved_on_small_set
+
+    dm = SpectralDataModule(config.data)
+    resolved = dm.with_data_defaults(config)
+    if config.model.arch == "auto":
+        return not config.train.load_this and auto_arch(resolved.data.channels, len(dm.split.train)) is None
+    return _solved_on_small_set(resolved, dm)
+
+
 def run_cv(config: RunConfig, ensemble: bool = False, workers: int | str = "auto") -> dict:
     """Train every fold of ``config``, write the CV summary and plot, and optionally the ensemble.
 
@@ -395,13 +411,19 @@ def run_cv(config: RunConfig, ensemble: bool = False, workers: int | str = "auto
 
     Raises:
         ConfigError: a fold in the output directory made with other settings, ``workers`` neither ``"auto"`` nor
-            a whole number of at least 1, or ``--test-source none``.
+            a whole number of at least 1, ``--test-source none``, or a test file with the small-set protocol (every
+            fold would train on every row: one model k times).
     """
     workers = _parse_workers(workers)
     if config.data.test_source == "none":
         raise ConfigError("spectratorch cv tests every fold on rows it did not train on; --test-source none leaves "
                           "none. Use like-val, is-val or a test file (none is for the final model: spectratorch "
                           "train).")
+    if _one_model_per_fold(config):
+        raise ConfigError(f"with a test file (--test-source FILE) the small-set protocol trains every fold on every row "
+                          f"of the data, so the {config.data.n_splits} folds would be one model {config.data.n_splits} "
+                          "times: `spectratorch train` with the same flags trains it once and scores it on the file; "
+                          "`spectratorch cv` without --test-source gives the k-fold estimate.")
     if config.data.transforms is None:
         # reason: resolved now, as each run would, so the folds' file names are known before they are trained.
         config = dataclasses.replace(config, data=dataclasses.replace(

@@ -150,3 +150,21 @@ def test_cv_summary_and_name():
                                                                                                "auroc": 0.9}}}])
     assert s["mean"]["val"]["f1"] == pytest.approx(0.6) and s["mean"]["val"]["auroc"] == pytest.approx(0.9)
     assert s["std"]["val"]["auroc"] is None
+
+
+def test_cv_refuses_a_test_file_with_the_small_set_protocol_one_model_k_times(tmp_path):
+    # the small-set protocol trains on the validation fold too: with a test file each fold trains on every row
+    from spectratorch.data.generic import make_generic_frame
+
+    make_generic_frame(60, seed=2).to_pickle(tmp_path / "set.pkl")
+    make_generic_frame(30, seed=3).to_pickle(tmp_path / "test.pkl")
+    for arch in ("auto", "LDA"):
+        result = _cli("cv", "--data", tmp_path / "set.pkl", "--test-source", tmp_path / "test.pkl", "--arch", arch,
+                      "--output-dir", tmp_path / arch)
+        assert result.returncode == 2 and "Traceback" not in result.stderr
+        assert result.stderr.strip().splitlines()[-1] == (
+            "spectratorch cv: error: with a test file (--test-source FILE) the small-set protocol trains every fold on "
+            "every row of the data, so the 5 folds would be one model 5 times: `spectratorch train` with the same "
+            "flags trains it once and scores it on the file; `spectratorch cv` without --test-source gives the "
+            "k-fold estimate.")
+        assert not list((tmp_path / arch).glob("*.json"))
