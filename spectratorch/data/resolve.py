@@ -19,7 +19,7 @@ import pandas as pd
 
 from spectratorch.data.schema import DATE_COLUMN, LAB_DEFAULT_CHANNELS, OOB_COLUMN, SpectralTable
 from spectratorch.data.targets import INTENSITY_COLUMN, TYPE_COLUMN
-from spectratorch.errors import TargetError
+from spectratorch.errors import ConfigError, TargetError
 
 __all__ = ["LAB_DEFAULT_TARGETS", "label_candidates", "default_targets", "resolve_data_defaults"]
 
@@ -157,6 +157,13 @@ def default_targets(meta: pd.DataFrame) -> tuple[tuple[str, ...], str]:
                       f"holds the classes: `--targets AVA {several[0]}` (targets=['AVA', {several[0]!r}] in Python).")
 
 
+def _default_or_none(meta: pd.DataFrame) -> tuple[str, ...] | None:
+    try:
+        return default_targets(meta)[0]
+    except TargetError:
+        return None
+
+
 def resolve_data_defaults(config, table: SpectralTable):
     """``config`` (a :class:`~spectratorch.config.DataConfig`) with its unset target and channels taken from the data.
 
@@ -170,7 +177,13 @@ def resolve_data_defaults(config, table: SpectralTable):
     changes, said = {}, []
     # reason: the --groups column names samples, not classes: never the label, never a feature to suggest.
     meta = table.meta.drop(columns=[config.groups], errors="ignore") if config.groups else table.meta
+    if config.groups and config.groups in (config.targets or ()):
+        raise ConfigError(f"--groups {config.groups!r} is the label column; --groups names the column of each row's "
+                          "sample (replicate scans share a value).")
     if config.targets is None:
+        if config.groups in table.meta.columns and _default_or_none(table.meta) == ("AVA", config.groups):
+            raise ConfigError(f"--groups {config.groups!r} is the column that holds the labels; --groups names the "
+                              "column of each row's sample (replicate scans share a value).")
         code, reason = default_targets(meta)
         changes["targets"] = code
         if code != LAB_DEFAULT_TARGETS:

@@ -105,3 +105,12 @@ def test_cv_with_groups_scores_replicates_as_new_samples(tmp_path):
         if name == "grouped":
             assert summary["config"]["data"]["groups"] == "Probe" and inner < 0.7
     assert accuracy["leaky"] > 0.9 and accuracy["grouped"] < 0.7
+
+
+def test_groups_naming_the_label_column_is_one_line(tmp_path):
+    path = tmp_path / "replicates.csv"
+    replicate_frame().to_csv(path, index=False)
+    with pytest.raises(ConfigError, match=r"^--groups 'label' is the column that holds the labels; --groups names"):
+        SpectralDataModule(data=str(path), groups="label").prepare()
+    with pytest.raises(ConfigError, match=r"^--groups 'label' is the label column; --groups names the column of"):
+        SpectralDataModule(data=str(path), groups="label", targets=("AVA", "label")).prepare()
