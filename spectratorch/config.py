@@ -431,7 +431,8 @@ class RunConfig:
             targets=self.data.targets,
             channels=self.data.channels,
             transforms=self.data.transforms,
-            current_split=self.data.current_split,
+            # reason: a model trained without test rows (the model to ship) is not fold 0 of a cv into the same folder.
+            current_split="all" if self.data.test_source == "none" else self.data.current_split,
             n_splits=self.data.n_splits,
             seed=self.data.seed,
             eps=self.train.eps,

@@ -3,7 +3,8 @@
 Names: the stem every file of a run starts with, and its exact inverse,
 ``{arch} y={targets!r} c={channels!r} t={transforms!r} {split}-{n_splits} s={seed} eps={eps:g}``, e.g.
 ``ResNetV2 y=['OVA', 'OK'] c=('277', '380', '425') t=('da',) 0-20 s=42 eps=0.1``. ``t=None`` without transforms;
-the split is a fold number, ``ens`` for an ensemble of the folds, or ``cv`` for the summary of a cross-validation.
+the split is a fold number, ``all`` for a model trained without test rows (``--test-source none``: the model to
+ship), ``ens`` for an ensemble of the folds, or ``cv`` for the summary of a cross-validation.
 
 Every reader of a checkpoint or an ONNX file asks this module whether data (or another model) fits: restoring a
 checkpoint (``--load-this``), fine-tuning, the members of an ensemble, the export's calibration data, ``predict``
@@ -36,7 +37,7 @@ __all__ = ["NameParts", "model_name", "parse_model_name", "AXIS_TOLERANCE", "INP
 
 _FILE_SUFFIXES = (".onnx", ".ckpt", ".json", ".csv", ".png")
 _HEAD = re.compile(r"^(?P<arch>[^\s=]+) y=")
-_TAIL = re.compile(r"^ (?P<split>\d+|ens|cv)-(?P<n_splits>\d+) s=(?P<seed>-?\d+) eps=(?P<eps>[-+0-9.eE]+)")
+_TAIL = re.compile(r"^ (?P<split>\d+|all|ens|cv)-(?P<n_splits>\d+) s=(?P<seed>-?\d+) eps=(?P<eps>[-+0-9.eE]+)")
 
 
 @dataclass(frozen=True)

@@ -54,6 +54,14 @@ def test_none_transforms_and_config():
     assert " t=None " in model_name(fields)
 
 
+def test_a_model_without_test_rows_is_named_all_not_fold_0():
+    # the model to ship (--test-source none) and fold 0 of a cv into the same folder must not share their files
+    final = dataclasses.replace(LAB, data=dataclasses.replace(LAB.data, test_source="none"))
+    name = model_name(final.name_fields())
+    assert " all-5 s=42 " in name and name != model_name(LAB.name_fields())
+    assert parse_model_name(name).split == "all" and model_name(dataclasses.asdict(parse_model_name(name))) == name
+
+
 @pytest.mark.parametrize("bad", ["", "VGG11", "VGG11 y=OVA c=('1',) t=None 0-5 s=1 eps=0.1",
                                  "VGG11 y=['OVA'] c=('1',) t=None x-5 s=1 eps=0.1"])
 def test_not_a_name(bad):

@@ -420,10 +420,11 @@ def run_cv(config: RunConfig, ensemble: bool = False, workers: int | str = "auto
                           "none. Use like-val, is-val or a test file (none is for the final model: spectratorch "
                           "train).")
     if _one_model_per_fold(config):
-        raise ConfigError(f"with a test file (--test-source FILE) the small-set protocol trains every fold on every row "
-                          f"of the data, so the {config.data.n_splits} folds would be one model {config.data.n_splits} "
-                          "times: `spectratorch train` with the same flags trains it once and scores it on the file; "
-                          "`spectratorch cv` without --test-source gives the k-fold estimate.")
+        k = config.data.n_splits
+        raise ConfigError(f"with a test file (--test-source FILE) the small-set protocol trains every fold on every "
+                          f"row of the data, so the {k} folds would be one model {k} times: `spectratorch train` with "
+                          "the same flags trains it once and scores it on the file; `spectratorch cv` without "
+                          "--test-source gives the k-fold estimate.")
     if config.data.transforms is None:
         # reason: resolved now, as each run would, so the folds' file names are known before they are trained.
         config = dataclasses.replace(config, data=dataclasses.replace(
