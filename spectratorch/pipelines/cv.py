@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from spectratorch.config import RunConfig
-from spectratorch.contract import model_name
+from spectratorch.contract import model_name, parse_model_name
 from spectratorch.data.io import atomic_path
 from spectratorch.data.splits import TEST_MODES
 from spectratorch.defaults import auto_transforms
@@ -90,10 +90,27 @@ def _comparable(values: dict) -> dict:
     return out
 
 
-def _finished(config: RunConfig) -> dict | None:
-    """The summary of a fold already trained with these settings, or ``None``; refuses one made with others."""
+def _fold_json(config: RunConfig) -> Path:
+    """Where a fold's JSON is: its name; with ``--arch auto``, the name of the architecture and transforms it chose
+    (any file of the fold's other name parts)."""
     stem = model_name(config.name_fields())
     path = config.train.out_dir / f"{stem}.json"
+    if path.is_file() or config.model.arch != "auto":
+        return path
+    want = parse_model_name(stem)
+    for candidate in sorted(config.train.out_dir.glob("*.json")):
+        try:
+            parts = parse_model_name(candidate.stem)
+        except ConfigError:
+            continue
+        if dataclasses.replace(parts, arch=want.arch, transforms=want.transforms) == want:
+            return candidate
+    return path
+
+
+def _finished(config: RunConfig) -> dict | None:
+    """The summary of a fold already trained with these settings, or ``None``; refuses one made with others."""
+    path = _fold_json(config)
     if not path.is_file():
         return None
     try:
@@ -104,6 +121,12 @@ def _finished(config: RunConfig) -> dict | None:
     if not summary.get("metrics", {}).get("val") or not Path(summary.get("files", {}).get("checkpoint", "")).is_file():
         return None
     done, wanted = _comparable(summary.get("config", {})), _comparable(config.to_dict())
+    selection = summary.get("arch_selection") or {}
+    # reason: an explicit solved head records its one candidate; --arch auto records them all, or the large-set rule.
+    if config.model.arch == "auto" and selection and (selection.get("protocol") != "inner-cv"
+                                                      or len(selection.get("candidates", {})) > 1):
+        # reason: --arch auto's fold records the architecture (and the transforms of a preprocessing variant) it chose.
+        wanted = {key: value for key, value in wanted.items() if key not in ("model.arch", "data.transforms")}
     # reason: unset (None) flags were resolved by the run (batch size, epochs...): any resolved value matches.
     differ = [key for key, value in wanted.items() if value is not None and done.get(key, value) != value]
     if differ:

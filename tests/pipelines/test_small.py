@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pandas as pd
@@ -329,6 +330,17 @@ def test_cv_is_the_standard_k_fold_estimate(tmp_path):
     accuracies = [s["metrics"]["test"]["accuracy"] for s in summaries]
     assert result["mean"]["test"]["accuracy"] == pytest.approx(np.mean(accuracies))
     assert result["mean"]["test"]["accuracy"] > 0.8
+    # the same command again resumes: each fold's files carry the name of the head it chose, not 'auto'
+    import spectratorch.pipelines.cv as cv
+
+    def nothing_to_train(config, todo, workers):
+        assert not todo, f"folds {[c.data.current_split for c in todo]} trained again"
+        return []
+
+    with mock.patch.object(cv, "_train_all", nothing_to_train):
+        again = run_cv(_config(tmp_path / "set.pkl", tmp_path / "out", n_splits=3), ensemble=False)
+    assert [f["name"] for f in again["folds"]] == [f["name"] for f in result["folds"]]
+    assert again["mean"] == result["mean"]
 
 
 @pytest.mark.slow
