@@ -670,7 +670,9 @@ def _record(choice: dict, refit: dict, arch: str, n_folds: int, n_rows: int, met
     how = (f"{n_rows} training rows, inner {n_folds}-fold CV on them only: "
            + ", ".join(f"{a} {choice['candidates'][a]['metrics'][metric]:.3f}" for a in choice["ranking"])
            + (f"; soft vote of {'+'.join(chosen)} {choice['ensembles']['+'.join(chosen)]['metrics'][metric]:.3f}"
-              if len(chosen) > 1 else "") + f" ({metric}) -> " + (f"{arch} of " if len(chosen) > 1 else "")
+              if len(chosen) > 1 else "")
+           + (f" ({metric}; scores within {_TIE_ROWS / n_rows:.3f} are ties, ranked by out-of-fold log-loss) -> "
+              if metric != "loss" else f" ({metric}) -> ") + (f"{arch} of " if len(chosen) > 1 else "")
            + ", ".join(f"{a} ({_PARAMETER[solver[a]]}="
                        f"{refit[a]['alpha'] if solver[a] == 'ridge' else refit[a]['value']:g}"
                        + (f", alpha={refit[a]['alpha']:g}" if solver[a] == "kernel" else "") + ")" for a in chosen))

@@ -78,6 +78,8 @@ def test_arch_auto_chooses_by_inner_cv_and_says_how(generic_file, tmp_path):
     # the split line counts a validation fold; the next line says the protocol trains on it
     assert "small-set protocol: the train and val folds are its 192 training rows, no validation fold; 48 test rows" \
         in result.stderr
+    # the line says how ties rank (two training rows' worth: 2 / 192), then the choice
+    assert "(f1; scores within 0.010 are ties, ranked by out-of-fold log-loss) -> " in result.stderr
     # the line ends with the choice: each member with its chosen value (an ensemble: 'Ensemble of ...')
     choice = result.stderr.split("inner 5-fold CV on them only")[1].splitlines()[0].split(" -> ")[1]
     members = [f"{m} ({selection['candidates'][m]['parameter']}=" for m in selection["members"]]
