@@ -422,9 +422,9 @@ class Predictor:
         if isinstance(cutoff, str) and cutoff.lower() == "auto":
             value = self.cutoffs.get(DEFAULT_CUTOFF_KEY)
             if value is None:
-                _logger.info("the model has no default cutoff (none reached 95 % accuracy on its validation or "
-                             "out-of-fold rows): every sample gets its most probable class, however unsure; --cutoff "
-                             "P sets one")
+                _logger.info("the model has no default cutoff (its export found none reaching 95 % accuracy, or "
+                             "made none): every sample gets its most probable class, however unsure; --cutoff P sets "
+                             "one")
                 return None
             return _check_probability(value, f"the model's cutoffs[{DEFAULT_CUTOFF_KEY!r}]")
         if isinstance(cutoff, str):
