@@ -202,7 +202,8 @@ def expected_calibration_error(probs: np.ndarray, y: np.ndarray, n_bins: int = 1
     return float(np.abs(gap[count > 0]).sum() / len(y))
 
 
-def calibration_report(logits: np.ndarray, y: np.ndarray, n_bins: int = 15, temperature: float | None = None) -> dict:
+def calibration_report(logits: np.ndarray, y: np.ndarray, n_bins: int = 15, temperature: float | None = None,
+                       rows: str = "validation") -> dict:
     """Fit the temperature and measure NLL and ECE before and after.
 
     Args:
@@ -211,6 +212,7 @@ def calibration_report(logits: np.ndarray, y: np.ndarray, n_bins: int = 15, temp
         n_bins: ECE bins.
         temperature: the temperature to measure instead of fitting one (``1.0`` for logits whose temperature is
             already applied).
+        rows: what the rows are, for the log line (``"validation"``, ``"out-of-fold"``).
 
     Returns:
         ``{"temperature", "n_samples", "nll_before", "nll_after", "ece_before", "ece_after", "n_bins"}``.
@@ -232,6 +234,6 @@ def calibration_report(logits: np.ndarray, y: np.ndarray, n_bins: int = 15, temp
         "ece_after": expected_calibration_error(softmax(logits, temperature), y, n_bins),
         "n_bins": n_bins,
     }
-    _logger.info("temperature %.4g: validation NLL %.4f -> %.4f, ECE %.4f -> %.4f (%d samples)", temperature,
+    _logger.info("temperature %.4g: %s NLL %.4f -> %.4f, ECE %.4f -> %.4f (%d samples)", temperature, rows,
                  report["nll_before"], report["nll_after"], report["ece_before"], report["ece_after"], len(y))
     return report

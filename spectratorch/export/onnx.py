@@ -309,7 +309,7 @@ def out_of_fold_trust(logits: np.ndarray, y: np.ndarray) -> tuple[dict, tuple[np
 
     # reason: the logits are already divided by the temperature their inner CV fitted, which the model applies;
     # a second fit would describe probabilities the model does not give.
-    report = calibration_report(logits, y, temperature=1.0)
+    report = calibration_report(logits, y, temperature=1.0, rows="out-of-fold")
     report.update(source="out-of-fold predictions of the training rows (folded into the model)")
     probabilities = softmax(logits)
     cutoffs = named_cutoffs(cutoff_table(probabilities, y))
