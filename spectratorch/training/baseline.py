@@ -14,6 +14,11 @@ validation and test rows as the network:
 Both see at most ``max_train`` training rows (a seeded stratified subsample above that), so the baseline stays
 seconds on the lab's 30k-sample sets. The metrics have the network's names (``accuracy``, ``f1`` (macro),
 ``balanced_accuracy``, ``auroc``).
+
+This module serves the runs that keep a validation fold (a network, an explicit head on a large set). On a small set
+(``pipelines/small.py``) the baselines are the ``Linear`` and ``PLSDA`` candidates of the inner CV instead, at the
+``C`` and components it chose, refit on every training row; their inputs are the same preprocessed ones (min-max
+scaled per point, so PLS-DA there is not PLS on the raw mean-centred spectra).
 """
 
 from __future__ import annotations
