@@ -15,7 +15,7 @@ SAMPLES = {
     "load_this": ["a b.ckpt"], "mlflow_uri": ["http://localhost:5000"], "accelerator": ["cpu"], "devices": ["2"],
     "precision": ["32-true"], "strategy": ["ddp"], "date_from": ["2024-01-01"], "date_to": ["2024-12-31"],
     "loggers": ["csv"], "n_splits": ["4"], "current_split": ["2"], "sg_window": ["7"], "focal_gamma": ["1.5"],
-    "eps": ["0.05"], "unfreeze_lr_factor": ["0.5"], "arch_opts": ["batch_norm=false"],
+    "eps": ["0.05"], "unfreeze_lr_factor": ["0.5"], "arch_opts": ["batch_norm=false"], "groups": ["sample name"],
 }
 
 # reason: flags that the configuration accepts only together with others.
