@@ -67,17 +67,17 @@ def fold_assignment(y: np.ndarray, full_truth: np.ndarray, n_splits: int = 5, se
         full_truth: ``[N]`` the finest truth to stratify on.
         n_splits: number of folds (>= 2).
         seed: the shuffle seed.
-        groups: ``[N]`` the sample each row belongs to (replicate scans of one sample share it), or ``None``: the
-            rows of a group land in one fold (scikit-learn's ``StratifiedGroupKFold``, stratified on the classes).
+        groups: ``[N]`` the sample each row belongs to (replicate scans of one sample share it): the rows of a group
+            land in one fold (scikit-learn's ``StratifiedGroupKFold``, stratified on the classes); ``None``: no
+            groups.
 
     Returns:
         int64 ``[N]``.
 
     Raises:
-        SplitError: ``n_splits`` < 2, fewer groups than ``n_splits``, a class all of whose rows are in one group, a
-            class of one row, fewer rows than ``n_splits``, or every class smaller
-            than ``n_splits``. A class smaller than ``n_splits`` is absent from some folds, as in scikit-learn's
-            ``StratifiedKFold``.
+        SplitError: ``n_splits`` < 2, a class of one row, fewer rows than ``n_splits``, every class smaller than
+            ``n_splits``, fewer groups than ``n_splits``, or a class whose rows are all one group. A class smaller
+            than ``n_splits`` is absent from some folds, as in scikit-learn's ``StratifiedKFold``.
 
     Example:
         >>> y = np.array([0, 1] * 10)

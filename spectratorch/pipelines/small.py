@@ -212,18 +212,19 @@ def inner_folds(y: np.ndarray, labels, n_rows: int, groups: np.ndarray | None = 
         counts = np.bincount(y, minlength=len(labels))
     else:
         counts = np.array([len(np.unique(groups[y == k])) for k in range(len(labels))])
-    unit = "training row" if groups is None else "group of training rows"
+    units = "training rows" if groups is None else "groups of training rows"
     wanted = INNER_FOLDS if n_rows <= _FEWER_FOLDS_ABOVE else 3
     smallest = int(counts.argmin())
     if counts[smallest] < 2:
-        raise SplitError(f"class {labels[smallest]!r} has {counts[smallest]} {unit}(s); choosing a model by "
+        some = "training row(s)" if groups is None else "group(s) of training rows"
+        raise SplitError(f"class {labels[smallest]!r} has {counts[smallest]} {some}; choosing a model by "
                          "inner cross-validation needs at least 2 per class. Add rows, or use --rare-classes drop "
                          "or other.")
     # reason: a stratified split needs one class that reaches every fold (with groups: a class's groups; the data
     # has at least as many groups as any class).
     n_folds = min(wanted, int(counts.max()))
     if n_folds < wanted:
-        _logger.warning("every class has at most %d %ss: %d inner folds instead of %d", counts.max(), unit,
+        _logger.warning("every class has at most %d %s: %d inner folds instead of %d", counts.max(), units,
                         n_folds, wanted)
     small = [f"{labels[k]!r} ({counts[k]})" for k in np.flatnonzero(counts < n_folds)]
     if small:
@@ -233,8 +234,8 @@ def inner_folds(y: np.ndarray, labels, n_rows: int, groups: np.ndarray | None = 
         # (python benchmarks/check_rare_inner_folds.py; doc/small-data.md, "Bad input"); no benchmark set has such
         # a class.
         shown = ", ".join(small[:5]) + (f" and {len(small) - 5} more" if len(small) > 5 else "")
-        _logger.warning("class(es) %s have fewer %ss than the %d inner folds: %d inner folds are kept, "
-                        "and some validate none of their rows", shown, unit, n_folds, n_folds)
+        _logger.warning("class(es) %s have fewer %s than the %d inner folds: %d inner folds are kept, "
+                        "and some validate none of their rows", shown, units, n_folds, n_folds)
     return n_folds
 
 
@@ -787,7 +788,8 @@ def train_small(config: RunConfig, dm, candidates=None, result_sheet: bool = Tru
         metrics["test"] = classification_metrics(test_rows.y.numpy(), test_probabilities)
     else:
         # reason: the model was chosen on these inner-CV scores among many candidates and grid values, so they are
-        # optimistic (0.44 on labels shuffled at random, 3 classes); cv's test folds are the estimate.
+        # optimistic (accuracy 0.417 on labels shuffled at random, 3 classes: doc/small-data.md, step 1); cv's test
+        # folds are the estimate.
         _logger.info("no test rows (--test-source none): the model is trained on every row; metrics.val is the inner "
                      "CV it was chosen on, optimistic; `spectratorch cv` with the same flags gives the k-fold estimate")
     if config.train.baseline and len(test_rows):

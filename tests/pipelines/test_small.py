@@ -178,6 +178,18 @@ def test_a_small_class_keeps_the_inner_folds_and_says_which(caplog):
         assert inner_folds(np.array([0] * 20 + [1] * 2), ["a", "b"], 22) == 5
 
 
+def test_with_groups_the_inner_folds_count_a_class_s_samples_not_its_scans(caplog):
+    # 3 classes of 4 samples scanned 3 times: 12 rows a class, but only 4 samples to spread over the inner folds
+    y = np.repeat(np.arange(3), 12)
+    groups = np.array([f"s{k // 3}" for k in range(36)])
+    assert inner_folds(y, ["a", "b", "c"], 36) == 5
+    with caplog.at_level(logging.WARNING):
+        assert inner_folds(y, ["a", "b", "c"], 36, groups) == 4
+    assert "every class has at most 4 groups of training rows: 4 inner folds instead of 5" in caplog.text
+    with pytest.raises(SplitError, match=r"class 'a' has 1 group\(s\) of training rows"):
+        inner_folds(y, ["a", "b", "c"], 36, np.where(y == 0, "one", groups))
+
+
 def test_every_class_smaller_than_the_inner_folds_lowers_them_to_the_largest(caplog):
     # twelve varieties of 4 training rows each: no class reaches 5 inner folds, so a stratified split of 5 cannot be
     y = np.repeat(np.arange(12), 4)
