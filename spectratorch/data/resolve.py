@@ -59,7 +59,7 @@ def _holds_dates(column: pd.Series) -> bool:
         return True
     if pd.api.types.is_numeric_dtype(column):
         return False
-    values = column.dropna().astype(str).iloc[:_DATE_SAMPLE]
+    values = column.dropna().iloc[:_DATE_SAMPLE].astype(str)
     values = values[values.str.strip() != ""]
     if values.empty:
         return False
