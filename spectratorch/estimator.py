@@ -165,10 +165,10 @@ class SpectraClassifier(ClassifierMixin, BaseEstimator):
         if n_splits < self.n_splits:
             _logger.info("n_splits lowered from %d to %d: class %r has %d samples", self.n_splits, n_splits,
                          self.classes_[counts.argmin()], counts.min())
-        if groups is not None and frame[_GROUP].nunique() < n_splits:
-            _logger.info("n_splits lowered from %d to %d: there are %d groups", n_splits, frame[_GROUP].nunique(),
-                         frame[_GROUP].nunique())
-            n_splits = max(2, int(frame[_GROUP].nunique()))
+        n_groups = frame[_GROUP].nunique() if groups is not None else n_splits
+        if n_groups < n_splits:
+            _logger.info("n_splits lowered from %d to %d: there are %d groups", n_splits, max(2, n_groups), n_groups)
+            n_splits = max(2, int(n_groups))
         with _quiet(self.verbose), tempfile.TemporaryDirectory(prefix="spectratorch-fit-") as tmp:
             data = Path(tmp) / "data.parquet"
             frame.to_parquet(data)

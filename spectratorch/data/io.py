@@ -80,8 +80,6 @@ _NOTE_FIELDS = 2
 # column of numbers, as they were; text in any other column, where they are classes ("None" against "Low", "High").
 _MISSING_WORDS = frozenset({"#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
                             "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"})
-# reason: as schema's hint that a table is one spectrum per column: fewer rows are monotonic by chance too often.
-_AXIS_ROWS = 10
 
 
 def safe_load_pickle(path: str | os.PathLike) -> object:
@@ -375,7 +373,7 @@ def _with_id_column(df: pd.DataFrame, path: Path) -> pd.DataFrame:
     Raises:
         DataFormatError: the column read as the sample id repeats a value.
     """
-    from spectratorch.data.schema import BARE_NUMBER, SPECTRAL_COLUMN, is_plain_layout
+    from spectratorch.data.schema import BARE_NUMBER, SPECTRAL_COLUMN, is_plain_layout, runs_like_axis
 
     if df.shape[1] == 0:
         return df
@@ -400,8 +398,7 @@ def _with_id_column(df: pd.DataFrame, path: Path) -> pd.DataFrame:
         # reason: with no spectral header at all (neither layout: the schema refuses the table), a first column that
         # runs like a spectral axis is an export of one spectrum per column; as the index, the schema's error says
         # to transpose it. Any other column stays one, so the error names it among the columns.
-        axis = (not is_plain_layout(df.columns) and numeric and len(values) >= _AXIS_ROWS and values.notna().all()
-                and values.is_unique and (values.is_monotonic_increasing or values.is_monotonic_decreasing))
+        axis = not is_plain_layout(df.columns) and runs_like_axis(values)
         is_id = named_id or (not BARE_NUMBER.match(name) and text_ids) or axis
     if not is_id:
         return df

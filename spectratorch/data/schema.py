@@ -255,14 +255,24 @@ def _check_ids(df: pd.DataFrame) -> None:
         )
 
 
+def runs_like_axis(values: pd.Index | pd.Series) -> bool:
+    """Whether a first column (or the index read from it) looks like the points of a spectral axis: at least 10
+    distinct numbers in order, none missing (one spectrum per column: an instrument's export of several samples side
+    by side). Rows numbered by the reader or by pandas (a ``RangeIndex``) are no column of the file.
+
+    Example:
+        >>> runs_like_axis(pd.Series(np.linspace(900, 1700, 12))), runs_like_axis(pd.RangeIndex(12))
+        (True, False)
+    """
+    # reason: fewer rows are in order by chance too often.
+    numeric = len(values) >= 10 and pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
+    return (numeric and not isinstance(values, pd.RangeIndex) and not values.isna().any() and values.is_unique
+            and (values.is_monotonic_increasing or values.is_monotonic_decreasing))
+
+
 def _transposed_hint(index: pd.Index) -> str:
-    """A hint when the rows look like the points of a spectral axis (one spectrum per column: an instrument's export
-    of several samples side by side)."""
-    # reason: rows numbered by the reader or by pandas (0, 1, 2 ...) are no column of the file.
-    numeric = len(index) >= 10 and pd.api.types.is_numeric_dtype(index) and not pd.api.types.is_bool_dtype(index)
-    numbered = isinstance(index, pd.RangeIndex)
-    if numbered or not numeric or not index.is_unique or not (index.is_monotonic_increasing
-                                                               or index.is_monotonic_decreasing):
+    """A hint when the rows look like the points of a spectral axis (:func:`runs_like_axis`)."""
+    if not runs_like_axis(index):
         return ""
     return (f" Its first column runs from {index[0]:g} to {index[-1]:g} over {len(index)} rows, like a spectral axis: "
             "if each column is one sample, transpose the table (one spectrum per row), e.g. in pandas "
@@ -551,12 +561,18 @@ def load_table(
     return SpectralTable(spectra, tab, ids, meta, channels, axis, tabular_columns, ranges, report)
 
 
+def _nearest(axis: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """The index of the point of the ascending, non-empty ``axis`` nearest to each of ``points``."""
+    right = np.clip(np.searchsorted(axis, points), 0, len(axis) - 1)
+    left = np.clip(right - 1, 0, len(axis) - 1)
+    return np.where(np.abs(axis[left] - points) <= np.abs(axis[right] - points), left, right)
+
+
 def _at_points(groups: dict, channels: tuple[str, ...], axis: np.ndarray,
                expected: np.ndarray) -> tuple[dict, np.ndarray]:
     """The channels' columns at the points of ``expected`` when ``axis`` holds all of them (within the tolerance of
     :func:`~spectratorch.contract.same_axis`), and the axis they make; else ``groups`` and ``axis`` unchanged."""
-    nearest = np.clip(np.searchsorted(axis, expected), 1, len(axis) - 1)
-    nearest = np.where(np.abs(axis[nearest - 1] - expected) <= np.abs(axis[nearest] - expected), nearest - 1, nearest)
+    nearest = _nearest(axis, expected)
     if not expected.size or np.abs(axis[nearest] - expected).max() > axis_tolerance(expected):
         return groups, axis
     # reason: the points are the model's own (the same x values), so nothing is interpolated; the rest is unused.
@@ -623,7 +639,7 @@ def _check_axis(axis: np.ndarray, expected: np.ndarray) -> None:
     tolerance = axis_tolerance(expected)
 
     def unmatched(points: np.ndarray, among: np.ndarray) -> str:
-        lost = points[[not np.any(np.abs(among - x) <= tolerance) for x in points]]
+        lost = points[np.abs(among[_nearest(among, points)] - points) > tolerance]
         return ", ".join(f"{x:g}" for x in lost[:5]) + (f" and {len(lost) - 5} more" if len(lost) > 5 else "")
 
     # reason: the model takes its own points from a wider axis, so a wider axis's other points are not the cause.

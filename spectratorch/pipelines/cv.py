@@ -410,14 +410,10 @@ def _one_model_per_fold(config: RunConfig) -> bool:
     if config.data.test_source in TEST_MODES:
         return False
     from spectratorch.data.datamodule import SpectralDataModule
-    from spectratorch.defaults import auto_arch
-    from spectratorch.pipelines.run import _solved_on_small_set
+    from spectratorch.pipelines.run import small_protocol
 
     dm = SpectralDataModule(config.data)
-    resolved = dm.with_data_defaults(config)
-    if config.model.arch == "auto":
-        return not config.train.load_this and auto_arch(resolved.data.channels, len(dm.split.train)) is None
-    return _solved_on_small_set(resolved, dm)
+    return small_protocol(dm.with_data_defaults(config), dm)
 
 
 def run_cv(config: RunConfig, ensemble: bool = False, workers: int | str = "auto") -> dict:

@@ -383,6 +383,15 @@ def _train_auto(config: RunConfig) -> dict:
     return train_small(config, dm)
 
 
+def small_protocol(config: RunConfig, dm: SpectralDataModule) -> bool:
+    """Whether :func:`train` of ``config`` (defaults resolved from ``dm``) runs the small-set protocol, which trains on
+    the validation fold too: ``--arch auto`` outside the lab's large-set rule, or an explicit solved head on a small
+    set."""
+    if config.model.arch == "auto":
+        return not config.train.load_this and auto_arch(config.data.channels, len(dm.split.train)) is None
+    return _solved_on_small_set(config, dm)
+
+
 def _solved_on_small_set(config: RunConfig, dm: SpectralDataModule) -> bool:
     """An explicit solved head (Linear, PLSDA, LDA, MiniRocket, KernelRidge, Hydra) trained from scratch on fewer than
     ``LARGE_TRAIN`` training rows: solved in closed form by the small-set protocol, no Adam epochs."""
