@@ -38,6 +38,7 @@ from spectratorch.defaults import (
     PATIENCE_STEPS,
 )
 from spectratorch.errors import ConfigError, SpectratorchError
+from spectratorch.logs import report_to_console
 from spectratorch.options import format_value, parse_pairs
 from spectratorch.transforms import LAB_CHANNELS, default_transforms, in_model, train_only, transform_options
 
@@ -398,7 +399,7 @@ def _with_data_defaults(config: RunConfig) -> RunConfig:
         return config
     from spectratorch.data.datamodule import SpectralDataModule
 
-    return SpectralDataModule(config.data).with_data_defaults(config)
+    return SpectralDataModule(config.data).with_data_defaults(config, for_folds=True)
 
 
 def _cv_table(result: dict) -> str:
@@ -697,31 +698,11 @@ _COMMANDS = {"train": _run_train, "make-dataset": _run_make_dataset, "convert": 
              "cv": _run_cv, "tune": _run_tune}
 
 
-class _WarnOnce(logging.Filter):
-    """Prints a warning once: the same words from a second part of a run (calibration, then export) add nothing."""
-
-    def __init__(self):
-        super().__init__()
-        self._seen: set[str] = set()
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno < logging.WARNING:
-            return True
-        message = record.getMessage()
-        if message in self._seen:
-            return False
-        self._seen.add(message)
-        return True
-
-
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``spectratorch`` command."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s",
-                        stream=sys.stderr)
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(_WarnOnce())
+    report_to_console(logging.DEBUG if args.verbose else logging.INFO)
     try:
         return _COMMANDS[args.command](args)
     except SpectratorchError as err:

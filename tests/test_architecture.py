@@ -12,9 +12,9 @@ PACKAGE = Path(__file__).resolve().parents[1] / "spectratorch"
 TORCH = ("torch", "lightning", "torchmetrics", "pytorch_lightning")
 
 # reason: what runs on a PC with only the inference install (onnxruntime, numpy, pandas), and what the page runs.
-TORCH_FREE = ("contract", "config", "errors", "options", "transforms", "inference", "metrics", "outputs", "data.schema",
-              "data.io", "data.unpickle", "data.resolve", "data.targets", "data.splits", "data.raw", "data.synthetic",
-              "app")
+TORCH_FREE = ("contract", "config", "errors", "options", "transforms", "inference", "metrics", "outputs", "logs",
+              "data.schema", "data.io", "data.unpickle", "data.resolve", "data.targets", "data.splits", "data.raw",
+              "data.synthetic", "app")
 # reason: (layer, layers it must never import).
 NEVER = {
     "data": ("models", "training", "export", "report", "pipelines"),

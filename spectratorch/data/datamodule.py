@@ -172,8 +172,9 @@ class SpectralDataModule(pl.LightningDataModule):
         return load_table(source, channels, self.config.tabular, self._filters(), expected_axis,
                           model_axis=self.model_axis)
 
-    def prepare(self) -> None:
-        """Load the table, resolve the target and split it (idempotent; called by ``setup``)."""
+    def prepare(self, say_split: bool = True) -> None:
+        """Load the table, resolve the target and split it (idempotent; called by ``setup``); ``say_split``: log the
+        split's sizes."""
         if self._fit is not None:
             return
         table = self._load(self._frame if self._frame is not None else self.config.data)
@@ -206,11 +207,16 @@ class SpectralDataModule(pl.LightningDataModule):
                                   f"{table.tabular_columns}.")
             self._test = self._source(test_table, self._align_target(resolve_target(test_table.meta, c.targets),
                                                                      target.labels))
-        _logger.info("split %s: %s", c.current_split, self.split.sizes())
+        if say_split:
+            _logger.info("split %s: %s", c.current_split, self.split.sizes())
 
-    def with_data_defaults(self, config: RunConfig) -> RunConfig:
-        """``config`` with the target and channels it left unset taken from this data (loads it if needed)."""
-        self.prepare()
+    def with_data_defaults(self, config: RunConfig, for_folds: bool = False) -> RunConfig:
+        """``config`` with the target and channels it left unset taken from this data (loads it if needed).
+
+        ``for_folds``: the data is read for several folds to come (``cv``), each of which says its own split; this
+        one is not said.
+        """
+        self.prepare(say_split=not for_folds)
         if config.data.targets is not None and config.data.channels is not None:
             return config
         data = dataclasses.replace(config.data, targets=self.config.targets, channels=self.config.channels)

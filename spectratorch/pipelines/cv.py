@@ -34,6 +34,7 @@ from spectratorch.data.io import atomic_path
 from spectratorch.data.splits import TEST_MODES
 from spectratorch.defaults import auto_transforms
 from spectratorch.errors import ConfigError
+from spectratorch.logs import report_to_console, warnings_said
 from spectratorch.metrics import classification_metrics
 
 __all__ = ["run_cv", "cv_name", "fold_configs", "summarise_folds", "plot_folds", "WORKER_START_S", "auto_workers",
@@ -206,9 +207,10 @@ def _one_by_one(todo: list[RunConfig], device: str | None = None) -> list[dict]:
     return [_train_fold(c.to_dict(), device) for c in todo]
 
 
-def _gpu_worker(config_dicts: list[dict], device: str) -> list[dict]:
-    # reason: a spawned process starts with no logging set up; it reports like the CLI that started it.
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+def _gpu_worker(config_dicts: list[dict], device: str, said: frozenset[str]) -> list[dict]:
+    # reason: a spawned process starts with no logging set up; it reports like the CLI that started it, without
+    # the warnings that one has said already.
+    report_to_console(logging.INFO, said)
     return [_train_fold(values, device) for values in config_dicts]
 
 
@@ -238,7 +240,8 @@ def _on_gpus(todo: list[RunConfig], slots: list[str]) -> list[dict]:
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=len(slots), mp_context=context) as pool:
         groups = [[c.to_dict() for c in todo[i :: len(slots)]] for i in range(len(slots))]
-        futures = [pool.submit(_gpu_worker, group, slot) for group, slot in zip(groups, slots) if group]
+        said = warnings_said()
+        futures = [pool.submit(_gpu_worker, group, slot, said) for group, slot in zip(groups, slots) if group]
         return [summary for future in futures for summary in future.result()]
 
 
@@ -413,7 +416,7 @@ def _one_model_per_fold(config: RunConfig) -> bool:
     from spectratorch.pipelines.run import small_protocol
 
     dm = SpectralDataModule(config.data)
-    return small_protocol(dm.with_data_defaults(config), dm)
+    return small_protocol(dm.with_data_defaults(config, for_folds=True), dm)
 
 
 def run_cv(config: RunConfig, ensemble: bool = False, workers: int | str = "auto") -> dict:

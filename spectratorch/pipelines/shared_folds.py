@@ -19,6 +19,7 @@ import traceback
 from contextlib import contextmanager
 from typing import Callable, Sequence
 
+from spectratorch.logs import report_to_console, warnings_said
 from spectratorch.pipelines.fold_bars import folds_shared
 
 __all__ = ["share_folds", "limited_threads"]
@@ -81,7 +82,7 @@ def share_folds(jobs: Sequence, labels: Sequence[str], run: Callable, processes:
         # reason: some systems have no shared semaphores (no /dev/shm, e.g. some containers): one after another.
         _logger.warning("the folds run one after another: this system cannot share them between processes (%s)", err)
         return [run(job) for job in jobs]
-    shared = (list(jobs), list(labels), run, taken, owners, messages, threads, warm_up)
+    shared = (list(jobs), list(labels), run, taken, owners, messages, threads, warm_up, warnings_said())
     helpers = [context.Process(target=_helper, args=shared, name=f"spectratorch fold helper {i + 1}")
                for i in range(processes - 1)]
     for helper in helpers:
@@ -149,9 +150,10 @@ def _collect(results: dict, labels: Sequence[str], owners, messages, helpers: li
 
 
 def _helper(jobs: list, labels: list, run: Callable, taken, owners, messages, threads: int,
-            warm_up: Callable | None) -> None:
-    # reason: a spawned process starts with no logging set up; it reports like the CLI that started it.
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+            warm_up: Callable | None, said: frozenset[str]) -> None:
+    # reason: a spawned process starts with no logging set up; it reports like the CLI that started it, without
+    # the warnings that one has said already.
+    report_to_console(logging.INFO, said)
     with limited_threads(threads), folds_shared():
         if warm_up is not None:
             warm_up()

@@ -76,3 +76,14 @@ def bar_after_the_others(job: dict) -> dict:
     disabled = bar.disable  # reason: read before close(), which sets it
     bar.close()
     return {**pid_after_the_others(job), "bar_disabled": disabled}
+
+
+def warn_after_the_others(job: dict) -> dict:
+    """:func:`pid_after_the_others`, after two warnings: one about the data (the same words in every job) and one of
+    its own."""
+    import logging
+
+    logger = logging.getLogger("spectratorch")
+    logger.warning("the data has replicate scans")
+    logger.warning("job %d has its own warning", job["index"])
+    return pid_after_the_others(job)

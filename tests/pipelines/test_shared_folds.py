@@ -1,12 +1,17 @@
 """`share_folds`: the folds shared between this process and helpers, real spawned processes, errors brought back."""
 
 import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
 from spectratorch.pipelines.shared_folds import share_folds
 from tests.pipelines import fold_jobs
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _jobs(tmp_path, n, **more):
@@ -69,3 +74,24 @@ def test_a_folds_bars_draw_nothing_while_the_folds_are_shared_here_and_in_the_he
     bar = fold_bar(total=2, leave=False)
     assert bar.disable is False  # and draw again once the folds are done
     bar.close()
+
+
+def test_a_warning_this_process_said_is_not_said_again_by_a_helper(tmp_path):
+    # a console of the command line's own, as `spectratorch cv` has (pytest's capture would replace it in-process)
+    script = f"""
+import logging, os
+from spectratorch.logs import report_to_console
+from spectratorch.pipelines.shared_folds import share_folds
+from tests.pipelines import fold_jobs
+report_to_console()
+logging.getLogger("spectratorch").warning("the data has replicate scans")
+jobs = [{{"index": i, "n": 4, "dir": {str(tmp_path)!r}, "parent": os.getpid()}} for i in range(4)]
+results = share_folds(jobs, [f"fold {{i}}" for i in range(4)], fold_jobs.warn_after_the_others, 2, threads=1)
+print(len({{r["pid"] for r in results}}))
+"""
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip() == "2"  # the helper ran jobs
+    assert result.stderr.count("WARNING the data has replicate scans") == 1
+    assert all(result.stderr.count(f"WARNING job {i} has its own warning") == 1 for i in range(4))
