@@ -168,8 +168,9 @@ def export_ensemble(checkpoints: Sequence[str | os.PathLike], out_path: str | os
     names = [INPUT_SPECTRA, INPUT_TABULAR][: len(first.model.input_names)]
     conformal = fit_conformal(np.concatenate([m.held_out[0] for m in members]),
                               np.concatenate([m.held_out[1] for m in members]), source="out-of-fold")
-    ood = fit_model_ood(first.model, first.held_out[3], first.held_out[2],
-                        out_of_fold=first.calibration.get("source", "").startswith("out-of-fold"))
+    spectra, tabular, groups = first.held_out[3]
+    ood = fit_model_ood(first.model, (spectra, tabular), first.held_out[2],
+                        out_of_fold=first.calibration.get("source", "").startswith("out-of-fold"), groups=groups)
     reference = _with_ood(_MeanProbabilities([_Probabilities(m.model, m.temperature) for m in members]).eval(),
                           first.model, ood)
     converted = [conv2d_layout(m.model) for m in members]

@@ -238,8 +238,9 @@ def _table_arrays(hparams: dict, table: SpectralTable) -> tuple[np.ndarray, np.n
 def _data_arrays(hparams: dict, source, n_check: int, train: list | None = None) -> tuple[tuple, tuple]:
     """``(val spectra, val tabular, val y)`` and ``(check spectra, check tabular)`` as numpy arrays.
 
-    ``train``, when a list, receives ``(spectra, tabular)`` of the training rows (none for a table: its rows are
-    all held out).
+    ``train``, when a list, receives ``(spectra, tabular, groups)`` of the training rows, ``groups`` the sample
+    (``--groups``) of each training row and then of each validation row, or ``None`` (nothing for a table: its rows
+    are all held out).
     """
     if isinstance(source, SpectralTable):
         spectra, tabular, y = _table_arrays(hparams, source)
@@ -256,7 +257,8 @@ def _data_arrays(hparams: dict, source, n_check: int, train: list | None = None)
                         n_check)
     if train is not None:
         rows = dm.stage_arrays("train")
-        train.append((rows.spectra.numpy(), rows.tabular.numpy()))
+        groups = None if dm.groups is None else dm.groups[np.concatenate([rows.rows, val.rows])]
+        train.append((rows.spectra.numpy(), rows.tabular.numpy(), groups))
     check_rows = dm.stage_arrays("val", rows=check)
     return (val.spectra.numpy(), val.tabular.numpy(), val.y.numpy()), (check_rows.spectra.numpy(),
                                                                        check_rows.tabular.numpy())
@@ -332,7 +334,9 @@ def _fit_trust(model: nn.Module, val: tuple, calibration: dict, train: list, sou
         return conformal, None
     # reason: out of fold, the validation rows trained this model too (the small-set protocol): the PCA sees every
     # training row and its limits come from their out-of-fold scores, not from rows the model has seen.
-    return conformal, fit_model_ood(model, train[0], (val_spectra, val_tabular), out_of_fold=source == "out-of-fold")
+    spectra, tabular, groups = train[0]
+    return conformal, fit_model_ood(model, (spectra, tabular), (val_spectra, val_tabular),
+                                    out_of_fold=source == "out-of-fold", groups=groups)
 
 
 def _trace(model: nn.Module, example: tuple[torch.Tensor, ...], input_names: list[str],

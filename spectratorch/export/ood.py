@@ -126,7 +126,7 @@ def fit_ood(train: np.ndarray, held_out: np.ndarray, confidence: float = CONFIDE
 
 
 def fit_ood_out_of_fold(train: np.ndarray, confidence: float = CONFIDENCE, seed: int = 0, log: bool = True,
-                        n_folds: int = OOF_FOLDS) -> dict:
+                        n_folds: int = OOF_FOLDS, groups: np.ndarray | None = None) -> dict:
     """Fit the PCA on every training row and the T² and Q limits on their out-of-fold scores: the rows of each of
     ``n_folds`` shuffled folds are scored by a PCA of the other folds with as many components as the final one.
 
@@ -137,6 +137,9 @@ def fit_ood_out_of_fold(train: np.ndarray, confidence: float = CONFIDENCE, seed:
         train: ``[N, D]`` preprocessed training inputs, ``N >= 3``.
         confidence, seed, log: as :func:`fit_ood`'s (``seed`` also shuffles the folds).
         n_folds: of the out-of-fold scores (at most ``N``: leave-one-out on the fewest rows).
+        groups: ``[N]`` the sample of each row (``--groups``): a sample's rows are scored in one fold (at most as
+            many folds as samples), so the limits hold for new samples, not for another scan of a sample the PCA
+            saw; ``None``: each row on its own.
 
     Returns:
         The record of :func:`fit_ood`; ``n_held_out`` is ``N`` (every row scored out of fold).
@@ -152,17 +155,22 @@ def fit_ood_out_of_fold(train: np.ndarray, confidence: float = CONFIDENCE, seed:
     train = np.asarray(train, dtype=np.float64)
     if train.ndim != 2 or len(train) < 3:
         raise ConfigError(f"the outlier model's out-of-fold limits need >= 3 training rows; got {train.shape}.")
-    train = train[_subsample(len(train), seed)]
+    rows = _subsample(len(train), seed)
+    train = train[rows]
     record, explained = _pca(train)
-    n_folds = min(n_folds, len(train))
+    # reason: without groups every row is its own unit; with them a sample's rows share their fold.
+    units = np.arange(len(train)) if groups is None else np.unique(np.asarray(groups)[rows], return_inverse=True)[1]
+    n_units = int(units.max()) + 1
+    n_folds = min(n_folds, n_units)
     t2, q = np.empty(len(train)), np.empty(len(train))
-    folds = np.random.default_rng(seed).permutation(len(train)) % n_folds
+    folds = (np.random.default_rng(seed).permutation(n_units) % n_folds)[units]
     for fold in range(n_folds):
         held = folds == fold
         fitted, _ = _pca(train[~held], record["n_components"])
         t2[held], q[held] = ood_scores(fitted, train[held])
+    grouped = "" if groups is None else ", each sample's rows in one fold (--groups)"
     return _with_limits(record, t2, q, confidence, explained, len(train),
-                        f"{n_folds}-fold out-of-fold scores of the training rows", log)
+                        f"{n_folds}-fold out-of-fold scores of the training rows{grouped}", log)
 
 
 def _check_confidence(confidence: float) -> None:
@@ -221,7 +229,7 @@ def _subsample(n: int, seed: int) -> np.ndarray:
 
 
 def fit_model_ood(model: nn.Module, train: tuple, held_out: tuple, confidence: float = CONFIDENCE,
-                  seed: int = 0, log: bool = True, out_of_fold: bool = False) -> dict:
+                  seed: int = 0, log: bool = True, out_of_fold: bool = False, groups: np.ndarray | None = None) -> dict:
     """:func:`fit_ood` on a model's preprocessed inputs: what the export stores and the result sheet draws.
 
     Only the training rows the SVD sees (at most 20,000, the same seeded subsample as :func:`fit_ood`'s) are
@@ -236,6 +244,8 @@ def fit_model_ood(model: nn.Module, train: tuple, held_out: tuple, confidence: f
         log: as :func:`fit_ood`'s.
         out_of_fold: the model trained on the ``held_out`` rows too (the small-set protocol): the PCA sees both
             parts, and the limits come from their out-of-fold scores (:func:`fit_ood_out_of_fold`).
+        groups: with ``out_of_fold``, the sample of each training row, then of each held-out row (``--groups``):
+            a sample's rows are scored in one fold; ``None``: each row on its own.
 
     Returns:
         The record of :func:`fit_ood`.
@@ -246,7 +256,7 @@ def fit_model_ood(model: nn.Module, train: tuple, held_out: tuple, confidence: f
     tabular = None if train[1] is None else train[1][rows]
     inputs = preprocessed_inputs(model, train[0][rows], tabular)
     if out_of_fold:
-        return fit_ood_out_of_fold(inputs, confidence, seed, log)
+        return fit_ood_out_of_fold(inputs, confidence, seed, log, groups=None if groups is None else groups[rows])
     return fit_ood(inputs, preprocessed_inputs(model, *held_out), confidence, seed, log)
 
 

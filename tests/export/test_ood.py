@@ -112,6 +112,26 @@ def test_out_of_fold_limits_hold_their_rate_on_new_spectra_where_a_small_validat
     assert np.mean(oof) <= 0.035 and np.mean(held_out) >= 0.08, (oof, held_out)
 
 
+def test_out_of_fold_limits_with_groups_hold_their_rate_on_new_samples_where_replicate_scans_would_not():
+    """40 samples scanned 3 times: scored row by row, a scan's twins fit the PCA that scores it, so its residual is
+    small and the limits too tight for a new sample; with the groups a sample's scans share their fold."""
+    rates = {"rows": [], "groups": []}
+    for seed in range(4):
+        rng = np.random.default_rng(seed)
+        samples = _spectra(rng, 40, 300)
+        scans = np.repeat(samples, 3, axis=0) + rng.normal(0.0, 0.001, (120, 300))
+        new = _spectra(rng, 2000, 300)
+        for kind, groups in (("rows", None), ("groups", np.repeat([f"s{k}" for k in range(40)], 3))):
+            record = fit_ood_out_of_fold(scans, seed=seed, groups=groups)
+            t2, q = ood_scores(record, new)
+            rates[kind].append(float(((t2 > record["t2_limit"]) | (q > record["q_limit"])).mean()))
+    assert record["limits_from"] == "5-fold out-of-fold scores of the training rows, each sample's rows in one fold " \
+                                    "(--groups)"
+    assert np.mean(rates["groups"]) <= 0.035 and np.mean(rates["rows"]) >= 0.08, rates
+    # as many folds as samples at most
+    assert fit_ood_out_of_fold(scans[:9], groups=np.repeat(["a", "b", "c"], 3))["limits_from"].startswith("3-fold")
+
+
 def test_out_of_fold_limits_on_the_fewest_rows_leave_one_out_and_need_three():
     rng = np.random.default_rng(6)
     record = fit_ood_out_of_fold(_spectra(rng, 4, length=20))

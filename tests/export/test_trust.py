@@ -45,7 +45,7 @@ def test_outlier_outputs_match_torch(run):
     model = module.model.float().eval()
     train: list = []
     (val_spectra, val_tabular, _), (spectra, tabular) = _data_arrays(dict(module.hparams), None, 300, train)
-    record = fit_ood(preprocessed_inputs(model, *train[0]), preprocessed_inputs(model, val_spectra, val_tabular))
+    record = fit_ood(preprocessed_inputs(model, *train[0][:2]), preprocessed_inputs(model, val_spectra, val_tabular))
     with torch.no_grad():
         t2, q, outlier = OutlierScores(record)(flatten_inputs(*model.preprocess(torch.tensor(spectra),
                                                                                   torch.tensor(tabular))))
