@@ -53,6 +53,8 @@ __all__ = [
     "open_session",
     "session_options",
     "trust_columns",
+    "truth_indices",
+    "with_truth",
     "write_predictions",
 ]
 
@@ -626,10 +628,9 @@ class Predictor:
         threshold(self.conformal, coverage)
         return float(coverage)
 
-    def truth(self, table: SpectralTable) -> np.ndarray | None:
-        """The table's true classes as indices into the model's labels (:data:`UNKNOWN_CLASS`: a class the model
-        does not know; :data:`NO_LABEL`: an empty label cell), or ``None`` when the table has no labels for the
-        model's target."""
+    def true_labels(self, table: SpectralTable) -> np.ndarray | None:
+        """The table's own label of every row for the model's target, as text (``""``: an empty label cell), or
+        ``None`` when the table has no labels for that target."""
         from spectratorch.data.targets import labelled_rows, resolve_target
         from spectratorch.errors import SpectratorchError
 
@@ -641,12 +642,15 @@ class Predictor:
             target = resolve_target(table.meta[labelled], code)
         except SpectratorchError:
             return None
-        labels = list(self.labels)
-        remap = np.array([labels.index(label) if label in labels else UNKNOWN_CLASS for label in target.labels],
-                         dtype=np.int64)
-        truth = np.full(len(labelled), NO_LABEL, dtype=np.int64)
-        truth[labelled] = remap[target.y]
-        return truth
+        text = np.full(len(labelled), "", dtype=object)
+        text[labelled] = np.asarray([str(label) for label in target.labels], dtype=object)[target.y]
+        return text
+
+    def truth(self, table: SpectralTable) -> np.ndarray | None:
+        """The table's true classes as indices into the model's labels (:data:`UNKNOWN_CLASS`: a class the model
+        does not know; :data:`NO_LABEL`: an empty label cell), or ``None`` when the table has no labels for the
+        model's target."""
+        return truth_indices(self.true_labels(table), self.labels)
 
     def predict(self, data, top_k: int = 2, cutoff: str | float | None = "auto", batch_size: int = 1024,
                 coverage: float | None = None) -> pd.DataFrame:
@@ -684,12 +688,13 @@ class Predictor:
         self._check_table(table)
         outputs = self.predict_outputs(table.spectra, table.tabular, batch_size)
         frame = prediction_frame(outputs[OUTPUT_PROBABILITIES], table.ids, self.labels, top_k, threshold)
-        frame = trust_columns(frame, self, outputs, coverage)
+        true_labels = self.true_labels(table)
+        frame = with_truth(trust_columns(frame, self, outputs, coverage), true_labels)
         frame.attrs["skipped"] = dict(table.report)
         kept = (frame["label"] != UNCLASSIFIED).to_numpy()
         frame.attrs["cutoff"] = threshold
         frame.attrs["against_labels"] = scores_against_labels(outputs[OUTPUT_PROBABILITIES].argmax(axis=1),
-                                                              self.truth(table), kept)
+                                                              truth_indices(true_labels, self.labels), kept)
         return frame
 
 
@@ -844,6 +849,37 @@ def trust_columns(frame: pd.DataFrame, predictor: Predictor, outputs: Mapping[st
     at = list(frame.columns).index("label") + 1
     head, tail = frame.iloc[:, :at], frame.iloc[:, at:]
     return pd.concat([head, pd.DataFrame(columns, index=frame.index), tail], axis=1)
+
+
+def with_truth(frame: pd.DataFrame, true_labels: np.ndarray | None) -> pd.DataFrame:
+    """The prediction table with the data's own label of each row, ``truth``, right after ``label`` (empty where
+    the data has no label); ``frame`` itself when the data has no labels for the model's target.
+
+    Example:
+        >>> frame = prediction_frame(np.array([[0.2, 0.8], [0.6, 0.4]]), ["a", "b"], ["no", "yes"], 1)
+        >>> with_truth(frame, np.array(["yes", ""], dtype=object))[["label", "truth"]].values.tolist()
+        [['yes', 'yes'], ['no', '']]
+    """
+    if true_labels is None:
+        return frame
+    frame = frame.copy()
+    frame.insert(list(frame.columns).index("label") + 1, "truth", np.asarray(true_labels, dtype=object))
+    return frame
+
+
+def truth_indices(true_labels: np.ndarray | None, labels: Sequence[str]) -> np.ndarray | None:
+    """Each row's true class as its index among ``labels`` (:data:`UNKNOWN_CLASS`: a class not among them;
+    :data:`NO_LABEL`: no label), from the labels as text (``""``: none); ``None`` stays ``None``.
+
+    Example:
+        >>> truth_indices(np.array(["b", "", "c", "a"], dtype=object), ["a", "b"]).tolist()
+        [1, -2, -1, 0]
+    """
+    if true_labels is None:
+        return None
+    text = np.asarray(true_labels, dtype=object)
+    codes = pd.Index([str(label) for label in labels]).get_indexer(text)
+    return np.where(text == "", NO_LABEL, np.where(codes < 0, UNKNOWN_CLASS, codes)).astype(np.int64)
 
 
 def predictions_csv(frame: pd.DataFrame) -> bytes:

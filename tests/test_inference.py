@@ -27,10 +27,12 @@ def predictor(run):
     return Predictor(run.onnx)
 
 
-def _expected_columns(labels, top_k=2):
+def _expected_columns(labels, top_k=2, truth=True):
     ranked = [f"top{k}_{part}" for k in range(1, top_k + 1) for part in ("label", "prob")]
-    # reason: every new export has an outlier model, so predict writes t2, q and outlier after the label.
-    return ["id", "label", "t2", "q", "outlier", *ranked, *[f"p_{label}" for label in labels]]
+    # reason: every new export has an outlier model, so predict writes t2, q and outlier after the label (and the
+    # file's own label, truth, when it has the model's target).
+    return ["id", "label", *(["truth"] if truth else []), "t2", "q", "outlier", *ranked,
+            *[f"p_{label}" for label in labels]]
 
 
 def test_inference_imports_no_torch():
@@ -58,6 +60,7 @@ def test_predict_cli_without_torch_matches_the_predictor(run, predictor, tmp_pat
     assert wrote == f"wrote {out}: {len(frame)} samples"
     # the data carries the model's target (OVA OK): the command scores itself against it
     truth = resolve_target(predictor.load(run.data).meta, ("OVA", "OK"))
+    assert frame["truth"].tolist() == np.asarray(truth.labels)[truth.y].tolist()  # written beside the prediction
     right = int((frame["top1_label"].to_numpy() == np.asarray(truth.labels)[truth.y]).sum())
     kept = frame["label"] != UNCLASSIFIED
     assert scored.startswith(f"against the file's labels: accuracy {right / len(frame):.3f} ({right} of {len(frame)})")

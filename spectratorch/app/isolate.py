@@ -41,7 +41,7 @@ DEFAULT_SECONDS = 600.0
 """Wall-clock seconds the child may take (reason: a VGG11 on 300,000 spectra on an old 4-core PC takes minutes)."""
 _CHILD_MODULE = "spectratorch.app.isolate"
 _RESULT = "result.json"
-_ARRAYS = ("spectra", "tabular", "ids", "probabilities", "truth")
+_ARRAYS = ("spectra", "tabular", "ids", "probabilities", "truth", "true_labels")
 # reason: the outlier outputs of a model that has them (t2, q: float32 [N]; outlier: bool [N]).
 _TRUST_ARRAYS = ("t2", "q", "outlier")
 # reason: a result file larger than this is not one our child wrote.
@@ -58,7 +58,7 @@ class Prediction:
         ids: ``[N]`` sample ids.
         probabilities: float32 ``[N, K]``, columns in the model's label order.
         truth: int ``[N]`` index of each row's true class among the model's labels (-1: a class the model does not
-            know), or ``None`` when the file has no labels for the model's target.
+            know; -2: no label), or ``None`` when the file has no labels for the model's target.
         report: rows skipped by each check.
         trust: the model's outlier outputs, ``t2``, ``q`` (float32 ``[N]``) and ``outlier`` (bool ``[N]``), when it
             has them.
@@ -71,6 +71,8 @@ class Prediction:
     truth: np.ndarray | None
     report: dict
     trust: dict = dataclasses.field(default_factory=dict)
+    true_labels: np.ndarray | None = None
+    """Each row's label as the file has it (text; empty: none), or ``None`` as ``truth``."""
 
     @property
     def outputs(self) -> dict:
@@ -165,7 +167,7 @@ def _result(name: str, work: Path, returncode: int, memory_mb: int) -> Predictio
     report = {str(k): int(v) for k, v in (result.get("report") or {}).items()}
     trust = {key: arrays[key] for key in _TRUST_ARRAYS if arrays[key] is not None}
     return Prediction(arrays["spectra"], arrays["tabular"], arrays["ids"], arrays["probabilities"], arrays["truth"],
-                      report, trust)
+                      report, trust, arrays["true_labels"])
 
 
 # ---- the child's side ---------------------------------------------------------------------------------------------
@@ -194,7 +196,7 @@ def _plain_ids(ids: np.ndarray) -> np.ndarray:
 
 def _work(work: Path, request: dict) -> dict:
     from spectratorch.app.upload import save_upload
-    from spectratorch.inference import Predictor
+    from spectratorch.inference import Predictor, truth_indices
 
     name = request["name"]
     folder = work / "unpacked"
@@ -205,11 +207,14 @@ def _work(work: Path, request: dict) -> dict:
         table = predictor.load(source)
         predictor._check_table(table)
         outputs = predictor.predict_outputs(table.spectra, table.tabular)
-        truth = predictor.truth(table)
+        true_labels = predictor.true_labels(table)
+        truth = truth_indices(true_labels, predictor.labels)
     except MemoryError:
         return {"error": "memory"}
+    # reason: .npy without pickle holds fixed-width text, not Python strings.
+    text = None if true_labels is None else np.asarray(true_labels, dtype=str)
     arrays = {"spectra": table.spectra, "tabular": table.tabular, "ids": _plain_ids(table.ids), "truth": truth,
-              **outputs}
+              "true_labels": text, **outputs}
     for key, value in arrays.items():
         if value is not None:
             np.save(work / f"{key}.npy", np.ascontiguousarray(value), allow_pickle=False)

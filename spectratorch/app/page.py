@@ -40,6 +40,7 @@ from spectratorch.inference import (
     predictions_csv,
     scores_against_labels,
     trust_columns,
+    with_truth,
 )
 from spectratorch.report.metrics import confusion
 
@@ -197,7 +198,7 @@ def _show_predictions(entry: ModelEntry, name: str, table: Prediction, outputs: 
     predictor = entry.predictor
     frame = prediction_frame(outputs[OUTPUT_PROBABILITIES], table.ids, predictor.labels,
                              min(_TOP_K, len(predictor.labels)), cutoff if cutoff > 0 else None)
-    frame = trust_columns(frame, predictor, outputs, coverage)
+    frame = with_truth(trust_columns(frame, predictor, outputs, coverage), table.true_labels)
     skipped = {rule: n for rule, n in table.report.items() if n}
     st.markdown(f"**{len(frame)}** samples predicted from `{name}`"
                 + (f"; rows skipped: {', '.join(f'{k} {v}' for k, v in skipped.items())}" if skipped else "."))

@@ -74,7 +74,7 @@ def test_predict_cli_with_coverage_and_outlier_columns_without_torch(run, tmp_pa
     result = run_cli(["predict", run.onnx, run.data, "-o", out, "--coverage", "0.9"])
     assert result.returncode == 0, result.stderr
     frame = pd.read_csv(out, keep_default_na=False)
-    assert list(frame.columns[:7]) == ["id", "label", "set", "set_size", "t2", "q", "outlier"]
+    assert list(frame.columns[:8]) == ["id", "label", "truth", "set", "set_size", "t2", "q", "outlier"]
     sets = frame["set"].str.split("|")
     assert (sets.map(len) == frame["set_size"]).all()
     assert all(top in members for top, members in zip(frame["top1_label"], sets))
@@ -105,7 +105,7 @@ def test_a_model_exported_before_still_predicts_and_says_what_it_lacks(tmp_path)
     assert result.returncode == 0, result.stderr
     assert "no conformal calibration" in result.stderr and "no outlier model" in result.stderr
     columns = list(pd.read_csv(out).columns)
-    assert columns[:3] == ["id", "label", "top1_label"] and "set" not in columns and "outlier" not in columns
+    assert columns[:4] == ["id", "label", "truth", "top1_label"] and "set" not in columns and "outlier" not in columns
 
 
 def test_ensemble_onnx_has_out_of_fold_sets_and_outlier_outputs(run, tmp_path):

@@ -65,7 +65,9 @@ def test_train_then_predict_with_no_data_flags(plain_csv, tmp_path):
     plain.to_csv(tmp_path / "partly labelled.csv", index=False)
     partly = _cli("predict", summary["files"]["onnx"], tmp_path / "partly labelled.csv", "-o", tmp_path / "p.csv")
     assert partly.returncode == 0, partly.stderr[-3000:]
-    assert len(pd.read_csv(tmp_path / "p.csv")) == len(truth)
+    written = pd.read_csv(tmp_path / "p.csv", keep_default_na=False)
+    assert len(written) == len(truth) and list(written.columns[1:3]) == ["label", "truth"]
+    assert written["truth"].tolist() == ["" if i in (0, 5) else t for i, t in enumerate(truth)]  # the file's own
     right = int((frame["label"] == truth).drop(index=[0, 5]).sum())
     scored = partly.stdout.strip().splitlines()[-1]
     assert scored.startswith(f"against the file's labels: accuracy {right / (len(truth) - 2):.3f} ({right} of "
