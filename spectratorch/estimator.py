@@ -138,6 +138,7 @@ class SpectraClassifier(ClassifierMixin, BaseEstimator):
                 one class), a class with a single sample, ``groups`` of another length or with a missing value;
                 all before training.
         """
+        _check_no_text(X)
         layout = _layout(X) if isinstance(X, pd.DataFrame) else None
         X, y = _validate_data(self, X, y, allow_nd=True, dtype=np.float32, ensure_min_samples=2)
         check_classification_targets(y)
@@ -212,6 +213,7 @@ class SpectraClassifier(ClassifierMixin, BaseEstimator):
     def predict_proba(self, X) -> np.ndarray:
         """Calibrated class probabilities ``[N, n_classes]``, columns in the order of :attr:`classes_`."""
         check_is_fitted(self)
+        _check_no_text(X)
         X = _validate_data(self, X, reset=False, allow_nd=True, dtype=np.float32)
         if tuple(X.shape[1:]) != self.input_shape_:
             raise ValueError(f"X has samples of shape {tuple(X.shape[1:])}, but {type(self).__name__} was fitted "
@@ -318,6 +320,20 @@ def _array_layout(shape: tuple[int, ...]) -> dict:
     n = shape[0] if shape else 0
     return {"channels": (PLAIN_CHANNEL,), "axis": np.arange(n, dtype=float), "channel_of": np.zeros(n, int),
             "position_of": np.arange(n)}
+
+
+def _check_no_text(X) -> None:
+    """Refuses a DataFrame with a column of text (an id or a label column left in ``X``) in one line naming it;
+    scikit-learn's own message ("could not convert string to float: 'G00000'") names neither the column nor the
+    cure."""
+    if not isinstance(X, pd.DataFrame):
+        return
+    text = [column for column in X.columns if not pd.api.types.is_numeric_dtype(X[column])
+            and (pd.to_numeric(X[column], errors="coerce").isna() & X[column].notna()).any()]
+    if text:
+        shown = ", ".join(repr(str(c)) for c in text[:5]) + (f" and {len(text) - 5} more" if len(text) > 5 else "")
+        raise ValueError(f"X's column(s) {shown} hold text, not spectral values: make an id column the index "
+                         f"(pd.read_csv(..., index_col={str(text[0])!r})) and pass the labels as y.")
 
 
 def _layout(X: pd.DataFrame) -> dict:

@@ -62,6 +62,16 @@ def test_bad_input_raises_before_training(xy, no_training, bad, match):
         SpectraClassifier(**FAST).fit(X, y)
 
 
+def test_a_text_column_left_in_x_is_named_before_training(xy, no_training):
+    X, y = xy
+    with_ids = X.assign(id=[f"G{k:05d}" for k in range(len(X))])[["id", *X.columns]]
+    with pytest.raises(ValueError, match=r"^X's column\(s\) 'id' hold text, not spectral values: make an id column "
+                                         r"the index \(pd.read_csv\(\.\.\., index_col='id'\)\)"):
+        SpectraClassifier(**FAST).fit(with_ids, y)
+    with pytest.raises(AssertionError, match="training started"):  # numbers stored as text are numbers still
+        SpectraClassifier(**FAST).fit(X.astype(str), y)
+
+
 def test_train_keywords_are_the_flags(no_training):
     from spectratorch.api import run_config
 

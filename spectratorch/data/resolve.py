@@ -85,18 +85,20 @@ def _named_as_labels(meta: pd.DataFrame, candidates: list[str], text: list[str])
 def label_candidates(meta: pd.DataFrame) -> tuple[list[str], list[str]]:
     """The columns that could be the label: ``(text columns, every candidate)``.
 
-    Candidates are the non-spectral, non-tabular columns that are neither dates nor the lab's bookkeeping columns;
+    Candidates are the non-spectral, non-tabular columns that hold a value (an empty column, such as a trailing
+    delimiter's, holds nothing to learn) and are neither dates nor the lab's bookkeeping columns;
     text columns are the candidates whose values are not numbers. A column is dates when its dtype is a datetime
     or most of its non-empty values read as a date (``2024-01-31``, ``31.01.2024``, ``31/01/2024``,
     ``01/31/2024``, with or without a time after it).
 
     Example:
         >>> meta = pd.DataFrame({"label": ["a", "b"], "batch": [1, 2], "when": pd.to_datetime(["2024", "2025"]),
-        ...                      "Date": ["01.01.2024", "02.01.2024"]})
+        ...                      "Date": ["01.01.2024", "02.01.2024"], "empty": [None, None]})
         >>> label_candidates(meta)
         (['label'], ['label', 'batch'])
     """
-    candidates = [c for c in meta.columns if str(c) not in _NOT_LABELS and not _holds_dates(meta[c])]
+    candidates = [c for c in meta.columns
+                  if str(c) not in _NOT_LABELS and meta[c].notna().any() and not _holds_dates(meta[c])]
     text = [c for c in candidates
             if not pd.api.types.is_numeric_dtype(meta[c]) or pd.api.types.is_bool_dtype(meta[c])]
     return [str(c) for c in text], [str(c) for c in candidates]

@@ -512,7 +512,7 @@ def load_table(
     channels = _select_channels(df, groups, channels)
     if PLAIN_CHANNEL in channels and is_plain_layout(df.columns):
         xs = [x for x, _ in groups[PLAIN_CHANNEL]]
-        _logger.info("spectral columns are bare numbers: %d columns, %g..%g, read as one channel %r",
+        _logger.info("spectral columns: %d columns named by their axis values, %g..%g, read as one channel %r",
                      len(xs), xs[0], xs[-1], PLAIN_CHANNEL)
     axis = _union_axis(groups, channels)
     points = expected_axis if expected_axis is not None else model_axis

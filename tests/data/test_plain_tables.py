@@ -298,6 +298,7 @@ def test_numeric_columns_left_out_are_named_with_how_to_use_one(caplog):
     frame = plain_frame(60)
     frame.insert(0, "Fat %", np.arange(60.0))
     frame.insert(0, "Sample No.", np.arange(1, 61))
+    frame["Unnamed: 202"] = np.nan  # a trailing delimiter's empty column holds nothing to suggest
     dm = SpectralDataModule(data=frame)
     with caplog.at_level(logging.INFO, logger="spectratorch"):
         dm.prepare()
