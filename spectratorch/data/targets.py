@@ -278,6 +278,21 @@ def _listed(rare: list, counts: dict) -> str:
     return listed + (f", ... ({len(rare)} classes in all)" if len(rare) > _LISTED else "")
 
 
+def _warn_case_twins(counts: dict) -> None:
+    """One warning naming the classes whose labels differ only in case or spacing (``Colza``, ``COLZA``): most often
+    one class typed two ways, which the model would learn as two."""
+    twins: dict[str, list] = {}
+    for label in counts:
+        twins.setdefault(" ".join(str(label).split()).casefold(), []).append(label)
+    sets = [labels for labels in twins.values() if len(labels) > 1]
+    if sets:
+        shown = "; ".join(" and ".join(f"{label!r} ({counts[label]} row{'s' * (counts[label] != 1)})"
+                                       for label in labels)
+                          for labels in sets[:_LISTED])
+        _logger.warning("labels that differ only in case or spacing are separate classes: %s; if each is one class, "
+                        "write it one way in the file", shown)
+
+
 def handle_rare_classes(
     target: Target, n_splits: int, policy: str = "keep", min_samples: int | None = None
 ) -> tuple[Target, np.ndarray]:
@@ -303,6 +318,7 @@ def handle_rare_classes(
         raise SplitError(f"the target {' '.join(target.code)} has one class in the data, "
                          f"{', '.join(f'{label!r} ({n} rows)' for label, n in counts.items()) or 'none'}; a classifier "
                          "needs at least 2. Check the label column (or name another with --targets AVA <column>).")
+    _warn_case_twins(counts)
     threshold = n_splits if policy != "other" or min_samples is None else max(min_samples, n_splits)
     rare = [label for label, n in counts.items() if n < threshold]
     keep = np.ones(len(target.y), dtype=bool)

@@ -124,6 +124,19 @@ def test_the_default_keeps_a_class_of_three_rows_and_says_so(caplog):
     assert "kept" not in caplog.text
 
 
+def test_labels_differing_only_in_case_or_spacing_are_named_in_one_warning(caplog):
+    labels = ["Colza"] * 10 + ["COLZA"] * 4 + ["olive oil"] * 10 + ["Olive  Oil"] * 1 + ["sunflower"] * 10
+    target = resolve_target(pd.DataFrame({"label": labels}), ("AVA", "label"))
+    with caplog.at_level("WARNING"):
+        handle_rare_classes(target, 2, "drop")
+    assert ("labels that differ only in case or spacing are separate classes: 'COLZA' (4 rows) and 'Colza' (10 rows); "
+            "'Olive  Oil' (1 row) and 'olive oil' (10 rows); if each is one class, write it one way") in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        handle_rare_classes(resolve_target(pd.DataFrame({"label": ["a"] * 5 + ["b"] * 5}), ("AVA", "label")), 2)
+    assert "case" not in caplog.text
+
+
 def test_one_class_is_one_line_and_exit_2(tmp_path, capsys):
     from spectratorch.cli import main
     from spectratorch.data.generic import make_generic_frame
