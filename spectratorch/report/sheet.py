@@ -291,7 +291,9 @@ def _plot_outliers(ax, outliers: dict) -> None:
     ax.axhline(max(outliers["q_limit"], floor), color="k", ls=":", lw=1)
     ax.set(xscale="log", yscale="log", xlabel="Hotelling's T²", ylabel="Q residual",
            title=f"Outliers: T² vs Q (limits at {outliers['confidence']:.0%})")
-    ax.legend(loc="upper left")
+    # reason: points may lie in any corner (a high Q at a low T² is a spectrum off the model's plane); a legend
+    # inside the axes covered some, so it sits under them.
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False)
 
 
 def _plot_calibration(ax, data: SheetData) -> None:

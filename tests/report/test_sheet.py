@@ -211,6 +211,13 @@ def test_the_sheet_draws_the_t2_q_plot_of_its_rows():
         assert len(inside) == len(data.y) - 8 and len(flagged) == 8
         assert np.all(np.asarray(inside) > 0) and sorted(np.asarray(flagged)[:, 0])[-5:] == [50.0] * 5
         assert ax.get_legend_handles_labels()[1] == [f"inside ({len(data.y) - 8})", "outlier (8)"]
+        # the legend covers no point, wherever the points are
+        fig.canvas.draw()
+        box = ax.get_legend().get_window_extent(fig.canvas.get_renderer())
+        points = np.concatenate([c.get_transform().transform(c.get_offsets()) for c in ax.collections])
+        inside_box = (points[:, 0] >= box.x0) & (points[:, 0] <= box.x1) & (points[:, 1] >= box.y0) & (
+            points[:, 1] <= box.y1)
+        assert not inside_box.any()
     finally:
         plt.close(fig)
     data.outliers = None  # a model without an outlier model: no panel
@@ -262,6 +269,9 @@ def test_many_classes_keep_every_legend_inside_its_panel(tmp_path):
         assert legends
         for ax, legend in legends:
             box, frame = legend.get_window_extent(renderer), ax.get_window_extent(renderer)
+            if ax.get_title().startswith("Outliers"):  # under its panel, clear of every panel
+                assert not any(box.overlaps(other.get_window_extent(renderer)) for other in fig.axes)
+                continue
             assert frame.x0 - 1 <= box.x0 and box.x1 <= frame.x1 + 1
             assert frame.y0 - 1 <= box.y0 and box.y1 <= frame.y1 + 1
         roc = next(legend for ax, legend in legends if ax.get_title().startswith("ROC"))
