@@ -59,8 +59,8 @@ def network_rule(n_rows: int, time_budget: float | None, on_cpu: bool = False) -
     # doc/small-data.md, "The network"), an hour per outer fold of a cv, for an accuracy on such sets that was not
     # measured: without a GPU it joins only when asked for with --time-budget.
     if on_cpu:
-        return False, ("the run trains on the CPU, where its inner folds take about an hour on 5,000 spectra of 300 "
-                       "points; --time-budget SECONDS lets it join within that time")
+        return False, ("the run trains on the CPU, where its inner folds take hours (about one for 5,000 generated "
+                       "spectra of 300 points); --time-budget SECONDS lets it join within that time")
     return True, f"{n_rows} >= {NETWORK_MIN_ROWS} training rows"
 
 
