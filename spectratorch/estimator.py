@@ -380,27 +380,34 @@ def _frame(spectra: np.ndarray, layout: dict, labels: np.ndarray) -> pd.DataFram
 
 @contextlib.contextmanager
 def _quiet(verbose: bool):
-    """Without ``verbose``: no progress bars and no info lines during a fit; warnings still reach the console."""
-    if verbose:
-        yield
-        return
+    """What a fit shows: with ``verbose``, its info lines and progress bars; without, its warnings only (no bars).
+
+    The lines go to the application's logging when it has set some up, else to standard error for the fit's
+    duration.
+    """
     package = logging.getLogger("spectratorch")
-    quieted = [package] + [logging.getLogger(name) for name in ("lightning", "lightning.pytorch", "lightning.fabric")]
+    quieted = [package] if verbose else [package] + [logging.getLogger(name) for name in
+                                                     ("lightning", "lightning.pytorch", "lightning.fabric")]
     levels = [logger.level for logger in quieted]
+    level = logging.INFO if verbose else logging.WARNING
     handler = None
     if not logging.getLogger().handlers and not package.handlers:
-        # reason: Python's last-resort handler writes to sys.stderr, which is silenced below.
+        # reason: Python's last-resort handler writes warnings only, to sys.stderr, which is silenced below.
         handler = logging.StreamHandler(sys.stderr)
-        handler.setLevel(logging.WARNING)
+        handler.setLevel(level)
+        handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
         package.addHandler(handler)
     for logger in quieted:
-        logger.setLevel(logging.WARNING)
+        logger.setLevel(level)
     try:
-        # reason: Lightning draws its bars on stdout or stderr depending on the release; both are silenced.
-        with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
+        if verbose:
             yield
+        else:
+            # reason: Lightning draws its bars on stdout or stderr depending on the release; both are silenced.
+            with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
+                yield
     finally:
-        for logger, level in zip(quieted, levels):
-            logger.setLevel(level)
+        for logger, old_level in zip(quieted, levels):
+            logger.setLevel(old_level)
         if handler is not None:
             package.removeHandler(handler)

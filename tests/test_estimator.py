@@ -204,3 +204,26 @@ def test_groups_keep_replicate_scans_together_in_the_inner_cv():
     assert leaky.summary_["metrics"]["val"]["accuracy"] > 0.9
     assert grouped.summary_["metrics"]["val"]["accuracy"] < 0.7
     assert grouped.summary_["config"]["data"]["groups"] == "sample_group"
+
+
+@pytest.mark.slow
+def test_verbose_shows_the_info_lines_and_quiet_shows_none():
+    """In a plain script (no logging set up), as a scientist runs it."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    script = ("import sys; from spectratorch import SpectraClassifier; from tests.data.test_plain_tables import "
+              "plain_frame; f = plain_frame(60, seed=2); "
+              "SpectraClassifier(arch='LDA', verbose=sys.argv[1] == '1').fit(f.drop(columns='label'), f['label'])")
+    stderr = {}
+    for verbose in ("0", "1"):
+        result = subprocess.run([sys.executable, "-c", script, verbose], cwd=root, capture_output=True, text=True,
+                                timeout=600, env={**os.environ, "PYTHONPATH": str(root)})
+        assert result.returncode == 0, result.stderr[-3000:]
+        stderr[verbose] = result.stderr
+    assert "INFO --arch LDA: 60 training rows, inner 5-fold CV" in stderr["1"]
+    assert "INFO small-set protocol" in stderr["1"]
+    assert "INFO" not in stderr["0"]
