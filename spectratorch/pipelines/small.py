@@ -519,6 +519,9 @@ def fit_small(config: RunConfig, dm, module_kwargs, candidates=CANDIDATES) -> di
                   if config.model.arch == "auto" else (False, f"--arch {config.model.arch}"))
     if not joins and len(y) >= NETWORK_MIN_ROWS:
         _logger.info("--arch auto: the network candidate (%s) stays out: %s", NETWORK, why)
+    if not joins and (unused := network_flags_set(config)):
+        _logger.warning("%s shape the training of a network; the solved heads of the small-set protocol take none of "
+                        "them, so they change nothing in this run", ", ".join(unused))
     if joins:
         candidates.append(_with_options(Candidate(NETWORK, "network"), config))
     from spectratorch.pipelines.fold_bars import fold_bar
@@ -735,6 +738,30 @@ def _result_sheet(module, dm, path: Path, stem: str, out_of_fold: tuple[np.ndarr
 
     sheet = make_result_sheet(module, dm, path, stem, out_of_fold=out_of_fold, test_logits=test_logits)
     return {"result_sheet": sheet["result_sheet"], "ece_after": sheet["ece_after"]}
+
+
+# reason: the flags of a network's Adam loop and of its architecture; no solved head reads them.
+_NETWORK_FLAGS = {"train": ("lr", "weight_decay", "max_epochs", "early_stop_patience", "scheduler_patience",
+                            "scheduler_cooldown", "eps", "loss", "focal_gamma", "class_weights"),
+                  "data": ("batch_size",),
+                  "model": ("width", "batch_norm", "block_units", "wf", "dropout", "pool_bins")}
+
+
+def network_flags_set(config: RunConfig) -> list[str]:
+    """The flags of a network's training that ``config`` sets to other than their defaults, as ``--flag value``.
+
+    Example:
+        >>> from spectratorch.config import TrainConfig
+        >>> network_flags_set(RunConfig(train=TrainConfig(lr=0.5, eps=0.1, max_epochs=2)))
+        ['--lr 0.5', '--max-epochs 2']
+    """
+    found = []
+    for group, names in _NETWORK_FLAGS.items():
+        part = getattr(config, group)
+        defaults = {f.name: f.default for f in dataclasses.fields(part)}
+        found += [f"--{name.replace('_', '-')} {getattr(part, name)}" for name in names
+                  if getattr(part, name) != defaults[name]]
+    return found
 
 
 def train_small(config: RunConfig, dm, candidates=None, result_sheet: bool = True) -> dict:

@@ -861,3 +861,22 @@ def test_an_ensemble_only_joins_candidates_with_the_same_first_layer():
     result = choose(features, y, 2, [(np.arange(n), np.arange(n))], "accuracy", candidates)
     assert result["ranking"][:2] == ["A", "B[snv]"]
     assert set(result["ensembles"]) == {"A+C"} and result["chosen"] == ["A", "C"]
+
+
+@pytest.mark.slow
+def test_a_networks_flags_on_a_small_set_are_said_to_change_nothing(tmp_path, caplog):
+    from spectratorch.pipelines.run import train
+
+    make_generic_frame(60, seed=3, length=64).to_pickle(tmp_path / "set.pkl")
+    config = dataclasses.replace(_config(tmp_path / "set.pkl", tmp_path / "out"), model=ModelConfig(arch="LDA"))
+    given = dataclasses.replace(config, train=dataclasses.replace(config.train, lr=0.5, eps=0.3, max_epochs=1))
+    summaries = {}
+    for name, run in (("given", given), ("plain", config)):
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="spectratorch"):
+            summaries[name] = train(dataclasses.replace(run, train=dataclasses.replace(
+                run.train, output_dir=str(tmp_path / name))), result_sheet=False)
+        assert ("--lr 0.5, --max-epochs 1, --eps 0.3 shape the training of a network; the solved heads of the "
+                "small-set protocol take none of them, so they change nothing in this run" in caplog.text) == (
+                    name == "given")
+    assert summaries["given"]["metrics"]["test"] == summaries["plain"]["metrics"]["test"]  # as the warning says
