@@ -30,11 +30,15 @@ from spectratorch.data.io import atomic_path
 from spectratorch.errors import ConfigError, SpectratorchError
 from spectratorch.pipelines.space import Param, apply_params
 
-__all__ = ["tune", "open_study", "default_storage", "STUDY_METRIC_KEY"]
+__all__ = ["tune", "open_study", "default_storage", "check_on_data", "STUDY_METRIC_KEY", "STUDY_SPACE_KEY"]
 
 _logger = logging.getLogger(__name__)
 
 STUDY_METRIC_KEY = "target_metric"
+STUDY_SPACE_KEY = "search_space"
+# reason: the fields whose values only the data can refuse (a channel it lacks, a target it cannot resolve); the
+# others are checked by the configuration itself (space.parse_space).
+_DATA_DEPENDENT = ("targets", "channels", "tabular", "groups", "rare_classes", "min_samples")
 """The study's user attribute holding the metric it optimises; a process asking for another one is refused."""
 _MAX_FAILURES = 3
 
@@ -63,7 +67,11 @@ def _retry_callback():
     from optuna import storages
 
     cls = getattr(storages, "RetryHeartbeatStaleTrialCallback", None) or storages.RetryFailedTrialCallback
-    return cls(max_retry=3)
+    with warnings.catch_warnings():
+        # reason: Optuna marks the callback experimental on every run; the package pins no Optuna API beyond it.
+        warnings.filterwarnings("ignore", category=getattr(__import__("optuna").exceptions, "ExperimentalWarning",
+                                                           Warning))
+        return cls(max_retry=3)
 
 
 def _storage(url: str, heartbeat: int):
@@ -97,16 +105,20 @@ def _storage(url: str, heartbeat: int):
                               "URL, that the server is up and that the database exists.") from None
 
 
-def open_study(storage_url: str, study_name: str, target_metric: str, heartbeat: int = 60):
-    """Create or load the study; refuse one made for another target metric.
+def open_study(storage_url: str, study_name: str, target_metric: str, heartbeat: int = 60,
+               space: Sequence[Param] | None = None):
+    """Create or load the study; refuse one made for another target metric or, when ``space`` is given, another
+    search space (Optuna cannot draw a flag's choices from two lists in one study, and its trials would not compare).
 
     Raises:
-        ConfigError: the storage cannot be opened, or the study optimises another metric.
+        ConfigError: the storage cannot be opened, or the study optimises another metric or searches another space.
     """
     optuna = _import_optuna()
     from spectratorch.config import TARGET_METRICS
 
     storage = _storage(storage_url, heartbeat)
+    # reason: Optuna's own info lines ("Using an existing study ...") repeat what this run's lines say.
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     # reason: a small network can sit at the majority class for a few epochs before it learns; judging it earlier
     # prunes trials that would have been good (measured on the demo data with TinyVGG).
     direction = "maximize" if TARGET_METRICS[target_metric] == "max" else "minimize"
@@ -118,7 +130,45 @@ def open_study(storage_url: str, study_name: str, target_metric: str, heartbeat:
     elif have != target_metric:
         raise ConfigError(f"the study {study_name!r} in {storage_url} optimises {have}, not --target-metric "
                           f"{target_metric}; use --target-metric {have} or another --study-name.")
+    if space is not None:
+        wanted = {p.name: _jsonable(dataclasses.asdict(p)) for p in space}
+        searched = study.user_attrs.get(STUDY_SPACE_KEY)
+        if searched is None:
+            study.set_user_attr(STUDY_SPACE_KEY, wanted)
+        elif searched != wanted:
+            differ = sorted(name for name in set(searched) | set(wanted) if searched.get(name) != wanted.get(name))
+            raise ConfigError(f"the study {study_name!r} in {storage_url} searches another space (it differs in "
+                              f"{', '.join('--' + n.replace('_', '-') for n in differ)}); give the space it was "
+                              "made with, or start a new study with another --study-name or --output-dir.")
     return study
+
+
+def _jsonable(value):
+    """``value`` as JSON would give it back (tuples as lists), so a stored space compares equal to a read one."""
+    return json.loads(json.dumps(value))
+
+
+def check_on_data(base: RunConfig, space: Sequence[Param]) -> None:
+    """Check every value of the space's data-dependent flags (channels, targets, tabular columns ...) on the data:
+    a channel the data lacks is one line before any trial, not a failed trial each time it is drawn.
+
+    Raises:
+        ConfigError: a value the data refuses, with the data's own reason.
+    """
+    from spectratorch.data.datamodule import SpectralDataModule
+
+    for param in (p for p in space if p.name in _DATA_DEPENDENT):
+        for value in param.corners():
+            config = apply_params(base, {param.name: value})
+            # reason: each value reads the data once; what a run would log about it is said by the trials.
+            logging.disable(logging.WARNING)
+            try:
+                SpectralDataModule(config.data).prepare()
+            except SpectratorchError as err:
+                raise ConfigError(f"the search space value {value!r} of --{param.name.replace('_', '-')} is refused "
+                                  f"by the data: {err}") from None
+            finally:
+                logging.disable(logging.NOTSET)
 
 
 def _pruning_callback(trial, monitor: str):
@@ -281,20 +331,21 @@ def tune(base: RunConfig, space: Sequence[Param], n_trials: int, storage: str | 
         The summary written to ``<study> best.json``.
 
     Raises:
-        ConfigError: Optuna missing, a storage that cannot be opened, a study made for another metric,
-            ``n_trials < 1``.
+        ConfigError: Optuna missing, a storage that cannot be opened, a study made for another metric or another
+            space, a value of the space the data refuses, ``n_trials < 1``.
     """
     optuna = _import_optuna()
     if n_trials < 1:
         raise ConfigError(f"--trials must be at least 1; got {n_trials}.")
     if heartbeat < 1:
         raise ConfigError(f"--heartbeat must be at least 1 second; got {heartbeat}.")
+    check_on_data(base, space)
     out_dir = base.train.out_dir
     if storage is None:
         out_dir.mkdir(parents=True, exist_ok=True)
         storage = default_storage(out_dir)
     study_name = study_name or base.train.project
-    study = open_study(storage, study_name, base.train.target_metric, heartbeat)
+    study = open_study(storage, study_name, base.train.target_metric, heartbeat, space)
     out_dir.mkdir(parents=True, exist_ok=True)
     states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     finished = len(study.get_trials(deepcopy=False, states=states))

@@ -202,6 +202,13 @@ def test_bad_input_one_line_nothing_written(demo_file, tmp_path, capsys):
     assert "--storage sqlite:////nonexistent-dir/x.db cannot be opened" in run("--storage",
                                                                              "sqlite:////nonexistent-dir/x.db")
     assert not out.exists()
+    # a value only the data can refuse is checked on the data before any trial
+    channels = tmp_path / "channels.yaml"
+    channels.write_text("channels: [[277, 380], [277, 999]]\n")
+    assert run(space_file=channels).endswith("the search space value [277, 999] of --channels is refused by the "
+                                             "data: unknown channel(s) ['999']; the data has channels ['277', "
+                                             "'380', '425', 'lspr'].")
+    assert not out.exists()
     # a study made for another metric is refused
     import optuna
 
@@ -210,6 +217,15 @@ def test_bad_input_one_line_nothing_written(demo_file, tmp_path, capsys):
     optuna.create_study(storage=storage, study_name="default", direction="minimize").set_user_attr(
         "target_metric", "val_loss")
     assert "optimises val_loss, not --target-metric val_f1" in run()
+    assert not (out / "trials").exists() and _states(out / "optuna.db") == []
+    # a study that searched another space is refused (Optuna would fail on its first draw of a changed flag)
+    other = optuna.create_study(storage=storage, study_name="other", direction="maximize")
+    other.set_user_attr("target_metric", "val_f1")
+    other.set_user_attr("search_space", {"lr": {"name": "lr", "choices": [0.1, 0.01], "low": None, "high": None,
+                                                "log": False, "step": None}})
+    assert "the study 'other' in" in (line := run("--study-name", "other")) and line.endswith(
+        "searches another space (it differs in --class-weights, --eps, --lr); give the space it was made with, or "
+        "start a new study with another --study-name or --output-dir.")
     assert not (out / "trials").exists() and _states(out / "optuna.db") == []
 
 
