@@ -135,7 +135,7 @@ def model_row(entry: ModelEntry) -> dict:
     targets = meta.get("targets") or (list(parts.targets) if parts else None)
     channels = meta.get("channels") or (list(parts.channels) if parts else None)
     transforms = meta.get("transforms", list(parts.transforms) if parts else None)
-    split = meta.get("split", parts.split if parts else None)
+    split = "all" if parts and parts.split == "all" else meta.get("split", parts.split if parts else None)
     n_splits = meta.get("n_splits", parts.n_splits if parts else None)
     axis = meta.get("axis") or []
     cutoff = (entry.predictor.cutoffs if entry.predictor else {}).get(DEFAULT_CUTOFF_KEY)
@@ -156,6 +156,27 @@ def model_row(entry: ModelEntry) -> dict:
         "problem": entry.error or "",
     })
     return row
+
+
+def _out_of_fold(meta: dict) -> bool:
+    """Whether the model trained on every row but its test rows (the small-set protocol): its calibration and
+    ``val`` metrics are out-of-fold predictions of its training rows, not a validation fold's."""
+    calibration = meta.get("calibration") or {}
+    members = calibration.get("members") or [calibration]
+    return all(str((m or {}).get("source", "")).startswith("out-of-fold") for m in members)
+
+
+def _split_text(meta: dict, parts) -> str:
+    """Which rows the model held out, in words."""
+    n_splits = meta.get("n_splits")
+    if parts is not None and parts.split == "all":
+        return f"none held out (every row trained it; the {n_splits}-fold cv estimates it)"
+    if meta.get("split") == "ens":
+        return f"an ensemble of {n_splits} folds"
+    if _out_of_fold(meta):
+        return (f"fold {meta.get('split')} of {n_splits}, trained on too (the small-set protocol holds out the test "
+                "rows only)")
+    return f"fold {meta.get('split')} of {n_splits}"
 
 
 def model_details(entry: ModelEntry) -> dict[str, str]:
@@ -179,21 +200,25 @@ def model_details(entry: ModelEntry) -> dict[str, str]:
         "axis": f"{len(predictor.axis)} points, {predictor.axis[0]:g} to {predictor.axis[-1]:g}",
         "tabular columns": ", ".join(predictor.tabular_columns) or "none",
         "transforms in the model": ", ".join(map(str, meta.get("transforms") or [])) or "none",
-        "split, seed, label smoothing": f"fold {meta.get('split')} of {meta.get('n_splits')}, seed {meta.get('seed')}, "
-                                        f"eps {meta.get('eps')}",
+        "split, seed, label smoothing": f"{_split_text(meta, parts)}, seed {meta.get('seed')}, eps {meta.get('eps')}",
     }
+    out_of_fold = _out_of_fold(meta)
     for stage in ("val", "test"):
         values = {key: _metric(meta, stage, key) for key in _METRICS}
         metrics = [f"{key} {value:.3f}" for key, value in values.items() if value is not None]
         if metrics:
-            details[f"{'validation' if stage == 'val' else 'test'} metrics"] = ", ".join(metrics)
+            what = "test metrics" if stage == "test" else (
+                "inner-CV metrics (out of fold; the model was chosen on them, so optimistic)" if out_of_fold
+                else "validation metrics")
+            details[what] = ", ".join(metrics)
     calibration = meta.get("calibration") or {}
     if meta.get("temperature") is not None:
         text = f"temperature {float(meta['temperature']):.3f}"
         if {"ece_before", "ece_after"} <= set(calibration):
             text += f", expected calibration error {calibration['ece_before']:.3f} -> {calibration['ece_after']:.3f}"
         if "n_samples" in calibration:
-            text += f" on {calibration['n_samples']} validation samples"
+            rows = "out-of-fold predictions of the training rows" if out_of_fold else "validation samples"
+            text += f" on {calibration['n_samples']} {rows}"
         details["calibration"] = text
     if predictor.cutoffs:
         details["cutoffs"] = ", ".join(f"{name} {float(value):.3f}" for name, value in predictor.cutoffs.items())

@@ -5,11 +5,11 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from spectratorch.app.catalog import find_models, model_row, open_model
+from spectratorch.app.catalog import find_models, model_details, model_row, open_model
 from spectratorch.app.launch import PAGE, streamlit_command
 from tests.export.helpers import ROOT, TORCH_BLOCKER, run_cli
 
-from .conftest import EXAMPLE
+from .conftest import EXAMPLE, linear_model
 
 
 def test_the_page_and_its_helpers_import_no_torch():
@@ -46,3 +46,26 @@ def test_catalog_finds_models_recursively_and_explains_bad_ones(mixed_models_dir
     assert [r["problem"] == "" for r in rows] == [True, False, False, True]
     assert rows[3]["model"] == "nir/linear.onnx" and rows[3]["channels"] == "nir" and rows[3]["transforms"] == "none"
     assert str(mixed_models_dir) not in rows[1]["problem"]
+
+
+def test_the_details_of_a_small_set_model_say_which_rows_held_out_and_what_its_val_metrics_are(tmp_path):
+    from spectratorch.export.onnx import update_metadata
+
+    path = linear_model(tmp_path / "model.onnx")
+    out_of_fold = {"temperature": 1.0, "n_samples": 60, "ece_before": 0.02, "ece_after": 0.02,
+                   "source": "out-of-fold predictions of the training rows (folded into the model)"}
+    update_metadata(path, name="Linear y=['AVA', 'bump'] c=('nir',) t=None all-5 s=1 eps=0", split=0, n_splits=5,
+                    seed=1, eps=0.1, temperature=1.0, calibration=out_of_fold)
+    details = model_details(open_model(path, tmp_path))
+    assert details["split, seed, label smoothing"].startswith("none held out (every row trained it; the 5-fold cv")
+    assert details["inner-CV metrics (out of fold; the model was chosen on them, so optimistic)"] == "accuracy 0.500"
+    assert "validation metrics" not in details
+    assert details["calibration"].endswith("on 60 out-of-fold predictions of the training rows")
+    assert model_row(open_model(path, tmp_path))["split"] == "all of 5"
+    # a model with a validation fold keeps its words
+    update_metadata(path, name="Linear y=['AVA', 'bump'] c=('nir',) t=None 2-5 s=1 eps=0", split=2,
+                    calibration={**out_of_fold, "source": "validation"})
+    details = model_details(open_model(path, tmp_path))
+    assert details["split, seed, label smoothing"].startswith("fold 2 of 5, seed 1")
+    assert details["validation metrics"] == "accuracy 0.500"
+    assert details["calibration"].endswith("on 60 validation samples")
