@@ -224,8 +224,9 @@ def _show_predictions(entry: ModelEntry, name: str, table: Prediction, outputs: 
                        file_name=f"{stem} predictions.csv", mime="text/csv", on_click="ignore", key="download")
     cli_cutoff = "auto" if cutoff == predictor.cutoffs.get(DEFAULT_CUTOFF_KEY) else (repr(cutoff) if cutoff else "none")
     cli_coverage = f" --coverage {coverage:g}" if coverage else ""
-    st.caption(f"The same file as `spectratorch predict \"{entry.path.name}\" \"{name}\" -o predictions.csv "
-               f"--cutoff {cli_cutoff}{cli_coverage}`.")
+    # reason: the model's path under the page's models folder (the folder itself is not shown on the page).
+    st.caption(f"The same file as `spectratorch predict \"{entry.label}\" \"{name}\" -o predictions.csv "
+               f"--cutoff {cli_cutoff}{cli_coverage}`, run in the page's models folder.")
     return frame
 
 

@@ -119,6 +119,9 @@ def test_a_labelled_file_shows_accuracy_and_confusion(monkeypatch, models_dir, d
     kept = (reference["label"] != UNCLASSIFIED).to_numpy()
     text = next(m.value for m in at.markdown if m.value.startswith("Accuracy "))
     assert text.startswith(f"Accuracy **{(predicted == truth.y).mean():.3f}** on {len(predicted)} labelled samples")
+    command = next(c.value for c in at.caption if c.value.startswith("The same file as"))
+    assert f'`spectratorch predict "{EXAMPLE.name}" "{demo_data["parquet"].name}" -o predictions.csv' in command
+    assert command.endswith("run in the page's models folder.")
     assert f"**{(predicted[kept] == truth.y[kept]).mean():.3f}** on the {kept.mean():.1%} kept" in text
     matrix = at.table[2].value.astype(int)
     assert list(matrix.columns) == [*predictor.labels, UNCLASSIFIED]
