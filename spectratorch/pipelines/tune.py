@@ -65,12 +65,12 @@ def default_storage(out_dir: Path) -> str:
 def _retry_callback():
     """The storage's callback that re-runs a trial whose process died, under this Optuna version's name."""
     from optuna import storages
+    from optuna.exceptions import ExperimentalWarning
 
     cls = getattr(storages, "RetryHeartbeatStaleTrialCallback", None) or storages.RetryFailedTrialCallback
     with warnings.catch_warnings():
-        # reason: Optuna marks the callback experimental on every run; the package pins no Optuna API beyond it.
-        warnings.filterwarnings("ignore", category=getattr(__import__("optuna").exceptions, "ExperimentalWarning",
-                                                           Warning))
+        # reason: Optuna says on every run that this callback is experimental; a user can do nothing about it.
+        warnings.filterwarnings("ignore", category=ExperimentalWarning)
         return cls(max_retry=3)
 
 
