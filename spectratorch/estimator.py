@@ -163,14 +163,19 @@ class SpectraClassifier(ClassifierMixin, BaseEstimator):
                                  f"values ({int(groups.isna().sum())} missing) for {len(frame)} rows.")
             frame[_GROUP] = groups.astype(str).to_numpy()
         n_splits = int(min(self.n_splits, counts.min()))
+        # reason: said inside the fit's console (below), where verbose shows info lines.
+        notes = []
         if n_splits < self.n_splits:
-            _logger.info("n_splits lowered from %d to %d: class %r has %d samples", self.n_splits, n_splits,
-                         self.classes_[counts.argmin()], counts.min())
+            notes.append(f"n_splits lowered from {self.n_splits} to {n_splits} (class "
+                         f"{self.classes_[counts.argmin()]!r} has {counts.min()} samples): the folds of the data "
+                         "split; a small set's inner CV chooses its own")
         n_groups = frame[_GROUP].nunique() if groups is not None else n_splits
         if n_groups < n_splits:
-            _logger.info("n_splits lowered from %d to %d: there are %d groups", n_splits, max(2, n_groups), n_groups)
+            notes.append(f"n_splits lowered from {n_splits} to {max(2, n_groups)}: there are {n_groups} groups")
             n_splits = max(2, int(n_groups))
         with _quiet(self.verbose), tempfile.TemporaryDirectory(prefix="spectratorch-fit-") as tmp:
+            for note in notes:
+                _logger.info(note)
             data = Path(tmp) / "data.parquet"
             frame.to_parquet(data)
             out = Path(self.output_dir) if self.output_dir is not None else Path(tmp) / "run"
