@@ -405,16 +405,22 @@ def _with_data_defaults(config: RunConfig) -> RunConfig:
 def _cv_table(result: dict) -> str:
     names = {"accuracy": "acc", "f1": "f1", "balanced_accuracy": "bacc", "auroc": "auroc"}
     columns = [(stage, name) for stage in ("val", "test") for name in names]
-    header = "split " + "".join(f"{stage + '_' + short:>11}" for stage, short in
+    # reason: a small-set fold has no validation fold; its val metrics are the inner CV it chose its model on.
+    inner = bool(result["folds"]) and all(fold.get("protocol") == "inner-cv" for fold in result["folds"])
+    shown = {"val": "inner" if inner else "val", "test": "test"}
+    header = "split " + "".join(f"{shown[stage] + '_' + short:>12}" for stage, short in
                                 ((stage, names[name]) for stage, name in columns))
     lines = [f"cv: {result['name']}", header]
 
     def row(label, metrics):
         values = [metrics.get(stage, {}).get(name) for stage, name in columns]
-        return f"{label:>5} " + "".join(f"{'n/a':>11}" if v is None else f"{v:>11.4f}" for v in values)
+        return f"{label:>5} " + "".join(f"{'n/a':>12}" if v is None else f"{v:>12.4f}" for v in values)
 
     lines += [row(str(fold["split"]), fold["metrics"]) for fold in result["folds"]]
     lines += [row(key, result[key]) for key in ("mean", "std")]
+    if inner:
+        lines.append("inner_*: the out-of-fold scores of each fold's inner CV, on which it chose its model among the "
+                     "candidates (optimistic); test_*: its test fold, the estimate")
     lines += _cv_baselines(result, names)
     test = (result.get("ensemble") or {}).get("test")
     if test:

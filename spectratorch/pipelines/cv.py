@@ -461,8 +461,8 @@ def run_cv(config: RunConfig, ensemble: bool = False, workers: int | str = "auto
     for summary in _train_all(config, todo, workers):
         done[summary["config"]["data"]["current_split"]] = summary
     summaries = [done[k] for k in sorted(done)]
-    folds = [{"split": k, "name": s["name"], "metrics": s["metrics"], "json": s["files"].get("json")}
-             for k, s in zip(sorted(done), summaries)]
+    folds = [{"split": k, "name": s["name"], "metrics": s["metrics"], "json": s["files"].get("json"),
+              "protocol": (s.get("arch_selection") or {}).get("protocol")} for k, s in zip(sorted(done), summaries)]
     result = {"name": stem, "config": config.to_dict(), "n_folds": len(folds), "folds": folds,
               **summarise_folds(summaries)}
     plot = out_dir / f"{stem} folds.png"

@@ -58,6 +58,7 @@ def test_cv_trains_every_fold_skips_done_ones_and_exports_an_ensemble(demo_file,
             assert summary["std"][stage][name] == pytest.approx(np.std(values, ddof=1))
     assert (out / f"{STEM.format('cv')} folds.png").stat().st_size > 10_000
     assert f"cv: {STEM.format('cv')}" in result.stdout and " mean " in result.stdout
+    assert result.stdout.splitlines()[1].split()[:2] == ["split", "val_acc"] and "inner_" not in result.stdout
     # the linear baselines of the same test rows are on the console beside the recipe, not only in the JSON
     logistic = summary["mean"]["baseline_logistic_regression_test"]["accuracy"]
     assert f"baseline logistic_regression test (mean, same folds): acc {logistic:.4f}" in result.stdout

@@ -148,6 +148,10 @@ def test_cv_of_many_classes_of_five_rows_lowers_the_inner_folds_and_four_rows_is
     assert "every class has at most 4 training rows: 4 inner folds instead of 5" in result.stderr
     folds = json.loads(next(out.glob("* cv-5 *.json")).read_text())["folds"]
     assert len(folds) == 5 and min(fold["metrics"]["test"]["accuracy"] for fold in folds) > 0.9
+    # no validation fold: the table calls the scores each fold chose its model on what they are
+    assert result.stdout.splitlines()[1].split() == ["split", "inner_acc", "inner_f1", "inner_bacc", "inner_auroc",
+                                                     "test_acc", "test_f1", "test_bacc", "test_auroc"]
+    assert "inner_*: the out-of-fold scores of each fold's inner CV, on which it chose its model" in result.stdout
     frame.groupby("variety").head(4).to_csv(path, index=False)
     result = _cli("cv", "--data", path, "--arch", "LDA", "--output-dir", tmp_path / "four")
     assert result.returncode == 2 and "Traceback" not in result.stderr
