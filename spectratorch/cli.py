@@ -594,10 +594,14 @@ def _shown(metrics: dict) -> str:
 
 def _print_summary(summary: dict) -> None:
     lines = [f"model: {summary['name']}", f"labels: {summary['labels']}"]
+    # reason: the small-set protocol has no validation fold; its val metrics are the inner CV it chose the model on.
+    inner = (summary.get("arch_selection") or {}).get("protocol") == "inner-cv"
     for stage, metrics in summary["metrics"].items():
         if stage == "baseline":
             continue
-        lines.append(f"{stage}: {_shown(metrics)}")
+        label = "val (inner CV, out of fold: what the model was chosen on, optimistic)" if inner and stage == "val" \
+            else stage
+        lines.append(f"{label}: {_shown(metrics)}")
     for name, result in summary["metrics"].get("baseline", {}).items():
         for stage in ("val", "test"):
             if stage in result:
