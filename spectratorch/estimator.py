@@ -17,7 +17,6 @@ import contextlib
 import io
 import json
 import logging
-import sys
 import tempfile
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
 from spectratorch.data.schema import PLAIN_CHANNEL, spectral_columns
+from spectratorch.logs import console_handler
 
 __all__ = ["SpectraClassifier"]
 
@@ -397,10 +397,9 @@ def _quiet(verbose: bool):
     level = logging.INFO if verbose else logging.WARNING
     handler = None
     if not logging.getLogger().handlers and not package.handlers:
-        # reason: Python's last-resort handler writes warnings only, to sys.stderr, which is silenced below.
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setLevel(level)
-        handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+        # reason: Python's last-resort handler writes warnings only, to sys.stderr, which is silenced below; this
+        # handler holds the real stream.
+        handler = console_handler(level)
         package.addHandler(handler)
     for logger in quieted:
         logger.setLevel(level)

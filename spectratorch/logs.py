@@ -10,7 +10,7 @@ import logging
 import sys
 from collections.abc import Iterable
 
-__all__ = ["report_to_console", "warnings_said"]
+__all__ = ["console_handler", "report_to_console", "warnings_said"]
 
 _FORMAT = "%(levelname)s %(message)s"
 
@@ -33,6 +33,16 @@ class _WarnOnce(logging.Filter):
         return True
 
 
+def console_handler(level: int = logging.INFO, said: Iterable[str] = ()) -> logging.Handler:
+    """A handler writing ``level`` and above to standard error as ``LEVEL message``, each warning once, ``said``
+    counting as already said."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setLevel(level)
+    handler.setFormatter(logging.Formatter(_FORMAT))
+    handler.addFilter(_WarnOnce(said))
+    return handler
+
+
 def report_to_console(level: int = logging.INFO, said: Iterable[str] = ()) -> None:
     """Log ``level`` and above to standard error, each warning once, ``said`` counting as already said.
 
@@ -42,10 +52,7 @@ def report_to_console(level: int = logging.INFO, said: Iterable[str] = ()) -> No
     root = logging.getLogger()
     if root.handlers:
         return
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(_FORMAT))
-    handler.addFilter(_WarnOnce(said))
-    root.addHandler(handler)
+    root.addHandler(console_handler(level, said))
     root.setLevel(level)
 
 

@@ -119,6 +119,7 @@ def test_save_load_onnx_and_predictor_inputs(fitted, xy, tmp_path):
 
     fitted.to_onnx(tmp_path / "model.onnx")
     predictor = Predictor(tmp_path / "model.onnx")
+    assert predictor.metadata["split"] == "all" and " all-5 " in predictor.metadata["name"]  # no row held out
     np.testing.assert_allclose(predictor.axis, np.sort(X.columns.astype(float)))
     from_frame = predictor.predict(X, cutoff=None)
     from_array = predictor.predict(X[sorted(X.columns, key=float)].to_numpy(), cutoff=None)

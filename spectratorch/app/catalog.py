@@ -135,7 +135,7 @@ def model_row(entry: ModelEntry) -> dict:
     targets = meta.get("targets") or (list(parts.targets) if parts else None)
     channels = meta.get("channels") or (list(parts.channels) if parts else None)
     transforms = meta.get("transforms", list(parts.transforms) if parts else None)
-    split = "all" if parts and parts.split == "all" else meta.get("split", parts.split if parts else None)
+    split = meta.get("split", parts.split if parts else None)
     n_splits = meta.get("n_splits", parts.n_splits if parts else None)
     axis = meta.get("axis") or []
     cutoff = (entry.predictor.cutoffs if entry.predictor else {}).get(DEFAULT_CUTOFF_KEY)
@@ -166,10 +166,10 @@ def _out_of_fold(meta: dict) -> bool:
     return all(str((m or {}).get("source", "")).startswith("out-of-fold") for m in members)
 
 
-def _split_text(meta: dict, parts) -> str:
+def _split_text(meta: dict) -> str:
     """Which rows the model held out, in words."""
     n_splits = meta.get("n_splits")
-    if parts is not None and parts.split == "all":
+    if meta.get("split") == "all":
         return f"none held out (every row trained it; the {n_splits}-fold cv estimates it)"
     if meta.get("split") == "ens":
         return f"an ensemble of {n_splits} folds"
@@ -200,7 +200,7 @@ def model_details(entry: ModelEntry) -> dict[str, str]:
         "axis": f"{len(predictor.axis)} points, {predictor.axis[0]:g} to {predictor.axis[-1]:g}",
         "tabular columns": ", ".join(predictor.tabular_columns) or "none",
         "transforms in the model": ", ".join(map(str, meta.get("transforms") or [])) or "none",
-        "split, seed, label smoothing": f"{_split_text(meta, parts)}, seed {meta.get('seed')}, eps {meta.get('eps')}",
+        "split, seed, label smoothing": f"{_split_text(meta)}, seed {meta.get('seed')}, eps {meta.get('eps')}",
     }
     out_of_fold = _out_of_fold(meta)
     for stage in ("val", "test"):

@@ -41,7 +41,7 @@ DEFAULT_SECONDS = 600.0
 """Wall-clock seconds the child may take (reason: a VGG11 on 300,000 spectra on an old 4-core PC takes minutes)."""
 _CHILD_MODULE = "spectratorch.app.isolate"
 _RESULT = "result.json"
-_ARRAYS = ("spectra", "tabular", "ids", "probabilities", "truth", "true_labels")
+_ARRAYS = ("spectra", "tabular", "ids", "probabilities", "true_labels")
 # reason: the outlier outputs of a model that has them (t2, q: float32 [N]; outlier: bool [N]).
 _TRUST_ARRAYS = ("t2", "q", "outlier")
 # reason: a result file larger than this is not one our child wrote.
@@ -57,8 +57,9 @@ class Prediction:
         tabular: float32 ``[N, T]``.
         ids: ``[N]`` sample ids.
         probabilities: float32 ``[N, K]``, columns in the model's label order.
-        truth: int ``[N]`` index of each row's true class among the model's labels (-1: a class the model does not
-            know; -2: no label), or ``None`` when the file has no labels for the model's target.
+        true_labels: ``[N]`` each row's label as the file has it (text; empty: none), or ``None`` when the file has
+            no labels for the model's target (:func:`~spectratorch.inference.truth_indices` maps them to the
+            model's classes).
         report: rows skipped by each check.
         trust: the model's outlier outputs, ``t2``, ``q`` (float32 ``[N]``) and ``outlier`` (bool ``[N]``), when it
             has them.
@@ -68,11 +69,9 @@ class Prediction:
     tabular: np.ndarray
     ids: np.ndarray
     probabilities: np.ndarray
-    truth: np.ndarray | None
+    true_labels: np.ndarray | None
     report: dict
     trust: dict = dataclasses.field(default_factory=dict)
-    true_labels: np.ndarray | None = None
-    """Each row's label as the file has it (text; empty: none), or ``None`` as ``truth``."""
 
     @property
     def outputs(self) -> dict:
@@ -166,8 +165,8 @@ def _result(name: str, work: Path, returncode: int, memory_mb: int) -> Predictio
         arrays[key] = np.load(file, allow_pickle=False) if file.is_file() else None
     report = {str(k): int(v) for k, v in (result.get("report") or {}).items()}
     trust = {key: arrays[key] for key in _TRUST_ARRAYS if arrays[key] is not None}
-    return Prediction(arrays["spectra"], arrays["tabular"], arrays["ids"], arrays["probabilities"], arrays["truth"],
-                      report, trust, arrays["true_labels"])
+    return Prediction(arrays["spectra"], arrays["tabular"], arrays["ids"], arrays["probabilities"],
+                      arrays["true_labels"], report, trust)
 
 
 # ---- the child's side ---------------------------------------------------------------------------------------------
@@ -196,7 +195,7 @@ def _plain_ids(ids: np.ndarray) -> np.ndarray:
 
 def _work(work: Path, request: dict) -> dict:
     from spectratorch.app.upload import save_upload
-    from spectratorch.inference import Predictor, truth_indices
+    from spectratorch.inference import Predictor
 
     name = request["name"]
     folder = work / "unpacked"
@@ -208,13 +207,12 @@ def _work(work: Path, request: dict) -> dict:
         predictor._check_table(table)
         outputs = predictor.predict_outputs(table.spectra, table.tabular)
         true_labels = predictor.true_labels(table)
-        truth = truth_indices(true_labels, predictor.labels)
     except MemoryError:
         return {"error": "memory"}
     # reason: .npy without pickle holds fixed-width text, not Python strings.
     text = None if true_labels is None else np.asarray(true_labels, dtype=str)
-    arrays = {"spectra": table.spectra, "tabular": table.tabular, "ids": _plain_ids(table.ids), "truth": truth,
-              "true_labels": text, **outputs}
+    arrays = {"spectra": table.spectra, "tabular": table.tabular, "ids": _plain_ids(table.ids), "true_labels": text,
+              **outputs}
     for key, value in arrays.items():
         if value is not None:
             np.save(work / f"{key}.npy", np.ascontiguousarray(value), allow_pickle=False)

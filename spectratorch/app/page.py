@@ -40,6 +40,7 @@ from spectratorch.inference import (
     predictions_csv,
     scores_against_labels,
     trust_columns,
+    truth_indices,
     with_truth,
 )
 from spectratorch.report.metrics import confusion
@@ -325,7 +326,7 @@ def main() -> None:
         cutoff = _choose_cutoff(entry.predictor)
         coverage = _choose_coverage(entry.predictor)
         frame = _show_predictions(entry, name, prediction, prediction.outputs, cutoff, coverage)
-        truth = prediction.truth
+        truth = truth_indices(prediction.true_labels, entry.predictor.labels)
         if truth is not None and (truth >= 0).any():
             _show_scores(entry.predictor, prediction.probabilities, frame, truth, cutoff)
         _show_sample(entry, upload_key, prediction, frame)

@@ -394,7 +394,9 @@ def _base_metadata(hparams: dict, stem: str, metrics: dict, calibration: dict, i
         "targets": list(data.get("targets", parts.get("targets", []))),
         "transforms": list(hparams.get("transforms") or []),
         "seed": hparams.get("seed", parts.get("seed")),
-        "split": data.get("current_split", parts.get("split")),
+        # reason: the name's split: a fold, or "all" for a model trained with no test rows (its config still holds
+        # the fold number it was not split on).
+        "split": parts.get("split", data.get("current_split")),
         "n_splits": data.get("n_splits", parts.get("n_splits")),
         "eps": train.get("eps", hparams.get("eps")),
         "version": __version__,

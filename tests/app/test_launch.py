@@ -54,7 +54,7 @@ def test_the_details_of_a_small_set_model_say_which_rows_held_out_and_what_its_v
     path = linear_model(tmp_path / "model.onnx")
     out_of_fold = {"temperature": 1.0, "n_samples": 60, "ece_before": 0.02, "ece_after": 0.02,
                    "source": "out-of-fold predictions of the training rows (folded into the model)"}
-    update_metadata(path, name="Linear y=['AVA', 'bump'] c=('nir',) t=None all-5 s=1 eps=0", split=0, n_splits=5,
+    update_metadata(path, name="Linear y=['AVA', 'bump'] c=('nir',) t=None all-5 s=1 eps=0", split="all", n_splits=5,
                     seed=1, eps=0.1, temperature=1.0, calibration=out_of_fold)
     details = model_details(open_model(path, tmp_path))
     assert details["split, seed, label smoothing"].startswith("none held out (every row trained it; the 5-fold cv")
