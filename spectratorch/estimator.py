@@ -134,13 +134,14 @@ class SpectraClassifier(ClassifierMixin, BaseEstimator):
             self.
 
         Raises:
-            ValueError: scikit-learn's checks (lengths differ, NaN or inf in ``X``, a 1-D ``X``, a continuous ``y``,
-                one class), a class with a single sample, ``groups`` of another length or with a missing value;
-                all before training.
+            ValueError: scikit-learn's checks (lengths differ, NaN or inf in ``X``, a 1-D ``X``, a continuous ``y``),
+                a column of text in ``X``, labels mixing text and numbers, one class, a class with a single sample,
+                ``groups`` of another length or with a missing value; all before training.
         """
         _check_no_text(X)
         layout = _layout(X) if isinstance(X, pd.DataFrame) else None
         X, y = _validate_data(self, X, y, allow_nd=True, dtype=np.float32, ensure_min_samples=2)
+        _check_one_kind(y)
         check_classification_targets(y)
         self.classes_, codes = np.unique(y, return_inverse=True)
         if len(self.classes_) < 2:
@@ -339,6 +340,19 @@ def _check_no_text(X) -> None:
         shown = ", ".join(repr(str(c)) for c in text[:5]) + (f" and {len(text) - 5} more" if len(text) > 5 else "")
         raise ValueError(f"X's column(s) {shown} hold text, not spectral values: make an id column the index "
                          f"(pd.read_csv(..., index_col={str(text[0])!r})) and pass the labels as y.")
+
+
+def _check_one_kind(y: np.ndarray) -> None:
+    """Refuses labels that mix text and numbers in one line naming one of each; scikit-learn's own message
+    ("Unknown label type: unknown. Maybe you are trying to fit a classifier ... on a regression target") suggests a
+    continuous target where there is none."""
+    if y.dtype != object:
+        return
+    text = next((v for v in y if isinstance(v, str)), None)
+    number = next((v for v in y if isinstance(v, (int, float, np.number)) and not isinstance(v, bool)), None)
+    if text is not None and number is not None:
+        raise ValueError(f"y mixes text and number labels (e.g. {text!r} and {number!r}): give them all as text "
+                         "(y.astype(str)) or all as numbers.")
 
 
 def _layout(X: pd.DataFrame) -> dict:

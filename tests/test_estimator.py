@@ -43,6 +43,7 @@ def test_params_and_clone():
     ("nan", "Input X contains NaN"),
     ("1d", "Expected 2D array, got 1D array instead"),
     ("continuous", "Unknown label type"),
+    ("mixed", r"^y mixes text and number labels \(e\.g\. 'b' and 1\): give them all as text \(y\.astype\(str\)\)"),
     ("one class", "at least 2 classes"),
 ])
 def test_bad_input_raises_before_training(xy, no_training, bad, match):
@@ -56,6 +57,8 @@ def test_bad_input_raises_before_training(xy, no_training, bad, match):
         X = X[:, 0]
     elif bad == "continuous":
         y = np.linspace(0, 1, len(y))
+    elif bad == "mixed":
+        y = np.array([1 if k % 2 else "b" for k in range(len(y))], dtype=object)
     else:
         y = np.array(["a"] * len(y))
     with pytest.raises(ValueError, match=match):

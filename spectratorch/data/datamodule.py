@@ -306,6 +306,13 @@ class SpectralDataModule(pl.LightningDataModule):
                            data.y.index_select(0, index), np.asarray(source.target.full_truth)[rows],
                            np.asarray(source.table.ids)[rows], rows)
 
+    def fit_groups(self) -> np.ndarray | None:
+        """The sample (``--groups``) of each training row, then of each validation row (the order of
+        ``stage_arrays("train")`` followed by ``stage_arrays("val")``), or ``None`` without ``--groups``."""
+        if self.groups is None:
+            return None
+        return self.groups[np.concatenate([self.split.train, self.split.val])]
+
     def class_counts(self) -> dict[str, dict[str, int]]:
         """Members per class in each split."""
         counts = {}

@@ -257,8 +257,7 @@ def _data_arrays(hparams: dict, source, n_check: int, train: list | None = None)
                         n_check)
     if train is not None:
         rows = dm.stage_arrays("train")
-        groups = None if dm.groups is None else dm.groups[np.concatenate([rows.rows, val.rows])]
-        train.append((rows.spectra.numpy(), rows.tabular.numpy(), groups))
+        train.append((rows.spectra.numpy(), rows.tabular.numpy(), dm.fit_groups()))
     check_rows = dm.stage_arrays("val", rows=check)
     return (val.spectra.numpy(), val.tabular.numpy(), val.y.numpy()), (check_rows.spectra.numpy(),
                                                                        check_rows.tabular.numpy())

@@ -266,11 +266,10 @@ def outlier_data(model: torch.nn.Module, dm, spectra: np.ndarray, tabular: np.nd
     from spectratorch.export.ood import fit_model_ood, ood_scores, preprocessed_inputs
 
     train, val = dm.stage_arrays("train"), dm.stage_arrays("val")
-    groups = None if getattr(dm, "groups", None) is None else dm.groups[np.concatenate([train.rows, val.rows])]
     try:
         record = fit_model_ood(model, (train.spectra.numpy(), train.tabular.numpy()),
                                (val.spectra.numpy(), val.tabular.numpy()), log=False, out_of_fold=out_of_fold,
-                               groups=groups)
+                               groups=dm.fit_groups())
     except ConfigError as err:
         _logger.info("the result sheet has no T²/Q panel: %s", err)
         return None
