@@ -681,9 +681,9 @@ def _run_app(args) -> int:
 
 def _run_report(args) -> int:
     from spectratorch.contract import model_name, parse_model_name
-    from spectratorch.export.onnx import stored_out_of_fold, update_metadata
+    from spectratorch.export.onnx import stored_metrics, stored_out_of_fold, update_metadata
     from spectratorch.outputs import check_output_file
-    from spectratorch.report.sheet import make_result_sheet
+    from spectratorch.report.sheet import baseline_accuracies, make_result_sheet
     from spectratorch.training.restore import datamodule_from_hparams, load_module
 
     checkpoint = Path(args.checkpoint)
@@ -694,8 +694,10 @@ def _run_report(args) -> int:
     stem = model_name(dataclasses.asdict(parse_model_name(checkpoint)))
     dm = datamodule_from_hparams(dict(module.hparams), args.data)
     dm.prepare()
+    # reason: the run's baselines were scored on its own test rows, so they are titled only on a sheet of those rows.
+    baseline = baseline_accuracies(stored_metrics(checkpoint, stem)) if args.data is None else None
     sheet = make_result_sheet(module, dm, args.output or checkpoint.with_name(f"{stem} result sheet.png"), stem,
-                              out_of_fold=stored_out_of_fold(checkpoint))
+                              baseline=baseline, out_of_fold=stored_out_of_fold(checkpoint))
     onnx_path = checkpoint.with_name(f"{stem}.onnx")
     if onnx_path.is_file():
         update_metadata(onnx_path, cutoffs={k: v for k, v in sheet["cutoffs"].items() if v is not None})

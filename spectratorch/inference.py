@@ -72,6 +72,7 @@ METADATA_KEYS = (
     "channels",
     "axis",
     "tabular_columns",
+    "channel_ranges",
     "targets",
     "transforms",
     "seed",
@@ -188,6 +189,11 @@ def _check_fields(meta: dict, source: str) -> None:
         "tabular_columns": (lambda v: isinstance(v, list) and all(isinstance(x, text) for x in v),
                             "a list of column names"),
     }
+    if "channel_ranges" in meta:
+        checks["channel_ranges"] = (
+            lambda v: isinstance(v, dict) and all(isinstance(r, list) and len(r) == 2 and all(map(_is_number, r))
+                                                  and r[0] <= r[1] for r in v.values()),
+            "a mapping of channel names to [min x, max x]")
     for key, (ok, expected) in checks.items():
         if not ok(meta[key]):
             found = json.dumps(meta[key])
@@ -332,6 +338,8 @@ class Predictor:
         channels: channel names the model takes, in order.
         axis: float64 ``[L]``, the spectral axis the model takes.
         tabular_columns: tabular feature names the model takes (empty: none).
+        channel_ranges: ``{channel: [min x, max x]}`` each channel covered in training; a file whose channel is
+            shorter is refused (empty for a model exported before it was recorded).
 
     Raises:
         DataFormatError: the file is missing, not an ONNX model, truncated, or has no spectratorch metadata.
@@ -354,6 +362,7 @@ class Predictor:
         self.channels: tuple[str, ...] = tuple(str(c) for c in self.metadata["channels"])
         self.axis = np.asarray(self.metadata["axis"], dtype=np.float64)
         self.tabular_columns: tuple[str, ...] = tuple(str(c) for c in self.metadata["tabular_columns"])
+        self.channel_ranges: dict[str, list[float]] = dict(self.metadata.get("channel_ranges") or {})
         self._check_graph()
 
     def _check_graph(self) -> None:
@@ -391,10 +400,11 @@ class Predictor:
         """One line per piece of trust data the model lacks (an older export): no conformal sets, no outlier flag."""
         notes = []
         if self.conformal is None:
-            notes.append(f"{self.path.name} has no conformal calibration: no label sets (export it again for them)")
+            notes.append(f"{self.path.name} has no conformal calibration: no label sets (it was exported without one; "
+                         "spectratorch export of its checkpoint adds it)")
         if OUTPUT_OOD[0] not in self.outputs:
-            notes.append(f"{self.path.name} has no outlier model: no t2, q and outlier columns (export it again for "
-                         "them)")
+            notes.append(f"{self.path.name} has no outlier model: no t2, q and outlier columns (it was exported "
+                         "without one; spectratorch export of its checkpoint adds it)")
         return notes
 
     @property
@@ -424,9 +434,6 @@ class Predictor:
         if isinstance(cutoff, str) and cutoff.lower() == "auto":
             value = self.cutoffs.get(DEFAULT_CUTOFF_KEY)
             if value is None:
-                _logger.info("the model has no default cutoff (its export found none reaching 95 % accuracy, or "
-                             "made none): every sample gets its most probable class, however unsure; --cutoff P sets "
-                             "one")
                 return None
             return _check_probability(value, f"the model's cutoffs[{DEFAULT_CUTOFF_KEY!r}]")
         if isinstance(cutoff, str):
@@ -486,7 +493,7 @@ class Predictor:
             raise DataFormatError(f"{path}: no such dataset file or folder.")
         try:
             table = load_table(source, channels=self.channels, tabular=self.tabular_columns or None,
-                               filters=RowFilter(), expected_axis=self.axis)
+                               filters=RowFilter(), expected_axis=self.axis, expected_ranges=self.channel_ranges)
         except SchemaError as err:
             raise SchemaError(
                 f"{path.name}: {str(err).rstrip('.')}; the model takes channels {list(self.channels)} on "
@@ -687,6 +694,10 @@ class Predictor:
         table = self.load(path_or_dir)
         self._check_table(table)
         outputs = self.predict_outputs(table.spectra, table.tabular, batch_size)
+        if threshold is None and isinstance(cutoff, str) and cutoff.lower() == "auto":
+            # reason: said once the data is read, so that a refused file stays the one line it is.
+            _logger.info("the model has no default cutoff (its export found none reaching 95 % accuracy, or made "
+                         "none): every sample gets its most probable class, however unsure; --cutoff P sets one")
         frame = prediction_frame(outputs[OUTPUT_PROBABILITIES], table.ids, self.labels, top_k, threshold)
         true_labels = self.true_labels(table)
         frame = with_truth(trust_columns(frame, self, outputs, coverage), true_labels)

@@ -146,6 +146,12 @@ def _bad_inputs(run, tmp_path):
     x_last = last.split("_")[1]
     write_dataset(df.drop(columns=[f"277_{x_last}", f"380_{x_last}"], errors="ignore"), tmp_path / "axis.pkl")
     cases["other axis"] = (run.onnx, tmp_path / "axis.pkl", f"the data lacks the model's point\\(s\\) {x_last}\\b")
+    # 380 ends 5 points early while 277 keeps the axis whole: the union axis is the model's, 380's tail would be zeros
+    own = sorted((c for c in df.columns if c.startswith("380_")), key=lambda c: float(c.split("_")[1]))
+    write_dataset(df.drop(columns=own[-5:]), tmp_path / "short380.pkl")
+    cases["shorter channel"] = (run.onnx, tmp_path / "short380.pkl",
+                                f"channel '380' of the data covers [0-9.]+\\.\\.{own[-6].split('_')[1]}, the model's "
+                                f"[0-9.]+\\.\\.{x_last}: the model's points outside it would be read as zeros")
     write_dataset(df.drop(columns=["greffon_transmittance"]), tmp_path / "notab.pkl")
     cases["missing tabular"] = (run.onnx, tmp_path / "notab.pkl", r"unknown tabular column\(s\) \['greffon_transm")
     (tmp_path / "empty.csv").write_text("")
@@ -176,6 +182,11 @@ def test_bad_input_in_a_subprocess_exits_non_zero_without_traceback(run, tmp_pat
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("spectratorch predict: error: ")
     assert not (tmp_path / "p.csv").exists()
+    # a refused file is the one line, before any note on the model (this one has no default cutoff)
+    df = read_dataset(run.data)
+    write_dataset(df.drop(columns=[c for c in df.columns if c.startswith("380_")]), tmp_path / "no380.pkl")
+    result = run_cli(["predict", run.onnx, tmp_path / "no380.pkl", "-o", tmp_path / "p.csv"])
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
 
 
 def test_predictor_errors_are_typed(run, tmp_path):

@@ -154,6 +154,7 @@ class SpectralDataModule(pl.LightningDataModule):
         # reason: a checkpoint's data module (export, report) takes the model's points from a wider file, as predict
         # does; set by training.restore.datamodule_from_hparams.
         self.model_axis: np.ndarray | None = None
+        self.model_ranges: dict | None = None
         self._fit: _Source | None = None
         self._test: _Source | None = None
         self.split: Split | None = None
@@ -165,12 +166,12 @@ class SpectralDataModule(pl.LightningDataModule):
         c = self.config
         return RowFilter(c.drop_oob, c.transmittance_min, c.transmittance_max, c.date_from, c.date_to)
 
-    def _load(self, source, expected_axis=None) -> SpectralTable:
+    def _load(self, source, expected_axis=None, expected_ranges=None) -> SpectralTable:
         if source is None:
             source = ensure_demo_data(self.config.data_path)
         channels = "default" if self.config.channels is None else self.config.channels
         return load_table(source, channels, self.config.tabular, self._filters(), expected_axis,
-                          model_axis=self.model_axis)
+                          model_axis=self.model_axis, expected_ranges=expected_ranges or self.model_ranges)
 
     def prepare(self, say_split: bool = True) -> None:
         """Load the table, resolve the target and split it (idempotent; called by ``setup``); ``say_split``: log the
@@ -201,7 +202,8 @@ class SpectralDataModule(pl.LightningDataModule):
         self._fit = self._source(table, target)
         self._test = self._fit
         if external:
-            test_table = _labelled(self._load(c.test_source, expected_axis=table.axis), c.targets, " of the test file")
+            test_table = _labelled(self._load(c.test_source, table.axis, table.describe()["channel_ranges"]), c.targets,
+                                   " of the test file")
             if test_table.tabular_columns != table.tabular_columns:
                 raise TargetError(f"the test file's tabular columns {test_table.tabular_columns} differ from "
                                   f"{table.tabular_columns}.")

@@ -1,4 +1,4 @@
-"""Reading and writing dataset files (``.pkl``, ``.parquet``, ``.csv``, ``.tsv``, ``.xlsx``) safely.
+"""Reading and writing dataset files (``.pkl``, ``.parquet``, ``.csv``, ``.tsv``, ``.xlsx``; ``.txt`` read) safely.
 
 Pickle is the lab's fast format, but unpickling can run code: ``.pkl`` files go through the restricted unpickler of
 :mod:`spectratorch.data.unpickle`, which admits only what a pandas DataFrame needs, checks every argument before
@@ -51,7 +51,7 @@ from spectratorch.errors import ConfigError, DataFormatError
 from spectratorch.outputs import TEMPORARY_SUFFIX
 
 __all__ = ["DATASET_SUFFIXES", "read_dataset", "read_dataset_mapped", "write_dataset", "atomic_path", "CsvDialect",
-           "csv_dialect", "safe_load_pickle"]
+           "csv_dialect", "safe_load_pickle", "MISSING_WORDS"]
 
 _logger = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ _MAX_FIELD = 2**31 - 1
 _NOTE_FIELDS = 2
 # reason: pandas' default missing-value words (the ``na_values`` of ``read_csv``/``read_excel``): still missing in a
 # column of numbers, as they were; text in any other column, where they are classes ("None" against "Low", "High").
-_MISSING_WORDS = frozenset({"#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
+MISSING_WORDS = frozenset({"#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
                             "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"})
 
 
@@ -116,20 +116,26 @@ def _load_mapped_pickle(path: Path, map_from: int) -> tuple[object, Callable[[],
     return obj, release
 
 
-def _check_suffix(path: Path) -> str:
+# reason: the names the fluorimeter gives its exports (data/raw.py), which `spectratorch convert` reads as a folder.
+_INSTRUMENT_EXPORT = re.compile(r"^(EX_\d+_.+_I|LSPR_.+_I|Y_.+)\.txt$", re.IGNORECASE)
+
+
+def _check_suffix(path: Path, writing: bool = False) -> str:
+    """The file's suffix, ``.txt`` read as a delimited table (a spreadsheet's or an instrument's text export of one
+    spectrum per row), refused for writing and for the lab fluorimeter's own exports."""
     suffix = path.suffix.lower()
     expected = ", ".join(DATASET_SUFFIXES)
     if path.is_dir():
         raise DataFormatError(f"{path}: a folder; expected a dataset file ({expected}). A folder of the instrument's "
                               "exports is made into one by `spectratorch convert`.")
-    if suffix == ".txt":
-        # reason: .txt is the instrument's own export (spectratorch convert) as often as a table saved as text.
-        raise DataFormatError(f"{path}: a .txt file; expected a dataset file ({expected}). A table of one spectrum "
-                              "per row saved as text reads once renamed .csv or .tsv; the instrument's exports are "
-                              "read by `spectratorch convert`.")
+    if suffix == ".txt" and not writing:
+        if _INSTRUMENT_EXPORT.match(path.name):
+            raise DataFormatError(f"{path}: one of the fluorimeter's export files; give the folder of the exports (or "
+                                  "make a dataset of them with `spectratorch convert FOLDER -o data.pkl`).")
+        return suffix
     if suffix not in DATASET_SUFFIXES:
         raise DataFormatError(f"{path}: unsupported dataset file type {suffix or '(none)'!r}; expected one of "
-                              f"{expected}.")
+                              f"{expected}{'' if writing else ', or a .txt table'}.")
     return suffix
 
 
@@ -301,13 +307,13 @@ def _read_keeping_words(read: Callable[..., pd.DataFrame]) -> pd.DataFrame:
     """A table read by ``read`` (``pd.read_csv`` or ``pd.read_excel`` with their ``path`` and options bound) where only
     an empty or blank cell is missing in a column of text, and a column of numbers reads as pandas reads it.
 
-    A column that holds one of pandas' missing-value words (:data:`_MISSING_WORDS`) is read again with pandas' default
+    A column that holds one of pandas' missing-value words (:data:`MISSING_WORDS`) is read again with pandas' default
     ``na_values``: numbers there (a spectral column with ``NaN`` cells), it is taken as read again, exactly as before;
     else it keeps its words as text (a class named ``None``).
     """
     df = read(keep_default_na=False, na_values=[""])
     texts = [i for i in range(df.shape[1]) if _is_text(df.iloc[:, i])]
-    worded = [i for i in texts if df.iloc[:, i].isin(_MISSING_WORDS).any()]
+    worded = [i for i in texts if df.iloc[:, i].isin(MISSING_WORDS).any()]
     if worded:
         # reason: pandas' own parser for these columns (decimal commas, exponents, integers), not a second number
         # parser of ours; the file is read a second time only when a column holds such a word.
@@ -475,7 +481,7 @@ def write_dataset(df: pd.DataFrame, path: str | os.PathLike) -> None:
         DataFormatError: unsupported suffix.
     """
     path = Path(path)
-    suffix = _check_suffix(path)
+    suffix = _check_suffix(path, writing=True)
     with atomic_path(path) as tmp:
         if suffix in (".pkl", ".pickle"):
             df.to_pickle(tmp, protocol=pickle.HIGHEST_PROTOCOL)

@@ -82,6 +82,17 @@ def _named_as_labels(meta: pd.DataFrame, candidates: list[str], text: list[str])
     return [c for c in named if c in text] if len(named) > 1 and any(c in text for c in named) else named
 
 
+def _names_rows(column: pd.Series) -> bool:
+    """A value of its own in every row: sample names, running numbers or times name rows, not classes."""
+    return column.nunique(dropna=True) >= len(column)
+
+
+def _whole(column: pd.Series) -> bool:
+    """Whole numbers throughout (class codes), not measured values."""
+    values = column.dropna()
+    return pd.api.types.is_numeric_dtype(values) and bool((values % 1 == 0).all())
+
+
 def label_candidates(meta: pd.DataFrame) -> tuple[list[str], list[str]]:
     """The columns that could be the label: ``(text columns, every candidate)``.
 
@@ -113,8 +124,10 @@ def default_targets(meta: pd.DataFrame) -> tuple[tuple[str, ...], str]:
     1. the lab's label columns: ``("OVA", "OK")``;
     2. the one column named as labels (``label``, ``class``, ``target``, ``y``, ``category``, any case, plurals too)
        whose values repeat, text or whole numbers (class codes ``1 2 3``), whatever other columns there are;
-    3. the one text column, or the one candidate when no column is text;
-    4. of several text columns, the one whose values repeat (a value of its own in every row names rows).
+    3. the one text column whose values repeat, or the one candidate when no column is text;
+    4. of several text columns, the one whose values repeat (a value of its own in every row names rows);
+    5. the one candidate whose values repeat and are text or whole numbers (class codes ``1 2 3``), when the others
+       name rows (sample names, running numbers) or hold measurements (``21.7``).
 
     Returns:
         ``(code, reason)``: ``("OVA", "OK")`` on the lab's data, else ``("AVA", <column>)``; ``reason`` is said on
@@ -125,8 +138,13 @@ def default_targets(meta: pd.DataFrame) -> tuple[tuple[str, ...], str]:
             to choose.
 
     Example:
-        >>> default_targets(pd.DataFrame({"label": ["a", "b"], "batch": [1, 2]}))
+        >>> default_targets(pd.DataFrame({"label": ["a", "b", "a"], "batch": [1, 2, 3]}))
         (('AVA', 'label'), 'the one text column')
+        >>> code, reason = default_targets(pd.DataFrame({"Sample name": ["s1", "s2", "s3"], "No.": [1, 2, 3],
+        ...                                               "Grade": [1, 2, 1], "Temp": [21.7, 22.3, 21.7]}))
+        >>> print(code, reason)
+        ('AVA', 'Grade') the one column whose values repeat as classes do; 'Sample name', 'No.' name rows,
+        'Temp' holds measurements
         >>> default_targets(pd.DataFrame({"Operator": ["Anna", "Bob", "Bob"], "Class": [1, 2, 1]}))
         (('AVA', 'Class'), "the column named 'Class'; the others: 'Operator'")
     """
@@ -137,7 +155,7 @@ def default_targets(meta: pd.DataFrame) -> tuple[tuple[str, ...], str]:
         raise TargetError("the data has no label column (every column is spectral); add a column of class labels, "
                           "e.g. 'label'.")
     named = _named_as_labels(meta, candidates, text)
-    if len(text) == 1 and named in ([], text):
+    if len(text) == 1 and named in ([], text) and not _names_rows(meta[text[0]]):
         return ("AVA", text[0]), "the one text column"
     if len(candidates) == 1:
         return ("AVA", candidates[0]), "the one column that is not spectral"
@@ -153,7 +171,15 @@ def default_targets(meta: pd.DataFrame) -> tuple[tuple[str, ...], str]:
     if len(text) > 1 and len(repeating) == 1:
         return ("AVA", repeating[0]), (f"the one text column whose values repeat; in {_listed(text, repeating[0])} "
                                        "every row has a value of its own")
-    several = named or [*repeating, *(c for c in text if c not in repeating)] or candidates
+    classes = [c for c in candidates if not _names_rows(meta[c]) and (c in text or _whole(meta[c]))]
+    if len(classes) == 1 and not repeating:
+        rows = [c for c in candidates if _names_rows(meta[c])]
+        measured = [c for c in candidates if c not in classes and c not in rows]
+        why = [f"{_listed(rows, '')} name rows"] if rows else []
+        why += [f"{_listed(measured, '')} hold{'s' * (len(measured) == 1)} measurements"] if measured else []
+        return ("AVA", classes[0]), "the one column whose values repeat as classes do; " + ", ".join(why)
+    several = (named or ([*repeating, *(c for c in text if c not in repeating)] if repeating else classes) or text
+               or candidates)
     kind = "text" if set(several) <= set(text) else "label"
     raise TargetError(f"the data has {len(several)} {kind} columns {several}; say which one "
                       f"holds the classes: `--targets AVA {several[0]}` (targets=['AVA', {several[0]!r}] in Python).")

@@ -128,11 +128,12 @@ class SpectralTable:
         )
 
     def describe(self) -> dict:
-        """The description a model needs to check its inputs: channels, axis, tabular columns."""
+        """The description a model needs to check its inputs: channels, axis, tabular columns, each channel's range."""
         return {
             "channels": list(self.channels),
             "axis": [float(x) for x in self.axis],
             "tabular_columns": list(self.tabular_columns),
+            "channel_ranges": {str(c): [float(low), float(high)] for c, (low, high) in self.channel_ranges.items()},
         }
 
 
@@ -463,6 +464,7 @@ def load_table(
     filters: RowFilter | None = None,
     expected_axis: Sequence[float] | None = None,
     model_axis: Sequence[float] | None = None,
+    expected_ranges: dict[str, Sequence[float]] | None = None,
 ) -> SpectralTable:
     """Turn a dataset file or DataFrame into a :class:`SpectralTable`.
 
@@ -480,13 +482,16 @@ def load_table(
             an axis that holds every one of its points and more (a wider range) gives those points only.
         model_axis: a model's axis whose points are taken, as for ``expected_axis``, from an axis that holds every
             one of them and more; any other axis is kept as it is (the caller compares it with the model's).
+        expected_ranges: a model's ``{channel: (min x, max x)}``: each selected channel must cover its range, as a
+            point the channel lacks would be read as zero (the union axis can be the model's while one channel is
+            shorter).
 
     Returns:
         The table.
 
     Raises:
         SchemaError: unknown channel or column, duplicated ids, non-numeric spectra, nothing left after filtering,
-            another axis than expected.
+            another axis than expected, a channel shorter than expected.
         DataFormatError: the file cannot be read.
 
     Example:
@@ -527,6 +532,8 @@ def load_table(
         raise SchemaError(f"no rows left after filtering (removed: {report}); relax the filters.")
     if expected_axis is not None:
         _check_axis(axis, np.asarray(expected_axis, dtype=float))
+    if expected_ranges:
+        _check_ranges(groups, channels, expected_ranges)
     spectra = _fill_spectra(df, groups, channels, axis, release)
     tab = (df[list(tabular_columns)].to_numpy(dtype=np.float32, copy=from_file) if tabular_columns
            else np.zeros((len(df), 0), np.float32))
@@ -622,6 +629,28 @@ def _empty_channels_hint(bad: np.ndarray, n_rows: int, groups: dict, channels: t
         return ""
     return (f"channel(s) {', '.join(repr(c) for c in empty)} hold no value in any row: leave them out with "
             f"`--channels {' '.join(kept)}`")
+
+
+def _check_ranges(groups: dict, channels: Sequence[str], expected: dict[str, Sequence[float]]) -> None:
+    """Refuse a channel that does not reach both ends of the model's range for it.
+
+    Example:
+        >>> groups = {"380": [(300.0, "380_300"), (301.0, "380_301")], "277": [(300.0, "277_300"), (302.0, "277_302")]}
+        >>> _check_ranges(groups, ["277", "380"], {"277": [300.0, 302.0], "380": [300.0, 302.0]})
+        Traceback (most recent call last):
+        spectratorch.errors.SchemaError: channel '380' of the data covers 300..301, the model's 300..302: the model's \
+points outside it would be read as zeros; give the channel its full range.
+    """
+    for channel in channels:
+        if channel not in expected:
+            continue
+        low, high = (float(x) for x in expected[channel])
+        xs = np.array([x for x, _ in groups[channel]])
+        tolerance = axis_tolerance(np.array([low, high]))
+        if xs[0] > low + tolerance or xs[-1] < high - tolerance:
+            raise SchemaError(f"channel {channel!r} of the data covers {xs[0]:g}..{xs[-1]:g}, the model's "
+                              f"{low:g}..{high:g}: the model's points outside it would be read as zeros; give the "
+                              "channel its full range.")
 
 
 def _check_axis(axis: np.ndarray, expected: np.ndarray) -> None:

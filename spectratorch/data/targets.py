@@ -23,6 +23,7 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 
+from spectratorch.data.io import MISSING_WORDS
 from spectratorch.errors import SplitError, TargetError
 
 __all__ = [
@@ -110,7 +111,9 @@ class LabLabels:
 
 def _type_strings(values: pd.Series) -> np.ndarray:
     # reason: the lab's pickles hold type codes as ints, floats (when a NaN crept in) or strings; compare as "11".
-    numbers = pd.to_numeric(values, errors="coerce")
+    # reason: True/False labels (Excel's TRUE/FALSE) keep their words; pandas would make them the numbers 1 and 0.
+    words = values.map(lambda value: isinstance(value, (bool, np.bool_))).astype(bool)
+    numbers = pd.to_numeric(values.where(~words), errors="coerce")
     integral = numbers.notna() & (numbers % 1 == 0)
     text = values.astype(str).str.strip()
     text[integral] = numbers[integral].astype("int64").astype(str)
@@ -293,6 +296,22 @@ def _warn_case_twins(counts: dict) -> None:
                         "write it one way in the file", shown)
 
 
+# reason: the words R (``NA``), Excel (``#N/A``) and pandas write for a missing value, which a text column keeps as
+# text (a class may be named so: data/io.py); said once here, as a missing label written so becomes a class. "None"
+# is left out: it names a class ("no defect") more often than it marks a gap.
+_MISSING_LABEL_WORDS = MISSING_WORDS - {"None"}
+
+
+def _warn_missing_words(counts: dict) -> None:
+    """One warning naming the classes spelled as a missing value (``NA`` from R, ``#N/A`` from Excel)."""
+    words = [label for label in counts if str(label).strip() in _MISSING_LABEL_WORDS]
+    if words:
+        _logger.warning("class(es) %s are spelled as a missing value (R writes NA, Excel #N/A): they are kept as "
+                        "classes; if those rows have no label, leave their label cells empty (an empty label is no "
+                        "class)", ", ".join(f"{label!r} ({counts[label]} row{'s' * (counts[label] != 1)})"
+                                           for label in words))
+
+
 def handle_rare_classes(
     target: Target, n_splits: int, policy: str = "keep", min_samples: int | None = None
 ) -> tuple[Target, np.ndarray]:
@@ -319,6 +338,7 @@ def handle_rare_classes(
                          f"{', '.join(f'{label!r} ({n} rows)' for label, n in counts.items()) or 'none'}; a classifier "
                          "needs at least 2. Check the label column (or name another with --targets AVA <column>).")
     _warn_case_twins(counts)
+    _warn_missing_words(counts)
     threshold = n_splits if policy != "other" or min_samples is None else max(min_samples, n_splits)
     rare = [label for label, n in counts.items() if n < threshold]
     keep = np.ones(len(target.y), dtype=bool)

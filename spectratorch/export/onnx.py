@@ -57,7 +57,7 @@ from spectratorch.models.batched import BATCH_SIZE, run_batched
 from spectratorch.training.restore import datamodule_from_hparams, load_module, read_checkpoint
 
 __all__ = ["OPSET", "TOLERANCE", "OUT_OF_FOLD_KEY", "ExportError", "conv2d_layout", "export_onnx", "out_of_fold_trust",
-           "read_metadata", "stored_out_of_fold", "update_metadata"]
+           "read_metadata", "stored_metrics", "stored_out_of_fold", "update_metadata"]
 
 _logger = logging.getLogger(__name__)
 
@@ -263,15 +263,16 @@ def _data_arrays(hparams: dict, source, n_check: int, train: list | None = None)
                                                                        check_rows.tabular.numpy())
 
 
-def _json_metrics(checkpoint: Path, stem: str) -> dict:
+def stored_metrics(checkpoint: Path, stem: str) -> dict:
+    """The ``metrics`` of the run's JSON beside ``checkpoint`` (``<stem>.json``), or ``{}`` (said in an info line)."""
     path = checkpoint.with_name(f"{stem}.json")
     if not path.is_file():
-        _logger.info("no %s beside the checkpoint: the model's metadata has no metrics", path.name)
+        _logger.info("no %s beside the checkpoint: its run's metrics (and baselines) are left out", path.name)
         return {}
     try:
         return json.loads(path.read_text()).get("metrics", {})
     except (OSError, ValueError, AttributeError) as err:
-        _logger.warning("could not read the metrics in %s (%s); the model's metadata has none", path, err)
+        _logger.warning("could not read the metrics in %s (%s); they are left out", path, err)
         return {}
 
 
@@ -390,6 +391,9 @@ def _base_metadata(hparams: dict, stem: str, metrics: dict, calibration: dict, i
         "channels": [str(c) for c in hparams["channels"]],
         "axis": [float(x) for x in hparams["axis"]],
         "tabular_columns": [str(c) for c in hparams["tabular_columns"]],
+        # reason: a channel shorter than its range in training would be read as zeros; predict refuses it ({}: a
+        # checkpoint that predates the ranges, not checked).
+        "channel_ranges": dict(hparams.get("channel_ranges") or {}),
         "targets": list(data.get("targets", parts.get("targets", []))),
         "transforms": list(hparams.get("transforms") or []),
         "seed": hparams.get("seed", parts.get("seed")),
@@ -513,7 +517,7 @@ def export_onnx(checkpoint_path: str | os.PathLike, out_path: str | os.PathLike 
     exported = _with_ood(_Probabilities(converted, calibration["temperature"]).eval(), converted, ood)
     names = [INPUT_SPECTRA, INPUT_TABULAR][: len(model.input_names)]
     proto = _trace(exported, model.example_inputs(2), names, output_names(ood))
-    metrics = _json_metrics(checkpoint_path, stem) if metrics is None else metrics
+    metrics = stored_metrics(checkpoint_path, stem) if metrics is None else metrics
     _set_props(proto, encode_metadata({**_metadata(hparams, stem, metrics, calibration, names, conformal, ood),
                                        **({"cutoffs": cutoffs} if cutoffs else {})}))
     proto.doc_string = stem

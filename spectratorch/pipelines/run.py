@@ -32,7 +32,7 @@ from spectratorch.errors import CheckpointError, ConfigError
 from spectratorch.export.calibration import calibration_report
 from spectratorch.models.batched import BATCH_SIZE, predict_logits, run_batched
 from spectratorch.models.registry import is_model, list_models
-from spectratorch.report.sheet import make_result_sheet
+from spectratorch.report.sheet import baseline_accuracies, make_result_sheet
 from spectratorch.training.baseline import compare_with_baseline, fit_baselines, preprocessed_features
 from spectratorch.training.hardware import check_hardware
 from spectratorch.training.loggers import (
@@ -81,6 +81,7 @@ def _module_kwargs(config: RunConfig, dm: SpectralDataModule) -> dict:
         channels=list(dm.table.channels),
         axis=[float(x) for x in dm.table.axis],
         tabular_columns=list(dm.table.tabular_columns),
+        channel_ranges=dm.table.describe()["channel_ranges"],
         labels=list(dm.labels),
         transforms=list(config.data.transforms),
         arch_kwargs=config.model.arch_kwargs(),
@@ -262,7 +263,7 @@ def train(config: RunConfig, callbacks: Sequence = (), arch_selection: dict | No
     if config.train.finetune:
         from spectratorch.training.finetune import Finetune
 
-        finetune = Finetune(config.train, expected, dm.train_arrays())
+        finetune = Finetune(config.train, expected, dm.train_arrays(), stem)
         module = finetune.module
     elif config.train.load_this:
         module = _load_module(config.train.load_this, expected)
@@ -329,10 +330,9 @@ def train(config: RunConfig, callbacks: Sequence = (), arch_selection: dict | No
     # reason: one temperature per run, fitted once: the result sheet draws the one the ONNX file stores.
     calibration = _calibration(module, dm) if sheet_wanted or onnx_wanted else None
     if sheet_wanted:
-        baseline_test = {name: result["test"]["accuracy"] for name, result in
-                         summary["metrics"].get("baseline", {}).items() if "test" in result}
         sheet = make_result_sheet(module, dm, out_dir / f"{stem} result sheet.png", stem,
-                                  tensorboard=tensorboard_writer(trainer), baseline=baseline_test,
+                                  tensorboard=tensorboard_writer(trainer),
+                                  baseline=baseline_accuracies(summary["metrics"]),
                                   temperature=calibration["temperature"])
         files["result_sheet"] = sheet.pop("result_sheet")
         summary["calibration"] = sheet

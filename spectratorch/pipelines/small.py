@@ -731,12 +731,14 @@ def _cutoffs(oof_logits: np.ndarray, y_train: np.ndarray) -> dict:
 
 
 def _result_sheet(module, dm, path: Path, stem: str, out_of_fold: tuple[np.ndarray, np.ndarray],
-                  test_logits: np.ndarray) -> dict:
+                  test_logits: np.ndarray, metrics: dict) -> dict:
     """The result sheet of the test rows, its cutoffs and temperature from the training rows' out-of-fold
-    predictions (as ``spectratorch report`` of the checkpoint draws it); the calibration error on the test rows."""
-    from spectratorch.report.sheet import make_result_sheet
+    predictions (as ``spectratorch report`` of the checkpoint draws it), the run's baselines in its title; the
+    calibration error on the test rows."""
+    from spectratorch.report.sheet import baseline_accuracies, make_result_sheet
 
-    sheet = make_result_sheet(module, dm, path, stem, out_of_fold=out_of_fold, test_logits=test_logits)
+    sheet = make_result_sheet(module, dm, path, stem, baseline=baseline_accuracies(metrics), out_of_fold=out_of_fold,
+                              test_logits=test_logits)
     return {"result_sheet": sheet["result_sheet"], "ece_after": sheet["ece_after"]}
 
 
@@ -840,7 +842,7 @@ def train_small(config: RunConfig, dm, candidates=None, result_sheet: bool = Tru
     summary["calibration"] = _cutoffs(fitted["oof_logits"], fitted["y_train"])
     if result_sheet and len(test_rows):
         sheet = _result_sheet(module, dm, out_dir / f"{stem} result sheet.png", stem,
-                              (fitted["oof_logits"], fitted["y_train"]), test_logits)
+                              (fitted["oof_logits"], fitted["y_train"]), test_logits, metrics)
         files["result_sheet"] = sheet.pop("result_sheet")
         summary["calibration"].update(sheet)
     if config.train.to_onnx:

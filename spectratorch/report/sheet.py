@@ -37,7 +37,8 @@ from spectratorch.report.metrics import (
 from spectratorch.report.occlusion import default_window, occluded_copies, window_average
 
 __all__ = ["A4_LANDSCAPE", "DPI", "MIN_FONT_PT", "SheetData", "collect", "gradient_x_input", "axis_label",
-           "split_name", "plot_result_sheet", "write_result_sheet", "make_result_sheet", "outlier_data"]
+           "split_name", "plot_result_sheet", "write_result_sheet", "make_result_sheet", "outlier_data",
+           "baseline_accuracies"]
 
 _logger = logging.getLogger(__name__)
 _MAX_SALIENCY_ROWS = 2048
@@ -244,6 +245,18 @@ def collect(module, dm, stage: str = "test", temperature: float = 1.0, title: st
                      mean_spectra=mean_spectra, saliency=saliency_map, temperature=temperature, title=title,
                      saliency_kind=saliency_kind, split=split_name(dm.config, stage, out_of_fold), outliers=outliers,
                      cutoffs_from="out of fold" if out_of_fold else "on validation")
+
+
+def baseline_accuracies(metrics: dict) -> dict[str, float]:
+    """``{name: test accuracy}`` of a run's linear baselines (its JSON's ``metrics["baseline"]``), for the sheet's
+    title; empty when they have no test score (no test rows, or no baselines).
+
+    Example:
+        >>> baseline_accuracies({"baseline": {"pls_da": {"test": {"accuracy": 0.9}}, "lr": {"val": {}}}})
+        {'pls_da': 0.9}
+    """
+    return {name: result["test"]["accuracy"] for name, result in (metrics.get("baseline") or {}).items()
+            if isinstance(result, dict) and "accuracy" in (result.get("test") or {})}
 
 
 def outlier_data(model: torch.nn.Module, dm, spectra: np.ndarray, tabular: np.ndarray,

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -24,7 +25,7 @@ from lightning.pytorch.callbacks import BaseFinetuning
 from torch import nn
 
 from spectratorch.contract import differences, model_name
-from spectratorch.errors import CheckpointError
+from spectratorch.errors import CheckpointError, ConfigError
 from spectratorch.training.module import SpectralModule
 from spectratorch.training.restore import load_module
 
@@ -250,10 +251,18 @@ class Finetune:
             ``unfreeze_lr_factor``).
         expected: this run's ``SpectralModule`` keyword arguments.
         train_arrays: the new training split's ``(spectra, tabular)``.
+        stem: this run's model name.
+
+    Raises:
+        ConfigError: the run would write its files over the parent's (the same name in the checkpoint's folder).
     """
 
-    def __init__(self, train, expected: dict, train_arrays):
+    def __init__(self, train, expected: dict, train_arrays, stem: str):
         self.module, self.lineage = finetune_module(train.load_this, expected, train_arrays, train.keep_scaling)
+        folder = Path(train.load_this).resolve().parent
+        if self.lineage["parent"] == stem and folder == Path(train.out_dir).resolve():
+            raise ConfigError(f"--finetune would write the new model over the one it starts from ({stem!r} in "
+                              f"{folder}): pass --output-dir (or --project) to put it in another folder.")
         self.callback = FreezeBackbone(train.freeze_backbone_epochs, train.unfreeze_lr_factor)
         self.settings = {"freeze_backbone_epochs": train.freeze_backbone_epochs,
                          "unfreeze_lr_factor": train.unfreeze_lr_factor}

@@ -87,6 +87,8 @@ class SpectralModule(pl.LightningModule):
         class_weights: ``[K]`` class weights of the training loss, or ``None``.
         parent: the stem of the model this one was fine-tuned from (``None``: trained from scratch).
         parent_labels: the parent's labels, in its order (``labels`` are this model's).
+        channel_ranges: each channel's ``[min x, max x]`` in the training data (zero outside it); new data must
+            cover it (``None``: a checkpoint that predates it, not checked).
     """
 
     def __init__(
@@ -112,6 +114,7 @@ class SpectralModule(pl.LightningModule):
         class_weights: Sequence[float] | None = None,
         parent: str | None = None,
         parent_labels: Sequence[str] | None = None,
+        channel_ranges: dict[str, Sequence[float]] | None = None,
     ):
         super().__init__()
         self.save_hyperparameters()

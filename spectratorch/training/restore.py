@@ -6,6 +6,7 @@ import dataclasses
 import os
 import pickle
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -60,7 +61,10 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file.")
     try:
-        with torch.serialization.safe_globals(_safe_globals()):
+        # reason: a file that is not a torch checkpoint (a pickled dataset given by mistake) makes torch warn about
+        # its pickle protocol before it fails; the refusal below is the one line that says what it is.
+        with torch.serialization.safe_globals(_safe_globals()), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*pickle protocol.*")
             checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         raise _refusal(path, err) from None
@@ -128,6 +132,8 @@ def datamodule_from_hparams(hparams: dict, source=None) -> SpectralDataModule:
     if hparams.get("axis") is not None:
         # reason: a file of the model's points and more (a wider export) gives the model its own points.
         dm.model_axis = np.asarray(hparams["axis"], dtype=float)
+    # reason: a channel shorter than in training would be read as zeros (older checkpoints do not record ranges).
+    dm.model_ranges = hparams.get("channel_ranges")
     return dm
 
 

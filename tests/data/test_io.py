@@ -307,6 +307,12 @@ def test_a_tsv_file_reads_as_a_csv_and_a_folder_or_a_txt_file_is_one_line_saying
     with pytest.raises(DataFormatError, match=r": a folder; expected a dataset file \(.pkl, .*\)\. A folder of the "
                                               r"instrument's exports is made into one by `spectratorch convert`\.$"):
         read_dataset(tmp_path)
+    # a table saved as text (Excel's "Text (Tab delimited)", an instrument's export of one spectrum per row) reads as
+    # a .tsv does; the fluorimeter's own export files are refused for the folder that `convert` reads
     (tmp_path / "d.txt").write_text((tmp_path / "d.tsv").read_text())
-    with pytest.raises(DataFormatError, match=r"a \.txt file; expected a dataset file .* renamed \.csv or \.tsv"):
-        read_dataset(tmp_path / "d.txt")
+    pd.testing.assert_frame_equal(read_dataset(tmp_path / "d.txt"), back)
+    (tmp_path / "EX_277_demo_I.txt").write_text((tmp_path / "d.tsv").read_text())
+    with pytest.raises(DataFormatError, match=r"one of the fluorimeter's export files; give the folder of the exports"):
+        read_dataset(tmp_path / "EX_277_demo_I.txt")
+    with pytest.raises(DataFormatError, match=r"unsupported dataset file type '\.txt'"):
+        write_dataset(df, tmp_path / "out.txt")

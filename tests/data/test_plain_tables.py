@@ -229,11 +229,26 @@ def test_one_spectrum_per_column_is_told_to_transpose(tmp_path):
 
 
 def test_default_target_is_the_one_text_column():
-    meta = pd.DataFrame({"label": ["a", "b"], "batch": [1, 2], "integration_oob": [0, 0],
-                         "mesure_date": pd.to_datetime(["2024-01-01", "2024-01-02"])})
+    meta = pd.DataFrame({"label": ["a", "b", "a"], "batch": [1, 2, 3], "integration_oob": [0, 0, 0],
+                         "mesure_date": pd.to_datetime(["2024-01-01", "2024-01-02", "2024-01-03"])})
     assert label_candidates(meta) == (["label"], ["label", "batch"])
     assert default_targets(meta)[0] == ("AVA", "label")
     assert default_targets(pd.DataFrame({"class": [1, 2]}))[0] == ("AVA", "class")
+
+
+def test_class_codes_beside_one_text_column_of_sample_names_are_the_target():
+    """A text column with a value of its own in every row names samples; the class codes beside it are the label,
+    where before the sample names were taken as 120 classes of one row."""
+    rows = {"No.": np.arange(1, 13), "Sample name": [f"syrup {k}" for k in range(12)], "Grade": [1, 2, 3] * 4,
+            "Temp": [21.7, 22.3] * 6}
+    code, reason = default_targets(pd.DataFrame(rows))
+    assert code == ("AVA", "Grade")
+    assert reason == ("the one column whose values repeat as classes do; 'No.', 'Sample name' name rows, 'Temp' "
+                      "holds measurements")
+    # two columns of codes stay a question, a measurement is never offered as the label
+    rows["Batch"] = [1, 1, 2, 2] * 3
+    with pytest.raises(TargetError, match=r"has 2 label columns \['Grade', 'Batch'\]; .*`--targets AVA Grade`"):
+        default_targets(pd.DataFrame(rows))
     assert default_targets(make_frame(6, xs=[300]))[0] == ("OVA", "OK")
 
 

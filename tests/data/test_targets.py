@@ -137,6 +137,23 @@ def test_labels_differing_only_in_case_or_spacing_are_named_in_one_warning(caplo
     assert "case" not in caplog.text
 
 
+def test_a_class_spelled_as_a_missing_value_is_kept_and_named_in_one_warning(caplog):
+    labels = ["pure"] * 10 + ["NA"] * 5 + ["#N/A"] * 1 + ["None"] * 6 + ["rich"] * 10
+    target = resolve_target(pd.DataFrame({"label": labels}), ("AVA", "label"))
+    with caplog.at_level("WARNING"):
+        handle_rare_classes(target, 2, "drop")
+    assert ("class(es) '#N/A' (1 row), 'NA' (5 rows) are spelled as a missing value (R writes NA, Excel #N/A): they "
+            "are kept as classes; if those rows have no label, leave their label cells empty") in caplog.text
+    assert "'None'" not in caplog.text and set(target.labels) == {"pure", "NA", "#N/A", "None", "rich"}
+
+
+def test_true_false_labels_keep_their_words():
+    target = resolve_target(pd.DataFrame({"adulterated": [True, False] * 6}), ("AVA", "adulterated"))
+    assert sorted(target.labels) == ["False", "True"]
+    mixed = resolve_target(pd.DataFrame({"grade": np.array([1, 2.0, "3"] * 4, dtype=object)}), ("AVA", "grade"))
+    assert sorted(mixed.labels) == ["1", "2", "3"]  # numbers stay compared as numbers
+
+
 def test_one_class_is_one_line_and_exit_2(tmp_path, capsys):
     from spectratorch.cli import main
     from spectratorch.data.generic import make_generic_frame

@@ -45,6 +45,19 @@ def test_not_a_checkpoint(tmp_path):
         read_checkpoint(path)
 
 
+def test_a_dataset_given_as_checkpoint_is_one_refusal_and_no_torch_warning(tmp_path):
+    import warnings
+
+    import pandas as pd
+
+    path = tmp_path / "data.pkl"
+    pd.DataFrame({"277_300": [1.0, 2.0]}).to_pickle(path, protocol=5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch's "Detected pickle protocol 5" warning would fail here
+        with pytest.raises(CheckpointError, match="not a spectratorch checkpoint"):
+            read_checkpoint(path)
+
+
 @pytest.mark.slow
 def test_every_verb_refuses_a_hostile_checkpoint(tmp_path, demo_file):
     path, marker = _hostile_checkpoint(tmp_path)

@@ -1,4 +1,5 @@
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -73,6 +74,17 @@ def test_external_test_file(demo_file, tmp_path):
     test = dm.stage_arrays("test")
     assert len(test) == len(dm.table)
     assert len(dm.split.train) + len(dm.split.val) == len(dm.table)
+
+
+def test_external_test_file_with_a_shorter_channel_is_refused(demo_file, tmp_path):
+    """380 stops at 700 nm in the test file, 277 still reaches 740: the union axis is the training one, but 380's
+    last points would be read as zeros."""
+    frame = pd.read_pickle(demo_file)
+    short = tmp_path / "short380.pkl"
+    frame.drop(columns=[c for c in frame.columns if c.startswith("380_") and float(c[4:]) > 700]).to_pickle(short)
+    dm = SpectralDataModule(data=str(demo_file), channels=("277", "380"), test_source=str(short))
+    with pytest.raises(SchemaError, match=r"channel '380' of the data covers 295\.\.700, the model's 295\.\.740"):
+        dm.prepare()
 
 
 def test_unknown_channel(demo_file):

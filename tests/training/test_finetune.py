@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -180,10 +181,14 @@ def test_finetune_flags_are_checked(flags, message):
                        for f, v in zip(flags, flags[1:] + ["1"]) if f.startswith("--")})
 
 
-@pytest.mark.parametrize("case", ["no-checkpoint", "arch-and-channels", "missing-channel"])
+@pytest.mark.parametrize("case", ["no-checkpoint", "arch-and-channels", "missing-channel", "over-parent"])
 def test_bad_input_one_line_exit_2_before_training(case, parent, b_file, tmp_path, capsys):
-    checkpoint, _ = parent
+    checkpoint, parent_stem = parent
     data, args = b_file, list(COMMON)
+    out = tmp_path / "out"
+    if case == "over-parent":  # the same name in the parent's folder: its files would be replaced
+        out.mkdir()
+        checkpoint = Path(shutil.copy(checkpoint, out))
     if case == "missing-channel":
         import pandas as pd
 
@@ -195,11 +200,12 @@ def test_bad_input_one_line_exit_2_before_training(case, parent, b_file, tmp_pat
         "arch-and-channels": ["arch: checkpoint 'TinyVGG', this run 'VGG11' (pass --arch TinyVGG)",
                               "channels: checkpoint ['277', '380'], this run ['277', '425'] (pass --channels 277 380)"],
         "missing-channel": ["unknown channel(s) ['380']"],
+        "over-parent": [f"--finetune would write the new model over the one it starts from ({parent_stem!r} in "
+                        f"{out.resolve()}): pass --output-dir"],
     }[case]
     if case == "arch-and-channels":
         args[1], args[4] = "VGG11", "425"
     load = [] if case == "no-checkpoint" else ["--load-this", checkpoint]
-    out = tmp_path / "out"
     argv = ["train", "--data", data, *args, *load, "--finetune", "--output-dir", out, "--max-epochs", "1"]
     if case == "no-checkpoint":
         done = _cli(*argv)
@@ -212,4 +218,4 @@ def test_bad_input_one_line_exit_2_before_training(case, parent, b_file, tmp_pat
     assert code == 2, stderr[-2000:]
     lines = [line for line in stderr.splitlines() if line.startswith("spectratorch train: error:")]
     assert len(lines) == 1 and all(part in lines[0] for part in expected), stderr[-2000:]
-    assert "Epoch" not in stderr and not list(out.glob("**/*.ckpt"))
+    assert "Epoch" not in stderr and list(out.glob("**/*.ckpt")) == ([checkpoint] if case == "over-parent" else [])
