@@ -701,7 +701,7 @@ def _run_report(args) -> int:
     onnx_path = checkpoint.with_name(f"{stem}.onnx")
     if onnx_path.is_file():
         update_metadata(onnx_path, cutoffs={k: v for k, v in sheet["cutoffs"].items() if v is not None})
-    print(json.dumps({k: v for k, v in sheet.items() if k != "cutoff_table"}))
+    print(json.dumps({**{k: v for k, v in sheet.items() if k != "cutoff_table"}, "baselines": baseline or {}}))
     return 0
 
 

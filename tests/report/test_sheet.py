@@ -194,6 +194,14 @@ def test_report_command_end_to_end(tmp_path_factory, tmp_path):
     assert printed["cutoffs"] == pytest.approx(expected["cutoffs"], rel=1e-6)
     assert read_metadata(onnx_file)["cutoffs"] == {k: v for k, v in printed["cutoffs"].items() if v is not None}
     assert printed["cutoffs"]["default"] is not None
+    # the title carries the run's baselines, read from the JSON beside the checkpoint (none here), as the training
+    # run drew it (this run was trained without them: the JSON is given some)
+    assert printed["baselines"] == {}
+    baselines = {"logistic_regression": 0.75, "pls_da": 0.5}
+    metrics = {**run.summary["metrics"], "baseline": {k: {"test": {"accuracy": v}} for k, v in baselines.items()}}
+    (tmp_path / f"{run.stem}.json").write_text(json.dumps({**run.summary, "metrics": metrics}))
+    result = run_cli(["report", checkpoint], block_torch=False, timeout=600)
+    assert json.loads(result.stdout.strip().splitlines()[-1])["baselines"] == baselines
 
 
 def test_the_sheet_draws_the_t2_q_plot_of_its_rows():
