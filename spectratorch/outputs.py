@@ -3,7 +3,8 @@
 - :func:`claim_output_dir`: ``train`` and ``cv`` hold an advisory lock (``fcntl.flock``) on
   ``<output dir>/.spectratorch.lock`` for the whole run; the file says who holds it. A second run into the same
   folder is refused with one line naming the holder; a lock left by a process that died is no lock (the system
-  releases it with the process) and is taken over. Once held, the temporary files that :func:`~spectratorch.data.io.
+  releases it with the process) and is taken over; a folder the run made and wrote nothing in (a refusal of its
+  input) is removed at the end. Once held, the temporary files that :func:`~spectratorch.data.io.
   atomic_path` names (``.<name>.<8 characters>.spectratorch.tmp``) left in the folder by a killed run are removed.
 - :func:`check_output_file`: an output file that is one of the command's inputs, a folder, or not writable is
   refused before any work.
@@ -55,7 +56,7 @@ def claim_output_dir(directory: str | os.PathLike, command: str | None = None):
     """Hold ``directory`` for this run; remove the temporary files a killed run left there.
 
     Args:
-        directory: the output folder (created when missing).
+        directory: the output folder (created when missing, and removed again when the run wrote nothing in it).
         command: what runs, for the message another run gets (default: this process's command line).
 
     Raises:
@@ -70,6 +71,7 @@ def claim_output_dir(directory: str | os.PathLike, command: str | None = None):
     directory = Path(directory)
     if directory.exists() and not directory.is_dir():
         raise ConfigError(f"the output directory {directory} is a file; choose a folder with --output-dir.")
+    created = not directory.exists()
     try:
         directory.mkdir(parents=True, exist_ok=True)
         fd = os.open(directory / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
@@ -85,7 +87,19 @@ def claim_output_dir(directory: str | os.PathLike, command: str | None = None):
         remove_leftovers(directory)
         yield directory
     finally:
-        os.close(fd)  # reason: closing releases the lock; the file stays, so a lock is never a missing file.
+        # reason: a run refused before it wrote anything (bad input) leaves no folder it made; otherwise the lock file
+        # stays and closing releases the lock, so a lock is never a missing file while the folder holds a run's work.
+        if created and [p.name for p in directory.iterdir()] == [LOCK_NAME]:
+            _remove_empty(directory)
+        os.close(fd)
+
+
+def _remove_empty(directory: Path) -> None:
+    try:
+        (directory / LOCK_NAME).unlink()
+        directory.rmdir()
+    except OSError:
+        pass
 
 
 def _lock(fd: int, directory: Path) -> None:

@@ -186,6 +186,24 @@ def test_an_output_directory_that_is_a_file_is_named_so(tmp_path):
     assert (tmp_path / "out").read_text() == "notes"
 
 
+def test_a_folder_made_for_a_run_that_wrote_nothing_is_removed_and_one_with_work_keeps_its_lock(tmp_path, capsys):
+    with claim_output_dir(tmp_path / "new", "spectratorch train"):
+        pass
+    assert not (tmp_path / "new").exists()
+    with claim_output_dir(tmp_path / "used", "spectratorch train") as folder:
+        (folder / "model.json").write_text("{}")
+    assert sorted(p.name for p in (tmp_path / "used").iterdir()) == [LOCK_NAME, "model.json"]
+    tmp_path.joinpath("there").mkdir()
+    with claim_output_dir(tmp_path / "there", "spectratorch train"):
+        pass
+    assert [p.name for p in (tmp_path / "there").iterdir()] == [LOCK_NAME]  # a folder the user made stays
+    # a run refused for its input leaves no folder behind
+    from spectratorch.cli import main
+
+    assert main(["train", "--data", str(tmp_path / "missing.csv"), "--output-dir", str(tmp_path / "run")]) == 2
+    assert "no such dataset file" in capsys.readouterr().err and not (tmp_path / "run").exists()
+
+
 def test_one_process_claims_a_folder_at_a_time(tmp_path):
     with claim_output_dir(tmp_path, "first"):
         errors = []
