@@ -10,7 +10,9 @@ commas (``0,412``), as spreadsheets set to a European locale export it: the sepa
 the first lines into the same number of fields (a tab or semicolon before a comma on a tie), the decimal mark is a
 comma when the first data rows' numbers have one and none has a point; a header number such as ``900,5`` then reads
 as 900.5. Text is UTF-8, else Windows-1252 (a Western spreadsheet's "CSV"). Lines of notes before the header (one or
-two fields, as some instruments write their settings) are skipped.
+two fields, as some instruments write their settings) are skipped. Data lines one field longer than the header are
+R's ``write.table`` (row names the header does not name: the sample ids) or, when that field is empty on every line,
+a separator ending the data lines only; a line of another length is refused, naming it.
 
 In a CSV or Excel file only an empty (or blank) cell is missing in a column of text: a class named ``None``, ``NA``
 or ``null`` stays a class. A column of numbers reads pandas' words for a missing value (``NaN``, ``NA``, ``nan``,
@@ -204,8 +206,8 @@ def _read(path: Path, map_from: int | None) -> tuple[pd.DataFrame, Callable[[], 
         df = _with_id_column(_read_with(_read_excel, path, "Excel (.xlsx)"), path)
     else:
         dialect = csv_dialect(path)
-        _check_csv(path, dialect)
-        df = _with_id_column(_read_with(lambda p: _read_csv(p, dialect), path, "CSV"), path)
+        extra = _check_csv(path, dialect)
+        df = _with_id_column(_read_with(lambda p: _read_csv(p, dialect, extra), path, "CSV"), path)
     if not isinstance(df, pd.DataFrame):
         raise DataFormatError(f"{path}: expected a pandas DataFrame, found a {type(df).__name__}.")
     return df, release
@@ -275,11 +277,17 @@ def _layout(lines: list[str], separator: str) -> tuple[list[int], int, int]:
     return widths, width, count
 
 
-def _read_csv(path: Path, dialect: CsvDialect) -> pd.DataFrame:
+def _read_csv(path: Path, dialect: CsvDialect, extra: str = "") -> pd.DataFrame:
     """UTF-8 (with or without a byte-order mark), else Windows-1252, as a Western-locale spreadsheet saves text; an
     empty column that a separator at the end of every line makes (``Unnamed: N``, no value) is dropped, and with
-    decimal commas a header number such as ``900,5`` reads as ``900.5``."""
+    decimal commas a header number such as ``900,5`` reads as ``900.5``. ``extra`` (from :func:`_check_csv`):
+    ``"trailing"``, a separator at the end of every data line only; ``"row_names"``, a first field of each data line
+    that the header does not name (R's ``write.table``), read as the sample id."""
     options = {"sep": dialect.separator, "decimal": dialect.decimal, "skiprows": dialect.skip}
+    if extra == "trailing":
+        options["index_col"] = False
+    elif extra == "row_names":
+        options["index_col"] = 0
     try:
         df = _read_keeping_words(lambda **more: pd.read_csv(path, **options, **more))
     except UnicodeDecodeError:
@@ -344,21 +352,37 @@ def _check_header(path: Path, header: list[str]) -> None:
         seen.add(name)
 
 
-def _check_csv(path: Path, dialect: CsvDialect) -> None:
+def _check_csv(path: Path, dialect: CsvDialect) -> str:
     """Refuse what pandas would silently repair: a repeated column name (read as ``name.1``) and a short row (a file
-    cut mid-row, its missing fields read as NaN)."""
+    cut mid-row, its missing fields read as NaN), or a row longer than the header.
+
+    Returns:
+        ``""``; ``"trailing"`` when every data line has one more field, empty (a separator at the end of the data
+        lines only); ``"row_names"`` when every data line has one more field in front (R's ``write.table``, whose
+        header does not name the row names).
+    """
     with open(path, newline="", encoding="utf-8", errors="replace") as file, _wide_fields():
         reader = csv.reader(file, delimiter=dialect.separator)
         for _ in range(dialect.skip):
             next(reader, None)
         header = next(reader, [])
         _check_header(path, header)
+        extra, trailing = None, True
         for row in reader:
-            if row and len(row) != len(header):
-                raise DataFormatError(
-                    f"{path}: line {reader.line_num} has {len(row)} fields, the header {len(header)}; the file may "
-                    "be truncated (cut mid-row) or damaged."
-                )
+            if not row:
+                continue
+            if extra is None:
+                extra = len(row) == len(header) + 1
+            if len(row) != len(header) + extra:
+                found = f"line {reader.line_num} has {len(row)} fields, the header {len(header)}"
+                if len(row) < len(header):
+                    raise DataFormatError(f"{path}: {found}; the file may be truncated (cut mid-row) or damaged.")
+                raise DataFormatError(f"{path}: {found}; a value holding the separator {dialect.separator!r}, or a "
+                                      "column without a name in the header?")
+            trailing = trailing and (not extra or not row[-1].strip())
+    if not extra:
+        return ""
+    return "trailing" if trailing else "row_names"
 
 
 def _nothing() -> None:

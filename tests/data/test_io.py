@@ -316,3 +316,30 @@ def test_a_tsv_file_reads_as_a_csv_and_a_folder_or_a_txt_file_is_one_line_saying
         read_dataset(tmp_path / "EX_277_demo_I.txt")
     with pytest.raises(DataFormatError, match=r"unsupported dataset file type '\.txt'"):
         write_dataset(df, tmp_path / "out.txt")
+
+
+def test_r_row_names_and_a_separator_ending_the_data_lines_read_and_a_longer_line_is_named(tmp_path):
+    """R's ``write.table`` writes row names its header does not name; some exports end each data line, not the
+    header, with a separator. Both read as the table they are; a line that is longer than its neighbours is named."""
+    from spectratorch.data.generic import make_generic_frame
+
+    df = make_generic_frame(12, length=20)
+    folder = tmp_path
+    spectra = df.drop(columns="label")
+    header = "\t".join(f'"X{c}"' for c in spectra.columns) + '\t"label"\n'
+    lines = [f'"{i}"\t' + "\t".join(f"{v:.6g}" for v in row) + f'\t"{label}"\n'
+             for i, row, label in zip(df.index, spectra.to_numpy(), df["label"])]
+    (folder / "r.tsv").write_text(header + "".join(lines))
+    back = read_dataset(folder / "r.tsv")
+    assert back.index.tolist() == df.index.tolist() and back["label"].tolist() == df["label"].tolist()
+    np.testing.assert_allclose(back.drop(columns="label").to_numpy(), spectra.to_numpy(), rtol=1e-5)
+    text = df.to_csv()
+    head, *rows = text.splitlines()
+    (folder / "t.csv").write_text(head + "\n" + "".join(f"{row},\n" for row in rows))
+    back = read_dataset(folder / "t.csv")
+    assert back.index.tolist() == df.index.tolist() and list(back.columns) == list(df.columns)
+    rows[3] += ",7"
+    (folder / "long.csv").write_text(head + "\n" + "\n".join(rows) + "\n")
+    with pytest.raises(DataFormatError, match=r"line 5 has 23 fields, the header 22; a value holding the separator "
+                                              r"',', or a column without a name in the header\?$"):
+        read_dataset(folder / "long.csv")
