@@ -8,9 +8,10 @@ to exchange data with strangers.
 A CSV file may be separated by commas, semicolons or tabs, and a semicolon- or tab-separated one may write decimal
 commas (``0,412``), as spreadsheets set to a European locale export it: the separator is the one that splits most of
 the first lines into the same number of fields (a tab or semicolon before a comma on a tie), the decimal mark is a
-comma when the first data rows' numbers have one and none has a point; a header number such as ``900,5`` then reads
-as 900.5. Text is UTF-8, else Windows-1252 (a Western spreadsheet's "CSV"). Lines of notes before the header (one or
-two fields, as some instruments write their settings) are skipped. Data lines one field longer than the header are
+comma when more of the first data rows' numbers have one than a point (a text column of codes such as ``1.1``
+aside); a header number such as ``900,5`` then reads as 900.5. Text is UTF-8, else Windows-1252 (a Western
+spreadsheet's "CSV"). Lines of notes before the header (one or two fields, as some instruments write their settings)
+are skipped. Data lines one field longer than the header are
 R's ``write.table`` (row names the header does not name: the sample ids) or, when that field is empty on every line,
 a separator ending the data lines only; a line of another length is refused, naming it.
 
@@ -259,8 +260,9 @@ def _dialect(path, lines: list[str]) -> CsvDialect:
     decimal = "."
     if separator != ",":
         fields = [f for row in csv.reader(lines[skip + 1 : skip + 1 + _SNIFF_ROWS], delimiter=separator) for f in row]
-        commas = any(_DECIMAL_COMMA.match(field) for field in fields)
-        decimal = "," if commas and not any(_DECIMAL_POINT.match(field) for field in fields) else "."
+        # reason: the mark most numbers use; a text column (batch codes such as 1.1) may hold the other one.
+        commas = sum(1 for field in fields if _DECIMAL_COMMA.match(field))
+        decimal = "," if commas > sum(1 for field in fields if _DECIMAL_POINT.match(field)) else "."
         _logger.info("%s: read as %s-separated values with decimal %s", path,
                      "tab" if separator == "\t" else "semicolon", "commas" if decimal == "," else "points")
     if skip:

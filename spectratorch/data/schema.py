@@ -418,8 +418,17 @@ def _to_float32(block: pd.DataFrame, channel: str) -> np.ndarray:
         return block.to_numpy(dtype=np.float32)
     except (ValueError, TypeError):
         bad = next(n for n in block.columns if not pd.api.types.is_numeric_dtype(block[n]))
+        values = block[bad]
+        wrong = values[pd.to_numeric(values, errors="coerce").isna() & values.notna()]
+        where = f", row {wrong.index[0]!r}: {wrong.iloc[0]!r}" if len(wrong) else ""
+        # reason: a number written with a decimal comma in a file read with decimal points (or the reverse) is the
+        # usual cause; the sniffed mark comes from the first rows, which a text column can mislead.
+        mark = (" A decimal comma in a file read with decimal points: save the file with one decimal mark, or "
+                "separated by semicolons with decimal commas throughout." if len(wrong) and
+                re.fullmatch(r"[-+]?\d*,\d+([eE][-+]?\d+)?", str(wrong.iloc[0]).strip()) else "")
         raise SchemaError(
-            f"channel {channel!r} has non-numeric values (e.g. in column {bad!r}); expected numbers."
+            f"channel {channel!r} has non-numeric values ({len(wrong)} in column {bad!r}{where}); expected "
+            f"numbers.{mark}"
         ) from None
 
 

@@ -343,3 +343,22 @@ def test_r_row_names_and_a_separator_ending_the_data_lines_read_and_a_longer_lin
     with pytest.raises(DataFormatError, match=r"line 5 has 23 fields, the header 22; a value holding the separator "
                                               r"',', or a column without a name in the header\?$"):
         read_dataset(folder / "long.csv")
+
+
+def test_the_decimal_mark_is_the_one_most_numbers_use_and_a_misread_one_is_named(tmp_path):
+    from spectratorch.data.generic import make_generic_frame
+    from spectratorch.data.schema import load_table
+
+    df = make_generic_frame(12, length=20)
+    df.insert(0, "batch", [f"{k % 3 + 1}.{k % 2 + 1}" for k in range(12)])  # codes such as 1.1, read as text
+    df.to_csv(tmp_path / "eu.csv", sep=";", decimal=",")
+    back = read_dataset(tmp_path / "eu.csv")
+    assert back["batch"].tolist() == df["batch"].tolist()
+    np.testing.assert_allclose(back[df.columns[1:-1]].to_numpy(), df[df.columns[1:-1]].to_numpy(), rtol=1e-6)
+    # numbers written with a decimal comma in a comma-separated file (quoted) cannot be read as numbers: the line
+    # names a cell and the likely cause
+    df.to_csv(tmp_path / "quoted.csv", decimal=",", quoting=1)
+    with pytest.raises(SchemaError, match=r"has non-numeric values \(12 in column 'nir_[0-9.]+', row 'G00000': "
+                                          r"'0,\d+'\); expected numbers\. A decimal comma in a file read with decimal "
+                                          r"points"):
+        load_table(tmp_path / "quoted.csv")
