@@ -224,6 +224,12 @@ def resolve_target(meta: pd.DataFrame, code: Sequence[str]) -> Target:
             values_of, key = AVA_CODES[rest[0]]
             y, labels = _classes(values_of(lab), key)
             return Target(y, labels, lab.combo.astype(str), code)
+        if lab is not None and rest[0] not in meta.columns and any(
+                (values == rest[0]).any() for values in (lab.intensity, lab.type, lab.combo)):
+            # reason: AVA takes a code, OVA a class value; `AVA OK` for `OVA OK` is the lab's likeliest slip.
+            raise TargetError(f"{rest[0]!r} is a class value, not an AVA code: one class against the rest is "
+                              f"`--targets OVA {rest[0]}`; all classes of a column are `--targets AVA "
+                              f"{'|'.join(AVA_CODES)}`.")
         values = _generic_values(meta, rest[0])
         y, labels = _classes(values, _natural_key)
         return Target(y, labels, values.astype(str), code)
@@ -250,6 +256,9 @@ def _resolve_ova(meta: pd.DataFrame, lab: LabLabels | None, code: tuple[str, ...
         hit = values == value
         if hit.any():
             return Target(hit.astype(np.int64), (REST_LABEL, value), full_truth.astype(str), code)
+    if value in AVA_CODES and len(code) == 2:
+        raise TargetError(f"{value!r} is an AVA code, not a class value: all its classes are `--targets AVA {value}`; "
+                          "one class against the rest is `--targets OVA <value>`, e.g. `--targets OVA OK`.")
     found = {name: sorted(set(v.tolist()), key=_natural_key) for name, v in candidates.items()}
     raise TargetError(f"no row has the class value {value!r}; the data has {found}.")
 

@@ -54,6 +54,16 @@ def test_ova_lookup_order(meta):
     assert vr11.y.sum() == 1
 
 
+def test_a_class_value_under_ava_and_a_code_under_ova_name_the_other_mode(meta):
+    with pytest.raises(TargetError, match=r"^'OK' is a class value, not an AVA code: one class against the rest is "
+                                          r"`--targets OVA OK`"):
+        resolve_target(meta, ("AVA", "OK"))
+    with pytest.raises(TargetError, match=r"^'IN' is an AVA code, not a class value: all its classes are "
+                                          r"`--targets AVA IN`"):
+        resolve_target(meta, ("OVA", "IN"))
+    assert resolve_target(meta, ("AVA", "label")).labels == ("a", "b", "c")  # a column is still a column
+
+
 def test_type_codes_as_strings_or_floats(meta):
     meta["greffon_defaut_type"] = meta["greffon_defaut_type"].astype(float)
     assert resolve_target(meta, ("AVA", "TY")).labels == ("0", "1", "11", "13", "2", "6")
