@@ -13,7 +13,8 @@ aside); a header number such as ``900,5`` then reads as 900.5. Text is UTF-8, el
 spreadsheet's "CSV"). Lines of notes before the header (one or two fields, as some instruments write their settings)
 are skipped. Data lines one field longer than the header are
 R's ``write.table`` (row names the header does not name: the sample ids) or, when that field is empty on every line,
-a separator ending the data lines only; a line of another length is refused, naming it.
+a separator ending the data lines only; a line of another length is refused, naming it. In a workbook, the table is
+the first sheet's whose header names spectral columns, below rows of notes of at most two cells.
 
 In a CSV or Excel file only an empty (or blank) cell is missing in a column of text: a class named ``None``, ``NA``
 or ``null`` stays a class. A column of numbers reads pandas' words for a missing value (``NaN``, ``NA``, ``nan``,
@@ -203,8 +204,9 @@ def _read(path: Path, map_from: int | None) -> tuple[pd.DataFrame, Callable[[], 
         df = _read_with(pd.read_parquet, path, "parquet")
     elif suffix == ".xlsx":
         _require_openpyxl(path)
-        _check_header(path, _read_with(_excel_header, path, "Excel (.xlsx)"))
-        df = _with_id_column(_read_with(_read_excel, path, "Excel (.xlsx)"), path)
+        sheet, row = _read_with(_excel_table, path, "Excel (.xlsx)")
+        _check_header(path, _read_with(lambda p: _excel_header(p, sheet, row), path, "Excel (.xlsx)"))
+        df = _with_id_column(_read_with(lambda p: _read_excel(p, sheet, row), path, "Excel (.xlsx)"), path)
     else:
         dialect = csv_dialect(path)
         extra = _check_csv(path, dialect)
@@ -302,15 +304,37 @@ def _read_csv(path: Path, dialect: CsvDialect, extra: str = "") -> pd.DataFrame:
     return df
 
 
-def _read_excel(path: Path) -> pd.DataFrame:
-    """The first sheet, its missing cells as in a CSV file (see :func:`_read_keeping_words`)."""
-    return _read_keeping_words(lambda **more: pd.read_excel(path, engine="openpyxl", **more))
+def _excel_table(path: Path) -> tuple[int | str, int]:
+    """Where a workbook's table of spectra is: ``(sheet, header row)``, the first sheet whose header names spectral
+    columns, below rows of notes of at most two cells, as in a CSV file (a sheet of settings before it, a title above
+    the header); ``(0, 0)`` when none does (the schema's error then names the first sheet's columns)."""
+    from spectratorch.data.schema import spectral_columns
+
+    with pd.ExcelFile(path, engine="openpyxl") as book:
+        for sheet in book.sheet_names:
+            top = pd.read_excel(book, sheet_name=sheet, header=None, nrows=_SNIFF_LINES)
+            for row in range(len(top)):
+                names = [str(v) for v in top.iloc[row] if pd.notna(v) and str(v).strip()]
+                if any(len(points) > 1 for points in spectral_columns(names).values()):
+                    if (sheet, row) != (book.sheet_names[0], 0):
+                        _logger.info("%s: the table of spectra read from sheet %r%s", path, sheet,
+                                     f", its header on row {row + 1}" if row else "")
+                    return sheet, row
+                if len(names) > _NOTE_FIELDS:
+                    break  # reason: a header of another table (or a row of data), not notes above the spectra's
+    return 0, 0
 
 
-def _excel_header(path: Path) -> list[str]:
-    """The first sheet's header row as written, blank cells left out."""
-    row = pd.read_excel(path, engine="openpyxl", header=None, nrows=1)
-    return [] if row.empty else [str(value) for value in row.iloc[0] if pd.notna(value) and str(value).strip()]
+def _read_excel(path: Path, sheet: int | str = 0, row: int = 0) -> pd.DataFrame:
+    """A sheet's table from its header row on, its missing cells as in a CSV file (see :func:`_read_keeping_words`)."""
+    return _read_keeping_words(lambda **more: pd.read_excel(path, engine="openpyxl", sheet_name=sheet, skiprows=row,
+                                                            **more))
+
+
+def _excel_header(path: Path, sheet: int | str = 0, row: int = 0) -> list[str]:
+    """A sheet's header row as written, blank cells left out."""
+    top = pd.read_excel(path, engine="openpyxl", sheet_name=sheet, header=None, skiprows=row, nrows=1)
+    return [] if top.empty else [str(value) for value in top.iloc[0] if pd.notna(value) and str(value).strip()]
 
 
 def _read_keeping_words(read: Callable[..., pd.DataFrame]) -> pd.DataFrame:

@@ -362,3 +362,19 @@ def test_the_decimal_mark_is_the_one_most_numbers_use_and_a_misread_one_is_named
                                           r"'0,\d+'\); expected numbers\. A decimal comma in a file read with decimal "
                                           r"points"):
         load_table(tmp_path / "quoted.csv")
+
+
+def test_a_workbook_table_is_found_below_its_notes_and_behind_a_sheet_of_settings(tmp_path):
+    from spectratorch.data.generic import make_generic_frame
+
+    df = make_generic_frame(12, length=20)
+    path = tmp_path / "book.xlsx"
+    with pd.ExcelWriter(path, engine="openpyxl") as book:
+        pd.DataFrame({"setting": ["instrument", "operator"], "value": ["NIR-1", "ann"]}).to_excel(
+            book, sheet_name="Info", index=False)
+        pd.DataFrame([["Spectra of batch 7"], ["exported 2024-05-02"]]).to_excel(
+            book, sheet_name="Data", index=False, header=False)
+        df.to_excel(book, sheet_name="Data", startrow=3)
+    back = read_dataset(path)
+    assert back.index.tolist() == df.index.tolist() and back["label"].tolist() == df["label"].tolist()
+    np.testing.assert_allclose(back.drop(columns="label").to_numpy(), df.drop(columns="label").to_numpy(), rtol=1e-6)
