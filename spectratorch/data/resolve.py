@@ -32,7 +32,9 @@ _NOT_LABELS = frozenset({OOB_COLUMN, DATE_COLUMN})
 _LABEL_NAMES = frozenset({"label", "labels", "class", "classes", "target", "y", "category"})
 # reason: the dates instruments and spreadsheets write (ISO, European with dots or slashes, US); a time after the
 # date is cut off first by _TIME_PART, so each format is tried once.
-_DATE_FORMATS = ("%Y-%m-%d", "%Y/%m/%d", "%d.%m.%Y", "%d/%m/%Y", "%m/%d/%Y", "%d-%m-%Y")
+_DATE_FORMATS = ("%Y-%m-%d", "%Y/%m/%d", "%d.%m.%Y", "%d/%m/%Y", "%m/%d/%Y", "%d-%m-%Y",
+                 # with the month's name, as Excel and some instruments write it (01-Jan-2024, 1 Jan 2024, Jan 1, 2024)
+                 "%d-%b-%Y", "%d-%b-%y", "%d %b %Y", "%d %B %Y", "%b %d, %Y", "%B %d, %Y")
 _TIME_PART = re.compile(r"[ T]\d{1,2}:\d{2}(:\d{2}(\.\d*)?)?\s*(Z|[+-]\d{2}:?\d{2})?$")
 # reason: a date column is dates throughout; its first thousand values say so as well as 300k would, at no cost.
 _DATE_SAMPLE = 1000
@@ -100,11 +102,12 @@ def label_candidates(meta: pd.DataFrame) -> tuple[list[str], list[str]]:
     delimiter's, holds nothing to learn) and are neither dates nor the lab's bookkeeping columns;
     text columns are the candidates whose values are not numbers. A column is dates when its dtype is a datetime
     or most of its non-empty values read as a date (``2024-01-31``, ``31.01.2024``, ``31/01/2024``,
-    ``01/31/2024``, with or without a time after it).
+    ``01/31/2024``, ``31-Jan-2024``, ``31 Jan 2024``, ``Jan 31, 2024``, with or without a time after it).
 
     Example:
         >>> meta = pd.DataFrame({"label": ["a", "b"], "batch": [1, 2], "when": pd.to_datetime(["2024", "2025"]),
-        ...                      "Date": ["01.01.2024", "02.01.2024"], "empty": [None, None]})
+        ...                      "Date": ["01.01.2024", "02.01.2024"], "day": ["01-Jan-2024", "02-Jan-2024"],
+        ...                      "empty": [None, None]})
         >>> label_candidates(meta)
         (['label'], ['label', 'batch'])
     """

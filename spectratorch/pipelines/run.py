@@ -105,7 +105,11 @@ def _load_module(path: str, expected: dict) -> SpectralModule:
     module = load_module(path)
     differences = checkpoint_differences(dict(module.hparams), expected)
     if differences:
-        raise CheckpointError(f"--load-this {path} was trained with another configuration: " + "; ".join(differences))
+        # reason: other data or labels are what --finetune is for; a user with new labels reads the way here.
+        hint = (" (to train it on other labels or data, add --finetune)"
+                if any(d.startswith(("labels", "axis")) for d in differences) else "")
+        raise CheckpointError(f"--load-this {path} was trained with another configuration: " + "; ".join(differences)
+                              + hint)
     # reason: the run's own optimisation settings apply (a fine-tune may use another lr or eps).
     for key in ("eps", "lr", "weight_decay", "target_metric", "scheduler_patience", "scheduler_cooldown", "seed",
                 "config", "loss", "focal_gamma", "class_weights"):

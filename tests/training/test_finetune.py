@@ -219,3 +219,15 @@ def test_bad_input_one_line_exit_2_before_training(case, parent, b_file, tmp_pat
     lines = [line for line in stderr.splitlines() if line.startswith("spectratorch train: error:")]
     assert len(lines) == 1 and all(part in lines[0] for part in expected), stderr[-2000:]
     assert "Epoch" not in stderr and list(out.glob("**/*.ckpt")) == ([checkpoint] if case == "over-parent" else [])
+
+
+def test_load_this_without_finetune_on_other_labels_points_to_finetune(parent):
+    from spectratorch.errors import CheckpointError
+    from spectratorch.pipelines.run import _load_module
+
+    checkpoint, _ = parent
+    expected = dict(load_module(checkpoint).hparams)
+    _load_module(str(checkpoint), expected)  # the same configuration loads
+    with pytest.raises(CheckpointError, match=r"was trained with another configuration: labels: checkpoint .* \(to "
+                                              r"train it on other labels or data, add --finetune\)$"):
+        _load_module(str(checkpoint), {**expected, "labels": ["a", "b", "c"]})
