@@ -24,7 +24,7 @@ __all__ = ["UPLOAD_SUFFIXES", "DEFAULT_LIMIT_MB", "MAX_RATIO", "MAX_MEMBERS", "s
 
 _logger = logging.getLogger(__name__)
 
-UPLOAD_SUFFIXES = (".parquet", ".csv", ".pkl", ".pickle", ".zip")
+UPLOAD_SUFFIXES = (".parquet", ".csv", ".tsv", ".xlsx", ".pkl", ".pickle", ".zip")
 DEFAULT_LIMIT_MB = 200.0
 """Streamlit's own default ``server.maxUploadSize``."""
 
@@ -65,7 +65,7 @@ def check_upload(name: str, size: int, limit_mb: float = DEFAULT_LIMIT_MB) -> st
     if suffix not in UPLOAD_SUFFIXES:
         raise DataFormatError(
             f"{name}: files of type {suffix or '(none)'!r} are not read here; expected a dataset file "
-            f"(.parquet, .csv, .pkl) or a .zip of the instrument's exports."
+            f"(.parquet, .csv, .tsv, .xlsx, .pkl) or a .zip of the instrument's exports."
         )
     if size == 0:
         raise DataFormatError(f"{name}: the file is empty (0 bytes). Export it again, or pick another file.")

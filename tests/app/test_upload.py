@@ -22,6 +22,7 @@ def _zip(members: dict[str, bytes]) -> bytes:
 
 def test_checks_name_emptiness_and_size():
     assert check_upload("Lot 12.PARQUET", 10) == ".parquet"
+    assert [check_upload(f"lot.{kind}", 10) for kind in ("xlsx", "tsv")] == [".xlsx", ".tsv"]  # as predict reads
     with pytest.raises(DataFormatError, match=r"notes.txt: files of type '.txt' are not read here"):
         check_upload("notes.txt", 10)
     with pytest.raises(DataFormatError, match="empty"):
