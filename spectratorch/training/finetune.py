@@ -183,7 +183,7 @@ def finetune_module(path, expected: dict, train_arrays, keep_scaling: bool = Fal
     parent_labels = list(parent.labels)
     lineage = {
         "parent": stem,
-        "parent_checkpoint": str(path),
+        "parent_checkpoint": str(Path(path).resolve()),  # reason: readable from any working directory
         "parent_labels": parent_labels,
         "head": head,
         "label_mapping": {label: (label if label in parent_labels and head != "new" else None)

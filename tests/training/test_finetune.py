@@ -54,8 +54,10 @@ def b_file(tmp_path_factory):
 def test_finetune_new_head_freeze_then_unfreeze_through_the_cli(parent, b_file, tmp_path):
     checkpoint, parent_stem = parent
     out = tmp_path / "out"
-    done = _cli("train", "--data", b_file, *COMMON, "--targets", "AVA", "IN", "--load-this", checkpoint,
-                "--finetune", "--freeze-backbone-epochs", "1", "--unfreeze-lr-factor", "0.5", "--max-epochs", "3",
+    # the checkpoint given relative to the working directory, as a user types it
+    relative = os.path.relpath(checkpoint, ROOT)
+    done = _cli("train", "--data", b_file, *COMMON, "--targets", "AVA", "IN", "--load-this", relative, "--finetune",
+                "--freeze-backbone-epochs", "1", "--unfreeze-lr-factor", "0.5", "--max-epochs", "3",
                 "--early-stop-patience", "5", "--output-dir", out, "--no-evaluate", "--to-onnx")
     assert done.returncode == 0, done.stderr[-3000:]
     stem = "TinyVGG y=['AVA', 'IN'] c=('277', '380') t=('da', 'simulate') 0-5 s=42 eps=0.1"
@@ -67,6 +69,7 @@ def test_finetune_new_head_freeze_then_unfreeze_through_the_cli(parent, b_file, 
     assert record["head"] == "new" and record["parent_labels"] == ["The rest", "OK"]
     assert record["label_mapping"] == {label: None for label in summary["labels"]} and len(summary["labels"]) == 4
     assert record["scaling"] == "refitted"
+    assert record["parent_checkpoint"] == str(checkpoint.resolve())  # the full path, whatever the working directory
     head, whole = record["phases"]
     assert (head["epoch"], head["phase"], whole["epoch"], whole["phase"]) == (0, "head", 1, "all")
     model = load_module(summary["files"]["checkpoint"])
