@@ -55,7 +55,7 @@ from spectratorch.errors import ConfigError, DataFormatError
 from spectratorch.outputs import TEMPORARY_SUFFIX
 
 __all__ = ["DATASET_SUFFIXES", "read_dataset", "read_dataset_mapped", "write_dataset", "atomic_path", "CsvDialect",
-           "csv_dialect", "safe_load_pickle", "MISSING_WORDS"]
+           "csv_dialect", "safe_load_pickle", "MISSING_WORDS", "DECIMAL_COMMA"]
 
 _logger = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ _ID_NAMES = frozenset({"id", "ids", "sample", "sample_id", "sampleid", "sample i
 MAP_BUFFERS_FROM = 64 * 2**20
 
 _SEPARATORS = ("\t", ";", ",")
-_DECIMAL_COMMA = re.compile(r"^\s*[-+]?\d*,\d+([eE][-+]?\d+)?\s*$")
+DECIMAL_COMMA = re.compile(r"^\s*[-+]?\d*,\d+([eE][-+]?\d+)?\s*$")
 _DECIMAL_POINT = re.compile(r"^\s*[-+]?\d*\.\d+([eE][-+]?\d+)?\s*$")
 # reason: enough rows to see a decimal mark in a table whose first values are whole numbers, and enough lines to see
 # past the notes some instruments write before the table (a title, a date, the instrument's settings).
@@ -204,8 +204,8 @@ def _read(path: Path, map_from: int | None) -> tuple[pd.DataFrame, Callable[[], 
         df = _read_with(pd.read_parquet, path, "parquet")
     elif suffix == ".xlsx":
         _require_openpyxl(path)
-        sheet, row = _read_with(_excel_table, path, "Excel (.xlsx)")
-        _check_header(path, _read_with(lambda p: _excel_header(p, sheet, row), path, "Excel (.xlsx)"))
+        sheet, row, header = _read_with(_excel_table, path, "Excel (.xlsx)")
+        _check_header(path, header)
         df = _with_id_column(_read_with(lambda p: _read_excel(p, sheet, row), path, "Excel (.xlsx)"), path)
     else:
         dialect = csv_dialect(path)
@@ -263,7 +263,7 @@ def _dialect(path, lines: list[str]) -> CsvDialect:
     if separator != ",":
         fields = [f for row in csv.reader(lines[skip + 1 : skip + 1 + _SNIFF_ROWS], delimiter=separator) for f in row]
         # reason: the mark most numbers use; a text column (batch codes such as 1.1) may hold the other one.
-        commas = sum(1 for field in fields if _DECIMAL_COMMA.match(field))
+        commas = sum(1 for field in fields if DECIMAL_COMMA.match(field))
         decimal = "," if commas > sum(1 for field in fields if _DECIMAL_POINT.match(field)) else "."
         _logger.info("%s: read as %s-separated values with decimal %s", path,
                      "tab" if separator == "\t" else "semicolon", "commas" if decimal == "," else "points")
@@ -300,41 +300,40 @@ def _read_csv(path: Path, dialect: CsvDialect, extra: str = "") -> pd.DataFrame:
     empty = [name for name in df.columns if str(name).startswith("Unnamed: ") and df[name].isna().all()]
     df = df.drop(columns=empty)
     if dialect.decimal == ",":
-        df = df.rename(columns=lambda name: name.replace(",", ".") if _DECIMAL_COMMA.match(name) else name)
+        df = df.rename(columns=lambda name: name.replace(",", ".") if DECIMAL_COMMA.match(name) else name)
     return df
 
 
-def _excel_table(path: Path) -> tuple[int | str, int]:
-    """Where a workbook's table of spectra is: ``(sheet, header row)``, the first sheet whose header names spectral
-    columns, below rows of notes of at most two cells, as in a CSV file (a sheet of settings before it, a title above
-    the header); ``(0, 0)`` when none does (the schema's error then names the first sheet's columns)."""
+def _excel_table(path: Path) -> tuple[int | str, int, list[str]]:
+    """Where a workbook's table of spectra is: ``(sheet, header row, header)``, the first sheet whose header names
+    spectral columns, below rows of notes of at most two cells, as in a CSV file (a sheet of settings before it, a
+    title above the header); the first sheet's first row when none does (the schema's error then names its columns).
+    The header is as written, blank cells left out."""
     from spectratorch.data.schema import spectral_columns
 
+    first: list[str] = []
     with pd.ExcelFile(path, engine="openpyxl") as book:
-        for sheet in book.sheet_names:
-            top = pd.read_excel(book, sheet_name=sheet, header=None, nrows=_SNIFF_LINES)
+        for number, sheet in enumerate(book.sheet_names):
+            # reason: cells as written (a header's 936 stays 936, not the 936.0 of a column of floats)
+            top = pd.read_excel(book, sheet_name=sheet, header=None, nrows=_SNIFF_LINES, dtype=object)
             for row in range(len(top)):
                 names = [str(v) for v in top.iloc[row] if pd.notna(v) and str(v).strip()]
+                if number == row == 0:
+                    first = names
                 if any(len(points) > 1 for points in spectral_columns(names).values()):
-                    if (sheet, row) != (book.sheet_names[0], 0):
+                    if number or row:
                         _logger.info("%s: the table of spectra read from sheet %r%s", path, sheet,
                                      f", its header on row {row + 1}" if row else "")
-                    return sheet, row
+                    return sheet, row, names
                 if len(names) > _NOTE_FIELDS:
                     break  # reason: a header of another table (or a row of data), not notes above the spectra's
-    return 0, 0
+    return 0, 0, first
 
 
 def _read_excel(path: Path, sheet: int | str = 0, row: int = 0) -> pd.DataFrame:
     """A sheet's table from its header row on, its missing cells as in a CSV file (see :func:`_read_keeping_words`)."""
     return _read_keeping_words(lambda **more: pd.read_excel(path, engine="openpyxl", sheet_name=sheet, skiprows=row,
                                                             **more))
-
-
-def _excel_header(path: Path, sheet: int | str = 0, row: int = 0) -> list[str]:
-    """A sheet's header row as written, blank cells left out."""
-    top = pd.read_excel(path, engine="openpyxl", sheet_name=sheet, header=None, skiprows=row, nrows=1)
-    return [] if top.empty else [str(value) for value in top.iloc[0] if pd.notna(value) and str(value).strip()]
 
 
 def _read_keeping_words(read: Callable[..., pd.DataFrame]) -> pd.DataFrame:

@@ -417,6 +417,8 @@ def _to_float32(block: pd.DataFrame, channel: str) -> np.ndarray:
     try:
         return block.to_numpy(dtype=np.float32)
     except (ValueError, TypeError):
+        from spectratorch.data.io import DECIMAL_COMMA
+
         bad = next(n for n in block.columns if not pd.api.types.is_numeric_dtype(block[n]))
         values = block[bad]
         wrong = values[pd.to_numeric(values, errors="coerce").isna() & values.notna()]
@@ -425,7 +427,7 @@ def _to_float32(block: pd.DataFrame, channel: str) -> np.ndarray:
         # usual cause; the sniffed mark comes from the first rows, which a text column can mislead.
         mark = (" A decimal comma in a file read with decimal points: save the file with one decimal mark, or "
                 "separated by semicolons with decimal commas throughout." if len(wrong) and
-                re.fullmatch(r"[-+]?\d*,\d+([eE][-+]?\d+)?", str(wrong.iloc[0]).strip()) else "")
+                DECIMAL_COMMA.match(str(wrong.iloc[0])) else "")
         raise SchemaError(
             f"channel {channel!r} has non-numeric values ({len(wrong)} in column {bad!r}{where}); expected "
             f"numbers.{mark}"
@@ -541,8 +543,9 @@ def load_table(
         raise SchemaError(f"no rows left after filtering (removed: {report}); relax the filters.")
     if expected_axis is not None:
         _check_axis(axis, np.asarray(expected_axis, dtype=float))
+    ranges = {c: (groups[c][0][0], groups[c][-1][0]) for c in channels}
     if expected_ranges:
-        _check_ranges(groups, channels, expected_ranges)
+        _check_ranges(ranges, expected_ranges)
     spectra = _fill_spectra(df, groups, channels, axis, release)
     tab = (df[list(tabular_columns)].to_numpy(dtype=np.float32, copy=from_file) if tabular_columns
            else np.zeros((len(df), 0), np.float32))
@@ -573,7 +576,6 @@ def load_table(
     if len(ids) == 0:
         raise SchemaError(f"no rows left: every row has NaN or inf in the selected channels or tabular columns "
                           f"({where}); {hint}.")
-    ranges = {c: (groups[c][0][0], groups[c][-1][0]) for c in channels}
     return SpectralTable(spectra, tab, ids, meta, channels, axis, tabular_columns, ranges, report)
 
 
@@ -640,24 +642,23 @@ def _empty_channels_hint(bad: np.ndarray, n_rows: int, groups: dict, channels: t
             f"`--channels {' '.join(kept)}`")
 
 
-def _check_ranges(groups: dict, channels: Sequence[str], expected: dict[str, Sequence[float]]) -> None:
-    """Refuse a channel that does not reach both ends of the model's range for it.
+def _check_ranges(ranges: dict[str, tuple[float, float]], expected: dict[str, Sequence[float]]) -> None:
+    """Refuse a channel whose ``(min x, max x)`` does not reach both ends of the model's range for it.
 
     Example:
-        >>> groups = {"380": [(300.0, "380_300"), (301.0, "380_301")], "277": [(300.0, "277_300"), (302.0, "277_302")]}
-        >>> _check_ranges(groups, ["277", "380"], {"277": [300.0, 302.0], "380": [300.0, 302.0]})
+        >>> model = {"277": [300.0, 302.0], "380": [300.0, 302.0]}
+        >>> _check_ranges({"277": (300.0, 302.0), "380": (300.0, 301.0)}, model)
         Traceback (most recent call last):
         spectratorch.errors.SchemaError: channel '380' of the data covers 300..301, the model's 300..302: the model's \
 points outside it would be read as zeros; give the channel its full range.
     """
-    for channel in channels:
+    for channel, (first, last) in ranges.items():
         if channel not in expected:
             continue
         low, high = (float(x) for x in expected[channel])
-        xs = np.array([x for x, _ in groups[channel]])
         tolerance = axis_tolerance(np.array([low, high]))
-        if xs[0] > low + tolerance or xs[-1] < high - tolerance:
-            raise SchemaError(f"channel {channel!r} of the data covers {xs[0]:g}..{xs[-1]:g}, the model's "
+        if first > low + tolerance or last < high - tolerance:
+            raise SchemaError(f"channel {channel!r} of the data covers {first:g}..{last:g}, the model's "
                               f"{low:g}..{high:g}: the model's points outside it would be read as zeros; give the "
                               "channel its full range.")
 

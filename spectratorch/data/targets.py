@@ -112,8 +112,13 @@ class LabLabels:
 def _type_strings(values: pd.Series) -> np.ndarray:
     # reason: the lab's pickles hold type codes as ints, floats (when a NaN crept in) or strings; compare as "11".
     # reason: True/False labels (Excel's TRUE/FALSE) keep their words; pandas would make them the numbers 1 and 0.
-    words = values.map(lambda value: isinstance(value, (bool, np.bool_))).astype(bool)
-    numbers = pd.to_numeric(values.where(~words), errors="coerce")
+    # Only a bool or object column can hold them, so a column of numbers is not looked at value by value.
+    if pd.api.types.is_bool_dtype(values):
+        return values.astype(str).to_numpy(dtype=object)
+    if values.dtype == object:
+        values = values.where(~values.map(lambda value: isinstance(value, (bool, np.bool_))).astype(bool),
+                              values.astype(str))
+    numbers = pd.to_numeric(values, errors="coerce")
     integral = numbers.notna() & (numbers % 1 == 0)
     text = values.astype(str).str.strip()
     text[integral] = numbers[integral].astype("int64").astype(str)
@@ -290,6 +295,11 @@ def _listed(rare: list, counts: dict) -> str:
     return listed + (f", ... ({len(rare)} classes in all)" if len(rare) > _LISTED else "")
 
 
+def _with_rows(label, counts: dict) -> str:
+    """A class as a warning names it: ``'NA' (5 rows)``."""
+    return f"{label!r} ({counts[label]} row{'s' * (counts[label] != 1)})"
+
+
 def _warn_case_twins(counts: dict) -> None:
     """One warning naming the classes whose labels differ only in case or spacing (``Colza``, ``COLZA``): most often
     one class typed two ways, which the model would learn as two."""
@@ -298,9 +308,7 @@ def _warn_case_twins(counts: dict) -> None:
         twins.setdefault(" ".join(str(label).split()).casefold(), []).append(label)
     sets = [labels for labels in twins.values() if len(labels) > 1]
     if sets:
-        shown = "; ".join(" and ".join(f"{label!r} ({counts[label]} row{'s' * (counts[label] != 1)})"
-                                       for label in labels)
-                          for labels in sets[:_LISTED])
+        shown = "; ".join(" and ".join(_with_rows(label, counts) for label in labels) for labels in sets[:_LISTED])
         _logger.warning("labels that differ only in case or spacing are separate classes: %s; if each is one class, "
                         "write it one way in the file", shown)
 
@@ -317,8 +325,7 @@ def _warn_missing_words(counts: dict) -> None:
     if words:
         _logger.warning("class(es) %s are spelled as a missing value (R writes NA, Excel #N/A): they are kept as "
                         "classes; if those rows have no label, leave their label cells empty (an empty label is no "
-                        "class)", ", ".join(f"{label!r} ({counts[label]} row{'s' * (counts[label] != 1)})"
-                                           for label in words))
+                        "class)", ", ".join(_with_rows(label, counts) for label in words))
 
 
 def handle_rare_classes(
