@@ -370,8 +370,15 @@ def _layout(X: pd.DataFrame) -> dict:
 
 
 def _label_keys(classes: np.ndarray) -> np.ndarray:
-    """The text each class has in the dataset and the model (the classes as text, or ``class<k>`` where two classes
-    would read the same)."""
+    """The text each class has in the dataset and the model: the classes as text as the package reads a label
+    column (surrounding spaces removed, whole numbers without a decimal point), or ``class<k>`` where two classes
+    would then read the same.
+
+    >>> _label_keys(np.array([" rye", "wheat "], dtype=object)).tolist(), _label_keys(np.array([1.0, 2.5])).tolist()
+    (['rye', 'wheat'], ['1', '2.5'])
+    >>> _label_keys(np.array(["rye", " rye"], dtype=object)).tolist()
+    ['class0', 'class1']
+    """
     from spectratorch.data.targets import _type_strings
 
     keys = _type_strings(pd.Series([str(c) for c in classes], dtype=object))
