@@ -135,8 +135,8 @@ def _upload(entry: ModelEntry, limits: _Limits):
     st.subheader("2. Data")
     predictor = entry.predictor
     uploaded = st.file_uploader(
-        f"A dataset file (.parquet, .csv, .tsv, .xlsx, .pkl) or a .zip of the instrument's exports, with channels "
-        f"{', '.join(predictor.channels)}" + (f" and {', '.join(predictor.tabular_columns)}"
+        f"A dataset file (.parquet, .csv, .tsv, .txt, .xlsx, .pkl) or a .zip of the instrument's exports, with "
+        f"channels {', '.join(predictor.channels)}" + (f" and {', '.join(predictor.tabular_columns)}"
                                               if predictor.tabular_columns else ""),
         # reason: no `type=` filter: Streamlit would answer another type with its own exception; check_upload
         # answers with a message that says what to upload.

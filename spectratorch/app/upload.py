@@ -17,14 +17,14 @@ import zipfile
 from collections import Counter
 from pathlib import Path, PurePosixPath
 
-from spectratorch.data.io import DATASET_SUFFIXES
+from spectratorch.data.io import DATASET_SUFFIXES, is_instrument_export
 from spectratorch.errors import DataFormatError
 
 __all__ = ["UPLOAD_SUFFIXES", "DEFAULT_LIMIT_MB", "MAX_RATIO", "MAX_MEMBERS", "save_upload", "check_upload"]
 
 _logger = logging.getLogger(__name__)
 
-UPLOAD_SUFFIXES = (".parquet", ".csv", ".tsv", ".xlsx", ".pkl", ".pickle", ".zip")
+UPLOAD_SUFFIXES = (".parquet", ".csv", ".tsv", ".txt", ".xlsx", ".pkl", ".pickle", ".zip")
 DEFAULT_LIMIT_MB = 200.0
 """Streamlit's own default ``server.maxUploadSize``."""
 
@@ -55,7 +55,8 @@ def check_upload(name: str, size: int, limit_mb: float = DEFAULT_LIMIT_MB) -> st
         The file's suffix, lower case.
 
     Raises:
-        DataFormatError: another file type, an empty file, or a file over the limit.
+        DataFormatError: another file type, one instrument export alone (they come as a zip), an empty file, or a
+            file over the limit.
 
     Example:
         >>> check_upload("batch 12.parquet", 5000)
@@ -65,8 +66,11 @@ def check_upload(name: str, size: int, limit_mb: float = DEFAULT_LIMIT_MB) -> st
     if suffix not in UPLOAD_SUFFIXES:
         raise DataFormatError(
             f"{name}: files of type {suffix or '(none)'!r} are not read here; expected a dataset file "
-            f"(.parquet, .csv, .tsv, .xlsx, .pkl) or a .zip of the instrument's exports."
+            f"(.parquet, .csv, .tsv, .txt, .xlsx, .pkl) or a .zip of the instrument's exports."
         )
+    if suffix == ".txt" and is_instrument_export(PurePosixPath(name.replace("\\", "/")).name):
+        raise DataFormatError(f"{name}: one of the instrument's export files; drop a .zip of the folder that holds "
+                              "its exports (EX_<nm>_<name>_I.txt and Y_<name>.txt) instead.")
     if size == 0:
         raise DataFormatError(f"{name}: the file is empty (0 bytes). Export it again, or pick another file.")
     if size > limit_mb * 1e6:

@@ -54,8 +54,8 @@ from spectratorch.data.unpickle import load_frame_pickle
 from spectratorch.errors import ConfigError, DataFormatError
 from spectratorch.outputs import TEMPORARY_SUFFIX
 
-__all__ = ["DATASET_SUFFIXES", "read_dataset", "read_dataset_mapped", "write_dataset", "atomic_path", "CsvDialect",
-           "csv_dialect", "safe_load_pickle", "MISSING_WORDS", "DECIMAL_COMMA"]
+__all__ = ["DATASET_SUFFIXES", "is_instrument_export", "read_dataset", "read_dataset_mapped", "write_dataset",
+           "atomic_path", "CsvDialect", "csv_dialect", "safe_load_pickle", "MISSING_WORDS", "DECIMAL_COMMA"]
 
 _logger = logging.getLogger(__name__)
 
@@ -124,6 +124,15 @@ def _load_mapped_pickle(path: Path, map_from: int) -> tuple[object, Callable[[],
 _INSTRUMENT_EXPORT = re.compile(r"^(EX_\d+_.+_I|LSPR_.+_I|Y_.+)\.txt$", re.IGNORECASE)
 
 
+def is_instrument_export(name: str) -> bool:
+    """Whether a file name is one of the lab fluorimeter's exports (read as a folder, not as a table).
+
+    >>> [is_instrument_export(name) for name in ("EX_277_batch 3_I.txt", "Y_batch 3.txt", "nir.txt")]
+    [True, True, False]
+    """
+    return _INSTRUMENT_EXPORT.match(name) is not None
+
+
 def _check_suffix(path: Path, writing: bool = False) -> str:
     """The file's suffix, ``.txt`` read as a delimited table (a spreadsheet's or an instrument's text export of one
     spectrum per row), refused for writing and for the lab fluorimeter's own exports."""
@@ -133,7 +142,7 @@ def _check_suffix(path: Path, writing: bool = False) -> str:
         raise DataFormatError(f"{path}: a folder; expected a dataset file ({expected}). A folder of the instrument's "
                               "exports is made into one by `spectratorch convert`.")
     if suffix == ".txt" and not writing:
-        if _INSTRUMENT_EXPORT.match(path.name):
+        if is_instrument_export(path.name):
             raise DataFormatError(f"{path}: one of the fluorimeter's export files; give the folder of the exports (or "
                                   "make a dataset of them with `spectratorch convert FOLDER -o data.pkl`).")
         return suffix

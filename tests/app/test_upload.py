@@ -22,9 +22,19 @@ def _zip(members: dict[str, bytes]) -> bytes:
 
 def test_checks_name_emptiness_and_size():
     assert check_upload("Lot 12.PARQUET", 10) == ".parquet"
-    assert [check_upload(f"lot.{kind}", 10) for kind in ("xlsx", "tsv")] == [".xlsx", ".tsv"]  # as predict reads
-    with pytest.raises(DataFormatError, match=r"notes.txt: files of type '.txt' are not read here"):
-        check_upload("notes.txt", 10)
+    assert [check_upload(f"lot.{kind}", 10) for kind in ("xlsx", "tsv", "txt")] == [".xlsx", ".tsv", ".txt"]
+    with pytest.raises(DataFormatError, match=r"notes.docx: files of type '.docx' are not read here"):
+        check_upload("notes.docx", 10)
+    with pytest.raises(DataFormatError, match=r"^Y_lot 3.txt: one of the instrument's export files; drop a .zip"):
+        check_upload("Y_lot 3.txt", 10)
+
+
+def test_a_txt_table_is_read_as_predict_reads_it(tmp_path):
+    from spectratorch.data.io import read_dataset
+
+    path = save_upload("nir.txt", b"id\t1100.5\t1102.5\tlabel\na\t0.1\t0.2\trye\nb\t0.3\t0.4\twheat\n", tmp_path)
+    table = read_dataset(path)
+    assert table.index.tolist() == ["a", "b"] and table["1102.5"].tolist() == [0.2, 0.4]
     with pytest.raises(DataFormatError, match="empty"):
         check_upload("a.csv", 0)
     with pytest.raises(DataFormatError, match=r"a.pkl: 3 MB is over the page's upload limit of 2 MB"):
