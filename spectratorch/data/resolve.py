@@ -184,8 +184,23 @@ def default_targets(meta: pd.DataFrame) -> tuple[tuple[str, ...], str]:
     several = (named or ([*repeating, *(c for c in text if c not in repeating)] if repeating else classes) or text
                or candidates)
     kind = "text" if set(several) <= set(text) else "label"
-    raise TargetError(f"the data has {len(several)} {kind} columns {several}; say which one "
-                      f"holds the classes: `--targets AVA {several[0]}` (targets=['AVA', {several[0]!r}] in Python).")
+    choices = " or ".join(f"`--targets AVA {c}`" for c in several[:3]) + (" or ..." if len(several) > 3 else "")
+    raise TargetError(f"the data has {len(several)} {kind} columns {several} ({_values(meta, several)}); say which "
+                      f"one holds the classes: {choices} (targets=['AVA', {several[0]!r}] in Python).")
+
+
+def _values(meta: pd.DataFrame, columns: list[str], examples: int = 2) -> str:
+    """What each column holds, so that the label can be told from the others.
+
+    >>> _values(pd.DataFrame({"variety": ["rye", "oat", "rye"], "n": [1, 2, 3]}), ["variety", "n"])
+    "'variety': 2 values, 'oat', 'rye'; 'n': 3 values, 1, 2, ..."
+    """
+    def described(column):
+        values = sorted(meta[column].dropna().unique().tolist(), key=str)
+        more = ", ..." if len(values) > examples else ""
+        return f"{column!r}: {len(values)} values, " + ", ".join(repr(v) for v in values[:examples]) + more
+
+    return "; ".join(described(c) for c in columns)
 
 
 def _default_or_none(meta: pd.DataFrame) -> tuple[str, ...] | None:
