@@ -457,7 +457,8 @@ def _exported_small_run(tmp_path, candidate, seed=9):
 
 @pytest.mark.slow
 def test_the_small_set_result_sheet_draws_the_exported_out_of_fold_outlier_model(tmp_path, monkeypatch):
-    """The sheet's T²/Q panel has the ONNX file's limits, which a small-set model takes out of fold."""
+    """The sheet's T²/Q panel has the ONNX file's limits, which a small-set model takes out of fold; its title the
+    run's baselines."""
     from spectratorch.export.onnx import read_metadata
     from spectratorch.pipelines import small
     from spectratorch.report import sheet
@@ -479,6 +480,10 @@ def test_the_small_set_result_sheet_draws_the_exported_out_of_fold_outlier_model
     (data,) = drawn
     assert data.outliers["t2_limit"] == pytest.approx(ood["t2_limit"], rel=1e-6)
     assert data.outliers["q_limit"] == pytest.approx(ood["q_limit"], rel=1e-6)
+    # the title holds the run's own baselines, as the JSON has them
+    assert set(data.baseline) == {"logistic_regression", "pls_da"}
+    baselines = summary["metrics"]["baseline"]
+    assert data.baseline == {name: result["test"]["accuracy"] for name, result in baselines.items()}
 
 
 @pytest.mark.slow
