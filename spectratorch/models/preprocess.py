@@ -34,9 +34,12 @@ INFERENCE_TRANSFORMS: tuple[str, ...] = in_model()
 pipeline."""
 
 _SNV_EPS = 1e-6
-# reason: a point whose training range is this small next to its channel's widest range is a constant plus float
+# reason: a point whose training range is this small next to its channel's typical range is a constant plus float
 # rounding (e.g. a derivative over a zeroed region after snv); scaling it would blow the rounding up to [-1, 1].
 _RELATIVE_SPAN = 1e-5
+# reason: the typical range is the 90th percentile of the points' ranges, not the widest: a few points of another
+# scale (a laser line, one mistyped cell of 1e6) would otherwise make every other point "constant" and zero it.
+_TYPICAL_SPAN = 0.9
 _SG_DERIVATIVES = {"sg1": 1, "sg2": 2}
 # reason: Eilers and Boelens (2005) report that 5-10 reweighting steps settle the weights; 10 keeps the baseline of
 # the synthetic and demo spectra within 1e-6 of a run to convergence (tests/models/test_preprocess.py).
@@ -388,13 +391,14 @@ def _check_fraction(name: str, value) -> float:
 def _scaling(low: torch.Tensor, high: torch.Tensor, relative: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Centre and factor mapping ``low`` -> -1 and ``high`` -> 1 along the last axis.
 
-    A feature whose span is at most ``relative`` of the widest gets factor 0 (it maps to 0 instead of dividing by
-    zero).
+    A feature whose span is at most ``relative`` of the typical one (the 90th percentile of the spans) gets factor 0
+    (it maps to 0 instead of dividing by zero).
     """
     span = high - low
     if span.numel() == 0:
         return span, span
-    varies = span > relative * span.amax(dim=-1, keepdim=True)
+    typical = torch.quantile(span.double(), _TYPICAL_SPAN, dim=-1, keepdim=True).to(span.dtype)
+    varies = span > relative * typical
     factor = torch.where(varies, 2.0 / span.clamp_min(torch.finfo(span.dtype).tiny), torch.zeros_like(span))
     return (high + low) / 2, factor
 

@@ -319,3 +319,16 @@ def test_new_transforms_round_trip_through_the_state_dict():
 def test_bad_correction_options_raise(kwargs, match):
     with pytest.raises(ConfigError, match=match):
         Preprocess(["a"], 300, 0, **kwargs)
+
+
+def test_a_few_points_of_another_scale_leave_the_others_scaled():
+    spectra, _ = _make_inputs(n_channels=1, n_tabular=0)
+    # reason: a laser line or one mistyped cell of 1e6: its points span a million times the others'
+    spiked = spectra.clone()
+    spiked[:, 0, :3] *= 1e6
+    spiked[0, 0, 120] = 1e9
+    plain, _ = Preprocess(["nir"], 200, 0).fit(spectra)(spectra)
+    out, _ = Preprocess(["nir"], 200, 0).fit(spiked)(spiked)
+    others = [p for p in range(200) if p not in (0, 1, 2, 120)]
+    assert torch.allclose(out[:, 0, others], plain[:, 0, others], atol=1e-5)
+    assert out[:, 0, :3].abs().amax() == pytest.approx(1.0)
