@@ -560,6 +560,8 @@ def load_table(
         bad = _nonfinite_counts(spectra)
         if points is None:
             spectra, bad, groups, axis = _without_empty_points(spectra, bad, groups, channels, axis)
+            # reason: a channel's range is that of the points it keeps (a model's, which new data must cover).
+            ranges = {c: (groups[c][0][0], groups[c][-1][0]) for c in channels}
             finite = _finite_rows(spectra, tab)
         if not finite.any():
             hint = _empty_channels_hint(bad, len(finite), groups, channels, axis) or hint

@@ -206,8 +206,11 @@ def test_columns_empty_in_every_row_are_left_out_and_named(caplog):
     assert table.axis.tolist() == [900.0, 902.0, 906.0, 908.0]
     np.testing.assert_array_equal(table.spectra[:, 0], df[["900", "902", "906", "908"]].to_numpy(np.float32))
     assert "2 spectral column(s) hold no value in any row and are left out: '904', '910'" in caplog.text
+    # the channel's range is the kept points' (910 was the last column): a model's file must cover that, no more
+    assert table.describe()["channel_ranges"] == {"spectrum": [900.0, 908.0]}
     # predicting: the model's points are taken from the file that still has its empty columns
-    assert len(load_table(df, tabular=None, expected_axis=table.axis)) == 6
+    assert len(load_table(df, tabular=None, expected_axis=table.axis,
+                          expected_ranges=table.describe()["channel_ranges"])) == 6
     # a model's axis is never shortened: there the rows with the empty column are dropped as any row with NaN
     with pytest.raises(SchemaError, match="no rows left"):
         load_table(df, tabular=None, expected_axis=[900.0, 902.0, 904.0, 906.0, 908.0])
