@@ -32,11 +32,13 @@ from spectratorch.models.logistic import set_logistic_head
 from spectratorch.models.registry import register_model
 from spectratorch.options import Option
 
-__all__ = ["Hydra", "HydraNet", "hydra_dilations"]
+__all__ = ["Hydra", "HydraNet", "MIN_LENGTH", "hydra_dilations"]
 
 _logger = logging.getLogger(__name__)
 
 _KERNEL_LENGTH = 9
+MIN_LENGTH = _KERNEL_LENGTH
+"""The fewest points a spectrum may have (one kernel's span)."""
 # reason: the published values: unseen zeros weigh in the spread as (share of zeros) ** 4, plus 1e-8.
 _SPARSE_EXPONENT = 4
 _SPARSE_EPSILON = 1e-8

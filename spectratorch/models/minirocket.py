@@ -35,11 +35,13 @@ from spectratorch.models.logistic import set_logistic_head
 from spectratorch.models.registry import register_model
 from spectratorch.options import Option
 
-__all__ = ["MiniRocket", "MiniRocketNet", "minirocket_dilations"]
+__all__ = ["MiniRocket", "MiniRocketNet", "MIN_LENGTH", "minirocket_dilations"]
 
 _logger = logging.getLogger(__name__)
 
 _KERNEL_LENGTH = 9
+MIN_LENGTH = _KERNEL_LENGTH
+"""The fewest points a spectrum may have (one kernel's span)."""
 _N_KERNELS = 84  # reason: C(9, 3) choices of the three positions that weigh 2
 _GOLDEN = (math.sqrt(5) + 1) / 2
 _STEP = 2.0**-100  # reason: see MiniRocketNet._ppv

@@ -194,6 +194,19 @@ def _within_kernel_rows(candidates, n_rows: int) -> list[Candidate]:
     return [c for c in candidates if c.solver != "kernel"]
 
 
+def _within_length(candidates, length: int) -> list[Candidate]:
+    """``candidates`` without the convolution ones whose kernel is longer than the spectra, said in one line."""
+    from spectratorch.models.hydra import MIN_LENGTH as HYDRA_MIN_LENGTH
+    from spectratorch.models.minirocket import MIN_LENGTH as ROCKET_MIN_LENGTH
+
+    minimum = {"MiniRocket": ROCKET_MIN_LENGTH, "Hydra": HYDRA_MIN_LENGTH}
+    short = [c for c in candidates if length < minimum.get(c.arch, 0)]
+    for candidate in short:
+        _logger.warning("%s is not a candidate on these spectra: its kernels span %d points, the spectra have %d",
+                        candidate.name, minimum[candidate.arch], length)
+    return [c for c in candidates if c not in short]
+
+
 def solved_candidate(arch: str) -> Candidate:
     """The candidate of a solved head named by ``--arch`` (one of :data:`SOLVED_ARCHS`)."""
     return next(c for c in CANDIDATES + OPTIONAL_CANDIDATES if c.arch == arch)
@@ -789,7 +802,7 @@ def train_small(config: RunConfig, dm, candidates=None, result_sheet: bool = Tru
         # reason: a run on its channels' default transforms also tries the preprocessing variants; transforms the
         # user set are kept as given.
         candidates = with_variants(CANDIDATES, config, dm) if tuple(config.data.transforms) == defaults else CANDIDATES
-        candidates = _within_kernel_rows(candidates, len(_training_rows(dm)))
+        candidates = _within_length(_within_kernel_rows(candidates, len(_training_rows(dm))), dm.length)
     dm.config = config.data
     out_dir = config.train.out_dir
     # reason: the data module's split line counts a validation fold that the small-set protocol trains on.

@@ -844,6 +844,15 @@ def test_a_variant_whose_transform_does_not_fit_the_spectra_is_left_out_and_said
                                                             "LDA", "Linear[snv]", "LDA[snv]"}
     assert "Linear[sg1] is not a candidate on these spectra" in caplog.text and "length=9" in caplog.text
     assert "LDA[sg1] is not a candidate on these spectra" in caplog.text
+    # 8 points: MiniRocket's kernels are longer than the spectra; it is left out as the variants are
+    make_generic_frame(40, seed=3, length=8).to_pickle(tmp_path / "shorter.pkl")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        summary = train(_config(tmp_path / "shorter.pkl", tmp_path / "out8"), result_sheet=False)
+    assert set(summary["arch_selection"]["candidates"]) == {"Linear", "PLSDA", "KernelRidge", "LDA", "Linear[snv]",
+                                                            "LDA[snv]"}
+    assert ("MiniRocket is not a candidate on these spectra: its kernels span 9 points, the spectra have 8"
+            in caplog.text)
 
 
 def test_an_ensemble_only_joins_candidates_with_the_same_first_layer():
