@@ -257,7 +257,9 @@ def lda_path(x: np.ndarray, y: np.ndarray, n_classes: int, shrinkages=LDA_SHRINK
         return [_full_classes(np.zeros((1, x.shape[1])), np.zeros(1), classes, n_classes, -30.0) for _ in shrinkages]
     means = np.stack([z[index == k].mean(0) for k in range(len(classes))])  # [K', R]
     centred = z - means[index]
-    mean_variance = float((centred**2).sum()) / len(y) / x.shape[1]
+    # reason: with one row per class (an inner fit of a set of two rows per class) there is no within-class spread;
+    # the standardised features' unit variance stands for it, and the head is the nearest class mean's.
+    mean_variance = float((centred**2).sum()) / len(y) / x.shape[1] or 1.0
     if centred.shape[0] < centred.shape[1]:
         # reason: W = CᵀC / N has rank below N; the eigenvectors of the smaller N x N Gram matrix give its non-zero
         # part, and the shrinkage alone acts on the rest (the second term below).

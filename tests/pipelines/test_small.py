@@ -95,6 +95,18 @@ def test_lda_heads_are_scikit_learns_shrinkage_lda(n_classes, n_features):
                                    atol=1e-6)
 
 
+def test_lda_with_one_row_per_class_is_the_nearest_class_mean():
+    from spectratorch.models.closed_form import Standardiser, decision, lda_path
+
+    x = np.random.default_rng(0).normal(size=(3, 20))
+    heads = lda_path(x, np.arange(3), 3, shrinkages=(0.9, 0.001))
+    probe = x + np.random.default_rng(1).normal(scale=0.1, size=x.shape)
+    z, means = Standardiser(x).project(probe), Standardiser(x).project(x)
+    nearest = ((z[:, None] - means[None]) ** 2).sum(-1).argmin(1)
+    for head in heads:
+        assert np.isfinite(head[0]).all() and (decision(probe, head).argmax(1) == nearest).all()
+
+
 @pytest.mark.parametrize(("n_classes", "n_rows", "n_features"),
                          [(2, 90, 300), (3, 90, 300), (3, 400, 80), (4, 400, 80)])
 def test_ridge_head_is_scikit_learns_ridge_classifier_cv(n_classes, n_rows, n_features):
