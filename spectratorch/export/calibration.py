@@ -31,6 +31,7 @@ _logger = logging.getLogger(__name__)
 # reason: beyond these bounds a model is either hopelessly over-confident or flat; the fit then hits a bound,
 # which is logged rather than followed to absurd values.
 _LOG_T_BOUNDS = (math.log(0.05), math.log(20.0))
+_LOG_T_BOUNDS_PLATT = (math.log(1e-3), math.log(1e3))
 _GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0
 
 
@@ -92,8 +93,29 @@ def _check_logits(logits: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.nda
     return logits, y
 
 
-def fit_temperature(logits: np.ndarray, y: np.ndarray, tol: float = 1e-5) -> float:
-    """The temperature ``T`` in [0.05, 20] that minimises the NLL of ``softmax(logits / T)``.
+def _platt_targets(y: np.ndarray, n_classes: int) -> np.ndarray:
+    """Platt's targets: a row of a class with ``n`` rows gives its class ``(n + 1) / (n + 2)`` and shares the rest
+    among the others, as if one more row of each class could be wrong.
+
+    >>> _platt_targets(np.array([0, 0, 1]), 2).round(3).tolist()
+    [[0.75, 0.25], [0.75, 0.25], [0.333, 0.667]]
+    """
+    counts = np.bincount(y, minlength=n_classes).astype(np.float64)
+    rest = 1.0 / (counts[y] + 2.0)
+    targets = np.repeat((rest / max(n_classes - 1, 1))[:, None], n_classes, axis=1)
+    targets[np.arange(len(y)), y] = 1.0 - rest
+    return targets
+
+
+def fit_temperature(logits: np.ndarray, y: np.ndarray, tol: float = 1e-5, platt: bool = False) -> float:
+    """The temperature ``T`` in [0.05, 20] (with ``platt``, [0.001, 1000]) that minimises the NLL of
+    ``softmax(logits / T)``.
+
+    With ``platt``, the NLL is taken against Platt's targets (:func:`_platt_targets`) instead of the labels: on rows
+    that are all classified right (out-of-fold scores of an easy small set) the labels alone would push ``T`` to its
+    lower bound, probabilities of 1.000 for every new row, wrong ones included; Platt's targets stop it where a
+    class's rows leave room for one more error. As they always give a finite optimum, its bounds are wider (logits
+    already divided by a temperature of 0.05 may need 20 or more).
 
     The search never returns a ``T`` whose NLL is not lower than that of ``T = 1``: if it did not improve on the
     uncalibrated model (rounding on an already calibrated one, or logits the same for every class), 1.0 is returned,
@@ -103,6 +125,7 @@ def fit_temperature(logits: np.ndarray, y: np.ndarray, tol: float = 1e-5) -> flo
         logits: ``[N, K]`` validation logits.
         y: ``[N]`` validation class indices.
         tol: stop when the bracket on ``log T`` is narrower than this.
+        platt: fit to Platt's targets instead of the labels.
 
     Returns:
         ``T``.
@@ -120,10 +143,14 @@ def fit_temperature(logits: np.ndarray, y: np.ndarray, tol: float = 1e-5) -> flo
         True
     """
     logits, y = _check_logits(logits, y)
-    low, high = _LOG_T_BOUNDS
+    bounds = _LOG_T_BOUNDS_PLATT if platt else _LOG_T_BOUNDS
+    low, high = bounds
+    targets = _platt_targets(y, logits.shape[1]) if platt else None
 
     def loss(log_t: float) -> float:
-        return negative_log_likelihood(logits, y, math.exp(log_t))
+        if targets is None:
+            return negative_log_likelihood(logits, y, math.exp(log_t))
+        return float(-(targets * _log_softmax(logits, math.exp(log_t))).sum(1).mean())
 
     a, b = high - _GOLDEN * (high - low), low + _GOLDEN * (high - low)
     fa, fb = loss(a), loss(b)
@@ -139,7 +166,7 @@ def fit_temperature(logits: np.ndarray, y: np.ndarray, tol: float = 1e-5) -> flo
     log_t = (low + high) / 2.0
     if loss(log_t) >= loss(0.0):
         return 1.0
-    if min(abs(log_t - _LOG_T_BOUNDS[0]), abs(log_t - _LOG_T_BOUNDS[1])) < 1e-3:
+    if min(abs(log_t - bounds[0]), abs(log_t - bounds[1])) < 1e-3:
         _logger.warning(_at_bound(log_t, logits, y))
     return math.exp(log_t)
 

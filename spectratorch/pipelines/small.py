@@ -483,6 +483,26 @@ def _training_rows(dm) -> np.ndarray:
     return np.sort(np.concatenate([train, val]))
 
 
+def _calibrate(final, arch: str, oof_logits: np.ndarray, y: np.ndarray,
+               n_classes: int) -> tuple[np.ndarray, dict, float]:
+    """The final model's out-of-fold logits, metrics and temperature after its last calibration, which is folded into
+    the model: a temperature fitted to Platt's targets on its out-of-fold logits (the choice's own temperatures,
+    fitted to the labels, sit at their lower bound wherever every out-of-fold row is right: probabilities of 1.000
+    for new rows, wrong ones included)."""
+    from spectratorch.training.finetune import final_layer
+
+    temperature = fit_temperature(oof_logits, y, platt=True)
+    with torch.no_grad():
+        if arch == "Ensemble":
+            final.net.inverse_temperature.div_(temperature)
+        else:
+            _, layer = final_layer(final.net, n_classes)
+            layer.weight.div_(temperature)
+            layer.bias.div_(temperature)
+    oof_logits = oof_logits / temperature
+    return oof_logits, classification_metrics(y, softmax(oof_logits)), temperature
+
+
 def _set_head(net: torch.nn.Module, head: tuple[np.ndarray, np.ndarray], temperature: float) -> None:
     from spectratorch.training.finetune import final_layer
 
@@ -602,6 +622,7 @@ def fit_small(config: RunConfig, dm, module_kwargs, candidates=CANDIDATES) -> di
             member.load_state_dict(models[name].net.state_dict())
         final.net.inverse_temperature.fill_(1.0 / ensemble["temperature"])
         oof_logits, val_metrics = ensemble["logits"], ensemble["metrics"]
+    oof_logits, val_metrics, final_temperature = _calibrate(final, arch, oof_logits, y, n_classes)
     # reason: the chosen candidate's own transforms (SNV for Linear[snv]) are the model's: checkpoint, name, ONNX.
     transforms = (*config.data.transforms, *by_name[choice["chosen"][0]].transforms)
     config = dataclasses.replace(config, data=dataclasses.replace(config.data, transforms=transforms))
@@ -612,6 +633,7 @@ def fit_small(config: RunConfig, dm, module_kwargs, candidates=CANDIDATES) -> di
     module.eval()
     baselines = _linear_baselines(choice, by_name, models, features, refit, y, n_classes)
     selection = _record(choice, refit, arch, n_folds, len(y), metric, candidates)
+    selection["final_temperature"] = final_temperature
     selection["network"] = ({"joined": why, **{k: v for k, v in network.items() if k != "kwargs"}} if network
                             else {"joined": None, "rule": f"stays out: {why}"})
     return {"module": module, "selection": selection, "val_metrics": val_metrics, "oof_logits": oof_logits,

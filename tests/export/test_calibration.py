@@ -95,3 +95,17 @@ def test_logits_that_no_temperature_changes_keep_one_without_a_warning(caplog):
     with caplog.at_level("WARNING", logger="spectratorch.export.calibration"):
         assert fit_temperature(np.full((6, 3), 2.0), np.array([0, 1, 2, 0, 1, 2])) == 1.0
     assert caplog.text == ""
+
+
+def test_platt_targets_stop_the_temperature_where_rows_all_right_would_drive_it_to_its_bound():
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1, 2], [10, 20, 30])
+    # every row right, with margins of 2 to 20: the labels alone want probabilities of 1
+    logits = np.eye(3)[y] * rng.uniform(2, 20, (60, 1))
+    assert fit_temperature(logits, y) < 0.06
+    t = fit_temperature(logits, y, platt=True)
+    p = softmax(logits, t)[np.arange(60), y]
+    # the rows' probability of their class stays below what the targets give it (the large margins saturate, the
+    # small ones stay low: 0.89 on average here), not at 1
+    target = 1 - 1 / (np.bincount(y)[y] + 2)
+    assert 1.0 < t < 1e3 and p.max() < 1 - 1e-3 and 0.8 < p.mean() < target.mean()

@@ -592,12 +592,14 @@ def test_kernel_ridge_candidate_is_solved_checkpointed_and_exported(tmp_path):
     n_train = selection["training_rows"]
     assert module.hparams["arch_kwargs"]["n_support"] == n_train == net.n_support
     assert float(net.gamma) == pytest.approx(entry["chosen"])
-    # the refit is the closed form on every training row at the chosen gamma and alpha, over the temperature
+    # the refit is the closed form on every training row at the chosen gamma and alpha, over the temperatures (the
+    # inner CV's, then the final calibration's)
     z = net.support.double().numpy()
     (weight, bias), _ = kernel_ridge_head(np.exp(-entry["chosen"] * squared_distances(z, z)), summary_y(dm), 3,
                                           alphas=[entry["alpha"]])
-    np.testing.assert_allclose(net.fc.weight.detach().double().numpy() * entry["temperature"], weight, atol=1e-4)
-    np.testing.assert_allclose(net.fc.bias.detach().double().numpy() * entry["temperature"], bias, atol=1e-4)
+    temperature = entry["temperature"] * selection["final_temperature"]
+    np.testing.assert_allclose(net.fc.weight.detach().double().numpy() * temperature, weight, atol=1e-4, rtol=1e-5)
+    np.testing.assert_allclose(net.fc.bias.detach().double().numpy() * temperature, bias, atol=1e-4, rtol=1e-5)
     frame = pd.read_pickle(tmp_path / "set.pkl")
     spectra = torch.tensor(frame.iloc[:, :-1].to_numpy(np.float32))[:, None]
     with torch.no_grad():
@@ -638,6 +640,9 @@ def test_default_run_on_a_small_set_trains_no_network(tmp_path):
                                             "Linear[sg1]", "LDA[snv]", "LDA[sg1]"}
     assert selection["network"]["joined"] is None
     assert selection["network"]["rule"] == "stays out: below 2000 training rows; --time-budget SECONDS lets it join"
+    # the last calibration (Platt's targets) keeps the out-of-fold probabilities off 1.000 where every row is right
+    assert summary["metrics"]["val"]["accuracy"] == 1.0 and selection["final_temperature"] > 1.0
+    assert summary["metrics"]["val"]["loss"] > 0.01
 
 
 @pytest.mark.slow
@@ -750,7 +755,7 @@ def test_hydra_named_on_a_small_set_gets_its_ridge_head_solved_and_exported(tmp_
         expected = module(x, None).softmax(1).numpy()
     session = onnxruntime.InferenceSession(summary["files"]["onnx"], providers=["CPUExecutionProvider"])
     np.testing.assert_allclose(session.run(None, {"data_spectra": x.numpy()})[0], expected, atol=1e-5)
-    temperature = selection["candidates"]["Hydra"]["temperature"]
+    temperature = selection["candidates"]["Hydra"]["temperature"] * selection["final_temperature"]
     with torch.no_grad():
         ours = module.model.net.head(torch.from_numpy(features).float()).double().numpy() * temperature
     np.testing.assert_allclose(ours, reference.decision_function(StandardScaler().fit(features).transform(features)),
@@ -782,7 +787,8 @@ def test_lda_and_plsda_named_on_a_small_set_keep_a_given_value_and_are_solved_an
         module = load_module(summary["files"]["checkpoint"]).eval()
         with torch.no_grad():
             features = module.model.preprocess(x[y["rows"]], None)[0].flatten(1).double().numpy()
-            logits = module(x[y["rows"]], None).double().numpy() * entry["temperature"]
+            logits = (module(x[y["rows"]], None).double().numpy() * entry["temperature"]
+                      * summary["arch_selection"]["final_temperature"])
         if arch == "LDA":
             scaler = StandardScaler().fit(features)
             reference = LinearDiscriminantAnalysis(solver="lsqr", shrinkage=chosen).fit(scaler.transform(features),
