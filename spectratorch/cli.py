@@ -705,7 +705,9 @@ def _run_report(args) -> int:
     sheet = make_result_sheet(module, dm, args.output or checkpoint.with_name(f"{stem} result sheet.png"), stem,
                               baseline=baseline, out_of_fold=stored_out_of_fold(checkpoint))
     onnx_path = checkpoint.with_name(f"{stem}.onnx")
-    if onnx_path.is_file():
+    # reason: the model's cutoffs are chosen on its own rows at its own temperature; a sheet of other data refits the
+    # temperature on that data, and its cutoffs would not be the ones the model's probabilities need.
+    if onnx_path.is_file() and args.data is None:
         update_metadata(onnx_path, cutoffs={k: v for k, v in sheet["cutoffs"].items() if v is not None})
     print(json.dumps({**{k: v for k, v in sheet.items() if k != "cutoff_table"}, "baselines": baseline or {}}))
     return 0

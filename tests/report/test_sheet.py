@@ -194,6 +194,11 @@ def test_report_command_end_to_end(tmp_path_factory, tmp_path):
     assert printed["cutoffs"] == pytest.approx(expected["cutoffs"], rel=1e-6)
     assert read_metadata(onnx_file)["cutoffs"] == {k: v for k, v in printed["cutoffs"].items() if v is not None}
     assert printed["cutoffs"]["default"] is not None
+    # a sheet of other data leaves the model's cutoffs as they are
+    update_metadata(onnx_file, cutoffs={"default": 0.5})
+    result = run_cli(["report", checkpoint, "--data", run.data, "--output", tmp_path / "other.png"], block_torch=False,
+                     timeout=600)
+    assert result.returncode == 0 and read_metadata(onnx_file)["cutoffs"] == {"default": 0.5}, result.stderr[-2000:]
     # the title carries the run's baselines, read from the JSON beside the checkpoint (none here), as the training
     # run drew it (this run was trained without them: the JSON is given some)
     assert printed["baselines"] == {}
