@@ -33,7 +33,9 @@ INFERENCE_TRANSFORMS: tuple[str, ...] = in_model()
 """Transforms applied by ``Preprocess`` (from the table); other names in ``transforms`` are left to the data
 pipeline."""
 
-_SNV_EPS = 1e-6
+# reason: only a spectrum with no spread at all (a zero-filled channel) is kept from dividing by zero; an additive
+# epsilon (1e-6) outweighed the spread of spectra in small units (1e-6 and below) and made SNV depend on the unit.
+_SNV_FLOOR = 1e-30
 # reason: a point whose training range is this small next to its channel's typical range is a constant plus float
 # rounding (e.g. a derivative over a zeroed region after snv); scaling it would blow the rounding up to [-1, 1].
 _RELATIVE_SPAN = 1e-5
@@ -302,7 +304,7 @@ def snv(pre: Preprocess, name: str, spectra: torch.Tensor) -> torch.Tensor:
     """``snv``: ``(x - mean) / (std + 1e-6)`` per sample and channel."""
     mean = spectra.mean(dim=-1, keepdim=True)
     std = (spectra - mean).pow(2).mean(dim=-1, keepdim=True).sqrt()
-    return (spectra - mean) / (std + _SNV_EPS)
+    return (spectra - mean) / std.clamp_min(_SNV_FLOOR)
 
 
 def savgol(pre: Preprocess, name: str, spectra: torch.Tensor) -> torch.Tensor:

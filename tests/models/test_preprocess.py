@@ -98,6 +98,11 @@ def test_snv_gives_zero_mean_unit_std():
     out = Preprocess(["a", "b"], 120, 0, transforms=["snv"]).apply_transforms(spectra)
     torch.testing.assert_close(out.mean(dim=-1), torch.zeros(6, 2), atol=1e-5, rtol=0)
     torch.testing.assert_close(out.std(dim=-1, unbiased=False), torch.ones(6, 2), atol=1e-5, rtol=0)
+    # whatever the unit (spectra of 1e-9 to 1e-6), and a spectrum with no spread at all is zero
+    small = Preprocess(["a", "b"], 120, 0, transforms=["snv"]).apply_transforms(spectra * 1e-9)
+    torch.testing.assert_close(small, out, atol=1e-4, rtol=0)
+    flat = Preprocess(["a", "b"], 120, 0, transforms=["snv"]).apply_transforms(torch.zeros(1, 2, 120))
+    assert torch.equal(flat, torch.zeros(1, 2, 120))
 
 
 def test_sg1_of_a_ramp_is_its_slope_and_sg2_of_a_quadratic_is_constant():
