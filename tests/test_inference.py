@@ -68,6 +68,24 @@ def test_predict_cli_without_torch_matches_the_predictor(run, predictor, tmp_pat
         assert f"of the {int(kept.sum())} kept, {kept.mean():.1%})" in scored
 
 
+@pytest.mark.slow
+def test_predict_says_when_far_more_spectra_are_outliers_than_expected(run, tmp_path):
+    # the same spectra in another unit (x 100): every one off the training data, each still given a class
+    frame = read_dataset(run.data)
+    spectral = [c for c in frame.columns if str(c)[:1].isdigit() and "_" in str(c)]
+    frame[spectral] = frame[spectral] * 100.0
+    frame.to_pickle(tmp_path / "units.pkl")
+    result = run_cli(["predict", run.onnx, tmp_path / "units.pkl", "-o", tmp_path / "p.csv"])
+    assert result.returncode == 0, result.stderr[-2000:]
+    flagged = pd.read_csv(tmp_path / "p.csv")["outlier"]
+    assert flagged.mean() > 0.9
+    assert (f"warning: {int(flagged.sum())} of the {len(flagged)} spectra ({flagged.mean():.1%}) are outliers of the "
+            "model's training data (column outlier), where about 1% are expected") in result.stderr
+    # its own data: no such line
+    result = run_cli(["predict", run.onnx, run.data, "-o", tmp_path / "own.csv"])
+    assert "outliers of the model's training data" not in result.stderr
+
+
 def test_predict_table_equals_predict_arrays_in_any_batch_size(predictor, run):
     table = predictor.load(run.data)
     whole = predictor.predict_table(table, batch_size=4096)
