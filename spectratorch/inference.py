@@ -754,7 +754,7 @@ def describe_outliers(frame: pd.DataFrame) -> str | None:
 
     Example:
         >>> describe_outliers(pd.DataFrame({"outlier": [True] * 30 + [False] * 70}))[:88]
-        '30 of the 100 spectra (30.0%) are outliers of the model\'s training data (column outlier)'
+        "30 of the 100 spectra (30.0%) are outliers of the model's training data (column outlier)"
         >>> describe_outliers(pd.DataFrame({"outlier": [True] + [False] * 99})) is None
         True
     """
