@@ -499,6 +499,21 @@ def test_the_small_set_result_sheet_draws_the_exported_out_of_fold_outlier_model
 
 
 @pytest.mark.slow
+def test_counts_on_a_large_common_level_export_after_snv(tmp_path):
+    """Raw counts of 50,000 +- tens: SNV's ``x - mean`` keeps their digits, and the export's check passes."""
+    from spectratorch.pipelines import small
+
+    frame = make_generic_frame(60, seed=9)
+    spectral = [c for c in frame.columns if c != "label"]
+    frame[spectral] = (frame[spectral] * 50 + 5e4).round(1)
+    frame.to_pickle(tmp_path / "set.pkl")
+    config, dm = _exporting_run(tmp_path)
+    candidate = next(c for c in small.PREPROCESSING_VARIANTS if c.name == "LDA[snv]")
+    summary = small.train_small(config, dm, candidates=[candidate], result_sheet=False)
+    assert Path(summary["files"]["onnx"]).is_file() and summary["metrics"]["test"]["accuracy"] > 0.8
+
+
+@pytest.mark.slow
 def test_export_and_report_of_a_small_set_checkpoint_make_the_runs_own_file_and_sheet(tmp_path):
     """The out-of-fold predictions travel in the checkpoint: `spectratorch export` takes the calibration, label sets,
     outlier limits and cutoffs from them, not from validation rows that trained the model; `report` too."""
