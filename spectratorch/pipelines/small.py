@@ -42,7 +42,7 @@ import numpy as np
 import torch
 
 from spectratorch.config import RunConfig
-from spectratorch.errors import ConfigError, SplitError
+from spectratorch.errors import ConfigError, SchemaError, SplitError
 from spectratorch.export.calibration import fit_temperature, softmax
 from spectratorch.metrics import classification_metrics
 from spectratorch.models.batched import run_batched
@@ -483,6 +483,20 @@ def _training_rows(dm) -> np.ndarray:
     return np.sort(np.concatenate([train, val]))
 
 
+def _check_varies(spectra: torch.Tensor, tabular: torch.Tensor) -> None:
+    """Refuses training rows that are all the same spectrum (and tabular values): no head can learn from them.
+
+    >>> _check_varies(torch.ones(4, 1, 5), torch.zeros(4, 0))
+    Traceback (most recent call last):
+    ...
+    spectratorch.errors.SchemaError: the 4 training spectra are all the same (no point and no tabular value varies
+    between them); nothing can tell their classes apart.
+    """
+    if bool((spectra == spectra[:1]).all()) and bool((tabular == tabular[:1]).all()):
+        raise SchemaError(f"the {len(spectra)} training spectra are all the same (no point and no tabular value varies "
+                          "between them); nothing can tell their classes apart.")
+
+
 def _calibrate(final, arch: str, oof_logits: np.ndarray, y: np.ndarray,
                n_classes: int) -> tuple[np.ndarray, dict, float]:
     """The final model's out-of-fold logits, metrics and temperature after its last calibration, which is folded into
@@ -534,6 +548,7 @@ def fit_small(config: RunConfig, dm, module_kwargs, candidates=CANDIDATES) -> di
     start = time.perf_counter()
     rows = dm.stage_arrays("train", rows=_training_rows(dm))
     spectra, tabular, y = rows.spectra, rows.tabular, rows.y.numpy()
+    _check_varies(spectra, tabular)
     labels, n_classes = list(dm.labels), dm.n_classes
     groups = None if getattr(dm, "groups", None) is None else dm.groups[_training_rows(dm)]
     n_folds = inner_folds(y, labels, len(y), groups)

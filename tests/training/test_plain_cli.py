@@ -160,3 +160,14 @@ def test_cv_of_many_classes_of_five_rows_lowers_the_inner_folds_and_four_rows_is
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1] == ("spectratorch cv: error: every class has fewer rows than the 5 "
                                                       "folds (the largest has 4); use `--n-splits 4` or fewer.")
+
+
+def test_training_spectra_all_the_same_are_one_error_line(tmp_path):
+    df = plain_frame(30)
+    spectral = [c for c in df.columns if c != "label"]
+    df[spectral] = np.tile(df[spectral].to_numpy()[0], (len(df), 1))
+    df.to_csv(tmp_path / "same.csv", index=False)
+    result = _cli("train", "--data", tmp_path / "same.csv", "--output-dir", tmp_path / "out")
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    lines = [line for line in result.stderr.splitlines() if "error" in line]
+    assert len(lines) == 1 and "training spectra are all the same" in lines[0], result.stderr
