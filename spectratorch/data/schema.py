@@ -555,7 +555,8 @@ def load_table(
         # reason: nothing returned may view a file's mapping (it would change with the file).
         meta = meta.copy(deep=True)
     finite = _finite_rows(spectra, tab)
-    where, hint = "", "drop or fill those columns"
+    # reason: a model's points cannot be dropped (the axis check would refuse the file); only training drops them.
+    where, hint = "", "drop or fill those columns" if points is None else "fill those columns: the model takes them"
     if not finite.all():
         bad = _nonfinite_counts(spectra)
         if points is None:
