@@ -127,8 +127,9 @@ _INSTRUMENT_EXPORT = re.compile(r"^(EX_\d+_.+_I|LSPR_.+_I|Y_.+)\.txt$", re.IGNOR
 def is_instrument_export(name: str) -> bool:
     """Whether a file name is one of the lab fluorimeter's exports (read as a folder, not as a table).
 
-    >>> [is_instrument_export(name) for name in ("EX_277_batch 3_I.txt", "Y_batch 3.txt", "nir.txt")]
-    [True, True, False]
+    Example:
+        >>> [is_instrument_export(name) for name in ("EX_277_batch 3_I.txt", "Y_batch 3.txt", "nir.txt")]
+        [True, True, False]
     """
     return _INSTRUMENT_EXPORT.match(name) is not None
 
