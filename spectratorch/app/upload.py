@@ -68,7 +68,7 @@ def check_upload(name: str, size: int, limit_mb: float = DEFAULT_LIMIT_MB) -> st
             f"{name}: files of type {suffix or '(none)'!r} are not read here; expected a dataset file "
             f"(.parquet, .csv, .tsv, .txt, .xlsx, .pkl) or a .zip of the instrument's exports."
         )
-    if suffix == ".txt" and is_instrument_export(PurePosixPath(name.replace("\\", "/")).name):
+    if suffix == ".txt" and is_instrument_export(_safe_name(name)):
         raise DataFormatError(f"{name}: one of the instrument's export files; drop a .zip of the folder that holds "
                               "its exports (EX_<nm>_<name>_I.txt and Y_<name>.txt) instead.")
     if size == 0:

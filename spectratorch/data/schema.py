@@ -543,7 +543,7 @@ def load_table(
         raise SchemaError(f"no rows left after filtering (removed: {report}); relax the filters.")
     if expected_axis is not None:
         _check_axis(axis, np.asarray(expected_axis, dtype=float))
-    ranges = {c: (groups[c][0][0], groups[c][-1][0]) for c in channels}
+    ranges = _ranges(groups, channels)
     if expected_ranges:
         _check_ranges(ranges, expected_ranges)
     spectra = _fill_spectra(df, groups, channels, axis, release)
@@ -562,7 +562,7 @@ def load_table(
         if points is None:
             spectra, bad, groups, axis = _without_empty_points(spectra, bad, groups, channels, axis)
             # reason: a channel's range is that of the points it keeps (a model's, which new data must cover).
-            ranges = {c: (groups[c][0][0], groups[c][-1][0]) for c in channels}
+            ranges = _ranges(groups, channels)
             finite = _finite_rows(spectra, tab)
         if not finite.any():
             hint = _empty_channels_hint(bad, len(finite), groups, channels, axis) or hint
@@ -643,6 +643,11 @@ def _empty_channels_hint(bad: np.ndarray, n_rows: int, groups: dict, channels: t
         return ""
     return (f"channel(s) {', '.join(repr(c) for c in empty)} hold no value in any row: leave them out with "
             f"`--channels {' '.join(kept)}`")
+
+
+def _ranges(groups: dict, channels: Sequence[str]) -> dict[str, tuple[float, float]]:
+    """Each channel's ``(min x, max x)`` (its columns are in axis order)."""
+    return {c: (groups[c][0][0], groups[c][-1][0]) for c in channels}
 
 
 def _check_ranges(ranges: dict[str, tuple[float, float]], expected: dict[str, Sequence[float]]) -> None:

@@ -301,11 +301,9 @@ def setup_simulate(pre: Preprocess, name: str, options: Mapping) -> None:
 
 
 def snv(pre: Preprocess, name: str, spectra: torch.Tensor) -> torch.Tensor:
-    """``snv``: ``(x - mean) / std`` per sample and channel (0 where the spectrum has no spread), in float64.
-
-    # reason: counts on a large common level (50,000 +- tens) lose most of their digits to ``x - mean`` in float32,
-    # and onnxruntime's sums run in another order than torch's: the export's check then refused the model.
-    """
+    """``snv``: ``(x - mean) / std`` per sample and channel (0 where the spectrum has no spread), in float64."""
+    # reason: counts on a large common level (50,000 +- tens) lose most of their digits to `x - mean` in float32, and
+    # onnxruntime's sums run in another order than torch's: the export's check then refused the model.
     wide = spectra.double()
     mean = wide.mean(dim=-1, keepdim=True)
     std = (wide - mean).pow(2).mean(dim=-1, keepdim=True).sqrt()

@@ -503,18 +503,23 @@ def _calibrate(final, arch: str, oof_logits: np.ndarray, y: np.ndarray,
     the model: a temperature fitted to Platt's targets on its out-of-fold logits (the choice's own temperatures,
     fitted to the labels, sit at their lower bound wherever every out-of-fold row is right: probabilities of 1.000
     for new rows, wrong ones included)."""
-    from spectratorch.training.finetune import final_layer
-
     temperature = fit_temperature(oof_logits, y, platt=True)
-    with torch.no_grad():
-        if arch == "Ensemble":
-            final.net.inverse_temperature.div_(temperature)
-        else:
-            _, layer = final_layer(final.net, n_classes)
-            layer.weight.div_(temperature)
-            layer.bias.div_(temperature)
+    if arch == "Ensemble":
+        final.net.inverse_temperature.div_(temperature)
+    else:
+        _divide_head(final.net, n_classes, temperature)
     oof_logits = oof_logits / temperature
     return oof_logits, classification_metrics(y, softmax(oof_logits)), temperature
+
+
+@torch.no_grad()
+def _divide_head(net: torch.nn.Module, n_classes: int, temperature: float) -> None:
+    """Divide the logits of ``net`` by ``temperature``: its last layer's weights and bias."""
+    from spectratorch.training.finetune import final_layer
+
+    _, layer = final_layer(net, n_classes)
+    layer.weight.div_(temperature)
+    layer.bias.div_(temperature)
 
 
 def _set_head(net: torch.nn.Module, head: tuple[np.ndarray, np.ndarray], temperature: float) -> None:
@@ -704,14 +709,10 @@ def _network_refit(network: dict, spectra, tabular, y, epochs: int, temperature:
                    n_classes: int) -> SpectralClassifier:
     """The network trained on every training row for the chosen epochs, its last layer divided by the temperature."""
     from spectratorch.pipelines.small_network import train_network
-    from spectratorch.training.finetune import final_layer
 
     start = time.perf_counter()
     module, _, _ = train_network(network["kwargs"], spectra, tabular, y, epochs, seed)
-    _, layer = final_layer(module.model.net, n_classes)
-    with torch.no_grad():
-        layer.weight.div_(temperature)
-        layer.bias.div_(temperature)
+    _divide_head(module.model.net, n_classes, temperature)
     network["refit_seconds"] = round(time.perf_counter() - start, 2)
     return module.model
 
