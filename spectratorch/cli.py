@@ -675,7 +675,7 @@ def _run_predict(args) -> int:
     print(f"wrote {args.output}: {len(frame)} samples" + (f", skipped {skipped}" if skipped else ""))
     if frame.attrs.get("against_labels"):
         print(describe_scores(frame.attrs["against_labels"], frame.attrs["cutoff"]))
-    outliers = describe_outliers(frame)
+    outliers = describe_outliers(frame, (predictor.metadata.get("ood") or {}).get("confidence", 0.99))
     if outliers:
         print(f"warning: {outliers}", file=sys.stderr)
     return 0

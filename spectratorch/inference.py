@@ -743,30 +743,36 @@ def _rows(n: int) -> str:
     return f"{n} row{'s' if n != 1 else ''}"
 
 
-# reason: the outlier limits flag about 1 % of spectra like the training ones (doc/TRUST.md); ten times that is no
-# longer chance (more than 10 of 100 rows flagged at 1 % each: probability 1e-8), and leaves room for a model's own
-# training file (5.8 % of the rows of make_generic_frame(120, 4) flagged by its model).
-OUTLIER_SHARE_WARNING = 0.10
+# reason: the outlier limits flag about 1 % of spectra like the training ones at the exported confidence, 0.99
+# (doc/TRUST.md); ten times that is no longer chance (more than 10 of 100 rows flagged at 1 % each: probability
+# 1e-8), and leaves room for a model's own training file (5.8 % of the rows of make_generic_frame(120, 4) flagged by
+# its model).
+OUTLIER_SHARE_WARNING = 10
+"""How many times the share of spectra the outlier flag expects by chance makes ``predict`` warn."""
 
 
-def describe_outliers(frame: pd.DataFrame) -> str | None:
-    """One line when far more spectra are flagged outliers than the limits let through by chance, else ``None``.
+def describe_outliers(frame: pd.DataFrame, confidence: float = 0.99) -> str | None:
+    """One line when far more spectra are flagged outliers than the limits let through by chance (``1 - confidence``,
+    the model's ``ood.confidence``), else ``None``.
 
     Example:
-        >>> describe_outliers(pd.DataFrame({"outlier": [True] * 30 + [False] * 70}))[:88]
-        "30 of the 100 spectra (30.0%) are outliers of the model's training data (column outlier)"
-        >>> describe_outliers(pd.DataFrame({"outlier": [True] + [False] * 99})) is None
+        >>> describe_outliers(pd.DataFrame({"outlier": [True] * 30 + [False] * 70}))[:117]
+        "30 of the 100 spectra (30.0%) are outliers of the model's training data (column outlier), where about 1% are \
+expected"
+        >>> describe_outliers(pd.DataFrame({"outlier": [True] * 5 + [False] * 95})) is None
         True
+        >>> describe_outliers(pd.DataFrame({"outlier": [True] * 5 + [False] * 95}), confidence=0.999)[:55]
+        "5 of the 100 spectra (5.0%) are outliers of the model's"
     """
     if "outlier" not in frame.columns or not len(frame):
         return None
-    flagged = int(frame["outlier"].sum())
-    if flagged / len(frame) <= OUTLIER_SHARE_WARNING:
+    flagged, expected = int(frame["outlier"].sum()), 1.0 - confidence
+    if flagged / len(frame) <= OUTLIER_SHARE_WARNING * expected:
         return None
     return (f"{flagged} of the {len(frame)} spectra ({flagged / len(frame):.1%}) are outliers of the model's "
-            "training data (column outlier), where about 1% are expected: their probabilities are not to be trusted; "
-            "check that the file is in the training data's units and preprocessing, from the same kind of instrument "
-            "and samples")
+            f"training data (column outlier), where about {100 * expected:.2g}% are expected: their probabilities are "
+            "not to be trusted; check that the file is in the training data's units and preprocessing, from the same "
+            "kind of instrument and samples")
 
 
 def describe_scores(scores: dict, cutoff: float | None) -> str:

@@ -1,5 +1,6 @@
 """Inference without torch: the predict command, the Predictor, and clear errors on bad models and bad data."""
 
+import shutil
 import subprocess
 import sys
 
@@ -13,6 +14,7 @@ from spectratorch.cli import main
 from spectratorch.data.io import read_dataset, write_dataset
 from spectratorch.data.targets import resolve_target
 from spectratorch.errors import ConfigError, DataFormatError, SchemaError
+from spectratorch.export.onnx import read_metadata, update_metadata
 from spectratorch.inference import UNCLASSIFIED, Predictor, physical_cores, prediction_frame
 from tests.export.helpers import ROOT, run_cli, trained_run
 
@@ -84,6 +86,12 @@ def test_predict_says_when_far_more_spectra_are_outliers_than_expected(run, tmp_
     # its own data: no such line
     result = run_cli(["predict", run.onnx, run.data, "-o", tmp_path / "own.csv"])
     assert "outliers of the model's training data" not in result.stderr
+    # the expected share is the model's own (its metadata's ood.confidence), not a fixed 1 %
+    loose = tmp_path / "loose.onnx"
+    shutil.copy(run.onnx, loose)
+    update_metadata(loose, ood={**read_metadata(loose)["ood"], "confidence": 0.95})
+    result = run_cli(["predict", loose, tmp_path / "units.pkl", "-o", tmp_path / "p.csv"])
+    assert "where about 5% are expected" in result.stderr
 
 
 def test_predict_table_equals_predict_arrays_in_any_batch_size(predictor, run):

@@ -569,17 +569,76 @@ def load_table(
     report["non_finite"] = int((~finite).sum())
     if report["non_finite"]:
         where = _worst_columns(bad, tab, channels, axis, tabular_columns)
+        trim = _edge_hint(spectra, tab, bad, finite, axis) if points is None else ""
         _logger.warning(
-            "%d rows have NaN or inf in the selected channels or tabular columns; they are dropped (e.g. ids %s; %s)",
+            "%d rows have NaN or inf in the selected channels or tabular columns; they are dropped (e.g. ids %s; %s)%s",
             report["non_finite"],
             ids[~finite][:5].tolist(),
             where,
+            trim,
         )
         spectra, tab, ids, meta = spectra[finite], tab[finite], ids[finite], meta.iloc[np.flatnonzero(finite)]
     if len(ids) == 0:
         raise SchemaError(f"no rows left: every row has NaN or inf in the selected channels or tabular columns "
                           f"({where}); {hint}.")
+    _warn_zero_spectra(spectra, ids, channels)
     return SpectralTable(spectra, tab, ids, meta, channels, axis, tabular_columns, ranges, report)
+
+
+def _zero_spectra(spectra: np.ndarray) -> np.ndarray:
+    """``[N, C]``: whether each row's channel is 0 at every point, a chunk at a time.
+
+    Example:
+        >>> _zero_spectra(np.array([[[0.0, 0.0], [1.0, 0.0]], [[0.0, 2.0], [1.0, 1.0]]])).tolist()
+        [[True, False], [False, False]]
+    """
+    zero = np.empty(spectra.shape[:2], dtype=bool)
+    for start in range(0, len(spectra), _CHUNK_ROWS):
+        zero[start : start + _CHUNK_ROWS] = ~spectra[start : start + _CHUNK_ROWS].any(axis=2)
+    return zero
+
+
+def _warn_zero_spectra(spectra: np.ndarray, ids: np.ndarray, channels: Sequence[str]) -> None:
+    """One warning naming the rows whose spectrum is 0 at every point in some channel (a failed measurement, or a
+    row of an export filled with zeros): they are kept, as a zero spectrum may be a real blank."""
+    zero = _zero_spectra(spectra)
+    rows = zero.any(axis=1)
+    if not rows.any():
+        return
+    names = [channels[c] for c in np.flatnonzero(zero.any(axis=0))]
+    _logger.warning("%d rows have a spectrum that is 0 at every point (channel %s; e.g. ids %s): failed "
+                    "measurements? they are kept; leave them out of the file if so", int(rows.sum()),
+                    ", ".join(map(str, names)), ids[rows][:5].tolist())
+
+
+def _edge_hint(spectra: np.ndarray, tabular: np.ndarray, bad: np.ndarray, finite: np.ndarray,
+               axis: np.ndarray) -> str:
+    """How many of the dropped rows would be kept without the edge points that hold their NaN (spectra measured over
+    ragged ranges), when that is at least half of them and 10 % of all rows; else ``""``.
+
+    Example:
+        >>> spectra = np.ones((10, 1, 12), dtype=np.float32)
+        >>> spectra[:4, 0, :2] = np.nan
+        >>> tabular = np.zeros((10, 0))
+        >>> finite = _finite_rows(spectra, tabular)
+        >>> _edge_hint(spectra, tabular, _nonfinite_counts(spectra), finite, np.arange(900.0, 912.0))
+        '; 4 of them have it only at the edge points 900..901: leave those points out of the file to keep them'
+    """
+    dropped = int((~finite).sum())
+    per_point = bad.sum(0)
+    first = int(np.argmax(per_point == 0)) if (per_point == 0).any() else len(axis)
+    last = len(axis) - int(np.argmax(per_point[::-1] == 0)) if (per_point == 0).any() else 0
+    edges = first + len(axis) - last
+    # reason: a hint to drop most of the axis would be no hint; edge points are at most a quarter of it.
+    if dropped < max(1, 0.1 * len(finite)) or not 0 < edges <= len(axis) // 4:
+        return ""
+    kept = _finite_rows(spectra[:, :, first:last], tabular)
+    recovered = int((kept & ~finite).sum())
+    if recovered < dropped / 2:
+        return ""
+    ranges = [f"{axis[a]:g}..{axis[b - 1]:g}" for a, b in ((0, first), (last, len(axis))) if b > a]
+    return (f"; {recovered} of them have it only at the edge points {' and '.join(ranges)}: leave those points out "
+            "of the file to keep them")
 
 
 def _nearest(axis: np.ndarray, points: np.ndarray) -> np.ndarray:
@@ -687,11 +746,34 @@ def _check_axis(axis: np.ndarray, expected: np.ndarray) -> None:
 
     def unmatched(points: np.ndarray, among: np.ndarray) -> str:
         lost = points[np.abs(among[_nearest(among, points)] - points) > tolerance]
-        return ", ".join(f"{x:g}" for x in lost[:5]) + (f" and {len(lost) - 5} more" if len(lost) > 5 else "")
+        return ", ".join(f"{x:.10g}" for x in lost[:5]) + (f" and {len(lost) - 5} more" if len(lost) > 5 else "")
 
     # reason: the model takes its own points from a wider axis, so a wider axis's other points are not the cause.
     missing, extra = unmatched(expected, axis), unmatched(axis, expected) if len(axis) <= len(expected) else ""
     parts = ([f"the data lacks the model's point(s) {missing}"] if missing else []) + (
         [f"the model has no point {extra}"] if extra else [])
     raise SchemaError(f"the data's axis ({describe_axis(axis)}) differs from the model's ({describe_axis(expected)})"
-                      + (": " + "; ".join(parts) if parts else "") + ".")
+                      + (": " + "; ".join(parts) if parts else "") + _rounding_hint(axis, expected) + ".")
+
+
+def _rounding_hint(axis: np.ndarray, expected: np.ndarray) -> str:
+    """A note when every model point has a data point much nearer than the model's spacing: the same wavelengths
+    written with other decimals (or a small shift), not missing points.
+
+    Example:
+        >>> _rounding_hint(np.array([900.12, 901.35]), np.array([900.123456, 901.345678]))
+        " (every point is within 0.0043 of one of the model's: the same wavelengths written with other decimals? write \
+them as the model's, e.g. 901.345678, or resample onto its axis)"
+        >>> _rounding_hint(np.array([900.0, 901.0]), np.array([900.0, 902.0]))
+        ''
+    """
+    if len(expected) < 2 or not len(axis):
+        return ""
+    offsets = np.abs(axis[_nearest(axis, expected)] - expected)
+    # reason: a quarter of the model's spacing keeps a missing point (offset of a whole step, or half of one where
+    # the model's points are twice as dense) from reading as rounding.
+    if offsets.max() > 0.25 * float(np.median(np.diff(expected))):
+        return ""
+    return (f" (every point is within {offsets.max():.2g} of one of the model's: the same wavelengths written with "
+            f"other decimals? write them as the model's, e.g. {expected[np.argmax(offsets)]:.10g}, or resample onto "
+            "its axis)")

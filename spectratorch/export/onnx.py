@@ -307,15 +307,21 @@ def out_of_fold_trust(logits: np.ndarray, y: np.ndarray) -> tuple[dict, tuple[np
     """The calibration record, the calibrated probabilities with their classes, and the named cutoffs of a model
     that trained on every row it has, from its training rows' out-of-fold ``logits`` (the temperature fitted on them
     is already folded into the model, so the record's is 1)."""
-    from spectratorch.report.metrics import cutoff_table, named_cutoffs
-
     # reason: the logits are already divided by the temperature their inner CV fitted, which the model applies;
     # a second fit would describe probabilities the model does not give.
     report = calibration_report(logits, y, temperature=1.0, rows="out-of-fold")
     report.update(source="out-of-fold predictions of the training rows (folded into the model)")
     probabilities = softmax(logits)
+    return report, (probabilities, y), _cutoffs(probabilities, y)
+
+
+def _cutoffs(probabilities: np.ndarray, y: np.ndarray) -> dict:
+    """The named cutoffs ``spectratorch predict --cutoff`` reads (``default``, ``accuracy_0.90`` ...), chosen on
+    calibrated ``probabilities [N, K]`` of rows with classes ``y``, the reachable ones only."""
+    from spectratorch.report.metrics import cutoff_table, named_cutoffs
+
     cutoffs = named_cutoffs(cutoff_table(probabilities, y))
-    return report, (probabilities, y), {name: value for name, value in cutoffs.items() if value is not None}
+    return {name: value for name, value in cutoffs.items() if value is not None}
 
 
 def _fit_trust(model: nn.Module, val: tuple, calibration: dict, train: list, source: str = "validation",
@@ -502,11 +508,15 @@ def export_onnx(checkpoint_path: str | os.PathLike, out_path: str | os.PathLike 
     # validation rows trained it, and its out-of-fold predictions stand in for them.
     held_out_table = isinstance(datamodule_or_table, SpectralTable)
     stored = None if calibration is not None or held_out_table else stored_out_of_fold(checkpoint_path)
-    cutoffs = {}
     if stored is None:
+        logits = _run_torch(model, _inputs(model, val[0], val[1]))
         if calibration is None:
-            calibration = calibration_report(_run_torch(model, _inputs(model, val[0], val[1])), val[2])
-        conformal, ood = _fit_trust(model, val, calibration, train)
+            calibration = calibration_report(logits, val[2])
+        # reason: the cutoffs are chosen on the rows and at the temperature the calibration used, as the result sheet
+        # chooses them, so that an export of the checkpoint alone keeps them.
+        probabilities = softmax(logits, calibration["temperature"])
+        cutoffs = _cutoffs(probabilities, val[2])
+        conformal, ood = _fit_trust(model, val, calibration, train, calibration_probabilities=probabilities)
     else:
         # reason: the validation rows trained this model; its trust records come from out-of-fold predictions.
         calibration, (probabilities, y), cutoffs = out_of_fold_trust(*stored)

@@ -29,7 +29,7 @@ from spectratorch.data.datamodule import SpectralDataModule
 from spectratorch.data.io import atomic_path
 from spectratorch.defaults import LARGE_TRAIN, auto_arch, resolve_defaults
 from spectratorch.errors import CheckpointError, ConfigError
-from spectratorch.export.calibration import calibration_report
+from spectratorch.export.calibration import calibration_report, negative_log_likelihood, softmax
 from spectratorch.models.batched import BATCH_SIZE, predict_logits, run_batched
 from spectratorch.models.registry import is_model, list_models
 from spectratorch.report.sheet import baseline_accuracies, make_result_sheet
@@ -324,28 +324,38 @@ def train(config: RunConfig, callbacks: Sequence = (), arch_selection: dict | No
         files["checkpoint"] = str(config.train.load_this)
     if log_dir(trainer):
         files["logs"] = log_dir(trainer)
-    if config.train.save_test_preds and tested:
-        files["test_predictions"] = str(out_dir / f"{stem}.csv")
-        _save_test_predictions(out_dir / f"{stem}.csv", module, dm)
-    if config.train.evaluate and config.train.baseline:
-        _add_baseline(summary, module, dm, config, tested)
     sheet_wanted = config.train.evaluate and result_sheet and tested
     onnx_wanted = config.train.to_onnx and "checkpoint" in files
-    # reason: one temperature per run, fitted once: the result sheet draws the one the ONNX file stores.
-    calibration = _calibration(module, dm) if sheet_wanted or onnx_wanted else None
+    test_preds_wanted = config.train.save_test_preds and tested
+    # reason: one temperature per run, fitted once: the result sheet draws the one the ONNX file stores, and the
+    # reported losses and the saved test probabilities are those of the calibrated model the ONNX file holds.
+    calibration = (_calibration(module, dm) if sheet_wanted or onnx_wanted or test_preds_wanted
+                   or config.train.evaluate else None)
+    test_probabilities = None
+    if calibration is not None:
+        summary["calibration"] = {key: calibration[key] for key in ("temperature", "nll_before", "nll_after")}
+        if "val" in summary["metrics"]:
+            summary["metrics"]["val"]["loss"] = calibration["nll_after"]
+        if tested and (test_preds_wanted or config.train.evaluate):
+            test_probabilities = _calibrated_test(summary["metrics"], module, dm, calibration)
+    if test_preds_wanted:
+        files["test_predictions"] = str(out_dir / f"{stem}.csv")
+        _save_test_predictions(out_dir / f"{stem}.csv", module, dm, test_probabilities)
+    if config.train.evaluate and config.train.baseline:
+        _add_baseline(summary, module, dm, config, tested)
     if sheet_wanted:
         sheet = make_result_sheet(module, dm, out_dir / f"{stem} result sheet.png", stem,
                                   tensorboard=tensorboard_writer(trainer),
                                   baseline=baseline_accuracies(summary["metrics"]),
                                   temperature=calibration["temperature"])
         files["result_sheet"] = sheet.pop("result_sheet")
-        summary["calibration"] = sheet
+        summary["calibration"].update(sheet)
     if onnx_wanted:
         from spectratorch.export.onnx import export_onnx, update_metadata
 
         files["onnx"] = str(export_onnx(files["checkpoint"], out_dir / f"{stem}.onnx", dm, metrics=summary["metrics"],
                                         calibration=calibration))
-        if "calibration" in summary:
+        if "cutoffs" in summary.get("calibration", {}):
             cutoffs = {k: v for k, v in summary["calibration"]["cutoffs"].items() if v is not None}
             update_metadata(files["onnx"], cutoffs=cutoffs)
         from spectratorch.export.onnx import read_metadata
@@ -416,6 +426,17 @@ def _calibration(module: SpectralModule, dm: SpectralDataModule) -> dict:
     model): the result sheet's temperature and the one the ONNX file stores."""
     val = dm.stage_arrays("val")
     return calibration_report(predict_logits(module.model.float(), val.spectra, val.tabular), val.y.numpy())
+
+
+def _calibrated_test(metrics: dict, module: SpectralModule, dm: SpectralDataModule, calibration: dict) -> np.ndarray:
+    """The calibrated probabilities ``[N, K]`` of the test rows, as the ONNX file gives them; the test ``loss`` in
+    ``metrics`` becomes their log-loss (Lightning's is before the temperature)."""
+    rows = dm.stage_arrays("test")
+    logits = predict_logits(module.model.float(), rows.spectra, rows.tabular)
+    temperature = calibration["temperature"]
+    if "test" in metrics:
+        metrics["test"]["loss"] = negative_log_likelihood(logits, rows.y.numpy(), temperature)
+    return softmax(logits, temperature).astype(np.float32)
 
 
 def _add_baseline(summary: dict, module: SpectralModule, dm: SpectralDataModule, config: RunConfig,

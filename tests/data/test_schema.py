@@ -71,6 +71,41 @@ def test_nan_rows_reported_and_dropped(frame, caplog):
     assert len(load_table(frame, channels=["380"], tabular=None)) == len(frame)
 
 
+def test_rows_with_nan_only_at_the_edges_get_a_hint_to_trim_them(caplog):
+    # a third of the spectra were measured over a shorter range: NaN in their first two or three points
+    frame = make_frame(30, channels=("nir",), xs=range(900, 940))
+    frame.iloc[:6, frame.columns.get_loc("nir_900")] = np.nan
+    frame.iloc[6:10, [frame.columns.get_loc(f"nir_{x}") for x in (900, 901, 902)]] = np.nan
+    table = load_table(frame, tabular=None)
+    assert len(table) == 20
+    assert ("10 rows have NaN or inf" in caplog.text and "; 10 of them have it only at the edge points 900..902: leave "
+            "those points out of the file to keep them" in caplog.text)
+    # nor on a model's points, which cannot be left out; nor for NaN in the middle of the spectra
+    caplog.clear()
+    load_table(frame, tabular=None, expected_axis=np.arange(900, 940))
+    assert "10 rows have NaN or inf" in caplog.text and "edge points" not in caplog.text
+    caplog.clear()
+    frame = make_frame(30, channels=("nir",), xs=range(900, 940))
+    frame.iloc[:10, frame.columns.get_loc("nir_920")] = np.nan
+    load_table(frame, tabular=None)
+    assert "10 rows have NaN or inf" in caplog.text and "edge points" not in caplog.text
+
+
+def test_spectra_of_zeros_are_named_and_kept(caplog):
+    frame = make_frame(12, channels=("nir",), xs=range(900, 920))
+    spectral = [c for c in frame.columns if c.startswith("nir_")]
+    frame.loc[frame.index[[2, 5]], spectral] = 0.0
+    table = load_table(frame, tabular=None)
+    assert len(table) == 12
+    ids = [frame.index[2], frame.index[5]]
+    assert (f"2 rows have a spectrum that is 0 at every point (channel nir; e.g. ids {ids}): failed measurements? they "
+            "are kept" in caplog.text)
+    caplog.clear()
+    frame.loc[frame.index[[2, 5]], spectral] = 0.1
+    load_table(frame, tabular=None)
+    assert "0 at every point" not in caplog.text
+
+
 def test_numbered_rows_with_nan_are_named_by_their_numbers(frame, caplog):
     # a plain table without an id column numbers its rows: the warning names them as numbers, not numpy reprs
     frame = frame.reset_index(drop=True)
@@ -133,6 +168,20 @@ def test_expected_axis(frame):
     many = np.arange(300, 330)
     with pytest.raises(SchemaError, match=r"point\(s\) 320, 321, 322, 323, 324 and 5 more\.$"):
         load_table(frame, expected_axis=many)
+
+
+def test_the_same_wavelengths_with_other_decimals_are_called_so(frame):
+    # the data runs 300..319; a model of the same points written with more decimals
+    expected = np.arange(300, 320) + 0.004321
+    with pytest.raises(SchemaError, match=r"lacks the model's point\(s\) 300.004321, .* \(every point is within "
+                                          r"0.0043 of one of the model's: the same wavelengths written with other "
+                                          r"decimals\? write them as the model's, e.g. 300.004321, or resample onto "
+                                          r"its axis\)\.$"):
+        load_table(frame, expected_axis=expected)
+    # a point truly missing is not called rounding
+    with pytest.raises(SchemaError) as err:
+        load_table(frame, expected_axis=np.arange(301, 321))
+    assert "decimals" not in str(err.value)
 
 
 def test_a_header_without_rows_is_named_so_not_a_filter(frame, tmp_path):

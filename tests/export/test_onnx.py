@@ -61,7 +61,8 @@ def test_metadata_golden_keys_and_values(run):
                                         "ece_after", "n_bins"}
     assert meta["calibration"]["nll_after"] <= meta["calibration"]["nll_before"]
     assert meta["calibration"]["n_samples"] == sum(run.summary["class_counts"]["val"].values())
-    assert meta["cutoffs"] == {}
+    sheet_cutoffs = {k: v for k, v in run.summary["calibration"]["cutoffs"].items() if v is not None}
+    assert meta["cutoffs"] == pytest.approx(sheet_cutoffs)
     assert meta["inputs"] == ["data_spectra", "data_tabular"] and meta["output"] == "probabilities"
     assert Predictor(run.onnx).metadata == meta
 
@@ -80,16 +81,22 @@ def test_graph_inputs_outputs_and_dynamic_batch(run, spectra_only):
 @pytest.mark.parametrize("kind", ["run", "spectra_only"])
 def test_onnx_predicts_like_the_checkpoint_on_the_test_split(kind, request):
     run = request.getfixturevalue(kind)
-    torch_test = pd.read_csv(run.checkpoint.parent / f"{run.stem}.csv")  # torch's test probabilities (T = 1)
+    torch_test = pd.read_csv(run.checkpoint.parent / f"{run.stem}.csv")  # torch's calibrated test probabilities
     predictor = Predictor(run.onnx)
     table = predictor.load(run.data)
     rows = pd.Index(table.ids).get_indexer(torch_test["id"].astype(str))
     assert (rows >= 0).all()
     got = predictor.predict_arrays(table.spectra[rows], table.tabular[rows])
     expected = torch_test[[f"p_{label}" for label in predictor.labels]].to_numpy()
-    np.testing.assert_array_equal(got.argmax(1), expected.argmax(1))
-    calibrated = softmax(np.log(expected), predictor.metadata["temperature"])
-    np.testing.assert_allclose(got, calibrated, atol=1e-4)
+    assert predictor.metadata["temperature"] != pytest.approx(1.0, abs=1e-3)  # else calibrated and not look alike
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+    # the reported test loss is the log-loss of these probabilities, the ONNX file's, not of the model before its
+    # temperature
+    truth = torch_test["truth"].map({label: k for k, label in enumerate(predictor.labels)}).to_numpy()
+    log_loss = -np.log(expected[np.arange(len(truth)), truth]).mean()
+    assert run.summary["metrics"]["test"]["loss"] == pytest.approx(log_loss, rel=1e-3)
+    val_loss = predictor.metadata["calibration"]["nll_after"]
+    assert run.summary["metrics"]["val"]["loss"] == pytest.approx(val_loss, rel=1e-6)
 
 
 @pytest.mark.slow
@@ -99,6 +106,9 @@ def test_default_cutoff_reaches_the_onnx_and_predict(tmp_path_factory, tmp_path)
     table = pd.DataFrame(run.summary["calibration"]["cutoff_table"])
     assert default == table.loc[table["target"] == 0.95, "cutoff"].item() and 0.5 < default < 1
     assert read_metadata(run.onnx)["cutoffs"]["default"] == default  # the value itself, not a copy of a copy
+    again = tmp_path / "again.onnx"
+    assert main(["export", str(run.checkpoint), "-o", str(again)]) == 0  # the checkpoint alone keeps them too
+    assert read_metadata(again)["cutoffs"] == pytest.approx(read_metadata(run.onnx)["cutoffs"], abs=1e-6)
     frames = {}
     for cutoff in ("auto", "none"):
         out = tmp_path / f"{cutoff}.csv"

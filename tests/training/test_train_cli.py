@@ -34,7 +34,10 @@ def test_train_py_writes_every_output(demo_file, tmp_path):
     best = Path(summary["files"]["checkpoint"])
     assert best.parent == out and best.name.startswith(stem + "_") and best.suffix == ".ckpt"
     loss, f1, acc = best.stem[len(stem) + 1 :].split("_")
-    assert float(loss) == pytest.approx(summary["metrics"]["val"]["loss"], rel=2e-3)
+    # the name holds the checkpoint's validation loss, before the temperature; the JSON's is the calibrated model's
+    assert float(loss) == pytest.approx(summary["calibration"]["nll_before"], rel=2e-3)
+    calibration = summary["calibration"]
+    assert summary["metrics"]["val"]["loss"] == calibration["nll_after"] <= calibration["nll_before"]
     assert float(f1) == pytest.approx(summary["metrics"]["val"]["f1"], abs=1e-4)
     assert float(acc) == pytest.approx(summary["metrics"]["val"]["accuracy"], abs=1e-4)
     assert parse_model_name(best).channels == ("277", "380")
@@ -224,13 +227,17 @@ def test_ddp_on_two_cpu_processes(demo_file, tmp_path):
                    "--no-fit", "--no-baseline", "--accelerator", "cpu", "--devices", "1",
                    "--output-dir", str(tmp_path / "one")])
     assert single.returncode == 0, single.stderr[-3000:]
-    alone = json.loads(next((tmp_path / "one").glob("*.json")).read_text())["metrics"]
+    alone_summary = json.loads(next((tmp_path / "one").glob("*.json")).read_text())
+    alone = alone_summary["metrics"]
     for stage in ("val", "test"):
         assert set(ranks[0]["metrics"][stage]) == set(alone[stage]) == {"loss", "accuracy", "f1", "balanced_accuracy",
                                                                         "auroc"}
         for rank in ranks:
             for name, value in rank["metrics"][stage].items():
-                assert value == pytest.approx(alone[stage][name], abs=1e-5), (stage, name)
+                # rank 1 writes nothing and keeps Lightning's loss, before the temperature rank 0 fits
+                if name != "loss" or rank is ranks[0]:
+                    assert value == pytest.approx(alone[stage][name], abs=1e-5), (stage, name)
+    assert ranks[1]["metrics"]["val"]["loss"] == pytest.approx(alone_summary["calibration"]["nll_before"], abs=1e-5)
 
 
 @pytest.mark.parametrize("args,message", [
