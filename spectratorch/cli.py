@@ -131,8 +131,8 @@ def _add_train_args(parser: argparse.ArgumentParser) -> None:
     d, m, t = DataConfig(), ModelConfig(), TrainConfig()
     data = parser.add_argument_group("data")
     _add(data, "--data", default=None,
-         help="dataset file (.pkl, .parquet, .csv, .xlsx): columns <channel>_<x>, or bare numbers (one channel, "
-         f"'spectrum'), and label columns; default: the demo dataset {DEMO_DATA}, generated when missing")
+         help="dataset file (.csv, .tsv, .txt, .xlsx, .parquet, .pkl): columns <channel>_<x>, or bare numbers (one "
+         f"channel, 'spectrum'), and label columns; default: the demo dataset {DEMO_DATA}, generated when missing")
     _add(data, "--targets", nargs="+", default=d.targets, metavar="MODE CODE",
          help="AVA IN|INs|TY|TYs|INTY|INsTYs|<column>, OVA <value>, or OVA <column> <value> (default: OVA OK on the "
          "lab's data, else AVA <the data's one label column>)")
@@ -269,10 +269,18 @@ _TOP_EPILOG = ("Your own spectra: a CSV with the wavelengths as column headers a
                "`spectratorch COMMAND --help` lists a command's flags with their defaults.")
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (argparse's own print the whole usage first, 46 lines for
+    ``train``, and the line that matters comes last)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``spectratorch`` parser with its subcommands."""
-    parser = argparse.ArgumentParser(prog="spectratorch", description=_TOP_DESCRIPTION, epilog=_TOP_EPILOG,
-                                     allow_abbrev=False, formatter_class=_CommandsFormatter)
+    parser = _Parser(prog="spectratorch", description=_TOP_DESCRIPTION, epilog=_TOP_EPILOG,
+                     allow_abbrev=False, formatter_class=_CommandsFormatter)
     parser.add_argument("--version", action="version", version=f"spectratorch {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -290,7 +298,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     make.add_argument("--samples", type=int, default=DEMO_SAMPLES, help="samples generated (before cleaning)")
     make.add_argument("--seed", type=int, default=0, help="generator seed")
-    make.add_argument("-o", "--output", default=str(DEMO_DATA), help="dataset file (.pkl, .parquet, .csv)")
+    make.add_argument("-o", "--output", default=str(DEMO_DATA), help="dataset file (.pkl, .parquet, .csv, .tsv, "
+                      ".xlsx)")
     make.add_argument("--raw-dir", default=None, help="also write the instrument's text exports of all samples here")
     make.add_argument("--instrument", default="A",
                       help="which instrument's response to simulate: A (the lab's fluorimeter) or B (the next one, "
@@ -300,7 +309,8 @@ def build_parser() -> argparse.ArgumentParser:
                              allow_abbrev=False, description="Read EX_<channel>_<name>_I.txt and Y_<name>.txt "
                              "exports, join them on sequence, clean them, and write the dataset.")
     convert.add_argument("raw_dir", help="folder of the exports")
-    convert.add_argument("-o", "--output", required=True, help="dataset file (.pkl, .parquet, .csv)")
+    convert.add_argument("-o", "--output", required=True, help="dataset file (.pkl, .parquet, .csv, .tsv, "
+                         ".xlsx)")
     convert.add_argument("--saturation", nargs="+", default=None, metavar="CH=VALUE",
                          help="saturation thresholds per channel (defaults 277=6500 380=7000 425=10000)")
     convert.add_argument("--min-integral", nargs="+", default=None, metavar="CH=VALUE",
@@ -473,7 +483,8 @@ def _add_predict_parser(sub) -> None:
                              description="Predict every sample of a dataset file or a folder of instrument exports "
                              "with an exported model; writes one CSV row per sample.")
     predict.add_argument("model", metavar="MODEL", help="the .onnx file")
-    predict.add_argument("data", metavar="DATA", help="dataset file (.pkl, .parquet, .csv) or a folder of exports")
+    predict.add_argument("data", metavar="DATA",
+                         help="dataset file (.csv, .tsv, .txt, .xlsx, .parquet, .pkl) or a folder of exports")
     predict.add_argument("-o", "--output", required=True, help="predictions CSV")
     _add(predict, "--top-k", type=int, default=2, help="ranked classes listed per sample")
     _add(predict, "--cutoff", default="auto",

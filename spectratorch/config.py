@@ -51,12 +51,15 @@ _TRANSFORM_OPTIONS = transform_options()
 
 
 def normalize_transforms(transforms) -> tuple[str, ...]:
-    """Check transform names; ``none`` (alone) means no transform. ``-`` and ``_`` are accepted alike.
+    """Check transform names; ``none`` (alone) means no transform. ``-`` and ``_`` are accepted alike; one name may
+    be given as a string (``transforms="snv"`` in a grid search).
 
     Example:
-        >>> normalize_transforms(["DA", "sg1"]), normalize_transforms(["none"])
-        (('da', 'sg1'), ())
+        >>> normalize_transforms(["DA", "sg1"]), normalize_transforms(["none"]), normalize_transforms("snv")
+        (('da', 'sg1'), (), ('snv',))
     """
+    if isinstance(transforms, str):
+        transforms = (transforms,)
     names = tuple(str(t).lower().replace("-", "_") for t in (transforms or ()))
     if names in ((), ("none",)):
         return ()
@@ -248,6 +251,7 @@ class DataConfig:
             raise ConfigError(f"--rare-classes must be one of {', '.join(RARE_CLASS_POLICIES)}; "
                               f"got {self.rare_classes!r}.")
         _check_range("--batch-size", self.batch_size, 1, 1 << 24)
+        _check_range("--min-samples", self.min_samples, 1, 10**9)
         for name, option in transform_options().items():
             option.check(getattr(self, name, None))
         if self.sg_window < 3 or self.sg_window % 2 == 0 or not 0 < self.sg_order < self.sg_window:
@@ -362,6 +366,9 @@ class TrainConfig:
         _check_range("--max-epochs", self.max_epochs, 1, 10**6)
         _check_range("--time-budget", self.time_budget, 0, 10**7)
         _check_range("--num-nodes", self.num_nodes, 1, 10**5)
+        _check_range("--early-stop-patience", self.early_stop_patience, 0, 10**6)
+        _check_range("--scheduler-patience", self.scheduler_patience, 0, 10**6)
+        _check_range("--scheduler-cooldown", self.scheduler_cooldown, 0, 10**6)
         metric = _METRIC_ALIASES.get(self.target_metric.replace("-", "_"), self.target_metric.replace("-", "_"))
         if metric not in TARGET_METRICS:
             raise ConfigError(f"--target-metric must be one of {list(TARGET_METRICS)}; got {self.target_metric!r}.")
@@ -397,6 +404,14 @@ def _check_hardware_names(train: TrainConfig) -> None:
         raise ConfigError(f"--precision must be one of {', '.join(PRECISIONS[:7])} (or Lightning's short forms 64, 32, "
                           f"16, bf16); got {train.precision!r}.")
     parse_devices(train.devices)
+    if str(train.strategy) != "auto":
+        # reason: Lightning's registry, read only when a strategy is named (it imports Lightning).
+        from lightning.pytorch.strategies import StrategyRegistry
+
+        known = StrategyRegistry.available_strategies()
+        if str(train.strategy) not in known:
+            raise ConfigError(f"--strategy must be auto or one of Lightning's ({', '.join(known[:4])}, ...); got "
+                              f"{train.strategy!r}.")
 
 
 def _check_finetune(train: TrainConfig) -> None:

@@ -102,7 +102,9 @@ def resolve_defaults(config: RunConfig, n_train: int) -> RunConfig:
     transforms = auto_transforms(config.data.channels) if config.data.transforms is None else config.data.transforms
     train = config.train
     max_epochs = train.max_epochs or auto_max_epochs(n_train, batch_size)
-    patience = train.early_stop_patience or auto_patience(n_train, batch_size)
+    # reason: 0 is a patience (stop at the first epoch without progress), not "unset".
+    patience = (train.early_stop_patience if train.early_stop_patience is not None
+                else auto_patience(n_train, batch_size))
     return dataclasses.replace(
         config,
         data=dataclasses.replace(config.data, batch_size=batch_size, transforms=transforms),

@@ -135,11 +135,19 @@ class SpectraClassifier(ClassifierMixin, BaseEstimator):
 
         Raises:
             ValueError: scikit-learn's checks (lengths differ, NaN or inf in ``X``, a 1-D ``X``, a continuous ``y``),
-                a column of text in ``X``, labels mixing text and numbers, one class, a class with a single sample,
+                a column of text in ``X``, a column beside its wavelengths that is not one, labels mixing text and
+                numbers, one class, a class with a single sample,
                 ``groups`` of another length or with a missing value; all before training.
         """
         _check_no_text(X)
+        from spectratorch.inference import session_options
+
+        session_options(self.threads)  # reason: a bad ``threads`` is refused before the training, not after it
         layout = _layout(X) if isinstance(X, pd.DataFrame) else None
+        # reason: scikit-learn checks the names of later X's columns only when every name is text; numeric names
+        # (a DataFrame with columns=wavelengths) are checked by _check_columns.
+        self._columns = ([str(c) for c in X.columns] if isinstance(X, pd.DataFrame)
+                         and not all(isinstance(c, str) for c in X.columns) else None)
         X, y = _validate_data(self, X, y, allow_nd=True, dtype=np.float32, ensure_min_samples=2)
         _check_one_kind(y)
         check_classification_targets(y)
@@ -220,6 +228,7 @@ class SpectraClassifier(ClassifierMixin, BaseEstimator):
         """Calibrated class probabilities ``[N, n_classes]``, columns in the order of :attr:`classes_`."""
         check_is_fitted(self)
         _check_no_text(X)
+        _check_columns(X, getattr(self, "_columns", None))
         X = _validate_data(self, X, reset=False, allow_nd=True, dtype=np.float32)
         if tuple(X.shape[1:]) != self.input_shape_:
             raise ValueError(f"X has samples of shape {tuple(X.shape[1:])}, but {type(self).__name__} was fitted "
@@ -261,6 +270,7 @@ class SpectraClassifier(ClassifierMixin, BaseEstimator):
             "input_shape": list(self.input_shape_),
             "n_features_in": int(self.n_features_in_),
             "feature_names_in": [str(n) for n in getattr(self, "feature_names_in_", [])] or None,
+            "columns": getattr(self, "_columns", None),
             "params": {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.get_params().items()},
             "summary": {k: self.summary_.get(k) for k in ("name", "labels", "metrics", "config", "arch_selection")},
         }
@@ -295,6 +305,7 @@ class SpectraClassifier(ClassifierMixin, BaseEstimator):
         estimator.n_features_in_ = state["n_features_in"]
         if state.get("feature_names_in"):
             estimator.feature_names_in_ = np.asarray(state["feature_names_in"], dtype=object)
+        estimator._columns = state.get("columns")
         estimator.summary_ = state["summary"]
         estimator.onnx_model_ = data
         estimator._predictor = estimator._make_predictor()
@@ -342,6 +353,28 @@ def _check_no_text(X) -> None:
                          f"(pd.read_csv(..., index_col={str(text[0])!r})) and pass the labels as y.")
 
 
+def _check_columns(X, fitted: list[str] | None) -> None:
+    """Refuses a DataFrame whose numeric column names are not those ``fit`` had, in its order (``fitted``, as text),
+    naming the first that differs: the columns would be read as other wavelengths.
+
+    Example:
+        >>> _check_columns(pd.DataFrame([[1.0, 2.0]], columns=[901.0, 900.0]), ["900.0", "901.0"])
+        Traceback (most recent call last):
+        ...
+        ValueError: X's column 0 is 901.0 where fit had 900.0: give the columns fit had, in its order (900.0, 901.0).
+    """
+    if fitted is None or not isinstance(X, pd.DataFrame):
+        return
+    given = [str(c) for c in X.columns]
+    if given == fitted:
+        return
+    at = next((k for k, (a, b) in enumerate(zip(given, fitted)) if a != b), min(len(given), len(fitted)))
+    found = given[at] if at < len(given) else "missing"
+    shown = ", ".join(fitted[:3]) + (f", ... {fitted[-1]}" if len(fitted) > 3 else "")
+    raise ValueError(f"X's column {at} is {found} where fit had {fitted[at] if at < len(fitted) else 'none'}: give "
+                     f"the columns fit had, in its order ({shown}).")
+
+
 def _check_one_kind(y: np.ndarray) -> None:
     """Refuses labels that mix text and numbers in one line naming one of each; scikit-learn's own message
     ("Unknown label type: unknown. Maybe you are trying to fit a classifier ... on a regression target") suggests a
@@ -360,6 +393,13 @@ def _layout(X: pd.DataFrame) -> dict:
     groups = spectral_columns(X.columns)
     named = {name for items in groups.values() for _, name in items}
     xs = [[x for x, _ in items] for items in groups.values()]
+    other = [c for c in X.columns if c not in named]
+    # reason: a numeric column beside the wavelengths (a temperature, a label code) would turn the whole axis into
+    # 0..L-1 and be read as one more point of the spectrum.
+    if named and other and len(named) >= 2 * len(other):
+        shown = ", ".join(repr(c) for c in other[:5]) + (f" and {len(other) - 5} more" if len(other) > 5 else "")
+        raise ValueError(f"X's column(s) {shown} are not wavelengths, while its other {len(named)} columns are: X "
+                         "holds the spectra only; drop them (a label as y, an id as the index).")
     if len(named) != X.shape[1] or any(len(set(x)) != len(x) for x in xs):
         return _array_layout((X.shape[1],))
     channels = tuple(groups)

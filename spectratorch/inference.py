@@ -629,7 +629,11 @@ class Predictor:
         Raises:
             ConfigError: a coverage the calibration rows do not support (the line names the supported range).
         """
-        if coverage is None or self.conformal is None:
+        if coverage is None:
+            return None
+        if isinstance(coverage, bool) or not _is_number(coverage) or not 0 < float(coverage) < 1:
+            raise ConfigError(f"--coverage must be a probability between 0 and 1, e.g. 0.9; got {coverage!r}.")
+        if self.conformal is None:
             return None
         from spectratorch.export.conformal import threshold
 

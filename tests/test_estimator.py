@@ -65,6 +65,24 @@ def test_bad_input_raises_before_training(xy, no_training, bad, match):
         SpectraClassifier(**FAST).fit(X, y)
 
 
+def test_bad_threads_are_refused_before_training_and_one_transform_may_be_a_string(xy, monkeypatch):
+    from spectratorch.errors import ConfigError
+
+    seen = []
+
+    def record(config):
+        seen.append(config)
+        raise AssertionError("training started")
+
+    monkeypatch.setattr("spectratorch.estimator._train", record)
+    with pytest.raises(ConfigError, match=r"^threads must be a positive integer or None; got 0\.$"):
+        SpectraClassifier(threads=0, **FAST).fit(*xy)
+    assert seen == []
+    with pytest.raises(AssertionError, match="training started"):
+        SpectraClassifier(transforms="snv", **FAST).fit(*xy)  # as GridSearchCV passes {"transforms": ["snv", ...]}
+    assert seen[0].data.transforms == ("snv",)
+
+
 def test_a_text_column_left_in_x_is_named_before_training(xy, no_training):
     X, y = xy
     with_ids = X.assign(id=[f"G{k:05d}" for k in range(len(X))])[["id", *X.columns]]
@@ -73,6 +91,13 @@ def test_a_text_column_left_in_x_is_named_before_training(xy, no_training):
         SpectraClassifier(**FAST).fit(with_ids, y)
     with pytest.raises(AssertionError, match="training started"):  # numbers stored as text are numbers still
         SpectraClassifier(**FAST).fit(X.astype(str), y)
+    # a numeric column beside the wavelengths would turn the axis into 0..L-1 and join the spectrum
+    codes = y.astype("category").cat.codes
+    for extra in (X.assign(temperature=21.5), X.assign(label=codes)):
+        name = extra.columns[-1]
+        with pytest.raises(ValueError, match=rf"^X's column\(s\) '{name}' are not wavelengths, while its other "
+                                             rf"{X.shape[1]} columns are"):
+            SpectraClassifier(**FAST).fit(extra, y)
 
 
 def test_train_keywords_are_the_flags(no_training):
@@ -94,6 +119,26 @@ def test_fit_predict_on_a_dataframe_of_wavelengths(fitted, xy):
     assert proba.shape == (len(X), 3) and np.allclose(proba.sum(axis=1), 1, atol=1e-5)
     assert fitted.score(X, y) > 0.9
     assert list(fitted.summary_["config"]["data"]["channels"]) == ["spectrum"]
+
+
+@pytest.mark.slow
+def test_numeric_column_names_in_another_order_are_refused(xy, tmp_path):
+    # scikit-learn checks only text names; a DataFrame with columns=wavelengths (floats) must be checked too
+    X, y = xy
+    numeric = X.set_axis([float(c) for c in X.columns], axis=1)
+    clf = SpectraClassifier(**FAST).fit(numeric, y)
+    assert not hasattr(clf, "feature_names_in_")
+    assert clf.score(numeric, y) > 0.9
+    first, last = numeric.columns[0], numeric.columns[-1]
+    with pytest.raises(ValueError, match=f"^X's column 0 is {last} where fit had {first}: give the columns fit had"):
+        clf.predict(numeric[numeric.columns[::-1]])
+    shifted = numeric.set_axis([c + 1.0 for c in numeric.columns], axis=1)  # another grid of the same size
+    with pytest.raises(ValueError, match=f"^X's column 0 is {first + 1.0} where fit had {first}"):
+        clf.predict_proba(shifted)
+    # the names travel with a saved estimator
+    clf.save(tmp_path / "clf.onnx")
+    with pytest.raises(ValueError, match="^X's column 0 is"):
+        SpectraClassifier.load(tmp_path / "clf.onnx").predict(numeric[numeric.columns[::-1]])
 
 
 @pytest.mark.slow

@@ -106,6 +106,11 @@ def test_a_model_exported_before_still_predicts_and_says_what_it_lacks(tmp_path)
     assert "no conformal calibration" in result.stderr and "no outlier model" in result.stderr
     columns = list(pd.read_csv(out).columns)
     assert columns[:4] == ["id", "label", "truth", "top1_label"] and "set" not in columns and "outlier" not in columns
+    # a coverage that is no probability is refused even where the model has no sets to give
+    result = run_cli(["predict", EXAMPLE, tmp_path / "fresh.pkl", "-o", tmp_path / "q.csv", "--coverage", "7"])
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "spectratorch predict: error: --coverage must be a probability between 0 and 1, e.g. 0.9; got 7.0."]
 
 
 def test_ensemble_onnx_has_out_of_fold_sets_and_outlier_outputs(run, tmp_path):

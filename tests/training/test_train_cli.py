@@ -249,6 +249,12 @@ def test_ddp_on_two_cpu_processes(demo_file, tmp_path):
     (["--channels", "277", "123"], "unknown channel(s) ['123']"),
     (["--current-split", "5"], "--current-split must be in 0..4"),
     (["--output-dir", "/proc/nope"], "not writable"),
+    (["--early-stop-patience", "-1"], "--early-stop-patience must be in [0, 1000000]; got -1."),
+    (["--scheduler-patience", "-1"], "--scheduler-patience must be in [0, 1000000]; got -1."),
+    (["--scheduler-cooldown", "-2"], "--scheduler-cooldown must be in [0, 1000000]; got -2."),
+    (["--rare-classes", "other", "--min-samples", "0"], "--min-samples must be in [1, 1000000000]; got 0."),
+    (["--strategy", "foo"], "--strategy must be auto or one of Lightning's (ddp, ddp_spawn, ddp_fork, ddp_notebook, "
+     "...); got 'foo'."),
 ])
 def test_bad_input_one_line_no_traceback(demo_file, capsys, args, message):
     # reason: in this process (the command's own `main`, as `train.py` calls it): a subprocess per case would only
@@ -258,6 +264,29 @@ def test_bad_input_one_line_no_traceback(demo_file, capsys, args, message):
     assert main(["train", "--data", str(demo_file), *FAST, *args]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def test_an_early_stop_patience_of_0_is_kept():
+    from spectratorch.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+    from spectratorch.defaults import resolve_defaults
+
+    def patience(value):
+        config = RunConfig(DataConfig(channels=("277",)), ModelConfig(arch="TinyVGG"),
+                           TrainConfig(early_stop_patience=value))
+        return resolve_defaults(config, 500).train.early_stop_patience
+
+    assert patience(0) == 0 and patience(5) == 5 and patience(None) >= 8
+
+
+def test_a_flag_argparse_refuses_is_one_line(capsys):
+    from spectratorch.cli import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(["train", "--max-epochs", "two"])
+    assert exited.value.code == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "spectratorch train: error: argument --max-epochs/--max_epochs: invalid int value: 'two' (see spectratorch "
+        "train --help)"]
 
 
 def test_bad_input_through_train_py_exits_2_on_one_line(demo_file):
