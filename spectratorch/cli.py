@@ -328,6 +328,10 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("checkpoint", metavar="CKPT", help="checkpoint written by `spectratorch train`")
     report.add_argument("--data", default=None, help="dataset (default: the checkpoint's training data)")
     report.add_argument("-o", "--output", default=None, help="PNG file (default: '<stem> result sheet.png')")
+    for command in sub.choices.values():
+        # reason: after the command too (`spectratorch train -v`, `python train.py -v`); SUPPRESS keeps a -v given
+        # before the command from being reset by the command's own default.
+        command.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug logging")
     return parser
 
 
@@ -591,6 +595,9 @@ def _thresholds(pairs: list[str] | None, defaults: dict[str, float], option: str
             raise ConfigError(f"{option} expects CHANNEL=VALUE like 277=6500; got {pair!r}.") from None
         if not sep:
             raise ConfigError(f"{option} expects CHANNEL=VALUE like 277=6500; got {pair!r}.")
+        if channel not in defaults:
+            raise ConfigError(f"{option} {pair}: no channel {channel!r}; the thresholds are per excitation channel, "
+                              f"{', '.join(defaults)}.")
     return result
 
 

@@ -119,3 +119,12 @@ def test_convert_thresholds_are_those_stated():
                          ("minimum spectrum integral per channel", MIN_INTEGRALS)):
         stated = re.search(label + r" \(defaults ([^)]*)\)", text).group(1)
         assert dict(pair.split("=") for pair in stated.split()) == {k: f"{v:g}" for k, v in table.items()}
+
+
+def test_verbose_after_the_command_too():
+    from spectratorch.cli import build_parser
+
+    parser = build_parser()
+    assert [parser.parse_args(args).verbose for args in (["train"], ["-v", "train"], ["train", "-v"],
+                                                         ["predict", "m.onnx", "d.csv", "-o", "p.csv", "-v"])] == [
+        False, True, True, True]

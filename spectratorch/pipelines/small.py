@@ -795,7 +795,7 @@ def _result_sheet(module, dm, path: Path, stem: str, out_of_fold: tuple[np.ndarr
 
 # reason: the flags of a network's Adam loop and of its architecture; no solved head reads them.
 _NETWORK_FLAGS = {"train": ("lr", "weight_decay", "max_epochs", "early_stop_patience", "scheduler_patience",
-                            "scheduler_cooldown", "eps", "loss", "focal_gamma", "class_weights"),
+                            "scheduler_cooldown", "eps", "loss", "focal_gamma", "class_weights", "resume", "strategy"),
                   "data": ("batch_size",),
                   "model": ("width", "batch_norm", "block_units", "wf", "dropout", "pool_bins")}
 
@@ -805,15 +805,15 @@ def network_flags_set(config: RunConfig) -> list[str]:
 
     Example:
         >>> from spectratorch.config import TrainConfig
-        >>> network_flags_set(RunConfig(train=TrainConfig(lr=0.5, eps=0.1, max_epochs=2)))
-        ['--lr 0.5', '--max-epochs 2']
+        >>> network_flags_set(RunConfig(train=TrainConfig(lr=0.5, eps=0.1, max_epochs=2, resume=True)))
+        ['--lr 0.5', '--max-epochs 2', '--resume']
     """
     found = []
     for group, names in _NETWORK_FLAGS.items():
         part = getattr(config, group)
         defaults = {f.name: f.default for f in dataclasses.fields(part)}
-        found += [f"--{name.replace('_', '-')} {getattr(part, name)}" for name in names
-                  if getattr(part, name) != defaults[name]]
+        found += [f"--{name.replace('_', '-')}" + ("" if getattr(part, name) is True else f" {getattr(part, name)}")
+                  for name in names if getattr(part, name) != defaults[name]]
     return found
 
 

@@ -217,6 +217,10 @@ class FreezeBackbone(BaseFinetuning):
 
     def freeze_before_training(self, pl_module) -> None:
         self.freeze(self._parts(pl_module)[0], train_bn=True)
+        max_epochs = getattr(pl_module.trainer, "max_epochs", None) if pl_module._trainer is not None else None
+        if self.epochs and max_epochs is not None and 0 <= max_epochs <= self.epochs:
+            _logger.warning("--freeze-backbone-epochs %d with --max-epochs %d: the backbone never trains, only the "
+                            "head (give fewer head-only epochs or more epochs)", self.epochs, max_epochs)
 
     def finetune_function(self, pl_module, epoch: int, optimizer) -> None:
         backbone = self._parts(pl_module)[0]

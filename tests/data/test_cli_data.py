@@ -59,3 +59,11 @@ def test_convert_bad_input_one_line_no_output(tmp_path, capsys):
     assert main(["make-dataset", "--samples", "50", "-o", str(tmp_path / "out.xls")]) == 2
     assert "unsupported dataset file type" in capsys.readouterr().err
     assert not (tmp_path / "out.xls").exists()
+
+
+def test_convert_refuses_a_threshold_for_a_channel_it_does_not_have(tmp_path, capsys):
+    # a typo of 277 would otherwise leave the default threshold in place without a word
+    assert main(["convert", str(tmp_path), "-o", str(tmp_path / "out.pkl"), "--saturation", "227=5000"]) == 2
+    assert capsys.readouterr().err.strip() == ("spectratorch convert: error: --saturation 227=5000: no channel '227'; "
+                                               "the thresholds are per excitation channel, 277, 380, 425.")
+    assert not (tmp_path / "out.pkl").exists()

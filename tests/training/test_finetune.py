@@ -96,19 +96,21 @@ def test_finetune_new_head_freeze_then_unfreeze_through_the_cli(parent, b_file, 
     assert meta["parent"] == parent_stem and meta["name"] == stem and meta["labels"] == summary["labels"]
 
 
-def test_frozen_backbone_stays_the_parents(parent, b_file, tmp_path):
+def test_frozen_backbone_stays_the_parents(parent, b_file, tmp_path, caplog):
     from spectratorch.pipelines.run import train
 
     checkpoint, _ = parent
     # reason: --arch, --width and --transforms left unset: a fine-tune takes the checkpoint's.
-    summary = train(RunConfig(
-        DataConfig(data=str(b_file), channels=("277", "380"), batch_size=64),
-        ModelConfig(),
-        TrainConfig(max_epochs=2, early_stop_patience=5, output_dir=str(tmp_path), accelerator="cpu", devices="1",
-                    evaluate=False, load_this=str(checkpoint), finetune=True, freeze_backbone_epochs=10,
-                    keep_scaling=True),
-    ))
+    with caplog.at_level("WARNING", logger="spectratorch"):
+        summary = train(RunConfig(
+            DataConfig(data=str(b_file), channels=("277", "380"), batch_size=64),
+            ModelConfig(),
+            TrainConfig(max_epochs=2, early_stop_patience=5, output_dir=str(tmp_path), accelerator="cpu", devices="1",
+                        evaluate=False, load_this=str(checkpoint), finetune=True, freeze_backbone_epochs=10,
+                        keep_scaling=True),
+        ))
     assert [p["phase"] for p in summary["finetune"]["phases"]] == ["head"]
+    assert "--freeze-backbone-epochs 10 with --max-epochs 2: the backbone never trains, only the head" in caplog.text
     assert summary["config"]["model"]["arch"] == "TinyVGG"
     assert list(summary["config"]["data"]["transforms"]) == ["da", "simulate"]
     assert summary["name"] == "TinyVGG y=['OVA', 'OK'] c=('277', '380') t=('da', 'simulate') 0-5 s=42 eps=0.1"
