@@ -149,7 +149,8 @@ def _add_train_args(parser: argparse.ArgumentParser) -> None:
     _add(data, "--rare-classes", choices=RARE_CLASS_POLICIES, default=d.rare_classes,
          help="classes smaller than --n-splits: keep (with at least 3 rows each; some test folds hold none of them), "
          "error, drop, or other (bundled)")
-    _add(data, "--min-samples", type=int, default=None, help="with --rare-classes other: bundle classes under this")
+    _add(data, "--min-samples", type=int, default=None, help="with --rare-classes other: bundle classes under this many rows (default, and at least: "
+         "--n-splits)")
     _add(data, "--groups", default=None, metavar="COLUMN",
          help="the column naming each row's sample (replicate scans share a value): a sample's rows stay in one fold, "
          "in the test folds and in the inner cross-validation")
@@ -182,8 +183,8 @@ def _add_train_args(parser: argparse.ArgumentParser) -> None:
     opt = parser.add_argument_group("optimisation")
     _add(opt, "--eps", type=float, default=t.eps, help="label smoothing epsilon of the training loss, in [0, 1]")
     _add(opt, "--lr", type=float, default=None,
-         help=f"Adam learning rate (default: {_MODEL_LR}; Linear, PLSDA and MiniRocket on small sets are solved, "
-         "no Adam)")
+         help=f"Adam learning rate (default: {_MODEL_LR}; Linear, PLSDA, LDA, MiniRocket, Hydra and KernelRidge on "
+         "small sets are solved, no Adam)")
     _add(opt, "--weight-decay", type=float, default=None,
          help=f"L2 penalty of Adam (default: {_MODEL_WEIGHT_DECAY})")
     _add(opt, "--max-epochs", type=int, default=None,
@@ -197,7 +198,7 @@ def _add_train_args(parser: argparse.ArgumentParser) -> None:
          f"steps, at most {MAX_PATIENCE})")
     _add(opt, "--scheduler-patience", type=int, default=t.scheduler_patience, help="ReduceLROnPlateau patience")
     _add(opt, "--scheduler-cooldown", type=int, default=t.scheduler_cooldown, help="ReduceLROnPlateau cooldown")
-    _add(opt, "--target-metric", default=t.target_metric, choices=list(TARGET_METRICS) + ["val_acc"],
+    _add(opt, "--target-metric", default=t.target_metric, choices=list(TARGET_METRICS) + ["val_acc", "val_bacc"],
          help="metric for checkpointing, early stopping and the scheduler")
     # losses for imbalanced classes
     _add(opt, "--loss", default=t.loss, help="training loss: ce (cross-entropy) or focal")
@@ -301,7 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
     make.add_argument("-o", "--output", default=str(DEMO_DATA), help="dataset file (.pkl, .parquet, .csv, .tsv, "
                       ".xlsx)")
     make.add_argument("--raw-dir", default=None, help="also write the instrument's text exports of all samples here")
-    make.add_argument("--instrument", default="A",
+    make.add_argument("--instrument", default="A", choices=["A", "B"], type=str.upper,
                       help="which instrument's response to simulate: A (the lab's fluorimeter) or B (the next one, "
                       "blind where `simulate` zeroes, shifted axis, other detector, more noise)")
 
@@ -642,6 +643,8 @@ def _run_make_dataset(args) -> int:
 
     if not 0 <= args.seed <= MAX_SEED:
         raise ConfigError(f"--seed must be an integer in 0..{MAX_SEED}; got {args.seed}.")
+    if args.samples < 1:
+        raise ConfigError(f"--samples must be at least 1; got {args.samples}.")
     report = write_demo_dataset(args.output, args.samples, args.seed, args.instrument, args.raw_dir)
     _logger.info("cleaning removed %s", report["removed"])
     print(json.dumps({k: v for k, v in report.items() if k != "raw_files"}))
@@ -668,6 +671,8 @@ def _run_export(args) -> int:
     from spectratorch.export.onnx import export_onnx
     from spectratorch.outputs import check_output_file
 
+    if args.n_check < 1:
+        raise ConfigError(f"--n-check must be at least 1; got {args.n_check}.")
     if args.output is not None:
         inputs = {"the checkpoint": args.checkpoint, **({"the data": args.data} if args.data else {})}
         check_output_file(args.output, inputs, example=f"{Path(args.checkpoint).stem}.onnx")

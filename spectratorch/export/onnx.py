@@ -550,7 +550,8 @@ def _load_proto(path: Path):
     import onnx
 
     if not path.is_file():
-        raise DataFormatError(f"{path}: no such model file.")
+        raise DataFormatError(f"{path}: " + ("a folder; expected a model file (.onnx)." if path.is_dir()
+                                             else "no such model file."))
     try:
         return onnx.load(str(path))
     except Exception as err:  # noqa: BLE001 -- reason: protobuf's DecodeError and onnx's errors share no useful base

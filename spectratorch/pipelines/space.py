@@ -162,7 +162,8 @@ def load_space(path: str | os.PathLike, base: RunConfig) -> list[Param]:
 
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"--space {path}: no such file; see examples/search_space.yaml for the format.")
+        found = "a folder, not a file" if path.is_dir() else "no such file"
+        raise ConfigError(f"--space {path}: {found}; see examples/search_space.yaml for the format.")
     try:
         values = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:

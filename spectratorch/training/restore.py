@@ -59,7 +59,8 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
 
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint file.")
+        raise CheckpointError(f"{path}: " + ("a folder; expected a checkpoint file (.ckpt)." if path.is_dir()
+                                             else "no such checkpoint file."))
     try:
         # reason: a file that is not a torch checkpoint (a pickled dataset given by mistake) makes torch warn about
         # its pickle protocol before it fails; the refusal below is the one line that says what it is.

@@ -67,3 +67,13 @@ def test_convert_refuses_a_threshold_for_a_channel_it_does_not_have(tmp_path, ca
     assert capsys.readouterr().err.strip() == ("spectratorch convert: error: --saturation 227=5000: no channel '227'; "
                                                "the thresholds are per excitation channel, 277, 380, 425.")
     assert not (tmp_path / "out.pkl").exists()
+
+
+def test_make_dataset_flags_are_checked_as_flags(tmp_path, capsys):
+    out = str(tmp_path / "d.pkl")
+    assert main(["make-dataset", "--samples", "0", "-o", out]) == 2
+    assert capsys.readouterr().err.strip() == "spectratorch make-dataset: error: --samples must be at least 1; got 0."
+    assert main(["make-dataset", "--samples", "20", "--instrument", "b", "-o", out]) == 0  # either case
+    assert len(read_dataset(out)) > 0
+    assert main(["export", str(tmp_path / "m.ckpt"), "--n-check", "0"]) == 2
+    assert capsys.readouterr().err.strip().endswith("error: --n-check must be at least 1; got 0.")

@@ -221,3 +221,15 @@ def _try_claim(folder, errors):
             pass
     except ConfigError as err:
         errors.append(str(err))
+
+
+@pytest.mark.parametrize("args,found", [
+    (["predict", "{d}", "{d}/data.csv", "-o", "{d}/p.csv"], "a folder; expected a model file (.onnx)."),
+    (["export", "{d}"], "a folder; expected a checkpoint file (.ckpt)."),
+    (["report", "{d}"], "a folder; expected a checkpoint file (.ckpt)."),
+])
+def test_a_folder_where_a_file_is_expected_is_named_so(tmp_path, capsys, args, found):
+    from spectratorch.cli import main
+
+    assert main([a.format(d=tmp_path) for a in args]) == 2
+    assert capsys.readouterr().err.strip().endswith(f"{tmp_path}: {found}")
