@@ -149,8 +149,8 @@ def _add_train_args(parser: argparse.ArgumentParser) -> None:
     _add(data, "--rare-classes", choices=RARE_CLASS_POLICIES, default=d.rare_classes,
          help="classes smaller than --n-splits: keep (with at least 3 rows each; some test folds hold none of them), "
          "error, drop, or other (bundled)")
-    _add(data, "--min-samples", type=int, default=None, help="with --rare-classes other: bundle classes under this many rows (default, and at least: "
-         "--n-splits)")
+    _add(data, "--min-samples", type=int, default=None,
+         help="with --rare-classes other: bundle classes under this many rows (default, and at least: --n-splits)")
     _add(data, "--groups", default=None, metavar="COLUMN",
          help="the column naming each row's sample (replicate scans share a value): a sample's rows stay in one fold, "
          "in the test folds and in the inner cross-validation")
