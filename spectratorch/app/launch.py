@@ -66,6 +66,24 @@ def streamlit_command(port: int = 8501, address: str = "localhost", max_upload_m
     return command
 
 
+def _check_address(address: str, port: int) -> None:
+    """Refuse an address this machine cannot listen on (unknown name, or not one of its own), before the server
+    starts (its error is a traceback from the child process)."""
+    import socket
+
+    try:
+        family, kind, proto, _, where = socket.getaddrinfo(address, port, type=socket.SOCK_STREAM)[0]
+    except (socket.gaierror, UnicodeError):
+        raise ConfigError(f"--address {address!r} is not a host name or IP address this machine knows; use "
+                          "localhost, 0.0.0.0 (every interface) or one of its own addresses.") from None
+    with socket.socket(family, kind, proto) as probe:
+        try:
+            probe.bind((where[0], 0))
+        except OSError:
+            raise ConfigError(f"--address {address!r} is not an address of this machine; use localhost, 0.0.0.0 "
+                              "(every interface) or one of its own addresses.") from None
+
+
 def _check(models: Path, port: int, max_upload_mb: int) -> None:
     if importlib.util.find_spec("streamlit") is None:
         raise ConfigError("the page needs streamlit, which is not installed: `pip install \"spectratorch[app]\"` "
@@ -94,6 +112,7 @@ def launch(models: str | os.PathLike, port: int = 8501, address: str = "localhos
     """
     models = Path(models).resolve()
     _check(models, port, max_upload_mb)
+    _check_address(address, port)
     # reason: the child must import this very spectratorch, installed or not.
     root = str(Path(__file__).resolve().parents[2])
     env = {**os.environ, ENV_MODELS: str(models), ENV_MAX_UPLOAD_MB: str(max_upload_mb),

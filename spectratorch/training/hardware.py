@@ -41,6 +41,9 @@ def _on_gpu(accelerator: str) -> bool:
     return accelerator == "auto" and torch.cuda.is_available()
 
 
+_GPU_ONLY_PRECISIONS = ("16-true", "transformer-engine", "transformer-engine-float16")
+
+
 def check_hardware(train: TrainConfig) -> None:
     """Refuse an accelerator this machine lacks and more devices than it has.
 
@@ -49,9 +52,13 @@ def check_hardware(train: TrainConfig) -> None:
 
     Raises:
         ConfigError: a GPU asked for and none visible; more GPUs, or GPU indices, than there are; on the CPU, a list
-            of GPU indices or more processes than CPUs.
+            of GPU indices, more processes than CPUs, or a precision for GPUs only (``16-true``).
     """
     devices = parse_devices(train.devices)
+    if str(train.precision) in _GPU_ONLY_PRECISIONS and train.accelerator != "mps" and not _on_gpu(train.accelerator):
+        # reason: float16 weights and gradients on the CPU overflow within an epoch here (NaN logits at the end).
+        raise ConfigError(f"--precision {train.precision} is for a GPU; the run is on the CPU (no GPU visible, or "
+                          "--accelerator cpu): use --precision auto (32-true there) or bf16-mixed.")
     if devices == "auto" or train.accelerator == "mps":
         _on_gpu(train.accelerator)
         return

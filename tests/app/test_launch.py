@@ -36,6 +36,13 @@ def test_the_cli_refuses_a_missing_folder_on_one_line(tmp_path):
                                      f"'{tmp_path / 'nothing'}' is not a folder.")
     result = run_cli(["app", "--models", tmp_path, "--port", "0"])
     assert result.returncode == 2 and "--port must be in 1..65535; got 0" in result.stderr
+    # an address the server could not listen on: one line before the server starts, not its traceback
+    for address, found in (("999.1.1.1", "is not a host name or IP address this machine knows"),
+                           ("192.0.2.1", "is not an address of this machine")):
+        result = run_cli(["app", "--models", tmp_path, "--address", address], timeout=60)
+        assert result.returncode == 2 and result.stderr.strip() == (
+            f"spectratorch app: error: --address {address!r} {found}; use localhost, 0.0.0.0 (every interface) or one "
+            "of its own addresses."), result.stderr
 
 
 def test_catalog_finds_models_recursively_and_explains_bad_ones(mixed_models_dir):

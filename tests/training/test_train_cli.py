@@ -253,6 +253,7 @@ def test_ddp_on_two_cpu_processes(demo_file, tmp_path):
     (["--scheduler-patience", "-1"], "--scheduler-patience must be in [0, 1000000]; got -1."),
     (["--scheduler-cooldown", "-2"], "--scheduler-cooldown must be in [0, 1000000]; got -2."),
     (["--rare-classes", "other", "--min-samples", "0"], "--min-samples must be in [1, 1000000000]; got 0."),
+    (["--precision", "16-true", "--accelerator", "cpu"], "--precision 16-true is for a GPU; the run is on the CPU"),
     (["--strategy", "foo"], "--strategy must be auto or one of Lightning's (ddp, ddp_spawn, ddp_fork, ddp_notebook, "
      "...); got 'foo'."),
 ])
