@@ -310,8 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
                              allow_abbrev=False, description="Read EX_<channel>_<name>_I.txt and Y_<name>.txt "
                              "exports, join them on sequence, clean them, and write the dataset.")
     convert.add_argument("raw_dir", help="folder of the exports")
-    convert.add_argument("-o", "--output", required=True, help="dataset file (.pkl, .parquet, .csv, .tsv, "
-                         ".xlsx)")
+    convert.add_argument("-o", "--output", required=True, help="dataset file (.pkl, .parquet, .csv)")
     convert.add_argument("--saturation", nargs="+", default=None, metavar="CH=VALUE",
                          help="saturation thresholds per channel (defaults 277=6500 380=7000 425=10000)")
     convert.add_argument("--min-integral", nargs="+", default=None, metavar="CH=VALUE",
@@ -746,8 +745,12 @@ _COMMANDS = {"train": _run_train, "make-dataset": _run_make_dataset, "convert": 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``spectratorch`` command."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+    except KeyboardInterrupt:
+        print("spectratorch: interrupted", file=sys.stderr)
+        return 130
     report_to_console(logging.DEBUG if args.verbose else logging.INFO)
     try:
         return _COMMANDS[args.command](args)
@@ -755,8 +758,28 @@ def main(argv: list[str] | None = None) -> int:
         print(f"spectratorch {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"spectratorch {args.command}: interrupted", file=sys.stderr)
+        print(f"spectratorch {args.command}: interrupted{_AGAIN.get(args.command, '')}", file=sys.stderr)
         return 130
+    except SystemExit as stop:
+        # reason: inside a command only Lightning exits: sys.exit(1) after Ctrl-C, and an exception without a code
+        # (exit status 0, as if the run had finished) after SIGTERM (`timeout`, `docker stop`, a batch queue's limit).
+        terminated = type(stop).__name__ == "SIGTERMException" or stop.code is None
+        print(f"spectratorch {args.command}: {'stopped by SIGTERM' if terminated else 'interrupted'} before the end; "
+              f"no summary, JSON or ONNX of this run was written{_AGAIN.get(args.command, '')}", file=sys.stderr)
+        return 143 if terminated else 130
+    except OSError as err:
+        if args.verbose:
+            raise
+        # reason: a full disk, a read-only folder or a name too long for the file system, met while writing.
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"spectratorch {args.command}: error: {where}{err.strerror or err}", file=sys.stderr)
+        return 1
+
+
+# reason: how to go on after an interrupted run, per command.
+_AGAIN = {"train": " (the same command with --resume continues a network's training from '<stem> last.ckpt')",
+          "cv": " (the same command again continues: finished folds are kept)",
+          "tune": " (the same command again continues the study when it has --storage)"}
 
 
 if __name__ == "__main__":

@@ -367,6 +367,9 @@ class TrainConfig:
         _check_range("--time-budget", self.time_budget, 0, 10**7)
         _check_range("--num-nodes", self.num_nodes, 1, 10**5)
         _check_range("--early-stop-patience", self.early_stop_patience, 0, 10**6)
+        if not self.project or self.project in (".", "..") or any(c in self.project for c in "/\\\x00"):
+            raise ConfigError(f"--project is a name (the outputs go to checkpoints/<project>), not a path; got "
+                              f"{self.project!r}; --output-dir takes a path.")
         _check_range("--scheduler-patience", self.scheduler_patience, 0, 10**6)
         _check_range("--scheduler-cooldown", self.scheduler_cooldown, 0, 10**6)
         metric = _METRIC_ALIASES.get(self.target_metric.replace("-", "_"), self.target_metric.replace("-", "_"))
@@ -404,14 +407,6 @@ def _check_hardware_names(train: TrainConfig) -> None:
         raise ConfigError(f"--precision must be one of {', '.join(PRECISIONS[:7])} (or Lightning's short forms 64, 32, "
                           f"16, bf16); got {train.precision!r}.")
     parse_devices(train.devices)
-    if str(train.strategy) != "auto":
-        # reason: Lightning's registry, read only when a strategy is named (it imports Lightning).
-        from lightning.pytorch.strategies import StrategyRegistry
-
-        known = StrategyRegistry.available_strategies()
-        if str(train.strategy) not in known:
-            raise ConfigError(f"--strategy must be auto or one of Lightning's ({', '.join(known[:4])}, ...); got "
-                              f"{train.strategy!r}.")
 
 
 def _check_finetune(train: TrainConfig) -> None:

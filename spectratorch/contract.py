@@ -92,7 +92,19 @@ def model_name(config) -> str:
             f"the run's name {stem!r} would hold {unsafe.group()!r} (a path separator or a control character): "
             "rename the channel or column it comes from."
         )
+    size = len(stem.encode("utf-8"))
+    if size > MAX_NAME_BYTES:
+        raise ConfigError(
+            f"the run's name would be {size} bytes ({stem[:60]}...), and its files' names hold at most "
+            f"{MAX_NAME_BYTES} before their endings (255 in all): select fewer channels (--channels) or give the "
+            "channels and targets shorter names."
+        )
     return stem
+
+
+# reason: 255 bytes per file name (ext4, NTFS, APFS) less the longest ending a run adds: a checkpoint's
+# `_<loss>_<f1>_<acc>.ckpt` (31) inside an atomic write's `.<name>.<random>.spectratorch.tmp` (27), with room to spare.
+MAX_NAME_BYTES = 180
 
 
 def _literal_prefix(text: str, start: int, closer: str, follow: str) -> tuple[object, int]:

@@ -315,7 +315,12 @@ def open_session(model: str | os.PathLike | bytes, threads: int | None = None,
 def _onnxruntime():
     try:
         import onnxruntime
-    except ImportError:
+    except ImportError as err:
+        import importlib.util
+
+        if importlib.util.find_spec("onnxruntime") is not None:
+            # reason: installed but broken (a missing system library), not missing: the cure differs.
+            raise ConfigError(f"onnxruntime is installed but cannot be imported ({_first_line(err)}).") from None
         raise ConfigError("prediction needs onnxruntime: `pip install -r requirements-inference.txt`.") from None
     return onnxruntime
 

@@ -147,9 +147,22 @@ def remove_leftovers(directory: str | os.PathLike) -> list[Path]:
     return removed
 
 
+def warn_if_replacing(directory: str | os.PathLike, stem: str) -> bool:
+    """Say, in one warning, that a run is about to replace the files of an earlier run of the same name (the name
+    holds the architecture, targets, channels, transforms, split, seed and epsilon, not the data file or the other
+    settings); returns whether it does."""
+    earlier = Path(directory) / f"{stem}.json"
+    if not earlier.is_file():
+        return False
+    _logger.warning("%s holds an earlier run of the same name (%s.json): this run replaces its JSON, result sheet and "
+                    "ONNX file; --output-dir DIR keeps both", directory, stem)
+    return True
+
+
 def check_output_file(path: str | os.PathLike, inputs: dict[str, str | os.PathLike], option: str = "-o",
                       example: str = "predictions.csv") -> Path:
-    """Refuse an output file that would overwrite an input, is a folder, is empty, or cannot be written.
+    """Refuse an output file that would overwrite an input, is a folder, is empty, cannot be written, or would replace
+    a device or an existing file of another kind (``-o data.pkl`` for a CSV).
 
     Args:
         path: the output file asked for.
@@ -179,6 +192,13 @@ def check_output_file(path: str | os.PathLike, inputs: dict[str, str | os.PathLi
             raise ConfigError(f"{option} {text} is {what} itself; write to another file.")
     if path.is_dir():
         raise ConfigError(f"{option} {text} is a folder; give a file name, e.g. {option} '{path / example}'.")
+    if path.exists() and not path.is_file():
+        raise ConfigError(f"{option} {text} is not a regular file (a device, a pipe or a socket), which would be "
+                          "replaced; write to a file.")
+    expected = Path(example).suffix.lower()
+    if path.is_file() and path.suffix.lower() != expected:
+        raise ConfigError(f"{option} {text} is an existing {path.suffix or 'suffix-less'} file, which this would "
+                          f"replace with a {expected} file; write to a {expected} file.")
     parent = next(p for p in (resolved.parent, *resolved.parent.parents) if p.exists())
     if not parent.is_dir():
         raise ConfigError(f"{option} {text} cannot be written: {parent} is a file, not a folder; choose another file.")

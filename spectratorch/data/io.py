@@ -54,8 +54,9 @@ from spectratorch.data.unpickle import load_frame_pickle
 from spectratorch.errors import ConfigError, DataFormatError
 from spectratorch.outputs import TEMPORARY_SUFFIX
 
-__all__ = ["DATASET_SUFFIXES", "is_instrument_export", "read_dataset", "read_dataset_mapped", "write_dataset",
-           "atomic_path", "CsvDialect", "csv_dialect", "safe_load_pickle", "MISSING_WORDS", "DECIMAL_COMMA"]
+__all__ = ["DATASET_SUFFIXES", "data_fingerprint", "is_instrument_export", "read_dataset", "read_dataset_mapped",
+           "write_dataset", "atomic_path", "CsvDialect", "csv_dialect", "safe_load_pickle", "MISSING_WORDS",
+           "DECIMAL_COMMA"]
 
 _logger = logging.getLogger(__name__)
 
@@ -552,3 +553,24 @@ def write_dataset(df: pd.DataFrame, path: str | os.PathLike) -> None:
         else:
             df.to_csv(tmp, sep="\t" if suffix == ".tsv" else ",")
     _logger.info("wrote %s (%d rows, %d columns)", path, len(df), df.shape[1])
+
+
+def data_fingerprint(config) -> dict:
+    """What identifies the files a run read, for a later run to tell whether they changed: ``{"data": {"size",
+    "mtime_ns"}, "test_source": ...}`` for the run's data file and its ``--test-source`` file (files only).
+
+    Args:
+        config: a :class:`~spectratorch.config.DataConfig`.
+    """
+    sources = {"data": config.data_path}
+    if config.test_source not in ("like-val", "is-val", "none"):
+        sources["test_source"] = Path(config.test_source)
+    out = {}
+    for key, path in sources.items():
+        try:
+            stat = Path(path).stat()
+        except OSError:
+            continue
+        out[key] = {"size": int(stat.st_size), "mtime_ns": int(stat.st_mtime_ns)}
+    return out
+

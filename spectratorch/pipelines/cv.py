@@ -30,7 +30,7 @@ import numpy as np
 
 from spectratorch.config import RunConfig
 from spectratorch.contract import model_name, parse_model_name
-from spectratorch.data.io import atomic_path
+from spectratorch.data.io import atomic_path, data_fingerprint
 from spectratorch.data.splits import TEST_MODES
 from spectratorch.defaults import auto_transforms
 from spectratorch.errors import ConfigError
@@ -122,6 +122,19 @@ def _finished(config: RunConfig) -> dict | None:
     if not summary.get("metrics", {}).get("val") or not Path(summary.get("files", {}).get("checkpoint", "")).is_file():
         return None
     done, wanted = _comparable(summary.get("config", {})), _comparable(config.to_dict())
+    recorded, now = summary.get("data_files"), data_fingerprint(config.data)
+    if recorded is not None:
+        # reason: the files themselves, not how their paths were written: a file written again under its name has
+        # other rows, and the same file given by another path has the same ones.
+        changed = [key for key in set(recorded) | set(now) if recorded.get(key) != now.get(key)]
+        if changed:
+            files = " and ".join({"data": "the data file", "test_source": "the --test-source file"}[key]
+                                 for key in sorted(changed))
+            raise ConfigError(f"{path.name} in {config.train.out_dir} was trained on another version of {files} (its "
+                              "size or modification time differs); use another --output-dir, or delete that fold's "
+                              "files to train it again.")
+        paths = ("data.data", "data.test_source") if "test_source" in now else ("data.data",)
+        done = {key: value for key, value in done.items() if key not in paths}
     selection = summary.get("arch_selection") or {}
     # reason: an explicit solved head records its one candidate; --arch auto records them all, or the large-set rule.
     if config.model.arch == "auto" and selection and (selection.get("protocol") != "inner-cv"

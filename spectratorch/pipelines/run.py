@@ -26,12 +26,13 @@ from spectratorch._version import __version__
 from spectratorch.config import RunConfig
 from spectratorch.contract import model_name
 from spectratorch.data.datamodule import SpectralDataModule
-from spectratorch.data.io import atomic_path
+from spectratorch.data.io import atomic_path, data_fingerprint
 from spectratorch.defaults import LARGE_TRAIN, auto_arch, resolve_defaults
 from spectratorch.errors import CheckpointError, ConfigError
 from spectratorch.export.calibration import calibration_report, negative_log_likelihood, softmax
 from spectratorch.models.batched import BATCH_SIZE, predict_logits, run_batched
 from spectratorch.models.registry import is_model, list_models
+from spectratorch.outputs import warn_if_replacing
 from spectratorch.report.sheet import baseline_accuracies, make_result_sheet
 from spectratorch.training.baseline import compare_with_baseline, fit_baselines, preprocessed_features
 from spectratorch.training.hardware import check_hardware
@@ -255,6 +256,7 @@ def train(config: RunConfig, callbacks: Sequence = (), arch_selection: dict | No
     pl.seed_everything(config.data.seed, workers=True, verbose=False)
     dm = datamodule if datamodule is not None else SpectralDataModule(config.data)
     config = dm.with_data_defaults(config)
+    _check_name(config)
     if _solved_on_small_set(config, dm):
         from spectratorch.pipelines.small import solved_candidate, train_small
 
@@ -262,6 +264,8 @@ def train(config: RunConfig, callbacks: Sequence = (), arch_selection: dict | No
     config = resolve_defaults(config, len(dm.split.train))
     dm.config = config.data
     stem = model_name(config.name_fields())
+    if config.train.fit and not config.train.resume and not config.train.finetune:
+        warn_if_replacing(out_dir, stem)
     expected = _module_kwargs(config, dm)
     finetune = None
     if config.train.finetune:
@@ -301,6 +305,7 @@ def train(config: RunConfig, callbacks: Sequence = (), arch_selection: dict | No
         "description": dm.table.describe(),
         "class_counts": dm.class_counts(),
         "filters_removed": dm.table.report,
+        "data_files": data_fingerprint(config.data),
         "arch_selection": arch_selection,
         "metrics": {},
         "files": {},
@@ -349,7 +354,9 @@ def train(config: RunConfig, callbacks: Sequence = (), arch_selection: dict | No
                                   baseline=baseline_accuracies(summary["metrics"]),
                                   temperature=calibration["temperature"])
         files["result_sheet"] = sheet.pop("result_sheet")
-        summary["calibration"].update(sheet)
+        # reason: the sheet's calibration error is of the test rows; the record's NLL (and the ONNX's ECE) of the
+        # validation rows the temperature was fitted on.
+        summary["calibration"].update({f"test_{k}" if k.startswith("ece_") else k: v for k, v in sheet.items()})
     if onnx_wanted:
         from spectratorch.export.onnx import export_onnx, update_metadata
 
@@ -386,6 +393,7 @@ def _train_auto(config: RunConfig) -> dict:
     """``--arch auto``: VGG11 on the lab's large sets; else the small-set protocol (``pipelines/small.py``)."""
     dm = SpectralDataModule(config.data)
     config = dm.with_data_defaults(config)
+    _check_name(config)
     n_train = len(dm.split.train)
     chosen = auto_arch(config.data.channels, n_train)
     if chosen is not None:
@@ -395,6 +403,16 @@ def _train_auto(config: RunConfig) -> dict:
     from spectratorch.pipelines.small import train_small
 
     return train_small(config, dm)
+
+
+def _check_name(config: RunConfig) -> None:
+    """Refuse, before any training, a run whose files' names would be too long (many channels): the name is checked
+    with the longest architecture and preprocessing variant ``--arch auto`` may still choose."""
+    fields = config.name_fields()
+    if config.model.arch == "auto":
+        fields = {**fields, "arch": max(list_models(), key=len),
+                  "transforms": (*(fields.get("transforms") or ()), "snv")}
+    model_name(fields)
 
 
 def small_protocol(config: RunConfig, dm: SpectralDataModule) -> bool:

@@ -42,6 +42,7 @@ import numpy as np
 import torch
 
 from spectratorch.config import RunConfig
+from spectratorch.data.io import data_fingerprint
 from spectratorch.errors import ConfigError, SchemaError, SplitError
 from spectratorch.export.calibration import fit_temperature, softmax
 from spectratorch.metrics import classification_metrics
@@ -63,6 +64,7 @@ from spectratorch.models.closed_form import (
 )
 from spectratorch.models.linear import LinearClassifier
 from spectratorch.models.preprocess import Preprocess
+from spectratorch.outputs import warn_if_replacing
 from spectratorch.transforms import preprocess_options
 
 __all__ = ["Candidate", "CANDIDATES", "KERNEL_MAX_ROWS", "OPTIONAL_CANDIDATES", "PREPROCESSING_VARIANTS",
@@ -790,7 +792,7 @@ def _result_sheet(module, dm, path: Path, stem: str, out_of_fold: tuple[np.ndarr
 
     sheet = make_result_sheet(module, dm, path, stem, baseline=baseline_accuracies(metrics), out_of_fold=out_of_fold,
                               test_logits=test_logits)
-    return {"result_sheet": sheet["result_sheet"], "ece_after": sheet["ece_after"]}
+    return {"result_sheet": sheet["result_sheet"], "test_ece_after": sheet["ece_after"]}
 
 
 # reason: the flags of a network's Adam loop and of its architecture; no solved head reads them.
@@ -857,6 +859,7 @@ def train_small(config: RunConfig, dm, candidates=None, result_sheet: bool = Tru
                                                                                    arch=selection["chosen"])),
                               selection["training_rows"])
     stem = model_name(config.name_fields())
+    warn_if_replacing(out_dir, stem)
     val = fitted["val_metrics"]
     test_rows = dm.stage_arrays("test")
     metrics = {"val": val}
@@ -884,7 +887,8 @@ def train_small(config: RunConfig, dm, candidates=None, result_sheet: bool = Tru
     save_checkpoint(module, checkpoint, (fitted["oof_logits"], fitted["y_train"]))
     summary = {"name": stem, "version": __version__, "config": config.to_dict(), "labels": list(dm.labels),
                "description": dm.table.describe(), "class_counts": _class_counts(dm),
-               "filters_removed": dm.table.report, "arch_selection": selection, "metrics": metrics,
+               "filters_removed": dm.table.report, "data_files": data_fingerprint(config.data),
+               "arch_selection": selection, "metrics": metrics,
                "files": {"checkpoint": str(checkpoint)}, "seconds_fit": round(fitted["seconds"], 2)}
     files = summary["files"]
     if config.train.save_test_preds and len(test_rows):

@@ -52,9 +52,17 @@ def check_hardware(train: TrainConfig) -> None:
 
     Raises:
         ConfigError: a GPU asked for and none visible; more GPUs, or GPU indices, than there are; on the CPU, a list
-            of GPU indices, more processes than CPUs, or a precision for GPUs only (``16-true``).
+            of GPU indices, more processes than CPUs, or a precision for GPUs only (``16-true``); a strategy Lightning
+            does not know.
     """
     devices = parse_devices(train.devices)
+    if str(train.strategy) != "auto":
+        from lightning.pytorch.strategies import StrategyRegistry
+
+        known = StrategyRegistry.available_strategies()
+        if str(train.strategy) not in known:
+            raise ConfigError(f"--strategy must be auto or one of Lightning's ({', '.join(known[:4])}, ...); got "
+                              f"{train.strategy!r}.")
     if str(train.precision) in _GPU_ONLY_PRECISIONS and train.accelerator != "mps" and not _on_gpu(train.accelerator):
         # reason: float16 weights and gradients on the CPU overflow within an epoch here (NaN logits at the end).
         raise ConfigError(f"--precision {train.precision} is for a GPU; the run is on the CPU (no GPU visible, or "

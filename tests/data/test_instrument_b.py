@@ -99,4 +99,4 @@ def test_make_dataset_cli_instrument_b(tmp_path):
                           "-o", str(tmp_path / "c.pkl")], capture_output=True, text=True, env=env, timeout=300,
                          check=False)
     assert bad.returncode == 2
-    assert len(bad.stderr.strip().splitlines()) == 1 and "['A', 'B']" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1 and "invalid choice: 'C' (choose from 'A', 'B')" in bad.stderr

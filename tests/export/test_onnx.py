@@ -62,6 +62,10 @@ def test_metadata_golden_keys_and_values(run):
     assert meta["calibration"]["nll_after"] <= meta["calibration"]["nll_before"]
     assert meta["calibration"]["n_samples"] == sum(run.summary["class_counts"]["val"].values())
     sheet_cutoffs = {k: v for k, v in run.summary["calibration"]["cutoffs"].items() if v is not None}
+    # the run's record names which rows each figure is of: NLL of the validation rows, ECE of the test rows
+    assert set(run.summary["calibration"]) == {"temperature", "nll_before", "nll_after", "test_ece_before",
+                                               "test_ece_after", "cutoffs", "cutoff_table"}
+    assert run.summary["calibration"]["nll_after"] == meta["calibration"]["nll_after"]
     assert meta["cutoffs"] == pytest.approx(sheet_cutoffs)
     assert meta["inputs"] == ["data_spectra", "data_tabular"] and meta["output"] == "probabilities"
     assert Predictor(run.onnx).metadata == meta

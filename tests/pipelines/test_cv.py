@@ -169,3 +169,34 @@ def test_cv_refuses_a_test_file_with_the_small_set_protocol_one_model_k_times(tm
             "flags trains it once and scores it on the file; `spectratorch cv` without --test-source gives the "
             "k-fold estimate.")
         assert not list((tmp_path / arch).glob("*.json"))
+
+
+def test_a_fold_of_another_version_of_the_data_is_refused_and_the_same_file_by_another_path_is_not(tmp_path,
+                                                                                                   monkeypatch):
+    import dataclasses
+    import json
+    import os
+
+    from spectratorch.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+    from spectratorch.data.io import data_fingerprint
+    from spectratorch.errors import ConfigError
+    from spectratorch.pipelines.cv import _finished, _fold_json
+
+    data = tmp_path / "d.csv"
+    data.write_text("first version")
+    config = RunConfig(DataConfig(data=str(data), channels=("nir",), targets=("AVA", "label")),
+                       ModelConfig(arch="Linear"), TrainConfig(output_dir=str(tmp_path / "out")))
+    fold = _fold_json(config)
+    fold.parent.mkdir()
+    (tmp_path / "out" / "fold.ckpt").write_text("")
+    fold.write_text(json.dumps({"config": config.to_dict(), "metrics": {"val": {"accuracy": 1.0}},
+                                "files": {"checkpoint": str(tmp_path / "out" / "fold.ckpt")},
+                                "data_files": data_fingerprint(config.data)}))
+    assert _finished(config) is not None
+    monkeypatch.chdir(tmp_path / "out")
+    relative = dataclasses.replace(config, data=dataclasses.replace(config.data, data=os.path.join("..", "d.csv")))
+    assert _finished(relative) is not None  # the same file, written another way
+    data.write_text("second version, written again under the same name")
+    with pytest.raises(ConfigError, match=r"was trained on another version of the data file \(its size or "
+                                          r"modification time differs\)"):
+        _finished(config)

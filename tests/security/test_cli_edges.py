@@ -233,3 +233,91 @@ def test_a_folder_where_a_file_is_expected_is_named_so(tmp_path, capsys, args, f
 
     assert main([a.format(d=tmp_path) for a in args]) == 2
     assert capsys.readouterr().err.strip().endswith(f"{tmp_path}: {found}")
+
+
+def test_an_output_that_would_replace_a_device_or_a_file_of_another_kind_is_refused(tmp_path):
+    import os
+
+    from spectratorch.errors import ConfigError
+    from spectratorch.outputs import check_output_file
+
+    fifo = tmp_path / "pipe.csv"
+    os.mkfifo(fifo)
+    with pytest.raises(ConfigError, match=r"is not a regular file \(a device, a pipe or a socket\)"):
+        check_output_file(fifo, {})
+    dataset = tmp_path / "other.pkl"
+    dataset.write_bytes(b"a dataset")
+    with pytest.raises(ConfigError, match=r"other.pkl is an existing .pkl file, which this would replace with a .csv "
+                                          r"file; write to a .csv file\.$"):
+        check_output_file(dataset, {})
+    assert dataset.read_bytes() == b"a dataset" and fifo.exists()
+    (tmp_path / "old.csv").write_text("x\n")
+    assert check_output_file(tmp_path / "old.csv", {}) == tmp_path / "old.csv"  # a CSV replaces a CSV
+    assert check_output_file(tmp_path / "new.txt", {}) == tmp_path / "new.txt"  # a new file of any name
+
+
+@pytest.mark.parametrize("raised,status,said", [
+    ("sigterm", 143, "spectratorch train: stopped by SIGTERM before the end; no summary, JSON or ONNX of this run was "
+                     "written (the same command with --resume continues a network's training from '<stem> last.ckpt')"),
+    ("ctrl-c", 130, "spectratorch train: interrupted before the end; no summary"),
+    ("disk", 1, "spectratorch train: error: /out/model.json: No space left on device"),
+])
+def test_a_run_stopped_by_a_signal_or_a_full_disk_says_so_in_one_line(monkeypatch, capsys, raised, status, said):
+    # Lightning turns SIGTERM into an exception that would exit 0 and Ctrl-C into sys.exit(1); a full disk is an
+    # OSError: each is one line and a status that is not success
+    import errno
+
+    from spectratorch import cli
+
+    class SIGTERMException(SystemExit):
+        pass
+
+    def stopped(args):
+        if raised == "sigterm":
+            raise SIGTERMException
+        if raised == "ctrl-c":
+            raise SystemExit(1)
+        raise OSError(errno.ENOSPC, "No space left on device", "/out/model.json")
+
+    monkeypatch.setitem(cli._COMMANDS, "train", stopped)
+    assert cli.main(["train"]) == status
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(said) and len(err.splitlines()) == 1
+
+
+def test_a_run_whose_file_names_would_be_too_long_is_refused_before_it_trains(tmp_path, capsys):
+    # an excitation-emission matrix as 40 channels: the name lists them all
+    import numpy as np
+    import pandas as pd
+
+    from spectratorch.cli import main
+
+    rng = np.random.default_rng(0)
+    columns = [f"ex{c}_{x}" for c in range(40) for x in range(300, 310)]
+    frame = pd.DataFrame(rng.random((30, len(columns))), columns=columns)
+    frame.insert(0, "label", ["a", "b", "c"] * 10)
+    frame.to_csv(tmp_path / "eem.csv", index=False)
+    assert main(["train", "--data", str(tmp_path / "eem.csv"), "--output-dir", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "the run's name would be" in err
+    assert "select fewer channels (--channels) or give the channels and targets shorter names." in err
+    assert not list((tmp_path / "out").glob("*.ckpt"))
+
+
+@pytest.mark.slow
+def test_a_run_that_replaces_an_earlier_one_of_the_same_name_says_so(tmp_path, caplog):
+    from spectratorch.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+    from spectratorch.data.generic import make_generic_frame
+    from spectratorch.pipelines.run import train
+
+    for seed in (1, 2):  # another data file under the same run name
+        make_generic_frame(60, seed).to_csv(tmp_path / f"g{seed}.csv")
+    replaced = []
+    for seed in (1, 2):
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="spectratorch"):
+            summary = train(RunConfig(DataConfig(data=str(tmp_path / f"g{seed}.csv")), ModelConfig(arch="LDA"),
+                                      TrainConfig(output_dir=str(tmp_path / "out"), loggers=("csv",))))
+        replaced.append("holds an earlier run of the same name" in caplog.text)
+    assert replaced == [False, True]
+    assert f"({summary['name']}.json): this run replaces its JSON, result sheet and ONNX file" in caplog.text

@@ -90,6 +90,7 @@ def test_arch_auto_chooses_by_inner_cv_and_says_how(generic_file, tmp_path):
     assert Path(summary["files"]["checkpoint"]).parent == out
     assert (out / f"{summary['name']} result sheet.png").is_file()
     assert summary["calibration"]["source"].startswith("out-of-fold")
+    assert 0 <= summary["calibration"]["test_ece_after"] <= 1 and "ece_after" not in summary["calibration"]
 
 
 def test_arch_rejects_an_unknown_name(generic_file, tmp_path, capsys):

@@ -254,6 +254,8 @@ def test_ddp_on_two_cpu_processes(demo_file, tmp_path):
     (["--scheduler-cooldown", "-2"], "--scheduler-cooldown must be in [0, 1000000]; got -2."),
     (["--rare-classes", "other", "--min-samples", "0"], "--min-samples must be in [1, 1000000000]; got 0."),
     (["--precision", "16-true", "--accelerator", "cpu"], "--precision 16-true is for a GPU; the run is on the CPU"),
+    (["--project", "../elsewhere"], "--project is a name (the outputs go to checkpoints/<project>), not a path; got "
+     "'../elsewhere'; --output-dir takes a path."),
     (["--strategy", "foo"], "--strategy must be auto or one of Lightning's (ddp, ddp_spawn, ddp_fork, ddp_notebook, "
      "...); got 'foo'."),
 ])
