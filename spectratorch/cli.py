@@ -711,8 +711,7 @@ def _run_app(args) -> int:
 
 
 def _run_report(args) -> int:
-    from spectratorch.contract import model_name, parse_model_name
-    from spectratorch.export.onnx import stored_metrics, stored_out_of_fold, update_metadata
+    from spectratorch.export.onnx import checkpoint_stem, stored_metrics, stored_out_of_fold, update_metadata
     from spectratorch.outputs import check_output_file
     from spectratorch.report.sheet import baseline_accuracies, make_result_sheet
     from spectratorch.training.restore import datamodule_from_hparams, load_module
@@ -722,7 +721,7 @@ def _run_report(args) -> int:
         inputs = {"the checkpoint": checkpoint, **({"the data": args.data} if args.data else {})}
         check_output_file(args.output, inputs, example="result sheet.png")
     module = load_module(checkpoint)
-    stem = model_name(dataclasses.asdict(parse_model_name(checkpoint)))
+    stem = checkpoint_stem(checkpoint, dict(module.hparams))
     dm = datamodule_from_hparams(dict(module.hparams), args.data)
     dm.prepare()
     # reason: the run's baselines were scored on its own test rows, so they are titled only on a sheet of those rows.

@@ -56,8 +56,8 @@ from spectratorch.inference import (
 from spectratorch.models.batched import BATCH_SIZE, run_batched
 from spectratorch.training.restore import datamodule_from_hparams, load_module, read_checkpoint
 
-__all__ = ["OPSET", "TOLERANCE", "OUT_OF_FOLD_KEY", "ExportError", "conv2d_layout", "export_onnx", "out_of_fold_trust",
-           "read_metadata", "stored_metrics", "stored_out_of_fold", "update_metadata"]
+__all__ = ["OPSET", "TOLERANCE", "OUT_OF_FOLD_KEY", "ExportError", "checkpoint_stem", "conv2d_layout", "export_onnx",
+           "out_of_fold_trust", "read_metadata", "stored_metrics", "stored_out_of_fold", "update_metadata"]
 
 _logger = logging.getLogger(__name__)
 
@@ -193,7 +193,10 @@ def conv2d_layout(model: nn.Module) -> nn.Module:
 
 
 # ---- checkpoint, name, data -----------------------------------------------------------------------------------
-def _stem(path: Path, hparams: dict) -> str:
+def checkpoint_stem(path: str | os.PathLike, hparams: dict) -> str:
+    """The run name of a checkpoint: from its file name, else (a renamed file) from its configuration, else its stem.
+    """
+    path = Path(path)
     try:
         return model_name(dataclasses.asdict(parse_model_name(path)))
     except ConfigError:
@@ -499,7 +502,7 @@ def export_onnx(checkpoint_path: str | os.PathLike, out_path: str | os.PathLike 
     checkpoint_path = Path(checkpoint_path)
     module = load_module(checkpoint_path)
     hparams = dict(module.hparams)
-    stem = _stem(checkpoint_path, hparams)
+    stem = checkpoint_stem(checkpoint_path, hparams)
     out_path = Path(out_path) if out_path is not None else checkpoint_path.with_name(f"{stem}.onnx")
     model = module.model.float().eval()
     train: list = []

@@ -207,6 +207,12 @@ def test_report_command_end_to_end(tmp_path_factory, tmp_path):
     (tmp_path / f"{run.stem}.json").write_text(json.dumps({**run.summary, "metrics": metrics}))
     result = run_cli(["report", checkpoint], block_torch=False, timeout=600)
     assert json.loads(result.stdout.strip().splitlines()[-1])["baselines"] == baselines
+    # a renamed checkpoint is named by the run it holds, as `export` names it
+    renamed = tmp_path / "renamed.ckpt"
+    renamed.write_bytes(checkpoint.read_bytes())
+    result = run_cli(["report", renamed, "-o", tmp_path / "renamed.png"], block_torch=False, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads(result.stdout.strip().splitlines()[-1])["baselines"] == baselines  # its run's JSON was found
 
 
 def test_the_sheet_draws_the_t2_q_plot_of_its_rows():
