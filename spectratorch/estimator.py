@@ -150,6 +150,11 @@ class SpectraClassifier(ClassifierMixin, BaseEstimator):
                          and not all(isinstance(c, str) for c in X.columns) else None)
         X, y = _validate_data(self, X, y, allow_nd=True, dtype=np.float32, ensure_min_samples=2)
         _check_one_kind(y)
+        if y.dtype == object and len(y) and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+                                                for v in y):
+            # reason: integer class codes stored as objects (an Excel column, a pandas object Series) are integers;
+            # scikit-learn calls their type "unknown".
+            y = y.astype(np.int64)
         check_classification_targets(y)
         self.classes_, codes = np.unique(y, return_inverse=True)
         if len(self.classes_) < 2:

@@ -212,6 +212,9 @@ def test_integer_classes_and_3d_arrays():
     assert clf.score(X, y) > 0.9
     with pytest.raises(ValueError, match="shape"):
         clf.predict(X[:, :, :30])
+    # the same codes stored as objects (an Excel column read by pandas): integers still, not scikit-learn's "unknown"
+    as_objects = SpectraClassifier(**FAST).fit(X, y.astype(object))
+    assert as_objects.classes_.tolist() == [3, 7] and as_objects.score(X, y) > 0.9
 
 
 # reason: every check of scikit-learn 1.9 applies and passes on this configuration; a check that stops applying is
