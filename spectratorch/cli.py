@@ -13,6 +13,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -751,20 +752,29 @@ def main(argv: list[str] | None = None) -> int:
         print("spectratorch: interrupted", file=sys.stderr)
         return 130
     report_to_console(logging.DEBUG if args.verbose else logging.INFO)
+    # reason: SIGTERM (`timeout`, `docker stop`, a queue's time limit) would end the process where it stands, leaving
+    # the temporary file of a write in progress; as an exception, the writes clean up and the run says so.
+    import threading
+
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
     try:
         return _COMMANDS[args.command](args)
+    except _Terminated:
+        print(f"spectratorch {args.command}: {_stopped('stopped by SIGTERM', args.command)}", file=sys.stderr)
+        return 143
     except SpectratorchError as err:
         print(f"spectratorch {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"spectratorch {args.command}: interrupted{_AGAIN.get(args.command, '')}", file=sys.stderr)
+        print(f"spectratorch {args.command}: {_stopped('interrupted', args.command)}", file=sys.stderr)
         return 130
     except SystemExit as stop:
         # reason: inside a command only Lightning exits: sys.exit(1) after Ctrl-C, and an exception without a code
         # (exit status 0, as if the run had finished) after SIGTERM (`timeout`, `docker stop`, a batch queue's limit).
         terminated = type(stop).__name__ == "SIGTERMException" or stop.code is None
-        print(f"spectratorch {args.command}: {'stopped by SIGTERM' if terminated else 'interrupted'} before the end; "
-              f"no summary, JSON or ONNX of this run was written{_AGAIN.get(args.command, '')}", file=sys.stderr)
+        how = "stopped by SIGTERM" if terminated else "interrupted"
+        print(f"spectratorch {args.command}: {_stopped(how, args.command)}", file=sys.stderr)
         return 143 if terminated else 130
     except OSError as err:
         if args.verbose:
@@ -773,12 +783,35 @@ def main(argv: list[str] | None = None) -> int:
         where = f"{err.filename}: " if err.filename else ""
         print(f"spectratorch {args.command}: error: {where}{err.strerror or err}", file=sys.stderr)
         return 1
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+
+
+class _Terminated(BaseException):
+    """SIGTERM, raised where the process stands (a BaseException, as KeyboardInterrupt is: no `except Exception`
+    swallows it)."""
+
+
+def _terminate(signum, frame):
+    raise _Terminated
 
 
 # reason: how to go on after an interrupted run, per command.
-_AGAIN = {"train": " (the same command with --resume continues a network's training from '<stem> last.ckpt')",
-          "cv": " (the same command again continues: finished folds are kept)",
-          "tune": " (the same command again continues the study when it has --storage)"}
+_AGAIN = {"train": "; the same command with --resume continues a network's training from '<stem> last.ckpt'",
+          "cv": "; the same command again continues: the finished folds are kept",
+          "tune": "; the same command again continues the study when it has --storage"}
+
+
+def _stopped(how: str, command: str) -> str:
+    """The one line of a command stopped before its end.
+
+    Example:
+        >>> _stopped("interrupted", "cv")
+        'interrupted before the end (a file it had not finished is not written); the same command again continues: \
+the finished folds are kept'
+    """
+    return f"{how} before the end (a file it had not finished is not written){_AGAIN.get(command, '')}"
 
 
 if __name__ == "__main__":

@@ -257,9 +257,9 @@ def test_an_output_that_would_replace_a_device_or_a_file_of_another_kind_is_refu
 
 
 @pytest.mark.parametrize("raised,status,said", [
-    ("sigterm", 143, "spectratorch train: stopped by SIGTERM before the end; no summary, JSON or ONNX of this run was "
-                     "written (the same command with --resume continues a network's training from '<stem> last.ckpt')"),
-    ("ctrl-c", 130, "spectratorch train: interrupted before the end; no summary"),
+    ("sigterm", 143, "spectratorch train: stopped by SIGTERM before the end (a file it had not finished is not "
+                     "written); the same command with --resume continues a network's training from '<stem> last.ckpt'"),
+    ("ctrl-c", 130, "spectratorch train: interrupted before the end (a file it had not finished is not written)"),
     ("disk", 1, "spectratorch train: error: /out/model.json: No space left on device"),
 ])
 def test_a_run_stopped_by_a_signal_or_a_full_disk_says_so_in_one_line(monkeypatch, capsys, raised, status, said):
@@ -321,3 +321,25 @@ def test_a_run_that_replaces_an_earlier_one_of_the_same_name_says_so(tmp_path, c
         replaced.append("holds an earlier run of the same name" in caplog.text)
     assert replaced == [False, True]
     assert f"({summary['name']}.json): this run replaces its JSON, result sheet and ONNX file" in caplog.text
+
+
+@pytest.mark.slow
+def test_sigterm_leaves_no_temporary_file_and_says_so(tmp_path):
+    # a dataset being written when SIGTERM comes: its temporary file is removed, one line, status 143
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "big.csv"
+    process = subprocess.Popen([sys.executable, "-m", "spectratorch.cli", "make-dataset", "--samples", "20000",
+                                "-o", str(out)], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(".big.csv.*")) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert process.poll() is None, "the dataset was written before the signal could be sent"
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 143, err[-2000:]
+    assert err.strip().splitlines()[-1].startswith("spectratorch make-dataset: stopped by SIGTERM before the end")
+    assert list(tmp_path.iterdir()) == []
