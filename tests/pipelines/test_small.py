@@ -248,7 +248,8 @@ def _config(path, out, test_source="like-val", n_splits=5, split=0, **model):
 
 
 def _without_test(summary):
-    kept = {k: v for k, v in summary.items() if k not in ("metrics", "files", "calibration", "config", "seconds_fit")}
+    kept = {k: v for k, v in summary.items()
+            if k not in ("metrics", "files", "calibration", "config", "seconds_fit", "data_files")}
     return {**kept, "class_counts": summary["class_counts"]["train"]}
 
 
