@@ -147,6 +147,12 @@ def remove_leftovers(directory: str | os.PathLike) -> list[Path]:
     return removed
 
 
+# reason: files a wrong -o must not replace with another kind (data, instrument exports, models, run records);
+# written out here, as data.io imports this module.
+_OTHER_KINDS = (".pkl", ".pickle", ".parquet", ".csv", ".tsv", ".xlsx", ".txt", ".onnx", ".ckpt", ".json", ".png",
+                ".yaml", ".yml")
+
+
 def warn_if_replacing(directory: str | os.PathLike, stem: str) -> bool:
     """Say, in one warning, that a run is about to replace the files of an earlier run of the same name (the name
     holds the architecture, targets, channels, transforms, split, seed and epsilon, not the data file or the other
@@ -196,7 +202,7 @@ def check_output_file(path: str | os.PathLike, inputs: dict[str, str | os.PathLi
         raise ConfigError(f"{option} {text} is not a regular file (a device, a pipe or a socket), which would be "
                           "replaced; write to a file.")
     expected = Path(example).suffix.lower()
-    if path.is_file() and path.suffix.lower() != expected:
+    if path.is_file() and path.suffix.lower() != expected and path.suffix.lower() in _OTHER_KINDS:
         raise ConfigError(f"{option} {text} is an existing {path.suffix or 'suffix-less'} file, which this would "
                           f"replace with a {expected} file; write to a {expected} file.")
     parent = next(p for p in (resolved.parent, *resolved.parent.parents) if p.exists())

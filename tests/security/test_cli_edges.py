@@ -254,6 +254,8 @@ def test_an_output_that_would_replace_a_device_or_a_file_of_another_kind_is_refu
     (tmp_path / "old.csv").write_text("x\n")
     assert check_output_file(tmp_path / "old.csv", {}) == tmp_path / "old.csv"  # a CSV replaces a CSV
     assert check_output_file(tmp_path / "new.txt", {}) == tmp_path / "new.txt"  # a new file of any name
+    (tmp_path / "again.out").write_text("x\n")
+    assert check_output_file(tmp_path / "again.out", {}) == tmp_path / "again.out"  # the same -o again
 
 
 @pytest.mark.parametrize("raised,status,said", [
