@@ -15,6 +15,7 @@ import json
 import logging
 import signal
 import sys
+import threading
 from pathlib import Path
 
 from spectratorch._version import __version__
@@ -754,8 +755,6 @@ def main(argv: list[str] | None = None) -> int:
     report_to_console(logging.DEBUG if args.verbose else logging.INFO)
     # reason: SIGTERM (`timeout`, `docker stop`, a queue's time limit) would end the process where it stands, leaving
     # the temporary file of a write in progress; as an exception, the writes clean up and the run says so.
-    import threading
-
     main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
     try:

@@ -367,11 +367,11 @@ class TrainConfig:
         _check_range("--time-budget", self.time_budget, 0, 10**7)
         _check_range("--num-nodes", self.num_nodes, 1, 10**5)
         _check_range("--early-stop-patience", self.early_stop_patience, 0, 10**6)
+        _check_range("--scheduler-patience", self.scheduler_patience, 0, 10**6)
+        _check_range("--scheduler-cooldown", self.scheduler_cooldown, 0, 10**6)
         if not self.project or self.project in (".", "..") or any(c in self.project for c in "/\\\x00"):
             raise ConfigError(f"--project is a name (the outputs go to checkpoints/<project>), not a path; got "
                               f"{self.project!r}; --output-dir takes a path.")
-        _check_range("--scheduler-patience", self.scheduler_patience, 0, 10**6)
-        _check_range("--scheduler-cooldown", self.scheduler_cooldown, 0, 10**6)
         metric = _METRIC_ALIASES.get(self.target_metric.replace("-", "_"), self.target_metric.replace("-", "_"))
         if metric not in TARGET_METRICS:
             raise ConfigError(f"--target-metric must be one of {list(TARGET_METRICS)}; got {self.target_metric!r}.")

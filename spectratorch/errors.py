@@ -13,6 +13,7 @@ __all__ = [
     "SplitError",
     "ConfigError",
     "CheckpointError",
+    "no_file",
 ]
 
 
@@ -46,3 +47,17 @@ class ConfigError(SpectratorchError, ValueError):
 
 class CheckpointError(SpectratorchError, ValueError):
     """A checkpoint that cannot be used as asked (missing, other configuration)."""
+
+
+def no_file(path, kind: str, suffix: str) -> str:
+    """Why ``path`` is not the file a command needs: a folder, or nothing at all.
+
+    Example:
+        >>> no_file("runs", "model file", ".onnx")  # a path that does not exist
+        'runs: no such model file.'
+    """
+    import os
+
+    if os.path.isdir(path):
+        return f"{path}: a folder; expected a {kind} ({suffix})."
+    return f"{path}: no such {kind}."

@@ -29,7 +29,7 @@ import pandas as pd
 from spectratorch.contract import differences
 from spectratorch.data.io import DATASET_SUFFIXES, atomic_path
 from spectratorch.data.schema import RowFilter, SpectralTable, load_table
-from spectratorch.errors import ConfigError, DataFormatError, SchemaError
+from spectratorch.errors import ConfigError, DataFormatError, SchemaError, no_file
 
 __all__ = [
     "FORMAT_KEY",
@@ -294,8 +294,7 @@ def open_session(model: str | os.PathLike | bytes, threads: int | None = None,
     in_memory = isinstance(model, (bytes, bytearray))
     name = "<in-memory model>" if in_memory else str(model)
     if not in_memory and not Path(model).is_file():
-        raise DataFormatError(f"{name}: " + ("a folder; expected a model file (.onnx)." if Path(model).is_dir()
-                                             else "no such model file."))
+        raise DataFormatError(no_file(name, "model file", ".onnx"))
     if not in_memory and Path(model).suffix.lower() in DATASET_SUFFIXES:
         # reason: the model and the data given the other way round; onnxruntime would say "Protobuf parsing failed".
         raise DataFormatError(f"{name}: a dataset file, not an ONNX model; the model comes first "

@@ -50,6 +50,7 @@ from typing import Callable, NamedTuple
 
 import pandas as pd
 
+from spectratorch.data.splits import TEST_MODES
 from spectratorch.data.unpickle import load_frame_pickle
 from spectratorch.errors import ConfigError, DataFormatError
 from spectratorch.outputs import TEMPORARY_SUFFIX
@@ -563,7 +564,7 @@ def data_fingerprint(config) -> dict:
         config: a :class:`~spectratorch.config.DataConfig`.
     """
     sources = {"data": config.data_path}
-    if config.test_source not in ("like-val", "is-val", "none"):
+    if config.test_source not in TEST_MODES:
         sources["test_source"] = Path(config.test_source)
     out = {}
     for key, path in sources.items():
@@ -573,4 +574,3 @@ def data_fingerprint(config) -> dict:
             continue
         out[key] = {"size": int(stat.st_size), "mtime_ns": int(stat.st_mtime_ns)}
     return out
-

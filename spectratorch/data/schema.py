@@ -625,9 +625,8 @@ def _edge_hint(spectra: np.ndarray, tabular: np.ndarray, bad: np.ndarray, finite
         '; 4 of them have it only at the edge points 900..901: leave those points out of the file to keep them'
     """
     dropped = int((~finite).sum())
-    per_point = bad.sum(0)
-    first = int(np.argmax(per_point == 0)) if (per_point == 0).any() else len(axis)
-    last = len(axis) - int(np.argmax(per_point[::-1] == 0)) if (per_point == 0).any() else 0
+    clean = np.flatnonzero(bad.sum(0) == 0)
+    first, last = (int(clean[0]), int(clean[-1]) + 1) if clean.size else (len(axis), 0)
     edges = first + len(axis) - last
     # reason: a hint to drop most of the axis would be no hint; edge points are at most a quarter of it.
     if dropped < max(1, 0.1 * len(finite)) or not 0 < edges <= len(axis) // 4:

@@ -37,7 +37,7 @@ from spectratorch._version import __version__
 from spectratorch.contract import INPUT_KEYS, differences, label_remap, model_name, parse_model_name
 from spectratorch.data.io import atomic_path
 from spectratorch.data.schema import SpectralTable
-from spectratorch.errors import CheckpointError, ConfigError, DataFormatError, SpectratorchError
+from spectratorch.errors import CheckpointError, ConfigError, DataFormatError, SpectratorchError, no_file
 from spectratorch.export.calibration import calibration_report, softmax
 from spectratorch.export.conformal import fit_conformal
 from spectratorch.export.ood import OutlierScores, fit_model_ood, flatten_inputs
@@ -553,8 +553,7 @@ def _load_proto(path: Path):
     import onnx
 
     if not path.is_file():
-        raise DataFormatError(f"{path}: " + ("a folder; expected a model file (.onnx)." if path.is_dir()
-                                             else "no such model file."))
+        raise DataFormatError(no_file(path, "model file", ".onnx"))
     try:
         return onnx.load(str(path))
     except Exception as err:  # noqa: BLE001 -- reason: protobuf's DecodeError and onnx's errors share no useful base

@@ -334,8 +334,7 @@ def train(config: RunConfig, callbacks: Sequence = (), arch_selection: dict | No
     test_preds_wanted = config.train.save_test_preds and tested
     # reason: one temperature per run, fitted once: the result sheet draws the one the ONNX file stores, and the
     # reported losses and the saved test probabilities are those of the calibrated model the ONNX file holds.
-    calibration = (_calibration(module, dm) if sheet_wanted or onnx_wanted or test_preds_wanted
-                   or config.train.evaluate else None)
+    calibration = _calibration(module, dm) if config.train.evaluate or onnx_wanted or test_preds_wanted else None
     test_probabilities = None
     if calibration is not None:
         summary["calibration"] = {key: calibration[key] for key in ("temperature", "nll_before", "nll_after")}

@@ -217,10 +217,6 @@ class FreezeBackbone(BaseFinetuning):
 
     def freeze_before_training(self, pl_module) -> None:
         self.freeze(self._parts(pl_module)[0], train_bn=True)
-        max_epochs = getattr(pl_module.trainer, "max_epochs", None) if pl_module._trainer is not None else None
-        if self.epochs and max_epochs is not None and 0 <= max_epochs <= self.epochs:
-            _logger.warning("--freeze-backbone-epochs %d with --max-epochs %d: the backbone never trains, only the "
-                            "head (give fewer head-only epochs or more epochs)", self.epochs, max_epochs)
 
     def finetune_function(self, pl_module, epoch: int, optimizer) -> None:
         backbone = self._parts(pl_module)[0]
@@ -267,6 +263,11 @@ class Finetune:
         if self.lineage["parent"] == stem and folder == Path(train.out_dir).resolve():
             raise ConfigError(f"--finetune would write the new model over the one it starts from ({stem!r} in "
                               f"{folder}): pass --output-dir (or --project) to put it in another folder.")
+        if train.freeze_backbone_epochs and train.max_epochs is not None and train.max_epochs <= \
+                train.freeze_backbone_epochs:
+            _logger.warning("--freeze-backbone-epochs %d with --max-epochs %d: the backbone never trains, only the "
+                            "head (give fewer head-only epochs or more epochs)", train.freeze_backbone_epochs,
+                            train.max_epochs)
         self.callback = FreezeBackbone(train.freeze_backbone_epochs, train.unfreeze_lr_factor)
         self.settings = {"freeze_backbone_epochs": train.freeze_backbone_epochs,
                          "unfreeze_lr_factor": train.unfreeze_lr_factor}

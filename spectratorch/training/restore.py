@@ -16,7 +16,7 @@ from spectratorch.config import DataConfig
 from spectratorch.contract import differences
 from spectratorch.data.datamodule import SpectralDataModule
 from spectratorch.data.splits import TEST_MODES
-from spectratorch.errors import CheckpointError, ConfigError
+from spectratorch.errors import CheckpointError, ConfigError, no_file
 from spectratorch.training.module import SpectralModule
 
 __all__ = ["load_module", "read_checkpoint", "checkpoint_differences", "data_config_from_hparams",
@@ -59,8 +59,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
 
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"{path}: " + ("a folder; expected a checkpoint file (.ckpt)." if path.is_dir()
-                                             else "no such checkpoint file."))
+        raise CheckpointError(no_file(path, "checkpoint file", ".ckpt"))
     try:
         # reason: a file that is not a torch checkpoint (a pickled dataset given by mistake) makes torch warn about
         # its pickle protocol before it fails; the refusal below is the one line that says what it is.
