@@ -684,6 +684,7 @@ def _run_export(args) -> int:
 
 def _run_predict(args) -> int:
     # reason: only torch-free modules on this path, so predict runs where torch is not installed.
+    from spectratorch.contract import OOD_CONFIDENCE
     from spectratorch.inference import Predictor, describe_outliers, describe_scores, write_predictions
     from spectratorch.outputs import check_output_file
 
@@ -699,7 +700,7 @@ def _run_predict(args) -> int:
     print(f"wrote {args.output}: {len(frame)} samples" + (f", skipped {skipped}" if skipped else ""))
     if frame.attrs.get("against_labels"):
         print(describe_scores(frame.attrs["against_labels"], frame.attrs["cutoff"]))
-    outliers = describe_outliers(frame, (predictor.metadata.get("ood") or {}).get("confidence", 0.99))
+    outliers = describe_outliers(frame, (predictor.metadata.get("ood") or {}).get("confidence", OOD_CONFIDENCE))
     if outliers:
         print(f"warning: {outliers}", file=sys.stderr)
     return 0

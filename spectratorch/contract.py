@@ -32,8 +32,12 @@ from spectratorch.errors import ConfigError, SchemaError
 from spectratorch.options import format_value
 from spectratorch.transforms import option_readers, train_only
 
-__all__ = ["NameParts", "model_name", "parse_model_name", "AXIS_TOLERANCE", "INPUT_KEYS", "axis_tolerance",
-           "same_axis", "describe_axis", "inference_transforms", "differences", "label_remap"]
+__all__ = ["NameParts", "model_name", "parse_model_name", "OOD_CONFIDENCE", "AXIS_TOLERANCE", "INPUT_KEYS",
+           "axis_tolerance", "same_axis", "describe_axis", "inference_transforms", "differences", "label_remap"]
+
+OOD_CONFIDENCE = 0.99
+"""Stated confidence of a model's outlier flag (its ONNX metadata's ``ood.confidence``): about 1 % of spectra like
+the training ones are flagged. The exporter sets it; readers fall back to it for a file that does not say."""
 
 _FILE_SUFFIXES = (".onnx", ".ckpt", ".json", ".csv", ".png")
 _HEAD = re.compile(r"^(?P<arch>[^\s=]+) y=")

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from spectratorch.contract import differences
+from spectratorch.contract import OOD_CONFIDENCE, differences
 from spectratorch.data.io import DATASET_SUFFIXES, atomic_path
 from spectratorch.data.schema import RowFilter, SpectralTable, load_table
 from spectratorch.errors import ConfigError, DataFormatError, SchemaError, no_file
@@ -760,7 +760,7 @@ OUTLIER_SHARE_WARNING = 10
 """How many times the share of spectra the outlier flag expects by chance makes ``predict`` warn."""
 
 
-def describe_outliers(frame: pd.DataFrame, confidence: float = 0.99) -> str | None:
+def describe_outliers(frame: pd.DataFrame, confidence: float = OOD_CONFIDENCE) -> str | None:
     """One line when far more spectra are flagged outliers than the limits let through by chance (``1 - confidence``,
     the model's ``ood.confidence``), else ``None``.
 

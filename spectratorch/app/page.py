@@ -30,6 +30,7 @@ from spectratorch.app.isolate import DEFAULT_SECONDS, Prediction, default_memory
 from spectratorch.app.launch import ENV_MAX_UPLOAD_MB, ENV_MODELS, ENV_READER_MEMORY_MB, ENV_READER_SECONDS
 from spectratorch.app.occlusion import Occlusion, occlusion_sensitivity
 from spectratorch.app.upload import DEFAULT_LIMIT_MB, check_upload
+from spectratorch.contract import OOD_CONFIDENCE
 from spectratorch.errors import SpectratorchError
 from spectratorch.inference import (
     DEFAULT_CUTOFF_KEY,
@@ -208,8 +209,8 @@ def _show_predictions(entry: ModelEntry, name: str, table: Prediction, outputs: 
         ood = predictor.metadata.get("ood") or {}
         (st.warning if flagged else st.success)(
             f"**{flagged}** of {len(frame)} spectra are unlike the model's training spectra (outlier: Hotelling's "
-            f"T² or Q residual over its {ood.get('confidence', 0.99):.0%} limit); check the sample, the cuvette "
-            "and the instrument before trusting their labels.")
+            f"T² or Q residual over its {ood.get('confidence', OOD_CONFIDENCE):.0%} limit); check the sample, the "
+            "cuvette and the instrument before trusting their labels.")
     for note in predictor.trust_notes():
         st.caption(note + ".")
     left, right = st.columns([3, 1])

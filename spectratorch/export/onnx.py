@@ -318,13 +318,18 @@ def out_of_fold_trust(logits: np.ndarray, y: np.ndarray) -> tuple[dict, tuple[np
     return report, (probabilities, y), _cutoffs(probabilities, y)
 
 
+def _named(cutoffs: dict) -> dict:
+    """The metadata field of the named cutoffs that were found (none where no cutoff reaches its goal)."""
+    found = {name: value for name, value in cutoffs.items() if value is not None}
+    return {"cutoffs": found} if found else {}
+
+
 def _cutoffs(probabilities: np.ndarray, y: np.ndarray) -> dict:
     """The named cutoffs ``spectratorch predict --cutoff`` reads (``default``, ``accuracy_0.90`` ...), chosen on
-    calibrated ``probabilities [N, K]`` of rows with classes ``y``, the reachable ones only."""
+    calibrated ``probabilities [N, K]`` of rows with classes ``y`` (None where no cutoff reaches its goal)."""
     from spectratorch.report.metrics import cutoff_table, named_cutoffs
 
-    cutoffs = named_cutoffs(cutoff_table(probabilities, y))
-    return {name: value for name, value in cutoffs.items() if value is not None}
+    return named_cutoffs(cutoff_table(probabilities, y))
 
 
 def _fit_trust(model: nn.Module, val: tuple, calibration: dict, train: list, source: str = "validation",
@@ -465,7 +470,7 @@ def _check_ood_parity(got: dict, expected: dict, ood: OutlierScores) -> None:
 
 def export_onnx(checkpoint_path: str | os.PathLike, out_path: str | os.PathLike | None = None,
                 datamodule_or_table=None, n_check: int = 256, *, metrics: dict | None = None,
-                calibration: dict | None = None) -> Path:
+                calibration: dict | None = None, cutoffs: dict | None = None) -> Path:
     """Export a checkpoint as ``<stem>.onnx``: preprocessing, network and calibrated softmax in one file.
 
     Args:
@@ -481,6 +486,9 @@ def export_onnx(checkpoint_path: str | os.PathLike, out_path: str | os.PathLike 
             validation rows. A checkpoint of the small-set protocol, which trained on its validation rows too,
             carries its training rows' out-of-fold predictions: the calibration record, the conformal sets, the
             outlier limits and the cutoffs then come from them (:func:`out_of_fold_trust`), whoever exports it.
+        cutoffs: the named cutoffs already chosen on the same rows at the same temperature (a run's result sheet's,
+            ``{name: probability or None}``), so that the file and the run's record hold the same digits; default:
+            chosen here.
 
     Returns:
         The path of the ONNX file.
@@ -518,11 +526,12 @@ def export_onnx(checkpoint_path: str | os.PathLike, out_path: str | os.PathLike 
         # reason: the cutoffs are chosen on the rows and at the temperature the calibration used, as the result sheet
         # chooses them, so that an export of the checkpoint alone keeps them.
         probabilities = softmax(logits, calibration["temperature"])
-        cutoffs = _cutoffs(probabilities, val[2])
+        cutoffs = _cutoffs(probabilities, val[2]) if cutoffs is None else cutoffs
         conformal, ood = _fit_trust(model, val, calibration, train, calibration_probabilities=probabilities)
     else:
         # reason: the validation rows trained this model; its trust records come from out-of-fold predictions.
-        calibration, (probabilities, y), cutoffs = out_of_fold_trust(*stored)
+        calibration, (probabilities, y), chosen = out_of_fold_trust(*stored)
+        cutoffs = chosen if cutoffs is None else cutoffs
         conformal, ood = _fit_trust(model, (*val[:2], y), calibration, train, source="out-of-fold",
                                     calibration_probabilities=probabilities)
     reference = _with_ood(_Probabilities(model, calibration["temperature"]).eval(), model, ood)
@@ -532,7 +541,7 @@ def export_onnx(checkpoint_path: str | os.PathLike, out_path: str | os.PathLike 
     proto = _trace(exported, model.example_inputs(2), names, output_names(ood))
     metrics = stored_metrics(checkpoint_path, stem) if metrics is None else metrics
     _set_props(proto, encode_metadata({**_metadata(hparams, stem, metrics, calibration, names, conformal, ood),
-                                       **({"cutoffs": cutoffs} if cutoffs else {})}))
+                                       **_named(cutoffs)}))
     proto.doc_string = stem
     try:
         onnx.checker.check_model(proto)

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from spectratorch.contract import OOD_CONFIDENCE
 from spectratorch.errors import ConfigError
 from spectratorch.models.batched import run_batched
 
@@ -36,7 +37,7 @@ __all__ = ["CONFIDENCE", "MAX_COMPONENTS", "VARIANCE", "OOF_FOLDS", "OutlierScor
 
 _logger = logging.getLogger(__name__)
 
-CONFIDENCE = 0.99
+CONFIDENCE = OOD_CONFIDENCE
 """Stated confidence of the flag: about 1 % of in-distribution spectra are flagged."""
 # reason: the PCA reads the preprocessed inputs, not the network's penultimate features: on the demo data's
 # validation fold (bench_trust.py --quick, TinyVGG) the inputs separate instrument B with AUROC 1.000 against 0.866

@@ -357,14 +357,13 @@ def train(config: RunConfig, callbacks: Sequence = (), arch_selection: dict | No
         # validation rows the temperature was fitted on.
         summary["calibration"].update({f"test_{k}" if k.startswith("ece_") else k: v for k, v in sheet.items()})
     if onnx_wanted:
-        from spectratorch.export.onnx import export_onnx, update_metadata
+        from spectratorch.export.onnx import export_onnx, read_metadata
 
+        # reason: the sheet's cutoffs (the same rows and temperature as the export's) go in the file, so that the
+        # JSON and the ONNX hold the same digits.
         files["onnx"] = str(export_onnx(files["checkpoint"], out_dir / f"{stem}.onnx", dm, metrics=summary["metrics"],
-                                        calibration=calibration))
-        if "cutoffs" in summary.get("calibration", {}):
-            cutoffs = {k: v for k, v in summary["calibration"]["cutoffs"].items() if v is not None}
-            update_metadata(files["onnx"], cutoffs=cutoffs)
-        from spectratorch.export.onnx import read_metadata
+                                        calibration=calibration,
+                                        cutoffs=summary.get("calibration", {}).get("cutoffs")))
 
         exported = read_metadata(files["onnx"])
         # reason: the conformal calibration and the outlier model's limits travel in the ONNX; the JSON repeats them.
