@@ -6,6 +6,7 @@ fail deep in its setup with a traceback for ``--accelerator gpu`` on a machine w
 
 from __future__ import annotations
 
+import logging
 import os
 
 import torch
@@ -14,6 +15,13 @@ from spectratorch.config import TrainConfig, parse_devices
 from spectratorch.errors import ConfigError
 
 __all__ = ["check_hardware", "usable_cpus", "trains_on_cpu"]
+
+_logger = logging.getLogger(__name__)
+
+# reason: what a multi-machine launch sets (torchrun, SLURM, LSF, or Lightning's manual set-up with MASTER_ADDR and
+# NODE_RANK on every machine, MPI); without any, the process is node 0 and waits for the others at 127.0.0.1 for ever.
+_LAUNCH_VARIABLES = ("MASTER_ADDR", "NODE_RANK", "GROUP_RANK", "TORCHELASTIC_RUN_ID", "SLURM_NTASKS", "LSB_JOBID",
+                     "OMPI_COMM_WORLD_SIZE", "PMI_SIZE")
 
 
 def usable_cpus() -> int:
@@ -56,6 +64,10 @@ def check_hardware(train: TrainConfig) -> None:
             does not know.
     """
     devices = parse_devices(train.devices)
+    if train.num_nodes > 1 and not any(os.environ.get(name) for name in _LAUNCH_VARIABLES):
+        _logger.warning("--num-nodes %d: nothing launched the other machines (no torchrun, SLURM or MASTER_ADDR and "
+                        "NODE_RANK here), so this run waits for them without end: start the same command on each "
+                        "machine with torchrun or SLURM, or use --num-nodes 1", train.num_nodes)
     if str(train.strategy) != "auto":
         from lightning.pytorch.strategies import StrategyRegistry
 

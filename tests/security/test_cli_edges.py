@@ -108,6 +108,23 @@ def test_hardware_and_values_out_of_range_are_refused_before_training(data, tmp_
     assert time.perf_counter() - started < 120  # reason: nothing trained, nothing forked per device
 
 
+def test_more_machines_than_launched_are_named_before_the_wait(monkeypatch, caplog):
+    from spectratorch.config import TrainConfig
+    from spectratorch.training.hardware import _LAUNCH_VARIABLES, check_hardware
+
+    for name in _LAUNCH_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    with caplog.at_level("WARNING", logger="spectratorch"):
+        check_hardware(TrainConfig(num_nodes=1))
+        assert not caplog.records
+        check_hardware(TrainConfig(num_nodes=2))
+        assert "--num-nodes 2: nothing launched the other machines" in caplog.text
+        caplog.clear()
+        monkeypatch.setenv("SLURM_NTASKS", "8")  # reason: a cluster's launcher started every machine's process
+        check_hardware(TrainConfig(num_nodes=2))
+        assert not caplog.records
+
+
 def test_an_unreachable_tracking_server_is_one_line_within_seconds(data, tmp_path):
     with socket.socket() as closed:
         closed.bind(("127.0.0.1", 0))
