@@ -781,7 +781,8 @@ expected"
     return (f"{flagged} of the {len(frame)} spectra ({flagged / len(frame):.1%}) are outliers of the model's "
             f"training data (column outlier), where about {100 * expected:.2g}% are expected: their probabilities are "
             "not to be trusted; check that the file is in the training data's units and preprocessing, from the same "
-            "kind of instrument and samples")
+            "kind of instrument and samples (the model's own training rows can be flagged far more often than new "
+            "spectra: judge the flag on spectra it has not seen)")
 
 
 def describe_scores(scores: dict, cutoff: float | None) -> str:

@@ -83,6 +83,7 @@ def test_predict_says_when_far_more_spectra_are_outliers_than_expected(run, tmp_
     assert flagged.mean() > 0.9
     assert (f"warning: {int(flagged.sum())} of the {len(flagged)} spectra ({flagged.mean():.1%}) are outliers of the "
             "model's training data (column outlier), where about 1% are expected") in result.stderr
+    assert "the model's own training rows can be flagged far more often than new spectra" in result.stderr
     # its own data: no such line
     result = run_cli(["predict", run.onnx, run.data, "-o", tmp_path / "own.csv"])
     assert "outliers of the model's training data" not in result.stderr

@@ -172,16 +172,24 @@ def fit_temperature(logits: np.ndarray, y: np.ndarray, tol: float = 1e-5, platt:
 
 
 def _at_bound(log_t: float, logits: np.ndarray, y: np.ndarray) -> str:
-    """Why the temperature sits at a bound of its search, in one line."""
+    """Why the temperature sits at a bound of its search, in one line, with the mean top probability it gives."""
     right = int((logits.argmax(1) == y).sum())
-    at = f"the fitted temperature {math.exp(log_t):.3g} is the {{}} bound of its search: {right} of the {len(y)} rows "
+    top = float(softmax(logits, math.exp(log_t)).max(1).mean())
+    at = (f"the fitted temperature {math.exp(log_t):.3g} is the {{}} bound of its search: {right} of the {len(y)} "
+          "rows it is fitted on are ")
+    gives = f"; their mean top probability is {top:.3f}"
     if log_t < 0 and right == len(y):
-        return (at.format("lower") + "it is fitted on are all classified right, so nothing limits how sharp the "
-                "probabilities get; they are close to 0 and 1 (more rows would calibrate them)")
-    if log_t > 0:
-        return (at.format("upper") + "it is fitted on are classified right: the logits say little or nothing right "
-                "about their classes, so the probabilities are close to uniform")
-    return at.format("lower") + "it is fitted on are classified right, and the logits are far too flat"
+        return (at.format("lower") + "all classified right, so nothing limits how sharp the probabilities get"
+                + gives + " (more rows would calibrate them)")
+    if log_t < 0:
+        return at.format("lower") + "classified right, and the logits are far too flat" + gives
+    if right == len(y):
+        # reason: with Platt's targets, logits far apart on rows all right are softened until the bound, and the
+        # probabilities can stay close to 1 there; the labels alone would not raise the temperature.
+        return (at.format("upper") + "all classified right, with logits so far apart that even this temperature "
+                "softens them little" + gives)
+    return (at.format("upper") + "classified right: the logits say little right about their classes, so the "
+            "probabilities are close to uniform" + gives)
 
 
 def confidence_bins(confidence: np.ndarray, n_bins: int = 15) -> np.ndarray:

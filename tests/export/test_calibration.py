@@ -88,6 +88,13 @@ def test_a_temperature_at_a_bound_says_why(caplog):
     with caplog.at_level("WARNING", logger="spectratorch.export.calibration"):
         assert fit_temperature(-separated, y) == pytest.approx(20, rel=1e-2)
     assert "upper bound of its search: 0 of the 6 rows" in caplog.text and "close to uniform" in caplog.text
+    assert "mean top probability is 0.51" in caplog.text  # reason: 1 / (1 + e^(-1/20)): close to uniform indeed
+    caplog.clear()
+    # rows all right with logits far apart: Platt's targets soften them to the bound, and they stay sharp there
+    with caplog.at_level("WARNING", logger="spectratorch.export.calibration"):
+        assert fit_temperature(1e5 * separated, y, platt=True) == pytest.approx(1e3, rel=1e-2)
+    assert "upper bound of its search: 6 of the 6 rows it is fitted on are all classified right" in caplog.text
+    assert "close to uniform" not in caplog.text and "mean top probability is 1.000" in caplog.text
 
 
 def test_logits_that_no_temperature_changes_keep_one_without_a_warning(caplog):
