@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import json
 import logging
 import signal
@@ -750,6 +751,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
+    except ModuleNotFoundError as err:
+        return _without_training_part(err, argv)
     except KeyboardInterrupt:
         print("spectratorch: interrupted", file=sys.stderr)
         return 130
@@ -760,6 +763,8 @@ def main(argv: list[str] | None = None) -> int:
     previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
     try:
         return _COMMANDS[args.command](args)
+    except ModuleNotFoundError as err:
+        return _without_training_part(err, [args.command])
     except _Terminated:
         print(f"spectratorch {args.command}: {_stopped('stopped by SIGTERM', args.command)}", file=sys.stderr)
         return 143
@@ -776,9 +781,13 @@ def main(argv: list[str] | None = None) -> int:
         how = "stopped by SIGTERM" if terminated else "interrupted"
         print(f"spectratorch {args.command}: {_stopped(how, args.command)}", file=sys.stderr)
         return 143 if terminated else 130
-    except OSError as err:
+    except (MemoryError, OSError) as err:
         if args.verbose:
             raise
+        if isinstance(err, MemoryError) or err.errno == errno.ENOMEM:
+            print(f"spectratorch {args.command}: error: {_OUT_OF_MEMORY.get(args.command, _OUT_OF_MEMORY[None])}",
+                  file=sys.stderr)
+            return 1
         # reason: a full disk, a read-only folder or a name too long for the file system, met while writing.
         where = f"{err.filename}: " if err.filename else ""
         print(f"spectratorch {args.command}: error: {where}{err.strerror or err}", file=sys.stderr)
@@ -786,6 +795,31 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if main_thread:
             signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+
+
+# reason: predict reads its data file whole (its own memory, about 50 KB per row of a 2,000-point CSV; doc/INFERENCE.md)
+_OUT_OF_MEMORY = {
+    "predict": "not enough memory: predict reads the whole data file at once; split it into smaller files (a tenth "
+               "of its rows each, say) and predict each",
+    None: "not enough memory for this run: close other programs, or use a smaller data file or --batch-size",
+}
+
+
+# reason: what the inference-only install (requirements-inference.txt) leaves out; `predict` and the page need none.
+_TRAINING_PACKAGES = ("torch", "lightning", "torchmetrics", "sklearn", "scipy", "onnx", "matplotlib", "tensorboard")
+
+
+def _without_training_part(err: ModuleNotFoundError, argv: list[str] | None) -> int:
+    """One line for a command that needs the training install where only the inference one is; else re-raised."""
+    missing = (err.name or "").split(".")[0]
+    if missing not in _TRAINING_PACKAGES:
+        raise err
+    words = sys.argv[1:] if argv is None else argv
+    command = next((word for word in words if word in _COMMANDS), "")
+    print(f"spectratorch{' ' + command if command else ''}: error: this needs the full install ({missing} is missing "
+          "here; the install of requirements-inference.txt runs predict, convert, make-dataset and the page): pip "
+          "install . with its requirements (torch included), as the README says", file=sys.stderr)
+    return 2
 
 
 class _Terminated(BaseException):

@@ -46,6 +46,19 @@ def test_inference_imports_no_torch():
     assert result.stdout.strip() == "[]"
 
 
+def test_training_commands_on_the_inference_install_are_one_line(tmp_path):
+    for args in (["train", "--help"], ["train", "--data", tmp_path / "d.csv"], ["export", tmp_path / "m.ckpt"]):
+        result = run_cli(args)
+        assert result.returncode == 2 and "Traceback" not in result.stderr, (args, result.stderr[-1000:])
+        missing = "lightning" if "--data" in args else "torch"
+        assert result.stderr.strip().splitlines() == [
+            f"spectratorch {args[0]}: error: this needs the full install ({missing} "
+            "is missing here; the install of requirements-inference.txt runs predict, convert, make-dataset and the "
+            "page): pip install . with its requirements (torch included), as the README says"], args
+    result = run_cli(["make-dataset", "--samples", "20", "-o", tmp_path / "d.csv"])  # what it says works, works
+    assert result.returncode == 0 and (tmp_path / "d.csv").is_file(), result.stderr[-1000:]
+
+
 def test_predict_cli_without_torch_matches_the_predictor(run, predictor, tmp_path):
     out = tmp_path / "predictions.csv"
     result = run_cli(["predict", run.onnx, run.data, "-o", out, "--top-k", "2"])

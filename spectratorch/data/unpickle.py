@@ -786,11 +786,13 @@ def load_frame_pickle(path, mapping: mmap.mmap | None = None, map_from: int | No
         except UnsafePickleError:
             raise
         except _Refused as err:
-            reason = str(err)
+            advice = (f"({err}); the file may be truncated, damaged or not a DataFrame pickle. Write it again, or "
+                      "convert it to .parquet.")
         except (Exception, RecursionError, MemoryError) as err:  # noqa: BLE001  every failure becomes one line
-            # reason: the message of a failing pandas/pyarrow call can quote memory; only its kind is shown.
-            reason = type(err).__name__
-        raise DataFormatError(
-            f"{path}: cannot read it as a pickled DataFrame ({reason}); the file may be truncated, damaged or not a "
-            "DataFrame pickle. Write it again, or convert it to .parquet."
-        ) from None
+            # reason: the message of a failing pandas/pyarrow call can quote memory; only its kind is shown. A pickle
+            # holds pandas' internal layout, which an older pandas cannot always rebuild (pandas 3's strings and dates
+            # under pandas 2), so the file may be sound: the versions here are named.
+            advice = (f"({type(err).__name__}); the file may be truncated or damaged, or written by a newer pandas or "
+                      f"numpy than this one (pandas {pd.__version__}, numpy {np.__version__}): convert it to .parquet "
+                      "or .csv where it was written, which any version reads.")
+        raise DataFormatError(f"{path}: cannot read it as a pickled DataFrame {advice}") from None

@@ -21,7 +21,7 @@ import sys
 class _Blocked:
     def find_spec(self, name, path=None, target=None):
         if name.split(".")[0] in ("torch", "lightning", "torchmetrics", "pytorch_lightning"):
-            raise ImportError(f"{name} is blocked by the test")
+            raise ModuleNotFoundError(f"No module named {name!r} (blocked by the test)", name=name)
         return None
 sys.meta_path.insert(0, _Blocked())
 """

@@ -280,6 +280,7 @@ def test_an_output_that_would_replace_a_device_or_a_file_of_another_kind_is_refu
                      "written); the same command with --resume continues a network's training from '<stem> last.ckpt'"),
     ("ctrl-c", 130, "spectratorch train: interrupted before the end (a file it had not finished is not written)"),
     ("disk", 1, "spectratorch train: error: /out/model.json: No space left on device"),
+    ("memory", 1, "spectratorch train: error: not enough memory for this run: close other programs"),
 ])
 def test_a_run_stopped_by_a_signal_or_a_full_disk_says_so_in_one_line(monkeypatch, capsys, raised, status, said):
     # Lightning turns SIGTERM into an exception that would exit 0 and Ctrl-C into sys.exit(1); a full disk is an
@@ -296,12 +297,30 @@ def test_a_run_stopped_by_a_signal_or_a_full_disk_says_so_in_one_line(monkeypatc
             raise SIGTERMException
         if raised == "ctrl-c":
             raise SystemExit(1)
+        if raised == "memory":
+            raise MemoryError
         raise OSError(errno.ENOSPC, "No space left on device", "/out/model.json")
 
     monkeypatch.setitem(cli._COMMANDS, "train", stopped)
     assert cli.main(["train"]) == status
     err = capsys.readouterr().err.strip()
     assert err.startswith(said) and len(err.splitlines()) == 1
+
+
+def test_predict_out_of_memory_says_to_split_the_file(monkeypatch, capsys):
+    # what a PC of 4 GB says when a 100,000-row file does not fit: the system's ENOMEM, not a MemoryError
+    import errno
+
+    from spectratorch import cli
+
+    def no_memory(args):
+        raise OSError(errno.ENOMEM, "Cannot allocate memory")
+
+    monkeypatch.setitem(cli._COMMANDS, "predict", no_memory)
+    assert cli.main(["predict", "model.onnx", "big.csv", "-o", "p.csv"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("spectratorch predict: error: not enough memory: predict reads the whole data file at once; "
+                          "split it into smaller files") and len(err.splitlines()) == 1
 
 
 def test_a_run_whose_file_names_would_be_too_long_is_refused_before_it_trains(tmp_path, capsys):

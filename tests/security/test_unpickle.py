@@ -119,6 +119,26 @@ def test_every_column_kind_round_trips(tmp_path, protocol):
         pd.testing.assert_frame_equal(read_dataset_mapped(path, map_from=64)[0], df, obj=name)
 
 
+def test_a_layout_this_pandas_cannot_rebuild_names_the_versions(tmp_path, monkeypatch):
+    # as pandas 2.0 meets pandas 3's strings: StringDtype takes no na_value there
+    path = tmp_path / "newer.pkl"
+    path.write_bytes(pickle.dumps(pd.DataFrame({"label": pd.array(["a", "b"], dtype="string"), "x": [1.0, 2.0]})))
+
+    class OlderStringDtype(pd.StringDtype):
+        def __init__(self, storage=None, *rest):
+            if rest:
+                raise TypeError("StringDtype.__init__() takes from 1 to 2 positional arguments but 3 were given")
+            super().__init__(storage)
+
+    monkeypatch.setattr(pd, "StringDtype", OlderStringDtype)
+    with pytest.raises(DataFormatError) as err:
+        read_dataset(path)
+    message = str(err.value)
+    assert message.startswith(f"{path}: cannot read it as a pickled DataFrame (TypeError)") and "\n" not in message
+    assert f"written by a newer pandas or numpy than this one (pandas {pd.__version__}, numpy " in message
+    assert "convert it to .parquet or .csv where it was written" in message
+
+
 def test_placements_within_the_frame_still_load(tmp_path):
     # the payload builder itself is faithful: the real placement gives back the frame
     path = tmp_path / "ok.pkl"
