@@ -73,6 +73,7 @@ CHECKS = {
     "bench_rocket.py": (["--quick"], {"benchmark", "shape", "ours", "aeon", "goals"}),
     "bench_ridge.py": (["--quick"], {"benchmark", "shape", "ours_s", "sklearn_s", "same_alpha"}),
     "check_small_data.py": (["--quick"], {"benchmark", "rows"}),
+    "check_calibration.py": (["--quick"], {"benchmark", "rows"}),
     "check_rare_inner_folds.py": (["--quick"], {"benchmark", "rows", "summary"}),
     "check_selection.py": (["--quick"], {"benchmark", "rows", "summary"}),
     "check_synthetic_difficulty.py": (["--n-samples", "600", "--epochs", "1", "--targets", "OVA OK"],

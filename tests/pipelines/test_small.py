@@ -662,6 +662,26 @@ def test_default_run_on_a_small_set_trains_no_network(tmp_path):
 
 
 @pytest.mark.slow
+def test_where_an_out_of_fold_row_is_wrong_the_last_temperature_fits_the_labels(tmp_path):
+    # 12 classes of 6 rows, peaks close enough to be confused: Platt's targets (7/8 at most for a class of 6 rows)
+    # would soften every probability; the labels keep the candidate's own calibration
+    from spectratorch.pipelines.run import train
+
+    rng = np.random.default_rng(4)
+    x = np.linspace(0, 1, 120)
+    rows = [np.exp(-((x - 0.2 - 0.05 * k - rng.normal(0, 0.01)) ** 2) / 0.003) + rng.normal(0, 0.15, 120)
+            for k in range(12) for _ in range(6)]
+    frame = pd.DataFrame(np.array(rows), columns=[f"nir_{1000 + 5 * i}" for i in range(120)])
+    frame.insert(0, "label", [f"k{k:02d}" for k in range(12) for _ in range(6)])
+    frame.rename_axis("id").to_pickle(tmp_path / "set.pkl")
+    config = _config(tmp_path / "set.pkl", tmp_path / "out", n_splits=3)
+    config = dataclasses.replace(config, model=ModelConfig(arch="LDA"))
+    summary = train(config, result_sheet=False)
+    assert 0.3 < summary["metrics"]["val"]["accuracy"] < 1.0
+    assert summary["arch_selection"]["final_temperature"] == pytest.approx(1.0, abs=1e-3)
+
+
+@pytest.mark.slow
 def test_above_its_row_limit_the_kernel_candidate_is_left_out_and_said(tmp_path, monkeypatch, caplog, capsys):
     from spectratorch.pipelines import small
     from spectratorch.pipelines.run import train
