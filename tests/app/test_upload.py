@@ -34,7 +34,7 @@ def test_a_txt_table_is_read_as_predict_reads_it(tmp_path):
 
     path = save_upload("nir.txt", b"id\t1100.5\t1102.5\tlabel\na\t0.1\t0.2\trye\nb\t0.3\t0.4\twheat\n", tmp_path)
     table = read_dataset(path)
-    assert table.index.tolist() == ["a", "b"] and table["1102.5"].tolist() == [0.2, 0.4]
+    assert table.index.tolist() == ["a", "b"] and table["1102.5"].tolist() == pytest.approx([0.2, 0.4], rel=1e-7)
     with pytest.raises(DataFormatError, match="empty"):
         check_upload("a.csv", 0)
     with pytest.raises(DataFormatError, match=r"a.pkl: 3 MB is over the page's upload limit of 2 MB"):

@@ -394,3 +394,44 @@ def test_csv_spectra_read_as_float32_with_the_values_of_a_float64_read(tmp_path)
     as_float64 = pd.read_csv(tmp_path / "d.csv")
     np.testing.assert_array_equal(back[spectral].to_numpy(), as_float64[spectral].to_numpy().astype(np.float32))
     np.testing.assert_array_equal(back["temperature"].to_numpy(), as_float64["temperature"].to_numpy())
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("id,label,900,901\na,x,1,2\nb,y,3,4\n", ""),  # clean
+    ("id,label,900,901\r\na,x,1,2\r\n\r\nb,y,3,4\r\n", ""),  # Windows line ends and a blank line
+    ("id,label,900,901\na,x,1,2\nb,y,3\n", "line 3 has 3 fields, the header 4; the file may be truncated"),
+    ("id,label,900,901\na,x,1,2,5\nb,y,3,4,6\n", "row_names"),  # R's row names
+    ("id,label,900,901\na,x,1,2,\nb,y,3,4,\n", "trailing"),  # a separator ending every data line
+    ("id,label,900,901\na,x,1,2,5\nb,y,3,4\n", "line 3 has 4 fields, the header 4; a value holding the separator"),
+    ("Instrument: NIR-1\nid;label;900;901\na;x;0,41;0,42\nb;y;0,43\n", "line 4 has 3 fields, the header 4"),
+])
+def test_counting_separators_says_what_the_csv_module_says(tmp_path, text, expected, monkeypatch):
+    # counting the separator's byte is the fast way where no line holds a quote; it must agree with the csv module
+    from spectratorch.data import io as data_io
+
+    path = tmp_path / "d.csv"
+    path.write_bytes(text.encode())
+    dialect = data_io.csv_dialect(path)
+
+    def verdict():
+        try:
+            return data_io._check_csv(path, dialect)
+        except DataFormatError as err:
+            return str(err)
+
+    assert len(list(data_io._rows_by_bytes(path, dialect))) == 2  # the fast way read these lines itself
+    fast = verdict()
+    assert fast == expected if expected in ("", "trailing", "row_names") else fast.startswith(f"{path}: {expected}")
+
+    def quotes(path, dialect):
+        raise data_io._NeedsQuotes
+        yield
+
+    monkeypatch.setattr(data_io, "_rows_by_bytes", quotes)
+    assert verdict() == fast
+
+
+def test_a_quoted_field_holding_the_separator_is_read_by_the_csv_module(tmp_path):
+    (tmp_path / "d.csv").write_text('id,label,900,901\na,"olive, extra",1,2\nb,"a\nb",3,4\n')
+    df = read_dataset(tmp_path / "d.csv")
+    assert df["label"].tolist() == ["olive, extra", "a\nb"] and df["901"].tolist() == [2.0, 4.0]
