@@ -438,6 +438,11 @@ def _cv_table(result: dict) -> str:
     if inner:
         lines.append("inner_*: the out-of-fold scores of each fold's inner CV, on which it chose its model among the "
                      "candidates (optimistic); test_*: its test fold, the estimate")
+    if result.get("per_class"):
+        width = max(len(str(label)) for label in result["per_class"])
+        lines.append("per class, the test folds pooled (every row tested once):")
+        lines += [f"  {str(label):<{width}}  rows {s['support']:>5}  recall {s['recall']:.4f}  precision "
+                  f"{s['precision']:.4f}  f1 {s['f1']:.4f}" for label, s in result["per_class"].items()]
     lines += _cv_baselines(result, names)
     test = (result.get("ensemble") or {}).get("test")
     if test:

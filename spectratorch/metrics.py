@@ -11,7 +11,7 @@ import warnings
 
 import numpy as np
 
-__all__ = ["METRICS", "classification_metrics", "per_class_metrics"]
+__all__ = ["METRICS", "classification_metrics", "per_class_metrics", "confusion_counts", "per_class_of_counts"]
 
 METRICS = ("loss", "accuracy", "f1", "balanced_accuracy", "auroc")
 """The keys of :func:`classification_metrics` (``loss`` only when it is given probabilities)."""
@@ -108,3 +108,32 @@ def per_class_metrics(y: np.ndarray, predicted: np.ndarray, n_classes: int) -> d
     precision, recall, f1, support = precision_recall_fscore_support(y, predicted, labels=np.arange(n_classes),
                                                                      zero_division=0)
     return {"precision": precision, "recall": recall, "f1": f1, "support": support}
+
+
+def confusion_counts(y: np.ndarray, predicted: np.ndarray, n_classes: int) -> list[list[int]]:
+    """Rows of each true class (row) given each class (column), as plain lists (a run's JSON keeps them).
+
+    Example:
+        >>> confusion_counts(np.array([0, 0, 1, 2]), np.array([0, 1, 1, 1]), 3)
+        [[1, 1, 0], [0, 1, 0], [0, 1, 0]]
+    """
+    from sklearn.metrics import confusion_matrix
+
+    return confusion_matrix(y, predicted, labels=np.arange(n_classes)).tolist()
+
+
+def per_class_of_counts(counts: list[list[int]], labels: list[str]) -> dict[str, dict]:
+    """:func:`per_class_metrics` of the rows a confusion matrix counts (e.g. the sum of the folds' test matrices):
+    ``{label: {"precision", "recall", "f1", "support"}}``.
+
+    Example:
+        >>> per_class_of_counts([[1, 1], [0, 2]], ["a", "b"])["a"]
+        {'precision': 1.0, 'recall': 0.5, 'f1': 0.6667, 'support': 2}
+    """
+    counts = np.asarray(counts, dtype=np.int64)
+    k = len(labels)
+    y = np.repeat(np.repeat(np.arange(k), k), counts.ravel())
+    predicted = np.repeat(np.tile(np.arange(k), k), counts.ravel())
+    scores = per_class_metrics(y, predicted, k)
+    return {label: {**{name: round(float(scores[name][c]), 4) for name in ("precision", "recall", "f1")},
+                    "support": int(scores["support"][c])} for c, label in enumerate(labels)}

@@ -35,7 +35,7 @@ from spectratorch.data.splits import TEST_MODES
 from spectratorch.defaults import auto_transforms
 from spectratorch.errors import ConfigError
 from spectratorch.logs import report_to_console, warnings_said
-from spectratorch.metrics import classification_metrics
+from spectratorch.metrics import classification_metrics, per_class_of_counts
 
 __all__ = ["run_cv", "cv_name", "fold_configs", "summarise_folds", "plot_folds", "WORKER_START_S", "auto_workers",
            "shares_from_start", "SHARE_FROM_START_BYTES"]
@@ -333,6 +333,26 @@ def summarise_folds(summaries: list[dict]) -> dict:
     return {"mean": mean, "std": std}
 
 
+def pool_confusions(summaries: list[dict]) -> dict:
+    """The folds' test confusion matrices summed (every row is tested once) and each class's precision, recall and F1
+    of that sum: ``{"confusion": {"labels", "test"}, "per_class": {label: {...}}}``; empty when a fold has no matrix
+    (a fold trained before runs kept one) or the folds' classes differ.
+
+    Example:
+        >>> fold = {"labels": ["a", "b"], "confusion": {"test": [[2, 0], [1, 1]]}}
+        >>> pooled = pool_confusions([fold, fold])
+        >>> pooled["confusion"]["test"], pooled["per_class"]["b"]["recall"]
+        ([[4, 0], [2, 2]], 0.5)
+    """
+    if not summaries or any("test" not in (s.get("confusion") or {}) for s in summaries):
+        return {}
+    labels = summaries[0]["labels"]
+    if any(s["labels"] != labels for s in summaries):
+        return {}
+    total = np.sum([np.asarray(s["confusion"]["test"], dtype=np.int64) for s in summaries], axis=0).tolist()
+    return {"confusion": {"labels": labels, "test": total}, "per_class": per_class_of_counts(total, labels)}
+
+
 def plot_folds(folds: list[dict], title: str = "", ax=None):
     """Per-fold validation and test metrics (dots), with each metric's mean (bar).
 
@@ -478,6 +498,9 @@ def run_cv(config: RunConfig, ensemble: bool = False, workers: int | str = "auto
               "protocol": (s.get("arch_selection") or {}).get("protocol")} for k, s in zip(sorted(done), summaries)]
     result = {"name": stem, "config": config.to_dict(), "n_folds": len(folds), "folds": folds,
               **summarise_folds(summaries)}
+    if config.data.test_source in ("like-val", "is-val"):
+        # reason: the test rows are the folds', each row tested once; a test file is every fold's test rows.
+        result.update(pool_confusions(summaries))
     plot = out_dir / f"{stem} folds.png"
     _save_plot(folds, plot, stem)
     result["files"] = {"json": str(out_dir / f"{stem}.json"), "plot": str(plot)}

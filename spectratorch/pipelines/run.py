@@ -30,6 +30,7 @@ from spectratorch.data.io import atomic_path, data_fingerprint
 from spectratorch.defaults import LARGE_TRAIN, auto_arch, resolve_defaults
 from spectratorch.errors import CheckpointError, ConfigError
 from spectratorch.export.calibration import calibration_report, negative_log_likelihood, softmax
+from spectratorch.metrics import confusion_counts
 from spectratorch.models.batched import BATCH_SIZE, predict_logits, run_batched
 from spectratorch.models.registry import is_model, list_models
 from spectratorch.outputs import warn_if_replacing
@@ -341,7 +342,8 @@ def train(config: RunConfig, callbacks: Sequence = (), arch_selection: dict | No
         if "val" in summary["metrics"]:
             summary["metrics"]["val"]["loss"] = calibration["nll_after"]
         if tested and (test_preds_wanted or config.train.evaluate):
-            test_probabilities = _calibrated_test(summary["metrics"], module, dm, calibration)
+            test_probabilities, test_y = _calibrated_test(summary["metrics"], module, dm, calibration)
+            summary["confusion"] = {"test": confusion_counts(test_y, test_probabilities.argmax(1), dm.n_classes)}
     if test_preds_wanted:
         files["test_predictions"] = str(out_dir / f"{stem}.csv")
         _save_test_predictions(out_dir / f"{stem}.csv", module, dm, test_probabilities)
@@ -444,15 +446,16 @@ def _calibration(module: SpectralModule, dm: SpectralDataModule) -> dict:
     return calibration_report(predict_logits(module.model.float(), val.spectra, val.tabular), val.y.numpy())
 
 
-def _calibrated_test(metrics: dict, module: SpectralModule, dm: SpectralDataModule, calibration: dict) -> np.ndarray:
-    """The calibrated probabilities ``[N, K]`` of the test rows, as the ONNX file gives them; the test ``loss`` in
-    ``metrics`` becomes their log-loss (Lightning's is before the temperature)."""
+def _calibrated_test(metrics: dict, module: SpectralModule, dm: SpectralDataModule,
+                     calibration: dict) -> tuple[np.ndarray, np.ndarray]:
+    """The calibrated probabilities ``[N, K]`` of the test rows, as the ONNX file gives them, and their classes; the
+    test ``loss`` in ``metrics`` becomes their log-loss (Lightning's is before the temperature)."""
     rows = dm.stage_arrays("test")
     logits = predict_logits(module.model.float(), rows.spectra, rows.tabular)
     temperature = calibration["temperature"]
     if "test" in metrics:
         metrics["test"]["loss"] = negative_log_likelihood(logits, rows.y.numpy(), temperature)
-    return softmax(logits, temperature).astype(np.float32)
+    return softmax(logits, temperature).astype(np.float32), rows.y.numpy()
 
 
 def _add_baseline(summary: dict, module: SpectralModule, dm: SpectralDataModule, config: RunConfig,

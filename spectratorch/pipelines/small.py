@@ -45,7 +45,7 @@ from spectratorch.config import RunConfig
 from spectratorch.data.io import data_fingerprint
 from spectratorch.errors import ConfigError, SchemaError, SplitError
 from spectratorch.export.calibration import fit_temperature, softmax
-from spectratorch.metrics import classification_metrics
+from spectratorch.metrics import classification_metrics, confusion_counts
 from spectratorch.models.batched import run_batched
 from spectratorch.models.classifier import SpectralClassifier, build_classifier
 from spectratorch.models.closed_form import (
@@ -893,6 +893,9 @@ def train_small(config: RunConfig, dm, candidates=None, result_sheet: bool = Tru
                "filters_removed": dm.table.report, "data_files": data_fingerprint(config.data),
                "arch_selection": selection, "metrics": metrics,
                "files": {"checkpoint": str(checkpoint)}, "seconds_fit": round(fitted["seconds"], 2)}
+    if test_probabilities is not None:
+        summary["confusion"] = {"test": confusion_counts(test_rows.y.numpy(), test_probabilities.argmax(1),
+                                                         len(dm.labels))}
     files = summary["files"]
     if config.train.save_test_preds and len(test_rows):
         files["test_predictions"] = str(out_dir / f"{stem}.csv")

@@ -84,6 +84,11 @@ def test_cv_trains_every_fold_skips_done_ones_and_exports_an_ensemble(demo_file,
     assert [m["temperature"] for m in meta["calibration"]["members"]] == summary["ensemble"]["temperatures"]
     test = summary["ensemble"]["test"]
     assert test["n_test"] > 100
+    # each fold counts its test rows by class; a test file is every fold's, so cv pools no per-class table
+    for fold in folds:
+        assert sum(map(sum, fold["confusion"]["test"])) == test["n_test"]
+        assert np.trace(fold["confusion"]["test"]) == round(fold["metrics"]["test"]["accuracy"] * test["n_test"])
+    assert "per_class" not in summary and "per class" not in result.stdout
     for name, gain in test["gain"].items():
         assert gain == pytest.approx(test["ensemble"][name] - test["mean_fold"][name])
     assert meta["metrics"]["test"]["accuracy"] == pytest.approx(test["ensemble"]["accuracy"])
@@ -200,3 +205,28 @@ def test_a_fold_of_another_version_of_the_data_is_refused_and_the_same_file_by_a
     with pytest.raises(ConfigError, match=r"was trained on another version of the data file \(its size or "
                                           r"modification time differs\)"):
         _finished(config)
+
+
+@pytest.mark.slow
+def test_cv_pools_the_test_folds_per_class(tmp_path):
+    # every row is tested once: the pooled confusion matrix counts each row's prediction of the folds' files
+    from spectratorch.data.generic import make_generic_frame
+
+    frame = make_generic_frame(60, seed=5)
+    frame.iloc[::7, frame.columns.get_loc("label")] = "rare"  # a fourth class, of 9 rows
+    frame.to_csv(tmp_path / "set.csv")
+    result = _cli("cv", "--data", tmp_path / "set.csv", "--arch", "LDA", "--save-test-preds",
+                  "--output-dir", tmp_path / "out")
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads(next((tmp_path / "out").glob("*cv-5*.json")).read_text())
+    labels = summary["confusion"]["labels"]
+    predictions = pd.concat([pd.read_csv(path) for path in (tmp_path / "out").glob("* [0-4]-5 *.csv")])
+    assert len(predictions) == 60 and predictions["id"].nunique() == 60
+    predicted = predictions[[f"p_{label}" for label in labels]].to_numpy().argmax(1)
+    expected = pd.crosstab(predictions["truth"], np.array(labels)[predicted]).reindex(index=labels, columns=labels,
+                                                                                     fill_value=0)
+    assert summary["confusion"]["test"] == expected.to_numpy().tolist()
+    rare = summary["per_class"]["rare"]
+    assert rare["support"] == 9 and rare["recall"] == pytest.approx(expected.loc["rare", "rare"] / 9, abs=1e-4)
+    assert "per class, the test folds pooled (every row tested once):" in result.stdout
+    assert f"rare     rows     9  recall {rare['recall']:.4f}" in result.stdout

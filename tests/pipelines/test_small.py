@@ -249,7 +249,7 @@ def _config(path, out, test_source="like-val", n_splits=5, split=0, **model):
 
 def _without_test(summary):
     kept = {k: v for k, v in summary.items()
-            if k not in ("metrics", "files", "calibration", "config", "seconds_fit", "data_files")}
+            if k not in ("metrics", "confusion", "files", "calibration", "config", "seconds_fit", "data_files")}
     return {**kept, "class_counts": summary["class_counts"]["train"]}
 
 
