@@ -765,13 +765,20 @@ def _rounding_hint(axis: np.ndarray, expected: np.ndarray) -> str:
 them as the model's, e.g. 901.345678, or resample onto its axis)"
         >>> _rounding_hint(np.array([900.0, 901.0]), np.array([900.0, 902.0]))
         ''
+        >>> _rounding_hint(np.linspace(900, 910, 101), np.linspace(900, 910, 11))  # a finer grid: resample it
+        ''
     """
     if len(expected) < 2 or not len(axis):
         return ""
     offsets = np.abs(axis[_nearest(axis, expected)] - expected)
     # reason: a quarter of the model's spacing keeps a missing point (offset of a whole step, or half of one where
     # the model's points are twice as dense) from reading as rounding.
-    if offsets.max() > 0.25 * float(np.median(np.diff(expected))):
+    near = 0.25 * float(np.median(np.diff(expected)))
+    if offsets.max() > near:
+        return ""
+    # reason: a finer grid over the same range has a point near every model point too, and more points: another
+    # axis to resample, not the model's written with other decimals.
+    if np.count_nonzero((axis >= expected[0] - near) & (axis <= expected[-1] + near)) > len(expected):
         return ""
     return (f" (every point is within {offsets.max():.2g} of one of the model's: the same wavelengths written with "
             f"other decimals? write them as the model's, e.g. {expected[np.argmax(offsets)]:.10g}, or resample onto "
