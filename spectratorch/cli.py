@@ -802,7 +802,7 @@ def main(argv: list[str] | None = None) -> int:
             signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
-# reason: predict reads its data file whole (its own memory, about 50 KB per row of a 2,000-point CSV; doc/INFERENCE.md)
+# reason: predict reads its data file whole (about 30 KB per row of a 2,000-point CSV at its peak; doc/INFERENCE.md)
 _OUT_OF_MEMORY = {
     "predict": "not enough memory: predict reads the whole data file at once; split it into smaller files (a tenth "
                "of its rows each, say) and predict each",

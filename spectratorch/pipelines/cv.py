@@ -37,8 +37,8 @@ from spectratorch.errors import ConfigError
 from spectratorch.logs import report_to_console, warnings_said
 from spectratorch.metrics import classification_metrics, per_class_of_counts
 
-__all__ = ["run_cv", "cv_name", "fold_configs", "summarise_folds", "plot_folds", "WORKER_START_S", "auto_workers",
-           "shares_from_start", "SHARE_FROM_START_BYTES"]
+__all__ = ["run_cv", "cv_name", "fold_configs", "summarise_folds", "pool_confusions", "plot_folds", "WORKER_START_S",
+           "auto_workers", "shares_from_start", "SHARE_FROM_START_BYTES"]
 
 _logger = logging.getLogger(__name__)
 
