@@ -32,13 +32,11 @@ from spectratorch.contract import OOD_CONFIDENCE
 from spectratorch.errors import ConfigError
 from spectratorch.models.batched import run_batched
 
-__all__ = ["CONFIDENCE", "MAX_COMPONENTS", "VARIANCE", "OOF_FOLDS", "OutlierScores", "fit_model_ood", "fit_ood",
+__all__ = ["MAX_COMPONENTS", "VARIANCE", "OOF_FOLDS", "OutlierScores", "fit_model_ood", "fit_ood",
            "fit_ood_out_of_fold", "ood_scores", "preprocessed_inputs"]
 
 _logger = logging.getLogger(__name__)
 
-CONFIDENCE = OOD_CONFIDENCE
-"""Stated confidence of the flag: about 1 % of in-distribution spectra are flagged."""
 # reason: the PCA reads the preprocessed inputs, not the network's penultimate features: on the demo data's
 # validation fold (bench_trust.py --quick, TinyVGG) the inputs separate instrument B with AUROC 1.000 against 0.866
 # for the penultimate features (8 wide), tecator resampled to the axis, a saturated band and a baseline tilt with
@@ -95,7 +93,7 @@ def ood_scores(record: dict, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return (scores**2 / np.asarray(record["variances"])).sum(axis=1), ((centred - scores @ components.T) ** 2).sum(1)
 
 
-def fit_ood(train: np.ndarray, held_out: np.ndarray, confidence: float = CONFIDENCE, seed: int = 0,
+def fit_ood(train: np.ndarray, held_out: np.ndarray, confidence: float = OOD_CONFIDENCE, seed: int = 0,
             log: bool = True) -> dict:
     """Fit the PCA on training rows and the T² and Q limits on held-out rows.
 
@@ -126,7 +124,7 @@ def fit_ood(train: np.ndarray, held_out: np.ndarray, confidence: float = CONFIDE
                         "validation rows", log)
 
 
-def fit_ood_out_of_fold(train: np.ndarray, confidence: float = CONFIDENCE, seed: int = 0, log: bool = True,
+def fit_ood_out_of_fold(train: np.ndarray, confidence: float = OOD_CONFIDENCE, seed: int = 0, log: bool = True,
                         n_folds: int = OOF_FOLDS, groups: np.ndarray | None = None) -> dict:
     """Fit the PCA on every training row and the T² and Q limits on their out-of-fold scores: the rows of each of
     ``n_folds`` shuffled folds are scored by a PCA of the other folds with as many components as the final one.
@@ -229,7 +227,7 @@ def _subsample(n: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(n, _MAX_ROWS, replace=False))
 
 
-def fit_model_ood(model: nn.Module, train: tuple, held_out: tuple, confidence: float = CONFIDENCE,
+def fit_model_ood(model: nn.Module, train: tuple, held_out: tuple, confidence: float = OOD_CONFIDENCE,
                   seed: int = 0, log: bool = True, out_of_fold: bool = False, groups: np.ndarray | None = None) -> dict:
     """:func:`fit_ood` on a model's preprocessed inputs: what the export stores and the result sheet draws.
 
