@@ -435,3 +435,55 @@ def test_a_quoted_field_holding_the_separator_is_read_by_the_csv_module(tmp_path
     (tmp_path / "d.csv").write_text('id,label,900,901\na,"olive, extra",1,2\nb,"a\nb",3,4\n')
     df = read_dataset(tmp_path / "d.csv")
     assert df["label"].tolist() == ["olive, extra", "a\nb"] and df["901"].tolist() == [2.0, 4.0]
+
+
+def _parquet_layouts():
+    rng = np.random.default_rng(0)
+    columns = [f"277_{x}" for x in range(300, 312)] + [f"380_{x}" for x in range(400, 412)]
+    base = pd.DataFrame(rng.normal(size=(40, len(columns))).astype(np.float32), columns=columns)
+    labelled = base.copy()
+    labelled.insert(0, "label", list("ab") * 20)
+    labelled["tabular"] = np.arange(40.0)
+    named = labelled.set_axis(pd.Index([f"s{i}" for i in range(40)], name="id"))
+    holes = labelled.copy()
+    holes.iloc[[3, 9], [4, 20]] = np.nan
+    return {
+        "meta on both sides": labelled,
+        "named text index": named,
+        "index from 5": labelled.set_axis(pd.RangeIndex(5, 45)),
+        "missing values": holes,
+        "float64 spectra": labelled.astype(dict.fromkeys(columns, "float64")),
+        "no rows": labelled.iloc[:0],
+        "spectra first": labelled[columns + ["label", "tabular"]],
+        "named column index": labelled.rename_axis(columns="field"),
+        # the next three are read by pandas whole
+        "spectra only": base,
+        "one float64 column": labelled.astype({columns[5]: "float64"}),
+        "a column between the spectra": labelled[["277_300", "label", *columns[1:], "tabular"]],
+    }
+
+
+@pytest.mark.parametrize("layout", list(_parquet_layouts()))
+def test_parquet_read_a_few_spectral_columns_at_a_time_equals_pandas_read(tmp_path, monkeypatch, layout):
+    import spectratorch.data.io as io
+
+    path = tmp_path / "d.parquet"
+    _parquet_layouts()[layout].to_parquet(path, row_group_size=16)
+    # reason: 5 columns a time, so that the 24 spectral columns take several reads, one of them short
+    monkeypatch.setattr(io, "_PARQUET_COLUMNS", 5)
+    pd.testing.assert_frame_equal(read_dataset(path), pd.read_parquet(path))
+
+
+def test_parquet_of_the_lab_layout_is_not_read_whole_by_pandas(tmp_path, monkeypatch):
+    from spectratorch.data.synthetic import make_dataset
+
+    path = tmp_path / "lab.parquet"
+    frame = make_dataset(60, seed=1)
+    frame.to_parquet(path)
+    expected = pd.read_parquet(path)
+
+    def whole(*args, **kwargs):
+        raise AssertionError("read whole by pandas")
+
+    monkeypatch.setattr(pd, "read_parquet", whole)
+    pd.testing.assert_frame_equal(read_dataset(path), expected)
