@@ -93,6 +93,12 @@ def share_folds(jobs: Sequence, labels: Sequence[str], run: Callable, processes:
             while (index := _take(taken, owners)) is not None:
                 results[index] = run(jobs[index])
         _collect(results, labels, owners, messages, helpers)
+        # reason: a helper that ran a job is ending on its own; stopped while it ends, the semaphores it made (a
+        # progress bar's lock) stay registered, and the resource tracker says "leaked semaphore objects" at exit.
+        worked = set(owners[:])
+        for helper in helpers:
+            if helper.pid in worked:
+                helper.join(timeout=_POLL_S * 10)
     finally:
         _take_all(taken, len(jobs))
         for helper in helpers:

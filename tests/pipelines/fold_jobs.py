@@ -87,3 +87,19 @@ def warn_after_the_others(job: dict) -> dict:
     logger.warning("the data has replicate scans")
     logger.warning("job %d has its own warning", job["index"])
     return pid_after_the_others(job)
+
+
+_KEPT: list = []
+
+
+def semaphore_after_the_others(job: dict) -> dict:
+    """:func:`pid_after_the_others`, having made a semaphore, as a progress bar's lock is, which its process removes
+    as it ends, after a pause (a slow exit)."""
+    import multiprocessing
+    from multiprocessing.util import Finalize
+
+    if not _KEPT:
+        _KEPT.append(multiprocessing.get_context("spawn").Lock())
+        # reason: run at the process's end before the lock's own clean-up (a higher exit priority runs first)
+        Finalize(None, time.sleep, args=(2.0,), exitpriority=10)
+    return pid_after_the_others(job)

@@ -95,3 +95,19 @@ print(len({{r["pid"] for r in results}}))
     assert result.stdout.strip() == "2"  # the helper ran jobs
     assert result.stderr.count("WARNING the data has replicate scans") == 1
     assert all(result.stderr.count(f"WARNING job {i} has its own warning") == 1 for i in range(4))
+
+
+def test_a_helper_that_ran_a_fold_ends_on_its_own_and_leaves_no_semaphore_behind(tmp_path):
+    script = f"""
+import os
+from spectratorch.pipelines.shared_folds import share_folds
+from tests.pipelines import fold_jobs
+jobs = [{{"index": i, "n": 4, "dir": {str(tmp_path)!r}, "parent": os.getpid()}} for i in range(4)]
+results = share_folds(jobs, [f"fold {{i}}" for i in range(4)], fold_jobs.semaphore_after_the_others, 2, threads=1)
+print(len({{r["pid"] for r in results}}))
+"""
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip() == "2"  # the helper ran jobs
+    assert "leaked semaphore" not in result.stderr, result.stderr[-3000:]
