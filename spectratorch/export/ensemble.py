@@ -6,7 +6,8 @@ member ``k`` carries its own preprocessing (its min-max scaling was fitted on it
 temperature ``T_k``, fitted on its own validation fold. The metadata's ``split`` is ``"ens"``, ``temperature`` is 1
 (the members are calibrated one by one) and ``calibration`` lists the members' reports; ``members`` names them.
 The conformal label sets are fitted on the members' out-of-fold probabilities (each member on its own validation
-fold, which it did not train on); the outlier outputs are those of the first member (its preprocessing, its training
+fold, which it did not train on; a row that several small-set members predicted out of fold counts once, with the
+mean of their probabilities); the outlier outputs are those of the first member (its preprocessing, its training
 rows, limits on its validation fold). A member of the small-set protocol trained on its validation fold too: its
 checkpoint's out-of-fold predictions of its training rows stand in for that fold (temperature 1, already folded in),
 and the first member's outlier limits are out of fold over its training rows, as its own export's are. The file
@@ -71,9 +72,9 @@ class EnsembleMember:
     def __init__(self, checkpoint: Path, model: nn.Module, hparams: dict, calibration: dict,
                  held_out: tuple | None = None):
         self.checkpoint, self.model, self.hparams, self.calibration = checkpoint, model, hparams, calibration
-        # reason: (calibrated validation probabilities, validation y, validation rows, training rows) for the
-        # ensemble's conformal sets and outlier model; a small-set member, which trained on its validation rows,
-        # has its out-of-fold probabilities instead.
+        # reason: (calibrated validation probabilities, validation y, validation rows, training rows, the data's
+        # rows of the probabilities or None) for the ensemble's conformal sets and outlier model; a small-set member,
+        # which trained on its validation rows, has its out-of-fold probabilities instead, with their rows.
         self.held_out = held_out
 
     @property
@@ -124,17 +125,33 @@ def load_members(checkpoints: Sequence[str | os.PathLike], n_check: int = 256) -
         train: list = []
         (val_spectra, val_tabular, val_y), rows = _data_arrays(hparams, None, n_check, train)
         check = rows if check is None else check
-        stored = stored_out_of_fold(path)
+        stored = stored_out_of_fold(path, rows=True)
         if stored is None:
             logits = _run_torch(model, _inputs(model, val_spectra, val_tabular))
             report = calibration_report(logits, val_y)
-            held_out = (softmax(logits, report["temperature"]), val_y, (val_spectra, val_tabular), train[0])
+            held_out = (softmax(logits, report["temperature"]), val_y, (val_spectra, val_tabular), train[0], None)
         else:
-            report, (probabilities, y), _ = out_of_fold_trust(*stored)
-            held_out = (probabilities, y, (val_spectra, val_tabular), train[0])
+            report, (probabilities, y), _ = out_of_fold_trust(*stored[:2])
+            held_out = (probabilities, y, (val_spectra, val_tabular), train[0], stored[2])
         members.append(EnsembleMember(path, model, hparams, report, held_out))
     _check_members(members)
     return members, check
+
+
+def _held_out_once(members: list[EnsembleMember]) -> tuple[np.ndarray, np.ndarray]:
+    """The members' held-out probabilities ``[N, K]`` and classes ``[N]``, each row of the data once: a row that
+    several small-set members trained on (each has its out-of-fold prediction of it) gets the mean of theirs, as the
+    ensemble is the mean of its members, and counts as one calibration row, not one per member. Members whose rows
+    are not recorded (validation folds, which do not overlap) give theirs as they are."""
+    probabilities = np.concatenate([m.held_out[0] for m in members])
+    y = np.concatenate([m.held_out[1] for m in members])
+    rows = [m.held_out[4] for m in members]
+    if any(r is None for r in rows):
+        return probabilities, y
+    unique, first, inverse = np.unique(np.concatenate(rows), return_index=True, return_inverse=True)
+    mean = np.zeros((len(unique), probabilities.shape[1]))
+    np.add.at(mean, inverse, probabilities)
+    return mean / np.bincount(inverse)[:, None], y[first]
 
 
 def export_ensemble(checkpoints: Sequence[str | os.PathLike], out_path: str | os.PathLike, stem: str,
@@ -166,8 +183,7 @@ def export_ensemble(checkpoints: Sequence[str | os.PathLike], out_path: str | os
     members, (check_spectra, check_tabular) = load_members(checkpoints, n_check)
     first = members[0]
     names = [INPUT_SPECTRA, INPUT_TABULAR][: len(first.model.input_names)]
-    conformal = fit_conformal(np.concatenate([m.held_out[0] for m in members]),
-                              np.concatenate([m.held_out[1] for m in members]), source="out-of-fold")
+    conformal = fit_conformal(*_held_out_once(members), source="out-of-fold")
     spectra, tabular, groups = first.held_out[3]
     ood = fit_model_ood(first.model, (spectra, tabular), first.held_out[2],
                         out_of_fold=first.calibration.get("source", "").startswith("out-of-fold"), groups=groups)

@@ -297,13 +297,17 @@ def _run_torch_all(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> list[n
     return [column.numpy() for column in run_batched(model, inputs, _BATCH)]
 
 
-def stored_out_of_fold(checkpoint_path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray] | None:
+def stored_out_of_fold(checkpoint_path: str | os.PathLike, rows: bool = False) -> tuple | None:
     """``(logits [N, K], y [N])``: the out-of-fold predictions of the training rows a small-set checkpoint carries
-    (``OUT_OF_FOLD_KEY``), or ``None`` for a checkpoint with a validation fold of its own."""
+    (``OUT_OF_FOLD_KEY``), or ``None`` for a checkpoint with a validation fold of its own; with ``rows``, then the
+    rows of the data they are (``None`` in a checkpoint that does not record them)."""
     record = read_checkpoint(checkpoint_path).get(OUT_OF_FOLD_KEY)
     if not isinstance(record, dict):
         return None
-    return (torch.as_tensor(record["logits"]).double().numpy(), torch.as_tensor(record["y"]).long().numpy())
+    stored = (torch.as_tensor(record["logits"]).double().numpy(), torch.as_tensor(record["y"]).long().numpy())
+    if not rows:
+        return stored
+    return (*stored, torch.as_tensor(record["rows"]).long().numpy() if "rows" in record else None)
 
 
 def out_of_fold_trust(logits: np.ndarray, y: np.ndarray) -> tuple[dict, tuple[np.ndarray, np.ndarray], dict]:

@@ -756,10 +756,11 @@ def _record(choice: dict, refit: dict, arch: str, n_folds: int, n_rows: int, met
     }
 
 
-def save_checkpoint(module, path: Path, out_of_fold: tuple[np.ndarray, np.ndarray] | None = None) -> Path:
+def save_checkpoint(module, path: Path, out_of_fold: tuple[np.ndarray, ...] | None = None) -> Path:
     """Write ``module`` as a checkpoint that ``SpectralModule.load_from_checkpoint`` reads; ``out_of_fold``: the
     training rows' out-of-fold ``(logits, y)``, which the export's calibration, label sets, outlier limits and
-    cutoffs come from (they travel with the model, so ``spectratorch export`` makes the same file as the run)."""
+    cutoffs come from (they travel with the model, so ``spectratorch export`` makes the same file as the run), and
+    optionally the rows of the data they are (an ensemble of folds counts each row once)."""
     import lightning
 
     from spectratorch.data.io import atomic_path
@@ -770,6 +771,8 @@ def save_checkpoint(module, path: Path, out_of_fold: tuple[np.ndarray, np.ndarra
     if out_of_fold is not None:
         payload[OUT_OF_FOLD_KEY] = {"logits": torch.as_tensor(np.asarray(out_of_fold[0], dtype=np.float64)),
                                     "y": torch.as_tensor(np.asarray(out_of_fold[1], dtype=np.int64))}
+        if len(out_of_fold) > 2:
+            payload[OUT_OF_FOLD_KEY]["rows"] = torch.as_tensor(np.asarray(out_of_fold[2], dtype=np.int64))
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
     return path
@@ -887,7 +890,7 @@ def train_small(config: RunConfig, dm, candidates=None, result_sheet: bool = Tru
                                       "chosen_by": "inner CV of the training rows"}
                                for name, fit in fitted["baselines"].items()}
     checkpoint = out_dir / f"{stem}_{val['loss']:.3E}_{val['f1']:.4f}_{val['accuracy']:.4f}.ckpt"
-    save_checkpoint(module, checkpoint, (fitted["oof_logits"], fitted["y_train"]))
+    save_checkpoint(module, checkpoint, (fitted["oof_logits"], fitted["y_train"], _training_rows(dm)))
     summary = {"name": stem, "version": __version__, "config": config.to_dict(), "labels": list(dm.labels),
                "description": dm.table.describe(), "class_counts": _class_counts(dm),
                "filters_removed": dm.table.report, "data_files": data_fingerprint(config.data),

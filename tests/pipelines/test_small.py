@@ -575,6 +575,18 @@ def test_an_ensemble_of_folds_that_chose_different_models_averages_them(tmp_path
                               n_check=32)
     ensemble = Predictor(path)
     assert ensemble.metadata["arch"] == "Linear+LDA"
+    # both trained on the same rows: each is one calibration row of the label sets, with the mean of the two
+    # members' out-of-fold probabilities
+    from spectratorch.export.conformal import nonconformity
+    from spectratorch.export.onnx import out_of_fold_trust, stored_out_of_fold
+
+    stored = [stored_out_of_fold(runs[a]["files"]["checkpoint"], rows=True) for a in runs]
+    np.testing.assert_array_equal(stored[0][2], stored[1][2])
+    assert ensemble.conformal["n"] == len(stored[0][2]) == runs["Linear"]["arch_selection"]["training_rows"]
+    mean = np.mean([out_of_fold_trust(*s[:2])[1][0] for s in stored], axis=0)
+    scores = np.sort(nonconformity(mean, "lac")[np.arange(len(mean)), stored[0][1]])
+    np.testing.assert_allclose(ensemble.conformal["scores"], scores[np.asarray(ensemble.conformal["ranks"]) - 1],
+                               rtol=1e-6)
     rows = dm.stage_arrays("test").spectra.numpy()
     tabular = np.zeros((len(rows), 0), np.float32)
     singles = [Predictor(runs[a]["files"]["onnx"]).predict_outputs(rows, tabular)["probabilities"] for a in runs]
