@@ -15,6 +15,10 @@ so it reads on paper as well as on a screen.
 from __future__ import annotations
 
 import logging
+import re
+import unicodedata
+import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +29,7 @@ import torch
 from spectratorch.export.calibration import expected_calibration_error, softmax
 from spectratorch.models.batched import predict_logits
 from spectratorch.report.metrics import (
+    UNCLASSIFIED,
     apply_cutoff,
     auto_cutoff,
     calibration_bins,
@@ -37,7 +42,7 @@ from spectratorch.report.metrics import (
 from spectratorch.report.occlusion import default_window, occluded_copies, window_average
 
 __all__ = ["A4_LANDSCAPE", "DPI", "MIN_FONT_PT", "SheetData", "collect", "gradient_x_input", "axis_label",
-           "split_name", "plot_result_sheet", "write_result_sheet", "make_result_sheet", "outlier_data",
+           "split_name", "plot_result_sheet", "write_result_sheet", "sheet_style", "make_result_sheet", "outlier_data",
            "baseline_accuracies"]
 
 _logger = logging.getLogger(__name__)
@@ -50,8 +55,45 @@ MIN_FONT_PT = 8
 _FONTS = {"font.size": MIN_FONT_PT, "axes.titlesize": 9, "axes.labelsize": MIN_FONT_PT, "xtick.labelsize": MIN_FONT_PT,
           "ytick.labelsize": MIN_FONT_PT, "legend.fontsize": MIN_FONT_PT, "legend.title_fontsize": MIN_FONT_PT,
           "figure.titlesize": 10}
+# reason: matplotlib's own DejaVu Sans has no Chinese, Japanese or Korean; a class name in them is drawn glyph by glyph
+# with the first of these fonts the system has (Linux's Noto and WenQuanYi, Windows', macOS').
+_FALLBACK_FONTS = ("Noto Sans CJK JP", "Noto Sans CJK SC", "Noto Sans CJK KR", "Source Han Sans", "WenQuanYi Zen Hei",
+                   "Droid Sans Fallback", "Microsoft YaHei", "Yu Gothic", "Malgun Gothic", "SimHei", "MS Gothic",
+                   "Hiragino Sans", "PingFang SC", "Apple SD Gothic Neo", "Arial Unicode MS")
+_MISSING_GLYPH = re.compile(r"Glyph (\d+) .*missing from")
 # reason: the lab's channels are excitation wavelengths whose columns hold the emission spectrum in nm.
 _NM_CHANNELS = frozenset({"277", "380", "425", "lspr"})
+# reason: at 8 pt a quarter of the A4 page is about 60 characters wide; a class name longer than this took the width
+# of the panels beside it (30 classes named like "Staphylococcus species 12" pushed tables off the page).
+_LABEL_CHARS = 14
+# reason: at 8 pt a third of the page's height holds about 15 tick labels or 16 table rows.
+_MAX_TICKS = 15
+_MAX_TABLE_ROWS = 10
+
+
+def _width(text: str) -> int:
+    """How many narrow characters' width ``text`` takes (East Asian wide and full-width characters count twice).
+
+    Example:
+        >>> _width("OK"), _width("纯品")
+        (2, 4)
+    """
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
+def _short(label) -> str:
+    """A class name as the sheet shows it: at most ``_LABEL_CHARS`` characters, its middle cut out and marked by an
+    ellipsis (names that differ by their end, a number or a strain, stay apart).
+
+    Example:
+        >>> _short("Staphylococcus species 12"), _short("Staphylococcus species 13"), _short("OK")
+        ('Staphyl…ies 12', 'Staphyl…ies 13', 'OK')
+    """
+    text = str(label)
+    if len(text) <= _LABEL_CHARS:
+        return text
+    head = _LABEL_CHARS // 2
+    return text[:head] + "…" + text[len(text) - (_LABEL_CHARS - head - 1):]
 
 
 @dataclass
@@ -291,6 +333,8 @@ def outlier_data(model: torch.nn.Module, dm, spectra: np.ndarray, tabular: np.nd
 
 
 def _plot_outliers(ax, outliers: dict) -> None:
+    from matplotlib.ticker import NullFormatter
+
     t2, q = np.asarray(outliers["t2"]), np.asarray(outliers["q"])
     flagged = (t2 > outliers["t2_limit"]) | (q > outliers["q_limit"])
     # reason: log axes; a Q of exactly 0 (every component kept) is drawn at the smallest positive value.
@@ -303,6 +347,11 @@ def _plot_outliers(ax, outliers: dict) -> None:
     ax.axhline(max(outliers["q_limit"], floor), color="k", ls=":", lw=1)
     ax.set(xscale="log", yscale="log", xlabel="Hotelling's T²", ylabel="Q residual",
            title=f"Outliers: T² vs Q (limits at {outliers['confidence']:.0%})")
+    # reason: over a decade or more the powers of ten are named; matplotlib also names some ticks between them, and
+    # those ran into each other in the panel's width.
+    for axis, (low, high) in ((ax.xaxis, ax.get_xlim()), (ax.yaxis, ax.get_ylim())):
+        if high >= 10 * low:
+            axis.set_minor_formatter(NullFormatter())
     # reason: points may lie in any corner (a high Q at a low T² is a spectrum off the model's plane); a legend
     # inside the axes covered some, so it sits under them.
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False)
@@ -331,7 +380,7 @@ def _plot_scores(ax, data: SheetData, cutoff: float | None) -> None:
     ax.legend()
 
 
-def _plot_confusion(ax, table: pd.DataFrame, title: str) -> None:
+def _plot_confusion(ax, table: pd.DataFrame, title: str, truth_named: bool = True, upright: bool = True) -> None:
     shares = table.div(table.sum(axis=1).clip(lower=1), axis=0).to_numpy(dtype=float)
     n_classes = len(table)
     ax.imshow(shares, cmap="Blues", vmin=0, vmax=1, aspect="auto", interpolation="nearest")
@@ -343,10 +392,19 @@ def _plot_confusion(ax, table: pd.DataFrame, title: str) -> None:
             text = str(counts[i, j]) + (f"\n{100 * share:.1f}%" if n_classes <= 5 else "")
             # reason: dark text on the light cells, white on the dark ones (the colour map passes mid-blue at 0.6).
             ax.text(j, i, text, ha="center", va="center", fontsize=MIN_FONT_PT, color="white" if share > 0.6 else "k")
-    ax.set_xticks(range(table.shape[1]), [str(c) for c in table.columns], rotation=90 if n_classes > 5 else 0)
-    ax.set_yticks(range(n_classes), [str(i) for i in table.index])
+    # reason: beyond _MAX_TICKS classes every step-th class is named (the diagonal still shows every class).
+    step = -(-n_classes // _MAX_TICKS)
+    columns = range(0, table.shape[1], step) if step > 1 else range(table.shape[1])
+    if step > 1 and table.shape[1] > n_classes:
+        columns = [*columns, table.shape[1] - 1]  # reason: "unclassified" is always named
+    ax.set_xticks(columns, [_short(table.columns[j]) for j in columns], rotation=0 if upright else 90)
+    # reason: the second matrix stands beside the first, on the same rows; naming them again took its panel's width.
+    rows = range(0, n_classes, step) if truth_named else []
+    ax.set_yticks(rows, [_short(table.index[i]) for i in rows])
+    if step > 1 and truth_named:
+        title += f" ({n_classes} classes, every {step}{'nd' if step == 2 else 'rd' if step == 3 else 'th'} named)"
     ax.tick_params(length=0)
-    ax.set(xlabel="predicted", ylabel="truth")
+    ax.set(xlabel="predicted", ylabel="truth" if truth_named else "truth (rows as on the left)")
     ax.set_title(title, wrap=True)
 
 
@@ -362,10 +420,11 @@ def _plot_curves(ax_roc, ax_pr, data: SheetData) -> None:
             continue
         fpr, tpr, _ = roc_curve(hit, p[:, k])
         aucs.append(auc(fpr, tpr))
-        ax_roc.plot(fpr, tpr, lw=1, label=f"{data.labels[k]} ({aucs[-1]:.3f})")
+        ax_roc.plot(fpr, tpr, lw=1, label=f"{_short(data.labels[k])} ({aucs[-1]:.3f})")
         precision, recall, _ = precision_recall_curve(hit, p[:, k])
         aps.append(average_precision_score(hit, p[:, k]))
-        ax_pr.plot(recall, precision, lw=1, label=f"{data.labels[k]} ({aps[-1]:.3f} AP, {hit.mean():.2f} base)")
+        ax_pr.plot(recall, precision, lw=1,
+                   label=f"{_short(data.labels[k])} ({aps[-1]:.3f} AP, {hit.mean():.2f} base)")
     ax_roc.plot([0, 1], [0, 1], color="0.6", lw=1, ls="--")
     ax_roc.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC, one vs all (AUC)")
     ax_pr.set(xlabel="recall", ylabel="precision", title="Precision-recall, one vs all (AP)", ylim=(0, 1.02))
@@ -395,7 +454,7 @@ def _class_legend(ax, loc: str, scores: list[float] | None = None, score: str = 
 
 def _plot_table(ax, frame: pd.DataFrame, title: str) -> None:
     ax.axis("off")
-    ax.set_title(title)
+    ax.set_title(title, wrap=True)
     if frame.empty:
         ax.text(0.5, 0.5, "none", ha="center", va="center")
         return
@@ -410,6 +469,16 @@ def _plot_table(ax, frame: pd.DataFrame, title: str) -> None:
     table.scale(1, 1.15)
 
 
+def _plot_per_class(ax, scores: pd.DataFrame) -> None:
+    """The per-class table; beyond ``_MAX_TABLE_ROWS`` classes, the ones with the lowest F1 (the run's JSON has
+    every class's counts)."""
+    title = "Per class, no cutoff"
+    if len(scores) > _MAX_TABLE_ROWS:
+        title += f": lowest F1, {_MAX_TABLE_ROWS} of {len(scores)} classes"
+        scores = scores.sort_values("F1", kind="stable").head(_MAX_TABLE_ROWS)
+    _plot_table(ax, scores.assign(**{"class": scores["class"].map(_short)}), title)
+
+
 def _plot_saliency(axes, data: SheetData) -> None:
     for c, ax in enumerate(axes):
         if c >= len(data.channels):
@@ -417,7 +486,7 @@ def _plot_saliency(axes, data: SheetData) -> None:
             continue
         twin = ax.twinx()
         for k, label in enumerate(data.labels):
-            line, = ax.plot(data.axis, data.mean_spectra[k, c], lw=1, label=label)
+            line, = ax.plot(data.axis, data.mean_spectra[k, c], lw=1, label=_short(label))
             # reason: display only: a 5-point running mean, the per-point values follow the measurement noise.
             # reason: np.convolve's "same" is as long as the longer input; a spectrum shorter than the window
             # keeps its own length with a window no longer than it.
@@ -451,9 +520,32 @@ def plot_result_sheet(data: SheetData, cutoff: float | str | None = "auto", cuto
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
-
-    with plt.rc_context(_FONTS):
+    with sheet_style():
         return _draw(plt, data, cutoff, cutoffs)
+
+
+@contextmanager
+def sheet_style():
+    """The sheet's fonts, for drawing it and for saving it (matplotlib makes a panel's ticks as it saves, in the
+    style of that moment: saved outside it, they were 10 pt and laid out anew).
+
+    The sizes are :data:`_FONTS`; the family DejaVu Sans, then the first installed of :data:`_FALLBACK_FONTS` for
+    the characters it lacks. matplotlib's font warnings are off: a fallback font without a "normal" weight
+    (WenQuanYi's) is taken at its own, with a warning that says nothing to the user.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib import font_manager
+
+    installed = {font.name for font in font_manager.fontManager.ttflist}
+    families = ["DejaVu Sans", *(name for name in _FALLBACK_FONTS if name in installed)]
+    fonts = logging.getLogger("matplotlib.font_manager")
+    level = fonts.level
+    fonts.setLevel(logging.ERROR)
+    try:
+        with plt.rc_context({**_FONTS, "font.family": families}):
+            yield
+    finally:
+        fonts.setLevel(level)
 
 
 def _draw(plt, data: SheetData, cutoff, cutoffs):
@@ -467,13 +559,17 @@ def _draw(plt, data: SheetData, cutoff, cutoffs):
     grid = fig.add_gridspec(3, 4)
     _plot_calibration(fig.add_subplot(grid[0, 0]), data)
     _plot_scores(fig.add_subplot(grid[0, 1]), data, cutoff)
-    _plot_confusion(fig.add_subplot(grid[0, 2]), confusion(data.y, predicted, data.labels), "Confusion matrix")
+    # reason: upright names share a quarter of the page's width, about 26 characters of 8 pt (a wide character,
+    # Chinese or Japanese, counts twice); both matrices turn them alike (one upright beside one turned misplaced the
+    # page's left edge).
+    upright = len(data.labels) <= 5 and sum(_width(_short(label)) for label in [*data.labels, UNCLASSIFIED]) <= 26
+    _plot_confusion(fig.add_subplot(grid[0, 2]), confusion(data.y, predicted, data.labels), "Confusion matrix",
+                    upright=upright)
     kept_note = f"cutoff {cutoff:.2f}, {kept.mean():.1%} kept" if cutoff is not None else "no cutoff reaches 95 %"
     _plot_confusion(fig.add_subplot(grid[0, 3]), confusion(data.y, predicted, data.labels, kept),
-                    f"With the cutoff ({kept_note})")
+                    f"With the cutoff ({kept_note})", truth_named=len(data.labels) <= _MAX_TICKS, upright=upright)
     _plot_curves(fig.add_subplot(grid[1, 0]), fig.add_subplot(grid[1, 1]), data)
-    _plot_table(fig.add_subplot(grid[1, 2]), per_class_scores(data.y, predicted, data.labels),
-                "Per class, no cutoff")
+    _plot_per_class(fig.add_subplot(grid[1, 2]), per_class_scores(data.y, predicted, data.labels))
     _plot_table(fig.add_subplot(grid[1, 3]),
                 cutoffs.rename(columns={"target": "goal"}), f"Best cutoffs (chosen {data.cutoffs_from})")
     # reason: the T²/Q panel takes the last quarter of the saliency row; a model without it keeps the old layout.
@@ -482,13 +578,12 @@ def _draw(plt, data: SheetData, cutoff, cutoffs):
         _plot_outliers(fig.add_subplot(grid[2, 2]), data.outliers)
     _plot_saliency([fig.add_subplot(saliency_grid[c]) for c in range(n_channels)], data)
     errors = grid[2, 3].subgridspec(2, 1)
-    short = {"full_truth": "full truth", "share_of_errors": "share", "error_rate": "rate"}
-    _plot_table(fig.add_subplot(errors[0]),
-                error_contributions(data.y, predicted, data.full_truth, top=3).rename(columns=short),
-                "Top errors by full truth")
-    _plot_table(fig.add_subplot(errors[1]),
-                error_contributions(data.y, predicted, data.full_truth, kept, top=3).rename(columns=short),
-                "... with the cutoff")
+    for ax, rows, title in ((fig.add_subplot(errors[0]), None, "Top errors by full truth"),
+                            (fig.add_subplot(errors[1]), kept, "... with the cutoff")):
+        table = error_contributions(data.y, predicted, data.full_truth, rows, top=3)
+        table = table.assign(full_truth=table["full_truth"].map(_short))
+        _plot_table(ax, table.rename(columns={"full_truth": "full truth", "share_of_errors": "share",
+                                              "error_rate": "rate"}), title)
     accuracy = float((predicted == data.y).mean())
     subtitle = f"{data.split}: {len(data.y)} samples, accuracy {accuracy:.4f}"
     if data.baseline:
@@ -503,10 +598,29 @@ def write_result_sheet(data: SheetData, path: str | Path, cutoff: float | str | 
     from spectratorch.data.io import atomic_path
 
     fig, cutoffs = plot_result_sheet(data, cutoff, cutoffs)
-    with atomic_path(path) as tmp:
+    with atomic_path(path) as tmp, warnings.catch_warnings(record=True) as caught, sheet_style():
+        warnings.simplefilter("always")
         fig.savefig(tmp, format="png", dpi=DPI)
+    _said_missing_glyphs(caught, path)
     _logger.info("wrote %s", path)
     return fig, cutoffs
+
+
+def _said_missing_glyphs(caught: list, path) -> None:
+    """One warning for the characters no font here has (matplotlib says one per character, with its source line);
+    any other warning as it was."""
+    missing = []
+    for record in caught:
+        found = _MISSING_GLYPH.search(str(record.message))
+        if found is None:
+            warnings.warn_explicit(record.message, record.category, record.filename, record.lineno)
+        elif chr(int(found.group(1))) not in missing:
+            missing.append(chr(int(found.group(1))))
+    if missing:
+        _logger.warning("%s shows %d characters of the class names as boxes (%s): no font on this computer has them; "
+                        "install one that does (Noto Sans CJK: `apt install fonts-noto-cjk`, or Windows' and macOS' "
+                        "own), then `spectratorch report CHECKPOINT` draws the sheet again", Path(path).name,
+                        len(missing), " ".join(missing[:8]))
 
 
 def make_result_sheet(module, dm, path: str | Path, title: str = "", tensorboard=None,
@@ -551,7 +665,8 @@ def make_result_sheet(module, dm, path: str | Path, title: str = "", tensorboard
     data.baseline = dict(baseline or {})
     fig, cutoffs = write_result_sheet(data, path, "auto", cutoffs)
     if tensorboard is not None:
-        tensorboard.add_figure("result_sheet", fig)
+        with sheet_style():
+            tensorboard.add_figure("result_sheet", fig)
     plt.close(fig)
     return {
         "result_sheet": str(path),

@@ -7,14 +7,17 @@ import pytest
 import torch
 
 from spectratorch.data.datamodule import SpectralDataModule
+from spectratorch.report.metrics import per_class_scores
 from spectratorch.report.sheet import (
     A4_LANDSCAPE,
     SheetData,
+    _short,
     collect,
     gradient_x_input,
     make_result_sheet,
     plot_result_sheet,
     saliency,
+    sheet_style,
     split_name,
     write_result_sheet,
 )
@@ -102,13 +105,13 @@ def test_result_sheet_from_a_trained_run(demo_file, tmp_path):
     assert (tmp_path / "again.png").is_file() and result["temperature"] > 0
 
 
-def _sheet_data(n_classes: int, n_channels: int, seed: int = 0) -> SheetData:
+def _sheet_data(n_classes: int, n_channels: int, seed: int = 0, labels: tuple[str, ...] | None = None) -> SheetData:
     rng = np.random.default_rng(seed)
     n, length = 300, 120
     y = rng.integers(0, n_classes, n)
     logits = rng.normal(size=(n, n_classes))
     logits[np.arange(n), y] += 1.5
-    labels = tuple(f"class {k}" for k in range(n_classes))
+    labels = labels or tuple(f"class {k}" for k in range(n_classes))
     return SheetData(logits=logits, y=y, full_truth=np.array([labels[k] for k in y]), labels=labels,
                      channels=("277", "380", "425", "lspr")[:n_channels], axis=np.linspace(300, 700, length),
                      mean_spectra=rng.random((n_classes, n_channels, length)),
@@ -312,5 +315,71 @@ def test_a_small_set_sheet_names_where_its_cutoffs_come_from():
     fig, _ = plot_result_sheet(data)
     try:
         assert "Best cutoffs (chosen out of fold)" in {ax.get_title() for ax in fig.axes}
+    finally:
+        plt.close(fig)
+
+
+def _outside_the_page(fig) -> list[str]:
+    """The texts and tables of the saved sheet that reach past the page's edges by more than 1.5 mm (laid out as it
+    is saved; matplotlib's layout of ticks and tables is that close)."""
+    from matplotlib.text import Text
+
+    from spectratorch.report.sheet import DPI
+
+    with sheet_style():
+        fig.set_dpi(DPI)
+        fig.canvas.draw()
+        renderer, page = fig.canvas.get_renderer(), fig.bbox
+        pieces = [(t.get_text(), t) for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip()]
+        pieces += [(f"table {ax.get_title()!r}", table) for ax in fig.axes for table in ax.tables]
+        boxes = [(name, piece.get_window_extent(renderer)) for name, piece in pieces]
+    slack = 1.5 / 25.4 * DPI
+    return [name for name, box in boxes if box.x0 < page.x0 - slack or box.x1 > page.x1 + slack
+            or box.y0 < page.y0 - slack or box.y1 > page.y1 + slack]
+
+
+def test_thirty_classes_with_long_names_stay_on_the_page_and_name_the_hardest(tmp_path):
+    """30 strains named like "Staphylococcus species 12": the tables went off the page and the matrices' names
+    overlapped."""
+    labels = tuple(f"Staphylococcus species {k}" for k in range(30))
+    data = _sheet_data(30, 1, labels=labels)
+    fig, _ = write_result_sheet(data, tmp_path / "sheet.png")
+    try:
+        assert _outside_the_page(fig) == []
+        tables = {ax.get_title(): _table_frame(ax.tables[0]) for ax in fig.axes if ax.tables}
+        per_class = tables["Per class, no cutoff: lowest F1, 10 of 30 classes"]
+        predicted = data.probabilities().argmax(axis=1)
+        f1 = per_class_scores(data.y, predicted, labels)["F1"].to_numpy()
+        hardest = np.argsort(f1, kind="stable")[:10]
+        # the middle of a long name is cut, so that "... 12" and "... 13" stay apart
+        assert [row[0] for row in per_class[1:]] == [_short(labels[k]) for k in hardest]
+        assert len({_short(label) for label in labels}) == 30
+        matrix = next(ax for ax in fig.axes if ax.get_title().startswith("Confusion matrix"))
+        assert "30 classes, every 2nd named" in matrix.get_title()
+        assert [t.get_text() for t in matrix.get_yticklabels()] == [_short(labels[k]) for k in range(0, 30, 2)]
+        beside = next(ax for ax in fig.axes if ax.get_title().startswith("With the cutoff"))
+        assert beside.get_yticklabels() == [] and beside.get_xticklabels()[-1].get_text() == "unclassified"
+    finally:
+        plt.close(fig)
+
+
+def test_class_names_no_font_has_are_one_warning_and_the_sheet_stays_on_the_page(tmp_path, monkeypatch, caplog):
+    import warnings
+
+    import spectratorch.report.sheet as sheet
+
+    # reason: as on a computer without a font for Chinese or Japanese
+    monkeypatch.setattr(sheet, "_FALLBACK_FONTS", ())
+    data = _sheet_data(3, 1, labels=("shifted", "富集 サンプル", "纯品"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # matplotlib's warning per character would fail here
+        with caplog.at_level("WARNING", logger="spectratorch"):
+            fig, _ = write_result_sheet(data, tmp_path / "sheet.png")
+    try:
+        said = [r.getMessage() for r in caplog.records if "boxes" in r.getMessage()]
+        assert len(said) == 1 and said[0].startswith("sheet.png shows 8 characters of the class names as boxes (富 "
+                                                     "集 サ ン プ ル 纯 品): no font on this computer has them")
+        assert "fonts-noto-cjk" in said[0] and "spectratorch report CHECKPOINT" in said[0]
+        assert _outside_the_page(fig) == []
     finally:
         plt.close(fig)
