@@ -76,38 +76,34 @@ def test_a_folds_bars_draw_nothing_while_the_folds_are_shared_here_and_in_the_he
     bar.close()
 
 
-def test_a_warning_this_process_said_is_not_said_again_by_a_helper(tmp_path):
-    # a console of the command line's own, as `spectratorch cv` has (pytest's capture would replace it in-process)
+def _four_jobs_in_a_process_of_their_own(tmp_path, job: str, before: str = "") -> str:
+    """Four jobs of ``fold_jobs.<job>`` shared by a fresh Python process (after ``before``) and one helper; its
+    stderr, once it has checked that the run ended well and the helper ran jobs."""
     script = f"""
 import logging, os
-from spectratorch.logs import report_to_console
 from spectratorch.pipelines.shared_folds import share_folds
 from tests.pipelines import fold_jobs
-report_to_console()
-logging.getLogger("spectratorch").warning("the data has replicate scans")
+{before}
 jobs = [{{"index": i, "n": 4, "dir": {str(tmp_path)!r}, "parent": os.getpid()}} for i in range(4)]
-results = share_folds(jobs, [f"fold {{i}}" for i in range(4)], fold_jobs.warn_after_the_others, 2, threads=1)
+results = share_folds(jobs, [f"fold {{i}}" for i in range(4)], fold_jobs.{job}, 2, threads=1)
 print(len({{r["pid"] for r in results}}))
 """
     result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300,
                             env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip() == "2"  # the helper ran jobs
-    assert result.stderr.count("WARNING the data has replicate scans") == 1
-    assert all(result.stderr.count(f"WARNING job {i} has its own warning") == 1 for i in range(4))
+    return result.stderr
+
+
+def test_a_warning_this_process_said_is_not_said_again_by_a_helper(tmp_path):
+    # a console of the command line's own, as `spectratorch cv` has (pytest's capture would replace it in-process)
+    stderr = _four_jobs_in_a_process_of_their_own(
+        tmp_path, "warn_after_the_others", "from spectratorch.logs import report_to_console\nreport_to_console()\n"
+        'logging.getLogger("spectratorch").warning("the data has replicate scans")')
+    assert stderr.count("WARNING the data has replicate scans") == 1
+    assert all(stderr.count(f"WARNING job {i} has its own warning") == 1 for i in range(4))
 
 
 def test_a_helper_that_ran_a_fold_ends_on_its_own_and_leaves_no_semaphore_behind(tmp_path):
-    script = f"""
-import os
-from spectratorch.pipelines.shared_folds import share_folds
-from tests.pipelines import fold_jobs
-jobs = [{{"index": i, "n": 4, "dir": {str(tmp_path)!r}, "parent": os.getpid()}} for i in range(4)]
-results = share_folds(jobs, [f"fold {{i}}" for i in range(4)], fold_jobs.semaphore_after_the_others, 2, threads=1)
-print(len({{r["pid"] for r in results}}))
-"""
-    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)})
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.strip() == "2"  # the helper ran jobs
-    assert "leaked semaphore" not in result.stderr, result.stderr[-3000:]
+    stderr = _four_jobs_in_a_process_of_their_own(tmp_path, "semaphore_after_the_others")
+    assert "leaked semaphore" not in stderr, stderr[-3000:]
