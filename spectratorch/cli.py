@@ -269,7 +269,9 @@ class _CommandsFormatter(_Formatter):
 
 _TOP_DESCRIPTION = "Train classifiers of spectra (and a few tabular values) and ship each as one ONNX file."
 _TOP_EPILOG = ("Your own spectra: a CSV with the wavelengths as column headers and a label column,\n"
-               "  spectratorch train --data my.csv; spectratorch predict MODEL.onnx my.csv -o predictions.csv\n"
+               "  spectratorch cv --data my.csv                  (the accuracy to expect)\n"
+               "  spectratorch train --data my.csv --test-source none --to-onnx   (the model, MODEL.onnx)\n"
+               "  spectratorch predict MODEL.onnx new.csv -o predictions.csv\n"
                "`spectratorch COMMAND --help` lists a command's flags with their defaults.")
 
 
@@ -449,8 +451,8 @@ def _cv_table(result: dict) -> str:
         lines.append(f"ensemble on the test file ({test['n_test']} rows): " + ", ".join(
             f"{name} {test['ensemble'][name]:.4f} ({test['gain'][name]:+.4f} vs mean fold)"
             for name in (*names, "loss") if name in test["gain"]))
-    lines.append("the model to ship: spectratorch train with the same flags and --test-source none (no test rows; "
-                 "on a small set every row trains it)")
+    lines.append("the model to ship: spectratorch train with the same flags and --test-source none --to-onnx (no test "
+                 "rows; on a small set every row trains it)")
     return "\n".join(lines)
 
 
@@ -641,6 +643,9 @@ def _print_summary(summary: dict) -> None:
     if summary.get("baseline_check"):
         lines.append(summary["baseline_check"]["message"])
     lines += [f"{kind}: {path}" for kind, path in summary["files"].items()]
+    if "onnx" not in summary["files"] and "checkpoint" in summary["files"]:
+        # reason: predict takes the ONNX file; without --to-onnx the run leaves the checkpoint only.
+        lines.append("no ONNX file (predict and the page take one): add --to-onnx, or spectratorch export CKPT")
     print("\n".join(lines))
 
 

@@ -19,6 +19,7 @@ import json
 import logging
 import math
 import os
+import re
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -299,6 +300,10 @@ def open_session(model: str | os.PathLike | bytes, threads: int | None = None,
         # reason: the model and the data given the other way round; onnxruntime would say "Protobuf parsing failed".
         raise DataFormatError(f"{name}: a dataset file, not an ONNX model; the model comes first "
                               "(`spectratorch predict MODEL.onnx DATA`).")
+    if not in_memory and Path(model).suffix.lower() == ".ckpt":
+        # reason: `train` without --to-onnx leaves the checkpoint only; onnxruntime would say "Protobuf parsing failed".
+        raise DataFormatError(f"{name}: a training checkpoint, not an ONNX model; export it first: spectratorch export "
+                              f"{_quoted(name)} (or train with --to-onnx).")
     ort = _onnxruntime()
     options = session_options(threads)
     try:
@@ -309,6 +314,16 @@ def open_session(model: str | os.PathLike | bytes, threads: int | None = None,
         raise DataFormatError(
             f"{name}: not a readable ONNX model ({_first_line(err)}). Is the file complete? Export it again."
         ) from None
+
+
+def _quoted(path: str) -> str:
+    """``path`` as a shell word (checkpoint names hold spaces, brackets and quotes).
+
+    Example:
+        >>> print(_quoted("out/Linear y=['AVA', 'label'] all-5.ckpt"), _quoted("out/model.ckpt"))
+        "out/Linear y=['AVA', 'label'] all-5.ckpt" out/model.ckpt
+    """
+    return path if re.fullmatch(r"[\w./-]+", path) else '"' + path.replace('"', '\\"') + '"'
 
 
 def _onnxruntime():

@@ -180,6 +180,9 @@ def _bad_inputs(run, tmp_path):
     cases["missing model"] = (tmp_path / "nothing.onnx", run.data, "no such model file")
     cases["arguments swapped"] = (run.data, run.onnx, r"a dataset file, not an ONNX model; the model comes first "
                                                       r"\(`spectratorch predict MODEL.onnx DATA`\)")
+    # the checkpoint `train` leaves without --to-onnx: the command that makes the model from it
+    cases["checkpoint"] = (run.checkpoint, run.data, r"a training checkpoint, not an ONNX model; export it first: "
+                                                     r"spectratorch export \".+\.ckpt\" \(or train with --to-onnx\)")
     write_dataset(df.drop(columns=[c for c in df.columns if c.startswith("380_")]), tmp_path / "no380.pkl")
     cases["missing channel"] = (run.onnx, tmp_path / "no380.pkl", r"unknown channel\(s\) \['380'\]")
     last = max((c for c in df.columns if c.startswith(("277_", "380_"))), key=lambda c: float(c.split("_")[1]))

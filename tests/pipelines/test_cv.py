@@ -93,7 +93,7 @@ def test_cv_trains_every_fold_skips_done_ones_and_exports_an_ensemble(demo_file,
         assert gain == pytest.approx(test["ensemble"][name] - test["mean_fold"][name])
     assert meta["metrics"]["test"]["accuracy"] == pytest.approx(test["ensemble"]["accuracy"])
     assert "ensemble on the test file" in result.stdout
-    assert "the model to ship: spectratorch train with the same flags and --test-source none" in result.stdout
+    assert "the model to ship: spectratorch train with the same flags and --test-source none --to-onnx" in result.stdout
 
     predicted = tmp_path / "pred.csv"
     done = run_cli(["predict", ens, held_out, "-o", predicted])  # torch made unimportable

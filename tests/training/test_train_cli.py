@@ -31,6 +31,9 @@ def test_train_py_writes_every_output(demo_file, tmp_path):
     stem = "TinyVGG y=['OVA', 'OK'] c=('277', '380') t=('da',) 0-5 s=42 eps=0.1"
     assert f"model: {stem}" in result.stdout
     summary = json.loads((out / f"{stem}.json").read_text())
+    # no --to-onnx: the run says how to get the file predict takes
+    assert "onnx" not in summary["files"] and not list(out.glob("*.onnx"))
+    assert "no ONNX file (predict and the page take one): add --to-onnx, or spectratorch export CKPT" in result.stdout
     best = Path(summary["files"]["checkpoint"])
     assert best.parent == out and best.name.startswith(stem + "_") and best.suffix == ".ckpt"
     loss, f1, acc = best.stem[len(stem) + 1 :].split("_")
