@@ -43,6 +43,9 @@ def console_handler(level: int = logging.INFO, said: Iterable[str] = ()) -> logg
     return handler
 
 
+_QUIET_LIBRARIES = ("matplotlib", "PIL", "fsspec", "urllib3", "numba", "h5py", "git")
+
+
 def report_to_console(level: int = logging.INFO, said: Iterable[str] = ()) -> None:
     """Log ``level`` and above to standard error, each warning once, ``said`` counting as already said.
 
@@ -54,6 +57,12 @@ def report_to_console(level: int = logging.INFO, said: Iterable[str] = ()) -> No
         return
     root.addHandler(console_handler(level, said))
     root.setLevel(level)
+    # reason: -v is for spectratorch's own details; matplotlib's and Pillow's debug lines (font scores, 276 lines a
+    # run) said nothing to the user.
+    for name in _QUIET_LIBRARIES:
+        library = logging.getLogger(name)
+        if library.level == logging.NOTSET:
+            library.setLevel(max(level, logging.INFO))
 
 
 def warnings_said() -> frozenset[str]:

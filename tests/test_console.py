@@ -38,3 +38,19 @@ def test_train_prints_each_message_once(tmp_path):
     for noise in ("Tip:", "litlogger", "litmodels", "TPU available", "exists and is not empty", "LeafSpec",
                   "logging interval"):
         assert noise not in text, noise
+
+
+def test_verbose_shows_the_package_details_not_matplotlib_s(tmp_path):
+    script = """
+import logging
+from spectratorch.logs import report_to_console
+report_to_console(logging.DEBUG)
+logging.getLogger("spectratorch.training").debug("a detail of ours")
+logging.getLogger("matplotlib.font_manager").debug("findfont: score(FontEntry(...)) = 10.05")
+logging.getLogger("matplotlib.font_manager").warning("a warning of matplotlib's")
+"""
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert result.returncode == 0, result.stderr
+    assert "a detail of ours" in result.stderr and "a warning of matplotlib's" in result.stderr
+    assert "findfont" not in result.stderr
