@@ -457,13 +457,16 @@ def _cv_table(result: dict) -> str:
 
 
 def _cv_baselines(result: dict, names: dict) -> list[str]:
-    """One line per linear baseline fitted beside the folds: its mean over the same test rows, and how the recipe's
-    mean test accuracy compares with the best of them.
+    """One line per linear baseline fitted beside the folds: its mean over the same test rows; how the recipe's mean
+    test accuracy and balanced accuracy compare with the best of them; and, with the test folds pooled, what always
+    answering the commonest class scores (the level of no skill, which accuracy hides on unequal classes).
 
     Example:
         >>> _cv_baselines({"mean": {"test": {"accuracy": 0.9583333},
         ...                         "baseline_pls_da_test": {"accuracy": 0.95833334}}}, {"accuracy": "acc"})[-1]
         'mean test accuracy: this recipe 0.9583, best linear baseline 0.9583 (pls_da), +0.0000'
+        >>> _cv_baselines({"mean": {}, "per_class": {"ok": {"support": 192}, "defect": {"support": 8}}}, {})[-1]
+        "always the commonest class ('ok', 192 of 200 test rows): accuracy 0.9600, balanced accuracy 0.5000"
     """
     prefix, suffix = "baseline_", "_test"
     baselines = {key[len(prefix):-len(suffix)]: metrics for key, metrics in result["mean"].items()
@@ -471,12 +474,19 @@ def _cv_baselines(result: dict, names: dict) -> list[str]:
     lines = [f"baseline {model} test (mean, same folds): " + ", ".join(
         f"{short} {metrics[name]:.4f}" for name, short in names.items() if metrics.get(name) is not None)
         for model, metrics in baselines.items()]
-    scored = {model: m["accuracy"] for model, m in baselines.items() if m.get("accuracy") is not None}
-    recipe = result["mean"].get("test", {}).get("accuracy")
-    if scored and recipe is not None:
-        best = max(scored, key=scored.get)
-        lines.append(f"mean test accuracy: this recipe {recipe:.4f}, best linear baseline {scored[best]:.4f} ({best}), "
-                     f"{round(recipe - scored[best], 4) + 0.0:+.4f}")  # reason: + 0.0 turns -0.0 into 0.0
+    for metric, said in (("accuracy", "accuracy"), ("balanced_accuracy", "balanced accuracy")):
+        scored = {model: m[metric] for model, m in baselines.items() if m.get(metric) is not None}
+        recipe = result["mean"].get("test", {}).get(metric)
+        if scored and recipe is not None:
+            best = max(scored, key=scored.get)
+            lines.append(f"mean test {said}: this recipe {recipe:.4f}, best linear baseline {scored[best]:.4f} "
+                         f"({best}), {round(recipe - scored[best], 4) + 0.0:+.4f}")  # reason: + 0.0: no -0.0
+    support = {label: s["support"] for label, s in (result.get("per_class") or {}).items()}
+    if support and sum(support.values()):
+        label = max(support, key=support.get)
+        lines.append(f"always the commonest class ({label!r}, {support[label]} of {sum(support.values())} test rows): "
+                     f"accuracy {support[label] / sum(support.values()):.4f}, balanced accuracy "
+                     f"{1 / len(support):.4f}")
     return lines
 
 

@@ -230,3 +230,10 @@ def test_cv_pools_the_test_folds_per_class(tmp_path):
     assert rare["support"] == 9 and rare["recall"] == pytest.approx(expected.loc["rare", "rare"] / 9, abs=1e-4)
     assert "per class, the test folds pooled (every row tested once):" in result.stdout
     assert f"rare     rows     9  recall {rare['recall']:.4f}" in result.stdout
+    # the level of no skill beside them: always the commonest class of the pooled test rows
+    support = {label: s["support"] for label, s in summary["per_class"].items()}
+    commonest = max(support, key=support.get)
+    assert (f"always the commonest class ({commonest!r}, {support[commonest]} of 60 test rows): accuracy "
+            f"{support[commonest] / 60:.4f}, balanced accuracy 0.2500") in result.stdout
+    balanced = summary["mean"]["test"]["balanced_accuracy"]
+    assert f"mean test balanced accuracy: this recipe {balanced:.4f}, best linear baseline " in result.stdout
