@@ -721,7 +721,8 @@ def _run_predict(args) -> int:
     print(f"wrote {args.output}: {len(frame)} samples" + (f", skipped {skipped}" if skipped else ""))
     if frame.attrs.get("against_labels"):
         print(describe_scores(frame.attrs["against_labels"], frame.attrs["cutoff"]))
-    outliers = describe_outliers(frame, (predictor.metadata.get("ood") or {}).get("confidence", OOD_CONFIDENCE))
+    ood = predictor.metadata.get("ood") or {}
+    outliers = describe_outliers(frame, ood.get("confidence", OOD_CONFIDENCE), ood.get("n_held_out"))
     if outliers:
         print(f"warning: {outliers}", file=sys.stderr)
     return 0

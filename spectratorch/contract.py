@@ -32,12 +32,30 @@ from spectratorch.errors import ConfigError, SchemaError
 from spectratorch.options import format_value
 from spectratorch.transforms import option_readers, train_only
 
-__all__ = ["NameParts", "model_name", "parse_model_name", "OOD_CONFIDENCE", "AXIS_TOLERANCE", "INPUT_KEYS",
-           "axis_tolerance", "same_axis", "describe_axis", "inference_transforms", "differences", "label_remap"]
+__all__ = ["NameParts", "model_name", "parse_model_name", "OOD_CONFIDENCE", "ood_flag_rate", "AXIS_TOLERANCE",
+           "INPUT_KEYS", "axis_tolerance", "same_axis", "describe_axis", "inference_transforms", "differences",
+           "label_remap"]
 
 OOD_CONFIDENCE = 0.99
 """Stated confidence of a model's outlier flag (its ONNX metadata's ``ood.confidence``): about 1 % of spectra like
 the training ones are flagged. The exporter sets it; readers fall back to it for a file that does not say."""
+
+
+def ood_flag_rate(confidence: float = OOD_CONFIDENCE, n_held_out: int | None = None) -> float:
+    """The share of new spectra like the training ones that the outlier flag may flag: ``1 - confidence``, or more
+    where few held-out rows set the limits. Each limit is the ``1 - (1 - confidence) / 2`` quantile (numpy's
+    "higher") of ``n_held_out`` scores, which a new exchangeable score exceeds with probability
+    ``(n - rank + 1) / (n + 1)``; the flag takes either limit, so at most twice that.
+
+    Example:
+        >>> round(ood_flag_rate(0.99, 48), 4), round(ood_flag_rate(0.99, 2000), 4), round(ood_flag_rate(0.99), 4)
+        (0.0408, 0.01, 0.01)
+    """
+    if not n_held_out:
+        return 1.0 - confidence
+    level = 1.0 - (1.0 - confidence) / 2.0
+    rank = int(np.ceil(round(level * (n_held_out - 1), 9))) + 1
+    return max(1.0 - confidence, min(1.0, 2.0 * (n_held_out - rank + 1) / (n_held_out + 1)))
 
 _FILE_SUFFIXES = (".onnx", ".ckpt", ".json", ".csv", ".png")
 _HEAD = re.compile(r"^(?P<arch>[^\s=]+) y=")

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from spectratorch.contract import OOD_CONFIDENCE, differences
+from spectratorch.contract import OOD_CONFIDENCE, differences, ood_flag_rate
 from spectratorch.data.io import DATASET_SUFFIXES, atomic_path
 from spectratorch.data.schema import RowFilter, SpectralTable, load_table
 from spectratorch.errors import ConfigError, DataFormatError, SchemaError, no_file
@@ -772,12 +772,18 @@ def _rows(n: int) -> str:
 # 1e-8), and leaves room for a model's own training file (5.8 % of the rows of make_generic_frame(120, 4) flagged by
 # its model).
 OUTLIER_SHARE_WARNING = 10
+# reason: with few held-out rows the chance share is up to 2 / (n + 1); ten times that would never warn (a third of
+# the file flagged is no chance at any n).
+_OUTLIER_SHARE_CEILING = 0.3
 """How many times the share of spectra the outlier flag expects by chance makes ``predict`` warn."""
 
 
-def describe_outliers(frame: pd.DataFrame, confidence: float = OOD_CONFIDENCE) -> str | None:
-    """One line when far more spectra are flagged outliers than the limits let through by chance (``1 - confidence``,
-    the model's ``ood.confidence``), else ``None``.
+def describe_outliers(frame: pd.DataFrame, confidence: float = OOD_CONFIDENCE,
+                      n_held_out: int | None = None) -> str | None:
+    """One line when far more spectra are flagged outliers than the limits let through by chance, else ``None``.
+
+    By chance: :func:`~spectratorch.contract.ood_flag_rate` of the model's ``ood.confidence`` and ``n_held_out``
+    (``1 - confidence``, or up to ``2 / (n + 1)`` where few held-out rows set the limits).
 
     Example:
         >>> describe_outliers(pd.DataFrame({"outlier": [True] * 30 + [False] * 70}))[:117]
@@ -787,14 +793,20 @@ expected"
         True
         >>> describe_outliers(pd.DataFrame({"outlier": [True] * 5 + [False] * 95}), confidence=0.999)[:55]
         "5 of the 100 spectra (5.0%) are outliers of the model's"
+        >>> describe_outliers(pd.DataFrame({"outlier": [True] * 40 + [False] * 60}), n_held_out=48)[90:178]
+        'where up to 4.1% are expected (its limits rest on 48 held-out rows): their probabilities'
+        >>> describe_outliers(pd.DataFrame({"outlier": [True] * 25 + [False] * 75}), n_held_out=48) is None
+        True
     """
     if "outlier" not in frame.columns or not len(frame):
         return None
-    flagged, expected = int(frame["outlier"].sum()), 1.0 - confidence
-    if flagged / len(frame) <= OUTLIER_SHARE_WARNING * expected:
+    flagged, expected = int(frame["outlier"].sum()), ood_flag_rate(confidence, n_held_out)
+    if flagged / len(frame) <= min(OUTLIER_SHARE_WARNING * expected, _OUTLIER_SHARE_CEILING):
         return None
+    chance = (f"about {100 * expected:.2g}% are expected" if expected <= 1.0 - confidence + 1e-9 else
+              f"up to {100 * expected:.2g}% are expected (its limits rest on {n_held_out} held-out rows)")
     return (f"{flagged} of the {len(frame)} spectra ({flagged / len(frame):.1%}) are outliers of the model's "
-            f"training data (column outlier), where about {100 * expected:.2g}% are expected: their probabilities are "
+            f"training data (column outlier), where {chance}: their probabilities are "
             "not to be trusted; check that the file is in the training data's units and preprocessing, from the same "
             "kind of instrument and samples (the model's own training rows can be flagged far more often than new "
             "spectra: judge the flag on spectra it has not seen)")

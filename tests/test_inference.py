@@ -11,6 +11,7 @@ import pytest
 from onnx import TensorProto, helper
 
 from spectratorch.cli import main
+from spectratorch.contract import ood_flag_rate
 from spectratorch.data.io import read_dataset, write_dataset
 from spectratorch.data.targets import resolve_target
 from spectratorch.errors import ConfigError, DataFormatError, SchemaError
@@ -84,6 +85,26 @@ def test_predict_cli_without_torch_matches_the_predictor(run, predictor, tmp_pat
 
 
 @pytest.mark.slow
+def test_a_small_set_model_s_outlier_warning_gives_the_chance_share_of_its_few_held_out_rows(tmp_path):
+    from spectratorch.data.generic import make_generic_frame
+
+    frame = make_generic_frame(60, seed=3)
+    frame.to_csv(tmp_path / "train.csv")
+    assert main(["train", "--data", str(tmp_path / "train.csv"), "--arch", "LDA", "--test-source", "none",
+                 "--to-onnx", "--output-dir", str(tmp_path / "out")]) == 0
+    model = next((tmp_path / "out").glob("*.onnx"))
+    ood = Predictor(model).metadata["ood"]
+    assert ood["n_held_out"] == 60
+    spectral = [c for c in frame.columns if c.startswith("nir_")]
+    frame[spectral] = frame[spectral] * 100.0  # another unit: every spectrum off the training data
+    frame.to_csv(tmp_path / "units.csv")
+    result = run_cli(["predict", model, tmp_path / "units.csv", "-o", tmp_path / "p.csv"])
+    assert result.returncode == 0, result.stderr[-2000:]
+    expected = ood_flag_rate(ood["confidence"], 60)
+    assert f"where up to {100 * expected:.2g}% are expected (its limits rest on 60 held-out rows)" in result.stderr
+
+
+@pytest.mark.slow
 def test_predict_says_when_far_more_spectra_are_outliers_than_expected(run, tmp_path):
     # the same spectra in another unit (x 100): every one off the training data, each still given a class
     frame = read_dataset(run.data)
@@ -95,7 +116,7 @@ def test_predict_says_when_far_more_spectra_are_outliers_than_expected(run, tmp_
     flagged = pd.read_csv(tmp_path / "p.csv")["outlier"]
     assert flagged.mean() > 0.9
     assert (f"warning: {int(flagged.sum())} of the {len(flagged)} spectra ({flagged.mean():.1%}) are outliers of the "
-            "model's training data (column outlier), where about 1% are expected") in result.stderr
+            f"model's training data (column outlier), {_chance(run.onnx)}") in result.stderr
     assert "the model's own training rows can be flagged far more often than new spectra" in result.stderr
     # its own data: no such line
     result = run_cli(["predict", run.onnx, run.data, "-o", tmp_path / "own.csv"])
@@ -105,7 +126,17 @@ def test_predict_says_when_far_more_spectra_are_outliers_than_expected(run, tmp_
     shutil.copy(run.onnx, loose)
     update_metadata(loose, ood={**read_metadata(loose)["ood"], "confidence": 0.95})
     result = run_cli(["predict", loose, tmp_path / "units.pkl", "-o", tmp_path / "p.csv"])
-    assert "where about 5% are expected" in result.stderr
+    assert _chance(loose) in result.stderr and _chance(loose) != _chance(run.onnx)
+
+
+def _chance(model) -> str:
+    """What predict's outlier warning says of the share flagged by chance: the model's ``1 - confidence``, or more
+    where its limits rest on few held-out rows."""
+    ood = read_metadata(model)["ood"]
+    chance = ood_flag_rate(ood["confidence"], ood["n_held_out"])
+    if chance > 1 - ood["confidence"] + 1e-9:
+        return f"where up to {100 * chance:.2g}% are expected (its limits rest on {ood['n_held_out']} held-out rows)"
+    return f"where about {100 * chance:.2g}% are expected"
 
 
 def test_predict_table_equals_predict_arrays_in_any_batch_size(predictor, run):
