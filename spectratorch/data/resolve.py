@@ -127,7 +127,9 @@ def default_targets(meta: pd.DataFrame) -> tuple[tuple[str, ...], str]:
     1. the lab's label columns: ``("OVA", "OK")``;
     2. the one column named as labels (``label``, ``class``, ``target``, ``y``, ``category``, any case, plurals too)
        whose values repeat, text or whole numbers (class codes ``1 2 3``), whatever other columns there are;
-    3. the one text column whose values repeat, or the one candidate when no column is text;
+    3. the one text column whose values repeat (unless, none named as labels, a column of class codes stands beside
+       it: 2 to 50 whole numbers, each on 2 rows or more on average; then the user is asked), or the one candidate
+       when no column is text;
     4. of several text columns, the one whose values repeat (a value of its own in every row names rows);
     5. the one candidate whose values repeat and are text or whole numbers (class codes ``1 2 3``), when the others
        name rows (sample names, running numbers) or hold measurements (``21.7``).
@@ -159,7 +161,12 @@ def default_targets(meta: pd.DataFrame) -> tuple[tuple[str, ...], str]:
                           "e.g. 'label'.")
     named = _named_as_labels(meta, candidates, text)
     if len(text) == 1 and named in ([], text) and not _names_rows(meta[text[0]]):
-        return ("AVA", text[0]), "the one text column"
+        # reason: class codes (1 2 3 in a column `variety`) beside one text column that no name marks as the label
+        # (`operator`): either may hold the classes, and taking the text one modelled the operator, at chance.
+        codes = [c for c in candidates if c not in text and _class_codes(meta[c])] if not named else []
+        if not codes:
+            return ("AVA", text[0]), "the one text column"
+        _ask(meta, [text[0], *codes], "label")
     if len(candidates) == 1:
         return ("AVA", candidates[0]), "the one column that is not spectral"
     if len(named) == 1:
@@ -183,7 +190,18 @@ def default_targets(meta: pd.DataFrame) -> tuple[tuple[str, ...], str]:
         return ("AVA", classes[0]), "the one column whose values repeat as classes do; " + ", ".join(why)
     several = (named or ([*repeating, *(c for c in text if c not in repeating)] if repeating else classes) or text
                or candidates)
-    kind = "text" if set(several) <= set(text) else "label"
+    _ask(meta, several, "text" if set(several) <= set(text) else "label")
+
+
+def _class_codes(column: pd.Series) -> bool:
+    """Whole numbers that repeat as classes do: 2 to 50 values, each on 2 rows or more on average (``1 2 3``, not a
+    running number or a measurement)."""
+    values = column.dropna()
+    return _whole(column) and 2 <= values.nunique() <= min(50, len(values) / 2)
+
+
+def _ask(meta: pd.DataFrame, several: list[str], kind: str) -> None:
+    """Refuse to guess among ``several`` columns: one line listing them, their values and the flag that chooses."""
     choices = " or ".join(f"`--targets AVA {c}`" for c in several[:3]) + (" or ..." if len(several) > 3 else "")
     raise TargetError(f"the data has {len(several)} {kind} columns {several} ({_values(meta, several)}); say which "
                       f"one holds the classes: {choices} (targets=['AVA', {several[0]!r}] in Python).")

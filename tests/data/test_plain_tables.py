@@ -253,6 +253,20 @@ def test_class_codes_beside_one_text_column_of_sample_names_are_the_target():
     assert default_targets(make_frame(6, xs=[300]))[0] == ("OVA", "OK")
 
 
+def test_one_text_column_beside_class_codes_under_other_names_is_a_question():
+    # integer class codes in `variety` beside `operator`: taking the text one modelled who measured, at chance
+    rows = {"operator": ["Anne", "Bob"] * 6, "variety": [1, 2, 3] * 4,
+            "temperature_C": [21.5 + i / 10 for i in range(12)]}
+    with pytest.raises(TargetError) as err:
+        default_targets(pd.DataFrame(rows))
+    message = str(err.value)
+    assert "\n" not in message and "['operator', 'variety']" in message
+    assert "`--targets AVA operator` or `--targets AVA variety`" in message
+    # a running number or a measurement is no class code; a column named as labels needs no question
+    assert default_targets(pd.DataFrame({"operator": ["Anne", "Bob"] * 6, "run": range(12)}))[0] == ("AVA", "operator")
+    assert default_targets(pd.DataFrame({"label": ["a", "b"] * 6, "batch": [1, 2, 3] * 4}))[0] == ("AVA", "label")
+
+
 def test_two_text_columns_and_no_target_is_one_line_listing_them():
     with pytest.raises(TargetError) as err:
         default_targets(pd.DataFrame({"variety": ["a"], "origin": ["b"], "batch": [1]}))
