@@ -122,7 +122,7 @@ def logistic_path(x: np.ndarray, y: np.ndarray, n_classes: int, cs=LOGISTIC_CS, 
         y: ``[N]`` class indices.
         n_classes: ``K``.
         cs: the inverse L2 strengths, in the order fitted (strongest penalty first is fastest).
-        tol: lbfgs tolerance.
+        tol: Newton-CG's tolerance.
         max_iter: Newton iterations at most per ``C``.
         standardiser: fitted on a superset of these rows (default: on ``x``).
 
