@@ -950,7 +950,8 @@ def test_a_networks_flags_on_a_small_set_are_said_to_change_nothing(tmp_path, ca
 
     make_generic_frame(60, seed=3, length=64).to_pickle(tmp_path / "set.pkl")
     config = dataclasses.replace(_config(tmp_path / "set.pkl", tmp_path / "out"), model=ModelConfig(arch="LDA"))
-    given = dataclasses.replace(config, train=dataclasses.replace(config.train, lr=0.5, eps=0.3, max_epochs=1))
+    given = dataclasses.replace(config, train=dataclasses.replace(config.train, lr=0.5, eps=0.3, max_epochs=1,
+                                                                  loggers=("mlflow", "csv")))
     summaries = {}
     for name, run in (("given", given), ("plain", config)):
         caplog.clear()
@@ -960,4 +961,8 @@ def test_a_networks_flags_on_a_small_set_are_said_to_change_nothing(tmp_path, ca
         assert ("--lr 0.5, --max-epochs 1, --eps 0.3 shape the training of a network; the solved heads of the "
                 "small-set protocol take none of them, so they change nothing in this run" in caplog.text) == (
                     name == "given")
+        # the loggers asked for get nothing: said, not silently left empty
+        assert ("--logger mlflow --logger csv: the solved heads of the small-set protocol train no epochs, so nothing "
+                "is tracked" in caplog.text) == (name == "given")
+        assert not list((tmp_path / name).glob("mlflow.db")) and not list((tmp_path / name).glob("logs"))
     assert summaries["given"]["metrics"]["test"] == summaries["plain"]["metrics"]["test"]  # as the warning says
