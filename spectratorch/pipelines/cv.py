@@ -491,6 +491,10 @@ def run_cv(config: RunConfig, ensemble: bool = False, workers: int | str = "auto
     todo = [c for c in configs if c.data.current_split not in done]
     if done:
         _logger.info("folds %s already trained in %s; skipped", sorted(done), out_dir)
+    if todo:
+        from spectratorch.training.loggers import prepare_mlflow_store
+
+        prepare_mlflow_store(config, out_dir)
     for summary in _train_all(config, todo, workers):
         done[summary["config"]["data"]["current_split"]] = summary
     summaries = [done[k] for k in sorted(done)]

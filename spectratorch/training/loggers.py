@@ -129,6 +129,21 @@ def _mlflow_uri(config: RunConfig, out_dir: Path) -> tuple[str, str | None]:
     return f"sqlite:///{out / 'mlflow.db'}", (out / "mlartifacts").as_uri()
 
 
+def prepare_mlflow_store(config: RunConfig, out_dir: Path) -> None:
+    """Create the run's local MLflow store and its experiment here, before processes share the folds of a cv: two
+    fold processes creating the same new sqlite store at once collided on its tables ("table ... already exists").
+    Nothing for other loggers, or with ``--mlflow-uri`` (a server creates its own)."""
+    if "mlflow" not in (config.train.loggers or ()) or config.train.mlflow_uri:
+        return
+    from mlflow import MlflowClient
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    uri, artifacts = _mlflow_uri(config, out_dir)
+    client = MlflowClient(tracking_uri=uri)
+    if client.get_experiment_by_name(config.train.project) is None:
+        client.create_experiment(config.train.project, artifact_location=artifacts)
+
+
 def make_loggers(config: RunConfig, out_dir: Path, stem: str) -> list:
     """The Lightning loggers of a run, in the order of ``config.train.loggers``."""
     from lightning.pytorch.loggers import CSVLogger, MLFlowLogger, TensorBoardLogger

@@ -81,3 +81,31 @@ def test_mlflow_missing_one_line(demo_file, tmp_path):
     assert "--logger mlflow needs MLflow, which is not installed; install it with `pip install " \
            "spectratorch[tracking]`" in result.stderr
     assert not list(out.glob("*.ckpt")) and not (out / "logs").exists()
+
+
+@pytest.mark.slow
+def test_cv_with_mlflow_in_a_new_folder_shares_its_folds_in_one_store(demo_file, tmp_path):
+    """Two fold processes created the same new sqlite store at once and collided on its tables: the store and the
+    experiment are made before the folds are shared."""
+    pytest.importorskip("mlflow")
+    import mlflow
+
+    from spectratorch.config import RunConfig
+    from spectratorch.training.loggers import prepare_mlflow_store
+
+    out = tmp_path / "new" / "folder"
+    config = RunConfig(train=TrainConfig(loggers=("mlflow",), project="lab", output_dir=str(out)))
+    prepare_mlflow_store(config, out)
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{out / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("lab")
+    assert experiment is not None and experiment.artifact_location == (out / "mlartifacts").resolve().as_uri()
+    prepare_mlflow_store(config, out)  # again: the same store and experiment, no error
+
+    out = tmp_path / "cv"
+    result = _cli("cv", "--data", demo_file, *FAST[:-1], "1", "--n-splits", "3", "--fold-workers", "2",
+                  "--logger", "mlflow", "--project", "lab", "--output-dir", out)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{out / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("lab").experiment_id])
+    assert len(runs) == 3
