@@ -123,17 +123,20 @@ def quiet_lightning() -> None:
 
 
 def _mlflow_uri(config: RunConfig, out_dir: Path) -> tuple[str, str | None]:
-    if config.train.mlflow_uri:
-        return config.train.mlflow_uri, None
-    out = out_dir.resolve()
-    return f"sqlite:///{out / 'mlflow.db'}", (out / "mlartifacts").as_uri()
+    """The tracking URI and the artifacts' location: a local store ``sqlite:///<dir>/mlflow.db`` (the output
+    directory's by default; a tune's trials share the study's) keeps its artifacts beside it, in
+    ``<dir>/mlartifacts``; a server keeps them where it is set up to."""
+    uri = config.train.mlflow_uri or f"sqlite:///{out_dir.resolve() / 'mlflow.db'}"
+    if uri.startswith("sqlite:///") and uri.endswith("/mlflow.db"):
+        return uri, (Path(uri[len("sqlite:///"):]).parent / "mlartifacts").as_uri()
+    return uri, None
 
 
 def prepare_mlflow_store(config: RunConfig, out_dir: Path) -> None:
     """Create the run's local MLflow store and its experiment here, before processes share the folds of a cv: two
     fold processes creating the same new sqlite store at once collided on its tables ("table ... already exists").
-    Nothing for other loggers, or with ``--mlflow-uri`` (a server creates its own)."""
-    if "mlflow" not in (config.train.loggers or ()) or config.train.mlflow_uri:
+    Nothing for other loggers, or for a tracking server (it has its own)."""
+    if "mlflow" not in (config.train.loggers or ()) or not _mlflow_uri(config, out_dir)[0].startswith("sqlite:///"):
         return
     from mlflow import MlflowClient
 

@@ -116,6 +116,24 @@ def test_two_processes_share_one_sqlite_study(demo_file, tmp_path):
 
 
 @pytest.mark.slow
+def test_a_study_tracked_by_mlflow_has_one_store_for_its_trials(demo_file, tmp_path):
+    pytest.importorskip("mlflow")
+    import mlflow
+
+    space = tmp_path / "space.yaml"
+    space.write_text(SPACE)
+    out = tmp_path / "tune"
+    result = subprocess.run(_tune_args(demo_file, out, space, 2, "--logger", "mlflow", "--project", "study"), cwd=ROOT,
+                            env=_env(), capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert not list((out / "trials").rglob("mlflow.db")) and not list((out / "trials").rglob("mlartifacts"))
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{out / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("study")
+    assert experiment.artifact_location == (out / "mlartifacts").resolve().as_uri()
+    assert len(client.search_runs([experiment.experiment_id])) == 2
+
+
+@pytest.mark.slow
 def test_study_resumes_after_a_kill(demo_file, tmp_path):
     space = tmp_path / "space.yaml"
     space.write_text(SPACE)
