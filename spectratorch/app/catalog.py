@@ -40,8 +40,13 @@ class ModelEntry:
     error: str | None
 
 
+# reason: MLflow keeps a copy of every tracked run's ONNX file in its artifact store; listed, each model showed twice.
+_NOT_MODEL_FOLDERS = frozenset({"mlartifacts", "mlruns"})
+
+
 def find_models(folder: str | os.PathLike) -> list[Path]:
-    """The ``.onnx`` files under ``folder`` (recursively), sorted by their path.
+    """The ``.onnx`` files under ``folder`` (recursively), sorted by their path; MLflow's copies of them (under
+    ``mlartifacts``, ``mlruns``) and hidden files left out.
 
     Args:
         folder: the models folder.
@@ -61,7 +66,8 @@ def find_models(folder: str | os.PathLike) -> list[Path]:
     if not folder.is_dir():
         raise ConfigError(f"--models must be a folder of .onnx models; {str(folder)!r} is not a folder. "
                           "Pass the folder where `spectratorch export` wrote them.")
-    return sorted(p for p in folder.rglob("*.onnx") if p.is_file() and not p.name.startswith("."))
+    return sorted(p for p in folder.rglob("*.onnx") if p.is_file() and not p.name.startswith(".")
+                  and not _NOT_MODEL_FOLDERS & set(p.relative_to(folder).parts[:-1]))
 
 
 def open_model(path: str | os.PathLike, folder: str | os.PathLike | None = None) -> ModelEntry:

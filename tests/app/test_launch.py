@@ -61,6 +61,16 @@ def test_an_address_no_name_server_knows_is_one_line(monkeypatch):
         _check_address("lab-pc.local", 8501)
 
 
+def test_mlflow_s_copies_of_the_models_are_not_listed(tmp_path):
+    import shutil
+
+    shutil.copy(EXAMPLE, tmp_path / EXAMPLE.name)
+    for store in ("mlartifacts/1/abc/artifacts", "runs/mlruns/2/def/artifacts"):
+        (tmp_path / store).mkdir(parents=True)
+        shutil.copy(EXAMPLE, tmp_path / store / EXAMPLE.name)
+    assert find_models(tmp_path) == [tmp_path / EXAMPLE.name]
+
+
 def test_catalog_finds_models_recursively_and_explains_bad_ones(mixed_models_dir):
     paths = find_models(mixed_models_dir)
     assert [p.relative_to(mixed_models_dir).as_posix() for p in paths] == [
