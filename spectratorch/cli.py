@@ -517,7 +517,8 @@ def _add_predict_parser(sub) -> None:
     _add(predict, "--coverage", type=float, default=None,
          help="add each sample's conformal label set (`set`, `set_size`): the classes that hold its true class "
               "with this probability, e.g. 0.9 (levels the model's calibration rows support)")
-    _add(predict, "--batch-size", type=int, default=1024, help="samples per onnxruntime call")
+    _add(predict, "--batch-size", type=int, default=256,
+         help="samples per onnxruntime call (fewer: less memory; MiniRocket models hold a call's features)")
     _add(predict, "--threads", type=int, default=None, help="onnxruntime threads (default: the physical cores)")
 
 

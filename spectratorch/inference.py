@@ -345,6 +345,14 @@ def _first_line(err: Exception, limit: int = 200) -> str:
 
 
 # ---- the predictor --------------------------------------------------------------------------------------------
+# reason: samples per onnxruntime call. A MiniRocket model (what --arch auto picks on the lab's small sets) holds its
+# features of a whole call: 930 rows took 2.29 GB at the peak and 3.2 s at 1024, 1.11 GB and 2.2 s at 256; the
+# example VGG11 ran 55,800 rows no slower at 256 (`spectratorch predict MODEL FILE --batch-size B`, MODEL of
+# `spectratorch train --data a.pkl --targets OVA OK --channels 277 380 --to-onnx` on `make-dataset --samples 2000
+# --seed 0`, FILE `make-dataset --samples 1000 --seed 11`).
+PREDICT_BATCH = 256
+
+
 class Predictor:
     """An exported model, ready to predict: raw spectra in, calibrated probabilities out.
 
@@ -552,7 +560,7 @@ class Predictor:
 
     # ---- prediction ------------------------------------------------------------------------------------------
     def predict_arrays(self, spectra: np.ndarray, tabular: np.ndarray | None = None,
-                       batch_size: int = 1024) -> np.ndarray:
+                       batch_size: int = PREDICT_BATCH) -> np.ndarray:
         """Probabilities for raw arrays, ``batch_size`` samples per onnxruntime call.
 
         Args:
@@ -569,7 +577,7 @@ class Predictor:
         """
         return self.predict_outputs(spectra, tabular, batch_size, [OUTPUT_PROBABILITIES])[OUTPUT_PROBABILITIES]
 
-    def predict_outputs(self, spectra: np.ndarray, tabular: np.ndarray | None = None, batch_size: int = 1024,
+    def predict_outputs(self, spectra: np.ndarray, tabular: np.ndarray | None = None, batch_size: int = PREDICT_BATCH,
                         names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
         """Outputs of the model for raw arrays: ``probabilities [N, K]``, and ``t2``, ``q`` (float32 ``[N]``) and
         ``outlier`` (bool ``[N]``) when the model has an outlier model.
@@ -624,7 +632,7 @@ class Predictor:
             bar.close()
         return {name: np.concatenate(values) for name, values in parts.items()}
 
-    def predict_table(self, table: SpectralTable, batch_size: int = 1024) -> np.ndarray:
+    def predict_table(self, table: SpectralTable, batch_size: int = PREDICT_BATCH) -> np.ndarray:
         """Probabilities ``[N, K]`` (float32) for every row of ``table``, in chunks of ``batch_size``.
 
         Args:
@@ -684,7 +692,7 @@ class Predictor:
         model's target."""
         return truth_indices(self.true_labels(table), self.labels)
 
-    def predict(self, data, top_k: int = 2, cutoff: str | float | None = "auto", batch_size: int = 1024,
+    def predict(self, data, top_k: int = 2, cutoff: str | float | None = "auto", batch_size: int = PREDICT_BATCH,
                 coverage: float | None = None) -> pd.DataFrame:
         """Predict every usable sample of a dataset file, a folder of exports, a DataFrame or an array of spectra.
 
@@ -693,7 +701,7 @@ class Predictor:
         return self.predict_file(data, top_k=top_k, cutoff=cutoff, batch_size=batch_size, coverage=coverage)
 
     def predict_file(self, path_or_dir, top_k: int = 2, cutoff: str | float | None = "auto",
-                     batch_size: int = 1024, coverage: float | None = None) -> pd.DataFrame:
+                     batch_size: int = PREDICT_BATCH, coverage: float | None = None) -> pd.DataFrame:
         """Predict every usable sample of a dataset file or a folder of instrument exports (or a DataFrame, an array).
 
         Args:

@@ -283,3 +283,11 @@ def test_unlabelled_data_gets_no_score_line(run, tmp_path, capsys):
     assert main(["predict", str(run.onnx), str(tmp_path / "unlabelled.pkl"), "-o", str(tmp_path / "p.csv")]) == 0
     out = capsys.readouterr().out
     assert "wrote" in out and "against the file's labels" not in out
+
+
+def test_predict_s_batch_size_is_the_predictor_s():
+    from spectratorch.cli import build_parser
+    from spectratorch.inference import PREDICT_BATCH
+
+    args = build_parser().parse_args(["predict", "model.onnx", "data.csv", "-o", "p.csv"])
+    assert args.batch_size == PREDICT_BATCH == 256
