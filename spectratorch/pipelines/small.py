@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from spectratorch.config import RunConfig, TrainConfig
+from spectratorch.config import RunConfig
 from spectratorch.data.io import data_fingerprint
 from spectratorch.errors import ConfigError, SchemaError, SplitError
 from spectratorch.export.calibration import fit_temperature, softmax
@@ -580,8 +580,9 @@ def fit_small(config: RunConfig, dm, module_kwargs, candidates=CANDIDATES) -> di
     if not joins and (unused := network_flags_set(config)):
         _logger.warning("%s shape the training of a network; the solved heads of the small-set protocol take none of "
                         "them, so they change nothing in this run", ", ".join(unused))
-    if not joins and tuple(config.train.loggers or ()) != _DEFAULT_LOGGERS:
-        # reason: the loggers record a network's epochs; solved heads have none, and nothing is written to them.
+    if not joins and "mlflow" in (config.train.loggers or ()):
+        # reason: the loggers record a network's epochs; solved heads have none, and nothing is written to them. Said
+        # for MLflow, a store one looks in (the estimator's own csv logger of its temporary folder is no one's ask).
         _logger.warning("--logger %s: the solved heads of the small-set protocol train no epochs, so nothing is "
                         "tracked; the run's JSON, result sheet and checkpoint are its record",
                         " --logger ".join(config.train.loggers or ()) or "(none)")
@@ -807,7 +808,6 @@ def _result_sheet(module, dm, path: Path, stem: str, out_of_fold: tuple[np.ndarr
 
 
 # reason: the flags of a network's Adam loop and of its architecture; no solved head reads them.
-_DEFAULT_LOGGERS = TrainConfig().loggers
 _NETWORK_FLAGS = {"train": ("lr", "weight_decay", "max_epochs", "early_stop_patience", "scheduler_patience",
                             "scheduler_cooldown", "eps", "loss", "focal_gamma", "class_weights", "resume", "strategy"),
                   "data": ("batch_size",),
