@@ -32,20 +32,31 @@ from spectratorch.errors import ConfigError, SchemaError
 from spectratorch.options import format_value
 from spectratorch.transforms import option_readers, train_only
 
-__all__ = ["NameParts", "model_name", "parse_model_name", "OOD_CONFIDENCE", "ood_flag_rate", "AXIS_TOLERANCE",
-           "INPUT_KEYS", "axis_tolerance", "same_axis", "describe_axis", "inference_transforms", "differences",
-           "label_remap"]
+__all__ = ["NameParts", "model_name", "parse_model_name", "OOD_CONFIDENCE", "ood_limit_level", "ood_flag_rate",
+           "AXIS_TOLERANCE", "INPUT_KEYS", "axis_tolerance", "same_axis", "describe_axis", "inference_transforms",
+           "differences", "label_remap"]
 
 OOD_CONFIDENCE = 0.99
 """Stated confidence of a model's outlier flag (its ONNX metadata's ``ood.confidence``): about 1 % of spectra like
 the training ones are flagged. The exporter sets it; readers fall back to it for a file that does not say."""
 
 
+def ood_limit_level(confidence: float = OOD_CONFIDENCE) -> float:
+    """The quantile of the held-out ``t2`` and ``q`` scores at which the outlier flag's two limits sit (numpy's
+    "higher"): half the share ``1 - confidence`` above each, as the flag takes either.
+
+    Example:
+        >>> round(ood_limit_level(0.99), 6)
+        0.995
+    """
+    return 1.0 - (1.0 - confidence) / 2.0
+
+
 def ood_flag_rate(confidence: float = OOD_CONFIDENCE, n_held_out: int | None = None) -> float:
     """The share of new spectra like the training ones that the outlier flag may flag: ``1 - confidence``, or more
-    where few held-out rows set the limits. Each limit is the ``1 - (1 - confidence) / 2`` quantile (numpy's
-    "higher") of ``n_held_out`` scores, which a new exchangeable score exceeds with probability
-    ``(n - rank + 1) / (n + 1)``; the flag takes either limit, so at most twice that.
+    where few held-out rows set the limits. Each limit is the :func:`ood_limit_level` quantile of ``n_held_out``
+    scores, which a new exchangeable score exceeds with probability ``(n - rank + 1) / (n + 1)``; the flag takes
+    either limit, so at most twice that.
 
     Example:
         >>> round(ood_flag_rate(0.99, 48), 4), round(ood_flag_rate(0.99, 2000), 4), round(ood_flag_rate(0.99), 4)
@@ -53,8 +64,7 @@ def ood_flag_rate(confidence: float = OOD_CONFIDENCE, n_held_out: int | None = N
     """
     if not n_held_out:
         return 1.0 - confidence
-    level = 1.0 - (1.0 - confidence) / 2.0
-    rank = int(np.ceil(round(level * (n_held_out - 1), 9))) + 1
+    rank = int(np.ceil(round(ood_limit_level(confidence) * (n_held_out - 1), 9))) + 1
     return max(1.0 - confidence, min(1.0, 2.0 * (n_held_out - rank + 1) / (n_held_out + 1)))
 
 _FILE_SUFFIXES = (".onnx", ".ckpt", ".json", ".csv", ".png")

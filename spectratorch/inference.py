@@ -780,10 +780,10 @@ def _rows(n: int) -> str:
 # 1e-8), and leaves room for a model's own training file (5.8 % of the rows of make_generic_frame(120, 4) flagged by
 # its model).
 OUTLIER_SHARE_WARNING = 10
+"""How many times the share of spectra the outlier flag expects by chance makes ``predict`` warn."""
 # reason: with few held-out rows the chance share is up to 2 / (n + 1); ten times that would never warn (30 % of the
 # file flagged is no chance at any n).
 _OUTLIER_SHARE_CEILING = 0.3
-"""How many times the share of spectra the outlier flag expects by chance makes ``predict`` warn."""
 
 
 def describe_outliers(frame: pd.DataFrame, confidence: float = OOD_CONFIDENCE,

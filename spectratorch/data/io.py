@@ -355,8 +355,9 @@ _NO_COPY = {"copy": False} if int(pd.__version__.split(".")[0]) < 3 else {}
 
 def _read_parquet(path: Path) -> pd.DataFrame:
     """``pd.read_parquet(path)``, with the spectral columns read a few at a time into one block of the file's float
-    type: a whole-file read holds the file's compressed bytes, pyarrow's table and pandas' copy at once (1.4 GB at its
-    peak for the lab generator's 55,800 samples, 0.36 GB of float32 spectra, against 0.53 GB this way). A file whose
+    type: a whole-file read holds the file's compressed bytes, pyarrow's table and pandas' copy at once (``predict``
+    of the lab generator's 186,000 samples peaked at 5.9 GB that way, 2.8 GB this way: doc/INFERENCE.md, with its
+    command). A file whose
     spectral columns are not all of one float type, not side by side, or under more than one level of column names,
     or that has no other column, is read by pandas whole."""
     import pyarrow as pa

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from spectratorch.contract import OOD_CONFIDENCE
+from spectratorch.contract import OOD_CONFIDENCE, ood_limit_level
 from spectratorch.errors import ConfigError
 from spectratorch.models.batched import run_batched
 
@@ -207,8 +207,9 @@ def _pca(train: np.ndarray, n_components: int | None = None) -> tuple[dict, floa
 
 def _with_limits(record: dict, t2: np.ndarray, q: np.ndarray, confidence: float, explained: float, n_train: int,
                  limits_from: str, log: bool) -> dict:
-    """``record`` with the limits at the ``1 - (1 - confidence) / 2`` quantiles of the held-out ``t2`` and ``q``."""
-    level = 1.0 - (1.0 - confidence) / 2.0
+    """``record`` with the limits at the :func:`~spectratorch.contract.ood_limit_level` quantiles of the held-out
+    ``t2`` and ``q``."""
+    level = ood_limit_level(confidence)
     t2_limit, q_limit = float(np.quantile(t2, level, method="higher")), float(np.quantile(q, level, method="higher"))
     flagged = float(((t2 > t2_limit) | (q > q_limit)).mean())
     record.update(t2_limit=t2_limit, q_limit=q_limit, confidence=confidence, explained=explained, n_train=n_train,

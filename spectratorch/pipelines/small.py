@@ -585,7 +585,7 @@ def fit_small(config: RunConfig, dm, module_kwargs, candidates=CANDIDATES) -> di
         # for MLflow, a store one looks in (the estimator's own csv logger of its temporary folder is no one's ask).
         _logger.warning("--logger %s: the solved heads of the small-set protocol train no epochs, so nothing is "
                         "tracked; the run's JSON, result sheet and checkpoint are its record",
-                        " --logger ".join(config.train.loggers or ()) or "(none)")
+                        " --logger ".join(config.train.loggers))
     if joins:
         candidates.append(_with_options(Candidate(NETWORK, "network"), config))
     from spectratorch.pipelines.fold_bars import fold_bar

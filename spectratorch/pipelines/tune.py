@@ -351,13 +351,13 @@ def tune(base: RunConfig, space: Sequence[Param], n_trials: int, storage: str | 
     finished = len(study.get_trials(deepcopy=False, states=states))
     name = _safe(study_name)
     if "mlflow" in (base.train.loggers or ()) and not base.train.mlflow_uri:
-        from spectratorch.training.loggers import prepare_mlflow_store
+        from spectratorch.training.loggers import mlflow_store, prepare_mlflow_store
 
         # reason: one MLflow store for the study (`<out>/mlflow.db`), so one view compares its trials; each trial's
         # own output folder had a store of its own.
         prepare_mlflow_store(base, out_dir)
-        base = dataclasses.replace(base, train=dataclasses.replace(
-            base.train, mlflow_uri=f"sqlite:///{(out_dir / 'mlflow.db').resolve()}"))
+        store, _ = mlflow_store(base, out_dir)
+        base = dataclasses.replace(base, train=dataclasses.replace(base.train, mlflow_uri=store))
     if finished < n_trials:
         _logger.info("study %r in %s: %d of %d trials finished; running the rest", study_name, storage, finished,
                      n_trials)

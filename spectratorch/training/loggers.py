@@ -21,7 +21,7 @@ from spectratorch.config import RunConfig
 from spectratorch.errors import ConfigError
 
 __all__ = ["make_loggers", "check_loggers", "probe_tracking_server", "MLFLOW_WAIT_S", "log_dir", "tensorboard_writer",
-           "log_hparams", "log_artifacts", "quiet_lightning"]
+           "log_hparams", "log_artifacts", "quiet_lightning", "mlflow_store", "prepare_mlflow_store"]
 
 _logger = logging.getLogger(__name__)
 
@@ -122,7 +122,7 @@ def quiet_lightning() -> None:
                 logger.removeHandler(handler)
 
 
-def _mlflow_uri(config: RunConfig, out_dir: Path) -> tuple[str, str | None]:
+def mlflow_store(config: RunConfig, out_dir: Path) -> tuple[str, str | None]:
     """The tracking URI and the artifacts' location: a local store ``sqlite:///<dir>/mlflow.db`` (the output
     directory's by default; a tune's trials share the study's) keeps its artifacts beside it, in
     ``<dir>/mlartifacts``; a server keeps them where it is set up to."""
@@ -136,12 +136,12 @@ def prepare_mlflow_store(config: RunConfig, out_dir: Path) -> None:
     """Create the run's local MLflow store and its experiment here, before processes share the folds of a cv: two
     fold processes creating the same new sqlite store at once collided on its tables ("table ... already exists").
     Nothing for other loggers, or for a tracking server (it has its own)."""
-    if "mlflow" not in (config.train.loggers or ()) or not _mlflow_uri(config, out_dir)[0].startswith("sqlite:///"):
+    uri, artifacts = mlflow_store(config, out_dir)
+    if "mlflow" not in (config.train.loggers or ()) or not uri.startswith("sqlite:///"):
         return
     from mlflow import MlflowClient
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    uri, artifacts = _mlflow_uri(config, out_dir)
     client = MlflowClient(tracking_uri=uri)
     if client.get_experiment_by_name(config.train.project) is None:
         client.create_experiment(config.train.project, artifact_location=artifacts)
@@ -161,7 +161,7 @@ def make_loggers(config: RunConfig, out_dir: Path, stem: str) -> list:
         elif name == "csv":
             loggers.append(CSVLogger(save_dir=str(out_dir / "logs"), name=stem))
         elif name == "mlflow":
-            uri, artifacts = _mlflow_uri(config, out_dir)
+            uri, artifacts = mlflow_store(config, out_dir)
             loggers.append(MLFlowLogger(experiment_name=config.train.project, run_name=stem, tracking_uri=uri,
                                         artifact_location=artifacts, tags={"spectratorch.name": stem}))
     return loggers
