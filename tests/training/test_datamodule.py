@@ -1,9 +1,12 @@
+from types import SimpleNamespace
+
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
 from spectratorch import SpectralDataModule
+from spectratorch.data import datamodule as datamodule_module
 from spectratorch.data.datamodule import IndexBatchSampler, _GatherDataset
 from spectratorch.data.splits import make_split
 from spectratorch.errors import SchemaError
@@ -66,6 +69,41 @@ def test_sampler_shards_and_reshuffles():
     a.set_epoch(1)
     assert not torch.equal(first, torch.cat(list(a)))
     assert len(a) == 5
+
+
+def test_sampler_moves_an_epochs_indices_to_its_device_in_one_piece():
+    rows = np.arange(100)
+    host = list(IndexBatchSampler(rows, 32, True, seed=1))
+    placed = list(IndexBatchSampler(rows, 32, True, seed=1, device=torch.device("meta")))
+    assert [b.device.type for b in placed] == ["meta"] * 4
+    assert [len(b) for b in placed] == [len(b) for b in host] == [32, 32, 32, 4]
+
+
+def test_the_table_goes_to_a_cuda_trainer_only_where_it_fits(dm, monkeypatch):
+    """The loader's decision, without a GPU: a CUDA trainer gets the table on its device when it takes at most a
+    quarter of the free memory; a CPU trainer, or too little room, keeps it on the host."""
+    source, _ = dm._stage_rows("train")
+    nbytes = source.dataset.nbytes
+    assert nbytes == sum(t.nelement() * t.element_size() for t in (source.dataset.spectra, source.dataset.tabular,
+                                                                   source.dataset.y))
+    cuda = torch.device("cuda", 0)
+    free = {"bytes": 4 * nbytes}
+    monkeypatch.setattr(datamodule_module.torch.cuda, "mem_get_info", lambda device: (free["bytes"], 10 * nbytes))
+    dm.trainer = SimpleNamespace(strategy=SimpleNamespace(root_device=cuda))
+    assert dm._table_device(source) == cuda
+    free["bytes"] = 4 * nbytes - 1
+    assert dm._table_device(source) is None
+    dm.trainer = SimpleNamespace(strategy=SimpleNamespace(root_device=torch.device("cpu")))
+    assert dm._table_device(source) is None
+
+
+def test_a_placed_table_is_copied_once_and_holds_the_same_rows(dm):
+    source, rows = dm._stage_rows("train")
+    placed = source.on(torch.device("cpu"))
+    assert source.on(torch.device("cpu")) is placed and placed is not source.dataset
+    index = torch.as_tensor(rows[:50])
+    for name, value in placed[index].items():
+        assert torch.equal(value, source.dataset[index][name]), name
 
 
 def test_external_test_file(demo_file, tmp_path):

@@ -24,7 +24,8 @@ CHANNELS = ("277", "380")
 
 
 class _Probe(pl.Callback):
-    """What the fit ran on: the trainer's precision and the module's and the batch's device at the first batch."""
+    """What the fit ran on: the trainer's precision, the module's, the batch's and the training table's device at the
+    first batch."""
 
     def __init__(self):
         self.seen = {}
@@ -33,6 +34,8 @@ class _Probe(pl.Callback):
         self.seen.setdefault("precision", str(trainer.precision))
         self.seen.setdefault("device", module.device.type)
         self.seen.setdefault("batch_device", batch["spectra"].device.type)
+        # where the training table is gathered: on the GPU when it fits there (no host gather or transfer per batch)
+        self.seen.setdefault("table_device", trainer.datamodule.train_dataloader().dataset.spectra.device.type)
 
 
 def train_and_check(data, out, accelerator: str, precision: str) -> dict:
@@ -82,4 +85,4 @@ def train_and_check(data, out, accelerator: str, precision: str) -> dict:
 def test_mixed_precision_training_on_cuda_exports_an_onnx_that_matches_on_cpu(demo_file, tmp_path):
     seen = train_and_check(demo_file, tmp_path, accelerator="gpu", precision="auto")
     assert seen == {"precision": "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed",
-                    "device": "cuda", "batch_device": "cuda"}
+                    "device": "cuda", "batch_device": "cuda", "table_device": "cuda"}
