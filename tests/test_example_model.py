@@ -34,3 +34,20 @@ def test_example_predicts_fresh_demo_data_at_its_stated_accuracy(tmp_path):
     stated = summary["metrics"]["test"]["accuracy"]
     # reason: ~4800 fresh rows against a ~2300-row test fold: 3 points is about 3 standard deviations of the gap
     assert accuracy == pytest.approx(stated, abs=0.03)
+
+
+def test_example_flags_the_next_instruments_spectra_as_outliers_and_not_its_own(tmp_path):
+    """The example carries its outlier model: fresh instrument-A spectra are flagged at about the share its limits
+    allow, instrument B's (another response) nearly all."""
+    from spectratorch.contract import ood_flag_rate
+
+    predictor = Predictor(next(EXAMPLE.glob("*.onnx")))
+    ood = predictor.metadata["ood"]
+    shares = {}
+    for instrument in ("A", "B"):
+        write_demo_dataset(tmp_path / f"{instrument}.pkl", n_samples=2000, seed=20261204, instrument=instrument)
+        shares[instrument] = float(predictor.predict_file(tmp_path / f"{instrument}.pkl", cutoff="none")["outlier"]
+                                   .mean())
+    # reason: about 1,900 fresh rows: 3 times the allowed share leaves room for the sampling of the flags
+    assert shares["A"] <= 3 * ood_flag_rate(ood["confidence"], ood["n_held_out"])
+    assert shares["B"] > 0.9
