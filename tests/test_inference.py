@@ -105,6 +105,27 @@ def test_a_small_set_model_s_outlier_warning_gives_the_chance_share_of_its_few_h
 
 
 @pytest.mark.slow
+def test_an_export_that_writes_the_wavelengths_with_fewer_decimals_gets_the_same_predictions(tmp_path):
+    from spectratorch.data.generic import make_generic_frame
+
+    frame = make_generic_frame(60, seed=3)  # headers nir_900.00, nir_904.02, ...
+    frame.to_csv(tmp_path / "train.csv")
+    assert main(["train", "--data", str(tmp_path / "train.csv"), "--arch", "LDA", "--test-source", "none",
+                 "--to-onnx", "--output-dir", str(tmp_path / "out")]) == 0
+    model = next((tmp_path / "out").glob("*.onnx"))
+    new = make_generic_frame(40, seed=8)
+    new.to_csv(tmp_path / "same.csv")
+    one_decimal = new.rename(columns=lambda c: f"nir_{float(c[4:]):.1f}" if c.startswith("nir_") else c)
+    assert "nir_904.0" in one_decimal.columns
+    one_decimal.to_csv(tmp_path / "fewer.csv")
+    for name in ("same", "fewer"):
+        result = run_cli(["predict", model, tmp_path / f"{name}.csv", "-o", tmp_path / f"{name} p.csv"])
+        assert result.returncode == 0, result.stderr[-2000:]
+    assert "axis values are the model's written with 1 decimals" in result.stderr
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "fewer p.csv"), pd.read_csv(tmp_path / "same p.csv"))
+
+
+@pytest.mark.slow
 def test_predict_says_when_far_more_spectra_are_outliers_than_expected(run, tmp_path):
     # the same spectra in another unit (x 100): every one off the training data, each still given a class
     frame = read_dataset(run.data)

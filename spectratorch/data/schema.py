@@ -534,6 +534,8 @@ def load_table(
     points = expected_axis if expected_axis is not None else model_axis
     if points is not None and len(axis) > len(points):
         groups, axis = _at_points(groups, channels, axis, np.asarray(points, dtype=float))
+    elif points is not None:
+        groups, axis = _as_written_otherwise(groups, channels, axis, np.asarray(points, dtype=float))
     _check_channels(groups, channels, axis)
     tabular_columns = _resolve_tabular(df, tabular)
     if len(df) == 0:
@@ -660,6 +662,62 @@ def _at_points(groups: dict, channels: tuple[str, ...], axis: np.ndarray,
     _logger.info("the data's axis has %d points (%g..%g); the model's %d points (%g..%g) are taken from it",
                  len(axis), axis[0], axis[-1], len(expected), expected[0], expected[-1])
     return taken, _union_axis(taken, channels)
+
+
+# reason: the most decimals a header is looked at with; float32 exports and instruments write fewer.
+_MAX_DECIMALS = 10
+
+
+def written_decimals(axis: np.ndarray, expected: np.ndarray) -> int | None:
+    """The decimals ``d`` with which one of two axes of the same length is the other written with fewer decimals:
+    its values have ``d`` decimals and each lies within half a unit of the ``d``-th decimal of its own point of the
+    other (so an export that rounds a half up or down is read alike), and within a quarter of the model's spacing of
+    it; ``None`` when there is none (another axis, a shift, a point more or less).
+
+    Example:
+        >>> written_decimals(np.array([900.12, 901.35]), np.array([900.123456, 901.345678]))
+        2
+        >>> written_decimals(np.array([900.123456, 901.345678]), np.array([900.12, 901.35]))  # the model's fewer
+        2
+        >>> written_decimals(np.array([1109.0, 1113.1]), np.array([1109.05, 1113.07]))  # a half rounded down
+        1
+        >>> written_decimals(np.array([900.13, 901.35]), np.array([900.123456, 901.345678])) is None  # a shift
+        True
+        >>> written_decimals(np.array([900.0, 901.0]), np.array([900.4, 901.4])) is None  # nearer another grid
+        True
+    """
+    if len(axis) != len(expected) or len(expected) < 2:
+        return None
+    offset = float(np.abs(axis - expected).max())
+    # reason: a quarter of the model's spacing, as for the rounding hint: an offset of half a step is another grid.
+    if offset > 0.25 * float(np.median(np.diff(expected))):
+        return None
+    exact = 1e-9 * max(1.0, float(np.abs(expected).max()))
+    for decimals in range(_MAX_DECIMALS + 1):
+        if offset > 0.5 * 10.0**-decimals + exact:
+            continue
+        if any(np.allclose(short, np.round(short, decimals), rtol=0, atol=exact) for short in (axis, expected)):
+            return decimals
+    return None
+
+
+def _as_written_otherwise(groups: dict, channels: tuple[str, ...], axis: np.ndarray,
+                          expected: np.ndarray) -> tuple[dict, np.ndarray]:
+    """The channels' columns at the model's points when the data's axis is the model's written with other decimals
+    (:func:`written_decimals`), and the model's axis; else ``groups`` and ``axis`` unchanged."""
+    if same_axis(axis, expected):
+        return groups, axis
+    decimals = written_decimals(axis, expected)
+    if decimals is None:
+        return groups, axis
+    # reason: one to one and in order (both ascending, each point within a quarter step of its own), so a column
+    # takes the model's x of its rank; nothing is interpolated.
+    model_x = dict(zip(axis.tolist(), expected.tolist()))
+    placed = {**groups, **{c: [(model_x[x], name) for x, name in groups[c]] for c in channels}}
+    worst = int(np.argmax(np.abs(axis - expected)))
+    _logger.info("the data's %d axis values are the model's written with %d decimals (e.g. %.10g for %.10g): read "
+                 "as the model's points", len(axis), decimals, axis[worst], expected[worst])
+    return placed, _union_axis(placed, channels)
 
 
 def _without_empty_points(spectra: np.ndarray, bad: np.ndarray, groups: dict, channels: tuple[str, ...],

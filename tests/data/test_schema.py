@@ -170,14 +170,40 @@ def test_expected_axis(frame):
         load_table(frame, expected_axis=many)
 
 
-def test_the_same_wavelengths_with_other_decimals_are_called_so(frame):
-    # the data runs 300..319; a model of the same points written with more decimals
+def _shifted(frame, by: float):
+    """The frame with every spectral header's x moved by ``by`` (``277_300`` -> ``277_300.01``)."""
+    def rename(column):
+        channel, _, x = column.partition("_")
+        return f"{channel}_{float(x) + by:.10g}" if channel in ("277", "380") and x.isdigit() else column
+
+    return frame.rename(columns=rename)
+
+
+def test_the_models_wavelengths_written_with_fewer_decimals_are_read_as_its_points(frame, caplog):
+    # the data's headers run 300..319: a model of the same points written with 6 decimals takes them, one to one
+    expected = np.arange(300, 320) + 0.004321
+    with caplog.at_level("INFO", logger="spectratorch"):
+        table = load_table(frame, expected_axis=expected)
+    assert table.axis.tolist() == expected.tolist()
+    assert table.channel_ranges == {"277": (expected[0], expected[-1]), "380": (expected[0], expected[-1])}
+    np.testing.assert_array_equal(table.spectra, load_table(frame).spectra)
+    assert ("the data's 20 axis values are the model's written with 0 decimals (e.g. 300 for 300.004321): read as "
+            "the model's points") in caplog.text
+    # and the other way round: the model's headers had 2 decimals, the data's have 6
+    data = _shifted(frame, 0.004321)
+    table = load_table(data, expected_axis=np.arange(300, 320).astype(float), expected_ranges={"277": (300, 319)})
+    assert table.axis.tolist() == list(range(300, 320))
+    np.testing.assert_array_equal(table.spectra, load_table(frame).spectra)
+
+
+def test_a_small_shift_that_is_no_rounding_is_refused_and_called_so(frame):
+    # 300.01 is not 300.004321 written with fewer decimals: another axis, refused with the hint
     expected = np.arange(300, 320) + 0.004321
     with pytest.raises(SchemaError, match=r"lacks the model's point\(s\) 300.004321, .* \(every point is within "
-                                          r"0.0043 of one of the model's: the same wavelengths written with other "
+                                          r"0.0057 of one of the model's: the same wavelengths written with other "
                                           r"decimals\? write them as the model's, e.g. 300.004321, or resample onto "
                                           r"its axis\)\.$"):
-        load_table(frame, expected_axis=expected)
+        load_table(_shifted(frame, 0.01), expected_axis=expected)
     # a point truly missing is not called rounding
     with pytest.raises(SchemaError) as err:
         load_table(frame, expected_axis=np.arange(301, 321))
