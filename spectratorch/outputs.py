@@ -21,6 +21,7 @@ import os
 import re
 import socket
 import sys
+from collections.abc import Iterable
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -160,9 +161,40 @@ def warn_if_replacing(directory: str | os.PathLike, stem: str) -> bool:
     earlier = Path(directory) / f"{stem}.json"
     if not earlier.is_file():
         return False
-    _logger.warning("%s holds an earlier run of the same name (%s.json): this run replaces its JSON, result sheet and "
-                    "ONNX file; --output-dir DIR keeps both", directory, stem)
+    _logger.warning("%s holds an earlier run of the same name (%s.json): this run replaces its JSON, result sheet, "
+                    "ONNX file and best checkpoint; --output-dir DIR keeps both", directory, stem)
     return True
+
+
+def best_checkpoints(directory: str | os.PathLike, stem: str) -> set[Path]:
+    """The best checkpoints of runs named ``stem`` in ``directory``: ``<stem>_<val_loss>_<val_f1>_<val_accuracy>.ckpt``
+    (not ``<stem> last.ckpt``, nor a longer name that starts with ``stem``).
+
+    Example:
+        >>> import tempfile
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> for name in ("m_3.374E-01_0.8517_0.8692.ckpt", "m last.ckpt", "m2_3.374E-01_0.8517_0.8692.ckpt"):
+        ...     _ = (folder / name).write_bytes(b"")
+        >>> sorted(p.name for p in best_checkpoints(folder, "m"))
+        ['m_3.374E-01_0.8517_0.8692.ckpt']
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        return set()
+    pattern = re.compile(re.escape(stem) + r"_[^_\s]+_[^_\s]+_[^_\s]+\.ckpt")
+    return {path for path in directory.iterdir() if pattern.fullmatch(path.name) and path.is_file()}
+
+
+def remove_earlier_best(earlier: set[Path], best: str | os.PathLike, keep: Iterable = ()) -> None:
+    """Remove the best checkpoints an earlier run of the same name left (``earlier``, listed before this run
+    trained), once this run has saved its own ``best``: a folder then holds one best checkpoint per name. A file
+    in ``keep`` (the run's own inputs, e.g. ``--load-this``) stays."""
+    spared = {Path(best).resolve(), *(Path(path).resolve() for path in keep if path)}
+    for path in sorted(earlier):
+        if path.resolve() in spared:
+            continue
+        path.unlink(missing_ok=True)
+        _logger.info("removed %s, the best checkpoint of the earlier run of the same name", path.name)
 
 
 def check_output_file(path: str | os.PathLike, inputs: dict[str, str | os.PathLike], option: str = "-o",

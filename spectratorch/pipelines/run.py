@@ -33,7 +33,7 @@ from spectratorch.export.calibration import calibration_report, negative_log_lik
 from spectratorch.metrics import confusion_counts
 from spectratorch.models.batched import BATCH_SIZE, predict_logits, run_batched
 from spectratorch.models.registry import is_model, list_models
-from spectratorch.outputs import warn_if_replacing
+from spectratorch.outputs import best_checkpoints, remove_earlier_best, warn_if_replacing
 from spectratorch.report.sheet import baseline_accuracies, make_result_sheet
 from spectratorch.training.baseline import compare_with_baseline, fit_baselines, preprocessed_features
 from spectratorch.training.hardware import check_hardware
@@ -265,8 +265,10 @@ def train(config: RunConfig, callbacks: Sequence = (), arch_selection: dict | No
     config = resolve_defaults(config, len(dm.split.train))
     dm.config = config.data
     stem = model_name(config.name_fields())
+    earlier_best = set()
     if config.train.fit and not config.train.resume and not config.train.finetune:
         warn_if_replacing(out_dir, stem)
+        earlier_best = best_checkpoints(out_dir, stem)
     expected = _module_kwargs(config, dm)
     finetune = None
     if config.train.finetune:
@@ -326,6 +328,7 @@ def train(config: RunConfig, callbacks: Sequence = (), arch_selection: dict | No
     if config.train.fit and checkpoint.best_model_path:
         files["checkpoint"] = str(Path(checkpoint.best_model_path))
         files["last_checkpoint"] = str(last)
+        remove_earlier_best(earlier_best, checkpoint.best_model_path, keep=[config.train.load_this])
     elif config.train.load_this:
         files["checkpoint"] = str(config.train.load_this)
     if log_dir(trainer):

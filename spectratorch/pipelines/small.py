@@ -64,7 +64,7 @@ from spectratorch.models.closed_form import (
 )
 from spectratorch.models.linear import LinearClassifier
 from spectratorch.models.preprocess import Preprocess
-from spectratorch.outputs import warn_if_replacing
+from spectratorch.outputs import best_checkpoints, remove_earlier_best, warn_if_replacing
 from spectratorch.transforms import preprocess_options
 
 __all__ = ["Candidate", "CANDIDATES", "KERNEL_MAX_ROWS", "OPTIONAL_CANDIDATES", "PREPROCESSING_VARIANTS",
@@ -872,6 +872,7 @@ def train_small(config: RunConfig, dm, candidates=None, result_sheet: bool = Tru
                               selection["training_rows"])
     stem = model_name(config.name_fields())
     warn_if_replacing(out_dir, stem)
+    earlier_best = best_checkpoints(out_dir, stem)
     val = fitted["val_metrics"]
     test_rows = dm.stage_arrays("test")
     metrics = {"val": val}
@@ -897,6 +898,7 @@ def train_small(config: RunConfig, dm, candidates=None, result_sheet: bool = Tru
                                for name, fit in fitted["baselines"].items()}
     checkpoint = out_dir / f"{stem}_{val['loss']:.3E}_{val['f1']:.4f}_{val['accuracy']:.4f}.ckpt"
     save_checkpoint(module, checkpoint, (fitted["oof_logits"], fitted["y_train"], _training_rows(dm)))
+    remove_earlier_best(earlier_best, checkpoint)
     summary = {"name": stem, "version": __version__, "config": config.to_dict(), "labels": list(dm.labels),
                "description": dm.table.describe(), "class_counts": _class_counts(dm),
                "filters_removed": dm.table.report, "data_files": data_fingerprint(config.data),

@@ -11,12 +11,13 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import torch
 
 from spectratorch.errors import ConfigError
-from spectratorch.outputs import LOCK_NAME, claim_output_dir, remove_leftovers
+from spectratorch.outputs import LOCK_NAME, best_checkpoints, claim_output_dir, remove_leftovers
 from spectratorch.training.loggers import probe_tracking_server
 from tests.app.conftest import EXAMPLE
 from tests.security.helpers import ROOT, assert_one_line_refusal, run_cli_many
@@ -358,7 +359,34 @@ def test_a_run_that_replaces_an_earlier_one_of_the_same_name_says_so(tmp_path, c
                                       TrainConfig(output_dir=str(tmp_path / "out"), loggers=("csv",))))
         replaced.append("holds an earlier run of the same name" in caplog.text)
     assert replaced == [False, True]
-    assert f"({summary['name']}.json): this run replaces its JSON, result sheet and ONNX file" in caplog.text
+    assert (f"({summary['name']}.json): this run replaces its JSON, result sheet, ONNX file and best checkpoint"
+            in caplog.text)
+    # the earlier run's best checkpoint (other data, other metrics, another file name) is gone; one per name is left
+    assert best_checkpoints(tmp_path / "out", summary["name"]) == {Path(summary["files"]["checkpoint"])}
+
+
+@pytest.mark.slow
+def test_a_network_run_that_replaces_an_earlier_one_leaves_one_best_checkpoint_and_keeps_its_input(demo_file,
+                                                                                                  tmp_path):
+    from spectratorch.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+    from spectratorch.pipelines.run import train
+
+    def run(epochs: int, **train_options) -> dict:
+        return train(RunConfig(DataConfig(data=str(demo_file), channels=("277",), targets=("OVA", "OK")),
+                               ModelConfig(arch="TinyVGG"),
+                               TrainConfig(output_dir=str(tmp_path / "out"), max_epochs=epochs, loggers=("csv",),
+                                           baseline=False, **train_options)), result_sheet=False)
+
+    first = Path(run(1)["files"]["checkpoint"])
+    second = run(3)
+    name = second["name"]
+    assert Path(second["files"]["checkpoint"]) != first
+    assert best_checkpoints(tmp_path / "out", name) == {Path(second["files"]["checkpoint"])}
+    assert (tmp_path / "out" / f"{name} last.ckpt").is_file()
+    # a run that starts from the earlier best (--load-this) keeps that file, its input
+    source = Path(second["files"]["checkpoint"])
+    third = run(2, load_this=str(source))
+    assert source.is_file() and Path(third["files"]["checkpoint"]).is_file()
 
 
 @pytest.mark.slow
