@@ -143,9 +143,9 @@ def _callbacks(config: RunConfig, stem: str, out_dir: Path) -> tuple[ModelCheckp
     return checkpoint, [checkpoint, stopping, latest]
 
 
-def _trainer(config: RunConfig, out_dir: Path, stem: str, callbacks: list) -> pl.Trainer:
+def _trainer(config: RunConfig, out_dir: Path, stem: str, callbacks: list, resuming: bool = False) -> pl.Trainer:
     t = config.train
-    logger = make_loggers(config, out_dir, stem)
+    logger = make_loggers(config, out_dir, stem, resuming)
     devices = int(t.devices) if str(t.devices).isdigit() else t.devices
     limit = t.limit_batches
     from spectratorch.pipelines.fold_bars import bars_drawn
@@ -284,9 +284,10 @@ def train(config: RunConfig, callbacks: Sequence = (), arch_selection: dict | No
     checkpoint, own_callbacks = _callbacks(config, stem, out_dir)
     if finetune is not None:
         own_callbacks.append(finetune.callback)
-    trainer = _trainer(config, out_dir, stem, [*own_callbacks, *callbacks])
-    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     last = out_dir / f"{stem} last.ckpt"
+    trainer = _trainer(config, out_dir, stem, [*own_callbacks, *callbacks],
+                       resuming=bool(config.train.fit and config.train.resume and last.is_file()))
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     if config.train.fit:
         resume_from = None
         if config.train.resume:

@@ -147,8 +147,28 @@ def prepare_mlflow_store(config: RunConfig, out_dir: Path) -> None:
         client.create_experiment(config.train.project, artifact_location=artifacts)
 
 
-def make_loggers(config: RunConfig, out_dir: Path, stem: str) -> list:
-    """The Lightning loggers of a run, in the order of ``config.train.loggers``."""
+def latest_version(log_root: Path) -> int | None:
+    """The highest ``N`` of the ``version_N`` folders under ``log_root``, or ``None`` when there is none.
+
+    Example:
+        >>> import tempfile
+        >>> root = Path(tempfile.mkdtemp())
+        >>> latest_version(root) is None
+        True
+        >>> for name in ("version_0", "version_2", "version_x"):
+        ...     (root / name).mkdir()
+        >>> latest_version(root)
+        2
+    """
+    numbers = [int(path.name[len("version_"):]) for path in log_root.glob("version_*")
+               if path.is_dir() and path.name[len("version_"):].isdigit()] if log_root.is_dir() else []
+    return max(numbers) if numbers else None
+
+
+def make_loggers(config: RunConfig, out_dir: Path, stem: str, resuming: bool = False) -> list:
+    """The Lightning loggers of a run, in the order of ``config.train.loggers``. A run ``resuming`` from its last
+    checkpoint writes TensorBoard's events into the latest version folder of its name, so that its curves go on
+    where the stopped run's end (the CSV logger, which would rewrite its file there, starts a new version)."""
     from lightning.pytorch.loggers import CSVLogger, MLFlowLogger, TensorBoardLogger
 
     quiet_lightning()
@@ -157,7 +177,9 @@ def make_loggers(config: RunConfig, out_dir: Path, stem: str) -> list:
     loggers = []
     for name in names:
         if name == "tensorboard":
-            loggers.append(TensorBoardLogger(save_dir=str(out_dir / "logs"), name=stem, default_hp_metric=False))
+            version = latest_version(out_dir / "logs" / stem) if resuming else None
+            loggers.append(TensorBoardLogger(save_dir=str(out_dir / "logs"), name=stem, default_hp_metric=False,
+                                             version=version))
         elif name == "csv":
             loggers.append(CSVLogger(save_dir=str(out_dir / "logs"), name=stem))
         elif name == "mlflow":

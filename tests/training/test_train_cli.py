@@ -122,6 +122,11 @@ def test_resume_after_kill_matches_uninterrupted(demo_file, tmp_path):
     b = json.loads(next(out.glob("*.json")).read_text())
     assert a["metrics"] == b["metrics"]
     assert Path(a["files"]["checkpoint"]).name == Path(b["files"]["checkpoint"]).name
+    # TensorBoard's curves go on in the stopped run's version folder: one version, the events of both processes
+    versions = list((out / "logs" / b["name"]).iterdir())
+    assert [v.name for v in versions] == ["version_0"]
+    writers = {path.name.rsplit(".", 2)[1] for path in versions[0].glob("events.out.tfevents.*")}  # their pids
+    assert len(writers) == 2
 
 
 # reason: a launcher file, because Lightning starts rank 1 by running this process's command line again. It
