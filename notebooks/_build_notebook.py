@@ -75,8 +75,15 @@ from spectratorch.data.raw import (
     write_raw_exports,
 )
 from spectratorch.data.schema import load_table, spectral_columns
+from spectratorch.data.targets import INTENSITY_ALIASES
 
 INTENSITY, TYPE, TRANSMITTANCE = "greffon_defaut_severite", "greffon_defaut_type", "greffon_transmittance"
+
+
+def intensity_classes(frame):
+    \"\"\"The defect intensity as training reads it: the inspectors' other spellings of OK (`OK - Inspecteur`,
+    `OK - SpectrAcer`) are OK.\"\"\"
+    return frame[INTENSITY].replace(INTENSITY_ALIASES)
 
 
 
@@ -136,18 +143,19 @@ labels.head()""",
 Left: a few individual spectra of each defect intensity. Right: the median spectrum of each intensity with the band
 between its 10th and 90th percentiles, which shows where the classes differ and how much they overlap. The vertical
 scale stops at the 99th percentile of the peaks so that saturated plateaus (looked at below) do not flatten the
-rest.""",
+rest. Here and below the intensities are the classes training reads: the inspectors' spellings `OK - Inspecteur` and
+`OK - SpectrAcer` count as `OK` (`spectratorch.data.targets.INTENSITY_ALIASES`).""",
     ),
     (
         "code",
-        """classes = sorted(raw[INTENSITY].unique())
+        """classes = sorted(intensity_classes(raw).unique())
 colors = dict(zip(classes, plt.cm.tab10.colors))
 rng = np.random.default_rng(0)
 fig, axes = plt.subplots(len(CHANNELS), 2, figsize=(12, 2.8 * len(CHANNELS)), squeeze=False)
 for row, c in enumerate(CHANNELS):
     top = np.quantile(SPECTRA[c].max(axis=1), 0.99) * 1.1
     for label in classes:
-        rows = np.flatnonzero(raw[INTENSITY].to_numpy() == label)
+        rows = np.flatnonzero(intensity_classes(raw).to_numpy() == label)
         shown = rng.choice(rows, size=min(3, len(rows)), replace=False)
         axes[row, 0].plot(AXES[c], SPECTRA[c][shown].T, color=colors[label], lw=0.7, alpha=0.8)
         low, median, high = np.quantile(SPECTRA[c][rows], [0.1, 0.5, 0.9], axis=0)
@@ -316,7 +324,7 @@ rules""",
     (
         "code",
         """removed_rows = masks.any(axis=1)
-by_class = pd.crosstab(raw[INTENSITY], removed_rows.map({False: "kept", True: "removed"}).rename("cleaning"))
+by_class = pd.crosstab(intensity_classes(raw), removed_rows.map({False: "kept", True: "removed"}).rename("cleaning"))
 by_class["% removed"] = (100 * by_class.get("removed", 0) / by_class.sum(axis=1)).round(1)
 by_class""",
     ),
@@ -358,7 +366,7 @@ plt.show()""",
     fig, axes = plt.subplots(1, len(others), figsize=(3.4 * len(others), 3), squeeze=False)
     for ax, name in zip(axes[0], others):
         for label in classes:
-            rows = (cleaned[INTENSITY] == label).to_numpy()
+            rows = (intensity_classes(cleaned) == label).to_numpy()
             ax.scatter(tabular["transmittance"][rows], tabular[name][rows], s=4, alpha=0.5, color=colors[label],
                        label=label)
         ax.set(xlabel="transmittance (%)", ylabel=name)
@@ -376,9 +384,9 @@ evaluate: the split is stratified, but each validation fold holds only a fifth o
     ),
     (
         "code",
-        """balance = pd.crosstab(cleaned[INTENSITY], cleaned[TYPE], margins=True, margins_name="total")
+        """balance = pd.crosstab(intensity_classes(cleaned), cleaned[TYPE], margins=True, margins_name="total")
 fig, axes = plt.subplots(1, 2, figsize=(12, 3.5))
-cleaned[INTENSITY].value_counts().plot.bar(ax=axes[0], title="rows per intensity", rot=30)
+intensity_classes(cleaned).value_counts().plot.bar(ax=axes[0], title="rows per intensity", rot=30)
 cleaned[TYPE].value_counts().sort_index().plot.bar(ax=axes[1], title="rows per defect type", rot=0)
 fig.tight_layout()
 plt.show()

@@ -77,6 +77,11 @@ def test_notebook_runs_on_a_small_export(tmp_path, monkeypatch):
         "text/html", "")))
     for rule, count in report["removed"].items():  # columns: flagged, flagged by this rule only, removed (first rule)
         assert re.search(rf"<th>{rule}</th>\s*<td>\d+</td>\s*<td>\d+</td>\s*<td>{count}</td>", rules), rules
+    # the per-class tables count the classes training reads: the inspectors' OK spellings are OK
+    assert set(read_dataset(expected)["greffon_defaut_severite"]) > {"OK", "OK - Inspecteur"}
+    by_class = next(o.data["text/html"] for o in _outputs(notebook, lambda o: "% removed" in o.get("data", {}).get(
+        "text/html", "")))
+    assert "<th>OK</th>" in by_class and "OK - Inspecteur" not in by_class and "OK - SpectrAcer" not in by_class
 
 
 @pytest.mark.slow  # reason: a Jupyter kernel process runs the notebook's cells
