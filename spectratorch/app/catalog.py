@@ -208,6 +208,10 @@ def model_details(entry: ModelEntry) -> dict[str, str]:
         "transforms in the model": ", ".join(map(str, meta.get("transforms") or [])) or "none",
         "split, seed, label smoothing": f"{_split_text(meta)}, seed {meta.get('seed')}, eps {meta.get('eps')}",
     }
+    if meta.get("parent"):
+        # reason: a model fine-tuned to another instrument may bear its parent's name (the name is its
+        # configuration); only this line and its folder tell them apart.
+        details["fine-tuned from"] = f"{meta['parent']} (the model it started from, trained on other data)"
     out_of_fold = _out_of_fold(meta)
     for stage in ("val", "test"):
         values = {key: _metric(meta, stage, key) for key in _METRICS}

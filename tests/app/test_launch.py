@@ -102,3 +102,16 @@ def test_the_details_of_a_small_set_model_say_which_rows_held_out_and_what_its_v
     assert details["split, seed, label smoothing"].startswith("fold 2 of 5, seed 1")
     assert details["validation metrics"] == "accuracy 0.500"
     assert details["calibration"].endswith("on 60 validation samples")
+    assert "fine-tuned from" not in details
+
+
+def test_the_details_of_a_fine_tuned_model_name_its_parent(tmp_path):
+    from spectratorch.export.onnx import update_metadata
+
+    (tmp_path / "b").mkdir()
+    path = linear_model(tmp_path / "b" / "model.onnx")
+    name = "Linear y=['AVA', 'bump'] c=('nir',) t=None 2-5 s=1 eps=0"
+    update_metadata(path, name=name, parent=name)  # the same configuration, fine-tuned to instrument B
+    details = model_details(open_model(path, tmp_path))
+    assert details["fine-tuned from"] == f"{name} (the model it started from, trained on other data)"
+    assert list(details).index("fine-tuned from") == list(details).index("split, seed, label smoothing") + 1
