@@ -719,7 +719,10 @@ def _run_predict(args) -> int:
     for note in predictor.trust_notes():
         print(note, file=sys.stderr)
     skipped = {rule: n for rule, n in frame.attrs.get("skipped", {}).items() if n}
-    print(f"wrote {args.output}: {len(frame)} samples" + (f", skipped {skipped}" if skipped else ""))
+    in_place = len(frame.attrs.get("skipped_rows") or [])
+    print(f"wrote {args.output}: {len(frame)} samples" + (f", skipped {skipped}" if skipped else "")
+          + (f"; the data's {in_place} skipped rows are in the file in their places, with no prediction and the "
+             "reason in column 'skipped'" if in_place else ""))
     if frame.attrs.get("against_labels"):
         print(describe_scores(frame.attrs["against_labels"], frame.attrs["cutoff"]))
     ood = predictor.metadata.get("ood") or {}

@@ -51,6 +51,8 @@ __all__ = [
     "physical_cores",
     "prediction_frame",
     "predictions_csv",
+    "with_skipped_rows",
+    "SkippedRows",
     "scores_against_labels",
     "open_session",
     "session_options",
@@ -735,6 +737,7 @@ class Predictor:
         true_labels = self.true_labels(table)
         frame = with_truth(trust_columns(frame, self, outputs, coverage), true_labels)
         frame.attrs["skipped"] = dict(table.report)
+        frame.attrs["skipped_rows"] = SkippedRows.of(table)
         kept = (frame["label"] != UNCLASSIFIED).to_numpy()
         frame.attrs["cutoff"] = threshold
         frame.attrs["against_labels"] = scores_against_labels(outputs[OUTPUT_PROBABILITIES].argmax(axis=1),
@@ -971,10 +974,57 @@ def truth_indices(true_labels: np.ndarray | None, labels: Sequence[str]) -> np.n
     return np.where(text == "", NO_LABEL, np.where(codes < 0, UNKNOWN_CLASS, codes)).astype(np.int64)
 
 
+@dataclasses.dataclass(frozen=True, eq=False)
+class SkippedRows:
+    """The rows of the data that get no prediction, in its order: their ``positions`` in it (from 0), ``ids`` and
+    ``reasons`` (:attr:`~spectratorch.data.schema.SpectralTable.skipped`). Kept in ``frame.attrs["skipped_rows"]``,
+    which pandas deep-copies at every operation on the frame: this one is never copied (it is not changed)."""
+
+    positions: np.ndarray
+    ids: np.ndarray
+    reasons: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def __deepcopy__(self, memo) -> SkippedRows:
+        return self
+
+    @classmethod
+    def of(cls, table: SpectralTable) -> SkippedRows:
+        skipped = table.skipped if table.skipped is not None else pd.DataFrame({"position": [], "reason": []})
+        return cls(skipped["position"].to_numpy(dtype=np.int64), skipped.index.to_numpy(dtype=object),
+                   skipped["reason"].to_numpy(dtype=object))
+
+
+def with_skipped_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """The predictions with the data's skipped rows (``frame.attrs["skipped_rows"]``, :class:`SkippedRows`) put
+    back in their places: their id, a ``skipped`` column with the reason, every other column empty; so the rows keep
+    the data's order. A frame that skipped nothing is returned as it is (no ``skipped`` column).
+
+    Example:
+        >>> frame = prediction_frame(np.array([[0.25, 0.75], [0.9, 0.1]]), ["a", "c"], ["no", "yes"], 1)
+        >>> frame.attrs["skipped_rows"] = SkippedRows(np.array([1]), np.array(["b"]), np.array(["non_finite"]))
+        >>> with_skipped_rows(frame)[["id", "label", "skipped"]]
+          id label     skipped
+        0  a   yes
+        1  b   NaN  non_finite
+        2  c    no
+    """
+    skipped = frame.attrs.get("skipped_rows")
+    if skipped is None or not len(skipped):
+        return frame
+    total = len(frame) + len(skipped)
+    predicted = frame.set_axis(np.setdiff1d(np.arange(total), skipped.positions), axis=0).assign(skipped="")
+    left_out = pd.DataFrame({"id": skipped.ids, "skipped": skipped.reasons}, index=skipped.positions)
+    return pd.concat([predicted, left_out]).sort_index(kind="stable").reset_index(drop=True)
+
+
 def predictions_csv(frame: pd.DataFrame) -> bytes:
     """The bytes of the prediction CSV: what ``spectratorch predict`` writes and the app's download button serves.
 
-    UTF-8, ``\\n`` line ends on every platform, probabilities with 6 significant digits, no index column.
+    UTF-8, ``\\n`` line ends on every platform, probabilities with 6 significant digits, no index column. The rows
+    the data had and that got no prediction are in their places, with the reason (:func:`with_skipped_rows`).
 
     Args:
         frame: from :func:`prediction_frame`.
@@ -986,7 +1036,7 @@ def predictions_csv(frame: pd.DataFrame) -> bytes:
         >>> predictions_csv(prediction_frame(np.array([[0.25, 0.75]]), ["a"], ["no", "yes"], 1)).decode()
         'id,label,top1_label,top1_prob,p_no,p_yes\\na,yes,yes,0.75,0.25,0.75\\n'
     """
-    return frame.to_csv(index=False, float_format="%.6g", lineterminator="\n").encode("utf-8")
+    return with_skipped_rows(frame).to_csv(index=False, float_format="%.6g", lineterminator="\n").encode("utf-8")
 
 
 def write_predictions(frame: pd.DataFrame, path: str | os.PathLike) -> Path:

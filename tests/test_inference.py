@@ -203,16 +203,32 @@ def test_folder_of_instrument_exports(predictor, run, tmp_path):
     np.testing.assert_allclose(frame["p_OK"], expected["p_OK"], atol=1e-5)
 
 
-def test_nan_rows_are_skipped_and_reported(run, tmp_path, capsys):
+def test_nan_rows_are_skipped_reported_and_kept_in_their_places(run, tmp_path, capsys):
     df = read_dataset(run.data)
     df.iloc[[3, 10], df.columns.get_loc("277_300")] = np.nan
+    df.iloc[7, df.columns.get_loc("integration_oob")] = 1
     write_dataset(df, tmp_path / "nan.pkl")
     out = tmp_path / "p.csv"
     assert main(["predict", str(run.onnx), str(tmp_path / "nan.pkl"), "-o", str(out)]) == 0
-    frame = pd.read_csv(out, dtype={"id": str})
-    assert len(frame) == len(df) - 2
-    assert not set(df.index[[3, 10]].astype(str)) & set(frame["id"])
-    assert "skipped {'non_finite': 2}" in capsys.readouterr().out
+    frame = pd.read_csv(out, dtype={"id": str}, keep_default_na=False)
+    # every row of the data, in its order: a sheet pasted beside the data lines up
+    assert frame["id"].tolist() == df.index.astype(str).tolist()
+    reasons = dict(zip(frame["id"], frame["skipped"]))
+    assert {i: reasons[str(df.index[i])] for i in (3, 7, 10)} == {3: "non_finite", 7: "integration_oob",
+                                                                  10: "non_finite"}
+    assert (frame["skipped"] != "").sum() == 3
+    assert (frame.loc[frame["skipped"] != "", ["label", "top1_prob"]] == "").all().all()
+    assert (frame.loc[frame["skipped"] == "", "label"] != "").all()
+    # the predicted rows are those of the same file without the skipped rows
+    write_dataset(df.drop(index=df.index[[3, 7, 10]]), tmp_path / "clean.pkl")
+    assert main(["predict", str(run.onnx), str(tmp_path / "clean.pkl"), "-o", str(tmp_path / "c.csv")]) == 0
+    clean = pd.read_csv(tmp_path / "c.csv", dtype={"id": str})
+    full = pd.read_csv(out, dtype={"id": str})
+    pd.testing.assert_frame_equal(full[full["skipped"].isna()].drop(columns="skipped").reset_index(drop=True), clean,
+                                  check_dtype=False)
+    said = capsys.readouterr().out
+    assert "skipped {'integration_oob': 1, 'non_finite': 2}" in said
+    assert "the data's 3 skipped rows are in the file in their places" in said
 
 
 def _model_without_metadata(path):

@@ -21,11 +21,15 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from spectratorch.app.upload import DEFAULT_LIMIT_MB, check_upload
 from spectratorch.errors import DataFormatError
+
+if TYPE_CHECKING:
+    from spectratorch.inference import SkippedRows
 
 __all__ = ["Prediction", "predict_upload", "default_memory_mb", "DEFAULT_SECONDS", "apply_limits", "main"]
 
@@ -63,6 +67,8 @@ class Prediction:
         report: rows skipped by each check.
         trust: the model's outlier outputs, ``t2``, ``q`` (float32 ``[N]``) and ``outlier`` (bool ``[N]``), when it
             has them.
+        skipped: the file's rows that got no prediction, with their places and reasons (what ``predict`` writes
+            back in its CSV), or ``None``.
     """
 
     spectra: np.ndarray
@@ -72,6 +78,7 @@ class Prediction:
     true_labels: np.ndarray | None
     report: dict
     trust: dict = dataclasses.field(default_factory=dict)
+    skipped: SkippedRows | None = None
 
     @property
     def outputs(self) -> dict:
@@ -165,8 +172,13 @@ def _result(name: str, work: Path, returncode: int, memory_mb: int) -> Predictio
         arrays[key] = np.load(file, allow_pickle=False) if file.is_file() else None
     report = {str(k): int(v) for k, v in (result.get("report") or {}).items()}
     trust = {key: arrays[key] for key in _TRUST_ARRAYS if arrays[key] is not None}
+    from spectratorch.inference import SkippedRows
+
+    skipped = [work / f"skipped_{key}.npy" for key in ("positions", "ids", "reasons")]
+    rows = SkippedRows(*(np.load(file, allow_pickle=False).astype(dtype) for file, dtype in
+                         zip(skipped, (np.int64, object, object)))) if all(f.is_file() for f in skipped) else None
     return Prediction(arrays["spectra"], arrays["tabular"], arrays["ids"], arrays["probabilities"],
-                      arrays["true_labels"], report, trust)
+                      arrays["true_labels"], report, trust, rows)
 
 
 # ---- the child's side ---------------------------------------------------------------------------------------------
@@ -195,7 +207,7 @@ def _plain_ids(ids: np.ndarray) -> np.ndarray:
 
 def _work(work: Path, request: dict) -> dict:
     from spectratorch.app.upload import save_upload
-    from spectratorch.inference import Predictor
+    from spectratorch.inference import Predictor, SkippedRows
 
     name = request["name"]
     folder = work / "unpacked"
@@ -215,6 +227,12 @@ def _work(work: Path, request: dict) -> dict:
               **outputs}
     for key, value in arrays.items():
         if value is not None:
+            np.save(work / f"{key}.npy", np.ascontiguousarray(value), allow_pickle=False)
+    skipped = SkippedRows.of(table)
+    if len(skipped):
+        arrays = {"skipped_positions": skipped.positions, "skipped_ids": _plain_ids(skipped.ids),
+                  "skipped_reasons": np.asarray(skipped.reasons, dtype=str)}
+        for key, value in arrays.items():
             np.save(work / f"{key}.npy", np.ascontiguousarray(value), allow_pickle=False)
     return {"report": {str(k): int(v) for k, v in table.report.items()}}
 

@@ -222,7 +222,11 @@ def _show_predictions(entry: ModelEntry, name: str, table: Prediction, outputs: 
         st.markdown("**Class counts**")
         st.table(_class_counts(frame, predictor.labels).set_index("class"))
     stem = Path(name).stem
-    st.download_button("Download the predictions (CSV)", data=predictions_csv(frame),
+    # reason: the download is predict's CSV, which puts the skipped rows back in their places; the frame shown
+    # keeps no attrs (streamlit would try to serialise them).
+    download = frame.copy(deep=False)
+    download.attrs["skipped_rows"] = table.skipped
+    st.download_button("Download the predictions (CSV)", data=predictions_csv(download),
                        file_name=f"{stem} predictions.csv", mime="text/csv", on_click="ignore", key="download")
     cli_cutoff = "auto" if cutoff == predictor.cutoffs.get(DEFAULT_CUTOFF_KEY) else (repr(cutoff) if cutoff else "none")
     cli_coverage = f" --coverage {coverage:g}" if coverage else ""

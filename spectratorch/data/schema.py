@@ -95,6 +95,8 @@ class SpectralTable:
         tabular_columns: the names of the ``T`` tabular features.
         channel_ranges: each channel's own ``(min x, max x)``.
         report: how many rows each filter or check removed.
+        skipped: the source's rows left out (by a filter, or for NaN or inf), indexed by id, with their ``position``
+            in the source (from 0) and the ``reason``; ``None`` for a table not read from a source.
     """
 
     spectra: np.ndarray
@@ -106,6 +108,7 @@ class SpectralTable:
     tabular_columns: tuple[str, ...]
     channel_ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
     report: dict[str, int] = field(default_factory=dict)
+    skipped: pd.DataFrame | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -125,6 +128,7 @@ class SpectralTable:
             tabular_columns=self.tabular_columns,
             channel_ranges=self.channel_ranges,
             report=dict(self.report),
+            skipped=self.skipped,
         )
 
     def describe(self) -> dict:
@@ -200,13 +204,20 @@ def apply_filters(df: pd.DataFrame, filters: RowFilter) -> tuple[pd.DataFrame, d
     Raises:
         SchemaError: a filter names a column the data does not have, or a date that cannot be read.
     """
-    keep = np.ones(len(df), dtype=bool)
+    reasons, report = _filter_reasons(df, filters)
+    keep = reasons == ""
+    return (df if keep.all() else df.loc[keep]), report
+
+
+def _filter_reasons(df: pd.DataFrame, filters: RowFilter) -> tuple[np.ndarray, dict[str, int]]:
+    """The name of the filter that removes each row (``""``: kept), and ``{filter name: rows removed}``."""
+    reasons = np.full(len(df), "", dtype=object)
     report: dict[str, int] = {}
 
     def _remove(name: str, drop: np.ndarray) -> None:
-        drop = drop & keep
+        drop = drop & (reasons == "")
         report[name] = int(drop.sum())
-        keep[drop] = False
+        reasons[drop] = name
 
     if filters.drop_oob and OOB_COLUMN in df.columns:
         _remove("integration_oob", df[OOB_COLUMN].fillna(0).to_numpy().astype(float) == 1)
@@ -229,7 +240,7 @@ def apply_filters(df: pd.DataFrame, filters: RowFilter) -> tuple[pd.DataFrame, d
     for name, count in report.items():
         if count:
             _logger.info("filter %s removed %d rows", name, count)
-    return (df if keep.all() else df.loc[keep]), report
+    return reasons, report
 
 
 def _require_column(df: pd.DataFrame, column: str, option: str) -> pd.Series:
@@ -540,7 +551,11 @@ def load_table(
     tabular_columns = _resolve_tabular(df, tabular)
     if len(df) == 0:
         raise SchemaError("the data has a header and no rows; expected one row per sample below the header.")
-    df, report = apply_filters(df, filters or RowFilter())
+    reasons, report = _filter_reasons(df, filters or RowFilter())
+    positions = np.flatnonzero(reasons == "")
+    skipped = [(position, df.index[position], reasons[position]) for position in np.flatnonzero(reasons != "")]
+    if len(positions) < len(df):
+        df = df.iloc[positions]
     if len(df) == 0:
         raise SchemaError(f"no rows left after filtering (removed: {report}); relax the filters.")
     if expected_axis is not None:
@@ -579,12 +594,31 @@ def load_table(
             where,
             trim,
         )
+        skipped += [(position, row_id, "non_finite") for position, row_id in zip(positions[~finite], ids[~finite])]
         spectra, tab, ids, meta = spectra[finite], tab[finite], ids[finite], meta.iloc[np.flatnonzero(finite)]
     if len(ids) == 0:
         raise SchemaError(f"no rows left: every row has NaN or inf in the selected channels or tabular columns "
                           f"({where}); {hint}.")
     _warn_zero_spectra(spectra, ids, channels)
-    return SpectralTable(spectra, tab, ids, meta, channels, axis, tabular_columns, ranges, report)
+    return SpectralTable(spectra, tab, ids, meta, channels, axis, tabular_columns, ranges, report,
+                         _skipped_frame(skipped))
+
+
+def _skipped_frame(skipped: list[tuple]) -> pd.DataFrame:
+    """The rows left out, in the order of the source: ``position`` (the row's number in it, from 0) and ``reason``
+    (the filter's name, or ``non_finite``), indexed by id.
+
+    Example:
+        >>> _skipped_frame([(4, "s4", "non_finite"), (1, "s1", "integration_oob")])
+              position           reason
+        id
+        s1         1  integration_oob
+        s4         4       non_finite
+    """
+    skipped = sorted(skipped, key=lambda row: row[0])
+    return pd.DataFrame({"position": np.array([row[0] for row in skipped], dtype=np.int64),
+                         "reason": [row[2] for row in skipped]},
+                        index=pd.Index([row[1] for row in skipped], name="id"))
 
 
 def _zero_spectra(spectra: np.ndarray) -> np.ndarray:

@@ -85,10 +85,6 @@ def test_page_in_chromium_matches_predict(served_page, demo_data, tmp_path):
 
     url, log = served_page
     data = demo_data["parquet"]
-    result = run_cli(["predict", EXAMPLE, data, "-o", tmp_path / "predict.csv"])
-    assert result.returncode == 0, result.stderr
-    expected = (tmp_path / "predict.csv").read_bytes()
-    reference = pd.read_csv(io.BytesIO(expected), dtype={"id": str})
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
@@ -98,6 +94,13 @@ def test_page_in_chromium_matches_predict(served_page, demo_data, tmp_path):
             page.set_default_timeout(90_000)
             page.goto(url)
             page.locator("input[type=file]").set_input_files(data)
+            # the command the page says gives the same file (its cutoff and label-set sliders as it shows them)
+            caption = page.get_by_text("The same file as").inner_text()
+            options = re.search(r"-o predictions\.csv (.*?)`?,? run in", caption).group(1).split()
+            result = run_cli(["predict", EXAMPLE, data, "-o", tmp_path / "predict.csv", *options])
+            assert result.returncode == 0, result.stderr
+            expected = (tmp_path / "predict.csv").read_bytes()
+            reference = pd.read_csv(io.BytesIO(expected), dtype={"id": str})
             expect(page.get_by_text("samples predicted from")).to_contain_text(f"{len(reference)} samples")
 
             expected_counts = reference["label"].value_counts().to_dict()

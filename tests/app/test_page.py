@@ -141,13 +141,28 @@ def test_a_file_without_labels_shows_no_accuracy(monkeypatch, models_dir, demo_d
     assert len(at.dataframe) == 2  # the models and the predictions
 
 
-@pytest.mark.parametrize("kind", ["parquet", "csv", "pkl", "zip"])
+def _coverage_options(at: AppTest) -> list[str]:
+    """The CLI options of the page's label-set slider (the example model has a conformal calibration)."""
+    coverage = at.select_slider(key="coverage").value
+    return ["--coverage", f"{coverage:g}"] if coverage else []
+
+
+@pytest.mark.parametrize("kind", ["parquet", "csv", "pkl", "zip", "csv with skipped rows"])
 def test_upload_shows_and_serves_what_predict_writes(monkeypatch, models_dir, demo_data, downloads, tmp_path, kind):
+    if kind == "csv with skipped rows":
+        frame = read_dataset(demo_data["csv"])
+        frame.iloc[[2, 9], frame.columns.get_loc("277_300")] = np.nan
+        frame.iloc[5, frame.columns.get_loc("integration_oob")] = 1
+        write_dataset(frame, tmp_path / "skipped.csv")
+        demo_data = {**demo_data, kind: tmp_path / "skipped.csv"}
     at = _upload(_page(monkeypatch, models_dir), demo_data[kind])
     assert _errors(at) == []
     source = demo_data["raw"] if kind == "zip" else demo_data[kind]
-    expected = _predict_cli(EXAMPLE, source, tmp_path / "p.csv")
+    expected = _predict_cli(EXAMPLE, source, tmp_path / "p.csv", *_coverage_options(at))
     reference = pd.read_csv(io.BytesIO(expected), dtype={"id": str})
+    if kind == "csv with skipped rows":  # the download holds every row of the file, the skipped ones in place
+        assert reference["skipped"].notna().tolist() == [i in (2, 5, 9) for i in range(len(frame))]
+        reference = reference[reference["skipped"].isna()].reset_index(drop=True)
     shown = at.dataframe[1].value
     assert shown["id"].astype(str).tolist() == reference["id"].tolist()
     assert shown["label"].tolist() == reference["label"].tolist()
@@ -163,12 +178,14 @@ def test_the_cutoff_slider_gives_predicts_cutoff(monkeypatch, models_dir, demo_d
     slider = at.select_slider(key="cutoff")
     assert slider.value == Predictor(EXAMPLE).cutoffs["default"]
     at = slider.set_value(0.99).run()
-    expected = _predict_cli(EXAMPLE, demo_data["parquet"], tmp_path / "p.csv", "--cutoff", "0.99")
+    expected = _predict_cli(EXAMPLE, demo_data["parquet"], tmp_path / "p.csv", "--cutoff", "0.99",
+                            *_coverage_options(at))
     assert downloads[-1][1] == expected
     labels = pd.read_csv(io.BytesIO(expected))["label"]
     assert (labels == UNCLASSIFIED).sum() == at.table[1].value.loc[UNCLASSIFIED, "samples"] > 0
     at = at.select_slider(key="cutoff").set_value(0.0).run()
-    assert downloads[-1][1] == _predict_cli(EXAMPLE, demo_data["parquet"], tmp_path / "p.csv", "--cutoff", "none")
+    assert downloads[-1][1] == _predict_cli(EXAMPLE, demo_data["parquet"], tmp_path / "p.csv", "--cutoff", "none",
+                                            *_coverage_options(at))
     assert UNCLASSIFIED not in at.table[1].value.index
 
 
