@@ -95,19 +95,34 @@ def test_unsupported_coverage_is_one_line_and_exit_2(run, tmp_path):
     assert not (tmp_path / "p.csv").exists()
 
 
+def _older_export(path):
+    """The example model as exported before the label sets and the outlier model: its graph down to the
+    probabilities output, its metadata without ``conformal``, ``ood`` and the ``outputs`` that name them."""
+    import onnx
+
+    model = onnx.load(EXAMPLE)
+    onnx.utils.extract_model(str(EXAMPLE), str(path), [i.name for i in model.graph.input], ["probabilities"])
+    older = onnx.load(path)
+    dropped = {"conformal", "ood", "outputs"}
+    older.metadata_props.extend(prop for prop in model.metadata_props if prop.key not in dropped)
+    onnx.save(older, path)
+    return path
+
+
 def test_a_model_exported_before_still_predicts_and_says_what_it_lacks(tmp_path):
     from spectratorch.data.demo import write_demo_dataset
 
-    assert "conformal" not in Predictor(EXAMPLE).metadata  # reason: the shipped example predates this format
+    older = _older_export(tmp_path / "older.onnx")
+    assert "conformal" not in Predictor(older).metadata and Predictor(older).outputs == ("probabilities",)
     write_demo_dataset(tmp_path / "fresh.pkl", n_samples=300, seed=3)
     out = tmp_path / "p.csv"
-    result = run_cli(["predict", EXAMPLE, tmp_path / "fresh.pkl", "-o", out, "--coverage", "0.9"])
+    result = run_cli(["predict", older, tmp_path / "fresh.pkl", "-o", out, "--coverage", "0.9"])
     assert result.returncode == 0, result.stderr
     assert "no conformal calibration" in result.stderr and "no outlier model" in result.stderr
     columns = list(pd.read_csv(out).columns)
     assert columns[:4] == ["id", "label", "truth", "top1_label"] and "set" not in columns and "outlier" not in columns
     # a coverage that is no probability is refused even where the model has no sets to give
-    result = run_cli(["predict", EXAMPLE, tmp_path / "fresh.pkl", "-o", tmp_path / "q.csv", "--coverage", "7"])
+    result = run_cli(["predict", older, tmp_path / "fresh.pkl", "-o", tmp_path / "q.csv", "--coverage", "7"])
     assert result.returncode == 2, result.stderr
     assert result.stderr.strip().splitlines() == [
         "spectratorch predict: error: --coverage must be a probability between 0 and 1, e.g. 0.9; got 7.0."]
