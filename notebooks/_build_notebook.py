@@ -75,15 +75,15 @@ from spectratorch.data.raw import (
     write_raw_exports,
 )
 from spectratorch.data.schema import load_table, spectral_columns
-from spectratorch.data.targets import INTENSITY_ALIASES
+from spectratorch.data.targets import LabLabels
 
 INTENSITY, TYPE, TRANSMITTANCE = "greffon_defaut_severite", "greffon_defaut_type", "greffon_transmittance"
 
 
 def intensity_classes(frame):
-    \"\"\"The defect intensity as training reads it: the inspectors' other spellings of OK (`OK - Inspecteur`,
-    `OK - SpectrAcer`) are OK.\"\"\"
-    return frame[INTENSITY].replace(INTENSITY_ALIASES)
+    \"\"\"The defect intensity as training reads it (`LabLabels`): the inspectors' other spellings of OK
+    (`OK - Inspecteur`, `OK - SpectrAcer`) are OK.\"\"\"
+    return pd.Series(LabLabels.from_meta(frame).intensity, index=frame.index, name=INTENSITY)
 
 
 
@@ -144,7 +144,7 @@ Left: a few individual spectra of each defect intensity. Right: the median spect
 between its 10th and 90th percentiles, which shows where the classes differ and how much they overlap. The vertical
 scale stops at the 99th percentile of the peaks so that saturated plateaus (looked at below) do not flatten the
 rest. Here and below the intensities are the classes training reads: the inspectors' spellings `OK - Inspecteur` and
-`OK - SpectrAcer` count as `OK` (`spectratorch.data.targets.INTENSITY_ALIASES`).""",
+`OK - SpectrAcer` count as `OK` (`spectratorch.data.targets.LabLabels`, as training reads them).""",
     ),
     (
         "code",

@@ -52,7 +52,6 @@ __all__ = [
     "prediction_frame",
     "predictions_csv",
     "with_skipped_rows",
-    "SkippedRows",
     "scores_against_labels",
     "open_session",
     "session_options",
@@ -737,7 +736,7 @@ class Predictor:
         true_labels = self.true_labels(table)
         frame = with_truth(trust_columns(frame, self, outputs, coverage), true_labels)
         frame.attrs["skipped"] = dict(table.report)
-        frame.attrs["skipped_rows"] = SkippedRows.of(table)
+        frame.attrs["skipped_rows"] = table.skipped
         kept = (frame["label"] != UNCLASSIFIED).to_numpy()
         frame.attrs["cutoff"] = threshold
         frame.attrs["against_labels"] = scores_against_labels(outputs[OUTPUT_PROBABILITIES].argmax(axis=1),
@@ -974,35 +973,14 @@ def truth_indices(true_labels: np.ndarray | None, labels: Sequence[str]) -> np.n
     return np.where(text == "", NO_LABEL, np.where(codes < 0, UNKNOWN_CLASS, codes)).astype(np.int64)
 
 
-@dataclasses.dataclass(frozen=True, eq=False)
-class SkippedRows:
-    """The rows of the data that get no prediction, in its order: their ``positions`` in it (from 0), ``ids`` and
-    ``reasons`` (:attr:`~spectratorch.data.schema.SpectralTable.skipped`). Kept in ``frame.attrs["skipped_rows"]``,
-    which pandas deep-copies at every operation on the frame: this one is never copied (it is not changed)."""
-
-    positions: np.ndarray
-    ids: np.ndarray
-    reasons: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.positions)
-
-    def __deepcopy__(self, memo) -> SkippedRows:
-        return self
-
-    @classmethod
-    def of(cls, table: SpectralTable) -> SkippedRows:
-        skipped = table.skipped if table.skipped is not None else pd.DataFrame({"position": [], "reason": []})
-        return cls(skipped["position"].to_numpy(dtype=np.int64), skipped.index.to_numpy(dtype=object),
-                   skipped["reason"].to_numpy(dtype=object))
-
-
 def with_skipped_rows(frame: pd.DataFrame) -> pd.DataFrame:
-    """The predictions with the data's skipped rows (``frame.attrs["skipped_rows"]``, :class:`SkippedRows`) put
+    """The predictions with the data's skipped rows (``frame.attrs["skipped_rows"]``,
+    :class:`~spectratorch.data.schema.SkippedRows`) put
     back in their places: their id, a ``skipped`` column with the reason, every other column empty; so the rows keep
     the data's order. A frame that skipped nothing is returned as it is (no ``skipped`` column).
 
     Example:
+        >>> from spectratorch.data.schema import SkippedRows
         >>> frame = prediction_frame(np.array([[0.25, 0.75], [0.9, 0.1]]), ["a", "c"], ["no", "yes"], 1)
         >>> frame.attrs["skipped_rows"] = SkippedRows(np.array([1]), np.array(["b"]), np.array(["non_finite"]))
         >>> with_skipped_rows(frame)[["id", "label", "skipped"]]

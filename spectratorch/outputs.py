@@ -154,16 +154,15 @@ _OTHER_KINDS = (".pkl", ".pickle", ".parquet", ".csv", ".tsv", ".xlsx", ".txt", 
                 ".yaml", ".yml")
 
 
-def warn_if_replacing(directory: str | os.PathLike, stem: str) -> bool:
+def warn_if_replacing(directory: str | os.PathLike, stem: str) -> set[Path]:
     """Say, in one warning, that a run is about to replace the files of an earlier run of the same name (the name
     holds the architecture, targets, channels, transforms, split, seed and epsilon, not the data file or the other
-    settings); returns whether it does."""
-    earlier = Path(directory) / f"{stem}.json"
-    if not earlier.is_file():
-        return False
-    _logger.warning("%s holds an earlier run of the same name (%s.json): this run replaces its JSON, result sheet, "
-                    "ONNX file and best checkpoint; --output-dir DIR keeps both", directory, stem)
-    return True
+    settings); returns the earlier runs' best checkpoints (:func:`best_checkpoints`), for
+    :func:`remove_earlier_best` once this run has saved its own."""
+    if (Path(directory) / f"{stem}.json").is_file():
+        _logger.warning("%s holds an earlier run of the same name (%s.json): this run replaces its JSON, result "
+                        "sheet, ONNX file and best checkpoint; --output-dir DIR keeps both", directory, stem)
+    return best_checkpoints(directory, stem)
 
 
 def best_checkpoints(directory: str | os.PathLike, stem: str) -> set[Path]:

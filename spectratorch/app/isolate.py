@@ -21,15 +21,12 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from spectratorch.app.upload import DEFAULT_LIMIT_MB, check_upload
+from spectratorch.data.schema import SkippedRows
 from spectratorch.errors import DataFormatError
-
-if TYPE_CHECKING:
-    from spectratorch.inference import SkippedRows
 
 __all__ = ["Prediction", "predict_upload", "default_memory_mb", "DEFAULT_SECONDS", "apply_limits", "main"]
 
@@ -172,8 +169,6 @@ def _result(name: str, work: Path, returncode: int, memory_mb: int) -> Predictio
         arrays[key] = np.load(file, allow_pickle=False) if file.is_file() else None
     report = {str(k): int(v) for k, v in (result.get("report") or {}).items()}
     trust = {key: arrays[key] for key in _TRUST_ARRAYS if arrays[key] is not None}
-    from spectratorch.inference import SkippedRows
-
     skipped = [work / f"skipped_{key}.npy" for key in ("positions", "ids", "reasons")]
     rows = SkippedRows(*(np.load(file, allow_pickle=False).astype(dtype) for file, dtype in
                          zip(skipped, (np.int64, object, object)))) if all(f.is_file() for f in skipped) else None
@@ -207,7 +202,7 @@ def _plain_ids(ids: np.ndarray) -> np.ndarray:
 
 def _work(work: Path, request: dict) -> dict:
     from spectratorch.app.upload import save_upload
-    from spectratorch.inference import Predictor, SkippedRows
+    from spectratorch.inference import Predictor
 
     name = request["name"]
     folder = work / "unpacked"
@@ -228,8 +223,8 @@ def _work(work: Path, request: dict) -> dict:
     for key, value in arrays.items():
         if value is not None:
             np.save(work / f"{key}.npy", np.ascontiguousarray(value), allow_pickle=False)
-    skipped = SkippedRows.of(table)
-    if len(skipped):
+    skipped = table.skipped
+    if skipped is not None and len(skipped):
         arrays = {"skipped_positions": skipped.positions, "skipped_ids": _plain_ids(skipped.ids),
                   "skipped_reasons": np.asarray(skipped.reasons, dtype=str)}
         for key, value in arrays.items():

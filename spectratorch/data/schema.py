@@ -25,6 +25,7 @@ from spectratorch.contract import axis_tolerance, describe_axis, same_axis
 from spectratorch.errors import SchemaError
 
 __all__ = [
+    "SkippedRows",
     "SPECTRAL_COLUMN",
     "BARE_NUMBER",
     "PLAIN_CHANNEL",
@@ -82,6 +83,37 @@ class RowFilter:
 
 
 @dataclass(frozen=True, eq=False)
+class SkippedRows:
+    """The rows of a source that a table left out, in the source's order: their ``positions`` in it (from 0), their
+    ``ids`` and the ``reasons`` (a filter's name, or ``non_finite`` for NaN or inf). Kept by ``predict`` in
+    ``frame.attrs``, which pandas deep-copies at every operation on the frame: this one is never copied (it does not
+    change)."""
+
+    positions: np.ndarray
+    ids: np.ndarray
+    reasons: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def __deepcopy__(self, memo) -> SkippedRows:
+        return self
+
+    @classmethod
+    def of(cls, positions: np.ndarray, ids: np.ndarray, reasons: np.ndarray) -> SkippedRows:
+        """The rows given in any order, sorted by position.
+
+        Example:
+            >>> rows = SkippedRows.of(np.array([4, 1]), np.array(["s4", "s1"]), np.array(["non_finite", "oob"]))
+            >>> rows.positions.tolist(), rows.ids.tolist(), rows.reasons.tolist()
+            ([1, 4], ['s1', 's4'], ['oob', 'non_finite'])
+        """
+        order = np.argsort(positions, kind="stable")
+        return cls(np.asarray(positions, dtype=np.int64)[order], np.asarray(ids, dtype=object)[order],
+                   np.asarray(reasons, dtype=object)[order])
+
+
+@dataclass(frozen=True, eq=False)
 class SpectralTable:
     """A dataset in memory: spectra on a common axis, tabular features, ids and label columns.
 
@@ -95,8 +127,8 @@ class SpectralTable:
         tabular_columns: the names of the ``T`` tabular features.
         channel_ranges: each channel's own ``(min x, max x)``.
         report: how many rows each filter or check removed.
-        skipped: the source's rows left out (by a filter, or for NaN or inf), indexed by id, with their ``position``
-            in the source (from 0) and the ``reason``; ``None`` for a table not read from a source.
+        skipped: the source's rows left out (by a filter, or for NaN or inf); ``None`` for a table not read from a
+            source.
     """
 
     spectra: np.ndarray
@@ -108,7 +140,7 @@ class SpectralTable:
     tabular_columns: tuple[str, ...]
     channel_ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
     report: dict[str, int] = field(default_factory=dict)
-    skipped: pd.DataFrame | None = None
+    skipped: SkippedRows | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -553,7 +585,8 @@ def load_table(
         raise SchemaError("the data has a header and no rows; expected one row per sample below the header.")
     reasons, report = _filter_reasons(df, filters or RowFilter())
     positions = np.flatnonzero(reasons == "")
-    skipped = [(position, df.index[position], reasons[position]) for position in np.flatnonzero(reasons != "")]
+    filtered = np.flatnonzero(reasons != "")
+    skipped = [(filtered, df.index.to_numpy()[filtered], reasons[filtered])]
     if len(positions) < len(df):
         df = df.iloc[positions]
     if len(df) == 0:
@@ -594,31 +627,14 @@ def load_table(
             where,
             trim,
         )
-        skipped += [(position, row_id, "non_finite") for position, row_id in zip(positions[~finite], ids[~finite])]
+        skipped.append((positions[~finite], ids[~finite], np.full(int((~finite).sum()), "non_finite", dtype=object)))
         spectra, tab, ids, meta = spectra[finite], tab[finite], ids[finite], meta.iloc[np.flatnonzero(finite)]
     if len(ids) == 0:
         raise SchemaError(f"no rows left: every row has NaN or inf in the selected channels or tabular columns "
                           f"({where}); {hint}.")
     _warn_zero_spectra(spectra, ids, channels)
     return SpectralTable(spectra, tab, ids, meta, channels, axis, tabular_columns, ranges, report,
-                         _skipped_frame(skipped))
-
-
-def _skipped_frame(skipped: list[tuple]) -> pd.DataFrame:
-    """The rows left out, in the order of the source: ``position`` (the row's number in it, from 0) and ``reason``
-    (the filter's name, or ``non_finite``), indexed by id.
-
-    Example:
-        >>> _skipped_frame([(4, "s4", "non_finite"), (1, "s1", "integration_oob")])
-              position           reason
-        id
-        s1         1  integration_oob
-        s4         4       non_finite
-    """
-    skipped = sorted(skipped, key=lambda row: row[0])
-    return pd.DataFrame({"position": np.array([row[0] for row in skipped], dtype=np.int64),
-                         "reason": [row[2] for row in skipped]},
-                        index=pd.Index([row[1] for row in skipped], name="id"))
+                         SkippedRows.of(*(np.concatenate(part) for part in zip(*skipped))))
 
 
 def _zero_spectra(spectra: np.ndarray) -> np.ndarray:

@@ -33,7 +33,7 @@ from spectratorch.export.calibration import calibration_report, negative_log_lik
 from spectratorch.metrics import confusion_counts
 from spectratorch.models.batched import BATCH_SIZE, predict_logits, run_batched
 from spectratorch.models.registry import is_model, list_models
-from spectratorch.outputs import best_checkpoints, remove_earlier_best, warn_if_replacing
+from spectratorch.outputs import remove_earlier_best, warn_if_replacing
 from spectratorch.report.sheet import baseline_accuracies, make_result_sheet
 from spectratorch.training.baseline import compare_with_baseline, fit_baselines, preprocessed_features
 from spectratorch.training.hardware import check_hardware
@@ -267,8 +267,7 @@ def train(config: RunConfig, callbacks: Sequence = (), arch_selection: dict | No
     stem = model_name(config.name_fields())
     earlier_best = set()
     if config.train.fit and not config.train.resume and not config.train.finetune:
-        warn_if_replacing(out_dir, stem)
-        earlier_best = best_checkpoints(out_dir, stem)
+        earlier_best = warn_if_replacing(out_dir, stem)
     expected = _module_kwargs(config, dm)
     finetune = None
     if config.train.finetune:
@@ -285,18 +284,17 @@ def train(config: RunConfig, callbacks: Sequence = (), arch_selection: dict | No
     if finetune is not None:
         own_callbacks.append(finetune.callback)
     last = out_dir / f"{stem} last.ckpt"
-    trainer = _trainer(config, out_dir, stem, [*own_callbacks, *callbacks],
-                       resuming=bool(config.train.fit and config.train.resume and last.is_file()))
+    resume_from = None
+    if config.train.fit and config.train.resume:
+        if last.is_file():
+            read_checkpoint(last)  # reason: a hostile file is refused in one line before Lightning reads it
+            resume_from = str(last)
+            _logger.info("resuming from %s", last)
+        else:
+            _logger.warning("--resume: %s does not exist; starting from the beginning", last)
+    trainer = _trainer(config, out_dir, stem, [*own_callbacks, *callbacks], resuming=resume_from is not None)
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     if config.train.fit:
-        resume_from = None
-        if config.train.resume:
-            if last.is_file():
-                read_checkpoint(last)  # reason: a hostile file is refused in one line before Lightning reads it
-                resume_from = str(last)
-                _logger.info("resuming from %s", last)
-            else:
-                _logger.warning("--resume: %s does not exist; starting from the beginning", last)
         trainer.fit(module, datamodule=dm, ckpt_path=resume_from)
         best = checkpoint.best_model_path
         if best:

@@ -64,7 +64,7 @@ from spectratorch.models.closed_form import (
 )
 from spectratorch.models.linear import LinearClassifier
 from spectratorch.models.preprocess import Preprocess
-from spectratorch.outputs import best_checkpoints, remove_earlier_best, warn_if_replacing
+from spectratorch.outputs import remove_earlier_best, warn_if_replacing
 from spectratorch.transforms import preprocess_options
 
 __all__ = ["Candidate", "CANDIDATES", "KERNEL_MAX_ROWS", "OPTIONAL_CANDIDATES", "PREPROCESSING_VARIANTS",
@@ -871,8 +871,7 @@ def train_small(config: RunConfig, dm, candidates=None, result_sheet: bool = Tru
                                                                                    arch=selection["chosen"])),
                               selection["training_rows"])
     stem = model_name(config.name_fields())
-    warn_if_replacing(out_dir, stem)
-    earlier_best = best_checkpoints(out_dir, stem)
+    earlier_best = warn_if_replacing(out_dir, stem)
     val = fitted["val_metrics"]
     test_rows = dm.stage_arrays("test")
     metrics = {"val": val}
